@@ -1,0 +1,17 @@
+"""Typed exceptions: the library raises them, the command line turns each into one line and an exit code."""
+
+
+class CardiacDreamerError(Exception):
+    """Base class; ``str(error)`` is a complete one-line message for a user."""
+
+
+class DataError(CardiacDreamerError):
+    """A data directory, transitions file, image or patient list is unusable."""
+
+
+class ConfigError(CardiacDreamerError):
+    """A configuration file, key or value is invalid."""
+
+
+class CheckpointError(CardiacDreamerError):
+    """A checkpoint is missing, unreadable, foreign or incompatible."""

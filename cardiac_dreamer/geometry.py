@@ -1,0 +1,93 @@
+"""6-DOF probe poses in physical units: ``[x, y, z, roll, pitch, yaw]`` in millimetres and degrees.
+
+Two ways a move relates the poses at t1 and t2, so the model's composition can match the data:
+
+* ``additive``: ``at2 = at1 + move`` per component (what the real exports contain);
+* ``se3``: ``T(at2) = T(at1) @ T(move)``, the move expressed in the probe frame at t1.
+
+Rotation matrices use ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``.
+"""
+from __future__ import annotations
+
+import torch
+
+COMPOSITION_MODES = ("additive", "se3")
+AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
+AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
+
+
+def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
+    """``[..., 6]`` (mm, degrees) -> homogeneous ``[..., 4, 4]``."""
+    translation = pose[..., :3]
+    roll, pitch, yaw = torch.deg2rad(pose[..., 3:]).unbind(-1)
+    cr, sr = torch.cos(roll), torch.sin(roll)
+    cp, sp = torch.cos(pitch), torch.sin(pitch)
+    cy, sy = torch.cos(yaw), torch.sin(yaw)
+    rotation = torch.stack(
+        [
+            torch.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], -1),
+            torch.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], -1),
+            torch.stack([-sp, cp * sr, cp * cr], -1),
+        ],
+        -2,
+    )
+    matrix = torch.zeros(pose.shape[:-1] + (4, 4), dtype=pose.dtype, device=pose.device)
+    matrix[..., :3, :3] = rotation
+    matrix[..., :3, 3] = translation
+    matrix[..., 3, 3] = 1.0
+    return matrix
+
+
+def matrix_to_pose(matrix: torch.Tensor) -> torch.Tensor:
+    """Homogeneous ``[..., 4, 4]`` -> ``[..., 6]`` (mm, degrees); pitch in [-90, 90]."""
+    rotation = matrix[..., :3, :3]
+    pitch = torch.asin(torch.clamp(-rotation[..., 2, 0], -1.0, 1.0))
+    roll = torch.atan2(rotation[..., 2, 1], rotation[..., 2, 2])
+    yaw = torch.atan2(rotation[..., 1, 0], rotation[..., 0, 0])
+    angles = torch.rad2deg(torch.stack([roll, pitch, yaw], -1))
+    return torch.cat([matrix[..., :3, 3], angles], -1)
+
+
+def apply_move(pose: torch.Tensor, move: torch.Tensor, mode: str = "additive") -> torch.Tensor:
+    """The pose after ``move``: at2 from at1."""
+    _check_mode(mode)
+    if mode == "additive":
+        return pose + move
+    return matrix_to_pose(pose_to_matrix(pose) @ pose_to_matrix(move))
+
+
+def undo_move(pose_after: torch.Tensor, move: torch.Tensor, mode: str = "additive") -> torch.Tensor:
+    """The pose before ``move``: at1 from at2, the exact inverse of :func:`apply_move`."""
+    _check_mode(mode)
+    if mode == "additive":
+        return pose_after - move
+    return matrix_to_pose(pose_to_matrix(pose_after) @ torch.linalg.inv(pose_to_matrix(move)))
+
+
+def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
+    """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error."""
+    return torch.remainder(angles + 180.0, 360.0) - 180.0
+
+
+def pose_residual(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Per-component absolute difference in mm and degrees, angles compared on the circle."""
+    diff = actual - expected
+    return torch.cat([diff[..., :3].abs(), wrap_degrees(diff[..., 3:]).abs()], -1)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in COMPOSITION_MODES:
+        raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
+
+
+__all__ = [
+    "AXIS_NAMES",
+    "AXIS_UNITS",
+    "COMPOSITION_MODES",
+    "apply_move",
+    "matrix_to_pose",
+    "pose_residual",
+    "pose_to_matrix",
+    "undo_move",
+    "wrap_degrees",
+]
