@@ -1,0 +1,34 @@
+"""Data: read and validate exports, split by patient, standardize labels, serve tensors."""
+from .consistency import ConsistencyReport, check_label_consistency
+from .dataset import TransitionsDataset
+from .normalization import AxisStats, NormalizationStats
+from .prepare import PreparedData, build_datasets, prepare_data
+from .records import TRANSITIONS_FILE, TransitionRecord, find_patient_folders, read_patient_records, read_records
+from .splits import PatientSplit, automatic_split, kfold_splits, manual_split, read_grouping
+from .transforms import IMAGE_MEAN, IMAGE_STD, PhotometricAugment, images_to_float, read_grayscale
+
+__all__ = [
+    "IMAGE_MEAN",
+    "IMAGE_STD",
+    "TRANSITIONS_FILE",
+    "AxisStats",
+    "ConsistencyReport",
+    "NormalizationStats",
+    "PatientSplit",
+    "PhotometricAugment",
+    "PreparedData",
+    "TransitionRecord",
+    "TransitionsDataset",
+    "automatic_split",
+    "build_datasets",
+    "check_label_consistency",
+    "find_patient_folders",
+    "images_to_float",
+    "kfold_splits",
+    "manual_split",
+    "prepare_data",
+    "read_grayscale",
+    "read_grouping",
+    "read_patient_records",
+    "read_records",
+]

@@ -1,0 +1,107 @@
+"""From a DataConfig to records split by patient and normalization statistics fitted on the training patients.
+
+This is the one place that strings records -> grouping -> split -> statistics together, so training, evaluation
+and cross-validation all see the data the same way. It only reads: nothing is written into the data folder.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ..config import DataConfig
+from ..errors import DataError
+from .dataset import TransitionsDataset
+from .normalization import NormalizationStats
+from .records import TransitionRecord, find_patient_folders, read_records
+from .splits import SPLIT_NAMES, PatientSplit, automatic_split, manual_split, read_grouping
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Records of each split (``"train"``, ``"val"``, ``"test"``), the split, and the training statistics."""
+
+    records: Dict[str, List[TransitionRecord]]
+    split: PatientSplit
+    stats: NormalizationStats
+    samples_per_patient: Dict[str, int]  # every patient on disk, used or not
+    grouping: Dict[str, str] = field(default_factory=dict)  # folder -> patient id
+
+
+def prepare_data(
+    cfg: DataConfig, split: Optional[PatientSplit] = None, stats: Optional[NormalizationStats] = None
+) -> PreparedData:
+    """Read and validate every patient folder of ``cfg.data_dir`` and split them by patient.
+
+    The split comes from ``cfg`` (manual lists or a seeded automatic split) unless one is given, e.g. a fold of
+    :func:`~cardiac_dreamer.data.kfold_splits` or the split stored in a checkpoint; a given split must only name
+    patients that exist. Statistics are fitted on the training records unless given (e.g. from a checkpoint).
+    """
+    folders = find_patient_folders(cfg.data_dir)
+    grouping = {folder: folder for folder in folders}
+    if cfg.grouping_file:
+        grouping = read_grouping(_grouping_path(cfg), folders)
+    records = read_records(cfg.data_dir, folders, grouping, cfg.max_pairs_per_patient)
+    patients = sorted(set(grouping.values()))
+
+    if split is None:
+        split = _split_from_config(cfg, patients, grouping)
+    else:
+        missing = sorted(set(split.patients()) - set(patients))
+        if missing:
+            raise DataError(f"{cfg.data_dir}: the split names patient(s) not on disk: {', '.join(missing)}")
+
+    split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
+    by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}
+    if stats is None:
+        stats = NormalizationStats.fit(by_split["train"])
+    for name in SPLIT_NAMES:
+        logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
+    return PreparedData(
+        records=by_split,
+        split=split,
+        stats=stats,
+        samples_per_patient=dict(sorted(Counter(r.patient_id for r in records).items())),
+        grouping=grouping,
+    )
+
+
+def build_datasets(
+    prepared: PreparedData, cfg: DataConfig, normalize_images: bool = True
+) -> Dict[str, TransitionsDataset]:
+    """One dataset per non-empty split, all standardized with the training statistics.
+
+    The image cache budget is shared: train takes what it needs first, then val, then test.
+    """
+    datasets: Dict[str, TransitionsDataset] = {}
+    budget_mb = float(cfg.cache_budget_mb)
+    for name in SPLIT_NAMES:
+        if not prepared.records[name]:
+            continue
+        datasets[name] = TransitionsDataset(
+            prepared.records[name],
+            prepared.stats,
+            image_size=cfg.image_size,
+            cache_images=cfg.cache_images,
+            cache_budget_mb=budget_mb,
+            normalize_images=normalize_images,
+        )
+        budget_mb -= datasets[name].cache_mb
+    return datasets
+
+
+def _split_from_config(cfg: DataConfig, patients: List[str], grouping: Dict[str, str]) -> PatientSplit:
+    if cfg.manual_splits:
+        return manual_split(patients, cfg.train_patients, cfg.val_patients, cfg.test_patients, grouping)
+    return automatic_split(patients, cfg.train_ratio, cfg.val_ratio, cfg.test_ratio, cfg.split_seed)
+
+
+def _grouping_path(cfg: DataConfig) -> Path:
+    """The grouping file as written, or, when that path does not exist, the same name inside the data dir."""
+    path = Path(cfg.grouping_file)
+    inside = Path(cfg.data_dir) / path
+    return inside if not path.exists() and not path.is_absolute() and inside.exists() else path

@@ -1,0 +1,185 @@
+"""Patient-level splits: grouping of folders into people, automatic, manual and k-fold splits.
+
+Splits are always by patient, never by frame: consecutive frames of one scan are nearly identical, so a frame-level
+split would leak the validation set into training. A person scanned several times (several folders) is one
+patient, declared in a grouping JSON file ``{folder: patient_id}``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from ..errors import DataError
+
+logger = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class PatientSplit:
+    """Patient ids of each split; a patient is in at most one split."""
+
+    train: List[str] = field(default_factory=list)
+    val: List[str] = field(default_factory=list)
+    test: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        seen: Dict[str, str] = {}
+        for name in SPLIT_NAMES:
+            for patient in getattr(self, name):
+                if patient in seen:
+                    where = "twice in" if seen[patient] == name else f"in both {seen[patient]} and"
+                    raise DataError(f"patient split: patient {patient!r} is listed {where} {name}")
+                seen[patient] = name
+
+    def to_dict(self) -> Dict[str, List[str]]:
+        return {name: list(getattr(self, name)) for name in SPLIT_NAMES}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Sequence[str]]) -> "PatientSplit":
+        if not isinstance(values, Mapping) or set(values) - set(SPLIT_NAMES):
+            raise DataError(f"patient split: expected a mapping with keys {SPLIT_NAMES}, got {values!r}")
+        lists = {name: values.get(name, []) for name in SPLIT_NAMES}
+        for name, patients in lists.items():
+            if not isinstance(patients, (list, tuple)) or not all(isinstance(p, str) for p in patients):
+                raise DataError(f"patient split: {name} must be a list of patient ids, got {patients!r}")
+        return cls(**{name: list(patients) for name, patients in lists.items()})
+
+    def split_of(self, patient_id: str) -> str:
+        """``"train"``, ``"val"`` or ``"test"``."""
+        for name in SPLIT_NAMES:
+            if patient_id in getattr(self, name):
+                return name
+        raise DataError(f"patient split: patient {patient_id!r} is in no split")
+
+    def patients(self) -> List[str]:
+        """Every patient of the split, train then val then test."""
+        return self.train + self.val + self.test
+
+
+def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, str]:
+    """``{folder: patient_id}`` for every folder in ``folders``; folders the file does not name are their own
+    patient. The file is a JSON object mapping folder names to patient ids."""
+    path = Path(path)
+    folders = list(folders)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: grouping file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read grouping file ({error})") from None
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    if not isinstance(mapping, dict):
+        raise DataError(f"{path}: expected a JSON object {{folder: patient_id}}, got {type(mapping).__name__}")
+    known = set(folders)
+    for folder, patient in mapping.items():
+        if not isinstance(patient, str) or not patient:
+            raise DataError(f"{path}: folder {folder!r} must map to a non-empty patient id string, got {patient!r}")
+        if folder not in known:
+            raise DataError(f"{path}: folder {folder!r} is not a patient folder of the data directory")
+    return {folder: mapping.get(folder, folder) for folder in folders}
+
+
+def automatic_split(
+    patients: Iterable[str],
+    train_ratio: float = 0.70,
+    val_ratio: float = 0.15,
+    test_ratio: float = 0.15,
+    seed: int = 42,
+) -> PatientSplit:
+    """A seeded random split by patient, the same for the same patients and seed whatever their order.
+
+    Counts follow the ratios by largest remainder, then train and val get at least one patient each and test gets
+    one when its ratio is > 0 and a split can spare one: 3 patients -> 1/1/1, 4 -> 2/1/1, 10 -> 7/2/1 (ties go to
+    val), 20 -> 14/3/3. Fewer than two patients cannot be split (there would be nothing to validate on).
+    """
+    pool = sorted(set(patients))
+    if len(pool) < 2:
+        raise DataError(f"automatic split: need at least 2 patients (one to train, one to validate), got {len(pool)}")
+    random.Random(seed).shuffle(pool)
+    n_train, n_val, _ = _split_counts(len(pool), (train_ratio, val_ratio, test_ratio))
+    return PatientSplit(
+        train=sorted(pool[:n_train]),
+        val=sorted(pool[n_train : n_train + n_val]),
+        test=sorted(pool[n_train + n_val :]),
+    )
+
+
+def _split_counts(total: int, ratios: Sequence[float]) -> List[int]:
+    quotas = [total * ratio / sum(ratios) for ratio in ratios]
+    counts = [int(quota) for quota in quotas]
+    by_remainder = sorted(range(3), key=lambda i: (-(quotas[i] - counts[i]), i))
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    # Train and val cannot be empty; test gets a patient too when asked for and one can be spared.
+    for i, required in ((1, True), (0, True), (2, ratios[2] > 0)):
+        if counts[i] == 0 and required:
+            donor = max((j for j in range(3) if j != i and counts[j] > 1), key=lambda j: counts[j], default=None)
+            if donor is not None:
+                counts[donor] -= 1
+                counts[i] += 1
+    return counts
+
+
+def manual_split(
+    patients: Iterable[str],
+    train: Sequence[str],
+    val: Sequence[str],
+    test: Sequence[str] = (),
+    grouping: Optional[Mapping[str, str]] = None,
+) -> PatientSplit:
+    """The split the user listed; names may be patient ids or folder names (mapped through ``grouping``).
+
+    Patients on disk but listed nowhere are left out of every split, with a warning.
+    """
+    known = set(patients)
+    grouping = grouping or {}
+    lists = {}
+    for name, names in zip(SPLIT_NAMES, (train, val, test)):
+        ids = []
+        for raw in names:
+            patient = raw if raw in known else grouping.get(raw)
+            if patient not in known:
+                raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory")
+            if patient in ids:
+                raise DataError(f"manual split: patient {patient!r} is listed twice in {name}")
+            ids.append(patient)
+        lists[name] = ids
+    for name in ("train", "val"):
+        if not lists[name]:
+            raise DataError(f"manual split: the {name} list is empty; name at least one patient")
+    split = PatientSplit(**lists)
+    unused = sorted(known - set(split.patients()))
+    if unused:
+        logger.warning("manual split: %d patient(s) in no split and unused: %s", len(unused), ", ".join(unused))
+    return split
+
+
+def kfold_splits(patients: Iterable[str], k: int, seed: int = 42, test: Sequence[str] = ()) -> List[PatientSplit]:
+    """``k`` cross-validation splits: the non-test patients are dealt into ``k`` seeded folds, fold ``i``
+    validates and the others train; the held-out ``test`` patients are the same in every split."""
+    pool = sorted(set(patients))
+    unknown = sorted(set(test) - set(pool))
+    if unknown:
+        raise DataError(f"k-fold split: test patient(s) {', '.join(map(repr, unknown))} do not exist")
+    pool = [patient for patient in pool if patient not in set(test)]
+    if k < 2 or k > len(pool):
+        raise DataError(f"k-fold split: k must be between 2 and the {len(pool)} non-test patients, got {k}")
+    random.Random(seed).shuffle(pool)
+    folds = [sorted(pool[i::k]) for i in range(k)]
+    return [
+        PatientSplit(
+            train=sorted(p for j, fold in enumerate(folds) if j != i for p in fold),
+            val=folds[i],
+            test=sorted(test),
+        )
+        for i in range(k)
+    ]

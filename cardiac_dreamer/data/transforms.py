@@ -1,0 +1,93 @@
+"""Image decoding, normalization and photometric augmentation.
+
+Decoding happens once per image on the CPU (to uint8, the compact form the cache and the data loader carry);
+conversion to float and augmentation happen batched on whatever device the batch is on. Augmentation is only
+photometric: a geometric change (flip, shift, rotation) would change the probe pose the labels describe.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+
+from ..errors import DataError
+
+# ImageNet's RGB mean and std seen through the luma weights (0.299, 0.587, 0.114): the backbone's first layer
+# may start from ImageNet weights summed over the colour channels, so inputs should look like a gray ImageNet.
+IMAGE_MEAN = 0.449
+IMAGE_STD = 0.226
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
+    """Decode ``path`` into a uint8 ``[size, size]`` array, one channel whatever the file holds.
+
+    Colour, palette and alpha images go through PIL's luma conversion; 16-bit images (and 32-bit integer ones,
+    taken to hold 16-bit values) are scaled to 8 bit rather than clipped. Other sizes are resized with PIL's
+    bilinear filter, which averages over the whole footprint when shrinking (no aliasing). Truncated and
+    undecodable files raise :class:`DataError` naming the path.
+    """
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now: truncation and corrupt data surface here, not later
+            gray = _to_gray(image)
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise DataError(f"{path}: cannot decode image ({error})") from None
+    if gray.size != (size, size):
+        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(gray, dtype=np.uint8)
+
+
+def _to_gray(image: Image.Image) -> Image.Image:
+    if image.mode == "L":
+        return image.copy()
+    if image.mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float32).clip(0, 65535) / 257.0  # 65535 -> 255
+        return Image.fromarray(np.rint(values).astype(np.uint8))  # 2-D uint8 -> mode "L"
+    return image.convert("L")
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[..., 1, H, W]`` -> float32 normalized ``(x / 255 - IMAGE_MEAN) / IMAGE_STD``, on the same device."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images_to_float expects uint8 images, got {images.dtype}")
+    return images.to(torch.float32).div_(255.0).sub_(IMAGE_MEAN).div_(IMAGE_STD)
+
+
+class PhotometricAugment(nn.Module):
+    """Per-sample random brightness, contrast, gamma and light gaussian noise, on a batch of normalized images.
+
+    Works on ``[B, 1, H, W]`` images as :func:`images_to_float` returns them: they are mapped back to [0, 1],
+    changed, clamped and normalized again, a handful of element-wise operations on the device. It draws from
+    torch's global RNG (seed it for reproducible runs) and is the identity in ``eval()`` mode.
+    """
+
+    def __init__(self, brightness: float = 0.1, contrast: float = 0.2, gamma: float = 0.2, noise_std: float = 0.02):
+        super().__init__()
+        self.brightness = brightness  # added offset drawn from [-b, b]
+        self.contrast = contrast  # factor around each image's mean drawn from [1 - c, 1 + c]
+        self.gamma = gamma  # exponent drawn from [1 - g, 1 + g]
+        self.noise_std = noise_std  # noise sigma drawn per image from [0, noise_std]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return images
+        x = (images * IMAGE_STD + IMAGE_MEAN).clamp(0.0, 1.0)  # [B, 1, H, W] in [0, 1]
+        shape = x.shape[:-3] + (1, 1, 1)  # one draw per image
+
+        def draw(spread: float) -> torch.Tensor:  # uniform in [-spread, spread]
+            return (torch.rand(shape, device=x.device, dtype=x.dtype) * 2 - 1) * spread
+
+        x = x.pow(1.0 + draw(self.gamma))
+        mean = x.mean(dim=(-3, -2, -1), keepdim=True)
+        x = (x - mean) * (1.0 + draw(self.contrast)) + mean + draw(self.brightness)
+        sigma = torch.rand(shape, device=x.device, dtype=x.dtype) * self.noise_std
+        x = x + torch.randn_like(x) * sigma
+        return (x.clamp(0.0, 1.0) - IMAGE_MEAN) / IMAGE_STD

@@ -1,0 +1,189 @@
+"""One training run from a config to a complete run directory — what ``cardiac-train`` does, callable from a notebook.
+
+Order matters for users: everything that can fail on bad input (config, data, images, resume checkpoint) is
+checked before the run directory is made, so a mistake never leaves a half-made run behind.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from . import plots
+from .atomic import write_json
+from .config import Config, merge
+from .data.consistency import check_label_consistency
+from .data.normalization import NormalizationStats
+from .data.prepare import PreparedData, build_datasets, prepare_data
+from .data.splits import SPLIT_NAMES, PatientSplit
+from .data.transforms import read_grayscale
+from .errors import DataError
+from .evaluation import evaluate_checkpoint
+from .geometry import AXIS_NAMES, AXIS_UNITS
+from .models import CardiacDreamer
+from .training import distributed as dist
+from .training.checkpoints import load_checkpoint
+from .training.loggers import epoch_rows
+from .training.precision import select_device
+from .training.run_dir import RunDirectory, ensure_writable, write_experiment_config
+from .training.trainer import FitResult, Trainer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingOutcome:
+    run_dir: Path
+    fit: FitResult
+    test_evaluation_dir: Optional[Path]
+
+
+def load_resume_state(checkpoint: Path) -> Dict[str, Any]:
+    """The checkpoint a run resumes from, checked before anything is written."""
+    return load_checkpoint(checkpoint)
+
+
+def config_for_resume(state: Dict[str, Any], overrides: Dict[str, Any]) -> Config:
+    """The stopped run's config with the user's YAML/flag values laid over it (e.g. a larger max_epochs)."""
+    return merge(Config.from_dict(state["config"], source="checkpoint config"), overrides, source="overrides")
+
+
+def run_training(
+    config: Config,
+    output_dir: Optional[Path] = None,
+    resume_from: Optional[Path] = None,
+    split: Optional[PatientSplit] = None,
+    argv: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    evaluate_test: bool = True,
+) -> TrainingOutcome:
+    """Train one model end to end and return where its run directory is.
+
+    A new run goes to ``output_dir/run_YYYYMMDD_HHMMSS``; a resumed run continues the run directory of
+    ``resume_from`` with the split and normalization statistics stored there. ``split`` fixes the patients
+    (cross-validation folds pass theirs).
+    """
+    device = select_device(config.training.device)
+    dist.init_process_group(device)
+    resume_state = load_resume_state(resume_from) if resume_from is not None else None
+    if resume_state is not None:
+        split = PatientSplit.from_dict(resume_state["split"])
+        prepared = prepare_data(config.data, split, NormalizationStats.from_dict(resume_state["normalization"]))
+    else:
+        prepared = prepare_data(config.data, split)
+    datasets = build_datasets(prepared, config.data, normalize_images=False)
+    if "train" not in datasets or "val" not in datasets:
+        raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
+    consistency = check_label_consistency(prepared.records["train"])
+    if consistency.mode != config.model.composition:
+        log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
+
+    if resume_state is not None:
+        run = RunDirectory.of_checkpoint(resume_from)
+        ensure_writable(run.root)
+    else:
+        run = _create_run(output_dir)
+    if dist.is_main_process():
+        write_experiment_config(run, config.to_dict(), device, argv,
+                                extra={"resumed_from": str(resume_from) if resume_from else None})
+        write_json(run.root / "dataset_stats.json", dataset_stats(prepared, config.data.data_dir, consistency.summary()))
+        _plot_dataset(run, prepared, consistency.summary())
+
+    model = CardiacDreamer(config.model, image_size=config.data.image_size)
+    model.set_normalization(prepared.stats)
+    metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),
+                "grouping": prepared.grouping}
+    trainer = Trainer(config, run, metadata=metadata, progress=progress)
+    fit = trainer.fit(model, datasets["train"], datasets["val"], resume_from=resume_from)
+
+    evaluation_dir = None
+    if dist.is_main_process():
+        rows = epoch_rows(run.metrics_csv)
+        plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows))
+        if evaluate_test and "test" in datasets and fit.best_checkpoint is not None:
+            evaluation_dir = _evaluate_test(fit.best_checkpoint, run, config, progress)
+    dist.barrier()
+    return TrainingOutcome(run.root, fit, evaluation_dir)
+
+
+def _create_run(output_dir: Optional[Path]) -> RunDirectory:
+    """Rank 0 makes the directory; the other ranks learn its name."""
+    if output_dir is None:
+        raise DataError("an output directory is needed for a new run")
+    root = RunDirectory.create(Path(output_dir)).root if dist.is_main_process() else None
+    return RunDirectory(Path(dist.broadcast_object(str(root) if root else None)))
+
+
+def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: str) -> Dict[str, Any]:
+    """``dataset_stats.json``: who is in which split, how many pairs, and the targets in mm and degrees."""
+    split = prepared.split.to_dict()
+    per_split = {}
+    for name in SPLIT_NAMES:
+        records = prepared.records[name]
+        per_split[name] = {
+            "patients": split[name],
+            "num_patients": len(split[name]),
+            "num_samples": len(records),
+            "samples_per_patient": {p: prepared.samples_per_patient.get(p, 0) for p in split[name]},
+            "at1": _target_stats([r.at1 for r in records]),
+            "action_change": _target_stats([r.action_change for r in records]),
+        }
+    return {
+        "data_dir": str(Path(data_dir).resolve()),
+        "patient_split": {p: name for name in SPLIT_NAMES for p in split[name]},
+        "splits": per_split,
+        "folders_per_patient": _folders_per_patient(prepared.grouping),
+        "normalization": prepared.stats.to_dict(),
+        "label_consistency": composition_summary,
+    }
+
+
+def _target_stats(vectors) -> Dict[str, Dict[str, float]]:
+    if not vectors:
+        return {}
+    values = np.asarray(vectors, dtype=np.float64)
+    return {
+        f"{axis}_{unit}": {"mean": float(column.mean()), "std": float(column.std()),
+                           "min": float(column.min()), "max": float(column.max())}
+        for axis, unit, column in zip(AXIS_NAMES, AXIS_UNITS, values.T)
+    }
+
+
+def _folders_per_patient(grouping: Dict[str, str]) -> Dict[str, list]:
+    patients: Dict[str, list] = {}
+    for folder, patient in sorted(grouping.items()):
+        patients.setdefault(patient, []).append(folder)
+    return patients
+
+
+def _plot_dataset(run: RunDirectory, prepared: PreparedData, composition_summary: str) -> None:
+    """A preview pair from the first patient of each split, read the way training reads images."""
+    size = 128
+    pairs = []
+    for name in SPLIT_NAMES:
+        if prepared.records[name]:
+            record = prepared.records[name][0]
+            pairs.append((record.patient_id, name, read_grayscale(record.image_t1, size),
+                          read_grayscale(record.image_t2, size)))
+    plots.plot_dataset_statistics(run.plots / "dataset_statistics.png", prepared.split.to_dict(),
+                                  prepared.samples_per_patient, pairs, composition_summary)
+
+
+def _final_metrics(fit: FitResult, rows) -> Dict[str, Any]:
+    final = {"epochs_completed": fit.epochs_completed, "stop_reason": fit.stop_reason,
+             "best_val_main_task_loss": fit.best_score}
+    if rows:
+        final.update({k: v for k, v in rows[-1].items() if k.startswith("val_mae_") and v is not None})
+    return final
+
+
+def _evaluate_test(best: Path, run: RunDirectory, config: Config, progress: bool) -> Optional[Path]:
+    """Score the best checkpoint on the held-out test patients and keep the figures in the run directory."""
+    report, output_dir = evaluate_checkpoint(best, split="test", output_dir=run.root / "test_evaluation",
+                                             batch_size=config.training.batch_size,
+                                             device=config.training.device, progress=progress)
+    log.info("test evaluation written to %s\n%s", output_dir, report.summary_table())
+    return output_dir

@@ -1,0 +1,84 @@
+"""Early stopping and learning-rate schedules, each with a state that survives a resume."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+
+from ..config import TrainingConfig
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``val_main_task_loss`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    A non-finite value never counts as an improvement. ``patience`` 0 disables stopping.
+    """
+
+    patience: int
+    min_delta: float = 0.0
+    best: float = math.inf
+    wait: int = 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's value; True when training should stop."""
+        if math.isfinite(value) and value < self.best - self.min_delta:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+        return self.patience > 0 and self.wait >= self.patience
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.best, self.wait = float(state["best"]), int(state["wait"])
+
+
+class LRSchedule:
+    """One scheduler behind two hooks: ``after_optimizer_step`` and ``after_validation``.
+
+    ``cosine`` (linear warmup, then cosine to ``min_lr``) and ``onecycle`` are functions of the optimizer step;
+    ``plateau`` halves the rate when ``val_main_task_loss`` stalls; ``none`` keeps it constant.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainingConfig, steps_per_epoch: int):
+        self.kind = cfg.scheduler
+        total_steps = max(1, cfg.max_epochs * steps_per_epoch)
+        self.scheduler: Optional[Any] = None
+        if self.kind == "plateau":
+            self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+            )
+        elif self.kind == "cosine":
+            warmup = min(cfg.warmup_epochs * steps_per_epoch, total_steps - 1)
+            floor = cfg.min_lr / cfg.lr
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / (warmup + 1)
+                progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+                return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        elif self.kind == "onecycle":
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=0.3
+            )
+
+    def after_optimizer_step(self) -> None:
+        if self.kind in ("cosine", "onecycle"):
+            self.scheduler.step()
+
+    def after_validation(self, val_main_task_loss: float) -> None:
+        if self.kind == "plateau" and math.isfinite(val_main_task_loss):
+            self.scheduler.step(val_main_task_loss)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return self.scheduler.state_dict() if self.scheduler is not None else {}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if self.scheduler is not None and state:
+            self.scheduler.load_state_dict(state)

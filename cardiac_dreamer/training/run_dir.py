@@ -1,0 +1,123 @@
+"""The run directory the guide promises, and the JSON records written into it.
+
+``OUTPUT_DIR/run_YYYYMMDD_HHMMSS/`` with ``checkpoints/``, ``logs/`` and ``plots/``; two runs started in the same
+second get distinct directories (``os.mkdir`` either creates or fails, so there is no race).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+
+from .. import __version__
+from ..atomic import write_json
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    root: Path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.ckpt"
+
+    @property
+    def final_model(self) -> Path:
+        return self.root / "final_model.ckpt"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.logs / "cardiac_dreamer_csv" / "metrics.csv"
+
+    @classmethod
+    def create(cls, output_dir: Path, prefix: str = "run") -> "RunDirectory":
+        """A new ``<prefix>_YYYYMMDD_HHMMSS`` directory (``_2``, ``_3``... when that second is taken)."""
+        output_dir = Path(output_dir)
+        ensure_writable(output_dir)
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        for attempt in range(1, 1000):
+            root = output_dir / (f"{prefix}_{stamp}" if attempt == 1 else f"{prefix}_{stamp}_{attempt}")
+            try:
+                root.mkdir()
+            except FileExistsError:
+                continue
+            run = cls(root)
+            run.make_subdirectories()
+            return run
+        raise ConfigError(f"{output_dir}: could not create a new run directory")
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: Path) -> "RunDirectory":
+        """The run a checkpoint belongs to (``run/checkpoints/x.ckpt`` or ``run/final_model.ckpt``)."""
+        checkpoint = Path(checkpoint).resolve()
+        parent = checkpoint.parent
+        return cls(parent.parent if parent.name == "checkpoints" else parent)
+
+    def make_subdirectories(self) -> None:
+        for directory in (self.checkpoints, self.logs / "cardiac_dreamer", self.metrics_csv.parent, self.plots):
+            directory.mkdir(parents=True, exist_ok=True)
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create ``directory`` if needed and prove it is writable, before any work starts."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write_probe_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        reason = "permission denied" if error.errno in (errno.EACCES, errno.EPERM) else (error.strerror or str(error))
+        raise ConfigError(f"{directory}: output directory is not writable ({reason})") from None
+
+
+def environment_info(device: torch.device) -> Dict[str, Any]:
+    return {
+        "cardiac_dreamer": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def write_experiment_config(
+    run: RunDirectory, config: Mapping[str, Any], device: torch.device, argv: Optional[Sequence[str]] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Path:
+    """``experiment_config.json``: the fully resolved config, the command line, versions, device and seed."""
+    record = {
+        "config": dict(config),
+        "command_line": list(sys.argv if argv is None else argv),
+        "seed": config["training"]["seed"],
+        "environment": environment_info(device),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(extra or {}),
+    }
+    return write_json(run.root / "experiment_config.json", record)

@@ -1,0 +1,344 @@
+"""The training loop: ``Trainer.fit`` runs epochs of ``train_one_epoch`` + ``validate`` and owns what follows.
+
+The two engine methods only compute and return averaged metrics; ``fit`` logs them, ranks and saves checkpoints,
+steps the LR schedule and decides on early stopping. Everything that decides the future of the run lives in the
+training state (``last.ckpt``), so a resumed run continues exactly where the stopped one was.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import torch
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm.auto import tqdm
+
+from ..config import Config
+from ..data.transforms import PhotometricAugment, images_to_float
+from ..errors import CardiacDreamerError, CheckpointError
+from ..geometry import pose_residual
+from ..losses import compute_losses
+from . import distributed as dist
+from .callbacks import EarlyStopping, LRSchedule
+from .checkpoints import MONITOR, TopKCheckpoints, load_checkpoint, save_checkpoint
+from .loggers import LOSS_NAMES, VAL_MAE_NAMES, MetricLogger
+from .precision import GradientStep, resolve_precision, select_device
+from .reproducibility import rng_state, seed_everything, seed_worker, set_rng_state
+from .run_dir import RunDirectory
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(CardiacDreamerError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Optional[Path]
+    best_score: Optional[float]
+    epochs_completed: int
+    global_step: int
+    stop_reason: str  # "max_epochs" or "early_stopping"
+    final_model: Optional[Path]
+
+
+class Trainer:
+    """Trains a :class:`~cardiac_dreamer.models.CardiacDreamer` into a :class:`RunDirectory`.
+
+    ``metadata`` (the patient split, the data directory) is stored in every checkpoint so evaluation can find
+    the patients the model never saw.
+    """
+
+    def __init__(self, config: Config, run: RunDirectory, metadata: Optional[Mapping[str, Any]] = None,
+                 progress: bool = True):
+        self.config = config
+        self.cfg = config.training
+        self.run = run
+        self.metadata = dict(metadata or {})
+        self.progress = progress
+        self.device = select_device(self.cfg.device)
+        if self.device.type == "cuda" and dist.launched_by_torchrun():
+            self.device = torch.device("cuda", dist.local_rank())
+        self.precision = resolve_precision(self.cfg.precision, self.device)
+        self.epoch = 0  # the next epoch to run
+        self.global_step = 0  # optimizer steps taken
+        self.consecutive_nonfinite = 0
+        self.nonfinite_steps = 0
+
+    # ----------------------------------------------------------------------------------------------- setup
+    def _setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset) -> None:
+        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        memory_format = torch.channels_last if self.cfg.channels_last else torch.preserve_format
+        self.model = model.to(self.device, memory_format=memory_format)
+        self.memory_format = memory_format
+        self.engine = self.model
+        if dist.is_distributed():
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.engine = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.cfg.compile:
+            self.engine = torch.compile(self.engine)
+        self.shuffle_generator = torch.Generator()
+        self.train_loader = self._loader(train_set, train=True)
+        self.val_loader = self._loader(val_set, train=False)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.parameters, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+            fused=self.device.type == "cuda" or None,
+        )
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / self.cfg.accumulate_grad_batches)
+        self.schedule = LRSchedule(self.optimizer, self.cfg, self.steps_per_epoch)
+        self.gradient_step = GradientStep(self.precision, self.device, self.cfg.gradient_clip_val)
+        self.early_stopping = EarlyStopping(self.cfg.early_stop_patience, self.cfg.min_delta)
+        self.top_k = TopKCheckpoints(self.run.checkpoints, self.cfg.save_top_k)
+        self.augment = PhotometricAugment() if self.config.data.augment else None
+        pose = self.model.normalization.pose
+        self.pose_mean = torch.tensor(pose.mean, device=self.device)
+        self.pose_std = torch.tensor(pose.std, device=self.device)
+
+    def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
+        if dist.is_distributed():
+            sampler = (torch.utils.data.DistributedSampler(dataset, shuffle=True, seed=self.cfg.seed)
+                       if train else dist.ShardSampler(len(dataset)))
+        else:
+            sampler = RandomSampler(dataset, generator=self.shuffle_generator) if train else None
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=workers,
+            persistent_workers=workers > 0 and self.cfg.persistent_workers,
+            pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
+
+    def _set_epoch(self, epoch: int) -> None:
+        """Shuffling is a function of (seed, epoch), so a resumed run sees the same order."""
+        self.shuffle_generator.manual_seed(self.cfg.seed + epoch)
+        sampler = self.train_loader.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    # ----------------------------------------------------------------------------------------------- fit
+    def fit(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
+            resume_from: Optional[Path] = None) -> FitResult:
+        """Train until ``max_epochs`` or early stopping; returns where the best and final models are."""
+        self._setup(model, train_set, val_set)
+        if resume_from is not None:
+            self._restore(Path(resume_from))
+        main = dist.is_main_process()
+        logger = MetricLogger(self.run.logs) if main else None
+        if main and resume_from is not None:
+            logger.csv.truncate_after(self.global_step)
+        stop_reason = "max_epochs"
+        try:
+            while self.epoch < self.cfg.max_epochs:
+                epoch = self.epoch
+                started = time.perf_counter()
+                train_metrics = self.train_one_epoch(epoch, logger)
+                val_metrics = self.validate()
+                learning_rate = self.optimizer.param_groups[0]["lr"]
+                score = val_metrics["val_main_task_loss"]
+                should_stop = self.early_stopping.update(score)
+                self.schedule.after_validation(score)
+                self.epoch = epoch + 1
+                row = {**train_metrics, **val_metrics, "learning_rate": learning_rate,
+                       "nonfinite_steps": self.nonfinite_steps}
+                if main:
+                    logger.log_epoch(row, epoch, self.global_step)
+                    self._save_epoch_checkpoints(epoch, score, row)
+                    log.info("epoch %d: val_main_task_loss %.4f, val_loss %.4f (%.1fs)",
+                             epoch, score, val_metrics["val_loss"], time.perf_counter() - started)
+                dist.barrier()
+                if should_stop:
+                    stop_reason = "early_stopping"
+                    log.info("early stopping: %s did not improve for %d epochs (best %.4f)",
+                             MONITOR, self.early_stopping.wait, self.early_stopping.best)
+                    break
+        finally:
+            if logger is not None:
+                logger.close()
+        final = None
+        if main:
+            final = save_checkpoint(self.run.final_model, self._model_payload(self.epoch - 1, {}))
+        dist.barrier()
+        return FitResult(self.top_k.best_path, self.top_k.best_score, self.epoch, self.global_step,
+                         stop_reason, final)
+
+    # ----------------------------------------------------------------------------------------------- engine
+    def _prepare_batch(self, batch: Mapping[str, Any], train: bool) -> Dict[str, torch.Tensor]:
+        """Move a collated batch to the device; uint8 images become normalized floats there, batched."""
+        moved = {key: batch[key].to(self.device, non_blocking=True) for key in ("action_change", "at1", "at2")}
+        for key in ("image_t1", "image_t2"):
+            images = batch[key].to(self.device, non_blocking=True)
+            if images.dtype == torch.uint8:
+                images = images_to_float(images)
+            if train and self.augment is not None:
+                images = self.augment(images)
+            moved[key] = images.contiguous(memory_format=self.memory_format)
+        return moved
+
+    def _forward(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        with self.precision.autocast(self.device):
+            outputs = self.engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
+        return compute_losses(outputs, batch, self.config.loss)
+
+    def train_one_epoch(self, epoch: int, logger: Optional[MetricLogger] = None) -> Dict[str, float]:
+        """One pass over the training set; returns the epoch's sample-weighted mean losses."""
+        self.engine.train()
+        self._set_epoch(epoch)
+        accumulate = self.cfg.accumulate_grad_batches
+        batch_sizes = _batch_sizes(len(self.train_loader.sampler), self.cfg.batch_size)
+        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+        sample_count = torch.zeros((), device=self.device)
+        window_loss = torch.zeros((), device=self.device)
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+                   disable=True if not (self.progress and dist.is_main_process()) else None)
+        for index, raw in enumerate(bar):
+            batch = self._prepare_batch(raw, train=True)
+            window_start = index - index % accumulate
+            window_end = min(window_start + accumulate, len(batch_sizes))
+            # A short last window is scaled by its true size, so every window matches one big batch.
+            weight = batch_sizes[index] / sum(batch_sizes[window_start:window_end])
+            step_now = index + 1 == window_end
+            sync = contextlib.nullcontext() if step_now or not dist.is_distributed() else self.engine.no_sync()
+            with sync:
+                losses = self._forward(batch)
+                self.gradient_step.backward(losses["total_loss"] * weight)
+            values = torch.stack([losses[name].detach().float() for name in LOSS_NAMES])
+            finite = torch.isfinite(values).all()
+            loss_sums += torch.where(finite, values, torch.zeros_like(values)) * batch_sizes[index]
+            sample_count += finite.float() * batch_sizes[index]
+            window_loss += losses["total_loss"].detach().float() * weight
+            if step_now:
+                stepped = self._optimizer_step(window_loss, epoch)
+                window_loss = torch.zeros((), device=self.device)
+                if stepped and self.global_step % self.cfg.log_every_n_steps == 0:
+                    self._log_step(losses, epoch, logger, bar)
+        dist.all_reduce_sum(loss_sums)
+        dist.all_reduce_sum(sample_count)
+        means = (loss_sums / sample_count.clamp_min(1)).tolist()
+        return {f"train_{name}": value for name, value in zip(LOSS_NAMES, means)}
+
+    def _optimizer_step(self, window_loss: torch.Tensor, epoch: int) -> bool:
+        """Step, or skip a non-finite step with a warning (False); too many in a row stop the run."""
+        scale_before = self.gradient_step.scaler.get_scale() if self.gradient_step.scaler.is_enabled() else None
+        grad_norm = self.gradient_step.step(self.optimizer, self.parameters)
+        loss_finite, grad_finite = torch.stack([torch.isfinite(window_loss), torch.isfinite(grad_norm)]).tolist()
+        if not grad_finite and loss_finite and scale_before is not None:
+            log.info("fp16 loss scaler skipped step %d (overflow at scale %.0f); lowering the scale",
+                     self.global_step, scale_before)
+            return False
+        elif not (loss_finite and grad_finite):
+            self.nonfinite_steps += 1
+            self.consecutive_nonfinite += 1
+            log.warning("non-finite %s at step %d (epoch %d): step skipped",
+                        "loss" if not loss_finite else "gradient", self.global_step, epoch)
+            if self.consecutive_nonfinite > self.cfg.max_consecutive_nonfinite:
+                raise TrainingDiverged(
+                    f"training stopped: {self.consecutive_nonfinite} consecutive steps had a non-finite loss or "
+                    f"gradient (epoch {epoch}, step {self.global_step}); the checkpoints in "
+                    f"{self.run.checkpoints} are from the last good epoch. Try a lower lr or precision 32."
+                )
+            return False
+        self.consecutive_nonfinite = 0
+        self.global_step += 1
+        self.schedule.after_optimizer_step()
+        return True
+
+    def _log_step(self, losses, epoch: int, logger: Optional[MetricLogger], bar) -> None:
+        """Host sync happens here, at logging intervals only."""
+        metrics = {f"train_{name}": losses[name].item() for name in LOSS_NAMES}
+        metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if logger is not None:
+            logger.log_step(metrics, epoch, self.global_step)
+        bar.set_postfix(loss=f"{metrics['train_total_loss']:.4f}", main=f"{metrics['train_main_task_loss']:.4f}")
+
+    @torch.no_grad()
+    def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
+        """Mean losses and per-axis MAE (mm, degrees) over the whole validation set, summed over all ranks."""
+        self.engine.eval()
+        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+        error_sums = torch.zeros(6, device=self.device, dtype=torch.float64)
+        count = torch.zeros((), device=self.device)
+        for raw in loader or self.val_loader:
+            batch = self._prepare_batch(raw, train=False)
+            with self.precision.autocast(self.device):
+                outputs = self.engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
+            losses = compute_losses(outputs, batch, self.config.loss)
+            size = batch["at1"].shape[0]
+            loss_sums += torch.stack([losses[name].float() for name in LOSS_NAMES]) * size
+            predicted = outputs["at1"].float() * self.pose_std + self.pose_mean
+            expected = batch["at1"].float() * self.pose_std + self.pose_mean
+            error_sums += pose_residual(expected, predicted).double().sum(0)
+            count += size
+        for tensor in (loss_sums, error_sums, count):
+            dist.all_reduce_sum(tensor)
+        losses = (loss_sums / count.clamp_min(1)).tolist()
+        maes = (error_sums / count.clamp_min(1)).tolist()
+        metrics = {f"val_{name}": value for name, value in zip(LOSS_NAMES, losses)}
+        metrics["val_loss"] = metrics.pop("val_total_loss")
+        metrics.update(zip(VAL_MAE_NAMES, maes))
+        return metrics
+
+    # ----------------------------------------------------------------------------------------------- state
+    def _model_payload(self, epoch: int, metrics: Mapping[str, float]) -> Dict[str, Any]:
+        """What evaluation and inference need: weights, config, normalization, split, metrics."""
+        model = dist.unwrap(self.model)
+        return {
+            "kind": "model",
+            "config": self.config.to_dict(),
+            "model_state": model.state_dict(),
+            "normalization": model.normalization.to_dict(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "metrics": dict(metrics),
+            **self.metadata,
+        }
+
+    def _training_state(self, epoch: int, metrics: Mapping[str, float]) -> Dict[str, Any]:
+        """Everything that decides the future of the run, for an exact resume."""
+        return {
+            **self._model_payload(epoch, metrics),
+            "kind": "training_state",
+            "optimizer_state": self.optimizer.state_dict(),
+            "scheduler_state": self.schedule.state_dict(),
+            "scaler_state": self.gradient_step.state_dict(),
+            "early_stopping": self.early_stopping.state_dict(),
+            "top_k": self.top_k.state_dict(),
+            "nonfinite_steps": self.nonfinite_steps,
+            "rng": rng_state(),
+        }
+
+    def _save_epoch_checkpoints(self, epoch: int, score: float, metrics: Mapping[str, float]) -> None:
+        self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_payload(epoch, metrics)))
+        save_checkpoint(self.run.last_checkpoint, self._training_state(epoch, metrics))
+
+    def _restore(self, path: Path) -> None:
+        """Load a training state saved by ``_training_state``; the GradScaler already exists (``_setup``)."""
+        state = load_checkpoint(path, map_location="cpu")
+        if state.get("kind") != "training_state":
+            raise CheckpointError(
+                f"{path}: a model checkpoint without optimizer state cannot be resumed; "
+                f"resume from {self.run.last_checkpoint.name} of its run"
+            )
+        dist.unwrap(self.model).load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.schedule.load_state_dict(state["scheduler_state"])
+        self.gradient_step.load_state_dict(state["scaler_state"])
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        self.top_k.load_state_dict(state["top_k"])
+        self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
+        self.epoch = int(state["epoch"]) + 1
+        self.global_step = int(state["global_step"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
+
+
+def _batch_sizes(num_samples: int, batch_size: int) -> List[int]:
+    """Sizes of the batches a loader without drop_last yields: all full but the last."""
+    full, rest = divmod(num_samples, batch_size)
+    return [batch_size] * full + ([rest] if rest else [])

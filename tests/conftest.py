@@ -1,0 +1,79 @@
+"""Shared fixtures: folders shaped exactly like the real exports, and the synthetic phantom."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _gray_frame(frame: int, size: int) -> np.ndarray:
+    """A horizontal ramp shifted by the frame number, ``[size, size]`` uint8."""
+    ramp = (np.arange(size) * 255 // max(size - 1, 1) + 3 * frame) % 256
+    return np.tile(ramp.astype(np.uint8), (size, 1))
+
+
+def _pose(patient_number: int, frame: int) -> list:
+    """A pose in mm and degrees, smooth in the frame number, distinct per patient."""
+    t = frame + 10.0 * patient_number
+    return [round(v, 4) for v in (100 + 2 * t, -50 + 0.5 * t, 30 - t, 5 + 0.3 * t, -10 + 0.2 * t, 40 - 0.25 * t)]
+
+
+def write_real_export(
+    root: Path, patients: Sequence[str] = ("data_0513_01", "data_0513_02", "data_0513_03"), pairs: int = 6,
+    size: int = 224,
+) -> Path:
+    """Write ``root/<patient>/{ft1,ft2}/*.png`` (RGB) and ``transitions_dataset.json`` the way the real
+    exporter does: backslash paths, extra ``frame_t1``/``frame_t2`` keys, additive labels."""
+    root = Path(root)
+    for number, patient in enumerate(patients):
+        tag = patient.split("_", 1)[1]  # "data_0513_01" -> "0513_01"
+        folder = root / patient
+        (folder / "ft1").mkdir(parents=True)
+        (folder / "ft2").mkdir()
+        entries = []
+        for k in range(pairs):
+            name = f"frames_{tag}_{k:04d}.png"
+            for sub, frame in (("ft1", k), ("ft2", k + 1)):
+                gray = _gray_frame(frame, size)
+                # R = G = B: the real exports are RGB files carrying a grayscale signal.
+                Image.fromarray(np.stack([gray] * 3, axis=-1)).save(folder / sub / name)
+            at1, at2 = _pose(number, k), _pose(number, k + 1)
+            entries.append(
+                {
+                    "ft1_image_path": f"ft1\\{name}",
+                    "ft2_image_path": f"ft2\\{name}",
+                    "frame_t1": k,
+                    "frame_t2": k + 1,
+                    "at1_6dof": at1,
+                    "action_change_6dof": [b - a for a, b in zip(at1, at2)],
+                    "at2_6dof": at2,
+                }
+            )
+        (folder / "transitions_dataset.json").write_text(json.dumps(entries, indent=2))
+    return root
+
+
+@pytest.fixture
+def make_real_export():
+    """Factory: ``make_real_export(root, patients=(...), pairs=6, size=224) -> root``."""
+    return write_real_export
+
+
+@pytest.fixture
+def real_export(tmp_path, make_real_export) -> Path:
+    """Three small patients shaped like the real export (64x64 images keep tests fast)."""
+    return make_real_export(tmp_path / "data", pairs=4, size=64)
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory) -> Path:
+    """Four synthetic patients written by the phantom generator, shared by the whole session."""
+    from cardiac_dreamer.synthetic import generate_phantom
+
+    directory = tmp_path_factory.mktemp("phantom")
+    generate_phantom(directory, num_patients=4, pairs_per_patient=12, image_size=64, seed=0)
+    return directory

@@ -1,0 +1,88 @@
+"""geometry: moves between probe poses, additive and SE(3), and their exact inverses."""
+import pytest
+import torch
+
+from cardiac_dreamer.geometry import apply_move, matrix_to_pose, pose_to_matrix, pose_residual, undo_move
+
+
+def random_poses(count: int, seed: int, max_angle: float = 60.0) -> torch.Tensor:
+    """[count, 6] poses in float64: translations up to +-50 mm, angles up to +-max_angle degrees."""
+    generator = torch.Generator().manual_seed(seed)
+    unit = torch.rand(count, 6, generator=generator, dtype=torch.float64) * 2 - 1
+    return unit * torch.tensor([50.0, 50.0, 50.0, max_angle, max_angle, max_angle], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("mode", ["additive", "se3"])
+def test_undo_move_inverts_apply_move(mode):
+    at1, move = random_poses(256, seed=0), random_poses(256, seed=1)
+    recovered = undo_move(apply_move(at1, move, mode), move, mode)
+    assert pose_residual(at1, recovered).max() < 1e-9
+
+
+@pytest.mark.parametrize("mode", ["additive", "se3"])
+def test_apply_move_inverts_undo_move(mode):
+    at2, move = random_poses(256, seed=2), random_poses(256, seed=3)
+    recovered = apply_move(undo_move(at2, move, mode), move, mode)
+    assert pose_residual(at2, recovered).max() < 1e-9
+
+
+def test_matrix_to_pose_inverts_pose_to_matrix():
+    poses = random_poses(256, seed=4, max_angle=85.0)  # pitch stays clear of the +-90 degree singularity
+    assert torch.allclose(matrix_to_pose(pose_to_matrix(poses)), poses, atol=1e-9)
+
+
+def test_pose_to_matrix_gives_a_rigid_transform():
+    matrix = pose_to_matrix(random_poses(64, seed=5))
+    rotation = matrix[:, :3, :3]
+    identity = torch.eye(3, dtype=torch.float64).expand_as(rotation)
+    assert torch.allclose(rotation @ rotation.transpose(1, 2), identity, atol=1e-12)
+    assert torch.allclose(torch.linalg.det(rotation), torch.ones(64, dtype=torch.float64))
+    assert torch.equal(matrix[:, 3], torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64).expand(64, 4))
+
+
+def test_rotation_order_is_yaw_pitch_roll():
+    yaw_90 = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 90.0], dtype=torch.float64))
+    x_axis = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    assert torch.allclose(yaw_90[:3, :3] @ x_axis, torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64), atol=1e-12)
+
+
+def test_additive_labels_round_trip_through_undo_move():
+    at1, move = random_poses(128, seed=6), random_poses(128, seed=7)
+    at2 = at1 + move  # how the real exports are written
+    assert torch.allclose(undo_move(at2, move, "additive"), at1, atol=1e-12)
+
+
+def test_se3_labels_round_trip_through_undo_move():
+    at1, move = random_poses(128, seed=8), random_poses(128, seed=9)
+    at2 = apply_move(at1, move, "se3")  # T(at2) = T(at1) @ T(move)
+    assert pose_residual(at1, undo_move(at2, move, "se3")).max() < 1e-9
+
+
+WRONG_ORDERS = {
+    "move_inverse_on_the_left": lambda at2, move: torch.linalg.inv(move) @ at2,
+    "move_composed_on_the_left": lambda at2, move: move @ at2,  # the public implementation's T(move) @ T(at2)
+}
+
+
+@pytest.mark.parametrize("wrong_order", sorted(WRONG_ORDERS))
+def test_se3_composition_order_matters(wrong_order):
+    """Only T(at2) @ T(move)^-1 recovers at1; composing on the other side misses it for every sample."""
+    at1, move = random_poses(128, seed=10), random_poses(128, seed=11)
+    at2 = apply_move(at1, move, "se3")
+    wrong = matrix_to_pose(WRONG_ORDERS[wrong_order](pose_to_matrix(at2), pose_to_matrix(move)))
+    assert pose_residual(at1, wrong).amax(dim=-1).min() > 1e-3
+    assert pose_residual(at1, undo_move(at2, move, "se3")).max() < 1e-9
+
+
+def test_se3_matches_additive_for_pure_translation_moves():
+    at1 = random_poses(64, seed=12)
+    move = torch.zeros(64, 6, dtype=torch.float64)
+    move[:, :3] = random_poses(64, seed=13)[:, :3]
+    at1[:, 3:] = 0.0  # with no rotation at t1 the probe frame is the world frame
+    assert torch.allclose(apply_move(at1, move, "se3"), apply_move(at1, move, "additive"), atol=1e-9)
+
+
+def test_unknown_mode_is_rejected():
+    pose = torch.zeros(6)
+    with pytest.raises(ValueError, match="composition mode"):
+        undo_move(pose, pose, "euler")

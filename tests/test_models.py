@@ -1,0 +1,234 @@
+"""models: backbone, dreamer and CardiacDreamer shapes, composition, gradients, sizes and pretrained weights."""
+import time
+
+import pytest
+import torch
+from torchvision.models import resnet34
+
+from cardiac_dreamer.config import LossConfig, ModelConfig
+from cardiac_dreamer.data.normalization import NormalizationStats
+from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.geometry import undo_move
+from cardiac_dreamer.losses import compute_losses
+from cardiac_dreamer.models import CardiacDreamer, build_backbone
+
+TINY = {"d_model": 32, "num_heads": 2, "num_layers": 1, "dim_feedforward": 64}
+STATS = NormalizationStats.from_dict(
+    {
+        "pose": {"mean": [10.0, -20.0, 5.0, 3.0, -4.0, 12.0], "std": [8.0, 4.0, 2.0, 10.0, 6.0, 20.0]},
+        "move": {"mean": [0.5, -0.25, 1.0, 0.0, 2.0, -1.0], "std": [2.0, 1.0, 0.5, 4.0, 3.0, 8.0]},
+    }
+)
+
+
+def tiny_model(image_size: int = 64, **overrides) -> CardiacDreamer:
+    return CardiacDreamer(image_size=image_size, **{**TINY, **overrides})
+
+
+def inputs(batch: int = 2, image_size: int = 64, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    image_t1 = torch.randn(batch, 1, image_size, image_size, generator=generator)
+    image_t2 = torch.randn(batch, 1, image_size, image_size, generator=generator)
+    return image_t1, torch.randn(batch, 6, generator=generator), image_t2
+
+
+@pytest.mark.parametrize("image_size", [64, 128, 224])
+def test_backbone_maps_one_channel_images_to_512_features_at_stride_32(image_size):
+    features = build_backbone().eval()(torch.randn(1, 1, image_size, image_size))
+    assert features.shape == (1, 512, image_size // 32, image_size // 32)
+
+
+@pytest.mark.parametrize("token_type", ["channel", "spatial"])
+@pytest.mark.parametrize("image_size", [64, 128])
+def test_dreamer_output_shapes(token_type, image_size):
+    model = tiny_model(image_size, token_type=token_type)
+    image_t1, move, image_t2 = inputs(2, image_size)
+    outputs = model(image_t1, move, image_t2)
+    side = image_size // 32
+    assert outputs["at1"].shape == outputs["at2"].shape == (2, 6)
+    assert outputs["features_t2_pred"].shape == outputs["features_t2"].shape == (2, 512, side, side)
+
+
+@pytest.mark.parametrize("image_size", [64, 128])
+def test_token_count_follows_token_type_and_image_size(image_size):
+    positions = (image_size // 32) ** 2
+    for token_type, tokens in (("channel", 512), ("spatial", positions)):
+        dreamer = tiny_model(image_size, token_type=token_type).dreamer
+        assert dreamer.num_tokens == tokens
+        assert dreamer.pos_embed.shape == (1, tokens + 1, TINY["d_model"])  # + the action token
+
+
+def test_features_t2_is_the_detached_backbone_map_of_image_t2_when_given():
+    model = tiny_model().eval()
+    image_t1, move, image_t2 = inputs()
+    assert "features_t2" not in model(image_t1, move)
+    target = model(image_t1, move, image_t2)["features_t2"]
+    assert not target.requires_grad
+    assert torch.allclose(target, model.backbone(image_t2))
+
+
+def test_direct_variant_predicts_at1_from_the_image_alone():
+    model = tiny_model(variant="direct").eval()
+    assert model.dreamer is None
+    image_t1, move, image_t2 = inputs()
+    outputs = model(image_t1, move, image_t2)
+    assert set(outputs) == {"at1"}
+    assert outputs["at1"].shape == (2, 6)
+    assert torch.equal(outputs["at1"], model(image_t1, torch.zeros_like(move))["at1"])  # the move is ignored
+
+
+@pytest.mark.parametrize("composition", ["additive", "se3"])
+def test_at1_is_at2_with_the_move_undone_in_physical_units(composition):
+    model = tiny_model(composition=composition, dropout=0.0).eval()
+    model.set_normalization(STATS)
+    image_t1, move, _ = inputs(4)
+    outputs = model(image_t1, move)
+    at2_phys = STATS.pose.denormalize(outputs["at2"].double())
+    move_phys = STATS.move.denormalize(move.double())
+    expected = STATS.pose.normalize(undo_move(at2_phys, move_phys, composition))
+    assert torch.allclose(outputs["at1"].double(), expected, atol=1e-4)
+
+
+def test_composition_runs_in_float32_under_bf16_autocast():
+    model = tiny_model(composition="se3").eval()
+    model.set_normalization(STATS)
+    at2, move = torch.randn(3, 6, dtype=torch.bfloat16), torch.randn(3, 6, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        at1 = model.compose_at1(at2, move)
+    assert at1.dtype == torch.float32
+    assert torch.allclose(at1, model.compose_at1(at2.float(), move.float()))
+
+
+def test_normalization_buffers_round_trip_through_state_dict():
+    model = tiny_model()
+    assert model.normalization.to_dict() == {
+        "pose": {"mean": [0.0] * 6, "std": [1.0] * 6},
+        "move": {"mean": [0.0] * 6, "std": [1.0] * 6},
+    }
+    model.set_normalization(STATS)
+    restored = tiny_model()
+    restored.load_state_dict(model.state_dict())
+    assert restored.normalization.to_dict() == STATS.to_dict()
+
+
+@pytest.mark.parametrize("token_type", ["channel", "spatial"])
+def test_gradients_reach_every_trainable_parameter(token_type):
+    model = tiny_model(token_type=token_type)
+    image_t1, move, image_t2 = inputs()
+    outputs = model(image_t1, move, image_t2)
+    batch = {"at1": torch.randn(2, 6), "at2": torch.randn(2, 6)}
+    compute_losses(outputs, batch, LossConfig())["total_loss"].backward()
+    missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+def test_frozen_backbone_layers_get_no_gradient_and_keep_batchnorm_in_eval():
+    model = tiny_model(freeze_backbone_layers=2).train()  # the stem and layer1
+    image_t1, move, image_t2 = inputs()
+    outputs = model(image_t1, move, image_t2)
+    compute_losses(outputs, {"at1": torch.zeros(2, 6), "at2": torch.zeros(2, 6)}, LossConfig())["total_loss"].backward()
+    frozen = ("backbone.conv1.", "backbone.bn1.", "backbone.layer1.")
+    for name, parameter in model.named_parameters():
+        is_frozen = name.startswith(frozen)
+        assert parameter.requires_grad is not is_frozen, name
+        assert (parameter.grad is None) is is_frozen, name
+    assert not model.backbone.bn1.training and not model.backbone.layer1[0].bn1.training
+    assert model.backbone.layer2[0].bn1.training
+
+
+@pytest.mark.parametrize("token_type", ["channel", "spatial"])
+def test_channels_last_model_and_inputs_give_the_same_outputs(token_type):
+    model = tiny_model(token_type=token_type).eval()
+    image_t1, move, image_t2 = inputs()
+    expected = model(image_t1, move, image_t2)
+    model.to(memory_format=torch.channels_last)
+    outputs = model(image_t1.to(memory_format=torch.channels_last), move, image_t2.to(memory_format=torch.channels_last))
+    for key, value in expected.items():
+        assert torch.allclose(outputs[key], value, atol=1e-4), key
+
+
+def test_overrides_are_validated_model_config_fields():
+    assert tiny_model(token_type="spatial").config == ModelConfig(**TINY, token_type="spatial")
+    with pytest.raises(ConfigError, match="unknown model option.*d_modell"):
+        CardiacDreamer(d_modell=32)
+    with pytest.raises(ConfigError, match="divisible"):
+        CardiacDreamer(d_model=30, num_heads=4)
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        CardiacDreamer(image_size=100, **TINY)
+
+
+def test_overrides_apply_on_top_of_a_given_config():
+    model = CardiacDreamer(ModelConfig(**TINY, composition="se3"), image_size=64, dropout=0.0)
+    assert (model.config.composition, model.config.dropout, model.config.d_model) == ("se3", 0.0, 32)
+
+
+def expected_parameter_count(config: ModelConfig, image_size: int) -> int:
+    """The sum of the parts, from torchvision's ResNet34 and the transformer's layer shapes."""
+    torchvision_resnet = sum(p.numel() for p in resnet34().parameters())
+    backbone = torchvision_resnet - (512 * 1000 + 1000) - 64 * (3 - 1) * 7 * 7  # no fc; first conv 1 channel
+    d, ff = config.d_model, config.dim_feedforward or 4 * config.d_model
+    positions = (image_size // 32) ** 2
+    tokens, token_dim = (512, positions) if config.token_type == "channel" else (positions, 512)
+    embeddings = (token_dim * d + d) + (6 * d + d) + (tokens + 1) * d + (d * token_dim + token_dim)
+    layer = (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
+    dreamer = embeddings + config.num_layers * layer + 2 * d  # + the final LayerNorm
+    guidance = (512 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 6 + 6)
+    return backbone + dreamer + guidance
+
+
+@pytest.mark.parametrize("token_type", ["channel", "spatial"])
+def test_default_model_has_the_guide_architecture_and_parameter_count(token_type):
+    model = CardiacDreamer(token_type=token_type)
+    config = model.config
+    assert (config.d_model, config.num_heads, config.num_layers, model.image_size) == (768, 12, 6, 224)
+    assert len(model.dreamer.encoder.layers) == 6
+    assert model.dreamer.encoder.layers[0].self_attn.num_heads == 12
+    assert sum(p.numel() for p in model.parameters()) == expected_parameter_count(config, 224)
+
+
+def test_default_model_trains_one_step_at_batch_one():
+    model = CardiacDreamer()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    image_t1, move, image_t2 = inputs(1, 224)
+    start = time.perf_counter()
+    outputs = model(image_t1, move, image_t2)
+    losses = compute_losses(outputs, {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}, LossConfig())
+    losses["total_loss"].backward()
+    optimizer.step()
+    assert torch.isfinite(losses["total_loss"])
+    assert time.perf_counter() - start < 20.0
+
+
+def test_pretrained_without_a_weights_file_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(ConfigError, match="no resnet34-.*pretrained_weights") as error:
+        CardiacDreamer(pretrained=True, image_size=64, **TINY)
+    assert str(tmp_path / "checkpoints") in str(error.value) and "\n" not in str(error.value)
+
+
+def saved_resnet34(path):
+    state = resnet34().state_dict()  # random weights stand in for ImageNet's
+    torch.save(state, path)
+    return state
+
+
+def test_pretrained_weights_load_from_a_local_file_with_the_rgb_kernels_averaged(tmp_path):
+    state = saved_resnet34(tmp_path / "weights.pth")
+    model = CardiacDreamer(pretrained=True, pretrained_weights=str(tmp_path / "weights.pth"), image_size=64, **TINY)
+    assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"].mean(dim=1, keepdim=True))
+    assert torch.equal(model.backbone.layer4[2].conv2.weight, state["layer4.2.conv2.weight"])
+    assert torch.equal(model.backbone.bn1.running_var, state["bn1.running_var"])
+
+
+def test_pretrained_weights_load_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    (tmp_path / "checkpoints").mkdir()
+    state = saved_resnet34(tmp_path / "checkpoints" / "resnet34-b627a593.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    backbone = build_backbone(pretrained=True)
+    assert torch.equal(backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+
+
+def test_a_weights_file_of_another_network_is_a_config_error(tmp_path):
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "head.weight": torch.zeros(2)}, tmp_path / "other.pth")
+    with pytest.raises(ConfigError, match="other.pth: not a torchvision resnet34 state dict"):
+        build_backbone(weights_path=tmp_path / "other.pth")

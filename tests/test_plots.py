@@ -1,0 +1,147 @@
+"""Every plot writes a readable PNG atomically from plain data; the split check catches patient leakage."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from cardiac_dreamer import plots
+
+DPI = 40
+
+
+def assert_png(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.width > 0 and image.height > 0
+
+
+def poses(seed, n=20):
+    return np.random.default_rng(seed).normal(size=(n, 6))
+
+
+def epoch_row(epoch, value):
+    keys = [
+        "train_total_loss", "val_loss", "train_main_task_loss", "val_main_task_loss", "learning_rate",
+        "train_latent_loss", "val_latent_loss", "train_aux_t2_action_loss", "val_aux_t2_action_loss",
+        "val_mae_x_mm", "val_mae_y_mm", "val_mae_z_mm", "val_mae_roll_deg", "val_mae_pitch_deg", "val_mae_yaw_deg",
+    ]
+    return {"epoch": epoch, **{key: value for key in keys}}
+
+
+def test_split_overlap_is_empty_for_disjoint_splits():
+    assert plots.split_overlap({"train": ["a", "b"], "val": ["c"], "test": ["d"]}) == {}
+
+
+def test_split_overlap_names_every_split_of_a_shared_patient():
+    split = {"train": ["a", "b"], "val": ["b", "c"], "test": ["b", "a"]}
+    assert plots.split_overlap(split) == {"a": ["train", "test"], "b": ["train", "val", "test"]}
+
+
+def test_split_overlap_ignores_a_repeat_inside_one_split():
+    assert plots.split_overlap({"train": ["a", "a"], "val": ["b"], "test": []}) == {}
+
+
+def test_dataset_statistics_writes_png_with_previews_and_leak(tmp_path):
+    image = np.random.default_rng(0).integers(0, 256, size=(32, 32), dtype=np.uint8)
+    path = plots.plot_dataset_statistics(
+        tmp_path / "dataset_statistics.png",
+        {"train": ["p1", "p2"], "val": ["p3"], "test": ["p3"]},
+        {"p1": 10, "p2": 12, "p3": 5, "extra": 2},
+        [("p1", "train", image, image), ("p3", "val", image, 255 - image)],
+        composition_summary="labels are additive: max residual 0.000 mm, 0.000 deg",
+        dpi=DPI,
+    )
+    assert path == tmp_path / "dataset_statistics.png"
+    assert_png(path)
+
+
+def test_dataset_statistics_works_without_previews_or_patients(tmp_path):
+    path = plots.plot_dataset_statistics(tmp_path / "d.png", {"train": [], "val": [], "test": []}, {}, dpi=DPI)
+    assert_png(path)
+
+
+def test_training_summary_works_with_a_single_epoch(tmp_path):
+    path = plots.plot_training_summary(tmp_path / "t.png", [epoch_row(0, 0.5)], {"test_mae_x_mm": 1.5}, dpi=DPI)
+    assert_png(path)
+
+
+def test_training_summary_skips_missing_none_and_nan_values(tmp_path):
+    rows = [epoch_row(0, 1.0), {"epoch": 1, "train_total_loss": math.nan, "val_loss": None}, epoch_row(2, 0.5)]
+    rows[2]["learning_rate"] = "nan"
+    path = plots.plot_training_summary(tmp_path / "t.png", rows, {}, dpi=DPI)
+    assert_png(path)
+
+
+def test_training_summary_works_without_any_epoch(tmp_path):
+    assert_png(plots.plot_training_summary(tmp_path / "t.png", [], {"note": "stopped early"}, dpi=DPI))
+
+
+def test_best_val_is_the_lowest_finite_val_main_task_loss():
+    rows = [{"epoch": 1, "val_main_task_loss": 0.9}, {"epoch": 2, "val_main_task_loss": math.nan},
+            {"epoch": 3, "val_main_task_loss": 0.4}, {"epoch": 4, "val_main_task_loss": 0.6}]
+    assert plots._best_val(rows) == (3.0, 0.4)
+
+
+def test_metrics_are_formatted_with_their_unit():
+    assert plots._format_metric("test_mae_x_mm", 1.23456) == "1.235 mm"
+    assert plots._format_metric("rotation_error_deg", 2.0) == "2 deg"
+    assert plots._format_metric("best_epoch", 12345) == "12345"
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        lambda path: plots.plot_predicted_vs_true(path, poses(0), poses(1), title="test set", dpi=DPI),
+        lambda path: plots.plot_error_histograms(path, poses(0), poses(1), dpi=DPI),
+        lambda path: plots.plot_per_patient_mae(path, {"p1": [1, 2, 3, 4, 5, 6], "p2": [2, 2, 2, 1, 1, 1]}, dpi=DPI),
+    ],
+    ids=["predicted_vs_true", "error_histograms", "per_patient_mae"],
+)
+def test_evaluation_plot_writes_png(tmp_path, draw):
+    assert_png(draw(tmp_path / "eval.png"))
+
+
+def test_evaluation_plots_reject_mismatched_shapes(tmp_path):
+    with pytest.raises(ValueError, match="must both be"):
+        plots.plot_predicted_vs_true(tmp_path / "e.png", poses(0, n=5), poses(1, n=4), dpi=DPI)
+
+
+def test_cv_summary_compares_variants_side_by_side(tmp_path):
+    def folds(scale):
+        return [{"mae_x_mm": scale * k, "rotation_error_deg": 2 * scale * k, "note": "n/a"} for k in (1, 2, 3)]
+
+    path = plots.plot_cv_summary(tmp_path / "cv.png", {"dreamer": folds(1.0), "direct": folds(1.5)[:2]}, dpi=DPI)
+    assert_png(path)
+
+
+def test_cv_summary_works_with_one_variant_and_one_fold(tmp_path):
+    assert_png(plots.plot_cv_summary(tmp_path / "cv.png", {"dreamer": [{"mae_x_mm": 1.0}]}, dpi=DPI))
+
+
+def test_plot_creates_missing_parent_folders_and_leaves_no_temp_file(tmp_path):
+    path = plots.plot_error_histograms(tmp_path / "a" / "b" / "hist.png", poses(0), poses(1), dpi=DPI)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["hist.png"]
+
+
+def test_failed_render_keeps_the_previous_plot_and_no_temp_file(tmp_path, monkeypatch):
+    path = plots.plot_error_histograms(tmp_path / "hist.png", poses(0), poses(1), dpi=DPI)
+    before = path.read_bytes()
+
+    def broken_savefig(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plots.plot_error_histograms(path, poses(2), poses(3), dpi=DPI)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["hist.png"]
+
+
+def test_importing_plots_leaves_pyplot_unloaded():
+    code = "import sys, cardiac_dreamer.plots; print('matplotlib.pyplot' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

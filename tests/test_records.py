@@ -1,0 +1,196 @@
+"""Reading transitions_dataset.json: real exports load as they are, every bad input is one precise DataError."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cardiac_dreamer.data import TRANSITIONS_FILE, find_patient_folders, read_patient_records, read_records
+from cardiac_dreamer.errors import DataError
+
+PATIENT = "data_0513_01"
+
+
+def entries_of(data_dir: Path, folder: str = PATIENT) -> list:
+    return json.loads((data_dir / folder / TRANSITIONS_FILE).read_text())
+
+
+def rewrite(data_dir: Path, entries, folder: str = PATIENT) -> Path:
+    path = data_dir / folder / TRANSITIONS_FILE
+    path.write_text(entries if isinstance(entries, str) else json.dumps(entries))
+    return path
+
+
+def assert_one_line_naming(error: pytest.ExceptionInfo, *parts: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+def test_real_export_loads_with_labels_and_resolved_paths(real_export):
+    records = read_records(real_export)
+    assert len(records) == 12
+    first = records[0]
+    entry = entries_of(real_export)[0]
+    assert (first.patient_id, first.folder, first.index) == (PATIENT, PATIENT, 0)
+    assert first.image_t1_rel == "ft1\\frames_0513_01_0000.png"
+    assert first.image_t1 == (real_export / PATIENT / "ft1" / "frames_0513_01_0000.png").resolve()
+    assert first.image_t2.is_absolute() and first.image_t2.is_file()
+    assert first.at1 == tuple(entry["at1_6dof"]) and first.at2 == tuple(entry["at2_6dof"])
+    assert first.action_change == tuple(entry["action_change_6dof"])
+    assert all(isinstance(v, float) for v in first.at1 + first.action_change + first.at2)
+    assert first.source == real_export / PATIENT / TRANSITIONS_FILE
+
+
+def test_records_keep_folder_then_entry_order(real_export):
+    records = read_records(real_export)
+    assert [(r.folder, r.index) for r in records] == sorted((r.folder, r.index) for r in records)
+
+
+def test_find_patient_folders_lists_only_folders_with_a_transitions_file(real_export):
+    (real_export / "notes").mkdir()
+    (real_export / "README.txt").write_text("not a patient")
+    assert find_patient_folders(real_export) == ["data_0513_01", "data_0513_02", "data_0513_03"]
+
+
+def test_missing_data_dir_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="not found") as error:
+        find_patient_folders(tmp_path / "nowhere")
+    assert_one_line_naming(error, str(tmp_path / "nowhere"))
+
+
+def test_data_dir_without_patient_folder_is_a_data_error(tmp_path):
+    (tmp_path / "empty_patient").mkdir()
+    with pytest.raises(DataError, match="no patient folder") as error:
+        find_patient_folders(tmp_path)
+    assert_one_line_naming(error, str(tmp_path))
+
+
+def test_max_pairs_per_patient_keeps_the_first_entries_of_each_folder(real_export):
+    records = read_records(real_export, max_pairs_per_patient=2)
+    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(real_export) for i in (0, 1)]
+
+
+def test_grouping_gives_several_folders_one_patient_id(real_export):
+    grouping = {"data_0513_01": "anna", "data_0513_02": "anna"}
+    records = read_records(real_export, grouping=grouping)
+    assert {r.folder: r.patient_id for r in records} == {
+        "data_0513_01": "anna", "data_0513_02": "anna", "data_0513_03": "data_0513_03"
+    }
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[{", "invalid JSON at line 1"),
+        ('{"ft1_image_path": "x"}', "expected a JSON list"),
+        ("[]", "empty"),
+    ],
+    ids=["unparsable", "not-a-list", "empty"],
+)
+def test_unusable_transitions_file_is_a_data_error_naming_it(real_export, text, problem):
+    path = rewrite(real_export, text)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, str(path), problem)
+
+
+def test_missing_transitions_file_is_a_data_error_naming_it(real_export):
+    (real_export / PATIENT / TRANSITIONS_FILE).unlink()
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, str(real_export / PATIENT / TRANSITIONS_FILE), "not found")
+
+
+def _set(key, value):
+    def corrupt(entry):
+        entry[key] = value
+        return entry
+
+    return corrupt
+
+
+def _drop(key):
+    def corrupt(entry):
+        del entry[key]
+        return entry
+
+    return corrupt
+
+
+def _set_axis(key, axis, value):
+    def corrupt(entry):
+        entry[key][axis] = value
+        return entry
+
+    return corrupt
+
+
+BAD_ENTRIES = {
+    "not-an-object": (lambda entry: [entry["ft1_image_path"]], "expected an object, got list"),
+    "missing-key": (_drop("at2_6dof"), "missing key(s) at2_6dof"),
+    "short-vector": (_set("at1_6dof", [0.0] * 5), "at1_6dof must be a list of 6 numbers"),
+    "long-vector": (_set("action_change_6dof", [0.0] * 7), "action_change_6dof must be a list of 6"),
+    "vector-not-list": (_set("at2_6dof", 3.0), "at2_6dof must be a list of 6"),
+    "nan": (_set_axis("at1_6dof", 4, math.nan), "at1_6dof[4] must be a finite number"),
+    "infinity": (_set_axis("at2_6dof", 0, math.inf), "at2_6dof[0] must be a finite number"),
+    "string-number": (_set_axis("at1_6dof", 1, "1.5"), "at1_6dof[1] must be a finite number"),
+    "bool": (_set_axis("action_change_6dof", 2, True), "action_change_6dof[2] must be a finite number"),
+    "path-not-string": (_set("ft1_image_path", 7), "ft1_image_path must be a non-empty string"),
+    "absolute-posix": (_set("ft1_image_path", "/etc/hosts"), "is absolute"),
+    "absolute-windows-drive": (_set("ft2_image_path", "C:\\export\\ft2\\a.png"), "is absolute"),
+    "windows-unc": (_set("ft2_image_path", "\\\\server\\share\\a.png"), "is absolute"),
+    "dot-dot": (_set("ft1_image_path", "..\\data_0513_02\\ft1\\frames_0513_02_0000.png"), "escapes the patient"),
+    "dot-dot-inside": (_set("ft1_image_path", "ft1\\..\\..\\x.png"), "escapes the patient"),
+    "image-missing": (_set("ft2_image_path", "ft2\\frames_0513_01_9999.png"), "image not found"),
+}
+
+
+@pytest.mark.parametrize("corrupt, problem", BAD_ENTRIES.values(), ids=BAD_ENTRIES.keys())
+def test_bad_entry_is_a_data_error_naming_file_and_entry(real_export, corrupt, problem):
+    entries = entries_of(real_export)
+    entries[2] = corrupt(entries[2])
+    path = rewrite(real_export, entries)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, f"{path}: entry 2:", problem)
+
+
+def test_every_entry_is_checked_not_only_the_first(real_export):
+    entries = entries_of(real_export)
+    entries[-1]["ft1_image_path"] = "ft1\\gone.png"
+    path = rewrite(real_export, entries)
+    with pytest.raises(DataError) as error:
+        read_records(real_export, max_pairs_per_patient=1)
+    assert_one_line_naming(error, f"{path}: entry {len(entries) - 1}:", "image not found")
+
+
+def test_duplicate_entry_is_a_data_error_naming_both_entries(real_export):
+    entries = entries_of(real_export)
+    entries[3] = dict(entries[1], frame_t1=99)
+    path = rewrite(real_export, entries)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, f"{path}: entry 3:", "duplicate of entry 1")
+
+
+def test_symlink_resolving_outside_the_data_dir_is_a_data_error(real_export, tmp_path):
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((real_export / PATIENT / "ft1" / "frames_0513_01_0000.png").read_bytes())
+    (real_export / PATIENT / "ft1" / "link.png").symlink_to(outside)
+    entries = entries_of(real_export)
+    entries[1]["ft1_image_path"] = "ft1\\link.png"
+    path = rewrite(real_export, entries)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, f"{path}: entry 1:", "outside the data directory")
+
+
+def test_symlink_inside_the_data_dir_is_accepted(real_export):
+    target = real_export / "data_0513_02" / "ft1" / "frames_0513_02_0000.png"
+    (real_export / PATIENT / "ft1" / "shared.png").symlink_to(target)
+    entries = entries_of(real_export)
+    entries[1]["ft1_image_path"] = "ft1\\shared.png"
+    rewrite(real_export, entries)
+    assert read_patient_records(real_export, PATIENT)[1].image_t1 == target.resolve()
