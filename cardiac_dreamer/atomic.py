@@ -48,6 +48,8 @@ def link_or_copy(source: PathLike, target: PathLike) -> None:
     Falls back to a copy on file systems without hard links.
     """
     source, target = Path(source), Path(target)
+    if target.exists() and os.path.samefile(source, target):
+        return
     temp_name = target.with_name(f".{target.name}.link.tmp")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(temp_name)

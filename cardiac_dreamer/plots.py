@@ -106,8 +106,7 @@ def _unit(key: str) -> str:
 
 
 def _format_metric(key: str, value) -> str:
-    if isinstance(value, (bool, int, np.integer)):
-        return str(value)
+    """Floats to 4 significant digits with the unit their name ends with; anything else (counts, text) as is."""
     if not isinstance(value, (float, np.floating)):
         return str(value)
     unit = _unit(key)
@@ -273,7 +272,6 @@ def _best_val(rows) -> tuple[float, float] | None:
 def _mark_best(ax: Axes, rows) -> None:
     best = _best_val(rows)
     if best is not None:
-        ax.axvline(best[0], color="gray", linestyle=":")
         label = f"best val (epoch {best[0]:g})"
         ax.plot(*best, marker="*", markersize=12, color="tab:red", linestyle="none", label=label)
 

@@ -234,7 +234,7 @@ def _heart_volume(layers: Sequence[Ellipsoid], rng: np.random.Generator) -> torc
 
 def _target_pose(rng: np.random.Generator) -> torch.Tensor:
     """The standard plane: probe below the apex looking up the long axis, aimed slightly differently per patient."""
-    aim = np.concatenate([rng.normal(0.0, 2.0, 3), rng.normal(0.0, 4.0, 3)])
+    aim = np.concatenate([rng.normal(0.0, 1.5, 3), rng.normal(0.0, 3.0, 3)])
     aim[2] -= PROBE_STANDOFF_MM
     return pose_to_matrix(torch.from_numpy(aim))  # [4, 4] float64
 

@@ -1,6 +1,4 @@
 """models: backbone, dreamer and CardiacDreamer shapes, composition, gradients, sizes and pretrained weights."""
-import time
-
 import pytest
 import torch
 from torchvision.models import resnet34
@@ -142,9 +140,10 @@ def test_channels_last_model_and_inputs_give_the_same_outputs(token_type):
     image_t1, move, image_t2 = inputs()
     expected = model(image_t1, move, image_t2)
     model.to(memory_format=torch.channels_last)
-    outputs = model(image_t1.to(memory_format=torch.channels_last), move, image_t2.to(memory_format=torch.channels_last))
+    channels_last = {"memory_format": torch.channels_last}
+    outputs = model(image_t1.to(**channels_last), move, image_t2.to(**channels_last))
     for key, value in expected.items():
-        assert torch.allclose(outputs[key], value, atol=1e-4), key
+        assert (outputs[key] - value).abs().max() <= 1e-5 * value.abs().max(), key  # float rounding only
 
 
 def test_overrides_are_validated_model_config_fields():
@@ -186,17 +185,14 @@ def test_default_model_has_the_guide_architecture_and_parameter_count(token_type
     assert sum(p.numel() for p in model.parameters()) == expected_parameter_count(config, 224)
 
 
-def test_default_model_trains_one_step_at_batch_one():
+def test_default_model_runs_forward_and_backward_at_batch_one():
     model = CardiacDreamer()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     image_t1, move, image_t2 = inputs(1, 224)
-    start = time.perf_counter()
-    outputs = model(image_t1, move, image_t2)
-    losses = compute_losses(outputs, {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}, LossConfig())
+    targets = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
+    losses = compute_losses(model(image_t1, move, image_t2), targets, LossConfig())
     losses["total_loss"].backward()
-    optimizer.step()
     assert torch.isfinite(losses["total_loss"])
-    assert time.perf_counter() - start < 20.0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_pretrained_without_a_weights_file_is_a_config_error(tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
         raise DataError(f"{path}: cannot decode image ({error})") from None
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
+    return np.array(gray, dtype=np.uint8)  # a writable copy, so torch.from_numpy can share it
 
 
 def _to_gray(image: Image.Image) -> Image.Image:

@@ -38,7 +38,10 @@ class Dreamer(nn.Module):
         self.token_type = token_type
         self.feature_hw = feature_hw
         positions = feature_hw * feature_hw
-        num_tokens, token_dim = (FEATURE_CHANNELS, positions) if token_type == "channel" else (positions, FEATURE_CHANNELS)
+        if token_type == "channel":
+            num_tokens, token_dim = FEATURE_CHANNELS, positions
+        else:
+            num_tokens, token_dim = positions, FEATURE_CHANNELS
         self.num_tokens = num_tokens
         self.embed = nn.Linear(token_dim, d_model)
         self.action_embed = nn.Linear(MOVE_DIM, d_model)

@@ -1,0 +1,77 @@
+"""``cardiac-evaluate`` end to end: the files it writes, and one clean line for every user error."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cardiac_dreamer.cli.evaluate import main
+from cardiac_dreamer.data import PatientSplit
+from test_predictor import save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(phantom_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("run_x")
+    (run / "checkpoints").mkdir()
+    return save_tiny_checkpoint(run / "checkpoints" / "best.ckpt", phantom_dir)
+
+
+def assert_one_error_line(capsys, exit_code, *words):
+    captured = capsys.readouterr()
+    assert exit_code != 0
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err
+    for word in words:
+        assert word in lines[0]
+
+
+def test_evaluation_writes_metrics_predictions_and_plots(checkpoint, tmp_path, capsys):
+    output = tmp_path / "evaluation"
+    code = main(["--checkpoint", str(checkpoint), "--split", "train", "--patients", "phantom_02",
+                 "--output_dir", str(output), "--batch_size", "8", "--device", "cpu"])
+    assert code == 0
+    for name in ("metrics.json", "predictions.csv", "predicted_vs_true.png", "error_histograms.png",
+                 "per_patient_mae.png"):
+        assert (output / name).is_file(), name
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["split"], metrics["samples"], metrics["patients"]) == ("train", 12, 1)
+    assert "mae_x_mm" in metrics["main"] and "mae_x_mm" in metrics["direct"]
+    table = capsys.readouterr().out
+    assert "x (mm)" in table and str(output) in table
+
+
+def test_a_missing_checkpoint_is_one_error_line(tmp_path, capsys):
+    assert_one_error_line(capsys, main(["--checkpoint", str(tmp_path / "nothing.ckpt")]), "checkpoint not found")
+
+
+def test_a_foreign_checkpoint_is_refused(tmp_path, capsys):
+    foreign = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"weight": torch.randn(4, 4)}, "epoch": 1}, foreign)
+    assert_one_error_line(capsys, main(["--checkpoint", str(foreign)]), "not a cardiac_dreamer checkpoint")
+
+
+def test_a_data_dir_without_the_recorded_patients_is_refused(checkpoint, real_export, capsys):
+    code = main(["--checkpoint", str(checkpoint), "--data_dir", str(real_export), "--device", "cpu"])
+    assert_one_error_line(capsys, code, "phantom_04")
+
+
+def test_an_empty_split_is_refused(phantom_dir, tmp_path, capsys):
+    no_test = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=[])
+    checkpoint = save_tiny_checkpoint(tmp_path / "no_test.ckpt", phantom_dir, split=no_test)
+    code = main(["--checkpoint", str(checkpoint), "--split", "test", "--device", "cpu"])
+    assert_one_error_line(capsys, code, "test split", "no patients")
+
+
+def test_the_command_line_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cardiac_dreamer.cli.evaluate", "--checkpoint", str(tmp_path / "nothing.ckpt")],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nothing.ckpt'}: checkpoint not found"]

@@ -1,0 +1,150 @@
+"""Predictor / load_model: a checkpoint loaded for notebooks, fed any image form exactly like training."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cardiac_dreamer.config import Config
+from cardiac_dreamer.data import NormalizationStats, PatientSplit, read_grayscale, read_records
+from cardiac_dreamer.errors import CheckpointError, DataError
+from cardiac_dreamer.evaluation import Predictor, load_model
+from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.training.checkpoints import save_checkpoint
+
+PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
+
+
+def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANTOM_SPLIT, variant: str = "dreamer"):
+    """A small untrained model saved exactly as training saves a model checkpoint (also used by the evaluator and
+    CLI tests); statistics fitted on the split's training patients."""
+    torch.manual_seed(0)
+    config = Config.from_dict({
+        "model": {"variant": variant, "d_model": 32, "num_heads": 2, "num_layers": 1},
+        "data": {"data_dir": str(data_dir), "image_size": 64},
+    })
+    model = CardiacDreamer(config.model, image_size=64)
+    stats = NormalizationStats.fit(read_records(data_dir, split.train or split.patients()))
+    model.set_normalization(stats)
+    return save_checkpoint(path, {
+        "kind": "model", "config": config.to_dict(), "model_state": model.state_dict(),
+        "normalization": stats.to_dict(), "epoch": 3, "global_step": 12, "metrics": {},
+        "split": split.to_dict(), "data_dir": str(data_dir),
+    })
+
+
+@pytest.fixture(scope="module")
+def checkpoint(phantom_dir, tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("run") / "best.ckpt", phantom_dir)
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint) -> Predictor:
+    return load_model(checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def image_paths(phantom_dir):
+    return sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[:2]
+
+
+@pytest.fixture(scope="module")
+def direct_guidance(predictor, image_paths) -> np.ndarray:
+    """``predict(image_paths)``, computed once: CPU forward passes are the slow part of these tests."""
+    return predictor.predict(image_paths)
+
+
+@pytest.fixture
+def odd_image(tmp_path) -> Path:
+    """An RGB image of another size than the model's: conversion and resize both matter."""
+    pixels = np.random.default_rng(0).integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    path = tmp_path / "frame.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_one_image_gives_one_pose_of_six_values(predictor, image_paths):
+    assert predictor.predict(image_paths[0]).shape == (6,)
+
+
+def test_a_batch_gives_one_pose_per_image(predictor, image_paths, direct_guidance):
+    assert direct_guidance.shape == (2, 6)
+    assert predictor.predict([str(image_paths[0])]).shape == (1, 6)
+
+
+def test_files_are_decoded_by_the_training_reader(predictor, odd_image):
+    batch, single = predictor.preprocess(odd_image)
+    assert single
+    assert torch.equal(batch[0, 0], torch.from_numpy(read_grayscale(odd_image, 64)))
+
+
+@pytest.mark.parametrize(
+    "as_input",
+    [
+        lambda path: Image.open(path),
+        lambda path: np.asarray(Image.open(path)),  # H x W x 3 uint8
+        lambda path: np.asarray(Image.open(path)).astype(np.float32) / 255.0,  # float in [0, 1]
+        lambda path: torch.from_numpy(np.array(Image.open(path).convert("L"))),  # [H, W]
+        lambda path: torch.from_numpy(np.array(Image.open(path).convert("L")))[None],  # [1, H, W]
+    ],
+    ids=["pil", "numpy_rgb", "numpy_float", "tensor_hw", "tensor_1hw"],
+)
+def test_in_memory_images_are_preprocessed_exactly_like_their_file(predictor, odd_image, as_input):
+    expected, _ = predictor.preprocess(odd_image)
+    actual, single = predictor.preprocess(as_input(odd_image))
+    assert single
+    assert torch.equal(actual, expected)
+
+
+def test_stacked_arrays_and_tensors_are_batches(predictor, image_paths):
+    expected, _ = predictor.preprocess(image_paths)
+    gray = np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths])  # N x H x W
+    for stacked in (gray, torch.from_numpy(gray)[:, None]):  # numpy N x H x W, tensor [N, 1, H, W]
+        actual, single = predictor.preprocess(stacked)
+        assert not single
+        assert torch.equal(actual, expected)
+
+
+def test_predictions_do_not_depend_on_the_input_form(predictor, image_paths, direct_guidance):
+    gray = np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths])
+    np.testing.assert_allclose(predictor.predict(gray), direct_guidance, atol=1e-5)
+
+
+def test_a_zero_move_imagines_the_pose_the_image_shows(predictor, image_paths, direct_guidance):
+    # Additive labels: the pose after no move is the pose at t1.
+    np.testing.assert_allclose(predictor.predict(image_paths, np.zeros((2, 6))), direct_guidance, atol=1e-5)
+
+
+def test_one_move_applies_to_every_image(predictor, image_paths):
+    move = np.array([2.0, -1.0, 0.5, 3.0, 0.0, -4.0])
+    one_each = predictor.predict(image_paths, np.stack([move] * 2))
+    np.testing.assert_allclose(predictor.predict(image_paths, move), one_each, atol=1e-5)
+
+
+def test_moves_of_the_wrong_count_are_refused(predictor, image_paths):
+    with pytest.raises(ValueError, match="moves"):
+        predictor.predict(image_paths, np.zeros((3, 6)))
+
+
+def test_a_direct_model_cannot_imagine_moves(phantom_dir, tmp_path, image_paths):
+    direct = load_model(save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct"), device="cpu")
+    assert direct.predict(image_paths).shape == (2, 6)
+    with pytest.raises(ValueError, match="direct"):
+        direct.predict(image_paths, np.zeros(6))
+
+
+def test_normalized_float_images_are_refused(predictor):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        predictor.predict(np.full((64, 64), -0.5, dtype=np.float32))
+
+
+def test_a_missing_image_file_names_the_path(predictor, tmp_path):
+    with pytest.raises(DataError, match="nowhere.png"):
+        predictor.predict(tmp_path / "nowhere.png")
+
+
+def test_a_foreign_file_is_not_loaded(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="not a cardiac_dreamer checkpoint"):
+        Predictor.from_checkpoint(tmp_path / "other.ckpt")

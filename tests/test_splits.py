@@ -1,0 +1,169 @@
+"""Splits are by patient: automatic, manual, k-fold, and grouping of several folders into one person."""
+import json
+import logging
+
+import pytest
+
+from cardiac_dreamer.config import DataConfig
+from cardiac_dreamer.data import (
+    PatientSplit,
+    automatic_split,
+    kfold_splits,
+    manual_split,
+    prepare_data,
+    read_grouping,
+)
+from cardiac_dreamer.errors import DataError
+
+PATIENTS = [f"p{i:02d}" for i in range(10)]
+
+
+def test_automatic_split_is_deterministic_whatever_the_input_order():
+    assert automatic_split(PATIENTS, seed=3) == automatic_split(list(reversed(PATIENTS)), seed=3)
+
+
+def test_automatic_split_depends_on_the_seed():
+    assert len({tuple(automatic_split(PATIENTS, seed=seed).val) for seed in range(5)}) > 1
+
+
+@pytest.mark.parametrize(
+    "count, expected",
+    [(2, (1, 1, 0)), (3, (1, 1, 1)), (4, (2, 1, 1)), (5, (3, 1, 1)), (10, (7, 2, 1)), (20, (14, 3, 3))],
+)
+def test_automatic_split_sizes_follow_the_ratios_with_train_and_val_never_empty(count, expected):
+    split = automatic_split([f"p{i}" for i in range(count)])
+    assert (len(split.train), len(split.val), len(split.test)) == expected
+
+
+def test_automatic_split_uses_every_patient_exactly_once():
+    split = automatic_split(PATIENTS)
+    assert sorted(split.patients()) == PATIENTS
+
+
+def test_automatic_split_without_test_ratio_leaves_test_empty():
+    split = automatic_split(PATIENTS, train_ratio=0.8, val_ratio=0.2, test_ratio=0.0)
+    assert (len(split.train), len(split.val), split.test) == (8, 2, [])
+
+
+def test_automatic_split_of_one_patient_is_a_data_error():
+    with pytest.raises(DataError, match="at least 2 patients"):
+        automatic_split(["only"])
+
+
+def test_patient_split_round_trips_through_a_dict():
+    split = automatic_split(PATIENTS)
+    assert PatientSplit.from_dict(json.loads(json.dumps(split.to_dict()))) == split
+
+
+def test_split_of_names_the_split_holding_a_patient():
+    split = PatientSplit(train=["a"], val=["b"], test=["c"])
+    assert [split.split_of(p) for p in "abc"] == ["train", "val", "test"]
+
+
+def test_patient_split_rejects_a_patient_in_two_splits():
+    with pytest.raises(DataError, match="'a' is listed in both train and val"):
+        PatientSplit(train=["a"], val=["a"])
+
+
+def test_manual_split_accepts_patient_ids_and_folder_names():
+    grouping = {"scan_1": "anna", "scan_2": "anna", "scan_3": "ben", "scan_4": "carl"}
+    split = manual_split(["anna", "ben", "carl"], train=["scan_1"], val=["ben"], test=["scan_4"], grouping=grouping)
+    assert split == PatientSplit(train=["anna"], val=["ben"], test=["carl"])
+
+
+@pytest.mark.parametrize(
+    "train, val, test, problem",
+    [
+        (["a"], ["a"], [], "'a' is listed in both train and val"),
+        (["a", "zed"], ["b"], [], "train patient 'zed' does not exist"),
+        (["a"], ["b"], ["c", "c"], "'c' is listed twice in test"),
+        ([], ["b"], [], "the train list is empty"),
+        (["a"], [], ["c"], "the val list is empty"),
+    ],
+    ids=["in-two-splits", "unknown", "listed-twice", "empty-train", "empty-val"],
+)
+def test_manual_split_errors_name_the_patient(train, val, test, problem):
+    with pytest.raises(DataError, match=problem):
+        manual_split(["a", "b", "c"], train, val, test)
+
+
+def test_manual_split_warns_about_unused_patients(caplog):
+    with caplog.at_level(logging.WARNING):
+        split = manual_split(["a", "b", "c"], ["a"], ["b"], [])
+    assert "c" not in split.patients()
+    assert "unused: c" in caplog.text
+
+
+def test_kfold_validates_every_non_test_patient_exactly_once():
+    folds = kfold_splits(PATIENTS, k=3, test=["p09"])
+    validated = [p for fold in folds for p in fold.val]
+    assert sorted(validated) == PATIENTS[:9]
+    for fold in folds:
+        assert sorted(fold.train + fold.val) == PATIENTS[:9]
+        assert fold.test == ["p09"]
+
+
+def test_kfold_is_deterministic_for_a_seed():
+    assert kfold_splits(PATIENTS, k=4, seed=1) == kfold_splits(PATIENTS[::-1], k=4, seed=1)
+
+
+def test_kfold_with_more_folds_than_patients_is_a_data_error():
+    with pytest.raises(DataError, match="k must be between 2 and the 3"):
+        kfold_splits(["a", "b", "c", "d"], k=4, test=["d"])
+
+
+def test_read_grouping_maps_unlisted_folders_to_themselves(tmp_path):
+    path = tmp_path / "grouping.json"
+    path.write_text(json.dumps({"scan_1": "anna", "scan_2": "anna"}))
+    assert read_grouping(path, ["scan_1", "scan_2", "scan_3"]) == {
+        "scan_1": "anna", "scan_2": "anna", "scan_3": "scan_3"
+    }
+
+
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        (None, "grouping file not found"),
+        ("{", "invalid JSON"),
+        ('["scan_1"]', "expected a JSON object"),
+        ('{"scan_1": 5}', "'scan_1' must map to a non-empty patient id"),
+        ('{"scan_9": "anna"}', "'scan_9' is not a patient folder"),
+    ],
+    ids=["missing", "invalid-json", "not-a-mapping", "not-a-string", "unknown-folder"],
+)
+def test_bad_grouping_file_is_a_data_error_naming_it(tmp_path, text, problem):
+    path = tmp_path / "grouping.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(DataError, match=problem) as error:
+        read_grouping(path, ["scan_1", "scan_2"])
+    assert str(path) in str(error.value)
+
+
+def test_grouping_keeps_a_person_in_one_split(tmp_path, make_real_export):
+    folders = [f"data_0513_{i:02d}" for i in range(1, 7)]
+    data_dir = make_real_export(tmp_path / "data", patients=folders, pairs=2, size=32)
+    grouping = tmp_path / "grouping.json"
+    grouping.write_text(json.dumps({"data_0513_01": "anna", "data_0513_02": "anna", "data_0513_03": "anna"}))
+    for seed in range(6):
+        prepared = prepare_data(DataConfig(data_dir=str(data_dir), grouping_file=str(grouping), split_seed=seed))
+        anna_splits = {name for name, records in prepared.records.items() for r in records if r.patient_id == "anna"}
+        assert len(anna_splits) == 1
+        assert sum(prepared.samples_per_patient.values()) == 12 and prepared.samples_per_patient["anna"] == 6
+
+
+def test_prepare_data_uses_the_manual_split_from_the_config(real_export):
+    cfg = DataConfig(
+        data_dir=str(real_export), manual_splits=True,
+        train_patients=["data_0513_03"], val_patients=["data_0513_01"], test_patients=[],
+    )
+    prepared = prepare_data(cfg)
+    assert prepared.split == PatientSplit(train=["data_0513_03"], val=["data_0513_01"], test=[])
+    assert {r.folder for r in prepared.records["train"]} == {"data_0513_03"}
+    assert prepared.records["test"] == []
+
+
+def test_prepare_data_rejects_a_given_split_naming_missing_patients(real_export):
+    split = PatientSplit(train=["data_0513_01"], val=["ghost"])
+    with pytest.raises(DataError, match="not on disk: ghost"):
+        prepare_data(DataConfig(data_dir=str(real_export)), split=split)

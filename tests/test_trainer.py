@@ -1,0 +1,182 @@
+"""Trainer behaviour users rely on: accumulation, clipping, precision fallback, checkpoints, stopping, resume."""
+import csv
+import logging
+import math
+import os
+
+import pytest
+import torch
+
+from cardiac_dreamer.config import Config, apply_overrides
+from cardiac_dreamer.data.prepare import build_datasets, prepare_data
+from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.training import trainer as trainer_module
+from cardiac_dreamer.training.callbacks import EarlyStopping
+from cardiac_dreamer.training.checkpoints import TopKCheckpoints, load_checkpoint
+from cardiac_dreamer.training.loggers import CSV_COLUMNS
+from cardiac_dreamer.training.precision import GradientStep, Precision, resolve_precision
+from cardiac_dreamer.training.run_dir import RunDirectory
+from cardiac_dreamer.training.trainer import Trainer, TrainingDiverged
+
+GUIDE_METRICS = [
+    "train_main_task_loss", "val_main_task_loss", "train_total_loss", "val_loss", "learning_rate",
+    "train_latent_loss", "val_latent_loss", "train_aux_t2_action_loss", "val_aux_t2_action_loss",
+    "val_mae_x_mm", "val_mae_y_mm", "val_mae_z_mm", "val_mae_roll_deg", "val_mae_pitch_deg", "val_mae_yaw_deg",
+]
+
+
+def tiny_config(data_dir, **overrides) -> Config:
+    values = {
+        "data.data_dir": str(data_dir), "data.image_size": 64, "data.max_pairs_per_patient": 10,
+        "data.augment": False, "model.d_model": 16, "model.num_heads": 2, "model.num_layers": 1,
+        "training.batch_size": 4, "training.max_epochs": 2, "training.num_workers": 0,
+        "training.log_every_n_steps": 2, "training.lr": 1e-3,
+    }
+    values.update(overrides)
+    return apply_overrides(Config(), values)
+
+
+def fit(config: Config, output_dir, resume_from=None, run=None):
+    """Train a fresh model (seeded) and return (trainer, result, run)."""
+    prepared = prepare_data(config.data)
+    datasets = build_datasets(prepared, config.data, normalize_images=False)
+    torch.manual_seed(0)
+    model = CardiacDreamer(config.model, image_size=config.data.image_size)
+    model.set_normalization(prepared.stats)
+    run = run or RunDirectory.create(output_dir)
+    trainer = Trainer(config, run, metadata={"split": prepared.split.to_dict()}, progress=False)
+    result = trainer.fit(model, datasets["train"], datasets["val"], resume_from=resume_from)
+    return trainer, result, run
+
+
+def csv_rows(run):
+    with open(run.metrics_csv, newline="") as stream:
+        return list(csv.reader(stream))
+
+
+def test_run_writes_checkpoints_logs_and_every_guide_metric(phantom_dir, tmp_path):
+    _, result, run = fit(tiny_config(phantom_dir), tmp_path)
+    names = sorted(os.listdir(run.checkpoints))
+    assert "last.ckpt" in names and "best.ckpt" in names
+    assert any(n.startswith("cardiac_dreamer-epoch=00-val_main_task_loss=") for n in names)
+    assert run.final_model.is_file() and result.final_model == run.final_model
+    assert os.path.samefile(run.best_checkpoint, result.best_checkpoint)
+    assert any(p.name.startswith("events.out.tfevents") for p in (run.logs / "cardiac_dreamer").iterdir())
+    header, *rows = csv_rows(run)
+    assert header[:2] == ["epoch", "step"]
+    assert set(GUIDE_METRICS) <= set(header)
+    epoch_rows = [dict(zip(header, row)) for row in rows if row[header.index("val_loss")]]
+    assert [row["epoch"] for row in epoch_rows] == ["0", "1"]
+    assert all(math.isfinite(float(row[name])) for row in epoch_rows for name in GUIDE_METRICS)
+
+
+def test_checkpoints_load_with_weights_only_and_hold_what_resume_needs(phantom_dir, tmp_path):
+    _, _, run = fit(tiny_config(phantom_dir, **{"training.max_epochs": 1}), tmp_path)
+    state = torch.load(run.last_checkpoint, weights_only=True)
+    for key in ("model_state", "config", "optimizer_state", "scheduler_state", "scaler_state", "epoch",
+                "global_step", "normalization", "split", "early_stopping", "top_k", "rng", "library_version"):
+        assert key in state, key
+    model_ckpt = load_checkpoint(run.best_checkpoint)
+    assert model_ckpt["kind"] == "model" and "optimizer_state" not in model_ckpt
+    assert model_ckpt["split"] == state["split"]
+
+
+def test_gradient_accumulation_matches_one_big_batch(phantom_dir, tmp_path):
+    # A frozen backbone keeps BatchNorm in eval mode and dropout 0 removes noise, so the update is exact.
+    common = {"model.freeze_backbone_layers": 5, "model.dropout": 0.0, "training.max_epochs": 1,
+              "training.scheduler": "none", "data.max_pairs_per_patient": 10}  # 20 training pairs
+    big, _, _ = fit(tiny_config(phantom_dir, **common, **{"training.batch_size": 8}), tmp_path / "big")
+    small, _, _ = fit(tiny_config(phantom_dir, **common, **{"training.batch_size": 4,
+                                                            "training.accumulate_grad_batches": 2}),
+                      tmp_path / "accumulated")
+    assert big.global_step == small.global_step == 3  # 8+8+4 vs (4+4)+(4+4)+(4): the short window still steps
+    for (name, a), (_, b) in zip(big.model.named_parameters(), small.model.named_parameters()):
+        assert torch.allclose(a, b, atol=2e-5), name
+
+
+def test_gradient_clipping_bounds_the_gradient_norm():
+    weight = torch.nn.Parameter(torch.zeros(10))
+    optimizer = torch.optim.SGD([weight], lr=1.0)
+    step = GradientStep(Precision("32", None, False), torch.device("cpu"), clip_norm=0.5)
+    step.backward((weight * 100.0).sum())
+    grad_norm = step.step(optimizer, [weight])
+    assert grad_norm.item() == pytest.approx(100.0 * math.sqrt(10))  # the norm before clipping
+    assert weight.norm().item() == pytest.approx(0.5, rel=1e-5)  # SGD moved by exactly the clipped gradient
+
+
+def test_precision_16_on_cpu_falls_back_with_one_line_and_trains(phantom_dir, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        precision = resolve_precision("16", torch.device("cpu"))
+    assert precision.name in ("bf16", "32") and not precision.use_scaler
+    assert len([r for r in caplog.records if "precision 16" in r.getMessage()]) == 1
+    _, result, _ = fit(tiny_config(phantom_dir, **{"training.precision": 16, "training.max_epochs": 1}), tmp_path)
+    assert math.isfinite(result.best_score)
+
+
+def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):
+    registry = TopKCheckpoints(tmp_path, k=3)
+    saved = lambda path: path.write_bytes(path.name.encode())  # noqa: E731
+    for epoch, score in enumerate([5.0, 4.0, 6.0, 3.0, float("nan"), 2.0, 7.0]):
+        registry.add(epoch, score, saved)
+    kept = sorted(p.name for p in tmp_path.glob("cardiac_dreamer-*.ckpt"))
+    assert [e["score"] for e in registry.entries] == [2.0, 3.0, 4.0]
+    assert kept == sorted(e["file"] for e in registry.entries)
+    assert os.path.samefile(tmp_path / "best.ckpt", tmp_path / registry.entries[0]["file"])
+
+
+def test_top_k_registry_is_reconciled_with_the_disk_on_resume(tmp_path):
+    registry = TopKCheckpoints(tmp_path, k=3)
+    saved = lambda path: path.write_bytes(b"x")  # noqa: E731
+    for epoch, score in enumerate([3.0, 2.0]):
+        registry.add(epoch, score, saved)
+    state = registry.state_dict()
+    stray = registry.add(2, 1.0, saved)  # written after the state was saved, e.g. just before a crash
+    (tmp_path / state["entries"][1]["file"]).unlink()  # and one recorded file lost
+    resumed = TopKCheckpoints(tmp_path, k=3)
+    resumed.load_state_dict(state)
+    assert not stray.exists()
+    assert [e["score"] for e in resumed.entries] == [2.0]
+    assert os.path.samefile(tmp_path / "best.ckpt", resumed.best_path)
+
+
+def test_early_stopping_counts_epochs_without_improvement_and_ignores_nan():
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    assert [stopper.update(v) for v in [1.0, 0.995, float("nan")]] == [False, False, True]
+    restored = EarlyStopping(patience=2)
+    restored.load_state_dict(stopper.state_dict())
+    assert (restored.best, restored.wait) == (1.0, 2)
+
+
+def test_training_stops_early_when_validation_stalls(phantom_dir, tmp_path):
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 10, "training.early_stop_patience": 1,
+                                         "training.min_delta": 1e6})
+    _, result, _ = fit(config, tmp_path)
+    assert (result.stop_reason, result.epochs_completed) == ("early_stopping", 2)
+
+
+def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(phantom_dir, tmp_path):
+    config = tiny_config(phantom_dir, **{"training.deterministic": True, "training.max_epochs": 3,
+                                         "data.augment": True})
+    straight, _, straight_run = fit(config, tmp_path / "straight")
+    stopped_config = apply_overrides(config, {"training.max_epochs": 2})
+    _, _, run = fit(stopped_config, tmp_path / "stopped")
+    resumed, result, _ = fit(config, None, resume_from=run.last_checkpoint, run=run)
+    assert result.epochs_completed == 3
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert csv_rows(run) == csv_rows(straight_run)  # appended, one header, identical numbers
+
+
+def test_non_finite_losses_stop_the_run_and_keep_earlier_checkpoints(phantom_dir, tmp_path, monkeypatch):
+    _, _, run = fit(tiny_config(phantom_dir, **{"training.max_epochs": 1}), tmp_path)
+    before = run.last_checkpoint.read_bytes()
+    real = trainer_module.compute_losses
+
+    def poisoned(outputs, batch, cfg):
+        return {name: value * float("nan") for name, value in real(outputs, batch, cfg).items()}
+
+    monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
+    with pytest.raises(TrainingDiverged, match="consecutive steps had a non-finite loss"):
+        fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run)
+    assert run.last_checkpoint.read_bytes() == before
+    assert list(CSV_COLUMNS)[:2] == ["epoch", "step"]
