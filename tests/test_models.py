@@ -143,7 +143,7 @@ def test_channels_last_model_and_inputs_give_the_same_outputs(token_type):
     channels_last = {"memory_format": torch.channels_last}
     outputs = model(image_t1.to(**channels_last), move, image_t2.to(**channels_last))
     for key, value in expected.items():
-        assert (outputs[key] - value).abs().max() <= 1e-5 * value.abs().max(), key  # float rounding only
+        assert (outputs[key] - value).abs().max() <= 1e-4 * value.abs().max(), key  # float rounding only (different conv kernels)
 
 
 def test_overrides_are_validated_model_config_fields():

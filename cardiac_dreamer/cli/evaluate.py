@@ -6,14 +6,12 @@ Flags in, :func:`~cardiac_dreamer.evaluation.evaluate_checkpoint` called, a tabl
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import List, Optional, Sequence
 
 from ..errors import CardiacDreamerError
 from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
-
-EXIT_ERROR = 2
+from .common import configure_logging, report_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         report, output_dir = evaluate_checkpoint(
             args.checkpoint,
@@ -48,8 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             device=args.device,
         )
     except CardiacDreamerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return report_error(error)
     print(report.summary_table())
     print(f"results: {output_dir}")
     return 0

@@ -6,6 +6,7 @@ The only place that knows about argparse, exit codes and printing for humans. Pr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -40,6 +41,7 @@ CONFIG_FLAGS = {
     "num_workers": ("training.num_workers", int, "data-loading worker processes"),
     "device": ("training.device", str, "auto, cpu, cuda, cuda:1, mps"),
     "seed": ("training.seed", int, "one seed for everything"),
+    "cv": ("data.cv_folds", int, "cross-patient K-fold cross-validation"),
 }
 
 
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
          help="write the synthetic phantom into OUTPUT_DIR/demo_data and train the debug preset on it")
     _add(parser, "--deterministic", action="store_true", default=None, help="deterministic algorithms")
     _add(parser, "--no_progress", action="store_true", help="no progress bars")
+    _add(parser, "--check_data", action="store_true",
+         help="validate the data directory against every rule, print a summary, and exit without training")
+    _add(parser, "--compare", action="store_true",
+         help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
+    _add(parser, "--resume_cv", metavar="CV_DIR", help="continue a cross-validation run, skipping finished folds")
+    _add(parser, "--benchmark", action="store_true",
+         help="measure training throughput and memory for this config and print one JSON line")
     _add(parser, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
          help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
     for flag, (key, kind, text) in CONFIG_FLAGS.items():
@@ -118,6 +127,24 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
         config = _demo_config(args, output_dir)
     else:
         config = resolve_config(args)
+    if args.check_data:
+        from ..doctor import check_data
+
+        print(check_data(config.data).summary())
+        return 0
+    if args.benchmark:
+        from ..benchmark import run_benchmark
+
+        print(json.dumps(run_benchmark(config)))
+        return 0
+    if args.resume_cv or config.data.cv_folds:
+        from ..cross_validation import run_cross_validation
+
+        cv = run_cross_validation(config, output_dir, compare=args.compare, resume_dir=args.resume_cv,
+                                  argv=argv, progress=not args.no_progress)
+        print(f"cross-validation directory: {cv.cv_dir}")
+        print(cv.summary_table())
+        return 0
     outcome = run_training(config, output_dir=output_dir, resume_from=resume, argv=argv,
                            progress=not args.no_progress)
     fit = outcome.fit

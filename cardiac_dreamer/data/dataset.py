@@ -29,11 +29,12 @@ Item = Dict[str, Union[torch.Tensor, str, int]]
 
 class TransitionsDataset(Dataset):
     """Items ``{"image_t1", "image_t2": [1, H, W], "action_change", "at1", "at2": float32 [6] standardized,
-    "patient_id": str, "index": int}``.
+    "patient_id": str, "entry_index": int, "index": int}``.
 
     Images are float32 normalized by :func:`images_to_float` when ``normalize_images`` (convenient in a
     notebook), or uint8 when not: the trainer moves the compact uint8 batch to the device and converts it there.
-    ``index`` is the item's position in this dataset, so ``dataset.records[index]`` is its source entry.
+    ``entry_index`` is the entry's position in its patient's JSON file; ``index`` is the item's position in this
+    dataset, so ``dataset.records[index]`` is its source record.
     """
 
     def __init__(
@@ -102,7 +103,8 @@ class TransitionsDataset(Dataset):
             "at1": self._at1[index].clone(),
             "at2": self._at2[index].clone(),
             "patient_id": record.patient_id,
-            "index": int(index),
+            "entry_index": record.index,  # position in the patient's transitions_dataset.json
+            "index": int(index),  # position in this dataset: dataset.records[index] is the record
         }
 
     def _image(self, slot: int) -> torch.Tensor:
