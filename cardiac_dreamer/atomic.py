@@ -2,7 +2,8 @@
 
 The file is written to a temporary name in the same directory, flushed and fsync'ed, then renamed over the target
 with ``os.replace`` (atomic on POSIX and Windows); on any error the temporary file is removed and the old file is
-left untouched.
+left untouched. A process killed mid-write (SIGKILL, power loss) cannot clean up: it leaves a ``.<name>.*.tmp``
+file beside the target, which :func:`remove_stale_temporaries` deletes when the run resumes.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Iterator, List, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -22,6 +23,7 @@ def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
     path = Path(path)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp_name, _plain_file_mode())  # mkstemp makes 0600; colleagues on a shared machine may read
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
             yield stream
             stream.flush()
@@ -62,6 +64,26 @@ def link_or_copy(source: PathLike, target: PathLike) -> None:
         return
     os.replace(temp_name, target)
     _fsync_directory(target.parent)
+
+
+def remove_stale_temporaries(directory: PathLike) -> List[Path]:
+    """Delete the ``.<name>.*.tmp`` files that writes killed mid-way left in ``directory``; returns them.
+
+    Only safe while nothing else writes into ``directory`` (a run being resumed owns its run directory).
+    """
+    removed = []
+    for path in Path(directory).glob(".*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _plain_file_mode() -> int:
+    """The permissions ``open(path, "w")`` would give a new file: 0666 less the process umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_directory(directory: Path) -> None:

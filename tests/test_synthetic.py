@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from cardiac_dreamer.losses import compute_losses
 from cardiac_dreamer.models import CardiacDreamer
 from cardiac_dreamer.synthetic import MARKER_FILE, POSE_LIMITS, generate_phantom
 
+STEPS, BATCH = 400, 16  # the learnability test's training budget
 EXPORT_KEYS = {"ft1_image_path", "ft2_image_path", "at1_6dof", "action_change_6dof", "at2_6dof", "frame_t1", "frame_t2"}
 
 
@@ -121,6 +123,10 @@ def test_invalid_arguments_raise_config_error(tmp_path):
         generate_phantom(tmp_path, image_size=8)
 
 
+@pytest.mark.skipif(
+    not os.environ.get("CARDIAC_DREAMER_SLOW_TESTS"),
+    reason="minutes of CPU training (ResNet34 backbone); set CARDIAC_DREAMER_SLOW_TESTS=1 to run",
+)
 def test_a_small_model_learns_the_pose_across_patients(tmp_path):
     """The issue's criterion: trained briefly on 4 patients, the model predicts at1 of a held-out patient clearly
     better than the training mean does."""
@@ -130,6 +136,7 @@ def test_a_small_model_learns_the_pose_across_patients(tmp_path):
     train, held_out = read_records(tmp_path, names[:4]), read_records(tmp_path, names[4:])
     stats = NormalizationStats.fit(train)
     train_set = TransitionsDataset(train, stats, image_size=64)
+    held_out = held_out[::5]  # evaluation is forward passes only, but not free on a CPU
     test_set = TransitionsDataset(held_out, stats, image_size=64)
     model = CardiacDreamer(image_size=64, d_model=32, num_heads=2, num_layers=1, dropout=0.0)
     model.set_normalization(stats)
@@ -153,8 +160,6 @@ def test_a_small_model_learns_the_pose_across_patients(tmp_path):
     assert model_mae[:3].mean() <= 0.7 * mean_mae[:3].mean(), (model_mae, mean_mae)
     assert model_mae[3:].mean() <= 0.7 * mean_mae[3:].mean(), (model_mae, mean_mae)
 
-
-STEPS, BATCH = 200, 16
 
 
 def _collate(dataset, indices):

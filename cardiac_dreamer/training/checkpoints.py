@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import torch
 
 from .. import __version__
-from ..atomic import atomic_open, link_or_copy
+from ..atomic import atomic_open, link_or_copy, remove_stale_temporaries
 from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,10 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[0][:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
-        raise CheckpointError(f"{path}: not a cardiac_dreamer checkpoint (no '{FORMAT_NAME}' format marker)")
+        raise CheckpointError(
+            f"{path}: not a cardiac_dreamer checkpoint (no '{FORMAT_NAME}' format marker); "
+            f"it holds {describe_foreign(payload)}"
+        )
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -72,6 +75,20 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
             f"it was written by cardiac_dreamer {payload.get('library_version', '?')}, upgrade to load it"
         )
     return payload
+
+
+def describe_foreign(payload: Any) -> str:
+    """What a file that is not one of our checkpoints holds, in a few words, so the user knows what they have."""
+    if isinstance(payload, torch.Tensor):
+        return f"a single tensor of shape {tuple(payload.shape)}"
+    if not isinstance(payload, dict):
+        return f"a {type(payload).__name__}"
+    if "pytorch-lightning_version" in payload:
+        return f"a PyTorch Lightning checkpoint (Lightning {payload['pytorch-lightning_version']})"
+    if payload and all(isinstance(value, torch.Tensor) for value in payload.values()):
+        return f"a bare state dict of {len(payload)} tensors (weights without config or normalization)"
+    keys = ", ".join(map(str, list(payload)[:5])) + (", ..." if len(payload) > 5 else "")
+    return f"a dict with keys {keys}" if payload else "an empty dict"
 
 
 def topk_filename(epoch: int, score: float) -> str:
@@ -122,7 +139,10 @@ class TopKCheckpoints:
         return {"k": self.k, "entries": [dict(entry) for entry in self.entries]}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore the registry, then reconcile it with the disk: forget missing files, delete strays."""
+        """Restore the registry, then reconcile it with the disk: forget missing files, delete strays and the
+        temporary files of saves that a kill interrupted."""
+        for stale in remove_stale_temporaries(self.directory):
+            log.info("removed %s: left by a save that was interrupted", stale.name)
         self.entries = [dict(e) for e in state.get("entries", []) if (self.directory / e["file"]).is_file()]
         self.entries.sort(key=lambda entry: (entry["score"], entry["epoch"]))
         for evicted in self.entries[self.k:]:

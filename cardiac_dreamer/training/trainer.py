@@ -72,7 +72,9 @@ class Trainer:
         self.nonfinite_steps = 0
 
     # ----------------------------------------------------------------------------------------------- setup
-    def _setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset) -> None:
+    def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset) -> None:
+        """Ready the model, loaders, optimizer and schedule: what ``fit`` starts with, and what a caller driving
+        ``train_one_epoch`` / ``validate`` itself (the benchmark) needs."""
         seed_everything(self.cfg.seed, self.cfg.deterministic)
         memory_format = torch.channels_last if self.cfg.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format)
@@ -126,7 +128,7 @@ class Trainer:
     def fit(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
             resume_from: Optional[Path] = None) -> FitResult:
         """Train until ``max_epochs`` or early stopping; returns where the best and final models are."""
-        self._setup(model, train_set, val_set)
+        self.setup(model, train_set, val_set)
         if resume_from is not None:
             self._restore(Path(resume_from))
         main = dist.is_main_process()
@@ -318,7 +320,7 @@ class Trainer:
         save_checkpoint(self.run.last_checkpoint, self._training_state(epoch, metrics))
 
     def _restore(self, path: Path) -> None:
-        """Load a training state saved by ``_training_state``; the GradScaler already exists (``_setup``)."""
+        """Load a training state saved by ``_training_state``; the GradScaler already exists (``setup``)."""
         state = load_checkpoint(path, map_location="cpu")
         if state.get("kind") != "training_state":
             raise CheckpointError(

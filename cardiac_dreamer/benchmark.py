@@ -1,0 +1,265 @@
+"""Training throughput and memory for one config, measured on real training steps: ``cardiac-train --benchmark``.
+
+Three measurements in one process, so they share the machine's state:
+
+1. The :class:`Trainer` on its own DataLoader: samples/s, and each step split into *data wait* (time blocked on the
+   next batch) and *compute* (everything else: transfer, augmentation, forward, backward, optimizer, bookkeeping).
+2. The Trainer and a bare loop (model, optimizer, clipping and precision only, no Trainer) on the same batches,
+   fetched once into memory, alternating round by round: their ratio is the Trainer's overhead, and alternating
+   keeps a busy machine from favouring one of them.
+3. Model FLOPs per step, counted on the meta device (no compute), giving achieved FLOP/s and, where the device's
+   peak is known, the model FLOPs utilization.
+
+Without data at ``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.data import Subset
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import Config, apply_overrides
+from .data.dataset import TransitionsDataset
+from .data.prepare import prepare_data
+from .data.splits import SPLIT_NAMES
+from .data.transforms import images_to_float
+from .errors import ConfigError, DataError
+from .losses import compute_losses
+from .models import CardiacDreamer
+from .synthetic import generate_phantom
+from .training.precision import cpu_supports_bf16
+from .training.run_dir import RunDirectory
+from .training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+# Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor figures, without sparsity), matched against the GPU's name.
+GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+                   "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0}
+
+
+def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int = 2,
+                  peak_tflops: Optional[float] = None) -> Dict[str, Any]:
+    """Measure ``steps`` training steps after ``warmup`` and return one flat dict of figures (JSON-ready).
+
+    ``rounds`` is how many times the Trainer and the bare loop alternate on the in-memory batches;
+    ``peak_tflops`` overrides the device's peak used for the model FLOPs utilization.
+    """
+    if steps < 1 or warmup < 0 or rounds < 1:
+        raise ConfigError(f"benchmark needs steps >= 1, warmup >= 0 and rounds >= 1, got {steps}, {warmup}, {rounds}")
+    batch_size = config.training.batch_size
+    needed = (warmup + steps) * batch_size
+    with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_benchmark_") as scratch:
+        config, data_source = _with_data(config, Path(scratch), needed)
+        train_set = _training_samples(config, needed)
+        torch.manual_seed(config.training.seed)
+        model = CardiacDreamer(config.model, image_size=config.data.image_size)
+        model.set_normalization(train_set.stats)
+        trainer = Trainer(config, RunDirectory(Path(scratch) / "run"), progress=False)
+        trainer.setup(model, Subset(train_set, range(needed)), Subset(train_set, range(batch_size)))
+        if trainer.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(trainer.device)
+
+        loader_times = _trainer_epoch(trainer, TimedBatches(trainer.train_loader, needed, trainer.device))
+        step_times = loader_times.step_times[warmup:]
+        wait_times = loader_times.wait_times[warmup:]
+        batches = list(iter(trainer.train_loader))[:steps]
+        trainer_times, bare_times = [], []
+        for _ in range(rounds):
+            timed = TimedBatches(batches, steps * batch_size, trainer.device)
+            trainer_times += _trainer_epoch(trainer, timed).step_times
+            bare_times += bare_loop(trainer, batches)
+
+    step_median = statistics.median(step_times)
+    wait_median = statistics.median(wait_times)
+    flops = count_training_flops(config)
+    achieved = flops / step_median if flops else None
+    peak = peak_tflops if peak_tflops is not None else device_peak_tflops(trainer.device)
+    result = {
+        "config": {"d_model": config.model.d_model, "num_heads": config.model.num_heads,
+                   "num_layers": config.model.num_layers, "image_size": config.data.image_size,
+                   "batch_size": batch_size, "num_workers": config.training.num_workers,
+                   "channels_last": config.training.channels_last, "compile": config.training.compile},
+        "data": data_source,
+        "device": _device_name(trainer.device),
+        "precision": trainer.precision.name,
+        "precision_requested": config.training.precision,
+        "cpu_bf16": cpu_supports_bf16(),
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "warmup": warmup,
+        "samples_per_s": batch_size / step_median,
+        "step_time_median_s": step_median,
+        "data_wait_median_s": wait_median,
+        "compute_median_s": statistics.median(s - w for s, w in zip(step_times, wait_times)),
+        "data_wait_fraction": wait_median / step_median,
+        "trainer_step_median_s": statistics.median(trainer_times),
+        "bare_step_median_s": statistics.median(bare_times),
+        "trainer_overhead": statistics.median(trainer_times) / statistics.median(bare_times) - 1.0,
+        "overhead_rounds": rounds,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_gpu_memory_mb": (torch.cuda.max_memory_allocated(trainer.device) / 2**20
+                               if trainer.device.type == "cuda" else None),
+        "model_gflops_per_step": flops / 1e9 if flops else None,
+        "achieved_tflops": achieved / 1e12 if achieved else None,
+        "peak_tflops": peak,
+        "mfu": achieved / (peak * 1e12) if achieved and peak else None,
+    }
+    return result
+
+
+class TimedBatches:
+    """A stand-in for the Trainer's loader that records, per batch, the time blocked on it and the whole step.
+
+    A step runs from one request for a batch to the next; on CUDA the device is synchronized at each request, so
+    asynchronous kernels are charged to the step that launched them.
+    """
+
+    def __init__(self, batches, num_samples: int, device: torch.device):
+        self.batches = batches
+        self.sampler = range(num_samples)  # what the Trainer reads to size its accumulation windows
+        self.device = device
+        self.wait_times: List[float] = []
+        self.step_times: List[float] = []
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        iterator = iter(self.batches)
+        previous = None
+        while True:
+            _synchronize(self.device)
+            requested = time.perf_counter()
+            if previous is not None:
+                self.step_times.append(requested - previous)
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.wait_times.append(time.perf_counter() - requested)
+            previous = requested
+            yield batch
+
+
+def _trainer_epoch(trainer: Trainer, batches: TimedBatches) -> TimedBatches:
+    """One ``train_one_epoch`` of the Trainer over ``batches``, its real loader put back afterwards."""
+    real = trainer.train_loader
+    trainer.train_loader = batches
+    try:
+        trainer.train_one_epoch(0)
+    finally:
+        trainer.train_loader = real
+    return batches
+
+
+def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -> List[float]:
+    """The loop a user would write by hand, on the Trainer's model, optimizer, precision and clipping.
+
+    Returns the time of each step. It does what a step must (image conversion and augmentation on the device,
+    forward, loss, backward, clip, step) and nothing the Trainer adds (metrics, non-finite checks, schedule).
+    """
+    engine, optimizer, device = trainer.engine, trainer.optimizer, trainer.device
+    scaler = torch.amp.GradScaler(device.type, enabled=trainer.precision.use_scaler)
+    clip = trainer.cfg.gradient_clip_val or math.inf
+    engine.train()
+    times = []
+    for batch in batches:
+        _synchronize(device)
+        started = time.perf_counter()
+        moved = {key: batch[key].to(device, non_blocking=True) for key in ("action_change", "at1", "at2")}
+        for key in ("image_t1", "image_t2"):
+            images = images_to_float(batch[key].to(device, non_blocking=True))
+            if trainer.augment is not None:
+                images = trainer.augment(images)
+            moved[key] = images.contiguous(memory_format=trainer.memory_format)
+        with trainer.precision.autocast(device):
+            outputs = engine(moved["image_t1"], moved["action_change"], moved["image_t2"])
+        loss = compute_losses(outputs, moved, trainer.config.loss)["total_loss"]
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(trainer.parameters, clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        _synchronize(device)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def count_training_flops(config: Config) -> Optional[float]:
+    """FLOPs of one training step (forward, latent-target pass, backward) at the config's batch size.
+
+    Counted on the meta device, so it costs no compute and no memory; optimizer FLOPs are negligible and left out.
+    """
+    size, batch = config.data.image_size, config.training.batch_size
+    try:
+        with torch.device("meta"):
+            model = CardiacDreamer(config.model, image_size=size)
+            images = torch.zeros(batch, 1, size, size)
+            move = torch.zeros(batch, 6)
+            targets = {"at1": torch.zeros(batch, 6), "at2": torch.zeros(batch, 6)}
+        with FlopCounterMode(display=False) as counter:
+            outputs = model(images, move, images.clone())
+            compute_losses(outputs, targets, config.loss)["total_loss"].backward()
+        return float(counter.get_total_flops())
+    except (RuntimeError, NotImplementedError) as error:  # an op without a meta kernel: report no FLOPs
+        log.warning("could not count model FLOPs on the meta device (%s)", str(error).splitlines()[0][:160])
+        return None
+
+
+def device_peak_tflops(device: torch.device) -> Optional[float]:
+    """The dense bf16 peak of a known GPU; None for CPUs and unknown GPUs (pass ``peak_tflops`` instead)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in GPU_PEAK_TFLOPS.items() if key in name), None)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _with_data(config: Config, scratch: Path, needed: int):
+    """The config unchanged when its data directory exists; otherwise pointed at a phantom big enough."""
+    if Path(config.data.data_dir).is_dir():
+        return config, str(Path(config.data.data_dir).resolve())
+    patients = 4
+    phantom = scratch / "phantom"
+    generate_phantom(phantom, num_patients=patients, pairs_per_patient=math.ceil(needed / patients) + 1,
+                     image_size=config.data.image_size, seed=0)
+    log.info("benchmark: no data at %s, using a synthetic phantom", config.data.data_dir)
+    return apply_overrides(config, {"data.data_dir": str(phantom), "data.manual_splits": False}), "synthetic phantom"
+
+
+def _training_samples(config: Config, needed: int) -> TransitionsDataset:
+    """All pairs of every split in one uint8 dataset (the benchmark measures steps, not generalization)."""
+    prepared = prepare_data(config.data)
+    records = [record for name in SPLIT_NAMES for record in prepared.records[name]]
+    if len(records) < needed:
+        raise DataError(f"{config.data.data_dir}: {len(records)} pairs, the benchmark needs {needed} "
+                         "(lower --steps or --batch_size)")
+    return TransitionsDataset(records, prepared.stats, image_size=config.data.image_size,
+                              cache_images=config.data.cache_images, cache_budget_mb=config.data.cache_budget_mb,
+                              normalize_images=False)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "cpu"

@@ -1,0 +1,82 @@
+"""`cardiac-train` end to end: the run directory of the production guide, from the demo and from a real export."""
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from cardiac_dreamer.cli.train import main
+
+TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",
+              "--batch_size", "4", "--num_workers", "0", "--no_progress"]
+GUIDE_FILES = [
+    "experiment_config.json", "dataset_stats.json", "final_model.ckpt", "checkpoints/last.ckpt",
+    "checkpoints/best.ckpt", "logs/cardiac_dreamer", "logs/cardiac_dreamer_csv/metrics.csv",
+    "plots/dataset_statistics.png", "plots/training_summary.png",
+]
+
+
+def only_run_dir(output_dir):
+    runs = [p for p in output_dir.iterdir() if p.name.startswith("run_")]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_debug_config_on_a_real_export_produces_every_file_of_the_guide(make_real_export, tmp_path, capsys):
+    data_dir = make_real_export(tmp_path / "data", patients=("data_0513_01", "data_0513_02", "data_0513_03"),
+                                pairs=6, size=224)
+    code = main(["--config", "debug", "--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"),
+                 "--max_epochs", "2", *TINY_FLAGS])
+    assert code == 0
+    run = only_run_dir(tmp_path / "out")
+    for name in GUIDE_FILES:
+        assert (run / name).exists(), name
+    assert list(run.glob("checkpoints/cardiac_dreamer-epoch=*-val_main_task_loss=*.ckpt"))
+    assert (run / "test_evaluation" / "metrics.json").is_file()  # 3 patients: one is held out for testing
+    stats = json.loads((run / "dataset_stats.json").read_text())
+    splits = stats["patient_split"]
+    assert sorted(splits) == ["data_0513_01", "data_0513_02", "data_0513_03"]
+    assert sorted(splits.values()) == ["test", "train", "val"]
+    experiment = json.loads((run / "experiment_config.json").read_text())
+    assert experiment["config"]["model"]["d_model"] == 16 and experiment["seed"] == 42
+    assert "run directory:" in capsys.readouterr().out
+
+
+def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
+    data_dir = make_real_export(tmp_path / "data", patients=("data_0513_01", "data_0513_02", "data_0513_03"),
+                                pairs=4, size=64)
+    code = main(["--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+                 "--manual_splits", "--train_patients", "data_0513_01,data_0513_02", "--val_patients",
+                 "data_0513_03", *TINY_FLAGS])
+    assert code == 0
+    stats = json.loads((only_run_dir(tmp_path / "out") / "dataset_stats.json").read_text())
+    assert stats["splits"]["train"]["patients"] == ["data_0513_01", "data_0513_02"]
+    assert stats["splits"]["test"]["patients"] == []
+
+
+def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path):
+    common = ["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"),
+              "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]
+    assert main([*common, "--max_epochs", "1"]) == 0
+    run = only_run_dir(tmp_path / "out")
+    assert main(["--resume_from_checkpoint", str(run / "checkpoints" / "last.ckpt"), "--max_epochs", "2",
+                 "--no_progress"]) == 0
+    assert only_run_dir(tmp_path / "out") == run
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 1 and state["config"]["training"]["max_epochs"] == 2
+    lines = (run / "logs" / "cardiac_dreamer_csv" / "metrics.csv").read_text().splitlines()
+    assert sum(line.startswith("epoch,") for line in lines) == 1
+
+
+def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "cardiac_dreamer.train", "--demo", "--output_dir", str(tmp_path),
+         "--max_epochs", "1", "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(os.listdir(tmp_path / "demo_data")) > 3
+    run = only_run_dir(tmp_path)
+    for name in GUIDE_FILES:
+        assert (run / name).exists(), name

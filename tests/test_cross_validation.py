@@ -1,0 +1,146 @@
+"""Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, and the
+dreamer-vs-direct comparison, end to end on the tiny phantom."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardiac_dreamer.cli.train import main
+from cardiac_dreamer.cross_validation import (
+    METRICS, PLAN_FILE, RESULT_FILE, fold_dir, plan_cross_validation, run_cross_validation,
+)
+from cardiac_dreamer.errors import ConfigError
+from test_trainer import tiny_config
+
+FOLDERS = ("data_0513_01", "data_0513_02", "data_0513_03", "data_0513_04", "data_0513_05", "data_0514_01")
+
+
+@pytest.fixture
+def grouped_export(tmp_path, make_real_export) -> Path:
+    """Six folders, two of them scans of one person (``anna``): five patients."""
+    root = make_real_export(tmp_path / "data", patients=FOLDERS, pairs=2, size=64)
+    (root / "grouping.json").write_text(json.dumps({"data_0513_01": "anna", "data_0514_01": "anna"}))
+    return root
+
+
+def grouped_config(data_dir, **overrides):
+    return tiny_config(data_dir, **{"data.grouping_file": "grouping.json", "data.cv_folds": 2, **overrides})
+
+
+def test_folds_validate_every_patient_exactly_once_and_never_split_a_group(grouped_export):
+    plan = plan_cross_validation(grouped_config(grouped_export, **{"data.cv_folds": 3}))
+    validated = [patient for fold in plan.folds for patient in fold.val]
+    assert sorted(validated) == sorted(set(plan.grouping.values())) and len(validated) == 5
+    for fold in plan.folds:
+        assert sorted(fold.train + fold.val) == sorted(validated) and not set(fold.train) & set(fold.val)
+    assert plan.grouping["data_0513_01"] == plan.grouping["data_0514_01"] == "anna"
+
+
+def test_held_out_test_patients_are_in_no_fold(grouped_export):
+    plan = plan_cross_validation(grouped_config(grouped_export, **{"data.test_patients": ["data_0514_01"]}))
+    for fold in plan.folds:
+        assert fold.test == ["anna"]
+        assert "anna" not in fold.train + fold.val
+
+
+def test_cv_needs_at_least_two_folds(grouped_export):
+    with pytest.raises(ConfigError, match="cv_folds"):
+        plan_cross_validation(grouped_config(grouped_export, **{"data.cv_folds": 0}))
+
+
+@pytest.fixture(scope="module")
+def compared(phantom_dir, tmp_path_factory):
+    """A 2-fold comparison of both variants, one epoch each, on the four-patient phantom."""
+    config = tiny_config(phantom_dir, **{"data.cv_folds": 2, "training.max_epochs": 1})
+    return run_cross_validation(config, tmp_path_factory.mktemp("cv"), compare=True, progress=False)
+
+
+def test_cv_directory_holds_the_plan_and_a_run_per_fold_and_variant(compared):
+    assert compared.cv_dir.name.startswith("cv_")
+    plan = json.loads((compared.cv_dir / PLAN_FILE).read_text())
+    assert plan["variants"] == ["dreamer", "direct"] and len(plan["folds"]) == 2
+    for variant in ("dreamer", "direct"):
+        for index in range(2):
+            result = json.loads((fold_dir(compared.cv_dir, variant, index) / RESULT_FILE).read_text())
+            run = compared.cv_dir / result["run_dir"]
+            assert (run / "checkpoints" / "best.ckpt").is_file()
+            assert (run / "val_evaluation" / "metrics.json").is_file()
+            config = json.loads((run / "experiment_config.json").read_text())["config"]
+            assert config["model"]["variant"] == variant and config["data"]["cv_folds"] == 0
+
+
+def test_both_variants_train_on_the_same_folds_with_the_same_seed(compared):
+    splits = {}
+    for variant in ("dreamer", "direct"):
+        results = [json.loads((fold_dir(compared.cv_dir, variant, i) / RESULT_FILE).read_text()) for i in range(2)]
+        configs = [json.loads((compared.cv_dir / r["run_dir"] / "experiment_config.json").read_text()) for r in results]
+        splits[variant] = ([r["split"] for r in results], [c["seed"] for c in configs])
+    assert splits["dreamer"] == splits["direct"]
+
+
+def test_summary_has_every_fold_their_mean_and_std_and_every_patient(compared):
+    summary = json.loads((compared.cv_dir / "cv_summary.json").read_text())
+    assert (compared.cv_dir / "cv_summary.png").stat().st_size > 0
+    for variant in ("dreamer", "direct"):
+        entry = summary["results"][variant]
+        assert [fold["fold"] for fold in entry["folds"]] == [1, 2]
+        for metric in METRICS:
+            values = [fold[metric] for fold in entry["folds"]]
+            assert all(np.isfinite(values))
+            assert entry["mean"][metric] == pytest.approx(np.mean(values))
+            assert entry["std"][metric] == pytest.approx(np.std(values, ddof=1))
+    assert sorted(summary["per_patient"]) == ["phantom_00", "phantom_01", "phantom_02", "phantom_03"]
+    for row in summary["per_patient"].values():
+        assert row["fold"] in (1, 2) and set(METRICS) <= set(row["dreamer"]) and set(METRICS) <= set(row["direct"])
+
+
+def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
+    results = compared.summary["results"]
+    for metric in METRICS:
+        dreamer, direct = results["dreamer"]["mean"][metric], results["direct"]["mean"][metric]
+        assert compared.summary["comparison"][metric] == pytest.approx((dreamer - direct) / direct)
+    table = compared.summary_table()
+    header = next(line for line in table.splitlines() if line.startswith("metric"))
+    assert header.split() == ["metric", "dreamer", "direct", "change"]
+    translation = next(line for line in table.splitlines() if line.startswith("translation error (mm)"))
+    assert f"{results['direct']['mean']['translation_error_mm']:.3f} ±" in translation
+    assert translation.endswith("%")
+    assert (compared.cv_dir / "cv_summary.txt").read_text().strip() == table
+
+
+def copy_of(compared, tmp_path) -> Path:
+    return Path(shutil.copytree(compared.cv_dir, tmp_path / compared.cv_dir.name))
+
+
+def test_resume_cv_retrains_only_the_fold_without_a_result(compared, tmp_path):
+    cv_dir = copy_of(compared, tmp_path)
+    shutil.rmtree(fold_dir(cv_dir, "direct", 1))
+    kept = {path: path.stat().st_mtime_ns for path in cv_dir.glob("*/fold_*/**/*") if path.is_file()}
+    resumed = run_cross_validation(None, resume_dir=cv_dir, progress=False)
+    assert {path: path.stat().st_mtime_ns for path in kept} == kept
+    assert (fold_dir(cv_dir, "direct", 1) / RESULT_FILE).is_file()
+    assert [len(resumed.summary["results"][v]["folds"]) for v in ("dreamer", "direct")] == [2, 2]
+
+
+def test_unfinished_fold_continues_its_stopped_run(compared, tmp_path):
+    cv_dir = copy_of(compared, tmp_path)
+    directory = fold_dir(cv_dir, "dreamer", 0)
+    runs = sorted(directory.glob("run_*"))
+    (directory / RESULT_FILE).unlink()
+    run_cross_validation(None, resume_dir=cv_dir, progress=False)
+    assert sorted(directory.glob("run_*")) == runs
+    result = json.loads((directory / RESULT_FILE).read_text())
+    assert (cv_dir / result["run_dir"]) == runs[0] and result["epochs_completed"] == 1
+
+
+def test_resume_cv_of_a_folder_without_a_plan_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a cross-validation directory"):
+        run_cross_validation(None, resume_dir=tmp_path)
+
+
+def test_cli_resume_cv_of_a_missing_directory_prints_one_error_line(tmp_path, capsys):
+    code = main(["--resume_cv", str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cross-validation directory not found" in err[0]
