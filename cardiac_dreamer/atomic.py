@@ -12,19 +12,22 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, List, Union
+from typing import IO, Any, Iterator, List, Optional, Union
 
 PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager
-def atomic_open(path: PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically."""
+def atomic_open(path: PathLike, mode: str = "wb", newline: Optional[str] = None) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
+
+    Text modes write UTF-8; ``newline`` is :func:`open`'s (``""`` for the csv module).
+    """
     path = Path(path)
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(temp_name, _plain_file_mode())  # mkstemp makes 0600; colleagues on a shared machine may read
-        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as stream:
+        with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": newline})) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())

@@ -7,8 +7,8 @@ Three measurements in one process, so they share the machine's state:
 2. The Trainer and a bare loop (model, optimizer, clipping and precision only, no Trainer) on the same batches,
    fetched once into memory, alternating round by round: their ratio is the Trainer's overhead, and alternating
    keeps a busy machine from favouring one of them.
-3. Model FLOPs per step, counted on the meta device (no compute), giving achieved FLOP/s and, where the device's
-   peak is known, the model FLOPs utilization.
+3. Model FLOPs per step (counted by torch's FlopCounterMode), giving achieved FLOP/s and, where the device's peak
+   is known, the model FLOPs utilization.
 
 Without data at ``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
 """
@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Subset
@@ -71,18 +71,22 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
 
         loader_times = _trainer_epoch(trainer, TimedBatches(trainer.train_loader, needed, trainer.device))
         step_times = loader_times.step_times[warmup:]
+        step_cpu_times = loader_times.step_cpu_times[warmup:]
         wait_times = loader_times.wait_times[warmup:]
         batches = list(iter(trainer.train_loader))[:steps]
-        trainer_times, bare_times = [], []
+        trainer_times, trainer_cpu, bare_times, bare_cpu = [], [], [], []
         for _ in range(rounds):
-            timed = TimedBatches(batches, steps * batch_size, trainer.device)
-            trainer_times += _trainer_epoch(trainer, timed).step_times
-            bare_times += bare_loop(trainer, batches)
+            timed = _trainer_epoch(trainer, TimedBatches(batches, steps * batch_size, trainer.device))
+            trainer_times += timed.step_times
+            trainer_cpu += timed.step_cpu_times
+            wall, cpu = bare_loop(trainer, batches)
+            bare_times += wall
+            bare_cpu += cpu
 
     step_median = statistics.median(step_times)
     wait_median = statistics.median(wait_times)
     flops = count_training_flops(config)
-    achieved = flops / step_median if flops else None
+    achieved = flops / step_median
     peak = peak_tflops if peak_tflops is not None else device_peak_tflops(trainer.device)
     result = {
         "config": {"d_model": config.model.d_model, "num_heads": config.model.num_heads,
@@ -102,17 +106,20 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         "data_wait_median_s": wait_median,
         "compute_median_s": statistics.median(s - w for s, w in zip(step_times, wait_times)),
         "data_wait_fraction": wait_median / step_median,
+        # On a shared machine wall time depends on the neighbours; CPU seconds per step much less so.
+        "step_cpu_time_median_s": statistics.median(step_cpu_times),
         "trainer_step_median_s": statistics.median(trainer_times),
         "bare_step_median_s": statistics.median(bare_times),
         "trainer_overhead": statistics.median(trainer_times) / statistics.median(bare_times) - 1.0,
+        "trainer_overhead_cpu_time": statistics.median(trainer_cpu) / statistics.median(bare_cpu) - 1.0,
         "overhead_rounds": rounds,
         "peak_rss_mb": peak_rss_mb(),
         "peak_gpu_memory_mb": (torch.cuda.max_memory_allocated(trainer.device) / 2**20
                                if trainer.device.type == "cuda" else None),
-        "model_gflops_per_step": flops / 1e9 if flops else None,
-        "achieved_tflops": achieved / 1e12 if achieved else None,
+        "model_gflops_per_step": flops / 1e9,
+        "achieved_tflops": achieved / 1e12,
         "peak_tflops": peak,
-        "mfu": achieved / (peak * 1e12) if achieved and peak else None,
+        "mfu": achieved / (peak * 1e12) if peak else None,
     }
     return result
 
@@ -130,24 +137,26 @@ class TimedBatches:
         self.device = device
         self.wait_times: List[float] = []
         self.step_times: List[float] = []
+        self.step_cpu_times: List[float] = []  # CPU seconds of all this process's threads
 
     def __len__(self) -> int:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
         iterator = iter(self.batches)
-        previous = None
+        previous = previous_cpu = None
         while True:
             _synchronize(self.device)
-            requested = time.perf_counter()
+            requested, requested_cpu = time.perf_counter(), time.process_time()
             if previous is not None:
                 self.step_times.append(requested - previous)
+                self.step_cpu_times.append(requested_cpu - previous_cpu)
             try:
                 batch = next(iterator)
             except StopIteration:
                 return
             self.wait_times.append(time.perf_counter() - requested)
-            previous = requested
+            previous, previous_cpu = requested, requested_cpu
             yield batch
 
 
@@ -162,20 +171,20 @@ def _trainer_epoch(trainer: Trainer, batches: TimedBatches) -> TimedBatches:
     return batches
 
 
-def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -> List[float]:
+def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -> Tuple[List[float], List[float]]:
     """The loop a user would write by hand, on the Trainer's model, optimizer, precision and clipping.
 
-    Returns the time of each step. It does what a step must (image conversion and augmentation on the device,
+    Returns the wall and CPU time of each step. It does what a step must (image conversion and augmentation on the device,
     forward, loss, backward, clip, step) and nothing the Trainer adds (metrics, non-finite checks, schedule).
     """
     engine, optimizer, device = trainer.engine, trainer.optimizer, trainer.device
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.precision.use_scaler)
     clip = trainer.cfg.gradient_clip_val or math.inf
     engine.train()
-    times = []
+    times, cpu_times = [], []
     for batch in batches:
         _synchronize(device)
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         moved = {key: batch[key].to(device, non_blocking=True) for key in ("action_change", "at1", "at2")}
         for key in ("image_t1", "image_t2"):
             images = images_to_float(batch[key].to(device, non_blocking=True))
@@ -193,28 +202,24 @@ def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -
         optimizer.zero_grad(set_to_none=True)
         _synchronize(device)
         times.append(time.perf_counter() - started)
-    return times
+        cpu_times.append(time.process_time() - started_cpu)
+    return times, cpu_times
 
 
-def count_training_flops(config: Config) -> Optional[float]:
+def count_training_flops(config: Config) -> float:
     """FLOPs of one training step (forward, latent-target pass, backward) at the config's batch size.
 
-    Counted on the meta device, so it costs no compute and no memory; optimizer FLOPs are negligible and left out.
+    Counted on one sample on the CPU and scaled by the batch size (every layer is linear in it); the meta device
+    would be free but cannot enter the model's autocast block. Optimizer FLOPs are negligible and left out.
     """
-    size, batch = config.data.image_size, config.training.batch_size
-    try:
-        with torch.device("meta"):
-            model = CardiacDreamer(config.model, image_size=size)
-            images = torch.zeros(batch, 1, size, size)
-            move = torch.zeros(batch, 6)
-            targets = {"at1": torch.zeros(batch, 6), "at2": torch.zeros(batch, 6)}
-        with FlopCounterMode(display=False) as counter:
-            outputs = model(images, move, images.clone())
-            compute_losses(outputs, targets, config.loss)["total_loss"].backward()
-        return float(counter.get_total_flops())
-    except (RuntimeError, NotImplementedError) as error:  # an op without a meta kernel: report no FLOPs
-        log.warning("could not count model FLOPs on the meta device (%s)", str(error).splitlines()[0][:160])
-        return None
+    size = config.data.image_size
+    model = CardiacDreamer(config.model, image_size=size)
+    image = torch.zeros(1, 1, size, size)
+    targets = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
+    with FlopCounterMode(display=False) as counter:
+        outputs = model(image, torch.zeros(1, 6), image.clone())
+        compute_losses(outputs, targets, config.loss)["total_loss"].backward()
+    return float(counter.get_total_flops()) * config.training.batch_size
 
 
 def device_peak_tflops(device: torch.device) -> Optional[float]:

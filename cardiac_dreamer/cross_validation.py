@@ -15,7 +15,6 @@ patients are in folds and there is no test group. Other manual-split lists are i
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -29,7 +28,7 @@ import numpy as np
 from . import plots
 from .atomic import atomic_open, write_json
 from .config import Config, apply_overrides
-from .data.prepare import prepare_data
+from .data.prepare import read_grouped_records
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_checkpoint
@@ -37,8 +36,7 @@ from .evaluation.metrics import axis_key
 from .experiment import run_training
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .training import distributed as dist
-from .training.reproducibility import seed_everything
-from .training.run_dir import RunDirectory
+from .training.run_dir import timestamped_directory
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +119,7 @@ def run_cross_validation(
         plan = plan_cross_validation(config, compare)
         if output_dir is None:
             raise ConfigError("an output directory is needed for a new cross-validation run")
-        cv_dir = RunDirectory.create(Path(output_dir), prefix="cv").root
+        cv_dir = timestamped_directory(Path(output_dir), "cv")
         write_json(cv_dir / PLAN_FILE, {**plan.to_dict(), "command_line": list(argv or []),
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     results: Dict[str, List[Dict[str, Any]]] = {variant: [] for variant in plan.variants}
@@ -142,9 +140,7 @@ def plan_cross_validation(config: Config, compare: bool = False) -> CrossValidat
     k = config.data.cv_folds
     if k < 2:
         raise ConfigError(f"cross-validation needs data.cv_folds >= 2 (--cv K), got {k}")
-    # prepare_data validates every folder and applies the grouping; its automatic split is not used.
-    prepared = prepare_data(dataclasses.replace(config.data, manual_splits=False))
-    grouping = prepared.grouping
+    _, grouping = read_grouped_records(config.data)  # reads and validates every folder before anything is written
     patients = sorted(set(grouping.values()))
     test = [name if name in patients else grouping.get(name, name) for name in config.data.test_patients]
     folds = kfold_splits(patients, k, seed=config.data.split_seed, test=test)
@@ -200,8 +196,6 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
     config = plan.fold_config(variant)
     split = plan.folds[index]
     stopped = sorted(directory.glob("run_*/checkpoints/last.ckpt"))
-    # Model initialisation happens before the trainer seeds, so seed here: every fold and variant starts alike.
-    seed_everything(config.training.seed, config.training.deterministic)
     if stopped:
         log.info("continuing the stopped run %s", stopped[-1])
         outcome = run_training(config, resume_from=stopped[-1], argv=argv, progress=progress)
@@ -219,8 +213,8 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
         "variant": variant,
         "fold": index + 1,
         "split": split.to_dict(),
-        "run_dir": outcome.run_dir.resolve().relative_to(Path(cv_dir).resolve()).as_posix(),
-        "checkpoint": str(Path(checkpoint).name),
+        "run_dir": _relative(outcome.run_dir, cv_dir),
+        "checkpoint": _relative(checkpoint, cv_dir),
         "epochs_completed": outcome.fit.epochs_completed,
         "stop_reason": outcome.fit.stop_reason,
         "samples": metrics["samples"],
@@ -229,6 +223,11 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
                         for patient, entry in metrics["per_patient"].items()},
         "test_metrics": test_metrics,
     }
+
+
+def _relative(path: Path, cv_dir: Path) -> str:
+    """Paths inside the CV directory are stored relative to it, so the directory can be moved."""
+    return Path(path).resolve().relative_to(Path(cv_dir).resolve()).as_posix()
 
 
 def _pick(metrics: Mapping[str, Any]) -> Dict[str, Optional[float]]:
@@ -314,9 +313,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines = [f"{summary['folds']}-fold cross-patient validation, mean ± std over folds{test}",
              f"{'metric':24}" + "".join(f"{variant:>18}" for variant in variants)
              + (f"{'change':>10}" if comparison else "")]
+    results = summary["results"]
     for metric in METRICS:
-        cells = "".join(f"{_mean_std_text(summary['results'][v]['mean'][metric], summary['results'][v]['std'][metric]):>18}"
-                        for v in variants)
+        cells = "".join(f"{_mean_std_text(results[v]['mean'][metric], results[v]['std'][metric]):>18}" for v in variants)
         change = f"{_percent(comparison[metric]):>10}" if comparison else ""
         lines.append(f"{METRIC_LABELS[metric]:24}{cells}{change}")
     if comparison:

@@ -28,6 +28,7 @@ from .training import distributed as dist
 from .training.checkpoints import load_checkpoint
 from .training.loggers import epoch_rows
 from .training.precision import select_device
+from .training.reproducibility import seed_everything
 from .training.run_dir import RunDirectory, ensure_writable, write_experiment_config
 from .training.trainer import FitResult, Trainer
 
@@ -92,6 +93,7 @@ def run_training(
         write_json(run.root / "dataset_stats.json", dataset_stats(prepared, config.data.data_dir, consistency.summary()))
         _plot_dataset(run, prepared, consistency.summary())
 
+    seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
     model = CardiacDreamer(config.model, image_size=config.data.image_size)
     model.set_normalization(prepared.stats)
     metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),

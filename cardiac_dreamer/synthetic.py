@@ -1,13 +1,14 @@
 """A procedural echocardiography phantom written in exactly the real export format.
 
 Why: demos, tests and benchmarks need data whose images carry the probe pose, without patient data. Each patient
-is a 3-D heart-like volume (four chambers as ellipsoid cavities in myocardial walls, septum, valves, great vessels,
-pericardium, speckle texture) whose shape, size and orientation relative to the standard view vary with the seed.
-A probe wanders around a target standard plane; each frame is the oblique slice of the volume at the probe pose,
-seen through an ultrasound sector with depth attenuation and speckle. ``at`` is the probe pose relative to the
-target plane, ``[x, y, z, roll, pitch, yaw]`` in mm and degrees, and every 6-DOF component moves the slice (x and
-z shift it in-plane, pitch rotates it in-plane, y, roll and yaw move it out of plane), so a network can regress
-the pose from the image.
+is a 3-D heart-like volume (four chambers as ellipsoid cavities in myocardial walls, valves, great vessels,
+pericardium, lungs, mild speckle) that varies only a little between patients (size, shape, ~1 mm / ~2 degree
+jitter), so the pose -> image mapping is shared and a model trained on some patients applies to others. A probe
+wanders around a target standard plane; each frame is the oblique slice of the volume at the probe pose, seen
+through an ultrasound sector with depth attenuation and speckle. ``at`` is the probe pose relative to the target
+plane, ``[x, y, z, roll, pitch, yaw]`` in mm and degrees: x and z shift the anatomy in plane, pitch rotates it in
+plane, and y, roll and yaw cut it out of plane; chambers and lung edges lean out of the plane in different
+directions so that each out-of-plane DOF moves them differently.
 
 Each unique frame is rendered once; pairs are (frame k, frame k + gap) for a few gaps, so, as in the real
 exports, the t2 frame of one pair is the t1 frame of others. Labels are additive: ``at2 == at1 + action_change``.
@@ -32,7 +33,7 @@ from .geometry import pose_to_matrix
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1  # bump when the output changes, so stale phantoms on disk are regenerated
+GENERATOR_VERSION = 2  # bump when the output changes, so stale phantoms on disk are regenerated
 MARKER_FILE = "phantom.json"
 TRANSITIONS_FILE = "transitions_dataset.json"
 FRAME_GAPS = (1, 2, 3)  # frames between t1 and t2
@@ -48,16 +49,22 @@ VOLUME_MIN_MM = np.array([-150.0, -110.0, -45.0])
 VOLUME_MAX_MM = np.array([150.0, 110.0, 160.0])
 RENDER_CHUNK = 64  # frames sampled per grid_sample call, bounds memory at large image sizes
 
-TISSUE, MUSCLE, BLOOD, PERICARDIUM, VALVE = 0.20, 0.60, 0.03, 0.90, 0.75  # echogenicity
+TISSUE, MUSCLE, BLOOD, PERICARDIUM, VALVE, LUNG = 0.20, 0.60, 0.03, 0.90, 0.75, 0.95  # echogenicity
+OBLIQUE_DEG = 32.0  # how far the chambers' and lungs' axes lean out of the standard plane
 
 
 @dataclass(frozen=True)
 class Ellipsoid:
-    """A soft-edged axis-aligned ellipsoid that paints ``value`` over what lies beneath it (mm, heart frame)."""
+    """A soft-edged ellipsoid that paints ``value`` over what lies beneath it (mm, heart frame).
+
+    ``tilt`` (roll, pitch, yaw in degrees, the pose convention) turns its axes away from the heart's: a tilted
+    structure crosses the imaging plane obliquely, so moving the plane out of plane slides its section in plane.
+    """
 
     center: Tuple[float, float, float]
     axes: Tuple[float, float, float]
     value: float
+    tilt: Tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def generate_phantom(
@@ -169,32 +176,43 @@ def _pair_indices(num_pairs: int) -> List[Tuple[int, int]]:
 
 
 def _heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
-    """Painting order of the heart's structures, with per-patient size, shape and position changes."""
-    scale = rng.uniform(0.9, 1.1) * rng.uniform(0.95, 1.05, size=3)  # overall size and aspect
+    """Painting order of the heart's structures, with small per-patient changes of size, shape and position.
 
-    def jitter(center, axes, value, wiggle=2.0):
-        center = (np.asarray(center) + rng.normal(0.0, wiggle, 3)) * scale
-        axes = np.asarray(axes) * scale * rng.uniform(0.92, 1.08, 3)
-        return Ellipsoid(tuple(center), tuple(axes), value)
+    The layout is shared by all patients (a few % of size, ~1 mm and ~2 degrees of jitter), so the pose -> image
+    mapping learnt on some patients holds for others. Structures lean out of the standard plane in different
+    directions, so each out-of-plane DOF moves them differently: elevation (y) slides the ventricles in depth in
+    opposite directions and the atria and lung edges sideways; roll moves deep structures more than shallow ones;
+    yaw moves the left and right lung edges apart or together.
+    """
+    scale = rng.uniform(0.97, 1.03) * rng.uniform(0.98, 1.02, size=3)  # overall size and aspect
 
-    wall = rng.uniform(8.0, 11.0)
-    lv_cavity = jitter((10, 0, 50), (18, 16, 40), BLOOD)
-    rv_cavity = jitter((-31, -4, 52), (11, 19, 35), BLOOD)
-    la_cavity = jitter((9, 10, 104), (16, 14, 15), BLOOD)
-    ra_cavity = jitter((-27, 6, 101), (15, 14, 16), BLOOD)
-    lumen = jitter((-2, -20, 92), (10, 10, 26), BLOOD)  # ascending aorta, anterior to the four-chamber plane
-    descending = jitter((12, 34, 100), (8, 8, 70), BLOOD)  # descending aorta, posterior
+    def jitter(center, axes, value, tilt=(0.0, 0.0, 0.0)):
+        center = (np.asarray(center) + rng.normal(0.0, 1.0, 3)) * scale
+        axes = np.asarray(axes) * scale * rng.uniform(0.96, 1.04, 3)
+        tilt = np.asarray(tilt) + rng.normal(0.0, 2.0, 3)
+        return Ellipsoid(tuple(center), tuple(axes), value, tuple(tilt))
+
+    lean = OBLIQUE_DEG
+    wall = rng.uniform(8.0, 10.0)
+    lv_cavity = jitter((14, 0, 50), (17, 13, 40), BLOOD, tilt=(lean, 0, 0))
+    rv_cavity = jitter((-28, 0, 54), (11, 16, 34), BLOOD, tilt=(-lean, 0, 0))
+    la_cavity = jitter((12, 6, 106), (22, 10, 14), BLOOD, tilt=(0, 0, lean))
+    ra_cavity = jitter((-26, 4, 102), (20, 10, 15), BLOOD, tilt=(0, 0, -lean))
+    lumen = jitter((-2, -16, 90), (9, 9, 28), BLOOD, tilt=(-1.3 * lean, 0, 0))  # ascending aorta, anterior
+    descending = jitter((12, 26, 100), (8, 8, 70), BLOOD, tilt=(0, 0.5 * lean, 0))  # descending aorta, posterior
 
     def walled(cavity: Ellipsoid, thickness: float) -> Ellipsoid:
-        return Ellipsoid(cavity.center, tuple(np.asarray(cavity.axes) + thickness), MUSCLE)
+        return Ellipsoid(cavity.center, tuple(np.asarray(cavity.axes) + thickness), MUSCLE, cavity.tilt)
 
-    sac = jitter((-6, 2, 68), (56, 46, 80), PERICARDIUM)
+    sac = jitter((-6, 2, 66), (56, 44, 78), PERICARDIUM)
     return [
+        jitter((-118, 0, 70), (50, 70, 95), LUNG, tilt=(0, 0, lean)),  # the lungs flank the sac, edges oblique
+        jitter((112, 0, 70), (50, 70, 95), LUNG, tilt=(0, 0, lean)),
         sac,
         Ellipsoid(sac.center, tuple(np.asarray(sac.axes) - 3.0), TISSUE),
         walled(descending, 3.0),
         walled(lv_cavity, wall),
-        walled(rv_cavity, 0.45 * wall),
+        walled(rv_cavity, 0.5 * wall),
         walled(la_cavity, 3.0),
         walled(ra_cavity, 3.0),
         walled(lumen, 3.0),
@@ -204,37 +222,46 @@ def _heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
         ra_cavity,
         lumen,
         descending,
-        jitter((10, 4, 88), (14, 12, 1.8), VALVE, wiggle=1.0),  # mitral
-        jitter((-27, 2, 86), (13, 12, 1.8), VALVE, wiggle=1.0),  # tricuspid
-        jitter((19, -7, 38), (4, 4, 10), MUSCLE, wiggle=1.0),  # papillary muscles
-        jitter((16, 8, 44), (4, 4, 8), MUSCLE, wiggle=1.0),
+        jitter((12, 4, 90), (16, 12, 2.0), VALVE, tilt=(0, 0, lean)),  # mitral
+        jitter((-26, 2, 87), (14, 12, 2.0), VALVE, tilt=(0, 0, -lean)),  # tricuspid
+        jitter((22, -6, 40), (4, 4, 10), MUSCLE),  # papillary muscles
+        jitter((18, 8, 44), (4, 4, 8), MUSCLE),
     ]
 
 
 def _heart_volume(layers: Sequence[Ellipsoid], rng: np.random.Generator) -> torch.Tensor:
-    """Paint the layers on a voxel grid and multiply by speckle texture: ``[Z, Y, X]`` float32."""
+    """Paint the layers on a voxel grid and multiply by a mild speckle texture: ``[Z, Y, X]`` float32."""
     axes_mm = [np.arange(lo, hi + VOXEL_MM / 2, VOXEL_MM) for lo, hi in zip(VOLUME_MIN_MM, VOLUME_MAX_MM)]
     x, y, z = [a.astype(np.float32) for a in axes_mm]
     volume = np.full((len(z), len(y), len(x)), TISSUE, dtype=np.float32)
     for layer in layers:
-        # only the voxels within the ellipsoid's bounding box (plus the soft edge) can change
-        box = [
-            slice(*np.searchsorted(a, [c - r - 3.0, c + r + 3.0]))
-            for a, c, r in zip((z, y, x), layer.center[::-1], layer.axes[::-1])
-        ]
-        zz, yy, xx = z[box[0], None, None], y[None, box[1], None], x[None, None, box[2]]
-        (cx, cy, cz), (ax, ay, az) = layer.center, layer.axes
-        radius = np.sqrt(((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 + ((zz - cz) / az) ** 2)
+        # only the voxels within the bounding sphere's box (plus the soft edge) can change
+        reach = max(layer.axes) + 3.0
+        box = [slice(*np.searchsorted(a, [c - reach, c + reach])) for a, c in zip((z, y, x), layer.center[::-1])]
+        offsets = np.stack(
+            np.broadcast_arrays(
+                x[None, None, box[2]] - layer.center[0],
+                y[None, box[1], None] - layer.center[1],
+                z[box[0], None, None] - layer.center[2],
+            ),
+            -1,
+        )  # [z, y, x, 3] mm from the center
+        rotation = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *layer.tilt], dtype=torch.float64))[:3, :3]
+        local = offsets @ rotation.numpy().astype(np.float32)  # heart frame -> the ellipsoid's own axes
+        radius = np.sqrt(((local / np.asarray(layer.axes, dtype=np.float32)) ** 2).sum(-1))
         inside = 0.5 - 0.5 * np.tanh((radius - 1.0) * (0.5 * min(layer.axes)))  # logistic edge, ~1 mm wide
         block = volume[tuple(box)]
         block += inside * (layer.value - block)
-    texture = rng.gamma(2.0, 0.5, size=volume.shape).astype(np.float32)  # mean 1, tissue-like speckle
+    texture = rng.gamma(8.0, 1.0 / 8.0, size=volume.shape).astype(np.float32)  # mean 1, mild tissue texture
     return torch.from_numpy(volume * texture)
 
 
 def _target_pose(rng: np.random.Generator) -> torch.Tensor:
-    """The standard plane: probe below the apex looking up the long axis, aimed slightly differently per patient."""
-    aim = np.concatenate([rng.normal(0.0, 1.5, 3), rng.normal(0.0, 3.0, 3)])
+    """The standard plane: probe below the apex looking up the long axis, aimed a little differently per patient.
+
+    The aim's spread (~1 mm, ~1 degree) is small against the pose range, so a pose means the same view everywhere.
+    """
+    aim = np.concatenate([rng.normal(0.0, 1.0, 3), rng.normal(0.0, 1.0, 3)])
     aim[2] -= PROBE_STANDOFF_MM
     return pose_to_matrix(torch.from_numpy(aim))  # [4, 4] float64
 
@@ -270,7 +297,7 @@ def _render(
         samples.append(sampled[0, 0].numpy())
     intensity = np.concatenate(samples)
     gain = 0.35 + 0.65 * np.exp(-depth / 90.0)  # attenuation with depth, partly compensated
-    noise = rng.gamma(6.0, 1.0 / 6.0, size=intensity.shape).astype(np.float32)  # per-frame speckle
+    noise = rng.gamma(16.0, 1.0 / 16.0, size=intensity.shape).astype(np.float32)  # per-frame speckle
     image = np.clip(intensity * gain * noise, 0.0, 1.0) ** 0.8 * sector
     return np.round(image * 255.0).astype(np.uint8)
 

@@ -53,7 +53,8 @@ def test_cv_needs_at_least_two_folds(grouped_export):
 @pytest.fixture(scope="module")
 def compared(phantom_dir, tmp_path_factory):
     """A 2-fold comparison of both variants, one epoch each, on the four-patient phantom."""
-    config = tiny_config(phantom_dir, **{"data.cv_folds": 2, "training.max_epochs": 1})
+    config = tiny_config(phantom_dir, **{"data.cv_folds": 2, "training.max_epochs": 1,
+                                         "data.max_pairs_per_patient": 4})
     return run_cross_validation(config, tmp_path_factory.mktemp("cv"), compare=True, progress=False)
 
 
@@ -65,7 +66,7 @@ def test_cv_directory_holds_the_plan_and_a_run_per_fold_and_variant(compared):
         for index in range(2):
             result = json.loads((fold_dir(compared.cv_dir, variant, index) / RESULT_FILE).read_text())
             run = compared.cv_dir / result["run_dir"]
-            assert (run / "checkpoints" / "best.ckpt").is_file()
+            assert (compared.cv_dir / result["checkpoint"]).parent == run / "checkpoints"
             assert (run / "val_evaluation" / "metrics.json").is_file()
             config = json.loads((run / "experiment_config.json").read_text())["config"]
             assert config["model"]["variant"] == variant and config["data"]["cv_folds"] == 0
@@ -91,7 +92,8 @@ def test_summary_has_every_fold_their_mean_and_std_and_every_patient(compared):
             assert all(np.isfinite(values))
             assert entry["mean"][metric] == pytest.approx(np.mean(values))
             assert entry["std"][metric] == pytest.approx(np.std(values, ddof=1))
-    assert sorted(summary["per_patient"]) == ["phantom_00", "phantom_01", "phantom_02", "phantom_03"]
+    assert sorted(summary["per_patient"]) == sorted(p for fold in summary["fold_patients"] for p in fold)
+    assert len(summary["per_patient"]) == 4
     for row in summary["per_patient"].values():
         assert row["fold"] in (1, 2) and set(METRICS) <= set(row["dreamer"]) and set(METRICS) <= set(row["direct"])
 

@@ -137,6 +137,8 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
 
         print(json.dumps(run_benchmark(config)))
         return 0
+    if args.compare and not (args.resume_cv or config.data.cv_folds):
+        raise CardiacDreamerError("--compare trains both variants on cross-validation folds: add --cv K")
     if args.resume_cv or config.data.cv_folds:
         from ..cross_validation import run_cross_validation
 
@@ -168,7 +170,7 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     if args.data_dir is None:
         demo_data = output_dir / "demo_data"
         ensure_writable(output_dir)
-        generate_phantom(demo_data, num_patients=6, pairs_per_patient=96, image_size=config.data.image_size, seed=0)
+        generate_phantom(demo_data, num_patients=6, pairs_per_patient=128, image_size=config.data.image_size, seed=0)
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})
     return config
 

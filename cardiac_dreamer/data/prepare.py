@@ -9,7 +9,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..config import DataConfig
 from ..errors import DataError
@@ -41,11 +41,7 @@ def prepare_data(
     :func:`~cardiac_dreamer.data.kfold_splits` or the split stored in a checkpoint; a given split must only name
     patients that exist. Statistics are fitted on the training records unless given (e.g. from a checkpoint).
     """
-    folders = find_patient_folders(cfg.data_dir)
-    grouping = {folder: folder for folder in folders}
-    if cfg.grouping_file:
-        grouping = read_grouping(_grouping_path(cfg), folders)
-    records = read_records(cfg.data_dir, folders, grouping, cfg.max_pairs_per_patient)
+    records, grouping = read_grouped_records(cfg)
     patients = sorted(set(grouping.values()))
 
     if split is None:
@@ -68,6 +64,16 @@ def prepare_data(
         samples_per_patient=dict(sorted(Counter(r.patient_id for r in records).items())),
         grouping=grouping,
     )
+
+
+def read_grouped_records(cfg: DataConfig) -> Tuple[List[TransitionRecord], Dict[str, str]]:
+    """Every record of ``cfg.data_dir``, validated, and the grouping ``{folder: patient_id}`` (folders the grouping
+    file does not name are their own patient); cross-validation deals these patient ids into folds."""
+    folders = find_patient_folders(cfg.data_dir)
+    grouping = {folder: folder for folder in folders}
+    if cfg.grouping_file:
+        grouping = read_grouping(_grouping_path(cfg), folders)
+    return read_records(cfg.data_dir, folders, grouping, cfg.max_pairs_per_patient), grouping
 
 
 def build_datasets(

@@ -7,7 +7,7 @@ photometric: a geometric change (flip, shift, rotation) would change the probe p
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -27,14 +27,20 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
     """Decode ``path`` into a uint8 ``[size, size]`` array, one channel whatever the file holds.
 
-    Colour, palette and alpha images go through PIL's luma conversion; 16-bit images (and 32-bit integer ones,
-    taken to hold 16-bit values) are scaled to 8 bit rather than clipped. Other sizes are resized with PIL's
-    bilinear filter, which averages over the whole footprint when shrinking (no aliasing). Truncated and
-    undecodable files raise :class:`DataError` naming the path.
+    Conversions that keep the picture's meaning are done: colour, palette and CMYK images go through PIL's luma
+    conversion, an alpha channel that is fully opaque is dropped, 16-bit images (and 32-bit integer ones holding
+    16-bit values) are scaled to 8 bit rather than clipped. Images whose gray levels would be a guess are refused
+    with :class:`DataError`: floating-point pixels (no fixed scale), integer pixels outside 0-65535, transparent
+    pixels (the export did not say what lies under them) and multi-frame files (which frame?). Other sizes are
+    resized with PIL's bilinear filter, which averages over the whole footprint when shrinking (no aliasing).
+    Truncated and undecodable files raise :class:`DataError` naming the path.
     """
     try:
         with Image.open(path) as image:
             image.load()  # decode now: truncation and corrupt data surface here, not later
+            problem = _unsound_conversion(image)
+            if problem:
+                raise DataError(f"{path}: cannot use image ({image.mode}, {problem})")
             gray = _to_gray(image)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
@@ -43,6 +49,23 @@ def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(gray, dtype=np.uint8)  # a writable copy, so torch.from_numpy can share it
+
+
+def _unsound_conversion(image: Image.Image) -> Optional[str]:
+    """Why ``image`` cannot be turned into gray levels without guessing, or None when it can."""
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        return f"{frames} frames in one file; export one image per file"
+    if image.mode == "F":
+        return "floating-point pixels have no fixed gray scale; export 8- or 16-bit images"
+    if image.mode in _SIXTEEN_BIT_MODES:
+        low, high = image.getextrema()
+        if low < 0 or high > 65535:
+            return f"pixel values {low}..{high} do not fit 16 bits"
+    if image.mode in ("LA", "La", "RGBA", "RGBa", "PA") or (image.mode == "P" and "transparency" in image.info):
+        if image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
+            return "transparent pixels, whose gray level the file does not define; export opaque images"
+    return None
 
 
 def _to_gray(image: Image.Image) -> Image.Image:

@@ -20,6 +20,7 @@ class Dreamer(nn.Module):
     """``features [B, 512, h, w], move [B, 6] -> predicted features [B, 512, h, w]``.
 
     ``feature_hw`` is the side of the square feature map (``image_size // 32``); it fixes the token count.
+    ``attention_dropout`` is separate from ``dropout`` and off by default (see ``__init__``).
     """
 
     def __init__(
@@ -31,6 +32,7 @@ class Dreamer(nn.Module):
         dim_feedforward: int | None = None,
         dropout: float = 0.1,
         token_type: str = "channel",
+        attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if token_type not in TOKEN_TYPES:
@@ -56,6 +58,10 @@ class Dreamer(nn.Module):
             batch_first=True,
             norm_first=True,
         )
+        # Dropout on the attention weights makes PyTorch's CPU attention fall back from the fused (flash) kernel to
+        # one that materializes every [tokens x tokens] map: at 513 tokens, batch 16 and 12 heads that is ~650 MB
+        # per layer and slower. ``dropout`` still applies to the residual branches and the feed-forward block.
+        layer.self_attn.dropout = attention_dropout
         # Nested tensors only serve padded batches, and norm_first layers cannot use them anyway.
         self.encoder = nn.TransformerEncoder(
             layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False

@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
@@ -54,27 +55,37 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them itself
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported object"
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects, not plain tensors "
-            f"({first_line[:120]}); nothing in it was run"
+            f"({_unpickler_complaint(error)}); nothing in it was run"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({str(error).splitlines()[0][:160]})") from None
+    except Exception as error:  # on a damaged file the weights-only unpickler raises KeyError, IndexError, ...
+        detail = f"{type(error).__name__}: {str(error).strip()}".splitlines()[0][:160]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{path}: not a cardiac_dreamer checkpoint (no '{FORMAT_NAME}' format marker); "
             f"it holds {describe_foreign(payload)}"
         )
     version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path}: cardiac_dreamer checkpoint with an invalid format version {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version} is newer than this library reads ({FORMAT_VERSION}); "
             f"it was written by cardiac_dreamer {payload.get('library_version', '?')}, upgrade to load it"
         )
     return payload
+
+
+def _unpickler_complaint(error: pickle.UnpicklingError) -> str:
+    """The part of torch's long weights-only message that says what was refused, e.g. ``GLOBAL builtins.exec``."""
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please|\n|$)", str(error))
+    return found.group(1).strip() if found else "unsupported content"
 
 
 def describe_foreign(payload: Any) -> str:

@@ -85,6 +85,10 @@ class GradientStep:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         if self.scaler.is_enabled():
             self.scaler.step(optimizer)  # skips the step itself when it finds inf/nan
+        elif getattr(optimizer, "_step_supports_amp_scaling", False):
+            # Fused optimizers (AdamW on CUDA) skip on the device when told found_inf: no host sync here.
+            optimizer.found_inf = (~torch.isfinite(grad_norm)).float()
+            optimizer.step()
         elif torch.isfinite(grad_norm):  # one host sync per optimizer step, not per micro-batch
             optimizer.step()
         self.scaler.update()

@@ -55,20 +55,10 @@ class RunDirectory:
 
     @classmethod
     def create(cls, output_dir: Path, prefix: str = "run") -> "RunDirectory":
-        """A new ``<prefix>_YYYYMMDD_HHMMSS`` directory (``_2``, ``_3``... when that second is taken)."""
-        output_dir = Path(output_dir)
-        ensure_writable(output_dir)
-        stamp = time.strftime("%Y%m%d_%H%M%S")
-        for attempt in range(1, 1000):
-            root = output_dir / (f"{prefix}_{stamp}" if attempt == 1 else f"{prefix}_{stamp}_{attempt}")
-            try:
-                root.mkdir()
-            except FileExistsError:
-                continue
-            run = cls(root)
-            run.make_subdirectories()
-            return run
-        raise ConfigError(f"{output_dir}: could not create a new run directory")
+        """A new ``<prefix>_YYYYMMDD_HHMMSS`` run directory with its sub-directories."""
+        run = cls(timestamped_directory(output_dir, prefix))
+        run.make_subdirectories()
+        return run
 
     @classmethod
     def of_checkpoint(cls, checkpoint: Path) -> "RunDirectory":
@@ -80,6 +70,21 @@ class RunDirectory:
     def make_subdirectories(self) -> None:
         for directory in (self.checkpoints, self.logs / "cardiac_dreamer", self.metrics_csv.parent, self.plots):
             directory.mkdir(parents=True, exist_ok=True)
+
+
+def timestamped_directory(parent: Path, prefix: str) -> Path:
+    """A new, empty ``parent/<prefix>_YYYYMMDD_HHMMSS`` (``_2``, ``_3``... when that second is taken)."""
+    parent = Path(parent)
+    ensure_writable(parent)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    for attempt in range(1, 1000):
+        root = parent / (f"{prefix}_{stamp}" if attempt == 1 else f"{prefix}_{stamp}_{attempt}")
+        try:
+            root.mkdir()
+        except FileExistsError:
+            continue
+        return root
+    raise ConfigError(f"{parent}: could not create a new {prefix} directory")
 
 
 def ensure_writable(directory: Path) -> None:

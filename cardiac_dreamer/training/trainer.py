@@ -83,8 +83,12 @@ class Trainer:
         if dist.is_distributed():
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.engine = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        # Validation needs no gradient sync, and DDP's per-forward buffer broadcast would hang when the ranks'
+        # validation shards have different numbers of batches: it runs the bare model.
+        self.eval_engine = self.model
         if self.cfg.compile:
             self.engine = torch.compile(self.engine)
+            self.eval_engine = torch.compile(self.model) if dist.is_distributed() else self.engine
         self.shuffle_generator = torch.Generator()
         self.train_loader = self._loader(train_set, train=True)
         self.val_loader = self._loader(val_set, train=False)
@@ -227,12 +231,13 @@ class Trainer:
 
     def _optimizer_step(self, window_loss: torch.Tensor, epoch: int) -> bool:
         """Step, or skip a non-finite step with a warning (False); too many in a row stop the run."""
-        scale_before = self.gradient_step.scaler.get_scale() if self.gradient_step.scaler.is_enabled() else None
         grad_norm = self.gradient_step.step(self.optimizer, self.parameters)
+        # The step's one host sync: whether it counts decides global_step and the LR schedule.
         loss_finite, grad_finite = torch.stack([torch.isfinite(window_loss), torch.isfinite(grad_norm)]).tolist()
-        if not grad_finite and loss_finite and scale_before is not None:
+        scaler = self.gradient_step.scaler
+        if not grad_finite and loss_finite and scaler.is_enabled():
             log.info("fp16 loss scaler skipped step %d (overflow at scale %.0f); lowering the scale",
-                     self.global_step, scale_before)
+                     self.global_step, scaler.get_scale() / scaler.get_backoff_factor())
             return False
         elif not (loss_finite and grad_finite):
             self.nonfinite_steps += 1
@@ -262,14 +267,14 @@ class Trainer:
     @torch.no_grad()
     def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
         """Mean losses and per-axis MAE (mm, degrees) over the whole validation set, summed over all ranks."""
-        self.engine.eval()
+        self.eval_engine.eval()
         loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
         error_sums = torch.zeros(6, device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device)
         for raw in loader or self.val_loader:
             batch = self._prepare_batch(raw, train=False)
             with self.precision.autocast(self.device):
-                outputs = self.engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
+                outputs = self.eval_engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
             losses = compute_losses(outputs, batch, self.config.loss)
             size = batch["at1"].shape[0]
             loss_sums += torch.stack([losses[name].float() for name in LOSS_NAMES]) * size

@@ -1,0 +1,178 @@
+"""The guide's pre-training checklist as a command: ``cardiac-train --check_data`` checks a data directory against
+every rule training applies and summarises it, without training or writing anything.
+
+It runs the readers training runs (records, images decoded as the dataset decodes them, grouping, split, label
+consistency), so a directory that passes here loads in training, and fails with the same messages when it does
+not. Problems are collected rather than stopping at the first, so one pass over a broken export lists what to fix:
+every patient folder is read (up to its first bad entry) and every image is decoded; each problem is logged, and
+one :class:`DataError` names how many there are and the first. Grouping and split problems are reported once the
+records are clean, because the split is computed from them.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from PIL import Image
+
+from .config import DataConfig
+from .data.consistency import ConsistencyReport, check_label_consistency
+from .data.prepare import PreparedData, prepare_data
+from .data.records import TransitionRecord, find_patient_folders, read_patient_records
+from .data.splits import SPLIT_NAMES
+from .data.transforms import read_grayscale
+from .errors import DataError
+from .geometry import AXIS_NAMES, AXIS_UNITS
+
+logger = logging.getLogger(__name__)
+
+MAX_LOGGED_PROBLEMS = 20  # a directory of missing images should not flood the terminal
+LABELS = ("at1", "action_change", "at2")  # record fields, mm and degrees
+
+
+@dataclass
+class DataReport:
+    """What a valid data directory holds, as training will see it."""
+
+    data_dir: Path
+    config: DataConfig
+    prepared: PreparedData
+    folders: List[str]
+    image_sizes: Counter  # (width, height) -> number of distinct image files
+    image_modes: Counter  # PIL mode -> number of distinct image files
+    label_ranges: Dict[str, List[Tuple[float, float]]]  # label -> per-axis (min, max), mm and degrees
+    consistency: ConsistencyReport
+    composition: Optional[str] = None  # the model's composition mode, when the caller knows it
+
+    @property
+    def num_pairs(self) -> int:
+        return sum(self.prepared.samples_per_patient.values())
+
+    def summary(self) -> str:
+        """A few lines for a terminal: patients, pairs, images, label ranges, composition and the split."""
+        cfg, prepared = self.config, self.prepared
+        patients = prepared.samples_per_patient
+        lines = [
+            f"data directory: {self.data_dir} (every check passed)",
+            f"patients: {len(patients)} in {len(self.folders)} folders; pairs: {self.num_pairs}",
+        ]
+        folders_of: Dict[str, List[str]] = {}
+        for folder, patient in sorted(prepared.grouping.items()):
+            folders_of.setdefault(patient, []).append(folder)
+        for patient, pairs in patients.items():
+            folders = folders_of.get(patient, [patient])
+            grouped = f" (folders {', '.join(folders)})" if folders != [patient] else ""
+            lines.append(f"  {patient}: {pairs} pairs{grouped}")
+        if cfg.max_pairs_per_patient:
+            lines.append(f"  training will use the first {cfg.max_pairs_per_patient} pairs of each folder")
+        lines.append(f"images: {sum(self.image_sizes.values())} files, "
+                     f"sizes {_counted(f'{w}x{h}' for (w, h) in self.image_sizes.elements())}, "
+                     f"modes {_counted(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
+        if any(width != height for width, height in self.image_sizes):
+            lines.append("  note: non-square images are stretched to a square")
+        lines.append("labels, min..max (mm, deg):")
+        for label, ranges in self.label_ranges.items():
+            cells = "  ".join(f"{axis} {low:.4g}..{high:.4g}"
+                              for axis, (low, high) in zip(_axis_labels(), ranges))
+            lines.append(f"  {label:<14}{cells}")
+        lines.append(f"composition: {self.consistency.summary()}")
+        if self.composition is not None and not self.consistency.matches(self.composition):
+            lines.append(f"  warning: model.composition is {self.composition}; the labels do not follow it")
+        how = "manual" if cfg.manual_splits else f"automatic, seed {cfg.split_seed}"
+        lines.append(f"split ({how}):")
+        for name in SPLIT_NAMES:
+            members = getattr(prepared.split, name)
+            pairs = sum(patients.get(p, 0) for p in members)
+            lines.append(f"  {name:<5} {len(members)} patients, {pairs} pairs: {', '.join(members) or '-'}")
+        unused = sorted(set(patients) - set(prepared.split.patients()))
+        if unused:
+            lines.append(f"  unused (in no split): {', '.join(unused)}")
+        return "\n".join(lines)
+
+
+def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport:
+    """Check ``cfg.data_dir`` against every data rule; a :class:`DataReport` when it passes.
+
+    Raises one :class:`DataError` naming the number of problems and the first (each is logged); a missing data
+    directory or one without patient folders stops at once. ``composition`` (the model's) adds a mismatch warning.
+    """
+    data_dir = Path(cfg.data_dir)
+    folders = find_patient_folders(data_dir)
+    problems: List[str] = []
+    records: List[TransitionRecord] = []
+    for folder in folders:
+        try:
+            records.extend(read_patient_records(data_dir, folder))
+        except DataError as error:
+            problems.append(str(error))
+    sizes, modes = _check_images(records, cfg.image_size, problems)
+    if not problems:
+        try:
+            prepared = prepare_data(cfg)
+        except DataError as error:
+            problems.append(str(error))
+    if problems:
+        _raise(problems, data_dir)
+    return DataReport(
+        data_dir=data_dir.resolve(),
+        config=cfg,
+        prepared=prepared,
+        folders=folders,
+        image_sizes=sizes,
+        image_modes=modes,
+        label_ranges=_label_ranges(records),
+        consistency=check_label_consistency(records),
+        composition=composition,
+    )
+
+
+def _check_images(records: Sequence[TransitionRecord], size: int, problems: List[str]) -> Tuple[Counter, Counter]:
+    """Decode every distinct image the way the dataset will; count sizes and modes from the headers."""
+    sizes: Counter = Counter()
+    modes: Counter = Counter()
+    owner: Dict[Path, TransitionRecord] = {}
+    for record in records:
+        for path in (record.image_t1, record.image_t2):
+            owner.setdefault(path, record)
+    for path, record in owner.items():
+        try:
+            read_grayscale(path, size)
+            with Image.open(path) as image:  # the header only: cheap after the decode above
+                sizes[image.size] += 1
+                modes[image.mode] += 1
+        except DataError as error:
+            problems.append(f"{record.where()}: {error}")
+    return sizes, modes
+
+
+def _label_ranges(records: Sequence[TransitionRecord]) -> Dict[str, List[Tuple[float, float]]]:
+    ranges = {}
+    for label in LABELS:
+        values = np.asarray([getattr(record, label) for record in records], dtype=np.float64)  # [N, 6]
+        ranges[label] = [(float(low), float(high)) for low, high in zip(values.min(0), values.max(0))]
+    return ranges
+
+
+def _axis_labels() -> List[str]:
+    return [f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS)]
+
+
+def _counted(values) -> str:
+    """``"64x64 (40), 128x128 (2)"``: the most common first, at most four."""
+    common = Counter(values).most_common()
+    shown = ", ".join(f"{value} ({count})" for value, count in common[:4])
+    return shown + (f", {len(common) - 4} more" if len(common) > 4 else "")
+
+
+def _raise(problems: List[str], data_dir: Path) -> None:
+    for problem in problems[:MAX_LOGGED_PROBLEMS]:
+        logger.error("%s", problem)
+    if len(problems) > MAX_LOGGED_PROBLEMS:
+        logger.error("... and %d more problems", len(problems) - MAX_LOGGED_PROBLEMS)
+    if len(problems) == 1:
+        raise DataError(problems[0])
+    raise DataError(f"{problems[0]} (and {len(problems) - 1} more problems in {data_dir}, each logged above)")

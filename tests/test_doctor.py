@@ -1,0 +1,113 @@
+"""``cardiac-train --check_data``: the pre-training checklist as a command, which reads and writes nothing else."""
+import json
+import logging
+
+import pytest
+from PIL import Image
+
+from cardiac_dreamer.cli import train as train_cli
+from cardiac_dreamer.config import Config, apply_overrides
+from cardiac_dreamer.data import TRANSITIONS_FILE, read_patient_records
+from cardiac_dreamer.doctor import check_data
+from cardiac_dreamer.errors import DataError
+from test_bad_input import snapshot
+
+PATIENTS = ("data_0513_01", "data_0513_02", "data_0513_03")  # the real_export fixture: 4 pairs each, 64 px RGB
+
+
+def data_config(data_dir, **overrides):
+    return apply_overrides(Config(), {"data.data_dir": str(data_dir), "data.image_size": 64, **overrides}).data
+
+
+def break_entry(data_dir, folder, index, key, value):
+    path = data_dir / folder / TRANSITIONS_FILE
+    entries = json.loads(path.read_text())
+    entries[index][key] = value
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def test_a_valid_directory_is_summarised_and_left_untouched(real_export):
+    before = snapshot(real_export)
+    summary = check_data(data_config(real_export)).summary()
+    assert snapshot(real_export) == before
+    assert "every check passed" in summary
+    assert "patients: 3 in 3 folders; pairs: 12" in summary
+    for patient in PATIENTS:
+        assert f"  {patient}: 4 pairs" in summary
+    assert "images: 24 files, sizes 64x64 (24), modes RGB (24); resized to 64x64" in summary
+    assert "composition: labels are additive (max residual 0.0000 mm / 0.0000 deg" in summary
+    assert "split (automatic, seed 42):" in summary
+    assert "train 1 patients, 4 pairs" in summary and "val   1 patients" in summary
+
+
+def test_label_ranges_are_the_extremes_of_the_labels_in_mm_and_degrees(real_export):
+    report = check_data(data_config(real_export))
+    records = [r for p in PATIENTS for r in read_patient_records(real_export, p)]
+    x_mm = [r.at1[0] for r in records]
+    yaw_deg = [r.action_change[5] for r in records]
+    assert report.label_ranges["at1"][0] == (min(x_mm), max(x_mm))
+    assert report.label_ranges["action_change"][5] == (min(yaw_deg), max(yaw_deg))
+    assert "x_mm " in report.summary() and "yaw_deg " in report.summary()
+
+
+def test_every_problem_is_collected_and_the_error_names_the_first_and_the_count(real_export, caplog):
+    first = break_entry(real_export, "data_0513_01", 2, "at1_6dof", [0.0] * 5)
+    second = break_entry(real_export, "data_0513_03", 0, "ft1_image_path", "/etc/hosts")
+    image = real_export / "data_0513_02" / "ft2" / "frames_0513_02_0001.png"
+    image.write_bytes(b"not an image")
+    with caplog.at_level(logging.ERROR), pytest.raises(DataError) as error:
+        check_data(data_config(real_export))
+    message = str(error.value)
+    assert message.startswith(f"{first}: entry 2: at1_6dof must be a list of 6 numbers")
+    assert f"(and 2 more problems in {real_export}, each logged above)" in message and "\n" not in message
+    logged = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert len(logged) == 3
+    assert any(str(second) in line and "is absolute" in line for line in logged)
+    assert any(str(image) in line and "cannot decode image" in line for line in logged)
+
+
+def test_a_single_problem_is_reported_in_the_words_training_uses(real_export):
+    path = break_entry(real_export, "data_0513_02", 1, "ft2_image_path", "ft2\\gone.png")
+    with pytest.raises(DataError) as doctor_error:
+        check_data(data_config(real_export))
+    with pytest.raises(DataError) as training_error:
+        read_patient_records(real_export, "data_0513_02")
+    assert str(doctor_error.value) == str(training_error.value)
+    assert str(path) in str(doctor_error.value)
+
+
+def test_split_problems_are_found_as_training_would_find_them(real_export):
+    cfg = data_config(real_export, **{"data.manual_splits": True, "data.train_patients": ["data_0513_01"],
+                                      "data.val_patients": ["data_0513_01"]})
+    with pytest.raises(DataError, match="patient 'data_0513_01' is listed in both train and val"):
+        check_data(cfg)
+
+
+def test_a_composition_the_labels_do_not_follow_is_flagged(real_export):
+    assert "warning: model.composition is se3" in check_data(data_config(real_export), composition="se3").summary()
+    assert "warning" not in check_data(data_config(real_export), composition="additive").summary()
+
+
+def test_images_of_several_sizes_and_modes_are_counted_and_stretching_is_noted(real_export):
+    image = real_export / "data_0513_01" / "ft1" / "frames_0513_01_0000.png"
+    Image.new("L", (80, 60), 100).save(image)
+    summary = check_data(data_config(real_export)).summary()
+    assert "sizes 64x64 (23), 80x60 (1), modes RGB (23), L (1)" in summary
+    assert "non-square images are stretched" in summary
+
+
+def test_the_check_data_flag_prints_the_summary_and_creates_no_run(real_export, tmp_path, capsys):
+    output = tmp_path / "outputs"
+    code = train_cli.main(["--check_data", "--data_dir", str(real_export), "--image_size", "64",
+                           "--output_dir", str(output)])
+    assert code == 0
+    assert "patients: 3 in 3 folders" in capsys.readouterr().out
+    assert not output.exists()
+
+
+def test_the_check_data_flag_on_a_broken_directory_is_one_error_line(real_export, capsys):
+    path = break_entry(real_export, "data_0513_03", 3, "at2_6dof", "not a vector")
+    assert train_cli.main(["--check_data", "--data_dir", str(real_export), "--image_size", "64"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: entry 3: at2_6dof must be a list of 6")
