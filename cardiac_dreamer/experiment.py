@@ -13,8 +13,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .atomic import write_json
-from .config import Config, merge
+from .atomic import remove_stale_temporaries, write_json
+from .config import Config
 from .data.consistency import check_label_consistency
 from .data.normalization import NormalizationStats
 from .data.prepare import PreparedData, build_datasets, prepare_data
@@ -25,7 +25,7 @@ from .evaluation import evaluate_checkpoint
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models import CardiacDreamer
 from .training import distributed as dist
-from .training.checkpoints import load_checkpoint
+from .training.checkpoints import load_training_state
 from .training.loggers import epoch_rows
 from .training.precision import select_device
 from .training.reproducibility import seed_everything
@@ -40,16 +40,6 @@ class TrainingOutcome:
     run_dir: Path
     fit: FitResult
     test_evaluation_dir: Optional[Path]
-
-
-def load_resume_state(checkpoint: Path) -> Dict[str, Any]:
-    """The checkpoint a run resumes from, checked before anything is written."""
-    return load_checkpoint(checkpoint)
-
-
-def config_for_resume(state: Dict[str, Any], overrides: Dict[str, Any]) -> Config:
-    """The stopped run's config with the user's YAML/flag values laid over it (e.g. a larger max_epochs)."""
-    return merge(Config.from_dict(state["config"], source="checkpoint config"), overrides, source="overrides")
 
 
 def run_training(
@@ -69,7 +59,7 @@ def run_training(
     """
     device = select_device(config.training.device)
     dist.init_process_group(device)
-    resume_state = load_resume_state(resume_from) if resume_from is not None else None
+    resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is not None:
         split = PatientSplit.from_dict(resume_state["split"])
         prepared = prepare_data(config.data, split, NormalizationStats.from_dict(resume_state["normalization"]))
@@ -85,6 +75,7 @@ def run_training(
     if resume_state is not None:
         run = RunDirectory.of_checkpoint(resume_from)
         ensure_writable(run.root)
+        remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
     else:
         run = _create_run(output_dir)
     if dist.is_main_process():

@@ -115,12 +115,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _train(args: argparse.Namespace, argv: List[str]) -> int:
-    from ..experiment import config_for_resume, load_resume_state, run_training
+    from ..experiment import run_training
+    from ..training.checkpoints import load_training_state
 
     output_dir = Path(args.output_dir or "outputs")
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     if resume is not None:
-        state = load_resume_state(resume)
+        state = load_training_state(resume)
         config = resolve_config(args, base=Config.from_dict(state["config"], source=f"{resume} config"))
         del state
     elif args.demo:
@@ -130,7 +131,7 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
     if args.check_data:
         from ..doctor import check_data
 
-        print(check_data(config.data).summary())
+        print(check_data(config.data, composition=config.model.composition).summary())
         return 0
     if args.benchmark:
         from ..benchmark import run_benchmark

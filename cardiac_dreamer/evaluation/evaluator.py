@@ -35,7 +35,7 @@ from ..data.transforms import images_to_float
 from ..errors import CheckpointError, ConfigError, DataError
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..training.checkpoints import load_checkpoint
-from ..training.run_dir import RunDirectory, ensure_writable
+from ..training.run_dir import RunDirectory, ensure_writable, timestamped_directory
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
 from .predictor import model_from_checkpoint, resolve_device, zero_moves
 
@@ -221,7 +221,8 @@ def evaluate_checkpoint(
         records, prepared.stats, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
         cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False,
     )
-    output_dir = Path(output_dir) if output_dir is not None else _new_output_dir(checkpoint_path, split)
+    output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
+        RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
     ensure_writable(output_dir)
     report = evaluate(model, dataset, device, batch_size, progress, config.loss)
     report.metadata = {
@@ -256,21 +257,6 @@ def _chosen_patients(
             f"(its patients: {', '.join(in_split)})"
         )
     return [patient for patient in in_split if patient in set(patients)]
-
-
-def _new_output_dir(checkpoint_path: Path, split: str) -> Path:
-    """A fresh ``evaluation_<split>_<timestamp>`` folder in the checkpoint's run (``_2``... if that second is taken)."""
-    root = RunDirectory.of_checkpoint(checkpoint_path).root
-    ensure_writable(root)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
-    for attempt in range(1, 1000):
-        candidate = root / (f"evaluation_{split}_{stamp}" + (f"_{attempt}" if attempt > 1 else ""))
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise ConfigError(f"{root}: could not create a new evaluation directory")
 
 
 def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:

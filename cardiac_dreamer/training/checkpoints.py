@@ -57,7 +57,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them itself
             warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects, not plain tensors "
@@ -80,6 +80,17 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
             f"it was written by cardiac_dreamer {payload.get('library_version', '?')}, upgrade to load it"
         )
     return payload
+
+
+def load_training_state(path: PathLike) -> Dict[str, Any]:
+    """A ``last.ckpt`` to resume from; a model checkpoint (no optimizer state) is refused before anything runs."""
+    state = load_checkpoint(path)
+    if state.get("kind") != "training_state":
+        raise CheckpointError(
+            f"{path}: a model checkpoint (weights, no optimizer state) cannot be resumed; "
+            "resume from checkpoints/last.ckpt of its run"
+        )
+    return state
 
 
 def _unpickler_complaint(error: pickle.UnpicklingError) -> str:

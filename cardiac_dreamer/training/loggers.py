@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
+from ..atomic import atomic_open
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 
 LOSS_NAMES = ("total_loss", "main_task_loss", "aux_t2_action_loss", "latent_loss")
@@ -43,7 +44,7 @@ class CSVMetricsWriter:
         kept = [row for row in rows if row.get("step") is not None and row["step"] <= step]
         if len(kept) == len(rows):
             return
-        with open(self.path, "w", newline="", encoding="utf-8") as stream:
+        with atomic_open(self.path, "w", newline="") as stream:  # a kill mid-rewrite must not lose the log
             writer = csv.writer(stream)
             writer.writerow(CSV_COLUMNS)
             for row in kept:

@@ -20,12 +20,12 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.transforms import PhotometricAugment, images_to_float
-from ..errors import CardiacDreamerError, CheckpointError
+from ..errors import CardiacDreamerError
 from ..geometry import pose_residual
 from ..losses import compute_losses
 from . import distributed as dist
 from .callbacks import EarlyStopping, LRSchedule
-from .checkpoints import MONITOR, TopKCheckpoints, load_checkpoint, save_checkpoint
+from .checkpoints import MONITOR, TopKCheckpoints, load_training_state, save_checkpoint
 from .loggers import LOSS_NAMES, VAL_MAE_NAMES, MetricLogger
 from .precision import GradientStep, resolve_precision, select_device
 from .reproducibility import rng_state, seed_everything, seed_worker, set_rng_state
@@ -326,12 +326,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         """Load a training state saved by ``_training_state``; the GradScaler already exists (``setup``)."""
-        state = load_checkpoint(path, map_location="cpu")
-        if state.get("kind") != "training_state":
-            raise CheckpointError(
-                f"{path}: a model checkpoint without optimizer state cannot be resumed; "
-                f"resume from {self.run.last_checkpoint.name} of its run"
-            )
+        state = load_training_state(path)
         dist.unwrap(self.model).load_state_dict(state["model_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.schedule.load_state_dict(state["scheduler_state"])
