@@ -267,4 +267,4 @@ def _synchronize(device: torch.device) -> None:
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
-    return "cpu"
+    return str(device)

@@ -33,7 +33,7 @@ class ModelConfig:
     composition: str = "additive"  # how at1 follows from at2 and the move: "additive" or "se3"
     pretrained: bool = False  # ImageNet weights for the backbone, from pretrained_weights or the torch cache
     pretrained_weights: Optional[str] = None
-    freeze_backbone_layers: int = 0  # freeze the stem and the first k residual stages (0-4)
+    freeze_backbone_layers: int = 0  # 0-5: 1 freezes the stem, k the stem and the first k-1 residual stages
 
     def __post_init__(self) -> None:
         _check_choice("model.variant", self.variant, ("dreamer", "direct"))

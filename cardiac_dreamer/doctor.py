@@ -23,7 +23,7 @@ from .config import DataConfig
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.prepare import PreparedData, prepare_data
 from .data.records import TransitionRecord, find_patient_folders, read_patient_records
-from .data.splits import SPLIT_NAMES
+from .data.splits import SPLIT_NAMES, folders_by_patient
 from .data.transforms import read_grayscale
 from .errors import DataError
 from .geometry import AXIS_NAMES, AXIS_UNITS
@@ -60,9 +60,7 @@ class DataReport:
             f"data directory: {self.data_dir} (every check passed)",
             f"patients: {len(patients)} in {len(self.folders)} folders; pairs: {self.num_pairs}",
         ]
-        folders_of: Dict[str, List[str]] = {}
-        for folder, patient in sorted(prepared.grouping.items()):
-            folders_of.setdefault(patient, []).append(folder)
+        folders_of = folders_by_patient(prepared.grouping)
         for patient, pairs in patients.items():
             folders = folders_of.get(patient, [patient])
             grouped = f" (folders {', '.join(folders)})" if folders != [patient] else ""

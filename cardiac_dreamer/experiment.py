@@ -18,7 +18,7 @@ from .config import Config
 from .data.consistency import check_label_consistency
 from .data.normalization import NormalizationStats
 from .data.prepare import PreparedData, build_datasets, prepare_data
-from .data.splits import SPLIT_NAMES, PatientSplit
+from .data.splits import SPLIT_NAMES, PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
 from .errors import DataError
 from .evaluation import evaluate_checkpoint
@@ -128,7 +128,7 @@ def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: st
         "data_dir": str(Path(data_dir).resolve()),
         "patient_split": {p: name for name in SPLIT_NAMES for p in split[name]},
         "splits": per_split,
-        "folders_per_patient": _folders_per_patient(prepared.grouping),
+        "folders_per_patient": folders_by_patient(prepared.grouping),
         "normalization": prepared.stats.to_dict(),
         "label_consistency": composition_summary,
     }
@@ -143,13 +143,6 @@ def _target_stats(vectors) -> Dict[str, Dict[str, float]]:
                            "min": float(column.min()), "max": float(column.max())}
         for axis, unit, column in zip(AXIS_NAMES, AXIS_UNITS, values.T)
     }
-
-
-def _folders_per_patient(grouping: Dict[str, str]) -> Dict[str, list]:
-    patients: Dict[str, list] = {}
-    for folder, patient in sorted(grouping.items()):
-        patients.setdefault(patient, []).append(folder)
-    return patients
 
 
 def _plot_dataset(run: RunDirectory, prepared: PreparedData, composition_summary: str) -> None:

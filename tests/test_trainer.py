@@ -9,12 +9,13 @@ import torch
 
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
+from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.models import CardiacDreamer
 from cardiac_dreamer.training import trainer as trainer_module
 from cardiac_dreamer.training.callbacks import EarlyStopping
 from cardiac_dreamer.training.checkpoints import TopKCheckpoints, load_checkpoint
 from cardiac_dreamer.training.loggers import CSV_COLUMNS
-from cardiac_dreamer.training.precision import GradientStep, Precision, resolve_precision
+from cardiac_dreamer.training.precision import GradientStep, Precision, resolve_precision, select_device
 from cardiac_dreamer.training.run_dir import RunDirectory
 from cardiac_dreamer.training.trainer import Trainer, TrainingDiverged
 
@@ -180,3 +181,11 @@ def test_non_finite_losses_stop_the_run_and_keep_earlier_checkpoints(phantom_dir
         fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run)
     assert run.last_checkpoint.read_bytes() == before
     assert list(CSV_COLUMNS)[:2] == ["epoch", "step"]
+
+
+def test_an_unknown_or_absent_device_is_a_config_error():
+    with pytest.raises(ConfigError, match="'gpu0' is not a torch device"):
+        select_device("gpu0")
+    with pytest.raises(ConfigError, match="not available"):
+        select_device(f"cuda:{torch.cuda.device_count()}")
+    assert select_device("cpu") == torch.device("cpu")

@@ -110,7 +110,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CardiacDreamerError as error:
         return report_error(error)
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume_from_checkpoint RUN/checkpoints/last.ckpt", file=sys.stderr)
+        hint = "--resume_cv OUTPUT_DIR/cv_..." if args.resume_cv or args.cv else \
+            "--resume_from_checkpoint RUN/checkpoints/last.ckpt"
+        print(f"interrupted; continue with {hint}", file=sys.stderr)
         return 130
 
 

@@ -88,6 +88,14 @@ def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, s
     return {folder: mapping.get(folder, folder) for folder in folders}
 
 
+def folders_by_patient(grouping: Mapping[str, str]) -> Dict[str, List[str]]:
+    """The inverse of a grouping: each patient's folders, sorted."""
+    folders: Dict[str, List[str]] = {}
+    for folder, patient in sorted(grouping.items()):
+        folders.setdefault(patient, []).append(folder)
+    return folders
+
+
 def automatic_split(
     patients: Iterable[str],
     train_ratio: float = 0.70,

@@ -35,9 +35,10 @@ from ..data.transforms import images_to_float
 from ..errors import CheckpointError, ConfigError, DataError
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..training.checkpoints import load_checkpoint
+from ..training.precision import select_device
 from ..training.run_dir import RunDirectory, ensure_writable, timestamped_directory
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
-from .predictor import model_from_checkpoint, resolve_device, zero_moves
+from .predictor import model_from_checkpoint, zero_moves
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def evaluate(
     The model's own normalization statistics turn its standardized outputs into mm and degrees; the labels are
     the records' physical values. The model's train/eval mode is restored afterwards.
     """
-    device = resolve_device(device)
+    device = select_device(device)
     beta = (loss_cfg or LossConfig()).smooth_l1_beta
     stats: NormalizationStats = model.normalization
     same_task = getattr(model, "dreamer", None) is None  # the "direct" variant ignores the move
@@ -202,7 +203,7 @@ def evaluate_checkpoint(
         raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be > 0, got {batch_size}")
-    device = resolve_device(device)
+    device = select_device(device)
     checkpoint_path = Path(checkpoint_path)
     payload = load_checkpoint(checkpoint_path, map_location="cpu")
     if "split" not in payload:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..config import Config
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, DataError
 from ..data.normalization import NormalizationStats
 from ..data.transforms import _to_gray, images_to_float, read_grayscale
 from ..models import CardiacDreamer
@@ -58,7 +58,7 @@ class Predictor:
     """
 
     def __init__(self, model: CardiacDreamer, device: Union[str, torch.device] = "auto", batch_size: int = 32):
-        self.device = resolve_device(device)
+        self.device = select_device(device)
         self.model = model.to(self.device).eval()
         self.stats = model.normalization
         self.batch_size = batch_size
@@ -117,18 +117,6 @@ class Predictor:
         if not isinstance(image, Image.Image):
             raise TypeError(f"cannot read an image from a {type(image).__name__}; pass a path, PIL image, array, tensor")
         return _pil_to_gray(image, self.image_size)
-
-
-def resolve_device(requested: Union[str, torch.device]) -> torch.device:
-    """``"auto"`` or a torch device spelling -> a device this machine has; ConfigError otherwise."""
-    try:
-        device = select_device(requested) if isinstance(requested, str) else torch.device(requested)
-    except (RuntimeError, ValueError) as error:
-        raise ConfigError(f"device {requested!r} is not a torch device ({error})") from None
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        available = torch.cuda.device_count()
-        raise ConfigError(f"device {requested!r} is not available: this machine has {available} CUDA device(s)")
-    return device
 
 
 def zero_moves(stats: NormalizationStats, count: int) -> torch.Tensor:

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from ..config import TrainingConfig
+from ..errors import ConfigError
 
 
 @dataclass
@@ -80,5 +81,9 @@ class LRSchedule:
         return self.scheduler.state_dict() if self.scheduler is not None else {}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if self.scheduler is not None and state:
-            self.scheduler.load_state_dict(state)
+        if self.scheduler is None or not state:
+            return
+        if self.kind == "onecycle" and state.get("total_steps") != self.scheduler.total_steps:
+            raise ConfigError("training.scheduler onecycle is planned for the run's length and cannot be extended "
+                              "on resume; keep max_epochs, or use cosine or plateau")
+        self.scheduler.load_state_dict(state)

@@ -9,22 +9,34 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import torch
+
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def select_device(requested: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; anything else is passed to ``torch.device``."""
-    if requested != "auto":
-        return torch.device(requested)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+def select_device(requested: Union[str, torch.device] = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; any other spelling must name a device this machine has."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(requested)
+    except (RuntimeError, ValueError) as error:
+        raise ConfigError(f"device {requested!r} is not a torch device ({error})") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(
+            f"device {requested!r} is not available: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError(f"device {requested!r} is not available on this machine")
+    return device
 
 
 def cpu_supports_bf16() -> bool:
