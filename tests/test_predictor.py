@@ -97,6 +97,12 @@ def test_in_memory_images_are_preprocessed_exactly_like_their_file(predictor, od
     assert torch.equal(actual, expected)
 
 
+def test_in_memory_images_are_refused_where_their_file_would_be(predictor):
+    transparent = Image.new("RGBA", (32, 32), (128, 128, 128, 0))
+    with pytest.raises(DataError, match="transparent pixels"):
+        predictor.predict(transparent)
+
+
 def test_stacked_arrays_and_tensors_are_batches(predictor, image_paths):
     expected, _ = predictor.preprocess(image_paths)
     gray = np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths])  # N x H x W

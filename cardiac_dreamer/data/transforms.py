@@ -38,14 +38,20 @@ def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()  # decode now: truncation and corrupt data surface here, not later
-            problem = _unsound_conversion(image)
-            if problem:
-                raise DataError(f"{path}: cannot use image ({image.mode}, {problem})")
-            gray = _to_gray(image)
+            return image_to_gray(image, size, source=str(path))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise DataError(f"{path}: cannot decode image ({error})") from None
+
+
+def image_to_gray(image: Image.Image, size: int, source: str = "image") -> np.ndarray:
+    """A decoded PIL image -> uint8 ``[size, size]`` under the rules of :func:`read_grayscale` (which uses it, as
+    does the Predictor for in-memory images, so both see identical pixels)."""
+    problem = _unsound_conversion(image)
+    if problem:
+        raise DataError(f"{source}: cannot use image ({image.mode}, {problem})")
+    gray = _to_gray(image)
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(gray, dtype=np.uint8)  # a writable copy, so torch.from_numpy can share it

@@ -18,7 +18,7 @@ from PIL import Image
 from ..config import Config
 from ..errors import CheckpointError, DataError
 from ..data.normalization import NormalizationStats
-from ..data.transforms import _to_gray, images_to_float, read_grayscale
+from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..models import CardiacDreamer
 from ..training.checkpoints import load_checkpoint
 from ..training.precision import select_device
@@ -116,7 +116,7 @@ class Predictor:
             image = _array_to_pil(image)
         if not isinstance(image, Image.Image):
             raise TypeError(f"cannot read an image from a {type(image).__name__}; pass a path, PIL image, array, tensor")
-        return _pil_to_gray(image, self.image_size)
+        return image_to_gray(image, self.image_size)
 
 
 def zero_moves(stats: NormalizationStats, count: int) -> torch.Tensor:
@@ -127,14 +127,6 @@ def zero_moves(stats: NormalizationStats, count: int) -> torch.Tensor:
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto") -> Predictor:
     """``load_model("run/checkpoints/best.ckpt").predict(images)``: see :class:`Predictor`."""
     return Predictor.from_checkpoint(path, device)
-
-
-def _pil_to_gray(image: Image.Image, size: int) -> np.ndarray:
-    """What :func:`~cardiac_dreamer.data.read_grayscale` does after decoding a file: gray, bilinear resize, uint8."""
-    gray = _to_gray(image)
-    if gray.size != (size, size):
-        gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(gray, dtype=np.uint8)
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
