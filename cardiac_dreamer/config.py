@@ -54,17 +54,21 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the three SmoothL1 terms (on standardized targets)."""
+    """Weights of the SmoothL1 terms (pose errors divided by the training std of each axis)."""
 
-    lambda_latent: float = 0.2
-    lambda_t2_action: float = 1.0
+    lambda_latent: float = 0.2  # dreamed t2 features vs the EMA target encoder's view of image t2
+    lambda_t2_action: float = 1.0  # at2 predicted from the dreamed t2 features vs the at2 label
+    lambda_consistency: float = 0.5  # at2 composed back through the move vs the image-only at1 (no label)
     smooth_l1_beta: float = 1.0
     primary_task_only: bool = False
+    latent_target_momentum: float = 0.99  # EMA of the backbone that provides the latent target
 
     def __post_init__(self) -> None:
-        if self.lambda_latent < 0 or self.lambda_t2_action < 0:
-            raise ConfigError("loss weights lambda_latent and lambda_t2_action must be >= 0")
+        if min(self.lambda_latent, self.lambda_t2_action, self.lambda_consistency) < 0:
+            raise ConfigError("loss weights lambda_latent, lambda_t2_action and lambda_consistency must be >= 0")
         _check_positive("loss.smooth_l1_beta", self.smooth_l1_beta)
+        if not 0.0 <= self.latent_target_momentum < 1.0:
+            raise ConfigError(f"loss.latent_target_momentum must be in [0, 1), got {self.latent_target_momentum}")
 
 
 @dataclass
@@ -83,7 +87,9 @@ class DataConfig:
     test_ratio: float = 0.15
     split_seed: int = 42
     cv_folds: int = 0  # >= 2 runs cross-patient k-fold cross-validation
-    max_pairs_per_patient: Optional[int] = None  # a small subset for debugging
+    max_pairs_per_patient: Optional[int] = None  # a subset spread evenly over each folder's pairs
+    labelled_patients: Optional[List[str]] = None  # label-scarce runs: only these training patients' labels are
+    # used; the other training patients contribute their pairs as motion-only (image, move, image) examples
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb
     cache_budget_mb: int = 2048
     augment: bool = True  # photometric augmentation of training images (never geometric: it would change pose)
@@ -129,6 +135,7 @@ class TrainingConfig:
     max_consecutive_nonfinite: int = 3  # skipped non-finite steps in a row before the run stops
     channels_last: bool = True
     compile: bool = False
+    activation_checkpointing: bool = False  # recompute transformer activations in backward: less memory, more time
 
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)
