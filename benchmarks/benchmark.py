@@ -12,9 +12,9 @@ import sys
 
 import torch
 
-from cardiac_dreamer.benchmark import run_benchmark
+from cardiac_dreamer.throughput import run_benchmark
 from cardiac_dreamer.cli.common import configure_logging, report_error
-from cardiac_dreamer.cli.train import build_parser, resolve_config
+from cardiac_dreamer.cli.train_command import build_parser, resolve_config
 from cardiac_dreamer.config import apply_overrides
 from cardiac_dreamer.errors import CardiacDreamerError
 

@@ -3,19 +3,39 @@
 The public API for notebooks::
 
     from cardiac_dreamer import CardiacDreamer, TransitionsDataset, Trainer, load_model, Config, load_config
+
+Names are imported on first use, so ``import cardiac_dreamer.evaluation`` (inference) does not load the trainer,
+TensorBoard or matplotlib.
 """
+from importlib import import_module
 
-__version__ = "0.1.0"
+from .version import __version__
 
-from .config import Config, DataConfig, LossConfig, ModelConfig, TrainingConfig, load_config  # noqa: E402
-from .data import NormalizationStats, PatientSplit, TransitionsDataset, prepare_data  # noqa: E402
-from .evaluation import Predictor, evaluate_checkpoint, load_model  # noqa: E402
-from .experiment import run_training  # noqa: E402
-from .models import CardiacDreamer  # noqa: E402
-from .training.trainer import Trainer  # noqa: E402
+_PUBLIC = {
+    "CardiacDreamer": ".models",
+    "Config": ".config",
+    "DataConfig": ".config",
+    "LossConfig": ".config",
+    "ModelConfig": ".config",
+    "TrainingConfig": ".config",
+    "load_config": ".config",
+    "NormalizationStats": ".data",
+    "PatientSplit": ".data",
+    "TransitionsDataset": ".data",
+    "prepare_data": ".data",
+    "Predictor": ".evaluation",
+    "evaluate_checkpoint": ".evaluation",
+    "load_model": ".evaluation",
+    "run_training": ".pipeline",
+    "Trainer": ".training",
+}
 
-__all__ = [
-    "CardiacDreamer", "Config", "DataConfig", "LossConfig", "ModelConfig", "NormalizationStats", "PatientSplit",
-    "Predictor", "Trainer", "TrainingConfig", "TransitionsDataset", "evaluate_checkpoint", "load_config",
-    "load_model", "prepare_data", "run_training", "__version__",
-]
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'cardiac_dreamer' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

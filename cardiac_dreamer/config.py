@@ -88,8 +88,8 @@ class DataConfig:
     split_seed: int = 42
     cv_folds: int = 0  # >= 2 runs cross-patient k-fold cross-validation
     max_pairs_per_patient: Optional[int] = None  # a subset spread evenly over each folder's pairs
-    labelled_patients: Optional[List[str]] = None  # label-scarce runs: only these training patients' labels are
-    # used; the other training patients contribute their pairs as motion-only (image, move, image) examples
+    label_fraction: float = 1.0  # label-scarce experiments: the labels of this fraction of the training patients
+    # (at least one, seeded by split_seed) are used; the others' pairs train the world model as motion-only examples
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb
     cache_budget_mb: int = 2048
     augment: bool = True  # photometric augmentation of training images (never geometric: it would change pose)
@@ -105,6 +105,8 @@ class DataConfig:
             raise ConfigError(f"data.cv_folds must be 0 (off) or >= 2, got {self.cv_folds}")
         if self.max_pairs_per_patient is not None:
             _check_positive("data.max_pairs_per_patient", self.max_pairs_per_patient)
+        if not 0.0 < self.label_fraction <= 1.0:
+            raise ConfigError(f"data.label_fraction must be in (0, 1], got {self.label_fraction}")
 
 
 @dataclass

@@ -26,17 +26,17 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .atomic import atomic_open, write_json
+from .fileio import atomic_open, write_json
 from .config import Config, apply_overrides
 from .data.prepare import read_grouped_records
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_checkpoint
 from .evaluation.metrics import axis_key
-from .experiment import run_training
+from .pipeline import run_training
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .training import distributed as dist
-from .training.run_dir import timestamped_directory
+from .run_dir import timestamped_directory
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
     metrics = report.metrics
     test_metrics = None
     if outcome.test_evaluation_dir is not None:
-        test_metrics = _pick(json.loads((outcome.test_evaluation_dir / "metrics.json").read_text())["main"])
+        test_metrics = _pick(json.loads((outcome.test_evaluation_dir / "metrics.json").read_text())["guidance"])
     return {
         "variant": variant,
         "fold": index + 1,
@@ -218,8 +218,8 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
         "epochs_completed": outcome.fit.epochs_completed,
         "stop_reason": outcome.fit.stop_reason,
         "samples": metrics["samples"],
-        "metrics": _pick(metrics["main"]),
-        "per_patient": {patient: {"samples": entry["samples"], **_pick(entry["main"])}
+        "metrics": _pick(metrics["guidance"]),
+        "per_patient": {patient: {"samples": entry["samples"], **_pick(entry["guidance"])}
                         for patient, entry in metrics["per_patient"].items()},
         "test_metrics": test_metrics,
     }

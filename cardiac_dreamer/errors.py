@@ -15,3 +15,7 @@ class ConfigError(CardiacDreamerError):
 
 class CheckpointError(CardiacDreamerError):
     """A checkpoint is missing, unreadable, foreign or incompatible."""
+
+
+class OutputError(CardiacDreamerError):
+    """An output file or directory cannot be written (full disk, no permission, inside the data directory)."""

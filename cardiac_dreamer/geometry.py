@@ -69,10 +69,10 @@ def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
     return torch.remainder(angles + 180.0, 360.0) - 180.0
 
 
-def pose_residual(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
-    """Per-component absolute difference in mm and degrees, angles compared on the circle."""
+def pose_error(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+    """Signed per-component error ``actual - expected`` in mm and degrees, angles folded into [-180, 180)."""
     diff = actual - expected
-    return torch.cat([diff[..., :3].abs(), wrap_degrees(diff[..., 3:]).abs()], -1)
+    return torch.cat([diff[..., :3], wrap_degrees(diff[..., 3:])], -1)
 
 
 def _check_mode(mode: str) -> None:
@@ -86,7 +86,7 @@ __all__ = [
     "COMPOSITION_MODES",
     "apply_move",
     "matrix_to_pose",
-    "pose_residual",
+    "pose_error",
     "pose_to_matrix",
     "undo_move",
     "wrap_degrees",

@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import textwrap
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -20,12 +19,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from cardiac_dreamer.geometry import AXIS_NAMES, AXIS_UNITS
+from .fileio import atomic_open
+from .geometry import AXIS_NAMES, AXIS_UNITS
+from .names import MONITOR, SPLIT_NAMES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DPI = 100
-SPLIT_NAMES = ("train", "val", "test")
 SPLIT_COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 UNASSIGNED_COLOR = "tab:gray"
 OK_COLOR, ALERT_COLOR = "darkgreen", "tab:red"
@@ -33,15 +33,17 @@ MAX_PREVIEWS = 6
 MAX_TEXT_LINES = 28
 
 # (key, label) in train/val pairs: a pair shares a colour, val is dashed.
-MAIN_LOSSES = (("train_main_task_loss", "train"), ("val_main_task_loss", "val"))
+MAIN_LOSSES = (("train_main_task_loss", "train"), (MONITOR, "val"))
 TOTAL_LOSSES = (("train_total_loss", "train"), ("val_loss", "val"))
 COMPONENT_LOSSES = (
     ("train_latent_loss", "latent (train)"),
     ("val_latent_loss", "latent (val)"),
     ("train_aux_t2_action_loss", "aux t2 action (train)"),
     ("val_aux_t2_action_loss", "aux t2 action (val)"),
+    ("train_consistency_loss", "consistency (train)"),
+    ("val_consistency_loss", "consistency (val)"),
 )
-FINAL_LOSSES = ("train_total_loss", "val_loss", "train_main_task_loss", "val_main_task_loss")
+FINAL_LOSSES = ("train_total_loss", "val_loss", "train_main_task_loss", MONITOR)
 
 
 # ---------------------------------------------------------------------------------------------------- shared helpers
@@ -53,18 +55,12 @@ def _figure(width: float, height: float, title: str = "") -> Figure:
 
 
 def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
-    """Render beside ``path`` under a unique temporary name, then rename: readers see the old plot or the new one."""
+    """Render atomically: readers see the old plot or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        FigureCanvasAgg(fig)  # attach an Agg canvas: no pyplot, no global backend switch
-        with open(tmp, "xb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    FigureCanvasAgg(fig)  # attach an Agg canvas: no pyplot, no global backend switch
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
     log.debug("wrote %s", path)
     return path
 
@@ -262,7 +258,7 @@ def _plot_series(ax: Axes, rows, keys: Sequence[tuple[str, str]], title: str, lo
 
 def _best_val(rows) -> tuple[float, float] | None:
     """(epoch, value) of the lowest finite ``val_main_task_loss``: the epoch the best checkpoint comes from."""
-    epochs, values = _series(rows, "val_main_task_loss")
+    epochs, values = _series(rows, MONITOR)
     if not values.size:
         return None
     best = int(np.argmin(values))
@@ -295,7 +291,7 @@ def _summary_lines(rows, final_metrics: Mapping[str, object]) -> list[str]:
     lines = []
     best = _best_val(rows)
     if best is not None:
-        lines += [f"best epoch: {best[0]:g}", f"best val_main_task_loss: {best[1]:.4g}"]
+        lines += [f"best epoch: {best[0]:g}", f"best {MONITOR}: {best[1]:.4g}"]
     for key in FINAL_LOSSES:
         values = _series(rows, key)[1]
         if values.size:

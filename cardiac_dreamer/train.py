@@ -1,7 +1,7 @@
 """``python -m cardiac_dreamer.train``: the same entry point as ``cardiac-train`` (what torchrun launches)."""
 import sys
 
-from .cli.train import main
+from .cli.train_command import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cardiac_dreamer.cli import train as train_cli
+from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import TRANSITIONS_FILE, build_datasets, prepare_data
-from cardiac_dreamer.training.checkpoints import save_checkpoint
+from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
 
 PATIENT = "data_0513_01"  # the real_export fixture holds data_0513_01..03, 4 pairs each, 64 px RGB images
 TINY = ["--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",
@@ -242,8 +242,8 @@ def resume_from_a_model_checkpoint(case):
     path.parent.mkdir(parents=True)
     config = apply_overrides(Config(), {"data.data_dir": str(case.data), "data.image_size": 64})
     prepared = prepare_data(config.data)
-    save_checkpoint(path, {"kind": "model", "config": config.to_dict(), "model_state": {},
-                           "split": prepared.split.to_dict(), "normalization": prepared.stats.to_dict()})
+    save_checkpoint(path, ModelCheckpoint(config=config.to_dict(), model_state={}, epoch=0, global_step=0,
+                                          split=prepared.split.to_dict()))
     for name in ("experiment_config.json", "dataset_stats.json"):
         (path.parents[1] / name).write_text("{}")
     case.args += ["--resume_from_checkpoint", str(path)]

@@ -3,7 +3,7 @@ import json
 import runpy
 from pathlib import Path
 
-from cardiac_dreamer.benchmark import run_benchmark
+from cardiac_dreamer.throughput import run_benchmark
 from cardiac_dreamer.config import Config, apply_overrides
 
 REPORTED = {

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cardiac_dreamer.cli.evaluate import main
+from cardiac_dreamer.cli.evaluate_command import main
 from cardiac_dreamer.data import PatientSplit
 from test_predictor import save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
 
@@ -41,7 +41,7 @@ def test_evaluation_writes_metrics_predictions_and_plots(checkpoint, tmp_path, c
         assert (output / name).is_file(), name
     metrics = json.loads((output / "metrics.json").read_text())
     assert (metrics["split"], metrics["samples"], metrics["patients"]) == ("train", 12, 1)
-    assert "mae_x_mm" in metrics["main"] and "mae_x_mm" in metrics["direct"]
+    assert "mae_x_mm" in metrics["guidance"] and "mae_x_mm" in metrics["composed"]
     table = capsys.readouterr().out
     assert "x (mm)" in table and str(output) in table
 
@@ -70,7 +70,7 @@ def test_an_empty_split_is_refused(phantom_dir, tmp_path, capsys):
 
 def test_the_command_line_prints_no_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cardiac_dreamer.cli.evaluate", "--checkpoint", str(tmp_path / "nothing.ckpt")],
+        [sys.executable, "-m", "cardiac_dreamer.cli.evaluate_command", "--checkpoint", str(tmp_path / "nothing.ckpt")],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from cardiac_dreamer.cli.train import main
+from cardiac_dreamer.cli.train_command import main
 
 TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",
               "--batch_size", "4", "--num_workers", "0", "--no_progress"]

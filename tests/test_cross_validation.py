@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cardiac_dreamer.cli.train import main
+from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.cross_validation import (
     METRICS, PLAN_FILE, RESULT_FILE, fold_dir, plan_cross_validation, run_cross_validation,
 )

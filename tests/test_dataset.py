@@ -13,7 +13,6 @@ from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import (
     IMAGE_MEAN,
     IMAGE_STD,
-    NormalizationStats,
     PhotometricAugment,
     TransitionsDataset,
     build_datasets,
@@ -35,7 +34,7 @@ def export_224(tmp_path, make_real_export):
 
 def make_dataset(data_dir, **kwargs):
     records = read_records(data_dir)
-    return TransitionsDataset(records, NormalizationStats.fit(records), **kwargs)
+    return TransitionsDataset(records, **kwargs)
 
 
 @pytest.mark.parametrize("size", [64, 224])
@@ -62,13 +61,20 @@ def test_normalized_items_are_images_to_float_of_the_uint8_items(export_224):
     assert torch.equal(normalized["image_t1"], images_to_float(raw["image_t1"]))
 
 
-def test_labels_are_standardized_with_pose_and_move_stats(export_224):
+def test_labels_are_served_in_mm_and_degrees_for_the_model_to_standardize(export_224):
     dataset = make_dataset(export_224, image_size=64)
-    record, item, stats = dataset.records[1], dataset[1], dataset.stats
-    expected_at1 = (np.array(record.at1) - stats.pose.mean) / stats.pose.std
-    expected_move = (np.array(record.action_change) - stats.move.mean) / stats.move.std
-    assert np.allclose(item["at1"].numpy(), expected_at1, atol=1e-6)
-    assert np.allclose(item["action_change"].numpy(), expected_move, atol=1e-6)
+    record, item = dataset.records[1], dataset[1]
+    for key, values in (("at1", record.at1), ("action_change", record.action_change), ("at2", record.at2)):
+        assert item[key].dtype == torch.float32
+        assert np.allclose(item[key].numpy(), values, atol=1e-4), key
+    assert item["labelled"]
+
+
+def test_only_the_named_patients_pairs_are_labelled(real_export):
+    records = read_records(real_export)
+    dataset = TransitionsDataset(records, image_size=32, labelled_patients=["data_0513_02"])
+    assert [bool(dataset[i]["labelled"]) for i in range(len(dataset))] == \
+        [record.patient_id == "data_0513_02" for record in records]
 
 
 def count_decodes(monkeypatch):
@@ -87,7 +93,7 @@ def test_cache_decodes_each_distinct_image_once(real_export, monkeypatch):
     # Chain pairs the way exports often do: the t2 image of one pair is the t1 image of the next.
     chained = [records[0]] + [dataclasses.replace(r, image_t1=p.image_t2) for p, r in zip(records, records[1:])]
     calls = count_decodes(monkeypatch)
-    dataset = TransitionsDataset(chained, NormalizationStats.fit(chained), image_size=32)
+    dataset = TransitionsDataset(chained, image_size=32)
     for i in range(len(dataset)):
         dataset[i]
     assert len(calls) == len(set(calls)) == dataset.num_images == len(chained) + 1
@@ -131,7 +137,7 @@ def test_undecodable_image_fails_at_construction_naming_image_file_and_entry(rea
     records = read_records(real_export)
     damage(records[2].image_t2)
     with pytest.raises(DataError) as error:
-        TransitionsDataset(records, NormalizationStats.fit(records), image_size=32)
+        TransitionsDataset(records, image_size=32)
     message = str(error.value)
     assert "\n" not in message
     assert f"{records[2].source}: entry 2:" in message and str(records[2].image_t2) in message
@@ -141,7 +147,7 @@ def test_undecodable_image_fails_at_construction_naming_image_file_and_entry(rea
 def test_undecodable_image_without_cache_fails_when_the_item_is_read(real_export):
     records = read_records(real_export)
     _truncate(records[1].image_t1)
-    dataset = TransitionsDataset(records, NormalizationStats.fit(records), image_size=32, cache_images=False)
+    dataset = TransitionsDataset(records, image_size=32, cache_images=False)
     dataset[0]
     with pytest.raises(DataError, match="entry 1: .*truncated"):
         dataset[1]
@@ -215,13 +221,27 @@ def test_preparing_and_loading_writes_nothing_into_the_data_folder(real_export):
     assert listing(real_export) == before
 
 
-def test_build_datasets_skips_empty_splits_and_shares_train_stats(real_export):
+def test_build_datasets_skips_empty_splits(real_export):
     cfg = DataConfig(data_dir=str(real_export), image_size=32, train_ratio=0.6, val_ratio=0.4, test_ratio=0.0)
     prepared = prepare_data(cfg)
     datasets = build_datasets(prepared, cfg, normalize_images=False)
     assert set(datasets) == {"train", "val"}
-    assert all(d.stats is prepared.stats for d in datasets.values())
     assert datasets["val"][0]["image_t1"].dtype == torch.uint8
+
+
+def test_a_label_fraction_keeps_the_labels_of_a_seeded_subset_of_training_patients(phantom_dir):
+    cfg = DataConfig(data_dir=str(phantom_dir), image_size=64, label_fraction=0.3, manual_splits=True,
+                     train_patients=["phantom_01", "phantom_02", "phantom_03"], val_patients=["phantom_04"])
+    prepared = prepare_data(cfg)
+    assert prepared.labelled_patients == prepare_data(cfg).labelled_patients  # seeded
+    (labelled,) = prepared.labelled_patients  # round(0.3 * 3) = 1 patient
+    train = build_datasets(prepared, cfg)["train"]
+    flags = {train.records[i].patient_id: bool(train[i]["labelled"]) for i in range(len(train))}
+    assert flags == {patient: patient == labelled for patient in cfg.train_patients}
+    pose_means = np.mean([r.at1 for r in prepared.records["train"] if r.patient_id == labelled] +
+                         [r.at2 for r in prepared.records["train"] if r.patient_id == labelled], axis=0)
+    assert np.allclose(prepared.stats.pose.mean, pose_means)  # the unlabelled patients' poses are never used
+    assert all(bool(build_datasets(prepared, cfg)["val"][i]["labelled"]) for i in range(3))
 
 
 def test_phantom_loads_through_the_whole_pipeline(phantom_dir):

@@ -5,7 +5,7 @@ import logging
 import pytest
 from PIL import Image
 
-from cardiac_dreamer.cli import train as train_cli
+from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import TRANSITIONS_FILE, read_patient_records
 from cardiac_dreamer.doctor import check_data

@@ -1,4 +1,5 @@
-"""The evaluator: physical-unit metrics of both tasks, the report files, and agreement with the Predictor."""
+"""The evaluator: physical-unit metrics of the guidance, the composed prediction and the mean baseline, the report
+files, and agreement with the Predictor."""
 import csv
 import json
 import math
@@ -20,33 +21,35 @@ STATS = NormalizationStats(
 
 
 class PresetModel(nn.Module):
-    """Answers every batch with preset standardized at1 rows and records the standardized moves it was given."""
+    """Answers every batch with preset at1 rows (mm, degrees) as its guidance, the same rows shifted by 1 as its
+    composed prediction, and records the moves it was given."""
 
     def __init__(self, at1: torch.Tensor, stats: NormalizationStats):
         super().__init__()
         self.register_buffer("at1", at1.float())
-        self.normalization = stats
-        self.dreamer = nn.Identity()  # marks a world model: the direct task gets its own pass
+        self.register_buffer("pose_mean", torch.tensor(stats.pose.mean))
+        self.register_buffer("pose_std", torch.tensor(stats.pose.std))
+        self.dreamer = nn.Identity()  # marks a world model
         self.moves = []
 
-    def forward(self, image_t1, action_change, image_t2=None):
-        self.moves.append(action_change.clone())
-        return {"at1": self.at1[: len(image_t1)]}
+    def forward(self, image_t1, move=None):
+        self.moves.append(move.clone())
+        return {"at1": self.at1[: len(image_t1)], "at1_composed": self.at1[: len(image_t1)] + 1.0}
 
 
 @pytest.fixture
 def three_pairs(real_export):
     """Pairs 0-2 of one patient: true x = 100, 102, 104 mm and yaw = 40, 39.75, 39.5 degrees."""
-    return TransitionsDataset(read_records(real_export, ["data_0513_01"])[:3], STATS, image_size=64)
+    return TransitionsDataset(read_records(real_export, ["data_0513_01"])[:3], image_size=64)
 
 
-def test_metrics_are_computed_in_physical_units_from_destandardized_outputs(three_pairs):
+def test_metrics_are_computed_in_physical_units(three_pairs):
     labels = np.array([r.at1 for r in three_pairs.records])
     errors = np.zeros((3, 6))
     errors[:, 0] = [1.0, -2.0, 6.0]  # mm
     errors[:, 5] = [3.0, 3.0, -6.0]  # degrees
-    model = PresetModel(torch.from_numpy(STATS.pose.normalize(labels + errors)), STATS)  # x standardized < 0
-    main = evaluate(model, three_pairs, "cpu", batch_size=3, progress=False).metrics["main"]
+    model = PresetModel(torch.from_numpy(labels + errors), STATS)
+    main = evaluate(model, three_pairs, "cpu", batch_size=3, progress=False).metrics["guidance"]
     assert main["mae_x_mm"] == pytest.approx(3.0)  # (1 + 2 + 6) / 3
     assert main["rmse_x_mm"] == pytest.approx(math.sqrt(41 / 3))
     assert main["median_ae_x_mm"] == pytest.approx(2.0)
@@ -55,18 +58,31 @@ def test_metrics_are_computed_in_physical_units_from_destandardized_outputs(thre
     assert main["direction_accuracy_x"] == 1.0  # 101, 100, 110 mm predicted for 100, 102, 104: all positive
     assert main["translation_error_mm"] == pytest.approx(3.0, abs=1e-4)
     assert main["rotation_error_deg"] == pytest.approx(4.0, abs=1e-3)
-    # SmoothL1 (beta 1) of the standardized errors x / 2 = (0.5, -1, 3), yaw / 10 = (0.3, 0.3, -0.6):
+    # SmoothL1 (beta 1) of the errors in training stds x / 2 = (0.5, -1, 3), yaw / 10 = (0.3, 0.3, -0.6):
     # (0.125 + 0.5 + 2.5 + 0.045 + 0.045 + 0.18) / 18 values.
     assert main["main_task_loss"] == pytest.approx(3.395 / 18, abs=1e-6)
 
 
-def test_direct_guidance_is_fed_a_physical_zero_move(three_pairs):
-    model = PresetModel(torch.zeros(3, 6), STATS)
-    evaluate(model, three_pairs, "cpu", batch_size=3, progress=False)
-    real_moves, zero_moves = model.moves
-    expected_real = STATS.move.normalize(np.array([r.action_change for r in three_pairs.records]))
-    np.testing.assert_allclose(real_moves.numpy(), expected_real, atol=1e-6)
-    np.testing.assert_allclose(zero_moves.numpy(), np.tile([-0.5, -1.0, -1.5, -2.0, -2.5, -3.0], (3, 1)))
+def test_the_composed_prediction_is_fed_the_real_move_and_scored_beside_the_guidance(three_pairs):
+    labels = torch.tensor([r.at1 for r in three_pairs.records])
+    model = PresetModel(labels, STATS)
+    metrics = evaluate(model, three_pairs, "cpu", batch_size=3, progress=False).metrics
+    (moves,) = model.moves
+    np.testing.assert_allclose(moves.numpy(), [r.action_change for r in three_pairs.records], atol=1e-5)
+    assert metrics["guidance"]["mae_x_mm"] == pytest.approx(0.0, abs=1e-4)
+    assert metrics["composed"]["mae_x_mm"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_the_guidance_is_compared_with_predicting_the_training_mean(three_pairs):
+    labels = np.array([r.at1 for r in three_pairs.records])
+    errors = np.zeros((3, 6))
+    errors[:, 0] = [1.0, -2.0, 6.0]
+    metrics = evaluate(PresetModel(torch.from_numpy(labels + errors), STATS), three_pairs, "cpu",
+                       progress=False).metrics
+    mean_mae_x = np.abs(labels[:, 0] - STATS.pose.mean[0]).mean()  # the mean predictor: 150 mm for every pair
+    assert metrics["train_mean"]["mae_x_mm"] == pytest.approx(mean_mae_x)
+    assert metrics["guidance_vs_mean"]["mae_x_mm"] == pytest.approx(3.0 / mean_mae_x)
+    assert metrics["guidance_vs_mean"]["worst_axis"] == "mae_x_mm"
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +117,10 @@ def test_predictions_csv_has_one_row_per_sample_with_labels_and_predictions_per_
         rows = list(csv.DictReader(stream))
     assert len(rows) == 48
     first = rows[0]
-    assert {"patient_id", "entry_index", "image_t1", "image_t2", "label_x_mm", "pred_yaw_deg",
-            "direct_roll_deg"} <= set(first)
+    assert {"patient_id", "entry_index", "image_t1", "image_t2", "label_x_mm", "guidance_yaw_deg",
+            "composed_roll_deg"} <= set(first)
     assert float(first["label_x_mm"]) == pytest.approx(report.labels[0, 0], abs=1e-4)
-    assert float(first["pred_yaw_deg"]) == pytest.approx(report.predictions[0, 5], abs=1e-4)
+    assert float(first["guidance_yaw_deg"]) == pytest.approx(report.guidance[0, 5], abs=1e-4)
 
 
 def test_metrics_json_counts_the_samples_and_patients_evaluated(evaluated_all):
@@ -112,15 +128,18 @@ def test_metrics_json_counts_the_samples_and_patients_evaluated(evaluated_all):
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert (metrics["samples"], metrics["patients"], metrics["split"]) == (48, 4, "all")
     assert sorted(metrics["per_patient"]) == ["phantom_01", "phantom_02", "phantom_03", "phantom_04"]
-    assert {"mae_x_mm", "rmse_roll_deg", "direction_accuracy_yaw", "main_task_loss"} <= set(metrics["direct"])
+    assert {"mae_x_mm", "rmse_roll_deg", "direction_accuracy_yaw", "main_task_loss"} <= set(metrics["guidance"])
+    assert {"mae_x_mm", "main_task_loss"} <= set(metrics["composed"])
+    assert {"guidance", "composed", "train_mean", "guidance_vs_mean"} <= set(metrics["definitions"])
 
 
-@pytest.mark.parametrize("task", ["main", "direct"])
+@pytest.mark.parametrize("task", ["guidance", "composed", "train_mean"])
 def test_per_patient_figures_add_up_to_the_totals(evaluated_all, task):
     metrics = evaluated_all[0].metrics
     parts = metrics["per_patient"]
     assert sum(part["samples"] for part in parts.values()) == metrics["samples"]
-    for key in ("mae_x_mm", "mae_yaw_deg", "translation_error_mm", "rotation_error_deg", "main_task_loss"):
+    keys = ("mae_x_mm", "mae_yaw_deg", "translation_error_mm", "rotation_error_deg")
+    for key in keys + (("main_task_loss",) if task != "train_mean" else ()):
         weighted = sum(part[task][key] * part["samples"] for part in parts.values()) / metrics["samples"]
         assert weighted == pytest.approx(metrics[task][key]), key
 
@@ -131,11 +150,10 @@ def test_predict_gives_the_evaluators_numbers_for_the_same_images(phantom_dir, c
     chosen = [records[key] for key in list(zip(report.folders, report.indices))[:6]]
     moves = np.array([r.action_change for r in chosen])
     predictor = load_model(checkpoint, device="cpu")
-    np.testing.assert_allclose(predictor.predict([r.image_t1 for r in chosen]), report.direct_predictions[:6],
-                               atol=1e-4)
-    # The imagined pose after the real move, undone through the move (additive), is the main-task at1.
+    np.testing.assert_allclose(predictor.predict([r.image_t1 for r in chosen]), report.guidance[:6], atol=1e-4)
+    # The imagined pose after the real move, undone through the move (additive), is the composed at1.
     imagined = predictor.predict([r.image_t1 for r in chosen], moves)
-    np.testing.assert_allclose(imagined - moves, report.predictions[:6], atol=1e-4)
+    np.testing.assert_allclose(imagined - moves, report.composed[:6], atol=1e-4)
 
 
 def test_a_patient_outside_the_split_is_refused(checkpoint):
@@ -150,5 +168,6 @@ def test_an_unknown_split_is_refused(checkpoint):
 
 def test_the_summary_table_lists_every_axis_and_both_tasks(evaluated_all):
     table = evaluated_all[0].summary_table()
-    for text in ("x (mm)", "yaw (deg)", "main task", "direct", "translation error", "rotation error", "48 samples"):
+    for text in ("x (mm)", "yaw (deg)", "guidance (image alone)", "the true move", "vs predicting",
+                 "translation error", "rotation error", "48 samples", "averaged over the six axes"):
         assert text in table

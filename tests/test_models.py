@@ -7,8 +7,8 @@ from cardiac_dreamer.config import LossConfig, ModelConfig
 from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.geometry import undo_move
-from cardiac_dreamer.losses import compute_losses
 from cardiac_dreamer.models import CardiacDreamer, build_backbone
+from cardiac_dreamer.task import GuidanceTask, LatentTarget
 
 TINY = {"d_model": 32, "num_heads": 2, "num_layers": 1, "dim_feedforward": 64}
 STATS = NormalizationStats.from_dict(
@@ -30,6 +30,15 @@ def inputs(batch: int = 2, image_size: int = 64, seed: int = 0):
     return image_t1, torch.randn(batch, 6, generator=generator), image_t2
 
 
+def training_losses(model, image_t1, move, image_t2, at1=None, at2=None):
+    """The training objective of one batch, as the trainer computes it (EMA latent target included)."""
+    task = GuidanceTask(model, LossConfig(), torch.device("cpu"), latent_target=LatentTarget(model.backbone, 0.99))
+    batch = {"image_t1": image_t1, "image_t2": image_t2, "action_change": move,
+             "at1": torch.zeros(len(move), 6) if at1 is None else at1,
+             "at2": torch.zeros(len(move), 6) if at2 is None else at2}
+    return task.step(model, batch)[1]
+
+
 @pytest.mark.parametrize("image_size", [64, 128, 224])
 def test_backbone_maps_one_channel_images_to_512_features_at_stride_32(image_size):
     features = build_backbone().eval()(torch.randn(1, 1, image_size, image_size))
@@ -40,11 +49,12 @@ def test_backbone_maps_one_channel_images_to_512_features_at_stride_32(image_siz
 @pytest.mark.parametrize("image_size", [64, 128])
 def test_dreamer_output_shapes(token_type, image_size):
     model = tiny_model(image_size, token_type=token_type)
-    image_t1, move, image_t2 = inputs(2, image_size)
-    outputs = model(image_t1, move, image_t2)
+    image_t1, move, _ = inputs(2, image_size)
+    outputs = model(image_t1, move)
     side = image_size // 32
-    assert outputs["at1"].shape == outputs["at2"].shape == (2, 6)
-    assert outputs["features_t2_pred"].shape == outputs["features_t2"].shape == (2, 512, side, side)
+    assert outputs["at1"].shape == outputs["at2"].shape == outputs["at1_composed"].shape == (2, 6)
+    assert outputs["features_t2_pred"].shape == (2, 512, side, side)
+    assert set(model(image_t1)) == {"at1"}  # without a move: the guidance alone, no dreaming
 
 
 @pytest.mark.parametrize("image_size", [64, 128])
@@ -53,48 +63,58 @@ def test_token_count_follows_token_type_and_image_size(image_size):
     for token_type, tokens in (("channel", 512), ("spatial", positions)):
         dreamer = tiny_model(image_size, token_type=token_type).dreamer
         assert dreamer.num_tokens == tokens
-        assert dreamer.pos_embed.shape == (1, tokens + 1, TINY["d_model"])  # + the action token
+        assert dreamer.pos_embed.shape == (1, tokens, TINY["d_model"])
 
 
-def test_features_t2_is_the_detached_backbone_map_of_image_t2_when_given():
-    model = tiny_model().eval()
-    image_t1, move, image_t2 = inputs()
-    assert "features_t2" not in model(image_t1, move)
-    target = model(image_t1, move, image_t2)["features_t2"]
-    assert not target.requires_grad
-    assert torch.allclose(target, model.backbone(image_t2))
+@pytest.mark.parametrize("token_type", ["channel", "spatial"])
+def test_an_untrained_dreamer_is_the_identity(token_type):
+    model = tiny_model(token_type=token_type).eval()
+    image_t1, move, _ = inputs()
+    outputs = model(image_t1, move)
+    assert torch.equal(outputs["features_t2_pred"], model.backbone(image_t1))
+    assert torch.equal(outputs["at2"], outputs["at1"])
 
 
 def test_direct_variant_predicts_at1_from_the_image_alone():
     model = tiny_model(variant="direct").eval()
     assert model.dreamer is None
-    image_t1, move, image_t2 = inputs()
-    outputs = model(image_t1, move, image_t2)
+    image_t1, move, _ = inputs()
+    outputs = model(image_t1, move)
     assert set(outputs) == {"at1"}
     assert outputs["at1"].shape == (2, 6)
     assert torch.equal(outputs["at1"], model(image_t1, torch.zeros_like(move))["at1"])  # the move is ignored
 
 
 @pytest.mark.parametrize("composition", ["additive", "se3"])
-def test_at1_is_at2_with_the_move_undone_in_physical_units(composition):
+def test_at1_composed_is_at2_with_the_move_undone_in_physical_units(composition):
     model = tiny_model(composition=composition, dropout=0.0).eval()
     model.set_normalization(STATS)
     image_t1, move, _ = inputs(4)
+    move = move * 5.0  # mm and degrees
     outputs = model(image_t1, move)
-    at2_phys = STATS.pose.denormalize(outputs["at2"].double())
-    move_phys = STATS.move.denormalize(move.double())
-    expected = STATS.pose.normalize(undo_move(at2_phys, move_phys, composition))
-    assert torch.allclose(outputs["at1"].double(), expected, atol=1e-4)
+    expected = undo_move(outputs["at2"].double(), move.double(), composition)
+    assert torch.allclose(outputs["at1_composed"].double(), expected, atol=1e-4)
 
 
-def test_composition_runs_in_float32_under_bf16_autocast():
+def test_poses_come_out_in_physical_units_through_the_stored_statistics():
+    model = tiny_model().eval()
+    image_t1, move, _ = inputs(3)
+    standardized = model(image_t1)["at1"]  # identity statistics: the head's own output
+    model.set_normalization(STATS)
+    physical = model(image_t1)["at1"]
+    expected = STATS.pose.denormalize(standardized)
+    assert torch.allclose(physical, expected, atol=1e-5)
+
+
+def test_poses_and_composition_are_float32_under_bf16_autocast():
     model = tiny_model(composition="se3").eval()
     model.set_normalization(STATS)
-    at2, move = torch.randn(3, 6, dtype=torch.bfloat16), torch.randn(3, 6, dtype=torch.bfloat16)
+    image_t1, move, _ = inputs(3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        at1 = model.compose_at1(at2, move)
-    assert at1.dtype == torch.float32
-    assert torch.allclose(at1, model.compose_at1(at2.float(), move.float()))
+        outputs = model(image_t1, move)
+    assert outputs["at1"].dtype == outputs["at2"].dtype == outputs["at1_composed"].dtype == torch.float32
+    expected = undo_move(outputs["at2"], move.float(), "se3")
+    assert torch.allclose(outputs["at1_composed"], expected, atol=1e-4)
 
 
 def test_normalization_buffers_round_trip_through_state_dict():
@@ -110,12 +130,15 @@ def test_normalization_buffers_round_trip_through_state_dict():
 
 
 @pytest.mark.parametrize("token_type", ["channel", "spatial"])
-def test_gradients_reach_every_trainable_parameter(token_type):
+def test_gradients_reach_every_trainable_parameter_once_the_dreamer_has_moved_off_the_identity(token_type):
     model = tiny_model(token_type=token_type)
     image_t1, move, image_t2 = inputs()
-    outputs = model(image_t1, move, image_t2)
-    batch = {"at1": torch.randn(2, 6), "at2": torch.randn(2, 6)}
-    compute_losses(outputs, batch, LossConfig())["total_loss"].backward()
+    labels = {"at1": torch.randn(2, 6), "at2": torch.randn(2, 6)}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    training_losses(model, image_t1, move, image_t2, **labels)["total_loss"].backward()
+    optimizer.step()  # the zero-initialized unembedding passes no gradient back until it has moved
+    optimizer.zero_grad()
+    training_losses(model, image_t1, move, image_t2, **labels)["total_loss"].backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []
 
@@ -123,8 +146,7 @@ def test_gradients_reach_every_trainable_parameter(token_type):
 def test_frozen_backbone_layers_get_no_gradient_and_keep_batchnorm_in_eval():
     model = tiny_model(freeze_backbone_layers=2).train()  # the stem and layer1
     image_t1, move, image_t2 = inputs()
-    outputs = model(image_t1, move, image_t2)
-    compute_losses(outputs, {"at1": torch.zeros(2, 6), "at2": torch.zeros(2, 6)}, LossConfig())["total_loss"].backward()
+    training_losses(model, image_t1, move, image_t2)["total_loss"].backward()
     frozen = ("backbone.conv1.", "backbone.bn1.", "backbone.layer1.")
     for name, parameter in model.named_parameters():
         is_frozen = name.startswith(frozen)
@@ -137,11 +159,10 @@ def test_frozen_backbone_layers_get_no_gradient_and_keep_batchnorm_in_eval():
 @pytest.mark.parametrize("token_type", ["channel", "spatial"])
 def test_channels_last_model_and_inputs_give_the_same_outputs(token_type):
     model = tiny_model(token_type=token_type).eval()
-    image_t1, move, image_t2 = inputs()
-    expected = model(image_t1, move, image_t2)
+    image_t1, move, _ = inputs()
+    expected = model(image_t1, move)
     model.to(memory_format=torch.channels_last)
-    channels_last = {"memory_format": torch.channels_last}
-    outputs = model(image_t1.to(**channels_last), move, image_t2.to(**channels_last))
+    outputs = model(image_t1.to(memory_format=torch.channels_last), move)
     for key, value in expected.items():
         assert (outputs[key] - value).abs().max() <= 1e-4 * value.abs().max(), key  # float rounding only (different conv kernels)
 
@@ -168,7 +189,8 @@ def expected_parameter_count(config: ModelConfig, image_size: int) -> int:
     d, ff = config.d_model, config.dim_feedforward or 4 * config.d_model
     positions = (image_size // 32) ** 2
     tokens, token_dim = (512, positions) if config.token_type == "channel" else (positions, 512)
-    embeddings = (token_dim * d + d) + (6 * d + d) + (tokens + 1) * d + (d * token_dim + token_dim)
+    move_embedding = (6 * d + d) + (d * d + d)  # a two-layer MLP, added to every token
+    embeddings = (token_dim * d + d) + move_embedding + tokens * d + (d * token_dim + token_dim)
     layer = (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
     dreamer = embeddings + config.num_layers * layer + 2 * d  # + the final LayerNorm
     guidance = (512 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 6 + 6)
@@ -188,8 +210,7 @@ def test_default_model_has_the_guide_architecture_and_parameter_count(token_type
 def test_default_model_runs_forward_and_backward_at_batch_one():
     model = CardiacDreamer()
     image_t1, move, image_t2 = inputs(1, 224)
-    targets = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
-    losses = compute_losses(model(image_t1, move, image_t2), targets, LossConfig())
+    losses = training_losses(model, image_t1, move, image_t2)
     losses["total_loss"].backward()
     assert torch.isfinite(losses["total_loss"])
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())

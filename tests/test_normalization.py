@@ -79,8 +79,3 @@ def test_prepare_data_fits_on_the_training_patients_only(real_export):
     assert prepared.stats == NormalizationStats.fit(prepared.records["train"])
     everyone = [r for records in prepared.records.values() for r in records]
     assert prepared.stats != NormalizationStats.fit(everyone)
-
-
-def test_prepare_data_keeps_given_stats(real_export):
-    given = NormalizationStats.identity()
-    assert prepare_data(DataConfig(data_dir=str(real_export)), stats=given).stats is given

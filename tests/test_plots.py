@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from cardiac_dreamer import plots
+from cardiac_dreamer.errors import OutputError
 
 DPI = 40
 
@@ -135,7 +136,7 @@ def test_failed_render_keeps_the_previous_plot_and_no_temp_file(tmp_path, monkey
         raise OSError("disk full")
 
     monkeypatch.setattr(Figure, "savefig", broken_savefig)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="hist.png: cannot write \\(disk full\\)"):
         plots.plot_error_histograms(path, poses(2), poses(3), dpi=DPI)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["hist.png"]

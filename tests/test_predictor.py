@@ -11,7 +11,7 @@ from cardiac_dreamer.data import NormalizationStats, PatientSplit, read_grayscal
 from cardiac_dreamer.errors import CheckpointError, DataError
 from cardiac_dreamer.evaluation import Predictor, load_model
 from cardiac_dreamer.models import CardiacDreamer
-from cardiac_dreamer.training.checkpoints import save_checkpoint
+from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
 
 PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
 
@@ -27,11 +27,10 @@ def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANT
     model = CardiacDreamer(config.model, image_size=64)
     stats = NormalizationStats.fit(read_records(data_dir, split.train or split.patients()))
     model.set_normalization(stats)
-    return save_checkpoint(path, {
-        "kind": "model", "config": config.to_dict(), "model_state": model.state_dict(),
-        "normalization": stats.to_dict(), "epoch": 3, "global_step": 12, "metrics": {},
-        "split": split.to_dict(), "data_dir": str(data_dir),
-    })
+    return save_checkpoint(path, ModelCheckpoint(
+        config=config.to_dict(), model_state=model.state_dict(), epoch=3, global_step=12,
+        split=split.to_dict(), data_dir=str(data_dir),
+    ))
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,21 @@ import stat
 import pytest
 import torch
 
-from cardiac_dreamer.atomic import atomic_open, write_json
-from cardiac_dreamer.cli import evaluate as evaluate_cli
-from cardiac_dreamer.cli import train as train_cli
-from cardiac_dreamer.errors import CheckpointError
-from cardiac_dreamer.training import checkpoints
-from cardiac_dreamer.training.checkpoints import (
-    FORMAT_NAME, FORMAT_VERSION, TopKCheckpoints, load_checkpoint, save_checkpoint,
+from cardiac_dreamer import checkpoint as checkpoint_module
+from cardiac_dreamer.checkpoint import (
+    FORMAT_NAME, FORMAT_VERSION, ModelCheckpoint, load_checkpoint, save_checkpoint,
 )
-from cardiac_dreamer.training.run_dir import RunDirectory
+from cardiac_dreamer.cli import evaluate_command as evaluate_cli
+from cardiac_dreamer.cli import train_command as train_cli
+from cardiac_dreamer.errors import CheckpointError, OutputError
+from cardiac_dreamer.fileio import atomic_open, write_json
+from cardiac_dreamer.run_dir import RunDirectory
+from cardiac_dreamer.training.top_k import TopKCheckpoints
 from test_trainer import fit, tiny_config
+
+
+def small_checkpoint(**fields) -> ModelCheckpoint:
+    return ModelCheckpoint(**{"config": {}, "model_state": {}, "epoch": 0, "global_step": 0, **fields})
 
 
 class CreatesAFile:
@@ -101,7 +106,7 @@ def test_a_foreign_checkpoint_is_refused_saying_what_it_holds(tmp_path, payload,
 
 
 def test_a_checkpoint_of_a_newer_format_is_refused_naming_both_versions(tmp_path):
-    path = save_checkpoint(tmp_path / "future.ckpt", {"kind": "model"})
+    path = save_checkpoint(tmp_path / "future.ckpt", small_checkpoint())
     payload = torch.load(path, weights_only=True)
     torch.save({**payload, "format_version": FORMAT_VERSION + 1, "library_version": "9.0"}, path)
     with pytest.raises(CheckpointError, match=f"format version {FORMAT_VERSION + 1} is newer than this library "
@@ -109,9 +114,16 @@ def test_a_checkpoint_of_a_newer_format_is_refused_naming_both_versions(tmp_path
         load_checkpoint(path)
 
 
+def test_a_checkpoint_of_an_older_format_is_refused_saying_to_retrain(tmp_path):
+    path = save_checkpoint(tmp_path / "old.ckpt", small_checkpoint())
+    torch.save({**torch.load(path, weights_only=True), "format_version": 1, "library_version": "0.1.0"}, path)
+    with pytest.raises(CheckpointError, match="format version 1 was written by cardiac_dreamer 0.1.0.*retrain"):
+        load_checkpoint(path)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "text", "empty"])
 def test_a_damaged_checkpoint_is_an_unreadable_file_not_a_crash(tmp_path, damage):
-    path = save_checkpoint(tmp_path / "x.ckpt", {"kind": "model", "model_state": {"w": torch.zeros(100)}})
+    path = save_checkpoint(tmp_path / "x.ckpt", small_checkpoint(model_state={"w": torch.zeros(100)}))
     data = path.read_bytes()
     path.write_bytes({"truncated": data[: len(data) // 2], "text": b"hello, not a checkpoint", "empty": b""}[damage])
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
@@ -122,7 +134,7 @@ def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_pa
     path = write_json(tmp_path / "experiment_config.json", {"seed": 1})
     with pytest.raises(TypeError):
         write_json(path, {"seed": 2, ("not", "a", "string"): 1})  # fails half-way through the dump
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="cannot write \\(No space left on device\\)"):
         with atomic_open(path, "w") as stream:
             stream.write('{"seed": 3')
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -152,8 +164,8 @@ def test_resuming_removes_the_temporary_files_of_saves_a_kill_interrupted(tmp_pa
 
 def test_saving_into_an_unusable_directory_is_a_checkpoint_error(tmp_path):
     (tmp_path / "file").write_text("a file, not a directory")  # works even as root, unlike chmod
-    with pytest.raises(CheckpointError, match="cannot write checkpoint .*earlier checkpoints are intact"):
-        save_checkpoint(tmp_path / "file" / "last.ckpt", {"kind": "model"})
+    with pytest.raises(CheckpointError, match="last.ckpt: cannot write .*earlier checkpoints are intact"):
+        save_checkpoint(tmp_path / "file" / "last.ckpt", small_checkpoint())
 
 
 def test_a_full_disk_during_an_epoch_save_keeps_the_last_checkpoint_and_the_run_resumable(
@@ -168,14 +180,14 @@ def test_a_full_disk_during_an_epoch_save_keeps_the_last_checkpoint_and_the_run_
 
     # 2 epochs of 2 steps; a frozen backbone keeps last.ckpt small (what is saved does not matter here)
     config = tiny_config(phantom_dir, **{"data.max_pairs_per_patient": 4, "model.freeze_backbone_layers": 5})
-    monkeypatch.setattr(checkpoints.torch, "save", disk_fills_at_epoch_1)
+    monkeypatch.setattr(checkpoint_module.torch, "save", disk_fills_at_epoch_1)
     with pytest.raises(CheckpointError, match="No space left on device.*earlier checkpoints are intact"):
         fit(config, tmp_path)
-    monkeypatch.setattr(checkpoints.torch, "save", real_save)
+    monkeypatch.setattr(checkpoint_module.torch, "save", real_save)
     (run_root,) = tmp_path.glob("run_*")
     last = run_root / "checkpoints" / "last.ckpt"
-    assert load_checkpoint(last)["epoch"] == 0
+    assert load_checkpoint(last).epoch == 0
     assert not list(last.parent.glob(".*.tmp"))
     assert [p.name[:25] for p in last.parent.glob("cardiac_dreamer-*.ckpt")] == ["cardiac_dreamer-epoch=00-"]
     _, result, _ = fit(config, None, resume_from=last, run=RunDirectory(run_root))
-    assert result.epochs_completed == 2 and load_checkpoint(last)["epoch"] == 1
+    assert result.epochs_completed == 2 and load_checkpoint(last).epoch == 1

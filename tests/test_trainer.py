@@ -7,21 +7,24 @@ import os
 import pytest
 import torch
 
+from cardiac_dreamer.checkpoint import ModelCheckpoint, TrainingState, load_checkpoint
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
+from cardiac_dreamer.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.models import CardiacDreamer
-from cardiac_dreamer.training import trainer as trainer_module
+from cardiac_dreamer.names import CSV_COLUMNS
+from cardiac_dreamer.run_dir import RunDirectory
+from cardiac_dreamer.task import GuidanceTask
 from cardiac_dreamer.training.callbacks import EarlyStopping
-from cardiac_dreamer.training.checkpoints import TopKCheckpoints, load_checkpoint
-from cardiac_dreamer.training.loggers import CSV_COLUMNS
-from cardiac_dreamer.training.precision import GradientStep, Precision, resolve_precision, select_device
-from cardiac_dreamer.training.run_dir import RunDirectory
+from cardiac_dreamer.training.gradient_step import GradientStep
+from cardiac_dreamer.training.top_k import TopKCheckpoints
 from cardiac_dreamer.training.trainer import Trainer, TrainingDiverged
 
 GUIDE_METRICS = [
     "train_main_task_loss", "val_main_task_loss", "train_total_loss", "val_loss", "learning_rate",
     "train_latent_loss", "val_latent_loss", "train_aux_t2_action_loss", "val_aux_t2_action_loss",
+    "train_consistency_loss", "val_consistency_loss",
     "val_mae_x_mm", "val_mae_y_mm", "val_mae_z_mm", "val_mae_roll_deg", "val_mae_pitch_deg", "val_mae_yaw_deg",
 ]
 
@@ -37,7 +40,7 @@ def tiny_config(data_dir, **overrides) -> Config:
     return apply_overrides(Config(), values)
 
 
-def fit(config: Config, output_dir, resume_from=None, run=None):
+def fit(config: Config, output_dir, resume_from=None, run=None, task_factory=GuidanceTask.for_training):
     """Train a fresh model (seeded) and return (trainer, result, run)."""
     prepared = prepare_data(config.data)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
@@ -45,7 +48,8 @@ def fit(config: Config, output_dir, resume_from=None, run=None):
     model = CardiacDreamer(config.model, image_size=config.data.image_size)
     model.set_normalization(prepared.stats)
     run = run or RunDirectory.create(output_dir)
-    trainer = Trainer(config, run, metadata={"split": prepared.split.to_dict()}, progress=False)
+    trainer = Trainer(config, run, metadata={"split": prepared.split.to_dict()}, progress=False,
+                      task_factory=task_factory)
     result = trainer.fit(model, datasets["train"], datasets["val"], resume_from=resume_from)
     return trainer, result, run
 
@@ -75,11 +79,13 @@ def test_checkpoints_load_with_weights_only_and_hold_what_resume_needs(phantom_d
     _, _, run = fit(tiny_config(phantom_dir, **{"training.max_epochs": 1}), tmp_path)
     state = torch.load(run.last_checkpoint, weights_only=True)
     for key in ("model_state", "config", "optimizer_state", "scheduler_state", "scaler_state", "epoch",
-                "global_step", "normalization", "split", "early_stopping", "top_k", "rng", "library_version"):
+                "global_step", "split", "early_stopping", "top_k", "task_state", "rng", "library_version"):
         assert key in state, key
+    assert "pose_std" in {key.split(".")[-1] for key in state["model_state"]}  # statistics: model buffers, once
+    assert isinstance(load_checkpoint(run.last_checkpoint), TrainingState)
     model_ckpt = load_checkpoint(run.best_checkpoint)
-    assert model_ckpt["kind"] == "model" and "optimizer_state" not in model_ckpt
-    assert model_ckpt["split"] == state["split"]
+    assert type(model_ckpt) is ModelCheckpoint and "optimizer_state" not in torch.load(run.best_checkpoint)
+    assert model_ckpt.split == state["split"]
 
 
 def test_gradient_accumulation_matches_one_big_batch(phantom_dir, tmp_path):
@@ -168,17 +174,20 @@ def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_
     assert csv_rows(run) == csv_rows(straight_run)  # appended, one header, identical numbers
 
 
-def test_non_finite_losses_stop_the_run_and_keep_earlier_checkpoints(phantom_dir, tmp_path, monkeypatch):
+class PoisonedTask(GuidanceTask):
+    """The real objective with every loss turned into NaN: a diverging run."""
+
+    def step(self, engine, batch):
+        outputs, losses = super().step(engine, batch)
+        return outputs, {name: value * float("nan") for name, value in losses.items()}
+
+
+def test_non_finite_losses_stop_the_run_and_keep_earlier_checkpoints(phantom_dir, tmp_path):
     _, _, run = fit(tiny_config(phantom_dir, **{"training.max_epochs": 1}), tmp_path)
     before = run.last_checkpoint.read_bytes()
-    real = trainer_module.compute_losses
-
-    def poisoned(outputs, batch, cfg):
-        return {name: value * float("nan") for name, value in real(outputs, batch, cfg).items()}
-
-    monkeypatch.setattr(trainer_module, "compute_losses", poisoned)
     with pytest.raises(TrainingDiverged, match="consecutive steps had a non-finite loss"):
-        fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run)
+        fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run,
+            task_factory=PoisonedTask.for_training)
     assert run.last_checkpoint.read_bytes() == before
     assert list(CSV_COLUMNS)[:2] == ["epoch", "step"]
 

@@ -11,7 +11,7 @@ from typing import Sequence, Tuple
 import torch
 
 from ..errors import DataError
-from ..geometry import COMPOSITION_MODES, apply_move, pose_residual
+from ..geometry import COMPOSITION_MODES, apply_move, pose_error
 from .records import TransitionRecord
 
 
@@ -58,7 +58,7 @@ def check_label_consistency(records: Sequence[TransitionRecord]) -> ConsistencyR
     at2 = torch.tensor([r.at2 for r in records], dtype=torch.float64)
     residuals = {}
     for mode in COMPOSITION_MODES:
-        residual = pose_residual(apply_move(at1, move, mode), at2)  # [N, 6] mm and degrees
+        residual = pose_error(apply_move(at1, move, mode), at2).abs()  # [N, 6] mm and degrees
         residuals[f"{mode}_residual_mm"] = residual[:, :3].max().item()
         residuals[f"{mode}_residual_deg"] = residual[:, 3:].max().item()
     total = {mode: residuals[f"{mode}_residual_mm"] + residuals[f"{mode}_residual_deg"] for mode in COMPOSITION_MODES}

@@ -11,14 +11,13 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .normalization import AxisStats, NormalizationStats
 from .records import TransitionRecord
 from .transforms import images_to_float, read_grayscale
 
@@ -28,8 +27,12 @@ Item = Dict[str, Union[torch.Tensor, str, int]]
 
 
 class TransitionsDataset(Dataset):
-    """Items ``{"image_t1", "image_t2": [1, H, W], "action_change", "at1", "at2": float32 [6] standardized,
-    "patient_id": str, "entry_index": int, "index": int}``.
+    """Items ``{"image_t1", "image_t2": [1, H, W], "action_change", "at1", "at2": float32 [6] in mm and degrees,
+    "labelled": bool, "patient_id": str, "entry_index": int, "index": int}``.
+
+    Labels stay in physical units: the model standardizes with its own statistics, the one copy there is.
+    ``labelled_patients`` (label-scarce runs) marks the pairs of other patients ``labelled=False``: their images and
+    move still train the world model, their pose labels are never used.
 
     Images are float32 normalized by :func:`images_to_float` when ``normalize_images`` (convenient in a
     notebook), or uint8 when not: the trainer moves the compact uint8 batch to the device and converts it there.
@@ -40,16 +43,15 @@ class TransitionsDataset(Dataset):
     def __init__(
         self,
         records: Sequence[TransitionRecord],
-        stats: NormalizationStats,
         image_size: int = 224,
         cache_images: bool = True,
         cache_budget_mb: float = 2048,
         normalize_images: bool = True,
+        labelled_patients: Optional[Iterable[str]] = None,
     ):
         self.records: List[TransitionRecord] = list(records)
         if not self.records:
             raise DataError("TransitionsDataset: no records to load")
-        self.stats = stats
         self.image_size = image_size
         self.normalize_images = normalize_images
 
@@ -67,9 +69,11 @@ class TransitionsDataset(Dataset):
             pairs.append((slot_of[record.image_t1], slot_of[record.image_t2]))
         self._pairs = torch.tensor(pairs, dtype=torch.long)  # [N, 2] image slots
 
-        self._at1 = _standardized(stats.pose, [r.at1 for r in self.records])  # [N, 6]
-        self._at2 = _standardized(stats.pose, [r.at2 for r in self.records])
-        self._move = _standardized(stats.move, [r.action_change for r in self.records])
+        self._at1 = _vectors([r.at1 for r in self.records])  # [N, 6]
+        self._at2 = _vectors([r.at2 for r in self.records])
+        self._move = _vectors([r.action_change for r in self.records])
+        labelled = None if labelled_patients is None else set(labelled_patients)
+        self._labelled = torch.tensor([labelled is None or r.patient_id in labelled for r in self.records])
 
         size_mb = len(self._paths) * image_size * image_size / 2**20
         self._cache: Optional[torch.Tensor] = None  # [num_images, 1, H, W] uint8
@@ -102,6 +106,7 @@ class TransitionsDataset(Dataset):
             "action_change": self._move[index].clone(),
             "at1": self._at1[index].clone(),
             "at2": self._at2[index].clone(),
+            "labelled": self._labelled[index].clone(),
             "patient_id": record.patient_id,
             "entry_index": record.index,  # position in the patient's transitions_dataset.json
             "index": int(index),  # position in this dataset: dataset.records[index] is the record
@@ -131,6 +136,6 @@ class TransitionsDataset(Dataset):
         return cache
 
 
-def _standardized(stats: AxisStats, vectors: Sequence[Sequence[float]]) -> torch.Tensor:
-    """``[N, 6]`` physical values -> standardized float32 (computed in float64)."""
-    return torch.from_numpy(stats.normalize(np.asarray(vectors, dtype=np.float64)).astype(np.float32))
+def _vectors(vectors: Sequence[Sequence[float]]) -> torch.Tensor:
+    """``[N, 6]`` float32 in mm and degrees."""
+    return torch.tensor(vectors, dtype=torch.float32).reshape(-1, 6)

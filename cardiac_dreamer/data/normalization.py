@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Sequence, TypeVar
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -81,11 +81,17 @@ class NormalizationStats:
     move: AxisStats
 
     @classmethod
-    def fit(cls, records: Sequence[TransitionRecord]) -> "NormalizationStats":
-        """Fit on the given records, which must be the training split only (anything else leaks)."""
+    def fit(cls, records: Sequence[TransitionRecord], labelled_patients: Optional[Iterable[str]] = None
+            ) -> "NormalizationStats":
+        """Fit on the given records, which must be the training split only (anything else leaks). Pose statistics
+        come from the ``labelled_patients``' records only when given: the others' labels are never used."""
         if not records:
             raise DataError("normalization stats: no training records to fit on")
-        poses = [r.at1 for r in records] + [r.at2 for r in records]
+        labelled = records if labelled_patients is None else \
+            [r for r in records if r.patient_id in set(labelled_patients)]
+        if not labelled:
+            raise DataError("normalization stats: no labelled training records to fit the pose statistics on")
+        poses = [r.at1 for r in labelled] + [r.at2 for r in labelled]
         moves = [r.action_change for r in records]
         return cls(pose=AxisStats.fit(np.array(poses)), move=AxisStats.fit(np.array(moves)))
 

@@ -6,6 +6,7 @@ and cross-validation all see the data the same way. It only reads: nothing is wr
 from __future__ import annotations
 
 import logging
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,16 +31,16 @@ class PreparedData:
     stats: NormalizationStats
     samples_per_patient: Dict[str, int]  # every patient on disk, used or not
     grouping: Dict[str, str] = field(default_factory=dict)  # folder -> patient id
+    labelled_patients: Optional[List[str]] = None  # label-scarce runs: the training patients whose labels count
 
 
-def prepare_data(
-    cfg: DataConfig, split: Optional[PatientSplit] = None, stats: Optional[NormalizationStats] = None
-) -> PreparedData:
+def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None) -> PreparedData:
     """Read and validate every patient folder of ``cfg.data_dir`` and split them by patient.
 
     The split comes from ``cfg`` (manual lists or a seeded automatic split) unless one is given, e.g. a fold of
     :func:`~cardiac_dreamer.data.kfold_splits` or the split stored in a checkpoint; a given split must only name
-    patients that exist. Statistics are fitted on the training records unless given (e.g. from a checkpoint).
+    patients that exist. Statistics are fitted on the training records (pose statistics on the labelled ones only,
+    in label-scarce runs): a new model takes them, a trained one carries its own.
     """
     records, grouping = read_grouped_records(cfg)
     patients = sorted(set(grouping.values()))
@@ -53,8 +54,8 @@ def prepare_data(
 
     split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
     by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}
-    if stats is None:
-        stats = NormalizationStats.fit(by_split["train"])
+    labelled = _labelled_patients(cfg, split)
+    stats = NormalizationStats.fit(by_split["train"], labelled)
     for name in SPLIT_NAMES:
         logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
     return PreparedData(
@@ -63,6 +64,7 @@ def prepare_data(
         stats=stats,
         samples_per_patient=dict(sorted(Counter(r.patient_id for r in records).items())),
         grouping=grouping,
+        labelled_patients=labelled,
     )
 
 
@@ -90,14 +92,23 @@ def build_datasets(
             continue
         datasets[name] = TransitionsDataset(
             prepared.records[name],
-            prepared.stats,
             image_size=cfg.image_size,
             cache_images=cfg.cache_images,
             cache_budget_mb=budget_mb,
             normalize_images=normalize_images,
+            labelled_patients=prepared.labelled_patients if name == "train" else None,
         )
         budget_mb -= datasets[name].cache_mb
     return datasets
+
+
+def _labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:
+    """The training patients whose labels count: all (None) unless ``label_fraction`` < 1, then a seeded choice
+    of ``round(fraction * patients)`` of them, at least one."""
+    if cfg.label_fraction >= 1.0:
+        return None
+    count = max(1, round(cfg.label_fraction * len(split.train)))
+    return sorted(random.Random(cfg.split_seed).sample(sorted(split.train), count))
 
 
 def _split_from_config(cfg: DataConfig, patients: List[str], grouping: Dict[str, str]) -> PatientSplit:

@@ -1,8 +1,13 @@
 """Evaluate a trained model on a patient split: predictions, metrics in physical units, files and a table.
 
-Two predictions are scored for every pair: the *main task*, at1 composed back from the world model's imagined t2
-pose through the real move (what training optimizes), and *direct guidance*, the image alone with a physical zero
-move (what a probe-guidance user gets from one frame). For the ``"direct"`` variant the two are the same.
+Three predictions of at1 are scored for every pair:
+
+* ``guidance``: the image alone (``head(backbone(image_t1))``), what a sonographer asking for guidance gets, and
+  the headline; for every variant;
+* ``composed``: the world model's imagined t2 pose with the *real* t1 -> t2 move undone. It uses the future move,
+  which a sonographer asking for guidance does not have, so it is reported beside the guidance, never instead;
+  the ``"direct"`` variant has none;
+* ``train_mean``: the training poses' mean (stored in the model), the baseline any guidance must beat by a margin.
 """
 from __future__ import annotations
 
@@ -19,32 +24,40 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .. import plots
-from ..atomic import atomic_open, write_json
+from ..checkpoint import load_checkpoint
 from ..config import Config, LossConfig
 from ..data.dataset import TransitionsDataset
 from ..data.prepare import prepare_data
-from ..data.normalization import NormalizationStats
 from ..data.records import TransitionRecord
-from ..data.splits import SPLIT_NAMES, PatientSplit
-from ..data.transforms import images_to_float
+from ..data.splits import PatientSplit
+from ..devices import select_device
 from ..errors import CheckpointError, ConfigError, DataError
+from ..fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
-from ..training.checkpoints import load_checkpoint
-from ..training.precision import select_device
-from ..training.run_dir import RunDirectory, ensure_writable, timestamped_directory
+from ..losses import per_sample_pose_loss
+from ..models import CardiacDreamer
+from ..names import SPLIT_NAMES
+from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ..task import GuidanceTask
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
-from .predictor import model_from_checkpoint, zero_moves
 
 log = logging.getLogger(__name__)
 
 SPLIT_CHOICES = SPLIT_NAMES + ("all",)
 PathLike = Union[str, os.PathLike]
 PLOT_FILES = ("predicted_vs_true.png", "error_histograms.png", "per_patient_mae.png")
+TASK_DEFINITIONS = {
+    "guidance": "at1 from the image at t1 alone: the guidance a sonographer gets from the current frame (the "
+    "headline; -at1 is the move to the view under additive labels)",
+    "composed": "at1 from the world model's imagined t2 pose with the real t1->t2 move undone: uses the future "
+    "move, which guidance does not have; null for the direct variant",
+    "train_mean": "the training poses' mean for every sample: the baseline guidance must beat",
+    "guidance_vs_mean": "guidance MAE / train_mean MAE per axis, and averaged over the six axes (lower is better; "
+    "1.0 is no better than predicting the mean)",
+}
 
 
 @dataclass
@@ -52,112 +65,141 @@ class EvaluationReport:
     """Everything an evaluation produced, one row per pair; poses are at1 in mm and degrees."""
 
     labels: np.ndarray  # [N, 6] true at1
-    predictions: np.ndarray  # [N, 6] main task: composed at1 through the real move
-    direct_predictions: np.ndarray  # [N, 6] direct guidance: image alone, zero move
-    main_losses: np.ndarray  # [N] SmoothL1 on standardized at1, mean over the axes
-    direct_losses: np.ndarray  # [N]
+    guidance: np.ndarray  # [N, 6] image alone
+    composed: Optional[np.ndarray]  # [N, 6] imagined at2 with the real move undone; None for direct models
+    train_mean: np.ndarray  # [6] the training poses' mean
+    guidance_losses: np.ndarray  # [N] SmoothL1 in units of the training std, mean over the axes
+    composed_losses: Optional[np.ndarray]  # [N]
     patient_ids: List[str]
     folders: List[str]
     indices: List[int]  # entry index in the patient's transitions file
     image_paths: List[Tuple[str, str]]  # (t1, t2) as written in the transitions file
     metadata: Dict[str, Any] = field(default_factory=dict)  # checkpoint, split, data directory...
 
+    @property
+    def mean_predictions(self) -> np.ndarray:
+        return np.tile(self.train_mean, (len(self.labels), 1))
+
+    def predictions(self) -> Dict[str, Tuple[np.ndarray, Optional[np.ndarray]]]:
+        """``{task: (predictions [N, 6], per-sample losses or None)}`` for the tasks this model has."""
+        tasks = {"guidance": (self.guidance, self.guidance_losses), "train_mean": (self.mean_predictions, None)}
+        if self.composed is not None:
+            tasks["composed"] = (self.composed, self.composed_losses)
+        return tasks
+
     @functools.cached_property
     def metrics(self) -> Dict[str, Any]:
-        """The content of ``metrics.json``: counts, the two tasks, the same per patient, and what each key means."""
-        per_patient_main = summarize_by_patient(self.labels, self.predictions, self.patient_ids, self.main_losses)
-        per_patient_direct = summarize_by_patient(
-            self.labels, self.direct_predictions, self.patient_ids, self.direct_losses
-        )
+        """The content of ``metrics.json``: counts, each task overall and per patient, the ratio of the guidance to
+        the mean baseline, and what each key means."""
+        tasks = self.predictions()
+        overall = {task: summarize(self.labels, predicted, losses) for task, (predicted, losses) in tasks.items()}
+        by_patient = {task: summarize_by_patient(self.labels, predicted, self.patient_ids, losses)
+                      for task, (predicted, losses) in tasks.items()}
+        patients = sorted(by_patient["guidance"])
         return {
             **self.metadata,
             "samples": len(self.patient_ids),
-            "patients": len(per_patient_main),
-            "main": summarize(self.labels, self.predictions, self.main_losses),
-            "direct": summarize(self.labels, self.direct_predictions, self.direct_losses),
+            "patients": len(patients),
+            "guidance": overall["guidance"],
+            "composed": overall.get("composed"),
+            "train_mean": overall["train_mean"],
+            "guidance_vs_mean": mean_ratio(overall["guidance"], overall["train_mean"]),
             "per_patient": {
                 patient: {
-                    "samples": per_patient_main[patient]["samples"],
-                    "main": per_patient_main[patient],
-                    "direct": per_patient_direct[patient],
+                    "samples": by_patient["guidance"][patient]["samples"],
+                    **{task: by_patient[task][patient] for task in by_patient},
+                    "guidance_vs_mean": mean_ratio(by_patient["guidance"][patient],
+                                                   by_patient["train_mean"][patient]),
                 }
-                for patient in per_patient_main
+                for patient in patients
             },
-            "definitions": {
-                "main": "main task: at1 composed from the imagined t2 pose through the real move and image at t1",
-                "direct": "direct single-frame guidance: at1 from the image at t1 alone, with a zero move",
-                **DEFINITIONS,
-            },
+            "definitions": {**TASK_DEFINITIONS, **DEFINITIONS},
         }
 
     def summary_table(self) -> str:
-        """A few lines for the terminal: per-axis MAE / RMSE / direction accuracy of both tasks, then totals."""
+        """A few lines for the terminal: per-axis MAE, RMSE, direction accuracy and the ratio to the mean of the
+        guidance, the composed prediction's MAE beside it, then the totals."""
         metrics = self.metrics
-        tasks = (metrics["main"], metrics["direct"])
+        guidance, composed, ratio = metrics["guidance"], metrics["composed"], metrics["guidance_vs_mean"]
         where = f" on the {self.metadata['split']} split" if "split" in self.metadata else ""
         lines = [
             f"evaluation{where}: {metrics['samples']} samples, {metrics['patients']} patients",
-            f"{'':24}{'main task (composed at1)':>29}{'direct (image alone)':>29}",
-            f"{'':24}" + f"{'MAE':>11}{'RMSE':>9}{'dir.acc':>9}" * 2,
+            f"{'':24}{'guidance (image alone)':>29}{'vs predicting':>15}{'composed with':>16}",
+            f"{'':24}{'MAE':>11}{'RMSE':>9}{'dir.acc':>9}{'the mean':>15}{'the true move':>16}",
         ]
         for axis, (name, unit) in enumerate(zip(AXIS_NAMES, AXIS_UNITS)):
-            lines.append(f"{name + ' (' + unit + ')':24}" + "".join(_axis_cells(task, axis) for task in tasks))
+            key = axis_key("mae", axis)
+            lines.append(f"{name + ' (' + unit + ')':24}{_axis_cells(guidance, axis)}"
+                         f"{_ratio_text(ratio[key]):>15}{_number(composed[key] if composed else None):>16}")
         for label, key in (
             ("translation error (mm)", "translation_error_mm"),
             ("rotation error (deg)", "rotation_error_deg"),
             ("main-task loss", "main_task_loss"),
         ):
-            lines.append(f"{label:24}" + "".join(f"{_number(task[key]):>11}{'':18}" for task in tasks).rstrip())
+            lines.append(f"{label:24}{_number(guidance[key]):>11}{'':33}"
+                         f"{_number(composed[key] if composed else None):>16}")
+        lines.append(f"guidance MAE vs predicting the training mean: {_ratio_text(ratio['mean'])} averaged over the "
+                     f"six axes, {_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
         return "\n".join(lines)
+
+
+def mean_ratio(task: Dict[str, Any], baseline: Dict[str, Any]) -> Dict[str, Any]:
+    """MAE of ``task`` / MAE of ``baseline`` per axis, their mean over the axes, and the worst axis."""
+    ratios = {}
+    for axis in range(len(AXIS_NAMES)):
+        key = axis_key("mae", axis)
+        ratios[key] = task[key] / baseline[key] if baseline[key] else None
+    finite = {key: value for key, value in ratios.items() if value is not None}
+    worst = max(finite, key=finite.get) if finite else None
+    return {**ratios, "mean": float(np.mean(list(finite.values()))) if finite else None,
+            "worst": finite.get(worst), "worst_axis": worst}
 
 
 @torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module,
+    model: CardiacDreamer,
     dataset: TransitionsDataset,
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 32,
     progress: bool = True,
     loss_cfg: Optional[LossConfig] = None,
 ) -> EvaluationReport:
-    """Run ``model`` over ``dataset`` (in order, fp32, eval mode) and score both tasks.
+    """Run ``model`` over ``dataset`` (in order, fp32, eval mode) and score each prediction of at1.
 
-    The model's own normalization statistics turn its standardized outputs into mm and degrees; the labels are
-    the records' physical values. The model's train/eval mode is restored afterwards.
+    The model speaks mm and degrees; the labels are the records' physical values. The model's train/eval mode is
+    restored afterwards.
     """
     device = select_device(device)
-    beta = (loss_cfg or LossConfig()).smooth_l1_beta
-    stats: NormalizationStats = model.normalization
-    same_task = getattr(model, "dreamer", None) is None  # the "direct" variant ignores the move
+    task = GuidanceTask(model, loss_cfg or LossConfig(), device)
+    beta = task.loss_cfg.smooth_l1_beta
     was_training = model.training
     model.to(device).eval()
-    outputs: Dict[str, List[torch.Tensor]] = {"main": [], "direct": [], "main_loss": [], "direct_loss": []}
+    collected: Dict[str, List[torch.Tensor]] = {"guidance": [], "composed": [], "guidance_loss": [],
+                                                "composed_loss": []}
     order: List[int] = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     try:
-        for batch in tqdm(loader, desc="evaluate", unit="batch", dynamic_ncols=True,
-                          disable=True if not progress else None):
-            images = batch["image_t1"].to(device)
-            if images.dtype == torch.uint8:
-                images = images_to_float(images)
-            move, target = batch["action_change"].to(device), batch["at1"].to(device)
-            main = model(images, move)["at1"].float()  # [B, 6] standardized
-            direct = main if same_task else model(images, zero_moves(stats, len(move)).to(device))["at1"].float()
-            for name, prediction in (("main", main), ("direct", direct)):
-                outputs[name].append(prediction.cpu())
-                loss = F.smooth_l1_loss(prediction, target.float(), beta=beta, reduction="none").mean(-1)  # [B]
-                outputs[f"{name}_loss"].append(loss.cpu())
-            order.extend(batch["index"].tolist())
+        for raw in tqdm(loader, desc="evaluate", unit="batch", dynamic_ncols=True,
+                        disable=True if not progress else None):
+            batch = task.prepare_batch(raw, train=False)
+            outputs = task.forward(model, batch)
+            for name, key in (("guidance", "at1"), ("composed", "at1_composed")):
+                if key in outputs:
+                    collected[name].append(outputs[key].double().cpu())
+                    loss = per_sample_pose_loss(outputs[key], batch["at1"], model.pose_std, beta)  # [B]
+                    collected[f"{name}_loss"].append(loss.double().cpu())
+            order.extend(raw["index"].tolist())
     finally:
         model.train(was_training)
     records: List[TransitionRecord] = [dataset.records[i] for i in order]
-    physical = {name: stats.pose.denormalize(torch.cat(outputs[name]).double().numpy()) for name in ("main", "direct")}
+    stacked = {name: torch.cat(values).numpy() if values else None for name, values in collected.items()}
     return EvaluationReport(
         labels=np.array([r.at1 for r in records], dtype=np.float64).reshape(-1, 6),
-        predictions=physical["main"],
-        direct_predictions=physical["direct"],
-        main_losses=torch.cat(outputs["main_loss"]).double().numpy(),
-        direct_losses=torch.cat(outputs["direct_loss"]).double().numpy(),
+        guidance=stacked["guidance"],
+        composed=stacked["composed"],
+        train_mean=model.pose_mean.double().cpu().numpy(),
+        guidance_losses=stacked["guidance_loss"],
+        composed_losses=stacked["composed_loss"],
         patient_ids=[r.patient_id for r in records],
         folders=[r.folder for r in records],
         indices=[r.index for r in records],
@@ -167,16 +209,19 @@ def evaluate(
 
 def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
     """Write ``metrics.json``, ``predictions.csv`` and the three plots into ``output_dir``; the written paths."""
+    from .. import plots  # matplotlib only when figures are drawn: inference never needs it
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    per_patient = {patient: mae_per_axis(entry["main"]) for patient, entry in report.metrics["per_patient"].items()}
+    per_patient = {patient: mae_per_axis(entry["guidance"])
+                   for patient, entry in report.metrics["per_patient"].items()}
     written = [
         write_json(output_dir / "metrics.json", _json_safe(report.metrics)),
         _write_predictions(report, output_dir),
         plots.plot_predicted_vs_true(
-            output_dir / PLOT_FILES[0], report.labels, report.predictions, title="main task (composed at1)"
+            output_dir / PLOT_FILES[0], report.labels, report.guidance, title="guidance (image alone)"
         ),
-        plots.plot_error_histograms(output_dir / PLOT_FILES[1], report.labels, report.predictions),
+        plots.plot_error_histograms(output_dir / PLOT_FILES[1], report.labels, report.guidance),
         plots.plot_per_patient_mae(output_dir / PLOT_FILES[2], per_patient),
     ]
     log.info("evaluation results written to %s", output_dir)
@@ -205,30 +250,28 @@ def evaluate_checkpoint(
         raise ConfigError(f"batch_size must be > 0, got {batch_size}")
     device = select_device(device)
     checkpoint_path = Path(checkpoint_path)
-    payload = load_checkpoint(checkpoint_path, map_location="cpu")
-    if "split" not in payload:
+    checkpoint = load_checkpoint(checkpoint_path)
+    if checkpoint.split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
-    model = model_from_checkpoint(payload, checkpoint_path)
-    config = Config.from_dict(payload["config"], source=f"{checkpoint_path}: config")
-    patient_split = PatientSplit.from_dict(payload["split"])
+    model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
+    config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
+    patient_split = PatientSplit.from_dict(checkpoint.split)
     chosen = set(_chosen_patients(patient_split, split, patients, checkpoint_path))
-    recorded_dir = payload.get("data_dir") or config.data.data_dir
-    data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or recorded_dir))
-    prepared = prepare_data(
-        data_cfg, split=patient_split, stats=NormalizationStats.from_dict(payload["normalization"])
-    )
+    data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
+    prepared = prepare_data(data_cfg, split=patient_split)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = TransitionsDataset(
-        records, prepared.stats, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
+        records, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
         cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False,
     )
     output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
         RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
+    ensure_outside(output_dir, data_cfg.data_dir, "evaluation output")
     ensure_writable(output_dir)
     report = evaluate(model, dataset, device, batch_size, progress, config.loss)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
-        "epoch": payload.get("epoch"),
+        "epoch": checkpoint.epoch,
         "variant": config.model.variant,
         "split": split,
         "data_dir": str(Path(data_cfg.data_dir).resolve()),
@@ -261,19 +304,20 @@ def _chosen_patients(
 
 
 def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:
-    """``predictions.csv``: one row per pair, labels and both predictions per axis in mm and degrees."""
+    """``predictions.csv``: one row per pair, the label and each prediction per axis in mm and degrees (the
+    composed columns are empty for direct models)."""
     path = output_dir / "predictions.csv"
-    columns = [
-        f"{kind}_{name}_{unit}" for kind in ("label", "pred", "direct") for name, unit in zip(AXIS_NAMES, AXIS_UNITS)
-    ]
+    kinds = ("label", "guidance", "composed")
+    columns = [f"{kind}_{name}_{unit}" for kind in kinds for name, unit in zip(AXIS_NAMES, AXIS_UNITS)]
     with atomic_open(path, "w") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(["patient_id", "folder", "entry_index", "image_t1", "image_t2", *columns])
         for row in range(len(report.patient_ids)):
-            values = np.concatenate([report.labels[row], report.predictions[row], report.direct_predictions[row]])
+            values = [report.labels[row], report.guidance[row],
+                      report.composed[row] if report.composed is not None else [None] * 6]
             writer.writerow([
                 report.patient_ids[row], report.folders[row], report.indices[row], *report.image_paths[row],
-                *(f"{value:.4f}" for value in values),
+                *("" if value is None else f"{value:.4f}" for vector in values for value in vector),
             ])
     return path
 
@@ -291,6 +335,10 @@ def _json_safe(value: Any) -> Any:
 
 def _number(value: Optional[float]) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
+
+
+def _ratio_text(value: Optional[float]) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}x"
 
 
 def _axis_cells(task: Dict[str, Any], axis: int) -> str:

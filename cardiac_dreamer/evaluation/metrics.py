@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..geometry import AXIS_NAMES, AXIS_UNITS, pose_to_matrix, wrap_degrees
+from ..geometry import AXIS_NAMES, AXIS_UNITS, pose_error, pose_to_matrix, wrap_degrees
 
 Metrics = Dict[str, Optional[float]]  # None: no sample to measure on
 
@@ -29,7 +29,8 @@ DEFINITIONS = {
     "axis (equivalently the move to the target points the right way); samples with a true value of exactly 0 have "
     "no direction and are skipped, direction_samples_<axis> counts the rest; a predicted 0 counts as wrong; null "
     "when no sample counts",
-    "main_task_loss": "mean SmoothL1 between standardized predicted and true at1, the training objective's main term",
+    "main_task_loss": "mean SmoothL1 of the at1 errors divided by the training std of each axis; for guidance this "
+    "is the training objective's main term",
 }
 
 
@@ -40,10 +41,7 @@ def axis_key(prefix: str, axis: int) -> str:
 
 def pose_errors(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """Signed errors ``predictions - labels`` ``[N, 6]``, angles folded into [-180, 180)."""
-    labels, predictions = _as_poses(labels), _as_poses(predictions)
-    errors = predictions - labels
-    errors[:, 3:] = wrap_degrees(torch.from_numpy(errors[:, 3:])).numpy()
-    return errors
+    return pose_error(torch.from_numpy(_as_poses(labels)), torch.from_numpy(_as_poses(predictions))).numpy()
 
 
 def translation_errors(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:

@@ -6,67 +6,42 @@ their way to uint8, then :func:`~cardiac_dreamer.data.images_to_float` normalize
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
-from typing import Any, List, Mapping, Sequence, Union
+from typing import Any, List, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..config import Config
-from ..errors import CheckpointError, DataError
-from ..data.normalization import NormalizationStats
+from ..checkpoint import load_checkpoint
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
+from ..devices import select_device
 from ..models import CardiacDreamer
-from ..training.checkpoints import load_checkpoint
-from ..training.precision import select_device
 
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[PathLike, Image.Image, np.ndarray, torch.Tensor]
 _CHANNEL_COUNTS = (1, 3, 4)  # gray, RGB, RGBA: the last axis of an H x W x C array
 
 
-def model_from_checkpoint(payload: Mapping[str, Any], path: PathLike) -> CardiacDreamer:
-    """The network a checkpoint describes, with its weights and normalization statistics, in eval mode.
-
-    ``pretrained`` is switched off: the saved weights replace any ImageNet start, which need not exist here.
-    """
-    missing = [key for key in ("config", "model_state", "normalization") if key not in payload]
-    if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}; it cannot rebuild a model")
-    config = Config.from_dict(payload["config"], source=f"{path}: config")
-    model_cfg = dataclasses.replace(config.model, pretrained=False, pretrained_weights=None)
-    model = CardiacDreamer(model_cfg, image_size=config.data.image_size)
-    try:
-        model.load_state_dict(payload["model_state"])
-        model.set_normalization(NormalizationStats.from_dict(payload["normalization"]))
-    except (RuntimeError, DataError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: weights or statistics do not fit the recorded model ({first_line})") from None
-    return model.eval()
-
-
 class Predictor:
     """A :class:`~cardiac_dreamer.models.CardiacDreamer` in eval mode on a device, fed like at training time.
 
     ``predict(images)`` -> the pose at t1 of each image, relative to the target plane (at1, ``[x, y, z]`` mm and
-    ``[roll, pitch, yaw]`` degrees), predicted from the image alone with a zero move; the guidance, the move that
-    brings the probe to the target, is its negation in additive mode. ``predict(images, moves)`` -> the pose the
+    ``[roll, pitch, yaw]`` degrees), predicted from the image alone; the guidance, the move that brings the probe
+    to the target, is its negation in additive mode. ``predict(images, moves)`` -> the pose the
     world model imagines after each move (its at2), the move in the same units.
     """
 
     def __init__(self, model: CardiacDreamer, device: Union[str, torch.device] = "auto", batch_size: int = 32):
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
-        self.stats = model.normalization
         self.batch_size = batch_size
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "auto") -> "Predictor":
         """Load a ``.ckpt`` written by training (best, last, top-k or final); CheckpointError if it is not one."""
-        return cls(model_from_checkpoint(load_checkpoint(path, map_location="cpu"), path), device)
+        return cls(CardiacDreamer.from_checkpoint(load_checkpoint(path), str(path)), device)
 
     @property
     def image_size(self) -> int:
@@ -81,19 +56,18 @@ class Predictor:
         ``[N, 6]`` (one ``[6]`` move applies to every image) for the imagined at2 after each move.
         """
         batch, single = self.preprocess(images)  # uint8 [N, 1, S, S]
-        if moves is None:
-            moves_std, key = zero_moves(self.stats, len(batch)), "at1"
-        else:
+        key, move = "at1", None
+        if moves is not None:
             if self.model.dreamer is None:
                 raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
-            moves_std, key = self.stats.move.normalize(_moves(moves, len(batch))).float(), "at2"
+            key, move = "at2", _moves(moves, len(batch))
         outputs = []
         with torch.inference_mode():
             for start in range(0, len(batch), self.batch_size):
                 images_float = images_to_float(batch[start : start + self.batch_size].to(self.device))
-                move = moves_std[start : start + self.batch_size].to(self.device)
-                outputs.append(self.model(images_float, move)[key].float().cpu())
-        poses = self.stats.pose.denormalize(torch.cat(outputs).double().numpy())  # [N, 6] mm, deg
+                chunk = None if move is None else move[start : start + self.batch_size].to(self.device)
+                outputs.append(self.model(images_float, chunk)[key].double().cpu())
+        poses = torch.cat(outputs).numpy()  # [N, 6] mm, deg
         return poses[0] if single else poses
 
     def preprocess(self, images: Union[ImageInput, Sequence[ImageInput]]) -> tuple[torch.Tensor, bool]:
@@ -116,12 +90,9 @@ class Predictor:
             image = _array_to_pil(image)
         if not isinstance(image, Image.Image):
             raise TypeError(f"cannot read an image from a {type(image).__name__}; pass a path, PIL image, array, tensor")
+        if min(image.size) == 0:
+            raise ValueError(f"an image must have at least one pixel, got {image.size[0]} x {image.size[1]}")
         return image_to_gray(image, self.image_size)
-
-
-def zero_moves(stats: NormalizationStats, count: int) -> torch.Tensor:
-    """``count`` standardized "no move" inputs ``[count, 6]`` float32: physical zero is ``-mean / std``."""
-    return stats.move.normalize(torch.zeros(count, 6))
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto") -> Predictor:
@@ -164,10 +135,16 @@ def _unstack(images: Any) -> List[ImageInput]:
 
 
 def _moves(moves: Any, count: int) -> torch.Tensor:
-    """Physical moves ``[count, 6]`` float64 from ``[count, 6]`` or one ``[6]`` move for all."""
-    moves = torch.as_tensor(np.asarray(moves.cpu() if isinstance(moves, torch.Tensor) else moves, dtype=np.float64))
+    """Physical moves ``[count, 6]`` float32 from ``[count, 6]`` or one ``[6]`` move for all; finite only."""
+    try:
+        values = np.asarray(moves.cpu() if isinstance(moves, torch.Tensor) else moves, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"moves must be numbers (mm and degrees), got {moves!r}") from None
+    moves = torch.from_numpy(values)
     if moves.shape == (6,):
         moves = moves.expand(count, 6)
     if moves.shape != (count, 6):
         raise ValueError(f"moves must be [6] or [{count}, 6] (one per image), got {list(moves.shape)}")
-    return moves
+    if not torch.isfinite(moves).all():
+        raise ValueError("moves must be finite numbers (mm and degrees); got NaN or infinity")
+    return moves.float()

@@ -1,14 +1,20 @@
 """The dreamer: a transformer that imagines the backbone feature map at t2 from the map at t1 and the move.
 
 Tokens are either the 512 channels (each a vector of the h*w spatial values) or the h*w positions (each a vector of
-512 channel values); one extra token carries the standardized move. The output is a residual: the predicted map is
-the input map plus a learned change, because consecutive frames of a sweep look alike and predicting the small
-difference is easier than reproducing the whole map.
+512 channel values). The move is embedded once and added to *every* token: with a single extra "action token" the
+512 channel tokens all read nearly the same vector from it, which after the unembedding and the guidance head's
+average pool is one offset on every channel, so the move never reached the head (measured: the move-transfer slope
+was 0.00 on every axis with channel tokens). Added to every token, it shapes each token's update through the
+attention and feed-forward blocks.
+
+The output is a residual, ``features + delta``, with the unembedding zero-initialized: the dreamer starts as the
+identity (the imagined t2 is the t1 map) and learns the change a move makes.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .backbone import FEATURE_CHANNELS
 
@@ -17,10 +23,12 @@ MOVE_DIM = 6
 
 
 class Dreamer(nn.Module):
-    """``features [B, 512, h, w], move [B, 6] -> predicted features [B, 512, h, w]``.
+    """``features [B, 512, h, w], standardized move [B, 6] -> imagined features [B, 512, h, w]``.
 
     ``feature_hw`` is the side of the square feature map (``image_size // 32``); it fixes the token count.
     ``attention_dropout`` is separate from ``dropout`` and off by default (see ``__init__``).
+    ``activation_checkpointing`` recomputes each layer's activations in the backward pass while training: the
+    transformer's activations are most of the memory at the production size, for about a third more compute.
     """
 
     def __init__(
@@ -33,12 +41,14 @@ class Dreamer(nn.Module):
         dropout: float = 0.1,
         token_type: str = "channel",
         attention_dropout: float = 0.0,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if token_type not in TOKEN_TYPES:
             raise ValueError(f"token_type must be one of {TOKEN_TYPES}, got {token_type!r}")
         self.token_type = token_type
         self.feature_hw = feature_hw
+        self.activation_checkpointing = activation_checkpointing
         positions = feature_hw * feature_hw
         if token_type == "channel":
             num_tokens, token_dim = FEATURE_CHANNELS, positions
@@ -46,9 +56,9 @@ class Dreamer(nn.Module):
             num_tokens, token_dim = positions, FEATURE_CHANNELS
         self.num_tokens = num_tokens
         self.embed = nn.Linear(token_dim, d_model)
-        self.action_embed = nn.Linear(MOVE_DIM, d_model)
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens + 1, d_model))  # +1: the action token, first
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, d_model))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.move_embed = nn.Sequential(nn.Linear(MOVE_DIM, d_model), nn.GELU(), nn.Linear(d_model, d_model))
         layer = nn.TransformerEncoderLayer(
             d_model,
             num_heads,
@@ -59,7 +69,7 @@ class Dreamer(nn.Module):
             norm_first=True,
         )
         # Dropout on the attention weights makes PyTorch's CPU attention fall back from the fused (flash) kernel to
-        # one that materializes every [tokens x tokens] map: at 513 tokens, batch 16 and 12 heads that is ~650 MB
+        # one that materializes every [tokens x tokens] map: at 512 tokens, batch 16 and 12 heads that is ~650 MB
         # per layer and slower. ``dropout`` still applies to the residual branches and the feed-forward block.
         layer.self_attn.dropout = attention_dropout
         # Nested tensors only serve padded batches, and norm_first layers cannot use them anyway.
@@ -67,6 +77,8 @@ class Dreamer(nn.Module):
             layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
         )
         self.unembed = nn.Linear(d_model, token_dim)
+        nn.init.zeros_(self.unembed.weight)  # delta = 0: the dreamer starts as the identity
+        nn.init.zeros_(self.unembed.bias)
 
     def forward(self, features: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = features.shape
@@ -78,10 +90,16 @@ class Dreamer(nn.Module):
         tokens = features.flatten(2)  # [B, 512, h, w] -> [B, 512, h*w]  (reshape: channels_last inputs copy)
         if self.token_type == "spatial":
             tokens = tokens.transpose(1, 2)  # -> [B, h*w, 512]
-        action = self.action_embed(move).unsqueeze(1)  # [B, 6] -> [B, 1, d]
-        x = torch.cat([action, self.embed(tokens)], dim=1) + self.pos_embed  # [B, 1 + N, d]
-        x = self.encoder(x)
-        delta = self.unembed(x[:, 1:])  # drop the action token: [B, N, d] -> [B, N, token_dim]
+        conditioning = self.move_embed(move).unsqueeze(1)  # [B, 6] -> [B, 1, d], broadcast over the tokens
+        x = self.embed(tokens) + self.pos_embed + conditioning  # [B, N, d]
+        x = self.encoder.norm(self._layers(x))
+        delta = self.unembed(x)  # [B, N, d] -> [B, N, token_dim]
         if self.token_type == "spatial":
             delta = delta.transpose(1, 2)  # [B, h*w, 512] -> [B, 512, h*w]
         return features + delta.reshape(batch, channels, height, width)
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
+        for layer in self.encoder.layers:
+            x = checkpoint(layer, x, use_reentrant=False) if recompute else layer(x)
+        return x

@@ -10,18 +10,9 @@ import math
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-from ..atomic import atomic_open
-from ..geometry import AXIS_NAMES, AXIS_UNITS
-
-LOSS_NAMES = ("total_loss", "main_task_loss", "aux_t2_action_loss", "latent_loss")
-VAL_MAE_NAMES = tuple(f"val_mae_{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))
-CSV_COLUMNS = (
-    "epoch", "step", "learning_rate",
-    "train_total_loss", "train_main_task_loss", "train_aux_t2_action_loss", "train_latent_loss",
-    "val_loss", "val_main_task_loss", "val_aux_t2_action_loss", "val_latent_loss",
-    *VAL_MAE_NAMES,
-    "nonfinite_steps",
-)
+from ..fileio import atomic_open
+from ..names import CSV_COLUMNS, MONITOR
+from ..run_dir import RunDirectory
 
 
 class CSVMetricsWriter:
@@ -61,17 +52,17 @@ def read_rows(path: Path) -> List[Dict[str, Optional[float]]]:
 
 def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:
     """The per-epoch rows (those holding validation results), oldest first."""
-    return [row for row in read_rows(path) if row.get("val_main_task_loss") is not None]
+    return [row for row in read_rows(path) if row.get(MONITOR) is not None]
 
 
 class MetricLogger:
     """Writes each metrics dict to TensorBoard and the CSV; create it on rank 0 only."""
 
-    def __init__(self, logs_dir: Path):
+    def __init__(self, run: RunDirectory):
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
-        self.csv = CSVMetricsWriter(logs_dir / "cardiac_dreamer_csv" / "metrics.csv")
-        self.tensorboard = SummaryWriter(log_dir=str(logs_dir / "cardiac_dreamer"))
+        self.csv = CSVMetricsWriter(run.metrics_csv)
+        self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard))
 
     def log_step(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
         for name, value in metrics.items():

@@ -12,24 +12,26 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
+from ..checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
 from ..config import Config
-from ..data.transforms import PhotometricAugment, images_to_float
-from ..errors import CardiacDreamerError
-from ..geometry import pose_residual
-from ..losses import compute_losses
+from ..devices import resolve_precision, select_device
+from ..errors import CardiacDreamerError, CheckpointError
+from ..names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
+from ..run_dir import RunDirectory
+from ..task import GuidanceTask
 from . import distributed as dist
 from .callbacks import EarlyStopping, LRSchedule
-from .checkpoints import MONITOR, TopKCheckpoints, load_training_state, save_checkpoint
-from .loggers import LOSS_NAMES, VAL_MAE_NAMES, MetricLogger
-from .precision import GradientStep, resolve_precision, select_device
+from .gradient_step import GradientStep
+from .loggers import MetricLogger
 from .reproducibility import rng_state, seed_everything, seed_worker, set_rng_state
-from .run_dir import RunDirectory
+from .step_timer import StepTimer
+from .top_k import TopKCheckpoints
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +50,22 @@ class FitResult:
     final_model: Optional[Path]
 
 
+TaskFactory = Callable[..., GuidanceTask]
+
+
 class Trainer:
     """Trains a :class:`~cardiac_dreamer.models.CardiacDreamer` into a :class:`RunDirectory`.
 
-    ``metadata`` (the patient split, the data directory) is stored in every checkpoint so evaluation can find
-    the patients the model never saw.
+    ``metadata`` (``split``, ``data_dir``, ``grouping``) is stored in every checkpoint so evaluation can find the
+    patients the model never saw. ``task_factory(model, config, device, precision, memory_format)`` builds the
+    step (batch preparation, forward, losses, errors) the loop runs: :meth:`GuidanceTask.for_training` unless
+    another objective is given.
     """
 
-    def __init__(self, config: Config, run: RunDirectory, metadata: Optional[Mapping[str, Any]] = None,
-                 progress: bool = True):
+    def __init__(self, config: Config, run: Optional[RunDirectory] = None, metadata: Optional[Mapping[str, Any]] = None,
+                 progress: bool = True, task_factory: TaskFactory = GuidanceTask.for_training):
         self.config = config
+        self.task_factory = task_factory
         self.cfg = config.training
         self.run = run
         self.metadata = dict(metadata or {})
@@ -70,15 +78,17 @@ class Trainer:
         self.global_step = 0  # optimizer steps taken
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
+        self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
 
     # ----------------------------------------------------------------------------------------------- setup
-    def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset) -> None:
-        """Ready the model, loaders, optimizer and schedule: what ``fit`` starts with, and what a caller driving
-        ``train_one_epoch`` / ``validate`` itself (the benchmark) needs."""
+    def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
+              resume_from: Optional[Path] = None) -> None:
+        """Ready the model, loaders, optimizer, schedule and task, and restore ``resume_from``'s training state:
+        everything that can fail on a bad config or an incompatible checkpoint, before anything is written."""
         seed_everything(self.cfg.seed, self.cfg.deterministic)
         memory_format = torch.channels_last if self.cfg.channels_last else torch.preserve_format
         self.model = model.to(self.device, memory_format=memory_format)
-        self.memory_format = memory_format
+        self.task = self.task_factory(self.model, self.config, self.device, self.precision, memory_format)
         self.engine = self.model
         if dist.is_distributed():
             device_ids = [self.device.index] if self.device.type == "cuda" else None
@@ -101,11 +111,9 @@ class Trainer:
         self.schedule = LRSchedule(self.optimizer, self.cfg, self.steps_per_epoch)
         self.gradient_step = GradientStep(self.precision, self.device, self.cfg.gradient_clip_val)
         self.early_stopping = EarlyStopping(self.cfg.early_stop_patience, self.cfg.min_delta)
-        self.top_k = TopKCheckpoints(self.run.checkpoints, self.cfg.save_top_k)
-        self.augment = PhotometricAugment() if self.config.data.augment else None
-        pose = self.model.normalization.pose
-        self.pose_mean = torch.tensor(pose.mean, device=self.device)
-        self.pose_std = torch.tensor(pose.std, device=self.device)
+        self.resumed_top_k: Optional[Dict[str, Any]] = None
+        if resume_from is not None:
+            self._restore(Path(resume_from))
 
     def _loader(self, dataset: Dataset, train: bool) -> DataLoader:
         if dist.is_distributed():
@@ -129,15 +137,20 @@ class Trainer:
             sampler.set_epoch(epoch)
 
     # ----------------------------------------------------------------------------------------------- fit
-    def fit(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
-            resume_from: Optional[Path] = None) -> FitResult:
-        """Train until ``max_epochs`` or early stopping; returns where the best and final models are."""
-        self.setup(model, train_set, val_set)
-        if resume_from is not None:
-            self._restore(Path(resume_from))
+    def fit(self, model: Optional[torch.nn.Module] = None, train_set: Optional[Dataset] = None,
+            val_set: Optional[Dataset] = None, resume_from: Optional[Path] = None,
+            run: Optional[RunDirectory] = None) -> FitResult:
+        """Train until ``max_epochs`` or early stopping into ``run`` (or the constructor's); returns where the best
+        and final models are. Without a model, continues what :meth:`setup` prepared."""
+        if model is not None:
+            self.setup(model, train_set, val_set, resume_from)
+        self.run = run or self.run
+        self.top_k = TopKCheckpoints(self.run.checkpoints, self.cfg.save_top_k)
         main = dist.is_main_process()
-        logger = MetricLogger(self.run.logs) if main else None
-        if main and resume_from is not None:
+        if self.resumed_top_k is not None and main:
+            self.top_k.load_state_dict(self.resumed_top_k)  # reconciled with the files now on disk
+        logger = MetricLogger(self.run) if main else None
+        if main and self.resumed_top_k is not None:
             logger.csv.truncate_after(self.global_step)
         stop_reason = "max_epochs"
         try:
@@ -147,7 +160,7 @@ class Trainer:
                 train_metrics = self.train_one_epoch(epoch, logger)
                 val_metrics = self.validate()
                 learning_rate = self.optimizer.param_groups[0]["lr"]
-                score = val_metrics["val_main_task_loss"]
+                score = val_metrics[MONITOR]
                 should_stop = self.early_stopping.update(score)
                 self.schedule.after_validation(score)
                 self.epoch = epoch + 1
@@ -156,8 +169,8 @@ class Trainer:
                 if main:
                     logger.log_epoch(row, epoch, self.global_step)
                     self._save_epoch_checkpoints(epoch, score, row)
-                    log.info("epoch %d: val_main_task_loss %.4f, val_loss %.4f (%.1fs)",
-                             epoch, score, val_metrics["val_loss"], time.perf_counter() - started)
+                    log.info("epoch %d: %s %.4f, val_loss %.4f (%.1fs)",
+                             epoch, MONITOR, score, val_metrics["val_loss"], time.perf_counter() - started)
                 dist.barrier()
                 if should_stop:
                     stop_reason = "early_stopping"
@@ -169,42 +182,33 @@ class Trainer:
                 logger.close()
         final = None
         if main:
-            final = save_checkpoint(self.run.final_model, self._model_payload(self.epoch - 1, {}))
+            final = save_checkpoint(self.run.final_model, self._model_checkpoint(self.epoch - 1, {}))
         dist.barrier()
         return FitResult(self.top_k.best_path, self.top_k.best_score, self.epoch, self.global_step,
                          stop_reason, final)
 
     # ----------------------------------------------------------------------------------------------- engine
-    def _prepare_batch(self, batch: Mapping[str, Any], train: bool) -> Dict[str, torch.Tensor]:
-        """Move a collated batch to the device; uint8 images become normalized floats there, batched."""
-        moved = {key: batch[key].to(self.device, non_blocking=True) for key in ("action_change", "at1", "at2")}
-        for key in ("image_t1", "image_t2"):
-            images = batch[key].to(self.device, non_blocking=True)
-            if images.dtype == torch.uint8:
-                images = images_to_float(images)
-            if train and self.augment is not None:
-                images = self.augment(images)
-            moved[key] = images.contiguous(memory_format=self.memory_format)
-        return moved
-
-    def _forward(self, batch: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        with self.precision.autocast(self.device):
-            outputs = self.engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
-        return compute_losses(outputs, batch, self.config.loss)
-
-    def train_one_epoch(self, epoch: int, logger: Optional[MetricLogger] = None) -> Dict[str, float]:
-        """One pass over the training set; returns the epoch's sample-weighted mean losses."""
+    def train_one_epoch(self, epoch: int, logger: Optional[MetricLogger] = None,
+                        batches: Optional[Sequence[Mapping[str, Any]]] = None) -> Dict[str, float]:
+        """One pass over the training set (or over ``batches``, collated batches held in memory, which the
+        throughput benchmark uses); returns the epoch's sample-weighted mean losses. ``self.step_timer`` holds
+        where the time went."""
         self.engine.train()
         self._set_epoch(epoch)
         accumulate = self.cfg.accumulate_grad_batches
-        batch_sizes = _batch_sizes(len(self.train_loader.sampler), self.cfg.batch_size)
+        if batches is None:
+            batch_sizes = _batch_sizes(len(self.train_loader.sampler), self.cfg.batch_size)
+        else:
+            batch_sizes = [len(batch["at1"]) for batch in batches]
         loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
         sample_count = torch.zeros((), device=self.device)
         window_loss = torch.zeros((), device=self.device)
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+        self.step_timer = StepTimer(self.device, synchronize=self.synchronize_timing)
+        bar = tqdm(self.step_timer.wrap(self.train_loader if batches is None else batches), total=len(batch_sizes),
+                   desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
                    disable=True if not (self.progress and dist.is_main_process()) else None)
         for index, raw in enumerate(bar):
-            batch = self._prepare_batch(raw, train=True)
+            batch = self.task.prepare_batch(raw, train=True)
             window_start = index - index % accumulate
             window_end = min(window_start + accumulate, len(batch_sizes))
             # A short last window is scaled by its true size, so every window matches one big batch.
@@ -212,7 +216,7 @@ class Trainer:
             step_now = index + 1 == window_end
             sync = contextlib.nullcontext() if step_now or not dist.is_distributed() else self.engine.no_sync()
             with sync:
-                losses = self._forward(batch)
+                _, losses = self.task.step(self.engine, batch)
                 self.gradient_step.backward(losses["total_loss"] * weight)
             values = torch.stack([losses[name].detach().float() for name in LOSS_NAMES])
             finite = torch.isfinite(values).all()
@@ -254,6 +258,7 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.global_step += 1
         self.schedule.after_optimizer_step()
+        self.task.after_optimizer_step()
         return True
 
     def _log_step(self, losses, epoch: int, logger: Optional[MetricLogger], bar) -> None:
@@ -266,21 +271,18 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
-        """Mean losses and per-axis MAE (mm, degrees) over the whole validation set, summed over all ranks."""
+        """Mean losses, and the MAE per axis (mm, degrees) of the image-only at1 (the deployed guidance), over the
+        whole validation set, summed over all ranks."""
         self.eval_engine.eval()
         loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
-        error_sums = torch.zeros(6, device=self.device, dtype=torch.float64)
+        error_sums = torch.zeros(len(VAL_MAE_NAMES), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device)
         for raw in loader or self.val_loader:
-            batch = self._prepare_batch(raw, train=False)
-            with self.precision.autocast(self.device):
-                outputs = self.eval_engine(batch["image_t1"], batch["action_change"], batch["image_t2"])
-            losses = compute_losses(outputs, batch, self.config.loss)
+            batch = self.task.prepare_batch(raw, train=False)
+            outputs, losses = self.task.step(self.eval_engine, batch)
             size = batch["at1"].shape[0]
             loss_sums += torch.stack([losses[name].float() for name in LOSS_NAMES]) * size
-            predicted = outputs["at1"].float() * self.pose_std + self.pose_mean
-            expected = batch["at1"].float() * self.pose_std + self.pose_mean
-            error_sums += pose_residual(expected, predicted).double().sum(0)
+            error_sums += self.task.errors(outputs["at1"], batch).abs().sum(0)
             count += size
         for tensor in (loss_sums, error_sums, count):
             dist.all_reduce_sum(tensor)
@@ -292,51 +294,48 @@ class Trainer:
         return metrics
 
     # ----------------------------------------------------------------------------------------------- state
-    def _model_payload(self, epoch: int, metrics: Mapping[str, float]) -> Dict[str, Any]:
-        """What evaluation and inference need: weights, config, normalization, split, metrics."""
-        model = dist.unwrap(self.model)
-        return {
-            "kind": "model",
-            "config": self.config.to_dict(),
-            "model_state": model.state_dict(),
-            "normalization": model.normalization.to_dict(),
-            "epoch": epoch,
-            "global_step": self.global_step,
-            "metrics": dict(metrics),
-            **self.metadata,
-        }
+    def _model_checkpoint(self, epoch: int, metrics: Mapping[str, float]) -> ModelCheckpoint:
+        """What evaluation and inference need: weights (with the statistics), config, split, metrics."""
+        return ModelCheckpoint(config=self.config.to_dict(), model_state=dist.unwrap(self.model).state_dict(),
+                               epoch=epoch, global_step=self.global_step, metrics=dict(metrics), **self.metadata)
 
-    def _training_state(self, epoch: int, metrics: Mapping[str, float]) -> Dict[str, Any]:
+    def _training_state(self, epoch: int, metrics: Mapping[str, float]) -> TrainingState:
         """Everything that decides the future of the run, for an exact resume."""
-        return {
-            **self._model_payload(epoch, metrics),
-            "kind": "training_state",
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.schedule.state_dict(),
-            "scaler_state": self.gradient_step.state_dict(),
-            "early_stopping": self.early_stopping.state_dict(),
-            "top_k": self.top_k.state_dict(),
-            "nonfinite_steps": self.nonfinite_steps,
-            "rng": rng_state(),
-        }
+        return TrainingState(
+            **vars(self._model_checkpoint(epoch, metrics)),
+            optimizer_state=self.optimizer.state_dict(),
+            scheduler_state=self.schedule.state_dict(),
+            scaler_state=self.gradient_step.state_dict(),
+            early_stopping=self.early_stopping.state_dict(),
+            top_k=self.top_k.state_dict(),
+            task_state=self.task.state_dict(),
+            nonfinite_steps=self.nonfinite_steps,
+            rng=rng_state(),
+        )
 
     def _save_epoch_checkpoints(self, epoch: int, score: float, metrics: Mapping[str, float]) -> None:
-        self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_payload(epoch, metrics)))
+        self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_checkpoint(epoch, metrics)))
         save_checkpoint(self.run.last_checkpoint, self._training_state(epoch, metrics))
 
     def _restore(self, path: Path) -> None:
-        """Load a training state saved by ``_training_state``; the GradScaler already exists (``setup``)."""
+        """Load a training state saved by ``_training_state`` into memory; the GradScaler already exists."""
         state = load_training_state(path)
-        dist.unwrap(self.model).load_state_dict(state["model_state"])
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        self.schedule.load_state_dict(state["scheduler_state"])
-        self.gradient_step.load_state_dict(state["scaler_state"])
-        self.early_stopping.load_state_dict(state["early_stopping"])
-        self.top_k.load_state_dict(state["top_k"])
-        self.nonfinite_steps = int(state.get("nonfinite_steps", 0))
-        self.epoch = int(state["epoch"]) + 1
-        self.global_step = int(state["global_step"])
-        set_rng_state(state["rng"])
+        try:
+            dist.unwrap(self.model).load_state_dict(state.model_state)
+        except RuntimeError as error:
+            first_line = " ".join(str(error).split())[:200]
+            raise CheckpointError(f"{path}: its weights do not fit the configured model (was the architecture "
+                                  f"changed on resume?): {first_line}") from None
+        self.optimizer.load_state_dict(state.optimizer_state)
+        self.schedule.load_state_dict(state.scheduler_state)
+        self.gradient_step.load_state_dict(state.scaler_state)
+        self.early_stopping.load_state_dict(state.early_stopping)
+        self.resumed_top_k = state.top_k  # reconciled with the disk when training starts, not before
+        self.task.load_state_dict(state.task_state)
+        self.nonfinite_steps = state.nonfinite_steps
+        self.epoch = state.epoch + 1
+        self.global_step = state.global_step
+        set_rng_state(state.rng)
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
 
 

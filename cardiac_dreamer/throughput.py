@@ -3,7 +3,8 @@
 Three measurements in one process, so they share the machine's state:
 
 1. The :class:`Trainer` on its own DataLoader: samples/s, and each step split into *data wait* (time blocked on the
-   next batch) and *compute* (everything else: transfer, augmentation, forward, backward, optimizer, bookkeeping).
+   next batch) and *compute* (everything else: transfer, augmentation, forward, backward, optimizer, bookkeeping),
+   as the trainer's :class:`~cardiac_dreamer.training.step_timer.StepTimer` records them.
 2. The Trainer and a bare loop (model, optimizer, clipping and precision only, no Trainer) on the same batches,
    fetched once into memory, alternating round by round: their ratio is the Trainer's overhead, and alternating
    keeps a busy machine from favouring one of them.
@@ -21,7 +22,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Subset
@@ -29,15 +30,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .config import Config, apply_overrides
 from .data.dataset import TransitionsDataset
+from .data.normalization import NormalizationStats
 from .data.prepare import prepare_data
-from .data.splits import SPLIT_NAMES
-from .data.transforms import images_to_float
+from .devices import FP32, cpu_supports_bf16
 from .errors import ConfigError, DataError
-from .losses import compute_losses
 from .models import CardiacDreamer
+from .names import SPLIT_NAMES
+from .run_dir import RunDirectory
 from .synthetic import generate_phantom
-from .training.precision import cpu_supports_bf16
-from .training.run_dir import RunDirectory
+from .task import GuidanceTask
 from .training.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -60,25 +61,28 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
     needed = (warmup + steps) * batch_size
     with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_benchmark_") as scratch:
         config, data_source = _with_data(config, Path(scratch), needed)
-        train_set = _training_samples(config, needed)
+        train_set, stats = _training_samples(config, needed)
         torch.manual_seed(config.training.seed)
-        model = CardiacDreamer(config.model, image_size=config.data.image_size)
-        model.set_normalization(train_set.stats)
+        model = CardiacDreamer(config.model, image_size=config.data.image_size,
+                               activation_checkpointing=config.training.activation_checkpointing)
+        model.set_normalization(stats)
         trainer = Trainer(config, RunDirectory(Path(scratch) / "run"), progress=False)
+        trainer.synchronize_timing = True
         trainer.setup(model, Subset(train_set, range(needed)), Subset(train_set, range(batch_size)))
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.device)
 
-        loader_times = _trainer_epoch(trainer, TimedBatches(trainer.train_loader, needed, trainer.device))
+        trainer.train_one_epoch(0)
+        loader_times = trainer.step_timer
         step_times = loader_times.step_times[warmup:]
         step_cpu_times = loader_times.step_cpu_times[warmup:]
         wait_times = loader_times.wait_times[warmup:]
         batches = list(iter(trainer.train_loader))[:steps]
         trainer_times, trainer_cpu, bare_times, bare_cpu = [], [], [], []
         for _ in range(rounds):
-            timed = _trainer_epoch(trainer, TimedBatches(batches, steps * batch_size, trainer.device))
-            trainer_times += timed.step_times
-            trainer_cpu += timed.step_cpu_times
+            trainer.train_one_epoch(0, batches=batches)
+            trainer_times += trainer.step_timer.step_times
+            trainer_cpu += trainer.step_timer.step_cpu_times
             wall, cpu = bare_loop(trainer, batches)
             bare_times += wall
             bare_cpu += cpu
@@ -124,82 +128,29 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
     return result
 
 
-class TimedBatches:
-    """A stand-in for the Trainer's loader that records, per batch, the time blocked on it and the whole step.
-
-    A step runs from one request for a batch to the next; on CUDA the device is synchronized at each request, so
-    asynchronous kernels are charged to the step that launched them.
-    """
-
-    def __init__(self, batches, num_samples: int, device: torch.device):
-        self.batches = batches
-        self.sampler = range(num_samples)  # what the Trainer reads to size its accumulation windows
-        self.device = device
-        self.wait_times: List[float] = []
-        self.step_times: List[float] = []
-        self.step_cpu_times: List[float] = []  # CPU seconds of all this process's threads
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[Mapping[str, Any]]:
-        iterator = iter(self.batches)
-        previous = previous_cpu = None
-        while True:
-            _synchronize(self.device)
-            requested, requested_cpu = time.perf_counter(), time.process_time()
-            if previous is not None:
-                self.step_times.append(requested - previous)
-                self.step_cpu_times.append(requested_cpu - previous_cpu)
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
-            self.wait_times.append(time.perf_counter() - requested)
-            previous, previous_cpu = requested, requested_cpu
-            yield batch
-
-
-def _trainer_epoch(trainer: Trainer, batches: TimedBatches) -> TimedBatches:
-    """One ``train_one_epoch`` of the Trainer over ``batches``, its real loader put back afterwards."""
-    real = trainer.train_loader
-    trainer.train_loader = batches
-    try:
-        trainer.train_one_epoch(0)
-    finally:
-        trainer.train_loader = real
-    return batches
-
-
 def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -> Tuple[List[float], List[float]]:
-    """The loop a user would write by hand, on the Trainer's model, optimizer, precision and clipping.
+    """The loop a user would write by hand, on the Trainer's model, task, optimizer, precision and clipping.
 
-    Returns the wall and CPU time of each step. It does what a step must (image conversion and augmentation on the device,
-    forward, loss, backward, clip, step) and nothing the Trainer adds (metrics, non-finite checks, schedule).
+    Returns the wall and CPU time of each step. It does what a step must (the task's batch preparation, forward and
+    losses, backward, clip, step, the EMA target's update) and nothing the Trainer adds (metrics, non-finite checks,
+    schedule, accumulation bookkeeping).
     """
-    engine, optimizer, device = trainer.engine, trainer.optimizer, trainer.device
+    engine, optimizer, device, task = trainer.engine, trainer.optimizer, trainer.device, trainer.task
     scaler = torch.amp.GradScaler(device.type, enabled=trainer.precision.use_scaler)
     clip = trainer.cfg.gradient_clip_val or math.inf
     engine.train()
     times, cpu_times = [], []
-    for batch in batches:
+    for raw in batches:
         _synchronize(device)
         started, started_cpu = time.perf_counter(), time.process_time()
-        moved = {key: batch[key].to(device, non_blocking=True) for key in ("action_change", "at1", "at2")}
-        for key in ("image_t1", "image_t2"):
-            images = images_to_float(batch[key].to(device, non_blocking=True))
-            if trainer.augment is not None:
-                images = trainer.augment(images)
-            moved[key] = images.contiguous(memory_format=trainer.memory_format)
-        with trainer.precision.autocast(device):
-            outputs = engine(moved["image_t1"], moved["action_change"], moved["image_t2"])
-        loss = compute_losses(outputs, moved, trainer.config.loss)["total_loss"]
-        scaler.scale(loss).backward()
+        _, losses = task.step(engine, task.prepare_batch(raw, train=True))
+        scaler.scale(losses["total_loss"]).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(trainer.parameters, clip)
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        task.after_optimizer_step()
         _synchronize(device)
         times.append(time.perf_counter() - started)
         cpu_times.append(time.process_time() - started_cpu)
@@ -214,11 +165,13 @@ def count_training_flops(config: Config) -> float:
     """
     size = config.data.image_size
     model = CardiacDreamer(config.model, image_size=size)
+    task = GuidanceTask.for_training(model, config, torch.device("cpu"), FP32)
     image = torch.zeros(1, 1, size, size)
-    targets = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
+    batch = {"image_t1": image, "image_t2": image.clone(), "action_change": torch.zeros(1, 6),
+             "at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
     with FlopCounterMode(display=False) as counter:
-        outputs = model(image, torch.zeros(1, 6), image.clone())
-        compute_losses(outputs, targets, config.loss)["total_loss"].backward()
+        _, losses = task.step(model, batch)
+        losses["total_loss"].backward()
     return float(counter.get_total_flops()) * config.training.batch_size
 
 
@@ -247,16 +200,17 @@ def _with_data(config: Config, scratch: Path, needed: int):
     return apply_overrides(config, {"data.data_dir": str(phantom), "data.manual_splits": False}), "synthetic phantom"
 
 
-def _training_samples(config: Config, needed: int) -> TransitionsDataset:
-    """All pairs of every split in one uint8 dataset (the benchmark measures steps, not generalization)."""
+def _training_samples(config: Config, needed: int) -> Tuple[TransitionsDataset, NormalizationStats]:
+    """All pairs of every split in one uint8 dataset (the benchmark measures steps, not generalization), and the
+    training statistics a new model takes."""
     prepared = prepare_data(config.data)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name]]
     if len(records) < needed:
         raise DataError(f"{config.data.data_dir}: {len(records)} pairs, the benchmark needs {needed} "
                          "(lower --steps or --batch_size)")
-    return TransitionsDataset(records, prepared.stats, image_size=config.data.image_size,
-                              cache_images=config.data.cache_images, cache_budget_mb=config.data.cache_budget_mb,
-                              normalize_images=False)
+    dataset = TransitionsDataset(records, image_size=config.data.image_size, cache_images=config.data.cache_images,
+                                 cache_budget_mb=config.data.cache_budget_mb, normalize_images=False)
+    return dataset, prepared.stats
 
 
 def _synchronize(device: torch.device) -> None:

@@ -1,19 +1,18 @@
 """Device choice and mixed precision: what the user asked for, mapped onto what the hardware can do.
 
-One :class:`GradientStep` does scale -> backward, then unscale -> clip -> step -> update, so the loop calls one
-thing and fp32 takes the same path with the scaler disabled.
+Training, evaluation and inference all resolve devices and precisions here, so they agree on what "auto" and "16"
+mean on a given machine.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
+from typing import Optional, Union
 
 import torch
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +61,13 @@ class Precision:
         return torch.autocast(device_type=device.type, dtype=self.autocast_dtype)
 
 
+FP32 = Precision("32", None, False)
+
+
 def resolve_precision(requested: str, device: torch.device) -> Precision:
     """Map "32" / "16" / "bf16" onto the device; never crash, say in one line when the request is changed."""
     if requested == "32":
-        return Precision("32", None, False)
+        return FP32
     if device.type == "cuda":
         if requested == "bf16" and not torch.cuda.is_bf16_supported():
             log.warning("precision bf16 is not supported by this GPU; using fp16 with loss scaling")
@@ -76,40 +78,4 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
             log.warning("precision 16 on CPU: using bf16 autocast (this CPU has native bf16), no loss scaling")
         return Precision("bf16", torch.bfloat16, False)
     log.warning("precision %s is not supported on %s; training in fp32", requested, device.type)
-    return Precision("32", None, False)
-
-
-class GradientStep:
-    """Backward with optional loss scaling, then unscale, clip by norm, and step; skips non-finite gradients."""
-
-    def __init__(self, precision: Precision, device: torch.device, clip_norm: Optional[float]):
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision.use_scaler)
-        self.clip_norm = clip_norm or None
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.scaler.scale(loss).backward()
-
-    def step(self, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.nn.Parameter]) -> torch.Tensor:
-        """Apply the accumulated gradients; returns the gradient norm (inf or nan when the step was skipped)."""
-        self.scaler.unscale_(optimizer)
-        params = [p for p in parameters if p.grad is not None]
-        max_norm = self.clip_norm if self.clip_norm is not None else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        if self.scaler.is_enabled():
-            self.scaler.step(optimizer)  # skips the step itself when it finds inf/nan
-        elif getattr(optimizer, "_step_supports_amp_scaling", False):
-            # Fused optimizers (AdamW on CUDA) skip on the device when told found_inf: no host sync here.
-            optimizer.found_inf = (~torch.isfinite(grad_norm)).float()
-            optimizer.step()
-        elif torch.isfinite(grad_norm):  # one host sync per optimizer step, not per micro-batch
-            optimizer.step()
-        self.scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        return grad_norm
-
-    def state_dict(self):
-        return self.scaler.state_dict()
-
-    def load_state_dict(self, state) -> None:
-        if state:
-            self.scaler.load_state_dict(state)
+    return FP32

@@ -1,4 +1,6 @@
-"""Atomic file writes: a reader (or a resumed run after a crash) sees the old file or the new one, never half.
+"""File reading and writing: atomic writes, and JSON read back with one typed, one-line error.
+
+Atomic writes: a reader (or a resumed run after a crash) sees the old file or the new one, never half.
 
 The file is written to a temporary name in the same directory, flushed and fsync'ed, then renamed over the target
 with ``os.replace`` (atomic on POSIX and Windows); on any error the temporary file is removed and the old file is
@@ -12,7 +14,9 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, List, Optional, Union
+from typing import IO, Any, Iterator, List, Optional, Type, Union
+
+from .errors import CardiacDreamerError, OutputError
 
 PathLike = Union[str, os.PathLike]
 
@@ -21,10 +25,14 @@ PathLike = Union[str, os.PathLike]
 def atomic_open(path: PathLike, mode: str = "wb", newline: Optional[str] = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on a clean exit it replaces ``path`` atomically.
 
-    Text modes write UTF-8; ``newline`` is :func:`open`'s (``""`` for the csv module).
+    Text modes write UTF-8; ``newline`` is :func:`open`'s (``""`` for the csv module). Any OS-level failure (a full
+    disk, a vanished directory, no permission) becomes one :class:`OutputError` line; the old file stays intact.
     """
     path = Path(path)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as problem:
+        raise OutputError(cannot_write(path, problem)) from None
     try:
         os.chmod(temp_name, _plain_file_mode())  # mkstemp makes 0600; colleagues on a shared machine may read
         with os.fdopen(handle, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": newline})) as stream:
@@ -32,11 +40,24 @@ def atomic_open(path: PathLike, mode: str = "wb", newline: Optional[str] = None)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, path)
+    except OSError as problem:
+        _discard(temp_name)
+        raise OutputError(cannot_write(path, problem)) from None
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
+        _discard(temp_name)
         raise
     _fsync_directory(path.parent)
+
+
+def cannot_write(path: Path, problem: BaseException) -> str:
+    """The one-line message for a failed write, with the OS's reason (``No space left on device``)."""
+    reason = getattr(problem, "strerror", None) or " ".join(str(problem).split()) or type(problem).__name__
+    return f"{path}: cannot write ({reason}); the previous version of this file, if any, is intact"
+
+
+def _discard(temp_name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(temp_name)
 
 
 def write_json(path: PathLike, data: Any) -> Path:
@@ -45,6 +66,27 @@ def write_json(path: PathLike, data: Any) -> Path:
         json.dump(data, stream, indent=2, sort_keys=False, default=str)
         stream.write("\n")
     return Path(path)
+
+
+def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> Any:
+    """The parsed content of a JSON file; ``error`` (one line naming ``path`` and ``what`` it should be) when it
+    is missing, unreadable, not UTF-8, not JSON, or nested too deeply to parse."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # files written on Windows may start with a BOM
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except IsADirectoryError:
+        raise error(f"{path}: {what} is a directory, not a file") from None
+    except (OSError, UnicodeDecodeError) as problem:
+        raise error(f"{path}: cannot read {what} ({problem})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise error(f"{path}: invalid JSON in {what} at line {problem.lineno} column {problem.colno}: "
+                    f"{problem.msg}") from None
+    except RecursionError:
+        raise error(f"{path}: {what} is nested too deeply to be read") from None
 
 
 def link_or_copy(source: PathLike, target: PathLike) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from ..config import Config, apply_overrides, load_yaml, merge, resolve_config_path
 from ..errors import CardiacDreamerError
+from ..names import MONITOR
 from .common import configure_logging, report_error
 
 # flag name -> (config key, type, help)
@@ -117,14 +118,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _train(args: argparse.Namespace, argv: List[str]) -> int:
-    from ..experiment import run_training
-    from ..training.checkpoints import load_training_state
+    from ..checkpoint import load_training_state
+    from ..pipeline import run_training
 
     output_dir = Path(args.output_dir or "outputs")
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     if resume is not None:
         state = load_training_state(resume)
-        config = resolve_config(args, base=Config.from_dict(state["config"], source=f"{resume} config"))
+        config = resolve_config(args, base=Config.from_dict(state.config, source=f"{resume} config"))
         del state
     elif args.demo:
         config = _demo_config(args, output_dir)
@@ -136,7 +137,7 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
         print(check_data(config.data, composition=config.model.composition).summary())
         return 0
     if args.benchmark:
-        from ..benchmark import run_benchmark
+        from ..throughput import run_benchmark
 
         print(json.dumps(run_benchmark(config)))
         return 0
@@ -155,7 +156,7 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
     fit = outcome.fit
     print(f"run directory: {outcome.run_dir}")
     if fit.best_checkpoint is not None:
-        print(f"best checkpoint: {fit.best_checkpoint} (val_main_task_loss {fit.best_score:.4f})")
+        print(f"best checkpoint: {fit.best_checkpoint} ({MONITOR} {fit.best_score:.4f})")
     print(f"epochs completed: {fit.epochs_completed} ({fit.stop_reason})")
     if outcome.test_evaluation_dir is not None:
         print(f"test evaluation: {outcome.test_evaluation_dir}")
@@ -164,8 +165,8 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused)."""
+    from ..run_dir import ensure_writable
     from ..synthetic import generate_phantom
-    from ..training.run_dir import ensure_writable
 
     if not args.config:
         args.config = "debug"

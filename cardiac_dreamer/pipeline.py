@@ -1,7 +1,9 @@
 """One training run from a config to a complete run directory — what ``cardiac-train`` does, callable from a notebook.
 
-Order matters for users: everything that can fail on bad input (config, data, images, resume checkpoint) is
-checked before the run directory is made, so a mistake never leaves a half-made run behind.
+Order matters for users: everything that can fail on bad input (config, data, images, model, optimizer, schedule,
+the resumed checkpoint) is built and checked before the run directory is made or, on resume, before any of its
+files is rewritten, so a mistake never leaves a half-made run behind nor a run whose metadata no longer describes
+its checkpoints.
 """
 from __future__ import annotations
 
@@ -13,23 +15,23 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .atomic import remove_stale_temporaries, write_json
+from .checkpoint import load_training_state
 from .config import Config
 from .data.consistency import check_label_consistency
-from .data.normalization import NormalizationStats
 from .data.prepare import PreparedData, build_datasets, prepare_data
-from .data.splits import SPLIT_NAMES, PatientSplit, folders_by_patient
+from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
+from .devices import select_device
 from .errors import DataError
 from .evaluation import evaluate_checkpoint
+from .fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models import CardiacDreamer
+from .names import MONITOR, SPLIT_NAMES
+from .run_dir import RunDirectory, ensure_outside, ensure_writable, write_experiment_config
 from .training import distributed as dist
-from .training.checkpoints import load_training_state
 from .training.loggers import epoch_rows
-from .training.precision import select_device
 from .training.reproducibility import seed_everything
-from .training.run_dir import RunDirectory, ensure_writable, write_experiment_config
 from .training.trainer import FitResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -61,10 +63,8 @@ def run_training(
     dist.init_process_group(device)
     resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is not None:
-        split = PatientSplit.from_dict(resume_state["split"])
-        prepared = prepare_data(config.data, split, NormalizationStats.from_dict(resume_state["normalization"]))
-    else:
-        prepared = prepare_data(config.data, split)
+        split = PatientSplit.from_dict(resume_state.split or {})
+    prepared = prepare_data(config.data, split)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
@@ -72,25 +72,28 @@ def run_training(
     if consistency.mode != config.model.composition:
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
 
-    if resume_state is not None:
-        run = RunDirectory.of_checkpoint(resume_from)
-        ensure_writable(run.root)
-        remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
-    else:
-        run = _create_run(output_dir)
-    if dist.is_main_process():
-        write_experiment_config(run, config.to_dict(), device, argv,
-                                extra={"resumed_from": str(resume_from) if resume_from else None})
-        write_json(run.root / "dataset_stats.json", dataset_stats(prepared, config.data.data_dir, consistency.summary()))
-        _plot_dataset(run, prepared, consistency.summary())
-
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
-    model = CardiacDreamer(config.model, image_size=config.data.image_size)
+    model = CardiacDreamer(config.model, image_size=config.data.image_size,
+                           activation_checkpointing=config.training.activation_checkpointing)
     model.set_normalization(prepared.stats)
     metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),
                 "grouping": prepared.grouping}
-    trainer = Trainer(config, run, metadata=metadata, progress=progress)
-    fit = trainer.fit(model, datasets["train"], datasets["val"], resume_from=resume_from)
+    trainer = Trainer(config, metadata=metadata, progress=progress)
+    trainer.setup(model, datasets["train"], datasets["val"], resume_from=resume_from)  # no file written yet
+
+    if resume_state is not None:
+        run = RunDirectory.of_checkpoint(resume_from)
+        ensure_outside(run.root, config.data.data_dir, "run directory")
+        ensure_writable(run.root)
+        remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
+    else:
+        run = _create_run(output_dir, config.data.data_dir)
+    if dist.is_main_process():
+        write_experiment_config(run, config.to_dict(), device, argv,
+                                extra={"resumed_from": str(resume_from) if resume_from else None})
+        write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, consistency.summary()))
+        _plot_dataset(run, prepared, consistency.summary())
+    fit = trainer.fit(run=run)
 
     evaluation_dir = None
     if dist.is_main_process():
@@ -102,10 +105,11 @@ def run_training(
     return TrainingOutcome(run.root, fit, evaluation_dir)
 
 
-def _create_run(output_dir: Optional[Path]) -> RunDirectory:
-    """Rank 0 makes the directory; the other ranks learn its name."""
+def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:
+    """Rank 0 makes the directory (never inside the data directory); the other ranks learn its name."""
     if output_dir is None:
         raise DataError("an output directory is needed for a new run")
+    ensure_outside(Path(output_dir), data_dir, "output directory")
     root = RunDirectory.create(Path(output_dir)).root if dist.is_main_process() else None
     return RunDirectory(Path(dist.broadcast_object(str(root) if root else None)))
 
@@ -160,7 +164,7 @@ def _plot_dataset(run: RunDirectory, prepared: PreparedData, composition_summary
 
 def _final_metrics(fit: FitResult, rows) -> Dict[str, Any]:
     final = {"epochs_completed": fit.epochs_completed, "stop_reason": fit.stop_reason,
-             "best_val_main_task_loss": fit.best_score}
+             f"best_{MONITOR}": fit.best_score}
     if rows:
         final.update({k: v for k, v in rows[-1].items() if k.startswith("val_mae_") and v is not None})
     return final

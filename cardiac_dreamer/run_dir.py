@@ -1,4 +1,4 @@
-"""The run directory the guide promises, and the JSON records written into it.
+"""The run directory's layout and the JSON records written into it, shared by training and evaluation.
 
 ``OUTPUT_DIR/run_YYYYMMDD_HHMMSS/`` with ``checkpoints/``, ``logs/`` and ``plots/``; two runs started in the same
 second get distinct directories (``os.mkdir`` either creates or fails, so there is no race).
@@ -16,9 +16,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 
-from .. import __version__
-from ..atomic import write_json
-from ..errors import ConfigError
+from .errors import ConfigError, OutputError
+from .fileio import write_json
+from .names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
+from .version import __version__
 
 
 @dataclass(frozen=True)
@@ -39,19 +40,31 @@ class RunDirectory:
 
     @property
     def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.ckpt"
+        return self.checkpoints / LAST_CHECKPOINT
 
     @property
     def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.ckpt"
+        return self.checkpoints / BEST_CHECKPOINT
 
     @property
     def final_model(self) -> Path:
-        return self.root / "final_model.ckpt"
+        return self.root / FINAL_MODEL
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.logs / "cardiac_dreamer"
 
     @property
     def metrics_csv(self) -> Path:
         return self.logs / "cardiac_dreamer_csv" / "metrics.csv"
+
+    @property
+    def experiment_config(self) -> Path:
+        return self.root / "experiment_config.json"
+
+    @property
+    def dataset_stats(self) -> Path:
+        return self.root / "dataset_stats.json"
 
     @classmethod
     def create(cls, output_dir: Path, prefix: str = "run") -> "RunDirectory":
@@ -68,7 +81,7 @@ class RunDirectory:
         return cls(parent.parent if parent.name == "checkpoints" else parent)
 
     def make_subdirectories(self) -> None:
-        for directory in (self.checkpoints, self.logs / "cardiac_dreamer", self.metrics_csv.parent, self.plots):
+        for directory in (self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots):
             directory.mkdir(parents=True, exist_ok=True)
 
 
@@ -85,6 +98,14 @@ def timestamped_directory(parent: Path, prefix: str) -> Path:
             continue
         return root
     raise ConfigError(f"{parent}: could not create a new {prefix} directory")
+
+
+def ensure_outside(output: Path, data_dir: Path, what: str) -> None:
+    """Refuse an output location equal to or inside the data directory: nothing is ever written into the data."""
+    output, data = Path(output).resolve(), Path(data_dir).resolve()
+    if output == data or data in output.parents:
+        raise OutputError(f"{output}: the {what} would be inside the data directory {data}; "
+                          "choose a folder outside it (nothing is ever written into the data)")
 
 
 def ensure_writable(directory: Path) -> None:
@@ -125,4 +146,4 @@ def write_experiment_config(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **(extra or {}),
     }
-    return write_json(run.root / "experiment_config.json", record)
+    return write_json(run.experiment_config, record)

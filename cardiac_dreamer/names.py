@@ -1,0 +1,48 @@
+"""Every name that files, logs and checkpoints share, defined once.
+
+A metric, file or split name written out in several modules drifts the first time one of them changes; here each
+has one spelling that the trainer, the loggers, the plots, evaluation and cross-validation all import.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional, Tuple
+
+from .geometry import AXIS_NAMES, AXIS_UNITS
+
+TRANSITIONS_FILE = "transitions_dataset.json"  # one per patient folder
+SPLIT_NAMES = ("train", "val", "test")
+
+# The terms of the objective, as logged with a train_ / val_ prefix (val_total_loss is logged as val_loss).
+LOSS_NAMES = ("total_loss", "main_task_loss", "aux_t2_action_loss", "consistency_loss", "latent_loss")
+MONITOR = "val_main_task_loss"  # early stopping, the LR plateau and the top-k checkpoints all follow it
+VAL_MAE_NAMES = tuple(f"val_mae_{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))
+CSV_COLUMNS = (
+    "epoch", "step", "learning_rate",
+    *(f"train_{name}" for name in LOSS_NAMES),
+    "val_loss", *(f"val_{name}" for name in LOSS_NAMES[1:]),
+    *VAL_MAE_NAMES,
+    "nonfinite_steps",
+)
+
+# Checkpoint files inside a run directory.
+CHECKPOINT_PREFIX = "cardiac_dreamer"
+CHECKPOINT_SUFFIX = ".ckpt"
+LAST_CHECKPOINT = f"last{CHECKPOINT_SUFFIX}"  # the full training state, every epoch
+BEST_CHECKPOINT = f"best{CHECKPOINT_SUFFIX}"  # a hard link to the best top-k file
+FINAL_MODEL = f"final_model{CHECKPOINT_SUFFIX}"
+TOPK_GLOB = f"{CHECKPOINT_PREFIX}-epoch=*-{MONITOR}=*{CHECKPOINT_SUFFIX}"
+_TOPK_PATTERN = re.compile(
+    rf"^{re.escape(CHECKPOINT_PREFIX)}-epoch=(\d+)-{re.escape(MONITOR)}=([0-9.]+){re.escape(CHECKPOINT_SUFFIX)}$"
+)
+
+
+def topk_filename(epoch: int, score: float) -> str:
+    """``cardiac_dreamer-epoch=03-val_main_task_loss=0.1234.ckpt``."""
+    return f"{CHECKPOINT_PREFIX}-epoch={epoch:02d}-{MONITOR}={score:.4f}{CHECKPOINT_SUFFIX}"
+
+
+def parse_topk_filename(name: str) -> Optional[Tuple[int, float]]:
+    """``(epoch, score)`` of a top-k file name written by :func:`topk_filename`, None for any other name."""
+    found = _TOPK_PATTERN.match(name)
+    return (int(found.group(1)), float(found.group(2))) if found else None

@@ -1,0 +1,137 @@
+"""The guidance task, one step of it: batch preparation, forward, latent target, losses, errors in mm and degrees.
+
+The trainer (training and validation), the throughput benchmark's bare loop and the evaluator all call this one
+object, so what a step means is written once; a test (or a new objective) replaces it by passing another task to
+the :class:`~cardiac_dreamer.training.Trainer`.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .config import Config, LossConfig
+from .data.transforms import PhotometricAugment, images_to_float
+from .devices import FP32, Precision
+from .geometry import pose_error
+from .losses import compute_losses
+
+Batch = Dict[str, torch.Tensor]
+LABEL_KEYS = ("action_change", "at1", "at2")
+
+
+class LatentTarget:
+    """The latent loss's target encoder: an exponential moving average of the backbone, always in eval mode.
+
+    A live backbone as its own target (in train-mode BatchNorm, with gradients cut) lets both sides drift
+    together; a slowly moving copy, as in BYOL and I-JEPA, gives the dreamer a stable view of image t2 to predict.
+    """
+
+    def __init__(self, backbone: nn.Module, momentum: float):
+        self.momentum = momentum
+        self.encoder = copy.deepcopy(backbone).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)  # [B, 1, H, W] -> [B, 512, h, w]
+
+    @torch.no_grad()
+    def update(self, backbone: nn.Module) -> None:
+        """Move each weight ``1 - momentum`` of the way to the backbone's; BatchNorm statistics are copied."""
+        for target, source in zip(self.encoder.parameters(), backbone.parameters()):
+            target.lerp_(source.detach(), 1.0 - self.momentum)
+        for target, source in zip(self.encoder.buffers(), backbone.buffers()):
+            target.copy_(source)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return self.encoder.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.encoder.load_state_dict(state)
+
+
+class GuidanceTask:
+    """What one step of the guidance world model computes, for a model on a device at a precision.
+
+    ``augment`` (training batches only) and ``latent_target`` are optional: evaluation needs neither.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_cfg: LossConfig,
+        device: torch.device,
+        precision: Precision = FP32,
+        memory_format: torch.memory_format = torch.preserve_format,
+        augment: Optional[PhotometricAugment] = None,
+        latent_target: Optional[LatentTarget] = None,
+    ):
+        self.model = model
+        self.loss_cfg = loss_cfg
+        self.device = device
+        self.precision = precision
+        self.memory_format = memory_format
+        self.augment = augment
+        self.latent_target = latent_target
+
+    @classmethod
+    def for_training(cls, model: nn.Module, config: Config, device: torch.device, precision: Precision,
+                     memory_format: torch.memory_format = torch.preserve_format) -> "GuidanceTask":
+        """With photometric augmentation (``data.augment``) and, for a world model with ``lambda_latent > 0``,
+        the EMA latent target (without that weight the latent loss is reported as 0, not computed)."""
+        wants_target = getattr(model, "dreamer", None) is not None and config.loss.lambda_latent > 0
+        return cls(
+            model, config.loss, device, precision, memory_format,
+            augment=PhotometricAugment() if config.data.augment else None,
+            latent_target=LatentTarget(model.backbone, config.loss.latent_target_momentum) if wants_target else None,
+        )
+
+    def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
+        """Move a collated batch to the device; uint8 images become normalized floats there, batched, and the
+        t1 image of a training batch is augmented (the t2 image only feeds the latent target: kept clean)."""
+        batch = {key: raw[key].to(self.device, non_blocking=True) for key in LABEL_KEYS}
+        if "labelled" in raw:
+            batch["labelled"] = raw["labelled"].to(self.device, non_blocking=True)
+        for key in ("image_t1", "image_t2"):
+            images = raw[key].to(self.device, non_blocking=True)
+            if images.dtype == torch.uint8:
+                images = images_to_float(images)
+            if train and key == "image_t1" and self.augment is not None:
+                images = self.augment(images)
+            batch[key] = images.contiguous(memory_format=self.memory_format)
+        return batch
+
+    def forward(self, engine: nn.Module, batch: Batch) -> Dict[str, torch.Tensor]:
+        """The model's outputs (poses in mm and degrees) under the task's precision; ``engine`` is the model or
+        its DDP / compiled wrapper."""
+        with self.autocast():
+            return engine(batch["image_t1"], batch["action_change"])
+
+    def step(self, engine: nn.Module, batch: Batch) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """Forward, latent target and losses: ``(outputs, losses)``."""
+        outputs = self.forward(engine, batch)
+        target = None
+        if self.latent_target is not None and "features_t2_pred" in outputs:
+            with self.autocast():
+                target = self.latent_target(batch["image_t2"])
+        return outputs, compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target)
+
+    def errors(self, prediction: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Signed errors of a predicted at1 ``[B, 6]`` in mm and degrees (angles on the circle)."""
+        return pose_error(batch["at1"].double(), prediction.double())
+
+    def after_optimizer_step(self) -> None:
+        if self.latent_target is not None:
+            self.latent_target.update(self.model.backbone)
+
+    def autocast(self):
+        return self.precision.autocast(self.device)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"latent_target": self.latent_target.state_dict()} if self.latent_target is not None else {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.latent_target is not None and "latent_target" in state:
+            self.latent_target.load_state_dict(state["latent_target"])

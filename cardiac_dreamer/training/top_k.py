@@ -1,0 +1,73 @@
+"""The top-k checkpoint registry: the best ``k`` model checkpoints by the monitored metric, and ``best.ckpt``.
+
+Its state is saved in every training state and reconciled with the files on disk on resume, so a resumed run
+never keeps more than ``k`` files nor lets a worse model take ``best.ckpt``.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from ..fileio import link_or_copy, remove_stale_temporaries
+from ..names import BEST_CHECKPOINT, TOPK_GLOB, parse_topk_filename, topk_filename
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopKCheckpoints:
+    """The best ``k`` checkpoints (lower score is better), plus ``best.ckpt`` linked to the first."""
+
+    directory: Path
+    k: int = 3
+    entries: List[Dict[str, Any]] = field(default_factory=list)  # {"epoch", "score", "file"}, best first
+
+    @property
+    def best_path(self) -> Optional[Path]:
+        return self.directory / self.entries[0]["file"] if self.entries else None
+
+    @property
+    def best_score(self) -> Optional[float]:
+        return self.entries[0]["score"] if self.entries else None
+
+    def qualifies(self, score: float) -> bool:
+        if not math.isfinite(score):  # a NaN metric is never ranked
+            return False
+        return len(self.entries) < self.k or score < self.entries[-1]["score"]
+
+    def add(self, epoch: int, score: float, save: Callable[[Path], None]) -> Optional[Path]:
+        """Save a new top-k file through ``save(path)`` when ``score`` ranks; evict and delete what falls out."""
+        if not self.qualifies(score):
+            return None
+        path = self.directory / topk_filename(epoch, score)
+        save(path)
+        kept = [e for e in self.entries if e["file"] != path.name]
+        self._keep_best(kept + [{"epoch": epoch, "score": float(score), "file": path.name}])
+        return path
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"k": self.k, "entries": [dict(entry) for entry in self.entries]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore the registry, then reconcile it with the disk: forget missing files, delete strays and the
+        temporary files of saves that a kill interrupted."""
+        for stale in remove_stale_temporaries(self.directory):
+            log.info("removed %s: left by a save that was interrupted", stale.name)
+        self._keep_best([dict(e) for e in state.get("entries", []) if (self.directory / e["file"]).is_file()])
+        kept = {entry["file"] for entry in self.entries}
+        for path in self.directory.glob(TOPK_GLOB):
+            if parse_topk_filename(path.name) and path.name not in kept:
+                log.info("removing %s: not in the resumed run's top-%d", path.name, self.k)
+                path.unlink(missing_ok=True)
+
+    def _keep_best(self, entries: List[Dict[str, Any]]) -> None:
+        """Rank ``entries``, delete the files beyond the first ``k`` and point ``best.ckpt`` at the first."""
+        entries = sorted(entries, key=lambda entry: (entry["score"], entry["epoch"]))
+        for evicted in entries[self.k:]:
+            (self.directory / evicted["file"]).unlink(missing_ok=True)
+        self.entries = entries[: self.k]
+        if self.entries:
+            link_or_copy(self.best_path, self.directory / BEST_CHECKPOINT)
