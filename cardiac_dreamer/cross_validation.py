@@ -1,12 +1,21 @@
-"""Cross-patient k-fold cross-validation, and the world-model ablation (``dreamer`` vs ``direct``) on the same folds.
+"""Cross-patient k-fold cross-validation, the world-model ablation and its baselines, on the same folds and seeds.
 
-One train/val split of a handful of patients says little; k folds validate every patient exactly once. With
-``compare`` both model variants train on the same folds with the same seed, so the difference between them is the
-world model and nothing else. Layout of ``OUTPUT_DIR/cv_YYYYMMDD_HHMMSS/``::
+One train/val split of a handful of patients says little; k folds report every patient exactly once. Each fold's
+reported patients are never used to choose anything: the fold's model is trained on the remaining patients but one,
+and that *inner validation* patient picks the checkpoint (early stopping, the LR plateau, ``best.ckpt``), so the
+figures are those of a model selected without seeing its test patients.
 
-    cv_plan.json                 resolved config, variants, held-out test patients, each fold's split
-    <variant>/fold_<i>/run_*/    an ordinary run directory (checkpoints, logs, plots, val_evaluation/)
-    <variant>/fold_<i>/fold_result.json   written last, atomically: the fold is finished (resume skips it)
+With ``compare`` both model variants (``dreamer``, ``direct``) train on the same folds with the same seeds, so the
+difference between them is the world model and nothing else. Every summary also scores two baselines on the same
+folds (see :mod:`cardiac_dreamer.baselines`): the training mean, and ``move_only``, an MLP from the move alone.
+``seeds`` > 1 repeats every fold with consecutive training seeds; means and stds are over folds x seeds.
+
+The headline metric of every row is the *guidance*: at1 from the image alone, what a sonographer gets.
+Layout of ``OUTPUT_DIR/cv_YYYYMMDD_HHMMSS/``::
+
+    cv_plan.json                                   resolved config, variants, seeds, each fold's patients
+    <variant>/fold_<i>/seed_<s>/run_*/              an ordinary run (checkpoints, logs, plots, fold_evaluation/)
+    <variant>/fold_<i>/seed_<s>/fold_result.json    written last, atomically: finished (resume skips it)
     cv_summary.json, cv_summary.png, cv_summary.txt
 
 Patients are patient ids (grouping-file groups), so the scans of one person never straddle folds. Held-out test
@@ -15,9 +24,9 @@ patients are in folds and there is no test group. Other manual-split lists are i
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,26 +35,31 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .fileio import atomic_open, write_json
+from .baselines import move_only_predictions, train_mean_predictions
 from .config import Config, apply_overrides
 from .data.prepare import read_grouped_records
+from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_checkpoint
-from .evaluation.metrics import axis_key
-from .pipeline import run_training
+from .evaluation import metrics as pose_metrics
+from .fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
-from .training import distributed as dist
+from .pipeline import run_training
 from .run_dir import timestamped_directory
+from .training import distributed as dist
 
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "cv_plan.json"
 RESULT_FILE = "fold_result.json"
 VARIANTS = ("dreamer", "direct")  # the comparison's order: the world model, then its baseline
-METRICS = tuple(axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm", "rotation_error_deg")
+BASELINES = ("move_only", "train_mean")
+METRICS = tuple(pose_metrics.axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm",
+                                                                            "rotation_error_deg")
 METRIC_LABELS = {
-    **{axis_key("mae", axis): f"MAE {name} ({unit})" for axis, (name, unit) in enumerate(zip(AXIS_NAMES, AXIS_UNITS))},
+    **{pose_metrics.axis_key("mae", axis): f"MAE {name} ({unit})"
+       for axis, (name, unit) in enumerate(zip(AXIS_NAMES, AXIS_UNITS))},
     "translation_error_mm": "translation error (mm)",
     "rotation_error_deg": "rotation error (deg)",
 }
@@ -57,30 +71,44 @@ class CrossValidationPlan:
 
     config: Config
     variants: List[str]
-    folds: List[PatientSplit]  # fold i validates folds[i].val; test is the same held-out group in every fold
+    folds: List[PatientSplit]  # fold i reports folds[i].val; test is the same held-out group in every fold
+    inner_val: List[List[str]]  # fold i's checkpoint-selection patients, taken from folds[i].train
+    seeds: List[int]
     grouping: Dict[str, str]  # folder -> patient id
 
+    def run_split(self, index: int) -> PatientSplit:
+        """The split fold ``index`` trains with: the inner validation patients select the checkpoint, the fold's
+        reported patients (and the held-out ones) are its test patients."""
+        fold = self.folds[index]
+        inner = self.inner_val[index]
+        return PatientSplit(train=[p for p in fold.train if p not in inner], val=list(inner),
+                            test=sorted(fold.val + fold.test))
+
+    def fold_config(self, variant: str, seed: int) -> Config:
+        """The config one fold trains with; ``cv_folds`` is off so its run resumes as an ordinary run."""
+        return apply_overrides(self.config, {"model.variant": variant, "data.cv_folds": 0, "training.seed": seed},
+                               source="cross-validation")
+
     def to_dict(self) -> Dict[str, Any]:
-        return {"config": self.config.to_dict(), "variants": list(self.variants),
+        return {"config": self.config.to_dict(), "variants": list(self.variants), "seeds": list(self.seeds),
                 "test_patients": list(self.folds[0].test), "folds": [fold.to_dict() for fold in self.folds],
-                "grouping": dict(self.grouping)}
+                "inner_val": [list(patients) for patients in self.inner_val], "grouping": dict(self.grouping)}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str) -> "CrossValidationPlan":
         try:
-            variants = list(values["variants"])
-            folds = [PatientSplit.from_dict(fold) for fold in values["folds"]]
-            plan = cls(Config.from_dict(values["config"], source=f"{source}: config"), variants, folds,
+            plan = cls(Config.from_dict(values["config"], source=f"{source}: config"), list(values["variants"]),
+                       [PatientSplit.from_dict(fold) for fold in values["folds"]],
+                       [list(patients) for patients in values["inner_val"]], [int(s) for s in values["seeds"]],
                        dict(values["grouping"]))
-        except (KeyError, TypeError, DataError) as error:
+        except (KeyError, TypeError, ValueError, DataError) as error:
             raise ConfigError(f"{source}: not a valid cross-validation plan ({error})") from None
-        if len(folds) < 2 or not set(variants) <= set(VARIANTS) or not variants:
-            raise ConfigError(f"{source}: not a valid cross-validation plan (needs >= 2 folds and known variants)")
+        valid = (len(plan.folds) >= 2 and plan.variants and set(plan.variants) <= set(VARIANTS) and plan.seeds
+                 and len(plan.inner_val) == len(plan.folds))
+        if not valid:
+            raise ConfigError(f"{source}: not a valid cross-validation plan (needs >= 2 folds, known variants, "
+                              "seeds and an inner validation group per fold)")
         return plan
-
-    def fold_config(self, variant: str) -> Config:
-        """The config one fold trains with; ``cv_folds`` is off so its run resumes as an ordinary run."""
-        return apply_overrides(self.config, {"model.variant": variant, "data.cv_folds": 0}, source="cross-validation")
 
 
 @dataclass
@@ -95,19 +123,21 @@ class CrossValidationResult:
 
 
 def run_cross_validation(
-    config: Config,
+    config: Optional[Config],
     output_dir: Optional[Path] = None,
     compare: bool = False,
     resume_dir: Optional[Path] = None,
     argv: Optional[Sequence[str]] = None,
     progress: bool = True,
+    seeds: int = 1,
 ) -> CrossValidationResult:
-    """Train and validate every fold (of both variants with ``compare``), then write the summary.
+    """Train and score every fold and seed (of both variants with ``compare``) and the baselines, then write the
+    summary.
 
-    A new run plans the folds from ``config`` (``data.cv_folds``, ``data.split_seed``) in a new
-    ``output_dir/cv_YYYYMMDD_HHMMSS``. ``resume_dir`` continues such a directory with its stored plan (``config``
-    and ``compare`` are then ignored): finished folds are kept, an unfinished one continues from its
-    ``last.ckpt`` when it has one, else starts again.
+    A new run plans the folds from ``config`` (``data.cv_folds``, ``data.split_seed``; seeds from
+    ``training.seed`` on) in a new ``output_dir/cv_YYYYMMDD_HHMMSS``. ``resume_dir`` continues such a directory with
+    its stored plan (``config``, ``compare`` and ``seeds`` are then ignored): finished runs are kept, an unfinished
+    one continues from its ``last.ckpt`` when it has one, else starts again.
     """
     if dist.launched_by_torchrun():
         raise ConfigError("cross-validation runs in one process; launch cardiac-train without torchrun")
@@ -116,7 +146,7 @@ def run_cross_validation(
         plan = read_plan(cv_dir)
         log.info("resuming cross-validation %s", cv_dir)
     else:
-        plan = plan_cross_validation(config, compare)
+        plan = plan_cross_validation(config, compare, seeds)
         if output_dir is None:
             raise ConfigError("an output directory is needed for a new cross-validation run")
         cv_dir = timestamped_directory(Path(output_dir), "cv")
@@ -124,28 +154,43 @@ def run_cross_validation(
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     results: Dict[str, List[Dict[str, Any]]] = {variant: [] for variant in plan.variants}
     for index in range(len(plan.folds)):
-        for variant in plan.variants:
-            results[variant].append(_finished_or_run_fold(plan, cv_dir, variant, index, argv, progress))
+        for seed in plan.seeds:
+            for variant in plan.variants:
+                results[variant].append(_finished_or_run_fold(plan, cv_dir, variant, index, seed, argv, progress))
+    results.update(baseline_results(plan))
     summary = summarize(plan, results)
     write_summary(cv_dir, summary)
     return CrossValidationResult(cv_dir, summary)
 
 
-def plan_cross_validation(config: Config, compare: bool = False) -> CrossValidationPlan:
+def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1) -> CrossValidationPlan:
     """The folds of ``config``: its patients (grouping-file ids) dealt into ``data.cv_folds`` seeded folds, the
-    held-out ``data.test_patients`` (ids or folder names) outside all of them.
+    held-out ``data.test_patients`` (ids or folder names) outside all of them, and in each fold one training
+    patient set aside to select the checkpoint on.
 
     Every patient folder is read and validated here, before anything is written.
     """
     k = config.data.cv_folds
     if k < 2:
         raise ConfigError(f"cross-validation needs data.cv_folds >= 2 (--cv K), got {k}")
+    if seeds < 1:
+        raise ConfigError(f"cross-validation needs --seeds >= 1, got {seeds}")
     _, grouping = read_grouped_records(config.data)  # reads and validates every folder before anything is written
     patients = sorted(set(grouping.values()))
     test = [name if name in patients else grouping.get(name, name) for name in config.data.test_patients]
     folds = kfold_splits(patients, k, seed=config.data.split_seed, test=test)
+    inner = [_inner_validation(fold.train, config.data.split_seed + index) for index, fold in enumerate(folds)]
     variants = list(VARIANTS) if compare else [config.model.variant]
-    return CrossValidationPlan(config, variants, folds, grouping)
+    seed_list = [config.training.seed + offset for offset in range(seeds)]
+    return CrossValidationPlan(config, variants, folds, inner, seed_list, grouping)
+
+
+def _inner_validation(train: Sequence[str], seed: int) -> List[str]:
+    """One seeded patient of a fold's training patients: it selects the checkpoint, the rest train."""
+    if len(train) < 2:
+        raise ConfigError(f"cross-validation: a fold has {len(train)} training patient(s); it needs 2 or more (one "
+                          "selects the checkpoint): use fewer folds or more patients")
+    return [random.Random(seed).choice(sorted(train))]
 
 
 def read_plan(cv_dir: Path) -> CrossValidationPlan:
@@ -153,76 +198,110 @@ def read_plan(cv_dir: Path) -> CrossValidationPlan:
     cv_dir = Path(cv_dir)
     if not cv_dir.is_dir():
         raise ConfigError(f"{cv_dir}: cross-validation directory not found")
-    path = cv_dir / PLAN_FILE
-    if not path.is_file():
+    if not (cv_dir / PLAN_FILE).is_file():
         raise ConfigError(f"{cv_dir}: not a cross-validation directory (no {PLAN_FILE})")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read the cross-validation plan ({error})") from None
+    values = read_json(cv_dir / PLAN_FILE, "cross-validation plan", ConfigError)
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: not a valid cross-validation plan (expected a JSON object)")
-    return CrossValidationPlan.from_dict(values, source=str(path))
+        raise ConfigError(f"{cv_dir / PLAN_FILE}: not a valid cross-validation plan (expected a JSON object)")
+    return CrossValidationPlan.from_dict(values, source=str(cv_dir / PLAN_FILE))
 
 
-def fold_dir(cv_dir: Path, variant: str, index: int) -> Path:
-    """``cv_dir/<variant>/fold_<index + 1>``: folds are numbered from 1 for people."""
-    return Path(cv_dir) / variant / f"fold_{index + 1}"
+def fold_dir(cv_dir: Path, variant: str, index: int, seed: int) -> Path:
+    """``cv_dir/<variant>/fold_<index + 1>/seed_<seed>``: folds are numbered from 1 for people."""
+    return Path(cv_dir) / variant / f"fold_{index + 1}" / f"seed_{seed}"
 
 
-def _finished_or_run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
+def _finished_or_run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,
                           argv: Optional[Sequence[str]], progress: bool) -> Dict[str, Any]:
-    directory = fold_dir(cv_dir, variant, index)
-    result_path = directory / RESULT_FILE
+    result_path = fold_dir(cv_dir, variant, index, seed) / RESULT_FILE
     if result_path.is_file():
-        log.info("%s fold %d already finished: %s", variant, index + 1, result_path)
-        try:
-            return json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise DataError(f"{result_path}: cannot read the fold result ({error}); delete it to redo the fold") \
-                from None
-    log.info("%s fold %d of %d: validating on %s", variant, index + 1, len(plan.folds),
-             ", ".join(plan.folds[index].val))
-    result = run_fold(plan, cv_dir, variant, index, argv, progress)
+        log.info("%s fold %d seed %d already finished: %s", variant, index + 1, seed, result_path)
+        return read_json(result_path, "fold result (delete it to redo the fold)", DataError)
+    log.info("%s fold %d of %d, seed %d: reporting %s, selecting on %s", variant, index + 1, len(plan.folds), seed,
+             ", ".join(plan.folds[index].val), ", ".join(plan.inner_val[index]))
+    result = run_fold(plan, cv_dir, variant, index, seed, argv, progress)
     write_json(result_path, result)
     return result
 
 
-def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int,
+def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,
              argv: Optional[Sequence[str]] = None, progress: bool = True) -> Dict[str, Any]:
-    """Train one fold into its :func:`fold_dir` (or continue its stopped run) and score the best checkpoint on the
-    fold's validation patients in mm and degrees; the content of ``fold_result.json``."""
-    directory = fold_dir(cv_dir, variant, index)
-    config = plan.fold_config(variant)
-    split = plan.folds[index]
+    """Train one fold and seed into its :func:`fold_dir` (or continue its stopped run) and score the checkpoint its
+    inner validation patient selected on the fold's patients, in mm and degrees; the content of
+    ``fold_result.json``."""
+    directory = fold_dir(cv_dir, variant, index, seed)
+    config = plan.fold_config(variant, seed)
     stopped = sorted(directory.glob("run_*/checkpoints/last.ckpt"))
     if stopped:
         log.info("continuing the stopped run %s", stopped[-1])
-        outcome = run_training(config, resume_from=stopped[-1], argv=argv, progress=progress)
+        outcome = run_training(config, resume_from=stopped[-1], argv=argv, progress=progress, evaluate_test=False)
     else:
-        outcome = run_training(config, output_dir=directory, split=split, argv=argv, progress=progress)
+        outcome = run_training(config, output_dir=directory, split=plan.run_split(index), argv=argv,
+                               progress=progress, evaluate_test=False)
     checkpoint = outcome.fit.best_checkpoint or outcome.fit.final_model
-    report, _ = evaluate_checkpoint(checkpoint, split="val", output_dir=outcome.run_dir / "val_evaluation",
+    fold, held_out = plan.folds[index].val, plan.folds[index].test
+    report, _ = evaluate_checkpoint(checkpoint, split="test", patients=fold,
+                                    output_dir=outcome.run_dir / "fold_evaluation",
                                     batch_size=config.training.batch_size, device=config.training.device,
                                     progress=progress)
     metrics = report.metrics
     test_metrics = None
-    if outcome.test_evaluation_dir is not None:
-        test_metrics = _pick(json.loads((outcome.test_evaluation_dir / "metrics.json").read_text())["guidance"])
+    if held_out:
+        test_report, _ = evaluate_checkpoint(checkpoint, split="test", patients=held_out,
+                                             output_dir=outcome.run_dir / "test_evaluation",
+                                             batch_size=config.training.batch_size, device=config.training.device,
+                                             progress=progress)
+        test_metrics = _pick(test_report.metrics["guidance"])
     return {
         "variant": variant,
         "fold": index + 1,
-        "split": split.to_dict(),
+        "seed": seed,
+        "split": plan.run_split(index).to_dict(),
         "run_dir": _relative(outcome.run_dir, cv_dir),
         "checkpoint": _relative(checkpoint, cv_dir),
         "epochs_completed": outcome.fit.epochs_completed,
         "stop_reason": outcome.fit.stop_reason,
         "samples": metrics["samples"],
         "metrics": _pick(metrics["guidance"]),
+        "composed_metrics": _pick(metrics["composed"]) if metrics["composed"] else None,
         "per_patient": {patient: {"samples": entry["samples"], **_pick(entry["guidance"])}
                         for patient, entry in metrics["per_patient"].items()},
         "test_metrics": test_metrics,
     }
+
+
+def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]]]:
+    """The baselines of :mod:`cardiac_dreamer.baselines` on every fold and seed, shaped like fold results: trained
+    on the same training patients, selected on the same inner validation patient, scored on the same patients."""
+    records, _ = read_grouped_records(plan.config.data)
+
+    def of(patients: Sequence[str]) -> List[TransitionRecord]:
+        return [record for record in records if record.patient_id in set(patients)]
+
+    results: Dict[str, List[Dict[str, Any]]] = {name: [] for name in BASELINES}
+    for index, fold in enumerate(plan.folds):
+        split = plan.run_split(index)
+        train, val, scored, held_out = of(split.train), of(split.val), of(fold.val), of(fold.test)
+        for seed in plan.seeds:
+            predictions = {
+                "move_only": lambda evaluated: move_only_predictions(train, val, evaluated, seed),
+                "train_mean": lambda evaluated: train_mean_predictions(train, evaluated),
+            }
+            for name, predict in predictions.items():
+                results[name].append({
+                    "variant": name, "fold": index + 1, "seed": seed, "split": split.to_dict(),
+                    "samples": len(scored), **_scores(scored, predict(scored)),
+                    "test_metrics": _scores(held_out, predict(held_out))["metrics"] if held_out else None,
+                })
+    return results
+
+
+def _scores(records: Sequence[TransitionRecord], predictions: np.ndarray) -> Dict[str, Any]:
+    labels = np.asarray([r.at1 for r in records], dtype=np.float64).reshape(-1, 6)
+    per_patient = pose_metrics.summarize_by_patient(labels, predictions, [r.patient_id for r in records])
+    return {"metrics": _pick(pose_metrics.summarize(labels, predictions)),
+            "per_patient": {patient: {"samples": entry["samples"], **_pick(entry)}
+                            for patient, entry in per_patient.items()}}
 
 
 def _relative(path: Path, cv_dir: Path) -> str:
@@ -231,7 +310,7 @@ def _relative(path: Path, cv_dir: Path) -> str:
 
 
 def _pick(metrics: Mapping[str, Any]) -> Dict[str, Optional[float]]:
-    """The summary metrics of one evaluation task; NaN becomes None (JSON has no NaN)."""
+    """The summary metrics of one evaluation; NaN becomes None (JSON has no NaN)."""
     return {key: _finite(metrics.get(key)) for key in METRICS}
 
 
@@ -240,41 +319,56 @@ def _finite(value: Any) -> Optional[float]:
 
 
 def summarize(plan: CrossValidationPlan, results: Mapping[str, Sequence[Mapping[str, Any]]]) -> Dict[str, Any]:
-    """``cv_summary.json``: per variant each fold's metrics and their mean ± sample std over folds (unweighted:
-    one vote per fold), the per-patient table, and with two variants the relative change
-    ``(dreamer - direct) / direct`` of the means (negative: the world model is better)."""
-    variants = {}
-    for variant, folds in results.items():
+    """``cv_summary.json``: per variant and baseline every (fold, seed) run's metrics, their mean ± sample std over
+    all runs (one vote per run), the mean over folds of each seed, the held-out test figures, the per-patient table,
+    and with both variants the relative change ``(dreamer - direct) / direct`` (negative: the world model wins)."""
+    rows = {}
+    for variant, runs in results.items():
         entry = {
-            "folds": [{"fold": fold["fold"], "val_patients": fold["split"]["val"], "run_dir": fold["run_dir"],
-                       "epochs_completed": fold["epochs_completed"], "samples": fold["samples"],
-                       **fold["metrics"]} for fold in folds],
-            **_mean_std([fold["metrics"] for fold in folds]),
+            "runs": [{"fold": run["fold"], "seed": run["seed"], "reported_patients": _reported(plan, run["fold"]),
+                      "inner_val": run["split"]["val"], "samples": run["samples"],
+                      **{key: run[key] for key in ("run_dir", "epochs_completed") if key in run},
+                      **run["metrics"]} for run in runs],
+            **_mean_std([run["metrics"] for run in runs]),
+            "per_seed": {str(seed): _mean_std([run["metrics"] for run in runs if run["seed"] == seed])["mean"]
+                         for seed in plan.seeds},
         }
-        tests = [fold["test_metrics"] for fold in folds if fold.get("test_metrics")]
+        composed = [run["composed_metrics"] for run in runs if run.get("composed_metrics")]
+        if composed:
+            entry["composed_with_true_move"] = _mean_std(composed)
+        tests = [run["test_metrics"] for run in runs if run.get("test_metrics")]
         if tests:
             entry["test"] = _mean_std(tests)
-        variants[variant] = entry
+        rows[variant] = entry
     per_patient: Dict[str, Dict[str, Any]] = {}
-    for variant, folds in results.items():
-        for fold in folds:
-            for patient, row in fold["per_patient"].items():
-                per_patient.setdefault(patient, {"fold": fold["fold"]})[variant] = row
+    for variant, runs in results.items():
+        patients = sorted({patient for run in runs for patient in run["per_patient"]})
+        for patient in patients:
+            scores = [run["per_patient"][patient] for run in runs if patient in run["per_patient"]]
+            fold = next(run["fold"] for run in runs if patient in run["per_patient"])
+            per_patient.setdefault(patient, {"fold": fold})[variant] = _mean_std(scores)["mean"]
     summary = {
         "folds": len(plan.folds),
+        "seeds": list(plan.seeds),
         "variants": list(results),
         "metrics": list(METRICS),
+        "headline": "guidance: at1 from the image alone, the fold's checkpoint selected on its inner validation "
+                    "patient, scored on the fold's patients",
         "fold_patients": [fold.val for fold in plan.folds],
+        "inner_val": plan.inner_val,
         "test_patients": list(plan.folds[0].test),
-        "seed": plan.config.training.seed,
         "split_seed": plan.config.data.split_seed,
-        "results": variants,
+        "results": rows,
         "per_patient": dict(sorted(per_patient.items())),
     }
     if set(VARIANTS) <= set(results):
-        summary["comparison"] = {metric: _relative_change(variants["dreamer"]["mean"][metric],
-                                                          variants["direct"]["mean"][metric]) for metric in METRICS}
+        summary["comparison"] = {metric: _relative_change(rows["dreamer"]["mean"][metric],
+                                                          rows["direct"]["mean"][metric]) for metric in METRICS}
     return summary
+
+
+def _reported(plan: CrossValidationPlan, fold_number: int) -> List[str]:
+    return list(plan.folds[fold_number - 1].val)
 
 
 def _mean_std(rows: Sequence[Mapping[str, Optional[float]]]) -> Dict[str, Dict[str, Optional[float]]]:
@@ -294,10 +388,10 @@ def _relative_change(dreamer: Optional[float], direct: Optional[float]) -> Optio
 
 
 def write_summary(cv_dir: Path, summary: Mapping[str, Any]) -> None:
-    """``cv_summary.json``, ``cv_summary.png`` (each fold and the mean ± std per metric) and ``cv_summary.txt``."""
+    """``cv_summary.json``, ``cv_summary.png`` (each run and the mean ± std per metric) and ``cv_summary.txt``."""
     write_json(cv_dir / "cv_summary.json", summary)
     plots.plot_cv_summary(cv_dir / "cv_summary.png", {
-        variant: [{metric: fold[metric] for metric in METRICS} for fold in entry["folds"]]
+        variant: [{metric: run[metric] for metric in METRICS} for run in entry["runs"]]
         for variant, entry in summary["results"].items()
     })
     with atomic_open(cv_dir / "cv_summary.txt", "w") as stream:
@@ -306,20 +400,29 @@ def write_summary(cv_dir: Path, summary: Mapping[str, Any]) -> None:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    """Metric rows, a mean ± std column per variant, the relative change when comparing; then per patient."""
+    """Metric rows of the guidance, a mean ± std column per variant and baseline, the relative change when
+    comparing; then the composed prediction (with the true move) for the world model; then per patient."""
     variants = summary["variants"]
+    results = summary["results"]
     comparison = summary.get("comparison")
+    seeds = len(summary["seeds"])
     test = f", held-out test: {', '.join(summary['test_patients'])}" if summary["test_patients"] else ""
-    lines = [f"{summary['folds']}-fold cross-patient validation, mean ± std over folds{test}",
+    lines = [f"{summary['folds']}-fold cross-patient validation x {seeds} seed{'s' if seeds > 1 else ''}: guidance "
+             f"from the image alone, mean ± std over folds x seeds{test}",
              f"{'metric':24}" + "".join(f"{variant:>18}" for variant in variants)
              + (f"{'change':>10}" if comparison else "")]
-    results = summary["results"]
     for metric in METRICS:
-        cells = "".join(f"{_mean_std_text(results[v]['mean'][metric], results[v]['std'][metric]):>18}" for v in variants)
+        cells = "".join(f"{_mean_std_text(results[v]['mean'][metric], results[v]['std'][metric]):>18}"
+                        for v in variants)
         change = f"{_percent(comparison[metric]):>10}" if comparison else ""
         lines.append(f"{METRIC_LABELS[metric]:24}{cells}{change}")
     if comparison:
         lines.append("change = (dreamer - direct) / direct; negative means the world model is better")
+    composed = results.get("dreamer", {}).get("composed_with_true_move")
+    if composed:
+        lines.append("dreamer composed with the true t1->t2 move (uses the future move; not guidance): "
+                     + ", ".join(f"{METRIC_LABELS[m]} {_mean_std_text(composed['mean'][m], composed['std'][m])}"
+                                 for m in ("translation_error_mm", "rotation_error_deg")))
     lines.append("")
     lines.append(f"{'patient (fold)':24}" + "".join(f"{v + ' mm / deg':>18}" for v in variants))
     for patient, row in summary["per_patient"].items():

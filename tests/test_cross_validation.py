@@ -1,5 +1,5 @@
-"""Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, and the
-dreamer-vs-direct comparison, end to end on the tiny phantom."""
+"""Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, the
+dreamer-vs-direct comparison and its baselines, end to end on the tiny phantom."""
 import json
 import shutil
 from pathlib import Path
@@ -14,6 +14,7 @@ from cardiac_dreamer.cross_validation import (
 from cardiac_dreamer.errors import ConfigError
 from test_trainer import tiny_config
 
+SEED = 42  # tiny_config's training seed
 FOLDERS = ("data_0513_01", "data_0513_02", "data_0513_03", "data_0513_04", "data_0513_05", "data_0514_01")
 
 
@@ -36,6 +37,20 @@ def test_folds_validate_every_patient_exactly_once_and_never_split_a_group(group
     for fold in plan.folds:
         assert sorted(fold.train + fold.val) == sorted(validated) and not set(fold.train) & set(fold.val)
     assert plan.grouping["data_0513_01"] == plan.grouping["data_0514_01"] == "anna"
+
+
+def test_each_fold_selects_its_checkpoint_on_a_training_patient_never_on_a_reported_one(grouped_export):
+    plan = plan_cross_validation(grouped_config(grouped_export, **{"data.cv_folds": 2}))
+    for index, fold in enumerate(plan.folds):
+        split = plan.run_split(index)
+        assert len(split.val) == 1 and set(split.val) <= set(fold.train)
+        assert not set(split.val) & set(fold.val) and not set(split.train) & set(split.val)
+        assert sorted(split.train + split.val) == sorted(fold.train) and set(fold.val) <= set(split.test)
+
+
+def test_seeds_are_consecutive_training_seeds(grouped_export):
+    config = grouped_config(grouped_export, **{"training.seed": 7})
+    assert plan_cross_validation(config, seeds=3).seeds == [7, 8, 9]
 
 
 def test_held_out_test_patients_are_in_no_fold(grouped_export):
@@ -64,10 +79,11 @@ def test_cv_directory_holds_the_plan_and_a_run_per_fold_and_variant(compared):
     assert plan["variants"] == ["dreamer", "direct"] and len(plan["folds"]) == 2
     for variant in ("dreamer", "direct"):
         for index in range(2):
-            result = json.loads((fold_dir(compared.cv_dir, variant, index) / RESULT_FILE).read_text())
+            result = json.loads((fold_dir(compared.cv_dir, variant, index, SEED) / RESULT_FILE).read_text())
             run = compared.cv_dir / result["run_dir"]
             assert (compared.cv_dir / result["checkpoint"]).parent == run / "checkpoints"
-            assert (run / "val_evaluation" / "metrics.json").is_file()
+            fold_metrics = json.loads((run / "fold_evaluation" / "metrics.json").read_text())
+            assert sorted(fold_metrics["per_patient"]) == sorted(compared.summary["fold_patients"][index])
             config = json.loads((run / "experiment_config.json").read_text())["config"]
             assert config["model"]["variant"] == variant and config["data"]["cv_folds"] == 0
 
@@ -75,7 +91,8 @@ def test_cv_directory_holds_the_plan_and_a_run_per_fold_and_variant(compared):
 def test_both_variants_train_on_the_same_folds_with_the_same_seed(compared):
     splits = {}
     for variant in ("dreamer", "direct"):
-        results = [json.loads((fold_dir(compared.cv_dir, variant, i) / RESULT_FILE).read_text()) for i in range(2)]
+        results = [json.loads((fold_dir(compared.cv_dir, variant, i, SEED) / RESULT_FILE).read_text())
+                   for i in range(2)]
         configs = [json.loads((compared.cv_dir / r["run_dir"] / "experiment_config.json").read_text()) for r in results]
         splits[variant] = ([r["split"] for r in results], [c["seed"] for c in configs])
     assert splits["dreamer"] == splits["direct"]
@@ -84,18 +101,23 @@ def test_both_variants_train_on_the_same_folds_with_the_same_seed(compared):
 def test_summary_has_every_fold_their_mean_and_std_and_every_patient(compared):
     summary = json.loads((compared.cv_dir / "cv_summary.json").read_text())
     assert (compared.cv_dir / "cv_summary.png").stat().st_size > 0
-    for variant in ("dreamer", "direct"):
+    for variant in ("dreamer", "direct", "move_only", "train_mean"):
         entry = summary["results"][variant]
-        assert [fold["fold"] for fold in entry["folds"]] == [1, 2]
+        assert [(run["fold"], run["seed"]) for run in entry["runs"]] == [(1, SEED), (2, SEED)]
+        assert entry["per_seed"][str(SEED)] == entry["mean"]
         for metric in METRICS:
-            values = [fold[metric] for fold in entry["folds"]]
+            values = [run[metric] for run in entry["runs"]]
             assert all(np.isfinite(values))
             assert entry["mean"][metric] == pytest.approx(np.mean(values))
             assert entry["std"][metric] == pytest.approx(np.std(values, ddof=1))
     assert sorted(summary["per_patient"]) == sorted(p for fold in summary["fold_patients"] for p in fold)
     assert len(summary["per_patient"]) == 4
     for row in summary["per_patient"].values():
-        assert row["fold"] in (1, 2) and set(METRICS) <= set(row["dreamer"]) and set(METRICS) <= set(row["direct"])
+        assert row["fold"] in (1, 2)
+        assert all(set(METRICS) <= set(row[v]) for v in ("dreamer", "direct", "move_only", "train_mean"))
+    composed = summary["results"]["dreamer"]["composed_with_true_move"]["mean"]
+    assert all(np.isfinite(composed[metric]) for metric in METRICS)
+    assert "composed_with_true_move" not in summary["results"]["direct"]
 
 
 def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
@@ -105,7 +127,7 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
         assert compared.summary["comparison"][metric] == pytest.approx((dreamer - direct) / direct)
     table = compared.summary_table()
     header = next(line for line in table.splitlines() if line.startswith("metric"))
-    assert header.split() == ["metric", "dreamer", "direct", "change"]
+    assert header.split() == ["metric", "dreamer", "direct", "move_only", "train_mean", "change"]
     translation = next(line for line in table.splitlines() if line.startswith("translation error (mm)"))
     assert f"{results['direct']['mean']['translation_error_mm']:.3f} ±" in translation
     assert translation.endswith("%")
@@ -118,17 +140,18 @@ def copy_of(compared, tmp_path) -> Path:
 
 def test_resume_cv_retrains_only_the_fold_without_a_result(compared, tmp_path):
     cv_dir = copy_of(compared, tmp_path)
-    shutil.rmtree(fold_dir(cv_dir, "direct", 1))
+    shutil.rmtree(fold_dir(cv_dir, "direct", 1, SEED))
     kept = {path: path.stat().st_mtime_ns for path in cv_dir.glob("*/fold_*/**/*") if path.is_file()}
     resumed = run_cross_validation(None, resume_dir=cv_dir, progress=False)
     assert {path: path.stat().st_mtime_ns for path in kept} == kept
-    assert (fold_dir(cv_dir, "direct", 1) / RESULT_FILE).is_file()
-    assert [len(resumed.summary["results"][v]["folds"]) for v in ("dreamer", "direct")] == [2, 2]
+    assert (fold_dir(cv_dir, "direct", 1, SEED) / RESULT_FILE).is_file()
+    assert [len(resumed.summary["results"][v]["runs"]) for v in ("dreamer", "direct")] == [2, 2]
+    assert resumed.summary["results"]["move_only"] == compared.summary["results"]["move_only"]
 
 
 def test_unfinished_fold_continues_its_stopped_run(compared, tmp_path):
     cv_dir = copy_of(compared, tmp_path)
-    directory = fold_dir(cv_dir, "dreamer", 0)
+    directory = fold_dir(cv_dir, "dreamer", 0, SEED)
     runs = sorted(directory.glob("run_*"))
     (directory / RESULT_FILE).unlink()
     run_cross_validation(None, resume_dir=cv_dir, progress=False)

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="validate the data directory against every rule, print a summary, and exit without training")
     _add(parser, "--compare", action="store_true",
          help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
+    _add(parser, "--seeds", type=int, metavar="N",
+         help="with --cv: repeat every fold with N consecutive training seeds (mean ± std over folds x seeds)")
     _add(parser, "--resume_cv", metavar="CV_DIR", help="continue a cross-validation run, skipping finished folds")
     _add(parser, "--benchmark", action="store_true",
          help="measure training throughput and memory for this config and print one JSON line")
@@ -141,13 +143,13 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
 
         print(json.dumps(run_benchmark(config)))
         return 0
-    if args.compare and not (args.resume_cv or config.data.cv_folds):
-        raise CardiacDreamerError("--compare trains both variants on cross-validation folds: add --cv K")
+    if (args.compare or args.seeds) and not (args.resume_cv or config.data.cv_folds):
+        raise CardiacDreamerError("--compare and --seeds apply to cross-validation folds: add --cv K")
     if args.resume_cv or config.data.cv_folds:
         from ..cross_validation import run_cross_validation
 
         cv = run_cross_validation(config, output_dir, compare=args.compare, resume_dir=args.resume_cv,
-                                  argv=argv, progress=not args.no_progress)
+                                  argv=argv, progress=not args.no_progress, seeds=args.seeds or 1)
         print(f"cross-validation directory: {cv.cv_dir}")
         print(cv.summary_table())
         return 0
