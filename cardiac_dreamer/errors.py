@@ -19,3 +19,7 @@ class CheckpointError(CardiacDreamerError):
 
 class OutputError(CardiacDreamerError):
     """An output file or directory cannot be written (full disk, no permission, inside the data directory)."""
+
+
+class Interrupted(CardiacDreamerError):
+    """The user stopped a run (Ctrl-C); the message says how to continue it, or that there is nothing to resume."""

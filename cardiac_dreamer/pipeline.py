@@ -7,7 +7,9 @@ its checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -22,7 +24,7 @@ from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
 from .devices import select_device
-from .errors import DataError
+from .errors import DataError, Interrupted
 from .evaluation import evaluate_checkpoint
 from .fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
@@ -85,15 +87,18 @@ def run_training(
         run = RunDirectory.of_checkpoint(resume_from)
         ensure_outside(run.root, config.data.data_dir, "run directory")
         ensure_writable(run.root)
-        remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
     else:
         run = _create_run(output_dir, config.data.data_dir)
-    if dist.is_main_process():
-        write_experiment_config(run, config.to_dict(), device, argv,
-                                extra={"resumed_from": str(resume_from) if resume_from else None})
-        write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, consistency.summary()))
-        _plot_dataset(run, prepared, consistency.summary())
-    fit = trainer.fit(run=run)
+    with run.lock() if dist.is_main_process() else contextlib.nullcontext():  # rank 0 speaks for the run
+        if resume_state is not None:
+            remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
+        try:
+            fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
+        except BaseException as error:
+            _forget_unstarted(run, new=resume_state is None)
+            if isinstance(error, KeyboardInterrupt):
+                raise Interrupted(_resume_hint(run)) from None
+            raise
 
     evaluation_dir = None
     if dist.is_main_process():
@@ -103,6 +108,30 @@ def run_training(
             evaluation_dir = _evaluate_test(fit.best_checkpoint, run, config, progress)
     dist.barrier()
     return TrainingOutcome(run.root, fit, evaluation_dir)
+
+
+def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composition: str, config: Config,
+           device, argv: Optional[Sequence[str]], resume_from: Optional[Path]) -> FitResult:
+    """Write the run's records (rank 0), then train."""
+    if dist.is_main_process():
+        write_experiment_config(run, config.to_dict(), device, argv,
+                                extra={"resumed_from": str(resume_from) if resume_from else None})
+        write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, composition))
+        _plot_dataset(run, prepared, composition)
+    return trainer.fit(run=run)
+
+
+def _forget_unstarted(run: RunDirectory, new: bool) -> None:
+    """A run this call created that failed before its first training state holds nothing to resume: remove it, so
+    a mistake or an interruption leaves no half-made run behind (a resumed run is always kept)."""
+    if new and dist.is_main_process() and not run.last_checkpoint.exists():
+        shutil.rmtree(run.root, ignore_errors=True)
+
+
+def _resume_hint(run: RunDirectory) -> str:
+    if run.last_checkpoint.exists():
+        return f"continue with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}"
+    return "stopped before the first epoch ended: there is nothing to resume, start again"
 
 
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:

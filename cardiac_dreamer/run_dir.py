@@ -5,6 +5,7 @@ second get distinct directories (``os.mkdir`` either creates or fails, so there 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import platform
@@ -12,14 +13,22 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked there
+    fcntl = None
 
 import torch
 
 from .errors import ConfigError, OutputError
-from .fileio import write_json
+from .fileio import cannot_write, write_json
 from .names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
 from .version import __version__
+
+
+LOCK_FILE = ".lock"
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,28 @@ class RunDirectory:
         checkpoint = Path(checkpoint).resolve()
         parent = checkpoint.parent
         return cls(parent.parent if parent.name == "checkpoints" else parent)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run for this process: a second process (another resume of the same run) is refused instead of
+        writing into it alongside. The lock is the kernel's (``flock``), so a killed process never leaves it held."""
+        if fcntl is None:
+            yield
+            return
+        path = self.root / LOCK_FILE
+        try:
+            handle = open(path, "a+")
+        except OSError as error:
+            raise OutputError(cannot_write(path, error)) from None
+        with handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(f"{self.root}: the run is in use by another process (another training or resume "
+                                  "of it is running); wait for it to end") from None
+            except OSError:
+                pass  # a file system without locks: run unguarded rather than not at all
+            yield
 
     def make_subdirectories(self) -> None:
         for directory in (self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots):

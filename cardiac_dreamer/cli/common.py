@@ -8,6 +8,7 @@ import sys
 from ..errors import CardiacDreamerError
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 
 
 def configure_logging() -> None:
@@ -18,6 +19,14 @@ def configure_logging() -> None:
 
 def report_error(error: CardiacDreamerError) -> int:
     """One line on stderr, no traceback."""
-    message = " ".join(str(error).split())
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {one_line(str(error))}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line. An error re-raised by a data-loader worker carries the worker's traceback, which
+    ends with the original ``module.Error: message`` line: keep that message alone."""
+    if "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(message.split())

@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from ..config import Config, apply_overrides, load_yaml, merge, resolve_config_path
-from ..errors import CardiacDreamerError
+from ..errors import CardiacDreamerError, Interrupted
 from ..names import MONITOR
-from .common import configure_logging, report_error
+from .common import EXIT_INTERRUPTED, configure_logging, report_error
 
 # flag name -> (config key, type, help)
 CONFIG_FLAGS = {
@@ -110,13 +110,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     configure_logging()
     try:
         return _train(args, list(sys.argv if argv is None else ["cardiac-train", *argv]))
+    except Interrupted as stopped:
+        print(f"interrupted; {stopped}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except CardiacDreamerError as error:
         return report_error(error)
     except KeyboardInterrupt:
-        hint = "--resume_cv OUTPUT_DIR/cv_..." if args.resume_cv or args.cv else \
-            "--resume_from_checkpoint RUN/checkpoints/last.ckpt"
-        print(f"interrupted; continue with {hint}", file=sys.stderr)
-        return 130
+        if args.resume_cv or args.cv:
+            print("interrupted; continue with: cardiac-train --resume_cv OUTPUT_DIR/cv_... (the cross-validation "
+                  "directory printed when it started)", file=sys.stderr)
+        else:
+            print("interrupted before training started; nothing was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _train(args: argparse.Namespace, argv: List[str]) -> int:

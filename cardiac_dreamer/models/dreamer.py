@@ -1,11 +1,12 @@
 """The dreamer: a transformer that imagines the backbone feature map at t2 from the map at t1 and the move.
 
 Tokens are either the 512 channels (each a vector of the h*w spatial values) or the h*w positions (each a vector of
-512 channel values). The move is embedded once and added to *every* token: with a single extra "action token" the
-512 channel tokens all read nearly the same vector from it, which after the unembedding and the guidance head's
-average pool is one offset on every channel, so the move never reached the head (measured: the move-transfer slope
-was 0.00 on every axis with channel tokens). Added to every token, it shapes each token's update through the
-attention and feed-forward blocks.
+512 channel values). Every token gets its own linear embedding of the move, added to it. With a single extra
+"action token", or one move embedding shared by all tokens, the 512 channel tokens all receive nearly the same
+vector, which after the unembedding and the guidance head's average pool is one offset on every channel: the move
+never reached the head (measured: a move-transfer slope of 0.00 on every axis with channel tokens). A per-token
+projection gives each channel (or position) its own response to the move, through the residual stream directly and
+through the attention and feed-forward blocks.
 
 The output is a residual, ``features + delta``, with the unembedding zero-initialized: the dreamer starts as the
 identity (the imagined t2 is the t1 map) and learns the change a move makes.
@@ -58,7 +59,8 @@ class Dreamer(nn.Module):
         self.embed = nn.Linear(token_dim, d_model)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, d_model))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        self.move_embed = nn.Sequential(nn.Linear(MOVE_DIM, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.move_embed = nn.Parameter(torch.zeros(num_tokens, MOVE_DIM, d_model))  # one projection per token
+        nn.init.trunc_normal_(self.move_embed, std=0.02)
         layer = nn.TransformerEncoderLayer(
             d_model,
             num_heads,
@@ -90,7 +92,7 @@ class Dreamer(nn.Module):
         tokens = features.flatten(2)  # [B, 512, h, w] -> [B, 512, h*w]  (reshape: channels_last inputs copy)
         if self.token_type == "spatial":
             tokens = tokens.transpose(1, 2)  # -> [B, h*w, 512]
-        conditioning = self.move_embed(move).unsqueeze(1)  # [B, 6] -> [B, 1, d], broadcast over the tokens
+        conditioning = torch.einsum("bm,nmd->bnd", move.to(self.move_embed.dtype), self.move_embed)  # [B, N, d]
         x = self.embed(tokens) + self.pos_embed + conditioning  # [B, N, d]
         x = self.encoder.norm(self._layers(x))
         delta = self.unembed(x)  # [B, N, d] -> [B, N, token_dim]

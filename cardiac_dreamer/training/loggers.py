@@ -1,18 +1,27 @@
 """Metric sinks: TensorBoard under ``logs/cardiac_dreamer/`` and one CSV at ``logs/cardiac_dreamer_csv/metrics.csv``.
 
 Step rows carry the training losses and learning rate at logging intervals; epoch rows carry the epoch averages
-and every validation metric. The CSV is appended to on resume, with its header written once.
+and every validation metric. The CSV is appended to on resume, with its header written once. A row is appended
+whole or not at all: a failed append (a full disk) is cut back off, and a reader drops a last line without its
+newline (a kill mid-append), so a resume never trips over half a row.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import logging
 import math
+import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional
 
-from ..fileio import atomic_open
+from ..errors import OutputError
+from ..fileio import atomic_open, cannot_write
 from ..names import CSV_COLUMNS, MONITOR
 from ..run_dir import RunDirectory
+
+log = logging.getLogger(__name__)
 
 
 class CSVMetricsWriter:
@@ -20,14 +29,31 @@ class CSVMetricsWriter:
 
     def __init__(self, path: Path):
         self.path = path
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists() or self.path.stat().st_size == 0:
-            with open(self.path, "w", newline="", encoding="utf-8") as stream:
-                csv.writer(stream).writerow(CSV_COLUMNS)
+            self._append(CSV_COLUMNS)
 
     def write(self, row: Mapping[str, float]) -> None:
-        with open(self.path, "a", newline="", encoding="utf-8") as stream:
-            csv.writer(stream).writerow([_format(row.get(column)) for column in CSV_COLUMNS])
+        self._append([_format(row.get(column)) for column in CSV_COLUMNS])
+
+    def _append(self, cells) -> None:
+        """One line, appended whole or not at all: on a failed write the file is cut back to its old length."""
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(cells)
+        data = buffer.getvalue().encode("utf-8")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise OutputError(cannot_write(self.path, error)) from None
+        try:
+            size = os.fstat(fd).st_size
+            written = 0
+            while written < len(data):
+                written += os.write(fd, data[written:])
+        except OSError as error:
+            os.ftruncate(fd, size)
+            raise OutputError(cannot_write(self.path, error)) from None
+        finally:
+            os.close(fd)
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step``: they belong to work a resume is about to redo."""
@@ -43,11 +69,15 @@ class CSVMetricsWriter:
 
 
 def read_rows(path: Path) -> List[Dict[str, Optional[float]]]:
-    """All rows of a metrics.csv as dicts of floats (``None`` for empty cells)."""
+    """All complete rows of a metrics.csv as dicts of floats (``None`` for empty cells)."""
     if not Path(path).exists():
         return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        return [{key: _parse(value) for key, value in row.items()} for row in csv.DictReader(stream)]
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    complete = text[: text.rfind("\n") + 1]
+    if complete != text:
+        log.warning("%s: dropped an incomplete last row (a write was interrupted)", path)
+    return [{key: _parse(value) for key, value in row.items()}
+            for row in csv.DictReader(io.StringIO(complete, newline=""))]
 
 
 def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:
@@ -65,18 +95,29 @@ class MetricLogger:
         self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard))
 
     def log_step(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
-        for name, value in metrics.items():
-            self.tensorboard.add_scalar(f"step/{name}", value, step)
+        with self._tensorboard_errors():
+            for name, value in metrics.items():
+                self.tensorboard.add_scalar(f"step/{name}", value, step)
         self.csv.write({"epoch": epoch, "step": step, **metrics})
 
     def log_epoch(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
-        for name, value in metrics.items():
-            self.tensorboard.add_scalar(name, value, epoch)
-        self.tensorboard.flush()
+        with self._tensorboard_errors():
+            for name, value in metrics.items():
+                self.tensorboard.add_scalar(name, value, epoch)
+            self.tensorboard.flush()
         self.csv.write({"epoch": epoch, "step": step, **metrics})
 
     def close(self) -> None:
-        self.tensorboard.close()
+        with self._tensorboard_errors():
+            self.tensorboard.close()
+
+    @contextlib.contextmanager
+    def _tensorboard_errors(self):
+        """TensorBoard's writer thread reports a full disk as whatever it caught; make it one line."""
+        try:
+            yield
+        except (OSError, RuntimeError) as error:
+            raise OutputError(cannot_write(Path(self.tensorboard.log_dir), error)) from None
 
 
 def _format(value) -> str:

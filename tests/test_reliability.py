@@ -1,0 +1,270 @@
+"""Faults for real: a full file system, a resume that cannot work, two processes on one run, Ctrl-C, hostile
+checkpoints, outputs aimed at the data. Each ends with a non-zero exit, one line naming the culprit and no
+traceback, and leaves the data directory and every earlier file exactly as they were."""
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiac_dreamer.checkpoint import load_checkpoint, save_checkpoint
+from cardiac_dreamer.data import TransitionsDataset, read_records
+from cardiac_dreamer.errors import OutputError
+from cardiac_dreamer.evaluation import load_model
+from cardiac_dreamer.fileio import write_json
+from cardiac_dreamer.training.loggers import CSVMetricsWriter, read_rows
+from test_bad_input import snapshot
+
+TINY = ["--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",
+        "--num_workers", "0", "--no_progress", "--device", "cpu", "--set", "data.max_pairs_per_patient=4"]
+SPLIT = ["--train_patients", "phantom_01,phantom_02", "--val_patients", "phantom_03"]
+
+
+def run_cli(*args, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cardiac_dreamer.train", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **kwargs)
+
+
+def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1, result.stderr
+    for word in words:
+        assert word in errors[0], f"{word!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(phantom_dir, tmp_path_factory) -> Path:
+    """A finished 1-epoch run of the tiny model on the phantom; tests copy what they change."""
+    output = tmp_path_factory.mktemp("trained")
+    result = run_cli("--data_dir", phantom_dir, "--output_dir", output, "--max_epochs", 1, *TINY, *SPLIT)
+    assert result.returncode == 0, result.stderr
+    (run,) = output.glob("run_*")
+    return run
+
+
+# --------------------------------------------------------------------------------------------- full file system
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str):
+    """A real tmpfs of ``size`` at ``path`` (the test needs root and mount; skipped otherwise)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(directory: Path) -> None:
+    """Write until the file system is full."""
+    with open(directory / "filler", "wb") as stream, contextlib.suppress(OSError):
+        while True:
+            stream.write(b"\0" * 65536)
+            stream.flush()
+
+
+def test_a_full_disk_refuses_json_and_csv_rows_whole_and_keeps_what_was_there(tmp_path):
+    with small_filesystem(tmp_path / "disk", "256k") as disk:
+        config = write_json(disk / "experiment_config.json", {"seed": 1})
+        csv = CSVMetricsWriter(disk / "metrics.csv")
+        csv.write({"epoch": 0, "step": 1, "train_total_loss": 0.5})
+        before_csv = (disk / "metrics.csv").read_bytes()
+        fill(disk)
+        with pytest.raises(OutputError, match="experiment_config.json: cannot write \\(No space left on device\\)"):
+            write_json(config, {"seed": 2, "padding": "x" * 100_000})
+        long_row = {"epoch": 0, "step": 2, **{f"train_{i}": 0.1 for i in range(10)}, "train_total_loss": 1e-300}
+        for _ in range(100):  # the last few bytes of the disk may take a row or two: write until one is refused
+            with contextlib.suppress(OutputError):
+                csv.write(long_row)
+                continue
+            break
+        else:
+            pytest.fail("the full disk accepted every row")
+        assert (disk / "metrics.csv").read_bytes().endswith(b"\n")  # no half row
+        assert read_rows(disk / "metrics.csv")[0]["train_total_loss"] == 0.5
+        assert (disk / "metrics.csv").read_bytes().startswith(before_csv)
+        assert load_json(config) == {"seed": 1}
+        assert not list(disk.glob(".*.tmp"))
+
+
+def load_json(path):
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def test_a_training_that_fills_the_disk_stops_in_one_line_and_resumes_once_there_is_room(phantom_dir, tmp_path):
+    # The direct model: a model checkpoint is ~85 MB (ResNet34) and last.ckpt ~170 MB with its optimizer moments;
+    # 300 MB holds epoch 0 (top-k file, last.ckpt) but not the files of epoch 1 beside them.
+    with small_filesystem(tmp_path / "disk", "300m") as disk:
+        args = ["--data_dir", phantom_dir, "--output_dir", disk, "--max_epochs", 3, "--variant", "direct", *TINY,
+                *SPLIT]
+        one_error_line(run_cli(*args), "cannot write (No space left on device)", "earlier checkpoints are intact")
+        (run,) = disk.glob("run_*")
+        last = run / "checkpoints" / "last.ckpt"
+        assert load_checkpoint(last).epoch == 0
+        assert not list(run.rglob(".*.tmp"))
+        subprocess.run(["mount", "-o", "remount,size=1500m", str(disk)], check=True)
+        resumed = run_cli("--resume_from_checkpoint", last)
+        assert resumed.returncode == 0, resumed.stderr
+        assert load_checkpoint(run / "final_model.ckpt").epoch == 2
+        rows = read_rows(run / "logs" / "cardiac_dreamer_csv" / "metrics.csv")
+        assert sorted({row["epoch"] for row in rows}) == [0, 1, 2]
+
+
+# ------------------------------------------------------------------------------------ a resume that cannot work
+def test_a_resume_with_a_changed_architecture_is_refused_before_the_run_is_touched(trained_run, tmp_path):
+    before = snapshot(trained_run)
+    result = run_cli("--resume_from_checkpoint", trained_run / "checkpoints" / "last.ckpt", "--d_model", 64,
+                     "--max_epochs", 2)
+    one_error_line(result, "last.ckpt", "do not fit the configured model")
+    assert snapshot(trained_run) == before
+
+
+def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, tmp_path):
+    result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path / "out", "--max_epochs", 1, *TINY,
+                     "--set", f"model.pretrained_weights={tmp_path / 'absent.pth'}")
+    one_error_line(result, "absent.pth")
+    assert not list((tmp_path / "out").glob("run_*"))
+
+
+# ------------------------------------------------------------------------------------------ outputs and the data
+@pytest.mark.parametrize("where", ["the data directory", "a patient folder"])
+def test_an_output_directory_inside_the_data_is_refused(phantom_dir, where):
+    target = phantom_dir if where == "the data directory" else phantom_dir / "phantom_01" / "runs"
+    before = snapshot(phantom_dir)
+    result = run_cli("--data_dir", phantom_dir, "--output_dir", target, "--max_epochs", 1, *TINY)
+    one_error_line(result, "inside the data directory")
+    assert snapshot(phantom_dir) == before
+
+
+def test_an_evaluation_output_inside_the_data_is_refused(trained_run, phantom_dir):
+    before = snapshot(phantom_dir)
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.cli.evaluate_command", "--checkpoint",
+                             trained_run / "checkpoints" / "best.ckpt", "--split", "val", "--device", "cpu",
+                             "--output_dir", phantom_dir / "phantom_02" / "eval"], capture_output=True, text=True,
+                            timeout=300)
+    one_error_line(result, "inside the data directory")
+    assert snapshot(phantom_dir) == before
+
+
+# ------------------------------------------------------------------------------------ concurrency, interruption
+def wait_for(condition, timeout=300):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_second_process_on_the_same_run_is_refused(trained_run, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name))
+    last = run / "checkpoints" / "last.ckpt"
+    first = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--resume_from_checkpoint", str(last),
+                              "--max_epochs", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        metrics = run / "logs" / "cardiac_dreamer_csv" / "metrics.csv"
+        rows = len(read_rows(metrics))
+        wait_for(lambda: len(read_rows(metrics)) > rows)  # the first resume is training
+        second = run_cli("--resume_from_checkpoint", last, "--max_epochs", 30)
+        one_error_line(second, str(run), "in use by another process")
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(phantom_dir, tmp_path):
+    output = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(phantom_dir),
+                                "--output_dir", str(output), "--max_epochs", "1", *TINY[:-2], *SPLIT,
+                                "--set", "training.log_every_n_steps=1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")) and
+             len(read_rows(next(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")))) >= 1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert "nothing to resume" in err.strip().splitlines()[-1]
+    assert not list(output.glob("run_*"))
+
+
+# --------------------------------------------------------------------------------------------- hostile checkpoints
+def hostile(trained_run: Path, tmp_path: Path, **changes) -> Path:
+    checkpoint = load_checkpoint(trained_run / "checkpoints" / "best.ckpt")
+    for key, value in changes.items():
+        if key in ("model", "data"):
+            checkpoint.config[key] = {**checkpoint.config[key], **value}
+        else:
+            setattr(checkpoint, key, value)
+    run = tmp_path / "run_hostile" / "checkpoints"
+    run.mkdir(parents=True)
+    return save_checkpoint(run / "best.ckpt", checkpoint)
+
+
+HOSTILE = {
+    "huge d_model": ({"model": {"d_model": 10**9, "num_heads": 1}}, "d_model"),
+    "a million layers": ({"model": {"num_layers": 10**6}}, "num_layers"),
+    "huge images": ({"data": {"image_size": 2**20}}, "image_size"),
+    "weights of another shape": ({"model": {"d_model": 32}}, "do not fit the recorded model"),
+}
+
+
+@pytest.mark.parametrize("changes, word", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_checkpoint_is_refused_before_anything_is_built(trained_run, tmp_path, changes, word):
+    path = hostile(trained_run, tmp_path, **changes)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.cli.evaluate_command", "--checkpoint", path,
+                             "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    one_error_line(result, str(path), word)
+    assert time.monotonic() - started < 60
+
+
+def test_a_checkpoint_whose_weights_are_not_a_dict_is_refused(trained_run, tmp_path):
+    path = trained_run / "checkpoints" / "best.ckpt"
+    payload = torch.load(path, weights_only=True)
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({**payload, "model_state": [1, 2, 3]}, crafted)
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.cli.evaluate_command", "--checkpoint", crafted],
+                            capture_output=True, text=True, timeout=120)
+    one_error_line(result, str(crafted), "model_state must be a dict")
+
+
+# ------------------------------------------------------------------------------------------------ notebook API
+def test_the_notebook_api_refuses_nonsense(trained_run, phantom_dir):
+    model = load_model(trained_run / "checkpoints" / "best.ckpt", device="cpu")
+    image = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[0]
+    with pytest.raises(ValueError, match="finite"):
+        model.predict(image, moves=[float("nan"), 0, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="at least one pixel"):
+        model.predict(np.zeros((0, 0), dtype=np.uint8))
+
+
+# ---------------------------------------------------------------------------------- a loader worker's error
+def test_an_image_broken_after_the_checks_fails_in_one_line_even_from_a_loader_worker(phantom_dir, tmp_path):
+    import shutil
+
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    records = read_records(data, ["phantom_01"])
+    dataset = TransitionsDataset(records, image_size=64, cache_budget_mb=0)  # decoded lazily, in the workers
+    records[0].image_t1.write_bytes(b"not a png any more")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1)
+    from cardiac_dreamer.cli.common import one_line
+
+    with pytest.raises(Exception) as error:
+        next(iter(loader))
+    assert "Original Traceback" in str(error.value)
+    message = one_line(str(error.value))
+    assert message.startswith(f"{records[0].source}: entry 0:") and "cannot decode image" in message
+    assert "\n" not in message and "Traceback" not in message
+    assert os.path.exists(records[0].image_t1)
