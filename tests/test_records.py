@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from cardiac_dreamer.data import TRANSITIONS_FILE, find_patient_folders, read_patient_records, read_records
+from cardiac_dreamer.data.records import evenly_spaced
 from cardiac_dreamer.errors import DataError
 
 PATIENT = "data_0513_01"
@@ -67,9 +68,16 @@ def test_data_dir_without_patient_folder_is_a_data_error(tmp_path):
     assert_one_line_naming(error, str(tmp_path))
 
 
-def test_max_pairs_per_patient_keeps_the_first_entries_of_each_folder(real_export):
-    records = read_records(real_export, max_pairs_per_patient=2)
-    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(real_export) for i in (0, 1)]
+def test_max_pairs_per_patient_spreads_the_entries_kept_over_the_whole_folder(tmp_path, make_real_export):
+    data_dir = make_real_export(tmp_path / "data", pairs=10, size=32)
+    records = read_records(data_dir, max_pairs_per_patient=4)
+    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(data_dir) for i in (0, 3, 6, 9)]
+
+
+@pytest.mark.parametrize("count, expected", [(1, [0]), (2, [0, 9]), (3, [0, 4, 9]), (9, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
+                                             (10, list(range(10))), (11, list(range(10))), (None, list(range(10)))])
+def test_evenly_spaced_keeps_distinct_positions_from_first_to_last(count, expected):
+    assert evenly_spaced(list(range(10)), count) == expected
 
 
 def test_grouping_gives_several_folders_one_patient_id(real_export):
