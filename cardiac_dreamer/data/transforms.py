@@ -58,7 +58,10 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise DataError(f"{path}: image too large, refused from its header ({error})") from None
+        raise DataError(  # PIL's own limit, higher than ours, stopped it: the header claims even more pixels
+            f"{path}: image too large: its header claims more pixels than the {MAX_IMAGE_PIXELS}-pixel limit "
+            "(refused before decoding)"
+        ) from None
     except Exception as error:
         raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
     with image:
