@@ -1,12 +1,16 @@
 """Run configuration: dataclasses holding the production guide's defaults, loaded from YAML, overridden by flags.
 
 Precedence is defaults < YAML < command-line flags. Every key and value is checked here, so a typo fails before
-any data is read or any directory is made, with a message naming the key and the closest valid one.
+any data is read or any directory is made, with a message naming the key and the closest valid one. Every number
+has an allowed range written beside its default (``ranged(default, low, high)``): NaN and infinities are in no
+range, and the upper bounds keep a hostile or mistyped config (one stored in a checkpoint included) from asking
+the machine for more memory than it has before anything is built.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +21,35 @@ import yaml
 from .errors import ConfigError
 
 PRESET_DIR = Path(__file__).parent / "configs"
+MAX_SEED = 2**32 - 1  # NumPy's seeds stop here; torch's and Python's accept it too
+# A transformer of 1e9 weights is 4 GB in fp32 (16 GB with AdamW's state): 24x the guide's model, and the most a
+# config may ask for, whatever combination of d_model, num_layers and dim_feedforward gets there.
+MAX_TRANSFORMER_PARAMETERS = 10**9
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric key allows; ``str(Range)`` is the interval as error messages write it."""
+
+    low: float
+    high: float
+    low_open: bool = False  # True: low itself is excluded
+    high_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        """False for NaN, which compares false with every bound."""
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def ranged(default: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field whose value (unless None) must lie in ``[low, high]`` (ends excluded when ``*_open``)."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open)})
 
 
 @dataclass
@@ -25,50 +58,41 @@ class ModelConfig:
 
     variant: str = "dreamer"  # "dreamer" (world model) or "direct" (image alone, the ablation baseline)
     token_type: str = "channel"  # "channel": 512 tokens of h*w values; "spatial": h*w tokens of 512
-    d_model: int = 768
-    num_heads: int = 12
-    num_layers: int = 6
-    dim_feedforward: Optional[int] = None  # None means 4 * d_model
-    dropout: float = 0.1
+    d_model: int = ranged(768, 1, 4096)
+    num_heads: int = ranged(12, 1, 128)  # must divide d_model
+    num_layers: int = ranged(6, 1, 48)
+    dim_feedforward: Optional[int] = ranged(None, 1, 16384)  # None means 4 * d_model
+    dropout: float = ranged(0.1, 0.0, 1.0, high_open=True)
     composition: str = "additive"  # how at1 follows from at2 and the move: "additive" or "se3"
     pretrained: bool = False  # ImageNet weights for the backbone, from pretrained_weights or the torch cache
     pretrained_weights: Optional[str] = None
-    freeze_backbone_layers: int = 0  # 0-5: 1 freezes the stem, k the stem and the first k-1 residual stages
+    freeze_backbone_layers: int = ranged(0, 0, 5)  # 1 freezes the stem, k the stem and the first k-1 residual stages
 
     def __post_init__(self) -> None:
+        _check_fields("model", self)
         _check_choice("model.variant", self.variant, ("dreamer", "direct"))
         _check_choice("model.token_type", self.token_type, ("channel", "spatial"))
         _check_choice("model.composition", self.composition, ("additive", "se3"))
-        _check_positive("model.d_model", self.d_model)
-        _check_positive("model.num_heads", self.num_heads)
-        _check_positive("model.num_layers", self.num_layers)
         if self.d_model % self.num_heads:
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.freeze_backbone_layers <= 5:
-            raise ConfigError(f"model.freeze_backbone_layers must be 0-5, got {self.freeze_backbone_layers}")
+        _check_transformer_size(self)
 
 
 @dataclass
 class LossConfig:
     """Weights of the SmoothL1 terms (pose errors divided by the training std of each axis)."""
 
-    lambda_latent: float = 0.2  # dreamed t2 features vs the EMA target encoder's view of image t2
-    lambda_t2_action: float = 1.0  # at2 predicted from the dreamed t2 features vs the at2 label
-    lambda_consistency: float = 0.5  # at2 composed back through the move vs the image-only at1 (no label)
-    smooth_l1_beta: float = 1.0
+    lambda_latent: float = ranged(0.2, 0.0, 1000.0)  # dreamed t2 features vs the EMA target encoder's view of t2
+    lambda_t2_action: float = ranged(1.0, 0.0, 1000.0)  # at2 predicted from the dreamed t2 features vs its label
+    lambda_consistency: float = ranged(0.5, 0.0, 1000.0)  # at2 composed back through the move vs image-only at1
+    smooth_l1_beta: float = ranged(1.0, 0.0, 1000.0, low_open=True)  # in training stds
     primary_task_only: bool = False
-    latent_target_momentum: float = 0.99  # EMA of the backbone that provides the latent target
+    latent_target_momentum: float = ranged(0.99, 0.0, 1.0, high_open=True)  # EMA of the latent target's backbone
 
     def __post_init__(self) -> None:
-        if min(self.lambda_latent, self.lambda_t2_action, self.lambda_consistency) < 0:
-            raise ConfigError("loss weights lambda_latent, lambda_t2_action and lambda_consistency must be >= 0")
-        _check_positive("loss.smooth_l1_beta", self.smooth_l1_beta)
-        if not 0.0 <= self.latent_target_momentum < 1.0:
-            raise ConfigError(f"loss.latent_target_momentum must be in [0, 1), got {self.latent_target_momentum}")
+        _check_fields("loss", self)
 
 
 @dataclass
@@ -76,79 +100,76 @@ class DataConfig:
     """Where the patient folders are and how patients are split."""
 
     data_dir: str = "data/processed"
-    image_size: int = 224
+    # A multiple of 32 (the backbone's stride). Above 1024 (~21x the guide's pixels) the backbone's activations
+    # alone outgrow a GPU's memory at the guide's batch size.
+    image_size: int = ranged(224, 32, 1024)
     grouping_file: Optional[str] = None  # JSON {folder: patient_id} for several scans of one person
     manual_splits: bool = False
     train_patients: List[str] = field(default_factory=list)
     val_patients: List[str] = field(default_factory=list)
     test_patients: List[str] = field(default_factory=list)
-    train_ratio: float = 0.70
-    val_ratio: float = 0.15
-    test_ratio: float = 0.15
-    split_seed: int = 42
-    cv_folds: int = 0  # >= 2 runs cross-patient k-fold cross-validation
-    max_pairs_per_patient: Optional[int] = None  # a subset spread evenly over each folder's pairs
-    label_fraction: float = 1.0  # label-scarce experiments: the labels of this fraction of the training patients
-    # (at least one, seeded by split_seed) are used; the others' pairs train the world model as motion-only examples
+    train_ratio: float = ranged(0.70, 0.0, 1.0)  # the three ratios sum to 1
+    val_ratio: float = ranged(0.15, 0.0, 1.0)
+    test_ratio: float = ranged(0.15, 0.0, 1.0)
+    split_seed: int = ranged(42, 0, MAX_SEED)
+    cv_folds: int = ranged(0, 0, 1000)  # 0 is off; >= 2 runs cross-patient k-fold cross-validation
+    # A subset of N entries spread evenly over each folder's entries (numpy.linspace indices, first and last
+    # included), so an autocorrelated sweep still contributes poses from its whole length.
+    max_pairs_per_patient: Optional[int] = ranged(None, 1, 10**9)
+    # Label-scarce experiments: the labels of this fraction of the training patients (at least one, seeded by
+    # split_seed) are used; the other training patients' pairs train the world model as motion-only examples.
+    label_fraction: float = ranged(1.0, 0.0, 1.0, low_open=True)
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb
-    cache_budget_mb: int = 2048
+    cache_budget_mb: int = ranged(2048, 0, 10**7)  # 0 decodes every image on demand
     augment: bool = True  # photometric augmentation of training images (never geometric: it would change pose)
 
     def __post_init__(self) -> None:
-        _check_positive("data.image_size", self.image_size)
+        _check_fields("data", self)
         if self.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.image_size}")
         ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
-        if min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
-            raise ConfigError(f"data split ratios must be >= 0 and sum to 1, got {ratios}")
-        if self.cv_folds == 1 or self.cv_folds < 0:
-            raise ConfigError(f"data.cv_folds must be 0 (off) or >= 2, got {self.cv_folds}")
-        if self.max_pairs_per_patient is not None:
-            _check_positive("data.max_pairs_per_patient", self.max_pairs_per_patient)
-        if not 0.0 < self.label_fraction <= 1.0:
-            raise ConfigError(f"data.label_fraction must be in (0, 1], got {self.label_fraction}")
+        if abs(sum(ratios) - 1.0) > 1e-6:
+            raise ConfigError(f"data split ratios must sum to 1, got {ratios}")
+        if self.cv_folds == 1:
+            raise ConfigError("data.cv_folds must be 0 (off) or >= 2, got 1")
 
 
 @dataclass
 class TrainingConfig:
     """The optimisation loop: batch, precision, schedule, stopping, checkpoints, reproducibility."""
 
-    batch_size: int = 16
-    max_epochs: int = 150
-    lr: float = 2e-4
-    weight_decay: float = 0.01
+    batch_size: int = ranged(16, 1, 65536)
+    max_epochs: int = ranged(150, 1, 100_000)
+    lr: float = ranged(2e-4, 0.0, 10.0, low_open=True)
+    weight_decay: float = ranged(0.01, 0.0, 10.0)
     scheduler: str = "plateau"  # "plateau", "cosine" (with linear warmup), "onecycle" or "none"
-    warmup_epochs: int = 1
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    min_lr: float = 1e-7
-    early_stop_patience: int = 20
-    min_delta: float = 0.0
+    warmup_epochs: int = ranged(1, 0, 100_000)
+    plateau_factor: float = ranged(0.5, 0.0, 1.0, low_open=True, high_open=True)  # the rate is multiplied by it
+    plateau_patience: int = ranged(5, 0, 100_000)
+    min_lr: float = ranged(1e-7, 0.0, 10.0)  # the floor of plateau and cosine; at most lr
+    early_stop_patience: int = ranged(20, 0, 100_000)
+    min_delta: float = ranged(0.0, 0.0, 1e9)
     precision: str = "32"  # "32", "16" (fp16 on CUDA, bf16 on a capable CPU) or "bf16"
-    accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = 1.0  # max gradient norm; None or 0 disables clipping
-    num_workers: int = 2
+    accumulate_grad_batches: int = ranged(1, 1, 65536)
+    gradient_clip_val: Optional[float] = ranged(1.0, 0.0, 1e9)  # max gradient norm; None or 0 disables clipping
+    num_workers: int = ranged(2, 0, 256)
     persistent_workers: bool = True
     device: str = "auto"  # "auto" (cuda, then mps, then cpu) or an explicit torch device
-    seed: int = 42
+    seed: int = ranged(42, 0, MAX_SEED)
     deterministic: bool = False
-    save_top_k: int = 3
-    log_every_n_steps: int = 10
-    max_consecutive_nonfinite: int = 3  # skipped non-finite steps in a row before the run stops
+    save_top_k: int = ranged(3, 1, 1000)
+    log_every_n_steps: int = ranged(10, 1, 10**9)
+    max_consecutive_nonfinite: int = ranged(3, 0, 10**6)  # skipped non-finite steps in a row before the run stops
     channels_last: bool = True
     compile: bool = False
     activation_checkpointing: bool = False  # recompute transformer activations in backward: less memory, more time
 
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)
+        _check_fields("training", self)
         _check_choice("training.scheduler", self.scheduler, ("plateau", "cosine", "onecycle", "none"))
-        for name in ("batch_size", "max_epochs", "accumulate_grad_batches", "save_top_k", "log_every_n_steps"):
-            _check_positive(f"training.{name}", getattr(self, name))
-        _check_positive("training.lr", self.lr)
-        if self.early_stop_patience < 0 or self.num_workers < 0 or self.warmup_epochs < 0:
-            raise ConfigError("training.early_stop_patience, num_workers and warmup_epochs must be >= 0")
-        if self.gradient_clip_val is not None and self.gradient_clip_val < 0:
-            raise ConfigError(f"training.gradient_clip_val must be >= 0, got {self.gradient_clip_val}")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"training.min_lr must be in [0, training.lr = {self.lr:g}], got {self.min_lr:g}")
 
 
 @dataclass
@@ -183,7 +204,7 @@ def normalize_precision(value: Any) -> str:
     """Map the spellings users write (16, "16-mixed", "bf16") to one of "32", "16", "bf16"."""
     key = str(value).strip().lower()
     if key not in _PRECISIONS:
-        raise ConfigError(f"training.precision must be 32, 16 or bf16, got {value!r}")
+        raise ConfigError(f"training.precision must be 32, 16 or bf16, got {reprlib.repr(value)}")
     return _PRECISIONS[key]
 
 
@@ -220,7 +241,9 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], source: str = 
     for dotted, value in overrides.items():
         if value is None:
             continue
-        section, key = dotted.split(".", 1)
+        section, dot, key = str(dotted).partition(".")
+        if not dot:
+            raise ConfigError(f"{source}: {dotted!r} is not of the form section.key")
         nested.setdefault(section, {})[key] = value
     return merge(config, nested, source)
 
@@ -260,6 +283,10 @@ def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as error:  # a scalar YAML resolves to a type it cannot build, e.g. the date 2024-13-45
+        raise ConfigError(f"{path}: invalid YAML value: {error}") from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -299,13 +326,13 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML reads "2e-4" (no dot) as a string
-            try:
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:  # YAML reads "2e-4" (no dot) as a string; NaN and infinities are left to the range check
                 return float(value)
             except ValueError:
                 pass
+            except OverflowError:  # an integer beyond any float
+                raise _range_error(where, _range_of(section_cls, key), value) from None
     elif hint is str:
         if isinstance(value, (str, Path)):
             return str(value)
@@ -315,7 +342,7 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
             return list(value)
     type_name = getattr(hint, "__name__", str(hint))
-    raise ConfigError(f"{where} must be of type {type_name}, got {value!r}")
+    raise ConfigError(f"{where} must be of type {type_name}, got {reprlib.repr(value)}")
 
 
 def _suggest(word: str, choices) -> str:
@@ -325,9 +352,60 @@ def _suggest(word: str, choices) -> str:
 
 def _check_choice(name: str, value: str, choices) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {reprlib.repr(value)}")
 
 
-def _check_positive(name: str, value) -> None:
-    if value is None or value <= 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
+def _check_fields(section: str, values: Any) -> None:
+    """Every number of a section in its declared range, and every text fit for a file name, a log line and a JSON
+    file (no NUL character, valid UTF-8)."""
+    for item in dataclasses.fields(values):
+        name, value = f"{section}.{item.name}", getattr(values, item.name)
+        allowed = item.metadata.get("range")
+        if allowed is not None and value is not None and not _is_number_in(value, allowed):
+            raise _range_error(name, allowed, value)
+        for text in _texts(value):
+            _check_text(name, text)
+
+
+def _texts(value: Any) -> List[str]:
+    """The strings a key holds: itself, or the items of a list."""
+    if isinstance(value, str):
+        return [value]
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _is_number_in(value: Any, allowed: Range) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value in allowed
+
+
+def _range_error(name: str, allowed: Range, value: Any) -> ConfigError:
+    return ConfigError(f"{name} must be in {allowed}, got {reprlib.repr(value)}")
+
+
+def _range_of(section_cls: type, key: str) -> Range:
+    return next(item.metadata["range"] for item in dataclasses.fields(section_cls) if item.name == key)
+
+
+def _check_text(name: str, text: str) -> None:
+    if "\0" in text:
+        raise ConfigError(f"{name} contains a NUL character: {reprlib.repr(text)}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8, smuggled in as surrogates (a command-line argument)
+        raise ConfigError(f"{name} is not valid UTF-8 text: {reprlib.repr(text)}") from None
+
+
+def _check_transformer_size(cfg: ModelConfig) -> None:
+    """Refuse sizes whose product no machine holds, before anything is allocated (each is in range alone)."""
+    feedforward = cfg.dim_feedforward or 4 * cfg.d_model
+    weights = cfg.num_layers * (4 * cfg.d_model**2 + 2 * cfg.d_model * feedforward)  # attention + MLP, per layer
+    if weights > MAX_TRANSFORMER_PARAMETERS:
+        raise ConfigError(
+            f"model.d_model {cfg.d_model}, model.num_layers {cfg.num_layers} and model.dim_feedforward "
+            f"{feedforward} make a transformer of {weights / 1e6:.0f} million weights; the most allowed is "
+            f"{MAX_TRANSFORMER_PARAMETERS / 1e6:.0f} million"
+        )
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"

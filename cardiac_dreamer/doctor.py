@@ -1,8 +1,8 @@
 """The guide's pre-training checklist as a command: ``cardiac-train --check_data`` checks a data directory against
 every rule training applies and summarises it, without training or writing anything.
 
-It runs the readers training runs (records, images decoded as the dataset decodes them, grouping, split, label
-consistency), so a directory that passes here loads in training, and fails with the same messages when it does
+It runs the readers training runs (records; every image checked by :mod:`~cardiac_dreamer.data.image_check`, as
+training does before it writes anything; grouping, split, label consistency), so a directory that passes here loads in training, and fails with the same messages when it does
 not. Problems are collected rather than stopping at the first, so one pass over a broken export lists what to fix:
 every patient folder is read (up to its first bad entry) and every image is decoded; each problem is logged, and
 one :class:`DataError` names how many there are and the first. Grouping and split problems are reported once the
@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
 from .config import DataConfig
 from .data.consistency import ConsistencyReport, check_label_consistency
+from .data.image_check import scan_images
 from .data.prepare import PreparedData, prepare_data
 from .data.records import TransitionRecord, find_patient_folders, read_patient_records
 from .data.splits import SPLIT_NAMES, folders_by_patient
-from .data.transforms import read_grayscale
 from .errors import DataError
 from .geometry import AXIS_NAMES, AXIS_UNITS
 
@@ -66,7 +65,7 @@ class DataReport:
             grouped = f" (folders {', '.join(folders)})" if folders != [patient] else ""
             lines.append(f"  {patient}: {pairs} pairs{grouped}")
         if cfg.max_pairs_per_patient:
-            lines.append(f"  training will use the first {cfg.max_pairs_per_patient} pairs of each folder")
+            lines.append(f"  training will use {cfg.max_pairs_per_patient} pairs of each folder, spread evenly over it")
         lines.append(f"images: {sum(self.image_sizes.values())} files, "
                      f"sizes {_counted(f'{w}x{h}' for (w, h) in self.image_sizes.elements())}, "
                      f"modes {_counted(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
@@ -107,7 +106,8 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport
             records.extend(read_patient_records(data_dir, folder))
         except DataError as error:
             problems.append(str(error))
-    sizes, modes = _check_images(records, cfg.image_size, problems)
+    images = scan_images(records, cfg.image_size)
+    problems.extend(images.problems)
     if not problems:
         try:
             prepared = prepare_data(cfg)
@@ -120,31 +120,12 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport
         config=cfg,
         prepared=prepared,
         folders=folders,
-        image_sizes=sizes,
-        image_modes=modes,
+        image_sizes=images.sizes,
+        image_modes=images.modes,
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
         composition=composition,
     )
-
-
-def _check_images(records: Sequence[TransitionRecord], size: int, problems: List[str]) -> Tuple[Counter, Counter]:
-    """Decode every distinct image the way the dataset will; count sizes and modes from the headers."""
-    sizes: Counter = Counter()
-    modes: Counter = Counter()
-    owner: Dict[Path, TransitionRecord] = {}
-    for record in records:
-        for path in (record.image_t1, record.image_t2):
-            owner.setdefault(path, record)
-    for path, record in owner.items():
-        try:
-            read_grayscale(path, size)
-            with Image.open(path) as image:  # the header only: cheap after the decode above
-                sizes[image.size] += 1
-                modes[image.mode] += 1
-        except DataError as error:
-            problems.append(f"{record.where()}: {error}")
-    return sizes, modes
 
 
 def _label_ranges(records: Sequence[TransitionRecord]) -> Dict[str, List[Tuple[float, float]]]:
@@ -167,10 +148,11 @@ def _counted(values) -> str:
 
 
 def _raise(problems: List[str], data_dir: Path) -> None:
+    """One problem is the error itself; several are logged one per line, and the error names the first."""
+    if len(problems) == 1:
+        raise DataError(problems[0])
     for problem in problems[:MAX_LOGGED_PROBLEMS]:
         logger.error("%s", problem)
     if len(problems) > MAX_LOGGED_PROBLEMS:
         logger.error("... and %d more problems", len(problems) - MAX_LOGGED_PROBLEMS)
-    if len(problems) == 1:
-        raise DataError(problems[0])
     raise DataError(f"{problems[0]} (and {len(problems) - 1} more problems in {data_dir}, each logged above)")

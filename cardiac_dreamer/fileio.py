@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, List, Optional, Type, Union
@@ -51,7 +52,7 @@ def atomic_open(path: PathLike, mode: str = "wb", newline: Optional[str] = None)
 
 def cannot_write(path: Path, problem: BaseException) -> str:
     """The one-line message for a failed write, with the OS's reason (``No space left on device``)."""
-    reason = getattr(problem, "strerror", None) or " ".join(str(problem).split()) or type(problem).__name__
+    reason = " ".join(os_reason(problem).split()) or type(problem).__name__
     return f"{path}: cannot write ({reason}); the previous version of this file, if any, is intact"
 
 
@@ -69,24 +70,36 @@ def write_json(path: PathLike, data: Any) -> Path:
 
 
 def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> Any:
-    """The parsed content of a JSON file; ``error`` (one line naming ``path`` and ``what`` it should be) when it
-    is missing, unreadable, not UTF-8, not JSON, or nested too deeply to parse."""
+    """The parsed content of the JSON file ``path``; ``error`` (one line naming it and ``what`` it should be) when
+    it is missing, not a regular file (a directory, or a pipe that would block the read), unreadable, not UTF-8, or
+    not JSON (pathological nesting and integers too long to convert included)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # files written on Windows may start with a BOM
+        info = path.stat()
     except FileNotFoundError:
         raise error(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise error(f"{path}: {what} is a directory, not a file") from None
+    except (OSError, ValueError) as problem:
+        raise error(f"{path}: cannot read {what} ({os_reason(problem)})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file (pipe, socket or device)"
+        raise error(f"{path}: {what} is {kind}, not a regular file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # files written on Windows may carry a BOM
     except (OSError, UnicodeDecodeError) as problem:
         raise error(f"{path}: cannot read {what} ({problem})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as problem:
-        raise error(f"{path}: invalid JSON in {what} at line {problem.lineno} column {problem.colno}: "
-                    f"{problem.msg}") from None
+        raise error(f"{path}: invalid JSON at line {problem.lineno} column {problem.colno}: {problem.msg}") from None
     except RecursionError:
-        raise error(f"{path}: {what} is nested too deeply to be read") from None
+        raise error(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as problem:  # e.g. an integer of more digits than Python converts
+        raise error(f"{path}: invalid JSON: {problem}") from None
+
+
+def os_reason(problem: BaseException) -> str:
+    """The operating system's words for an error (``File name too long``), without repeating the path."""
+    return getattr(problem, "strerror", None) or str(problem)
 
 
 def link_or_copy(source: PathLike, target: PathLike) -> None:

@@ -20,6 +20,7 @@ from . import plots
 from .checkpoint import load_training_state
 from .config import Config
 from .data.consistency import check_label_consistency
+from .data.image_check import verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
@@ -70,6 +71,7 @@ def run_training(
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
+    verify_undecoded_images(datasets.values(), config.data.image_size)  # not found mid-epoch, after writing
     consistency = check_label_consistency(prepared.records["train"])
     if consistency.mode != config.model.composition:
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())

@@ -1,9 +1,24 @@
 """Configuration: the guide's defaults, presets, YAML precedence and clear errors."""
+import dataclasses
+import math
+import os
 import textwrap
+import typing
 
 import pytest
 
-from cardiac_dreamer.config import Config, apply_overrides, load_config, merge, preset_names
+from cardiac_dreamer.config import (
+    Config,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    Range,
+    TrainingConfig,
+    apply_overrides,
+    load_config,
+    merge,
+    preset_names,
+)
 from cardiac_dreamer.errors import ConfigError
 
 
@@ -89,3 +104,119 @@ def test_config_round_trips_through_a_plain_dict():
     config = apply_overrides(Config(), {"data.train_patients": "a,b", "model.token_type": "spatial"})
     assert config.data.train_patients == ["a", "b"]
     assert Config.from_dict(config.to_dict()) == config
+
+
+# ------------------------------------------------------------------------------------------ numeric ranges
+SECTIONS = {"model": ModelConfig, "training": TrainingConfig, "loss": LossConfig, "data": DataConfig}
+NUMERIC_KEYS = [
+    (section, item.name)
+    for section, cls in SECTIONS.items()
+    for item in dataclasses.fields(cls)
+    if {int, float} & {typing.get_type_hints(cls)[item.name], *typing.get_args(typing.get_type_hints(cls)[item.name])}
+]
+FLOAT_KEYS = [(s, k) for s, k in NUMERIC_KEYS if float in {typing.get_type_hints(SECTIONS[s])[k],
+                                                             *typing.get_args(typing.get_type_hints(SECTIONS[s])[k])}]
+
+
+def allowed_range(section, key) -> Range:
+    return next(f.metadata["range"] for f in dataclasses.fields(SECTIONS[section]) if f.name == key)
+
+
+def outside(allowed: Range, integer: bool) -> list:
+    """Values just past each end of ``allowed``."""
+    step = 1 if integer else 1e-9 * max(1.0, abs(allowed.high))
+    low = allowed.low if allowed.low_open else allowed.low - step
+    high = allowed.high if allowed.high_open else allowed.high + step
+    return [low, high]
+
+
+def test_every_numeric_key_of_every_section_declares_its_range():
+    assert len(NUMERIC_KEYS) > 30
+    for section, key in NUMERIC_KEYS:
+        assert isinstance(allowed_range(section, key), Range), f"{section}.{key} has no range"
+
+
+@pytest.mark.parametrize("section, key", NUMERIC_KEYS, ids=[f"{s}.{k}" for s, k in NUMERIC_KEYS])
+def test_a_number_past_either_end_of_its_range_names_the_key_the_value_and_the_range(section, key):
+    allowed = allowed_range(section, key)
+    for value in outside(allowed, integer=(section, key) not in FLOAT_KEYS):
+        with pytest.raises(ConfigError) as error:
+            merge(Config(), {section: {key: value}}, "run.yaml")
+        message = str(error.value)
+        assert message.startswith(f"run.yaml: {section}.{key} must be in {allowed}, got "), message
+        assert "\n" not in message
+
+
+@pytest.mark.parametrize("section, key", FLOAT_KEYS, ids=[f"{s}.{k}" for s, k in FLOAT_KEYS])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "NaN", "inf", 10**400])
+def test_nan_infinity_and_integers_beyond_any_float_are_refused_for_every_float_key(section, key, value):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} must be in .*, got "):
+        merge(Config(), {section: {key: value}})
+
+
+def test_yaml_nan_is_refused_where_it_would_train_an_all_nan_model(tmp_path):
+    with pytest.raises(ConfigError, match=r"training\.gradient_clip_val must be in \[0, 1e\+09\], got nan"):
+        load_config(write(tmp_path, "training:\n  gradient_clip_val: .nan\n"))
+
+
+def test_min_lr_above_lr_is_refused_because_cosine_would_climb_to_it():
+    with pytest.raises(ConfigError, match=r"training\.min_lr must be in \[0, training\.lr = 0\.001\], got 0\.01"):
+        merge(Config(), {"training": {"lr": 1e-3, "min_lr": 1e-2, "scheduler": "cosine"}})
+    assert merge(Config(), {"training": {"lr": 1e-3, "min_lr": 1e-3}}).training.min_lr == 1e-3
+
+
+def test_seeds_must_fit_what_numpy_accepts():
+    assert merge(Config(), {"training": {"seed": 2**32 - 1}, "data": {"split_seed": 0}}).training.seed == 2**32 - 1
+    for section, key in (("training", "seed"), ("data", "split_seed")):
+        with pytest.raises(ConfigError, match=rf"{section}\.{key} must be in \[0, 4294967295\], got 18446744073709551616"):
+            merge(Config(), {section: {key: 2**64}})
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("model", "d_model", 10**9), ("model", "num_layers", 10**6), ("model", "num_heads", 10**5),
+    ("model", "dim_feedforward", 10**8), ("data", "image_size", 2**20), ("training", "batch_size", 10**9),
+])
+def test_a_checkpoint_config_asking_for_more_than_a_machine_holds_is_refused_before_any_model(section, key, value):
+    stored = Config().to_dict()
+    stored[section][key] = value
+    with pytest.raises(ConfigError, match=rf"last\.ckpt config: {section}\.{key} must be in \[\d+, \d+\], got {value}"):
+        Config.from_dict(stored, source="last.ckpt config")
+
+
+def test_sizes_each_in_range_whose_product_no_machine_holds_are_refused():
+    with pytest.raises(ConfigError, match=r"make a transformer of 8053 million weights; the most allowed is 1000"):
+        merge(Config(), {"model": {"d_model": 4096, "num_heads": 16, "num_layers": 40}})
+    assert merge(Config(), {"model": {"d_model": 1024, "num_heads": 16, "num_layers": 24}}).model.d_model == 1024
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("data", "data_dir", "data\0processed"), ("model", "pretrained_weights", "w\0.pt"),
+    ("data", "train_patients", ["p1", "p\0"]), ("data", "test_patients", ["p\0"]),
+])
+def test_text_with_a_nul_character_is_refused(section, key, value):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} contains a NUL character"):
+        merge(Config(), {section: {key: value}})
+
+
+def test_text_that_is_not_utf8_is_refused_before_it_reaches_a_json_file():
+    undecodable = os.fsdecode(b"data_\xff")  # how Python hands over a non-UTF-8 command-line argument
+    with pytest.raises(ConfigError, match=r"data\.data_dir is not valid UTF-8 text: 'data_\\udcff'"):
+        apply_overrides(Config(), {"data.data_dir": undecodable})
+
+
+def test_pathologically_nested_or_unbuildable_yaml_is_a_one_line_error(tmp_path):
+    with pytest.raises(ConfigError, match="invalid YAML: nested too deeply"):
+        load_config(write(tmp_path, "training:\n  batch_size: " + "[" * 100_000 + "\n"))
+    with pytest.raises(ConfigError, match="invalid YAML value: month must be in 1..12"):
+        load_config(write(tmp_path, "data:\n  data_dir: 2024-13-45\n"))
+
+
+def test_a_huge_value_is_shortened_in_the_message():
+    with pytest.raises(ConfigError) as error:
+        merge(Config(), {"training": {"batch_size": "x" * 10**6}})
+    assert len(str(error.value)) < 200
+
+
+def test_an_override_without_a_section_is_a_config_error():
+    with pytest.raises(ConfigError, match="'lr' is not of the form section.key"):
+        apply_overrides(Config(), {"lr": 1e-3})

@@ -111,3 +111,24 @@ def test_the_check_data_flag_on_a_broken_directory_is_one_error_line(real_export
     assert train_cli.main(["--check_data", "--data_dir", str(real_export), "--image_size", "64"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}: entry 3: at2_6dof must be a list of 6")
+
+
+def test_a_single_problem_is_the_error_line_alone_and_is_not_logged_as_well(real_export, caplog):
+    break_entry(real_export, "data_0513_02", 0, "at1_6dof", [0.0] * 5)
+    with caplog.at_level(logging.ERROR), pytest.raises(DataError):
+        check_data(data_config(real_export))
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+def test_a_subset_is_described_as_spread_over_each_folder(real_export):
+    summary = check_data(data_config(real_export, **{"data.max_pairs_per_patient": 2})).summary()
+    assert "training will use 2 pairs of each folder, spread evenly over it" in summary
+
+
+def test_a_transitions_file_that_is_a_directory_is_reported_not_skipped(real_export, capsys):
+    path = real_export / "data_0513_03" / TRANSITIONS_FILE
+    path.unlink()
+    path.mkdir()
+    assert train_cli.main(["--check_data", "--data_dir", str(real_export), "--image_size", "64"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: {path}: transitions file is a directory, not a regular file"]

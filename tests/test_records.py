@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from cardiac_dreamer.data import TRANSITIONS_FILE, find_patient_folders, read_patient_records, read_records
+from cardiac_dreamer.data.records import evenly_spaced
 from cardiac_dreamer.errors import DataError
 
 PATIENT = "data_0513_01"
@@ -67,9 +68,16 @@ def test_data_dir_without_patient_folder_is_a_data_error(tmp_path):
     assert_one_line_naming(error, str(tmp_path))
 
 
-def test_max_pairs_per_patient_keeps_the_first_entries_of_each_folder(real_export):
-    records = read_records(real_export, max_pairs_per_patient=2)
-    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(real_export) for i in (0, 1)]
+def test_max_pairs_per_patient_spreads_the_entries_kept_over_the_whole_folder(tmp_path, make_real_export):
+    data_dir = make_real_export(tmp_path / "data", pairs=10, size=32)
+    records = read_records(data_dir, max_pairs_per_patient=4)
+    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(data_dir) for i in (0, 3, 6, 9)]
+
+
+@pytest.mark.parametrize("count, expected", [(1, [0]), (2, [0, 9]), (3, [0, 4, 9]), (9, [0, 1, 2, 3, 4, 6, 7, 8, 9]),
+                                             (10, list(range(10))), (11, list(range(10))), (None, list(range(10)))])
+def test_evenly_spaced_keeps_distinct_positions_from_first_to_last(count, expected):
+    assert evenly_spaced(list(range(10)), count) == expected
 
 
 def test_grouping_gives_several_folders_one_patient_id(real_export):
@@ -134,6 +142,8 @@ BAD_ENTRIES = {
     "long-vector": (_set("action_change_6dof", [0.0] * 7), "action_change_6dof must be a list of 6"),
     "vector-not-list": (_set("at2_6dof", 3.0), "at2_6dof must be a list of 6"),
     "nan": (_set_axis("at1_6dof", 4, math.nan), "at1_6dof[4] must be a finite number"),
+    "integer-beyond-any-float": (_set_axis("at1_6dof", 0, 10**400), "at1_6dof[0] must be a finite number"),
+    "beyond-a-kilometre": (_set_axis("at2_6dof", 1, -2e6), "at2_6dof[1] must be a finite number within +-1e+06"),
     "infinity": (_set_axis("at2_6dof", 0, math.inf), "at2_6dof[0] must be a finite number"),
     "string-number": (_set_axis("at1_6dof", 1, "1.5"), "at1_6dof[1] must be a finite number"),
     "bool": (_set_axis("action_change_6dof", 2, True), "action_change_6dof[2] must be a finite number"),
@@ -144,6 +154,9 @@ BAD_ENTRIES = {
     "dot-dot": (_set("ft1_image_path", "..\\data_0513_02\\ft1\\frames_0513_02_0000.png"), "escapes the patient"),
     "dot-dot-inside": (_set("ft1_image_path", "ft1\\..\\..\\x.png"), "escapes the patient"),
     "image-missing": (_set("ft2_image_path", "ft2\\frames_0513_01_9999.png"), "image not found"),
+    "image-is-a-folder": (_set("ft2_image_path", "ft2"), "is not a regular file"),
+    "nul-in-path": (_set("ft1_image_path", "ft1\\a\0.png"), "contains a NUL character"),
+    "name-too-long": (_set("ft1_image_path", "ft1\\" + "n" * 300), "cannot be resolved (File name too long)"),
 }
 
 
@@ -194,3 +207,38 @@ def test_symlink_inside_the_data_dir_is_accepted(real_export):
     entries[1]["ft1_image_path"] = "ft1\\shared.png"
     rewrite(real_export, entries)
     assert read_patient_records(real_export, PATIENT)[1].image_t1 == target.resolve()
+
+
+def test_a_transitions_file_that_is_a_directory_keeps_its_folder_a_patient_and_is_refused(real_export):
+    path = real_export / PATIENT / TRANSITIONS_FILE
+    path.unlink()
+    path.mkdir()
+    assert PATIENT in find_patient_folders(real_export)
+    with pytest.raises(DataError) as error:
+        read_records(real_export)
+    assert_one_line_naming(error, str(path), "is a directory, not a regular file")
+
+
+def test_pathologically_nested_json_is_a_data_error_not_a_recursion_error(real_export):
+    path = rewrite(real_export, "[" * 100_000)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, str(path), "nested too deeply")
+
+
+def test_a_symlink_loop_for_an_image_is_a_data_error(real_export):
+    (real_export / PATIENT / "ft1" / "loop.png").symlink_to("loop.png")
+    entries = entries_of(real_export)
+    entries[2]["ft1_image_path"] = "ft1\\loop.png"
+    path = rewrite(real_export, entries)
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, f"{path}: entry 2: ft1_image_path", "cannot be resolved")
+
+
+def test_an_image_reachable_from_two_patients_is_refused_naming_both(real_export):
+    (real_export / "data_0513_00").symlink_to(PATIENT)  # the same folder under a second name
+    with pytest.raises(DataError) as error:
+        read_records(real_export)
+    assert_one_line_naming(error, f"{real_export / PATIENT / TRANSITIONS_FILE}: entry 0",
+                           f"{real_export / 'data_0513_00' / TRANSITIONS_FILE}: entry 0", "leak between the splits")

@@ -167,3 +167,17 @@ def test_prepare_data_rejects_a_given_split_naming_missing_patients(real_export)
     split = PatientSplit(train=["data_0513_01"], val=["ghost"])
     with pytest.raises(DataError, match="not on disk: ghost"):
         prepare_data(DataConfig(data_dir=str(real_export)), split=split)
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda path: path.mkdir(), "grouping file is a directory, not a regular file"),
+    (lambda path: path.write_text('{"a": ' * 100_000), "invalid JSON: nested too deeply"),
+    (lambda path: path.write_text(json.dumps({"data_0513_01": "anna\udcff"})), "is not valid UTF-8 text"),
+    (lambda path: path.write_text(json.dumps({"data_0513_01": "anna\0"})), "contains a NUL character"),
+], ids=["directory", "nested", "not-utf8-patient-id", "nul-in-patient-id"])
+def test_an_unusable_grouping_file_is_a_data_error_naming_it(tmp_path, make, problem):
+    path = tmp_path / "grouping.json"
+    make(path)
+    with pytest.raises(DataError) as error:
+        read_grouping(path, ["data_0513_01", "data_0513_02"])
+    assert str(error.value).startswith(f"{path}: ") and problem in str(error.value) and "\n" not in str(error.value)

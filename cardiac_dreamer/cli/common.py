@@ -15,6 +15,7 @@ def configure_logging() -> None:
     """Library messages at INFO on rank 0 (warnings only on the other ranks), short and timestamped."""
     level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    logging.captureWarnings(True)  # library warnings (PIL on odd image metadata) as one log line each
 
 
 def report_error(error: CardiacDreamerError) -> int:

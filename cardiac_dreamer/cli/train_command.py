@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from ..config import Config, apply_overrides, load_yaml, merge, resolve_config_path
-from ..errors import CardiacDreamerError, Interrupted
+from ..errors import CardiacDreamerError, ConfigError, Interrupted
 from ..names import MONITOR
 from .common import EXIT_INTERRUPTED, configure_logging, report_error
 
@@ -92,7 +92,10 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         key, sep, value = assignment.partition("=")
         if not sep or "." not in key:
             raise CardiacDreamerError(f"--set {assignment!r}: expected SECTION.KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)  # YAML scalars: 0.05, true, null, [a, b]
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)  # YAML scalars: 0.05, true, null, [a, b]
+        except (yaml.YAMLError, ValueError, RecursionError):
+            raise ConfigError(f"--set {assignment[:200]!r}: the value is not valid YAML") from None
     return {key: value for key, value in overrides.items() if value is not None}
 
 

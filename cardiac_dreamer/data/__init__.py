@@ -1,9 +1,11 @@
 """Data: read and validate exports, split by patient, standardize labels, serve tensors."""
 from .consistency import ConsistencyReport, check_label_consistency
 from .dataset import TransitionsDataset
+from .image_check import ImageScan, scan_images, verify_images, verify_undecoded_images
 from .normalization import AxisStats, NormalizationStats
 from .prepare import PreparedData, build_datasets, prepare_data
-from .records import TRANSITIONS_FILE, TransitionRecord, find_patient_folders, read_patient_records, read_records
+from ..names import TRANSITIONS_FILE
+from .records import TransitionRecord, find_patient_folders, read_patient_records, read_records
 from .splits import PatientSplit, automatic_split, kfold_splits, manual_split, read_grouping
 from .transforms import IMAGE_MEAN, IMAGE_STD, PhotometricAugment, images_to_float, read_grayscale
 
@@ -13,6 +15,7 @@ __all__ = [
     "TRANSITIONS_FILE",
     "AxisStats",
     "ConsistencyReport",
+    "ImageScan",
     "NormalizationStats",
     "PatientSplit",
     "PhotometricAugment",
@@ -31,4 +34,7 @@ __all__ = [
     "read_grouping",
     "read_patient_records",
     "read_records",
+    "scan_images",
+    "verify_images",
+    "verify_undecoded_images",
 ]

@@ -86,6 +86,11 @@ class TransitionsDataset(Dataset):
         self.cache_mb = size_mb if self._cache is not None else 0.0
 
     @property
+    def images_in_memory(self) -> bool:
+        """Whether every image was decoded (and so checked) at construction."""
+        return self._cache is not None
+
+    @property
     def num_images(self) -> int:
         """Distinct image files behind the pairs."""
         return len(self._paths)

@@ -1,31 +1,44 @@
 """Read and validate ``transitions_dataset.json`` files into plain records (image paths and 6-DOF labels).
 
-Every entry of a file is checked here, up front, so a broken export fails before any training starts, with one
-line naming the file, the entry index and the problem. Images are only checked for existence and confinement
-here; decoding problems surface when :class:`~cardiac_dreamer.data.TransitionsDataset` decodes them.
+Every entry of a file is checked here, up front, so a broken or hostile export fails before any training starts,
+with one line naming the file, the entry index and the problem: labels must be plausible numbers, image paths
+relative, inside the data directory once symlinks are resolved, and existing regular files; no image may belong to
+two patients (a symlinked image or folder would leak it between splits). Image contents are checked by
+:func:`~cardiac_dreamer.data.image_check.verify_images`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
 import ntpath
+import os
 import posixpath
+import reprlib
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+
+import numpy as np
 
 from ..errors import DataError
+from ..fileio import os_reason, read_json
+from ..names import TRANSITIONS_FILE
 
 logger = logging.getLogger(__name__)
 
-TRANSITIONS_FILE = "transitions_dataset.json"
 IMAGE_KEYS = ("ft1_image_path", "ft2_image_path")
 LABEL_KEYS = ("at1_6dof", "action_change_6dof", "at2_6dof")
 REQUIRED_KEYS = IMAGE_KEYS + LABEL_KEYS
+# No probe pose or move is a kilometre or a thousand turns: a larger label is an export error, and its square
+# (in the normalization statistics) would swamp every other label.
+MAX_LABEL_MAGNITUDE = 1e6  # mm or degrees
 
 PathLike = Union[str, Path]
 Vector = Tuple[float, ...]
+T = TypeVar("T")
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother = 120, 60  # long enough for a real path, short enough for one line
 
 
 @dataclass(frozen=True)
@@ -49,14 +62,33 @@ class TransitionRecord:
         return f"{self.source or self.folder}: entry {self.index}"
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to one readable line: a hostile file can hold a megabyte-long name or a deep list."""
+    return _SHORT.repr(value)
+
+
 def find_patient_folders(data_dir: PathLike) -> List[str]:
-    """Sorted names of the direct sub-folders of ``data_dir`` that hold a transitions file."""
+    """Sorted names of the direct sub-folders of ``data_dir`` that hold a transitions file.
+
+    An entry that may be a patient but cannot be inspected (a symlink loop, a broken link, no permission) is
+    refused rather than skipped, and so is a patient folder whose name is not UTF-8: a patient must not silently
+    drop out of the data, nor break a report once the run has started.
+    """
     data_dir = Path(data_dir)
-    if not data_dir.exists():
-        raise DataError(f"{data_dir}: data directory not found")
-    if not data_dir.is_dir():
+    _refuse_non_utf8_name(data_dir, "data directory")
+    try:
+        info = data_dir.stat()
+    except FileNotFoundError:
+        raise DataError(f"{data_dir}: data directory not found") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"{data_dir}: cannot open the data directory ({os_reason(error)})") from None
+    if not stat.S_ISDIR(info.st_mode):
         raise DataError(f"{data_dir}: data directory is not a directory")
-    folders = sorted(child.name for child in data_dir.iterdir() if (child / TRANSITIONS_FILE).is_file())
+    try:
+        children = sorted(data_dir.iterdir())
+    except OSError as error:
+        raise DataError(f"{data_dir}: cannot list the data directory ({os_reason(error)})") from None
+    folders = [child.name for child in children if _is_patient_folder(child)]
     if not folders:
         raise DataError(f"{data_dir}: no patient folder (no sub-folder holds {TRANSITIONS_FILE})")
     return folders
@@ -66,20 +98,17 @@ def read_patient_records(
     data_dir: PathLike, folder: str, patient_id: Optional[str] = None
 ) -> List[TransitionRecord]:
     """All entries of ``data_dir/folder/transitions_dataset.json``, every path and label validated."""
-    data_root = Path(data_dir).resolve()
-    json_path = Path(data_dir) / folder / TRANSITIONS_FILE
-    entries = _load_entries(json_path)
-    patient_id = folder if patient_id is None else patient_id
+    place = _PatientFolder.of(Path(data_dir), folder, folder if patient_id is None else patient_id)
+    entries = _load_entries(place.json_path)
     records: List[TransitionRecord] = []
-    first_seen: Dict[Tuple[str, str], int] = {}
+    first_seen: Dict[Tuple[Path, Path], int] = {}
     for index, entry in enumerate(entries):
-        where = f"{json_path}: entry {index}"
-        record = _parse_entry(entry, where, data_root, json_path, folder, patient_id, index)
-        key = (str(record.image_t1), str(record.image_t2))
+        record = _parse_entry(entry, index, place)
+        key = (record.image_t1, record.image_t2)
         if key in first_seen:
             raise DataError(
-                f"{where}: duplicate of entry {first_seen[key]} "
-                f"(same images {record.image_t1_rel!r} and {record.image_t2_rel!r})"
+                f"{record.where()}: duplicate of entry {first_seen[key]} "
+                f"(same images {shown(record.image_t1_rel)} and {shown(record.image_t2_rel)})"
             )
         first_seen[key] = index
         records.append(record)
@@ -94,32 +123,97 @@ def read_records(
 ) -> List[TransitionRecord]:
     """Records of ``folders`` (default: every patient folder), each labelled with its patient id.
 
-    ``grouping`` maps folder -> patient id (folders absent from it are their own patient);
-    ``max_pairs_per_patient`` keeps the first N entries of each folder, for quick debugging runs.
+    ``grouping`` maps folder -> patient id (folders absent from it are their own patient). Every entry is
+    validated and no image file may belong to two patients; then ``max_pairs_per_patient`` keeps that many
+    entries of each folder, spread evenly from its first to its last (see :func:`evenly_spaced`).
     """
     folders = find_patient_folders(data_dir) if folders is None else list(folders)
     grouping = grouping or {}
-    records: List[TransitionRecord] = []
-    for folder in folders:
-        folder_records = read_patient_records(data_dir, folder, grouping.get(folder, folder))
-        records.extend(folder_records[:max_pairs_per_patient])
+    by_folder = [read_patient_records(data_dir, folder, grouping.get(folder, folder)) for folder in folders]
+    _refuse_images_shared_between_patients(record for records in by_folder for record in records)
+    records = [record for records in by_folder for record in evenly_spaced(records, max_pairs_per_patient)]
     logger.info("read %d transitions from %d patient folders in %s", len(records), len(folders), data_dir)
     return records
 
 
-def _load_entries(json_path: Path) -> List[Any]:
-    if not json_path.is_file():
-        raise DataError(f"{json_path}: transitions file not found")
+def evenly_spaced(items: Sequence[T], count: Optional[int]) -> List[T]:
+    """``count`` items at evenly spaced positions, the first and the last included (all items when ``count`` is
+    None or not smaller). Consecutive frames of a sweep are nearly the same pose, so the first N entries would
+    cover a sliver of it; N spread over the whole sweep cover all of it, the same N every time."""
+    if count is None or count >= len(items):
+        return list(items)
+    positions = np.linspace(0, len(items) - 1, num=count).round().astype(int)  # distinct: spacing > 1
+    return [items[position] for position in positions]
+
+
+@dataclass(frozen=True)
+class _PatientFolder:
+    """What every entry of one transitions file is checked against."""
+
+    json_path: Path  # as the user wrote the data directory, for messages
+    folder: str
+    patient_id: str
+    directory: Path  # the resolved data directory / folder: relative image paths are joined to it
+    allowed_roots: Tuple[Path, ...]  # resolved images must lie under one: the data directory, the folder's target
+
+    @classmethod
+    def of(cls, data_dir: Path, folder: str, patient_id: str) -> "_PatientFolder":
+        json_path = data_dir / folder / TRANSITIONS_FILE
+        try:
+            data_root = data_dir.resolve()
+            target = (data_root / folder).resolve()
+        except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop, before Python 3.13
+            raise DataError(f"{json_path}: cannot resolve the patient folder ({os_reason(error)})") from None
+        return cls(json_path, folder, patient_id, data_root / folder, (data_root, target))
+
+
+def _is_patient_folder(child: Path) -> bool:
+    """Whether ``child`` holds a transitions file (of any kind: reading it refuses a directory or a broken link)."""
+    candidate = child / TRANSITIONS_FILE
     try:
-        text = json_path.read_text(encoding="utf-8-sig")  # exports written on Windows may carry a BOM
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{json_path}: cannot read transitions file ({error})") from None
+        candidate.stat()
+    except NotADirectoryError:
+        return False
+    except FileNotFoundError:
+        if child.is_symlink() and not child.exists():
+            raise DataError(f"{child}: broken symbolic link in the data directory (to {os.readlink(child)})") from None
+        if not os.path.lexists(candidate):
+            return False
+    except OSError as error:
+        raise DataError(f"{child}: cannot inspect this entry of the data directory ({os_reason(error)})") from None
+    _refuse_non_utf8_name(child, "patient folder")
+    return True
+
+
+def _refuse_non_utf8_name(path: Path, what: str) -> None:
+    """Python reads a name that is not UTF-8 into unpaired surrogates, which no report, plot or JSON file can
+    hold; refuse it up front and show its bytes."""
     try:
-        entries = json.loads(text)
-    except json.JSONDecodeError as error:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
         raise DataError(
-            f"{json_path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"
+            f"{what} {os.fsencode(path)!r}: the name is not valid UTF-8; rename it (patients are named by their "
+            "folder in reports, plots and JSON files)"
         ) from None
+
+
+def _refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
+    """One file reachable from two patients (a symlinked image or patient folder) would put the same picture in
+    two splits. Paths are resolved, so links are seen through; within one patient, sharing is normal (the t2
+    image of one pair is often the t1 image of the next)."""
+    owners: Dict[Path, TransitionRecord] = {}
+    for record in records:
+        for key, path in zip(IMAGE_KEYS, (record.image_t1, record.image_t2)):
+            owner = owners.setdefault(path, record)
+            if owner.patient_id != record.patient_id:
+                raise DataError(
+                    f"{record.where()}: {key} {path} is also an image of patient {owner.patient_id!r} "
+                    f"({owner.where()}); one file under two patients would leak between the splits"
+                )
+
+
+def _load_entries(json_path: Path) -> List[Any]:
+    entries = read_json(json_path, "transitions file", DataError)
     if not isinstance(entries, list):
         raise DataError(f"{json_path}: expected a JSON list of entries, got {type(entries).__name__}")
     if not entries:
@@ -127,20 +221,18 @@ def _load_entries(json_path: Path) -> List[Any]:
     return entries
 
 
-def _parse_entry(
-    entry: Any, where: str, data_root: Path, json_path: Path, folder: str, patient_id: str, index: int
-) -> TransitionRecord:
+def _parse_entry(entry: Any, index: int, place: _PatientFolder) -> TransitionRecord:
+    where = f"{place.json_path}: entry {index}"
     if not isinstance(entry, dict):
         raise DataError(f"{where}: expected an object, got {type(entry).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in entry]
     if missing:
         raise DataError(f"{where}: missing key(s) {', '.join(missing)}")
-    patient_dir = data_root / folder
-    image_t1, image_t2 = (_resolve_image(entry[key], key, where, patient_dir, data_root) for key in IMAGE_KEYS)
+    image_t1, image_t2 = (_resolve_image(entry[key], key, where, place) for key in IMAGE_KEYS)
     at1, action_change, at2 = (_vector(entry[key], key, where) for key in LABEL_KEYS)
     return TransitionRecord(
-        patient_id=patient_id,
-        folder=folder,
+        patient_id=place.patient_id,
+        folder=place.folder,
         index=index,
         image_t1=image_t1,
         image_t2=image_t2,
@@ -149,27 +241,47 @@ def _parse_entry(
         at1=at1,
         action_change=action_change,
         at2=at2,
-        source=json_path,
+        source=place.json_path,
     )
 
 
-def _resolve_image(raw: Any, key: str, where: str, patient_dir: Path, data_root: Path) -> Path:
-    """The absolute image path; it must be relative and stay inside the patient folder (and, once symlinks are
-    resolved, inside the data directory or the patient folder's own target)."""
+def _resolve_image(raw: Any, key: str, where: str, place: _PatientFolder) -> Path:
+    """The absolute, resolved path of an existing regular file; the path must be relative, plain text, and stay
+    inside the patient folder as written (and, once symlinks are resolved, inside the data directory or the
+    patient folder's own target)."""
     if not isinstance(raw, str) or not raw.strip():
-        raise DataError(f"{where}: {key} must be a non-empty string, got {raw!r}")
+        raise DataError(f"{where}: {key} must be a non-empty string, got {shown(raw)}")
+    refuse_unsafe_text(raw, f"{where}: {key}")
     if posixpath.isabs(raw) or ntpath.isabs(raw) or ntpath.splitdrive(raw)[0]:
-        raise DataError(f"{where}: {key} {raw!r} is absolute; paths must be relative to the patient folder")
+        raise DataError(f"{where}: {key} {shown(raw)} is absolute; paths must be relative to the patient folder")
     relative = posixpath.normpath(raw.replace("\\", "/"))
     if relative == ".." or relative.startswith("../"):
-        raise DataError(f"{where}: {key} {raw!r} escapes the patient folder")
-    path = (patient_dir / relative).resolve()
-    allowed = (data_root, patient_dir.resolve())
-    if not any(path == root or root in path.parents for root in allowed):
-        raise DataError(f"{where}: {key} {raw!r} resolves to {path}, outside the data directory")
+        raise DataError(f"{where}: {key} {shown(raw)} escapes the patient folder")
+    try:
+        path = (place.directory / relative).resolve(strict=True)
+    except FileNotFoundError:
+        raise DataError(
+            f"{where}: {key} image not found: {shown(raw)} (looked for {shown(str(place.directory / relative))})"
+        ) from None
+    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop (RuntimeError before Python 3.13)
+        raise DataError(f"{where}: {key} {shown(raw)} cannot be resolved ({os_reason(error)})") from None
+    if not any(path == root or root in path.parents for root in place.allowed_roots):
+        raise DataError(f"{where}: {key} {shown(raw)} resolves to {path}, outside the data directory")
     if not path.is_file():
-        raise DataError(f"{where}: {key} image not found: {raw!r} (looked for {path})")
+        raise DataError(f"{where}: {key} {shown(raw)} is not a regular file ({path})")
     return path
+
+
+def refuse_unsafe_text(text: str, what: str) -> None:
+    """A :class:`DataError` ``"<what> '<text>' contains a NUL character"`` (which ends a path for the operating
+    system) or ``"... is not valid UTF-8 text"`` (unpaired surrogates, as a JSON escape such as \\udcff gives,
+    which no report, plot or JSON file can hold)."""
+    if "\0" in text:
+        raise DataError(f"{what} {shown(text)} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{what} {shown(text)} is not valid UTF-8 text") from None
 
 
 def _vector(raw: Any, key: str, where: str) -> Vector:
@@ -177,7 +289,17 @@ def _vector(raw: Any, key: str, where: str) -> Vector:
         size = f"length {len(raw)}" if isinstance(raw, list) else type(raw).__name__
         raise DataError(f"{where}: {key} must be a list of 6 numbers [x, y, z, roll, pitch, yaw], got {size}")
     for axis, value in enumerate(raw):
-        # bool is an int subclass, but a true/false label is an export bug, not a number.
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise DataError(f"{where}: {key}[{axis}] must be a finite number, got {value!r}")
+        if not _is_plausible_label(value):
+            raise DataError(
+                f"{where}: {key}[{axis}] must be a finite number within +-{MAX_LABEL_MAGNITUDE:g} "
+                f"(mm or degrees), got {shown(value)}"
+            )
     return tuple(float(value) for value in raw)
+
+
+def _is_plausible_label(value: Any) -> bool:
+    """A number (bool is an int subclass, but true/false is an export bug), finite and of plausible size. The
+    comparison is exact for integers too large for a float, and false for NaN."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return -MAX_LABEL_MAGNITUDE <= value <= MAX_LABEL_MAGNITUDE

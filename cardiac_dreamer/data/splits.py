@@ -6,7 +6,6 @@ patient, declared in a grouping JSON file ``{folder: patient_id}``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -14,10 +13,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..errors import DataError
+from ..fileio import read_json
+from ..names import SPLIT_NAMES
+from .records import refuse_unsafe_text, shown
 
 logger = logging.getLogger(__name__)
 
-SPLIT_NAMES = ("train", "val", "test")
 
 
 @dataclass
@@ -43,11 +44,11 @@ class PatientSplit:
     @classmethod
     def from_dict(cls, values: Mapping[str, Sequence[str]]) -> "PatientSplit":
         if not isinstance(values, Mapping) or set(values) - set(SPLIT_NAMES):
-            raise DataError(f"patient split: expected a mapping with keys {SPLIT_NAMES}, got {values!r}")
+            raise DataError(f"patient split: expected a mapping with keys {SPLIT_NAMES}, got {shown(values)}")
         lists = {name: values.get(name, []) for name in SPLIT_NAMES}
         for name, patients in lists.items():
             if not isinstance(patients, (list, tuple)) or not all(isinstance(p, str) for p in patients):
-                raise DataError(f"patient split: {name} must be a list of patient ids, got {patients!r}")
+                raise DataError(f"patient split: {name} must be a list of patient ids, got {shown(patients)}")
         return cls(**{name: list(patients) for name, patients in lists.items()})
 
     def split_of(self, patient_id: str) -> str:
@@ -67,24 +68,18 @@ def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, s
     patient. The file is a JSON object mapping folder names to patient ids."""
     path = Path(path)
     folders = list(folders)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: grouping file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: cannot read grouping file ({error})") from None
-    try:
-        mapping = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    mapping = read_json(path, "grouping file", DataError)
     if not isinstance(mapping, dict):
         raise DataError(f"{path}: expected a JSON object {{folder: patient_id}}, got {type(mapping).__name__}")
     known = set(folders)
     for folder, patient in mapping.items():
         if not isinstance(patient, str) or not patient:
-            raise DataError(f"{path}: folder {folder!r} must map to a non-empty patient id string, got {patient!r}")
+            raise DataError(
+                f"{path}: folder {shown(folder)} must map to a non-empty patient id string, got {shown(patient)}"
+            )
+        refuse_unsafe_text(patient, f"{path}: the patient id of folder {shown(folder)},")
         if folder not in known:
-            raise DataError(f"{path}: folder {folder!r} is not a patient folder of the data directory")
+            raise DataError(f"{path}: folder {shown(folder)} is not a patient folder of the data directory")
     return {folder: mapping.get(folder, folder) for folder in folders}
 
 

@@ -6,12 +6,15 @@ photometric: a geometric change (flip, shift, rotation) would change the probe p
 """
 from __future__ import annotations
 
+import threading
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional, Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
 from ..errors import DataError
@@ -21,7 +24,12 @@ from ..errors import DataError
 IMAGE_MEAN = 0.449
 IMAGE_STD = 0.226
 
+# Ultrasound frames are at most a few megapixels; 2**25 (e.g. 8192x4096, 100 MB decoded as RGB) is far beyond
+# them. A PNG of a few hundred bytes can claim gigapixels, so the size is checked from the header, before decoding.
+MAX_IMAGE_PIXELS = 2**25
+
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_WARNINGS_LOCK = threading.Lock()  # see _open_header
 
 
 def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
@@ -33,28 +41,74 @@ def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
     with :class:`DataError`: floating-point pixels (no fixed scale), integer pixels outside 0-65535, transparent
     pixels (the export did not say what lies under them) and multi-frame files (which frame?). Other sizes are
     resized with PIL's bilinear filter, which averages over the whole footprint when shrinking (no aliasing).
-    Truncated and undecodable files raise :class:`DataError` naming the path.
+    Truncated, undecodable and oversized files (more than :data:`MAX_IMAGE_PIXELS`, refused from the header)
+    raise :class:`DataError` naming the path.
     """
+    with open_image(path) as image:
+        return image_to_gray(image, size, source=str(path))
+
+
+@contextmanager
+def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
+    """``path`` opened and fully decoded (closed on exit). Its size is checked from the header before any pixel is
+    decoded, and every failure is a :class:`DataError` naming the path: a hostile file can make PIL's decoders
+    raise almost any exception type, so all of them are caught here, around PIL's calls only."""
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now: truncation and corrupt data surface here, not later
-            return image_to_gray(image, size, source=str(path))
+        image = _open_header(path)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise DataError(f"{path}: cannot decode image ({error})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise DataError(  # PIL's own limit, higher than ours, stopped it: the header claims even more pixels
+            f"{path}: image too large: its header claims more pixels than the {MAX_IMAGE_PIXELS}-pixel limit "
+            "(refused before decoding)"
+        ) from None
+    except Exception as error:
+        raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
+    with image:
+        _check_dimensions(image, str(path))
+        try:
+            image.load()  # decode now: truncation and corrupt data surface here, not later
+            getattr(image, "n_frames", 1)  # counting frames reads the rest of a multi-frame file
+        except Exception as error:
+            raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
+        yield image
 
 
 def image_to_gray(image: Image.Image, size: int, source: str = "image") -> np.ndarray:
     """A decoded PIL image -> uint8 ``[size, size]`` under the rules of :func:`read_grayscale` (which uses it, as
     does the Predictor for in-memory images, so both see identical pixels)."""
+    _check_dimensions(image, source)
     problem = _unsound_conversion(image)
     if problem:
         raise DataError(f"{source}: cannot use image ({image.mode}, {problem})")
-    gray = _to_gray(image)
+    gray = _to_gray(image, source)
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(gray, dtype=np.uint8)  # a writable copy, so torch.from_numpy can share it
+
+
+def _open_header(path: Union[str, Path]) -> Image.Image:
+    """``Image.open`` (which reads the header only), with PIL's decompression-bomb warning raised like its bomb
+    error, so that neither prints nor escapes. Warning filters are process-wide, hence the lock: threads opening
+    images in parallel must not restore each other's filters. Decoding, the slow part, happens outside it."""
+    with _WARNINGS_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _check_dimensions(image: Image.Image, source: str) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise DataError(f"{source}: image has no pixels ({width}x{height})")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DataError(
+            f"{source}: image of {width}x{height} pixels is larger than the {MAX_IMAGE_PIXELS}-pixel limit "
+            "(refused from its header, before decoding)"
+        )
+
+
+def _describe(error: Exception) -> str:
+    return str(error) or type(error).__name__
 
 
 def _unsound_conversion(image: Image.Image) -> Optional[str]:
@@ -68,19 +122,31 @@ def _unsound_conversion(image: Image.Image) -> Optional[str]:
         low, high = image.getextrema()
         if low < 0 or high > 65535:
             return f"pixel values {low}..{high} do not fit 16 bits"
-    if image.mode in ("LA", "La", "RGBA", "RGBa", "PA") or (image.mode == "P" and "transparency" in image.info):
-        if image.convert("RGBA").getchannel("A").getextrema()[0] < 255:
-            return "transparent pixels, whose gray level the file does not define; export opaque images"
+    alpha = _alpha(image)
+    if alpha is not None and alpha.getextrema()[0] < 255:
+        return "transparent pixels, whose gray level the file does not define; export opaque images"
     return None
 
 
-def _to_gray(image: Image.Image) -> Image.Image:
+def _alpha(image: Image.Image) -> Optional[Image.Image]:
+    """The alpha channel, or None when the image has none."""
+    if "A" in image.getbands():
+        return image.getchannel("A")
+    if image.mode == "P" and "transparency" in image.info:
+        return image.convert("RGBA").getchannel("A")
+    return None
+
+
+def _to_gray(image: Image.Image, source: str) -> Image.Image:
     if image.mode == "L":
         return image.copy()
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.asarray(image, dtype=np.float32).clip(0, 65535) / 257.0  # 65535 -> 255
         return Image.fromarray(np.rint(values).astype(np.uint8))  # 2-D uint8 -> mode "L"
-    return image.convert("L")
+    try:
+        return image.convert("L")
+    except ValueError as error:  # a mode PIL has no gray conversion for, e.g. LAB
+        raise DataError(f"{source}: cannot use image ({image.mode}, {error})") from None
 
 
 def images_to_float(images: torch.Tensor) -> torch.Tensor:

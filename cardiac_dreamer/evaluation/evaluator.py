@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_checkpoint
 from ..config import Config, LossConfig
 from ..data.dataset import TransitionsDataset
+from ..data.image_check import verify_undecoded_images
 from ..data.prepare import prepare_data
 from ..data.records import TransitionRecord
 from ..data.splits import PatientSplit
@@ -264,6 +265,7 @@ def evaluate_checkpoint(
         records, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
         cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False,
     )
+    verify_undecoded_images([dataset], data_cfg.image_size)
     output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
         RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
     ensure_outside(output_dir, data_cfg.data_dir, "evaluation output")

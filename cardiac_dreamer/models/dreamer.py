@@ -60,7 +60,8 @@ class Dreamer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, d_model))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.move_embed = nn.Parameter(torch.zeros(num_tokens, MOVE_DIM, d_model))  # one projection per token
-        nn.init.trunc_normal_(self.move_embed, std=0.02)
+        nn.init.normal_(self.move_embed, std=MOVE_DIM**-0.5)  # a standardized move -> unit-variance embedding, as
+        # strong as the tokens it is added to (a 0.02 init drowned in them: spatial tokens never used the move)
         layer = nn.TransformerEncoderLayer(
             d_model,
             num_heads,
