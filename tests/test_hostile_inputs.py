@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cardiac_dreamer.cli import train as train_cli
+from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config
 from cardiac_dreamer.data import (
     TRANSITIONS_FILE,
@@ -27,7 +27,7 @@ from cardiac_dreamer.data import (
 )
 from cardiac_dreamer.data.transforms import MAX_IMAGE_PIXELS, image_to_gray
 from cardiac_dreamer.errors import DataError
-from cardiac_dreamer.training.checkpoints import save_checkpoint
+from cardiac_dreamer.checkpoint import TrainingState, save_checkpoint
 from test_bad_input import LOG_LINE, PATIENT, Case
 
 OTHER = "data_0513_02"
@@ -266,7 +266,7 @@ def checkpoint_config_asking_for_a_huge_model(case):
     path.parent.mkdir(parents=True)
     config = Config().to_dict()
     config["model"].update(d_model=10**9, num_layers=10**6)
-    save_checkpoint(path, {"kind": "training_state", "config": config})
+    save_checkpoint(path, TrainingState(config=config, model_state={}, epoch=0, global_step=0))
     case.args += ["--resume_from_checkpoint", str(path)]
     return [f"{path} config: model.d_model must be in [1, 4096], got 1000000000"]
 

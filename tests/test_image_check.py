@@ -2,7 +2,7 @@
 import pytest
 from PIL import Image
 
-from cardiac_dreamer.data import NormalizationStats, TransitionsDataset, read_records
+from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.data.image_check import scan_images, verify_images
 from cardiac_dreamer.errors import DataError
 from test_hostile_inputs import png_claiming
@@ -29,7 +29,7 @@ def test_a_truncated_image_the_lazy_dataset_would_meet_mid_epoch_is_found_up_fro
     records = read_records(real_export)
     broken = image_of(real_export, OTHER, "ft2", 2)
     truncate(broken)
-    TransitionsDataset(records, NormalizationStats.fit(records), image_size=64, cache_budget_mb=0)  # lazy: no error
+    TransitionsDataset(records, image_size=64, cache_budget_mb=0)  # lazy: no error
     with pytest.raises(DataError) as error:
         verify_images(records, 64, workers=workers)
     message = str(error.value)

@@ -189,7 +189,7 @@ def expected_parameter_count(config: ModelConfig, image_size: int) -> int:
     d, ff = config.d_model, config.dim_feedforward or 4 * config.d_model
     positions = (image_size // 32) ** 2
     tokens, token_dim = (512, positions) if config.token_type == "channel" else (positions, 512)
-    move_embedding = tokens * 6 * d  # one linear projection of the move per token
+    move_embedding = tokens * 6 * d + tokens * 6 * token_dim  # per token: into the model, and the first-order term
     embeddings = (token_dim * d + d) + move_embedding + tokens * d + (d * token_dim + token_dim)
     layer = (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
     dreamer = embeddings + config.num_layers * layer + 2 * d  # + the final LayerNorm

@@ -43,6 +43,7 @@ from ..models import CardiacDreamer
 from ..names import SPLIT_NAMES
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
 from ..task import GuidanceTask
+from .diagnostics import move_transfer_slopes
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ TASK_DEFINITIONS = {
     "train_mean": "the training poses' mean for every sample: the baseline guidance must beat",
     "guidance_vs_mean": "guidance MAE / train_mean MAE per axis, and averaged over the six axes (lower is better; "
     "1.0 is no better than predicting the mean)",
+    "move_transfer_slope": "world models: (at2(move) - at2(0)) / move per axis over up to 64 evaluated images, for "
+    "random moves of 2 training move stds along that axis; near 1 when the model uses the move, 0 when it ignores it",
 }
+SLOPE_IMAGES = 64
 
 
 @dataclass
@@ -75,6 +79,7 @@ class EvaluationReport:
     folders: List[str]
     indices: List[int]  # entry index in the patient's transitions file
     image_paths: List[Tuple[str, str]]  # (t1, t2) as written in the transitions file
+    move_transfer_slope: Optional[Dict[str, float]] = None  # per axis, world models only
     metadata: Dict[str, Any] = field(default_factory=dict)  # checkpoint, split, data directory...
 
     @property
@@ -105,6 +110,7 @@ class EvaluationReport:
             "composed": overall.get("composed"),
             "train_mean": overall["train_mean"],
             "guidance_vs_mean": mean_ratio(overall["guidance"], overall["train_mean"]),
+            "move_transfer_slope": self.move_transfer_slope,
             "per_patient": {
                 patient: {
                     "samples": by_patient["guidance"][patient]["samples"],
@@ -141,6 +147,9 @@ class EvaluationReport:
                          f"{_number(composed[key] if composed else None):>16}")
         lines.append(f"guidance MAE vs predicting the training mean: {_ratio_text(ratio['mean'])} averaged over the "
                      f"six axes, {_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
+        if self.move_transfer_slope:
+            lines.append("world model move-transfer slope (1 = the imagined pose moves by the move): " +
+                         ", ".join(f"{axis} {slope:.2f}" for axis, slope in self.move_transfer_slope.items()))
         return "\n".join(lines)
 
 
@@ -192,6 +201,10 @@ def evaluate(
             order.extend(raw["index"].tolist())
     finally:
         model.train(was_training)
+    slopes = None
+    if getattr(model, "dreamer", None) is not None:
+        first = task.prepare_batch(next(iter(DataLoader(dataset, batch_size=SLOPE_IMAGES))), train=False)
+        slopes = dict(zip(AXIS_NAMES, move_transfer_slopes(model, first["image_t1"])))
     records: List[TransitionRecord] = [dataset.records[i] for i in order]
     stacked = {name: torch.cat(values).numpy() if values else None for name, values in collected.items()}
     return EvaluationReport(
@@ -205,6 +218,7 @@ def evaluate(
         folders=[r.folder for r in records],
         indices=[r.index for r in records],
         image_paths=[(r.image_t1_rel, r.image_t2_rel) for r in records],
+        move_transfer_slope=slopes,
     )
 
 
