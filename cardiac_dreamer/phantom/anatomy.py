@@ -69,10 +69,7 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
         # ~2 degrees for a chamber; less for big structures, which the same angle would carry several mm
         tilt_jitter_deg = 2.0 * min(1.0, 40.0 / max(axes))
         tilt = np.asarray(tilt, dtype=float) + rng.normal(0.0, tilt_jitter_deg, 3)
-        return Ellipsoid(tuple(center), tuple(axes), value, tuple(tilt), taper)
-
-    def walled(cavity: Ellipsoid, thickness_mm: float) -> Ellipsoid:
-        return replace(cavity, axes=tuple(np.asarray(cavity.axes) + thickness_mm), value=MUSCLE)
+        return Ellipsoid(tuple(center.tolist()), tuple(axes.tolist()), value, tuple(tilt.tolist()), taper)
 
     length, lean, taper = CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER
     lv = jitter((20, 0, 58), (19, length, 44), BLOOD, tilt=(lean, 0, 0), taper=taper)
@@ -85,12 +82,13 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
     fat = jitter((-45, 0, 5), (40, 150, 50), FAT)  # epicardial fat over the right ventricle, in the near field
     myocardium = 9.0 * rng.uniform(0.97, 1.03)
     cavities = [lv, rv, la, ra, lvot, coronary_sinus]
-    walls = [walled(lv, myocardium), walled(rv, 0.5 * myocardium)] + [walled(c, 3.0) for c in cavities[2:]]
+    walls = [_grown(lv, myocardium, MUSCLE), _grown(rv, 0.5 * myocardium, MUSCLE)]
+    walls += [_grown(cavity, 3.0, MUSCLE) for cavity in cavities[2:]]
     return [
         jitter((150, 0, 110), (45, 120, 90), LUNG),  # the lungs flank the heart just outside the target sector
         jitter((-150, 0, 110), (45, 120, 90), LUNG),
         sac,
-        replace(sac, axes=tuple(np.asarray(sac.axes) - 3.0), value=TISSUE),
+        _grown(sac, -3.0, TISSUE),
         fat,
         *walls,
         *cavities,
@@ -100,6 +98,11 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
         jitter((24, -8, 62), (4, 10, 10), MUSCLE),
         jitter(_chest_wall_center(), CHEST_WALL_AXES_MM, CHEST_WALL, tilt=(CHEST_WALL_LEAN_DEG, 0, 0)),
     ]
+
+
+def _grown(layer: Ellipsoid, thickness_mm: float, value: float) -> Ellipsoid:
+    """The same shape, ``thickness_mm`` larger on every axis: a wall around a cavity (smaller: a lining)."""
+    return replace(layer, axes=tuple(axis + thickness_mm for axis in layer.axes), value=value)
 
 
 def _chest_wall_center() -> Tuple[float, float, float]:
@@ -118,22 +121,16 @@ def paint_volume(layers: Sequence[Ellipsoid], rng: np.random.Generator) -> torch
     for layer in layers:
         rotation = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *layer.tilt], dtype=torch.float64))[:3, :3].numpy()
         box = _bounding_box(layer, rotation, (x, y, z))
-        offsets = np.stack(
-            np.broadcast_arrays(
-                x[None, None, box[2]] - layer.center[0],
-                y[None, box[1], None] - layer.center[1],
-                z[box[0], None, None] - layer.center[2],
-            ),
-            -1,
-        )  # [z, y, x, 3] mm from the center
-        local = offsets @ rotation.astype(np.float32)  # heart frame -> the ellipsoid's own axes
-        axes = np.asarray(layer.axes, dtype=np.float32)
-        widening = np.maximum(1.0 + layer.taper * local[..., 1] / axes[1], MIN_WIDENING)  # [z, y, x]
-        radius = np.sqrt(
-            (local[..., 0] / (axes[0] * widening)) ** 2
-            + (local[..., 1] / axes[1]) ** 2
-            + (local[..., 2] / (axes[2] * widening)) ** 2
-        )
+        offsets = (
+            x[None, None, box[2]] - layer.center[0],
+            y[None, box[1], None] - layer.center[1],
+            z[box[0], None, None] - layer.center[2],
+        )  # mm from the center along x, y, z, broadcastable to the box [z, y, x]
+        # heart frame -> the ellipsoid's own axes: local_k = sum_j offset_j * rotation[j, k]
+        u, v, w = (sum(offset * np.float32(rotation[j, k]) for j, offset in enumerate(offsets)) for k in range(3))
+        a_u, a_v, a_w = layer.axes
+        widening = np.maximum(1.0 + np.float32(layer.taper / a_v) * v, MIN_WIDENING)
+        radius = np.sqrt((u / (a_u * widening)) ** 2 + (v / a_v) ** 2 + (w / (a_w * widening)) ** 2)
         inside = 0.5 - 0.5 * np.tanh((radius - 1.0) * min(layer.axes) / EDGE_MM)  # logistic edge
         block = volume[box]
         block += inside * (layer.value - block)
