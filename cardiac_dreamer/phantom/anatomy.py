@@ -1,9 +1,15 @@
 """The heart phantom's anatomy: soft-edged, possibly tapered ellipsoids painted into a voxel volume.
 
 Heart frame, in mm: x lateral (the LV side is +x, the right of the image), y posterior (the probe's elevation at
-the target view), z from the apex to the base (the probe's depth, less the standoff). Most structures are long in
-elevation and either lean or taper along it, so that moving the imaging plane out of plane (y, roll, yaw) changes
-their sections gradually and in a different way for each structure, instead of making them pop in and out.
+the target view), z from the apex to the base (the probe's depth, less the standoff).
+
+Why it looks the way it does: a probe moving out of plane (y, roll, yaw) must change the image gradually and
+monotonically, or no model (and no linear probe) can read those axes. So the chambers are long in elevation (the
+plane seldom reaches their ends, where they would vanish), and each changes along elevation in its own way: the
+ventricles widen posteriorly and lean in depth (the LV deepens, the RV rises), the atria widen anteriorly and slide
+apart; the chest wall above the apex deepens posteriorly; echogenicity rises posteriorly. A structure's change
+follows the elevation offset where it sits, ``y - depth * roll + lateral * yaw`` (small angles, in radians), so y
+shows near the probe, roll grows with depth and yaw with the distance from the centre line.
 """
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ from ..geometry import pose_to_matrix
 
 VOXEL_MM = 2.0
 # the box holds every sector within 25 mm / 25 degrees of the target view (beyond it, rendering clamps at the border)
-VOLUME_MIN_MM = np.array([-165.0, -110.0, -50.0])
-VOLUME_MAX_MM = np.array([165.0, 110.0, 166.0])
+VOLUME_MIN_MM = np.array([-180.0, -136.0, -52.0])
+VOLUME_MAX_MM = np.array([180.0, 136.0, 166.0])
 PROBE_STANDOFF_MM = 25.0  # from the target probe position to the apex: the chest wall
 EDGE_MM = 2.5  # width of a structure's soft edge
 MIN_WIDENING = 0.05  # a tapered section shrinks to this fraction, never to nothing
@@ -30,7 +36,7 @@ ECHO_GRADIENT_PER_MM = 0.005  # echogenicity rises toward posterior: elevation a
 CHAMBER_ELEVATION_MM = 70.0  # half-length of the chambers along elevation: no pose reaches their ends
 CHAMBER_TAPER = 0.6  # chambers widen or narrow by this fraction over CHAMBER_ELEVATION_MM
 CHAMBER_LEAN_DEG = 20.0  # ventricles lean in depth, atria sideways, as elevation changes
-CHEST_WALL_LEAN_DEG = 40.0  # the intercostal tissue deepens toward the rib above the window
+CHEST_WALL_LEAN_DEG = 40.0  # the intercostal tissue deepens posteriorly, toward a rib
 CHEST_WALL_DEPTH_MM = 32.0  # where the chest wall ends below the target probe position
 CHEST_WALL_AXES_MM = (250.0, 250.0, 60.0)
 
@@ -56,10 +62,9 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
     """Painting order of the structures, with small per-patient changes of size, shape and position.
 
     The layout is shared by all patients (a few % of size, ~1 mm and ~2 degrees of jitter), so the pose -> image
-    mapping learnt on some patients holds for others. How each axis shows: x, z and pitch move the whole section in
-    plane; y changes the chest wall's depth near the probe and the width of every chamber; roll does the same but
-    more with depth (the atria change more than the ventricles); yaw changes structures in proportion to their
-    distance from the centre line: the lungs, which taper in opposite senses, both grow or both shrink.
+    mapping learnt on some patients holds for others. The epicardial fat near the probe, left of the centre line,
+    moves with x but hardly with pitch (it is shallow), which tells the two apart; the outflow tract (anterior) and
+    the coronary sinus (posterior) appear only on their side of the target view.
     """
     scale = rng.uniform(0.97, 1.03) * rng.uniform(0.98, 1.02, size=3)  # overall size and aspect
 
@@ -106,6 +111,7 @@ def _grown(layer: Ellipsoid, thickness_mm: float, value: float) -> Ellipsoid:
 
 
 def _chest_wall_center() -> Tuple[float, float, float]:
+    """Where the leaning chest wall ellipsoid sits so that its lower face is CHEST_WALL_DEPTH_MM below the probe."""
     lean = np.deg2rad(CHEST_WALL_LEAN_DEG)
     a_y, a_z = CHEST_WALL_AXES_MM[1:]
     half_thickness = 1.0 / np.sqrt((np.cos(lean) / a_z) ** 2 + (np.sin(lean) / a_y) ** 2)

@@ -47,6 +47,9 @@ class PhantomPatient:
         self._volume = paint_volume(heart_layers(rng), rng)  # [1, 1, Z, Y, X]
         self._target = target_pose(rng)  # [4, 4] probe at the target view, heart frame
 
+    def __repr__(self) -> str:
+        return f"PhantomPatient(index={self.index}, seed={self.seed}, image_size={self.image_size})"
+
     def render(
         self, pose: Sequence[float], image_size: Optional[int] = None, rng: Optional[np.random.Generator] = None
     ) -> np.ndarray:

@@ -166,7 +166,8 @@ def _frame_name(patient_index: int, frame: int) -> str:
 def _write_entries(stream: IO[str], trajectory: Trajectory, patient_index: int) -> None:
     """The export's JSON list, one entry at a time (the same text as ``json.dump(entries, indent=2)``)."""
     stream.write("[")
-    for number, (t1, t2) in enumerate(trajectory.pairs.tolist()):
+    for number, (t1, t2) in enumerate(trajectory.pairs):  # numpy rows: no Python copy of every pair
+        t1, t2 = int(t1), int(t2)
         at1, at2 = trajectory.poses[t1], trajectory.poses[t2]
         entry = {
             "ft1_image_path": f"ft1\\{_frame_name(patient_index, t1)}",
