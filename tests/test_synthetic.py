@@ -1,7 +1,11 @@
-"""The phantom generator: real export format, determinism, reuse, physical labels, and images that carry the pose."""
+"""The phantom generator: real export format, determinism, reuse, physical labels, images that carry the pose,
+a public patient that renders any pose exactly as the written frames, two trajectory modes and safe concurrent
+generation."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +17,50 @@ from cardiac_dreamer.config import LossConfig
 from cardiac_dreamer.data.dataset import TransitionsDataset
 from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.data.records import read_records
-from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.losses import compute_losses
 from cardiac_dreamer.models import CardiacDreamer
-from cardiac_dreamer.synthetic import MARKER_FILE, POSE_LIMITS, generate_phantom
+from cardiac_dreamer.synthetic import (
+    MARKER_FILE, MOVE_LIMITS, PATIENT_FILE, POSE_LIMITS, PhantomPatient, generate_phantom,
+)
 
 IMAGE_SIZE, STEPS, BATCH, LR = 32, 300, 16, 3e-3  # the learnability test's training budget
 MAX_MAE_RATIO = 0.85  # model MAE / training-mean MAE averaged over the 6 axes (measured: 0.78)
 EXPORT_KEYS = {"ft1_image_path", "ft2_image_path", "at1_6dof", "action_change_6dof", "at2_6dof", "frame_t1", "frame_t2"}
+MANY_PAIRS = 1000  # enough for a correlation of 0 to read within +-0.1 (3 standard errors)
 
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    """Three small patients: the folders and the parsed entries of each."""
+    """Three small patients (random pairs, the default): the folders and the parsed entries of each."""
     folders = generate_phantom(tmp_path_factory.mktemp("phantom"), num_patients=3, pairs_per_patient=20, image_size=64)
-    return folders, [json.loads((f / "transitions_dataset.json").read_text()) for f in folders]
+    return folders, [_entries(folder) for folder in folders]
+
+
+@pytest.fixture(scope="module")
+def sonographer(tmp_path_factory):
+    """One patient scanned as a sonographer would: a walk back to the view, frames shared between pairs."""
+    folder = generate_phantom(tmp_path_factory.mktemp("sonographer"), num_patients=1, frames_per_patient=40,
+                              image_size=32, trajectory="sonographer")[0]
+    return folder, _entries(folder)
+
+
+def _entries(folder: Path) -> list:
+    return json.loads((folder / "transitions_dataset.json").read_text())
 
 
 def _image(folder: Path, relative: str) -> np.ndarray:
     return np.asarray(Image.open(folder / relative.replace("\\", "/")))
+
+
+def _labels(entries: list):
+    """``at1, move, at2``, each ``[P, 6]``."""
+    return (np.array([entry[key] for entry in entries]) for key in ("at1_6dof", "action_change_6dof", "at2_6dof"))
+
+
+def _correlations(moves: np.ndarray, poses: np.ndarray) -> np.ndarray:
+    """Per-axis Pearson correlation ``[6]`` between the move and the pose it starts from."""
+    return np.array([np.corrcoef(moves[:, axis], poses[:, axis])[0, 1] for axis in range(6)])
 
 
 def test_writes_numbered_patient_folders_with_the_requested_pairs(phantom):
@@ -74,14 +103,99 @@ def test_labels_are_physical_poses_within_the_limits(phantom):
     assert (poses.std(axis=0) > 0.1 * POSE_LIMITS).all()  # the probe really wanders on every axis
 
 
-def test_a_frame_shared_by_two_pairs_has_one_pose(phantom):
-    """Pairs (k, k+gap) reuse frames, as the real exports do; a frame's label never depends on the pair."""
+def test_random_pairs_use_their_own_frames(phantom):
+    """No frame serves two random pairs: each pair is an independent draw."""
     _, entries = phantom
+    frames = [entry[key] for entry in entries[0] for key in ("frame_t1", "frame_t2")]
+    assert len(set(frames)) == 2 * len(entries[0])
+
+
+def test_a_frame_shared_by_two_pairs_has_one_pose(sonographer):
+    """Sonographer pairs (k, k+gap) reuse frames, as the real exports do; a frame's label never depends on the pair."""
+    _, entries = sonographer
     pose_of = {}
-    for entry in entries[0]:
+    for entry in entries:
         for frame, pose in ((entry["frame_t1"], entry["at1_6dof"]), (entry["frame_t2"], entry["at2_6dof"])):
             assert pose_of.setdefault(frame, pose) == pose
-    assert len(pose_of) < 2 * len(entries[0])
+    assert len(pose_of) < 2 * len(entries)
+    assert {entry["frame_t2"] for entry in entries} & {entry["frame_t1"] for entry in entries}
+
+
+def test_pairs_or_frames_per_patient_set_the_size_of_a_patient(tmp_path):
+    random = generate_phantom(tmp_path / "random", num_patients=1, frames_per_patient=30, image_size=16)[0]
+    walk = generate_phantom(tmp_path / "walk", num_patients=1, pairs_per_patient=30, image_size=16,
+                            trajectory="sonographer")[0]
+    assert len(_entries(random)) == 15  # two frames a pair
+    assert len(_entries(walk)) == 30
+    assert len(list((walk / "ft1").glob("*.png"))) == 30  # pairs drawn along the walk, one starting at each frame
+
+
+def test_random_moves_are_independent_of_the_start_pose(tmp_path):
+    """The move says nothing about at1, so a model cannot read the pose from the action."""
+    folder = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=MANY_PAIRS, image_size=16)[0]
+    at1, move, _ = _labels(_entries(folder))
+    assert (np.abs(move) <= MOVE_LIMITS + 1e-9).all()
+    correlation = _correlations(move, at1)
+    assert (np.abs(correlation) < 0.1).all(), correlation
+
+
+def test_sonographer_moves_lead_back_to_the_view(tmp_path):
+    """Like a real scan drifting back to the standard view: the move correlates negatively with at1 (leaky)."""
+    folder = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=MANY_PAIRS, image_size=16,
+                              trajectory="sonographer")[0]
+    at1, move, at2 = _labels(_entries(folder))
+    assert (np.abs(at2) <= POSE_LIMITS).all()
+    correlation = _correlations(move, at1)
+    assert (correlation < -0.1).all(), correlation
+
+
+def test_render_is_reproducible_for_a_generator_state_and_fresh_otherwise():
+    patient = PhantomPatient(1, seed=0)
+    pose = [3.0, -2.0, 1.0, 5.0, -4.0, 6.0]
+    first = patient.render(pose, 48, np.random.default_rng(7))
+    assert first.shape == (48, 48) and first.dtype == np.uint8
+    assert np.array_equal(first, patient.render(pose, 48, np.random.default_rng(7)))
+    assert not np.array_equal(first, patient.render(pose, 48, np.random.default_rng(8)))  # new speckle
+    assert not np.array_equal(patient.render(pose, 48), patient.render(pose, 48))  # no generator: fresh each call
+
+
+def test_the_patient_renders_exactly_the_written_frames(phantom, sonographer):
+    """The frame of pose ``at`` is ``render(at, rng=frame_rng(frame))``, for random and shared (sonographer) frames."""
+    for folder, entries in ((phantom[0][1], phantom[1][1]), sonographer):
+        patient = PhantomPatient.from_folder(folder)
+        for entry in entries[:4]:
+            for side in ("1", "2"):
+                frame, pose = entry[f"frame_t{side}"], entry[f"at{side}_6dof"]
+                written = _image(folder, entry[f"ft{side}_image_path"])[..., 0]
+                assert np.array_equal(patient.render(pose, rng=patient.frame_rng(frame)), written)
+
+
+def test_from_folder_rebuilds_the_patient_that_the_folder_describes(phantom):
+    folder = phantom[0][1]
+    rebuilt = PhantomPatient.from_folder(folder)
+    assert (rebuilt.index, rebuilt.seed, rebuilt.image_size) == (2, 0, 64)
+    pose = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    direct = PhantomPatient(2, seed=0).render(pose, 64, np.random.default_rng(0))
+    assert np.array_equal(rebuilt.render(pose, rng=np.random.default_rng(0)), direct)
+    assert not np.array_equal(PhantomPatient(3, seed=0).render(pose, 64, np.random.default_rng(0)), direct)
+
+
+def test_from_folder_refuses_a_folder_of_another_generator_version(tmp_path, phantom):
+    description = json.loads((phantom[0][0] / PATIENT_FILE).read_text())
+    (tmp_path / PATIENT_FILE).write_text(json.dumps(dict(description, generator_version=2)))
+    with pytest.raises(DataError, match="version 2"):
+        PhantomPatient.from_folder(tmp_path)
+    with pytest.raises(DataError, match="phantom description"):
+        PhantomPatient.from_folder(tmp_path / "missing")
+
+
+def test_poses_beyond_the_written_range_still_show_anatomy():
+    patient = PhantomPatient(1, seed=0)
+    target = patient.render(np.zeros(6), 64, np.random.default_rng(0)).astype(float)
+    for far in ([25, 25, 25, 25, 25, 25], [-25, -25, -25, -25, -25, -25]):
+        image = patient.render(far, 64, np.random.default_rng(0)).astype(float)
+        assert image.std() > 20  # structure, not a flat border value
+        assert np.abs(image - target).mean() > 5
 
 
 def test_same_seed_gives_identical_files(tmp_path):
@@ -96,7 +210,7 @@ def test_same_seed_gives_identical_files(tmp_path):
 def test_different_seeds_give_different_patients(tmp_path):
     first = generate_phantom(tmp_path / "a", num_patients=1, pairs_per_patient=4, image_size=32, seed=0)[0]
     second = generate_phantom(tmp_path / "b", num_patients=1, pairs_per_patient=4, image_size=32, seed=1)[0]
-    entries = [json.loads((f / "transitions_dataset.json").read_text()) for f in (first, second)]
+    entries = [_entries(f) for f in (first, second)]
     assert entries[0][0]["at1_6dof"] != entries[1][0]["at1_6dof"]
     path = entries[0][0]["ft1_image_path"]
     assert not np.array_equal(_image(first, path), _image(second, path))
@@ -108,19 +222,51 @@ def test_a_complete_phantom_is_reused_without_rewriting(tmp_path):
     stamps = {p: p.stat().st_mtime_ns for p in files}
     assert generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32) == folders
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
-    assert (tmp_path / MARKER_FILE).is_file() and not list(tmp_path.glob(f"phantom_*/{MARKER_FILE}"))
+    assert (tmp_path / MARKER_FILE).is_file() and all((folder / PATIENT_FILE).is_file() for folder in folders)
 
 
 def test_other_parameters_replace_the_previous_phantom(tmp_path):
     generate_phantom(tmp_path, num_patients=3, pairs_per_patient=3, image_size=32)
     folders = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32)
     assert sorted(tmp_path.glob("phantom_*")) == folders  # phantom_03 is gone
-    assert len(json.loads((folders[0] / "transitions_dataset.json").read_text())) == 5
+    assert len(_entries(folders[0])) == 5
+    walk = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32, trajectory="sonographer")
+    assert json.loads((walk[0] / PATIENT_FILE).read_text())["trajectory"] == "sonographer"
 
 
-def test_invalid_arguments_raise_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="image_size"):
-        generate_phantom(tmp_path, image_size=8)
+def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_path):
+    """Two real processes at once: one writes, the other waits and reuses it; neither fails or writes twice."""
+    script = (
+        "import logging, sys\n"
+        "from cardiac_dreamer.synthetic import generate_phantom\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "folders = generate_phantom(sys.argv[1], num_patients=2, pairs_per_patient=6, image_size=32)\n"
+        "print(' '.join(folder.name for folder in folders))\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], [err for _, err in outputs]
+    assert [out.split() for out, _ in outputs] == [["phantom_01", "phantom_02"]] * 2
+    written = sum(line.startswith("wrote ") for _, err in outputs for line in err.splitlines())
+    assert written == 2  # each patient written once, by one of the two processes
+    assert [len(_entries(tmp_path / name)) for name in ("phantom_01", "phantom_02")] == [6, 6]
+
+
+@pytest.mark.parametrize(
+    "arguments, problem",
+    [
+        ({"image_size": 8}, "image_size"),
+        ({"trajectory": "spiral"}, "trajectory"),
+        ({"pairs_per_patient": 5, "frames_per_patient": 12}, "2 frames each"),
+        ({"frames_per_patient": 3, "trajectory": "sonographer"}, "sonographer walk"),
+        ({"pairs_per_patient": 0}, "pair"),
+    ],
+)
+def test_invalid_arguments_raise_config_error(tmp_path, arguments, problem):
+    with pytest.raises(ConfigError, match=problem):
+        generate_phantom(tmp_path, **arguments)
+    assert not list(tmp_path.iterdir())  # refused before writing anything
 
 
 def test_a_small_model_learns_the_pose_across_patients(tmp_path):
