@@ -12,13 +12,12 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..atomic import write_json
+from ..fileio import read_json, write_json
 from ..errors import ConfigError, DataError
 from .anatomy import heart_layers, paint_volume, target_pose
 from .rendering import render_slice
@@ -91,10 +90,7 @@ class PhantomPatient:
     def from_folder(cls, folder: Union[str, Path]) -> "PhantomPatient":
         """Rebuild the patient written in ``folder`` (its ``phantom.json``); ``render`` defaults to its image size."""
         path = Path(folder) / PATIENT_FILE
-        try:
-            description = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise DataError(f"{path}: no readable phantom description ({error})") from error
+        description = read_json(path, "phantom description", DataError)
         version = description.get("generator_version") if isinstance(description, dict) else None
         if version != GENERATOR_VERSION:
             raise DataError(

@@ -19,7 +19,8 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..atomic import atomic_open, write_json
+from ..fileio import atomic_open, write_json
+from ..names import TRANSITIONS_FILE
 from ..errors import ConfigError
 from .patient import GENERATOR_VERSION, PATIENT_FILE, PhantomPatient, check_image_size
 from .trajectories import LABEL_DECIMALS, Trajectory, plan_trajectory, resolve_counts
@@ -33,7 +34,6 @@ except ImportError:  # Windows
 logger = logging.getLogger(__name__)
 
 MARKER_FILE = "phantom.json"  # the directory's marker: written last, it says the phantom is complete
-TRANSITIONS_FILE = "transitions_dataset.json"
 LOCK_FILE = ".phantom.lock"
 
 
