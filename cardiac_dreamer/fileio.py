@@ -74,12 +74,7 @@ def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> An
     it is missing, not a regular file (a directory, or a pipe that would block the read), unreadable, not UTF-8, or
     not JSON (pathological nesting and integers too long to convert included)."""
     path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except (OSError, ValueError) as problem:
-        raise error(f"{path}: cannot read {what} ({os_reason(problem)})") from None
+    info = stat_path(path, what, error)
     if not stat.S_ISREG(info.st_mode):
         kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file (pipe, socket or device)"
         raise error(f"{path}: {what} is {kind}, not a regular file")
@@ -95,6 +90,17 @@ def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> An
         raise error(f"{path}: invalid JSON: nested too deeply") from None
     except ValueError as problem:  # e.g. an integer of more digits than Python converts
         raise error(f"{path}: invalid JSON: {problem}") from None
+
+
+def stat_path(path: Path, what: str, error: Type[CardiacDreamerError]) -> os.stat_result:
+    """``path``'s status; ``error`` naming ``what`` it should be when it is missing or cannot be inspected (no
+    permission, a symlink loop, a name the OS refuses)."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except (OSError, ValueError) as problem:
+        raise error(f"{path}: cannot read {what} ({os_reason(problem)})") from None
 
 
 def os_reason(problem: BaseException) -> str:

@@ -193,7 +193,7 @@ def expected_parameter_count(config: ModelConfig, image_size: int) -> int:
     embeddings = (token_dim * d + d) + move_embedding + tokens * d + (d * token_dim + token_dim)
     layer = (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
     dreamer = embeddings + config.num_layers * layer + 2 * d  # + the final LayerNorm
-    guidance = (512 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 6 + 6)
+    guidance = (512 * 4 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 6 + 6)  # pooled to 2 x 2: 2048 inputs
     return backbone + dreamer + guidance
 
 

@@ -10,22 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from cardiac_dreamer.config import LossConfig
-from cardiac_dreamer.data.dataset import TransitionsDataset
-from cardiac_dreamer.data.normalization import NormalizationStats
-from cardiac_dreamer.data.records import read_records
 from cardiac_dreamer.errors import ConfigError, DataError
-from cardiac_dreamer.losses import compute_losses
-from cardiac_dreamer.models import CardiacDreamer
 from cardiac_dreamer.synthetic import (
     MARKER_FILE, MOVE_LIMITS, PATIENT_FILE, POSE_LIMITS, PhantomPatient, generate_phantom,
 )
 
-IMAGE_SIZE, STEPS, BATCH, LR = 32, 300, 16, 3e-3  # the learnability test's training budget
-MAX_MAE_RATIO = 0.85  # model MAE / training-mean MAE averaged over the 6 axes (measured: 0.78)
 EXPORT_KEYS = {"ft1_image_path", "ft2_image_path", "at1_6dof", "action_change_6dof", "at2_6dof", "frame_t1", "frame_t2"}
 MANY_PAIRS = 1000  # enough for a correlation of 0 to read within +-0.1 (3 standard errors)
 
@@ -267,40 +258,3 @@ def test_invalid_arguments_raise_config_error(tmp_path, arguments, problem):
     with pytest.raises(ConfigError, match=problem):
         generate_phantom(tmp_path, **arguments)
     assert not list(tmp_path.iterdir())  # refused before writing anything
-
-
-def test_a_small_model_learns_the_pose_across_patients(tmp_path):
-    """The issue's criterion: trained briefly on 4 patients, the model predicts at1 of a held-out patient clearly
-    better than the training mean does. The cheapest setting that shows it: the "direct" variant at 32 px."""
-    torch.manual_seed(0)
-    folders = generate_phantom(tmp_path, num_patients=5, pairs_per_patient=600, image_size=IMAGE_SIZE, seed=0)
-    names = [f.name for f in folders]
-    train, held_out = read_records(tmp_path, names[:4]), read_records(tmp_path, names[4:])
-    held_out = held_out[::3]  # consecutive frames are alike; every third is as informative and cheaper
-    stats = NormalizationStats.fit(train)
-    train_set = TransitionsDataset(train, stats, image_size=IMAGE_SIZE)
-    test_set = TransitionsDataset(held_out, stats, image_size=IMAGE_SIZE)
-    model = CardiacDreamer(image_size=IMAGE_SIZE, variant="direct", dropout=0.0)
-    model.set_normalization(stats)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    order = torch.Generator().manual_seed(0)
-    for _ in range(STEPS):
-        batch = _collate(train_set, torch.randint(len(train_set), (BATCH,), generator=order).tolist())
-        loss = compute_losses(model(batch["image_t1"], batch["action_change"]), batch, LossConfig())["total_loss"]
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    model.eval()
-    batch = _collate(test_set, range(len(test_set)))
-    with torch.no_grad():
-        predicted = stats.pose.denormalize(model(batch["image_t1"], batch["action_change"])["at1"].double().numpy())
-    truth = np.array([r.at1 for r in held_out])
-    model_mae = np.abs(predicted - truth).mean(axis=0)  # [6] mm and degrees
-    mean_mae = np.abs(np.array(stats.pose.mean) - truth).mean(axis=0)
-    assert (model_mae / mean_mae).mean() <= MAX_MAE_RATIO, (model_mae, mean_mae)
-
-
-def _collate(dataset, indices):
-    items = [dataset[i] for i in indices]
-    return {k: torch.stack([item[k] for item in items]) for k in ("image_t1", "image_t2", "action_change", "at1", "at2")}

@@ -18,6 +18,8 @@ from ..errors import CardiacDreamerError, ConfigError, Interrupted
 from ..names import MONITOR
 from .common import EXIT_INTERRUPTED, configure_logging, report_error
 
+DEMO_PATIENTS = 6  # the demo phantom: 4 train, 1 val, 1 test patient; 250 independent pairs each
+
 # flag name -> (config key, type, help)
 CONFIG_FLAGS = {
     "data_dir": ("data.data_dir", str, "folder holding one sub-folder per patient"),
@@ -184,7 +186,7 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     if args.data_dir is None:
         demo_data = output_dir / "demo_data"
         ensure_writable(output_dir)
-        generate_phantom(demo_data, num_patients=6, pairs_per_patient=128, image_size=config.data.image_size, seed=0)
+        generate_phantom(demo_data, num_patients=DEMO_PATIENTS, image_size=config.data.image_size, seed=0)
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})
     return config
 

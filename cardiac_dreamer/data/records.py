@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import os_reason, read_json
+from ..fileio import os_reason, read_json, stat_path
 from ..names import TRANSITIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,7 @@ def find_patient_folders(data_dir: PathLike) -> List[str]:
     """
     data_dir = Path(data_dir)
     _refuse_non_utf8_name(data_dir, "data directory")
-    try:
-        info = data_dir.stat()
-    except FileNotFoundError:
-        raise DataError(f"{data_dir}: data directory not found") from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"{data_dir}: cannot open the data directory ({os_reason(error)})") from None
+    info = stat_path(data_dir, "data directory", DataError)
     if not stat.S_ISDIR(info.st_mode):
         raise DataError(f"{data_dir}: data directory is not a directory")
     try:
