@@ -15,7 +15,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
@@ -191,9 +191,10 @@ class TransitionsDataset(Dataset):
         except OutputError as error:
             logger.warning("image cache on disk unavailable, decoding images on demand: %s", error)
             return
-        except FileNotFoundError as error:
-            slot = self._paths.index(Path(error.filename))
-            raise DataError(f"{self._owners[slot].where()}: {error.filename}: image not found") from None
+        except OSError as error:  # an image that cannot be stat'ed (errors writing the cache are OutputErrors)
+            problem = "image not found" if isinstance(error, FileNotFoundError) else f"cannot read image ({error})"
+            owner = self._owners[self._paths.index(Path(error.filename))]
+            raise DataError(f"{owner.where()}: {error.filename}: {problem}") from None
         self._packs, self._pack_rows = packs, pack_rows
         logger.info("image cache: %d images in %d packs on disk in %s (%.1f MB, ready in %.1f s)",
                     len(self._paths), len(packs), cache_dir, size_mb, time.perf_counter() - started)
@@ -202,7 +203,7 @@ class TransitionsDataset(Dataset):
 _DECODE_CHUNK = 256  # images decoded ahead of the consumer
 
 
-def _data_roots(owners: Sequence[TransitionRecord], paths: Sequence[Path]) -> set:
+def _data_roots(owners: Sequence[TransitionRecord], paths: Sequence[Path]) -> Set[Path]:
     """The data directories the images come from: the parent of each transitions file's patient folder (the image's
     own folder for records built without one)."""
     return {owner.source.parent.parent if owner.source is not None else path.parent
