@@ -11,7 +11,9 @@ Three measurements in one process, so they share the machine's state:
 3. Model FLOPs per step (counted by torch's FlopCounterMode), giving achieved FLOP/s and, where the device's peak
    is known, the model FLOPs utilization.
 
-Without data at ``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
+The peak RSS is this measurement's own (reset at its start, Linux), so several configs can be measured in one
+process: e.g. ``--precision 32,16``, or with and without ``training.activation_checkpointing``. Without data at
+``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
 """
 from __future__ import annotations
 
@@ -234,8 +236,8 @@ def child_pids() -> List[int]:
 
 
 def with_data(config: Config, scratch: Path, needed: int):
-    """The config unchanged when its data directory exists; otherwise pointed at a phantom with ``needed`` pairs, all
-    of them used."""
+    """The config unchanged when its data directory exists; otherwise pointed at a phantom of ``needed`` pairs (at most
+    ``PHANTOM_MAX_PAIRS``), all of them used."""
     if Path(config.data.data_dir).is_dir():
         return config, str(Path(config.data.data_dir).resolve())
     patients = 4

@@ -16,7 +16,7 @@ import yaml
 from ..config import Config, apply_overrides, load_yaml, merge, resolve_config_path
 from ..errors import CardiacDreamerError, Interrupted
 from ..names import MONITOR
-from . import log_thread_policy
+from . import log_process_policies
 from .common import EXIT_INTERRUPTED, configure_logging, report_error
 
 # flag name -> (config key, type, help)
@@ -111,7 +111,7 @@ def resolve_config(args: argparse.Namespace, base: Optional[Config] = None) -> C
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    log_thread_policy()
+    log_process_policies()
     try:
         return _train(args, list(sys.argv if argv is None else ["cardiac-train", *argv]))
     except Interrupted as stopped:
