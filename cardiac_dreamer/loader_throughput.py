@@ -82,6 +82,7 @@ def _measure(dataset: TransitionsDataset, config: Config, workers: int, batches:
                         sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(config.training.seed)),
                         pin_memory=select_device(config.training.device).type == "cuda",
                         generator=torch.Generator().manual_seed(config.training.seed))
+    other_children = set(child_pids())
     started = time.perf_counter()
     iterator = iter(loader)
     for _ in range(warmup_batches):
@@ -90,7 +91,7 @@ def _measure(dataset: TransitionsDataset, config: Config, workers: int, batches:
     started, started_cpu = time.perf_counter(), time.process_time()
     pairs = sum(len(next(iterator)["index"]) for _ in range(batches))
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
-    worker_pids = child_pids()  # the workers, alive until the iterator goes
+    worker_pids = sorted(set(child_pids()) - other_children)  # the workers, alive until the iterator goes
     result = {
         "num_workers": workers,
         "batches": batches,
