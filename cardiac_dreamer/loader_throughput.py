@@ -105,5 +105,7 @@ def _measure(dataset: TransitionsDataset, config: Config, workers: int, batches:
         "worker_peak_rss_mb": [peak_rss_mb(pid) for pid in worker_pids],
         "worker_pss_mb": [pss_mb(pid) for pid in worker_pids],
     }
+    shares = [result["main_pss_mb"], *result["worker_pss_mb"]]
+    result["loader_pss_mb"] = sum(shares) if None not in shares else None  # what main + workers really hold
     del iterator
     return result
