@@ -24,7 +24,7 @@ from .data.dataset import TransitionsDataset
 from .data.records import read_records
 from .devices import select_device
 from .errors import ConfigError
-from .throughput import SYNTHETIC_DATA, child_pids, peak_rss_mb, pss_mb, reset_peak_rss, with_data
+from .throughput import SYNTHETIC_DATA, anonymous_mb, child_pids, peak_rss_mb, pss_mb, reset_peak_rss, with_data
 from .training.reproducibility import seed_worker
 
 IMAGE_STORES = ("memory", "disk", "decode")
@@ -34,7 +34,7 @@ def measure_loader(config: Config, stores: Sequence[str] = ("decode", "disk"), w
                    batches: int = 50, warmup_batches: int = 2) -> Iterator[Dict[str, Any]]:
     """Yield one result per (image store, worker count), as soon as it is measured.
 
-    ``stores``: ``"memory"`` (decoded into RAM whatever the budget), ``"disk"`` (memory-mapped packs under
+    ``stores``: ``"memory"`` (decoded into RAM whatever the budget), ``"disk"`` (packs of decoded images under
     ``data.disk_cache_dir``, built first if missing: ``setup_s`` is then the one-time build) and ``"decode"`` (PNG
     decoded at every read). Every pair of ``config.data.data_dir`` is served (a synthetic phantom when it has none).
     """
@@ -102,8 +102,10 @@ def _measure(dataset: TransitionsDataset, config: Config, workers: int, batches:
         "main_cpu_s_per_batch": cpu_seconds / batches,
         "main_peak_rss_mb": peak_rss_mb(),
         "main_pss_mb": pss_mb("self"),
+        "main_anonymous_mb": anonymous_mb("self"),
         "worker_peak_rss_mb": [peak_rss_mb(pid) for pid in worker_pids],
         "worker_pss_mb": [pss_mb(pid) for pid in worker_pids],
+        "worker_anonymous_mb": [anonymous_mb(pid) for pid in worker_pids],
     }
     shares = [result["main_pss_mb"], *result["worker_pss_mb"]]
     result["loader_pss_mb"] = sum(shares) if None not in shares else None  # what main + workers really hold

@@ -219,9 +219,19 @@ def reset_peak_rss() -> bool:
 def pss_mb(pid: Union[int, str] = "self") -> Optional[float]:
     """Proportional set size in MB: private pages plus a 1/n share of pages n processes map (a forked loader worker's
     RSS counts everything it shares with its parent; its PSS does not). None where the kernel does not say."""
+    return _rollup_mb(pid, "Pss:")
+
+
+def anonymous_mb(pid: Union[int, str] = "self") -> Optional[float]:
+    """Memory not backed by a file, in MB: what the process really costs the system (file-backed pages, e.g. a
+    memory-mapped file, are page cache the kernel can drop). Pages shared after a fork count in each process."""
+    return _rollup_mb(pid, "Anonymous:")
+
+
+def _rollup_mb(pid: Union[int, str], field: str) -> Optional[float]:
     try:
         with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            return next(int(line.split()[1]) for line in rollup if line.startswith("Pss:")) / 1024
+            return next(int(line.split()[1]) for line in rollup if line.startswith(field)) / 1024
     except (OSError, StopIteration):
         return None
 

@@ -4,7 +4,7 @@ Decoding and resizing a PNG costs far more than a training step's share of the G
 appears in several pairs, so when the decoded images fit a memory budget they are decoded once, at construction,
 into one uint8 tensor ``[N, 1, H, W]`` (a 224x224 image is 49 KB). Decoding errors therefore surface before
 training starts. Above the budget (the field's data sets: 150k pairs are ~100k images, ~5 GB at 224 px) they are
-decoded once into packs on disk, one per patient folder, that the loader workers memory-map
+decoded once into packs on disk, one per patient folder, that the loader workers read without decoding
 (:mod:`~cardiac_dreamer.data.packed_cache`): later runs, splits and cross-validation folds reuse them. Where no pack
 can be written, or with ``disk_cache="off"``, images are decoded lazily in the loader workers.
 """
@@ -115,7 +115,7 @@ class TransitionsDataset(Dataset):
 
     @property
     def image_store(self) -> str:
-        """``"memory"``, ``"disk"`` (memory-mapped packs) or ``"decode"`` (every read decodes the file)."""
+        """``"memory"``, ``"disk"`` (packs of decoded images on disk) or ``"decode"`` (every read decodes the file)."""
         return "memory" if self._cache is not None else "disk" if self._packs else "decode"
 
     def __len__(self) -> int:
@@ -172,7 +172,7 @@ class TransitionsDataset(Dataset):
         return cache
 
     def _open_packs(self, cache_dir: Path, size_mb: float) -> None:
-        """Map (building once where needed) one pack per patient folder; on an unwritable or full cache directory,
+        """Open (building once where needed) one pack per patient folder; on an unwritable or full cache directory,
         log why and leave the images to be decoded on demand."""
         for root in _data_roots(self._owners, self._paths):
             ensure_outside(cache_dir, root, "image cache")

@@ -1,9 +1,10 @@
-"""A one-time packed uint8 image cache on disk, memory-mapped by the data-loader workers.
+"""A one-time packed uint8 image cache on disk, read by the data-loader workers without decoding.
 
 Why: above ``data.cache_budget_mb`` every epoch would decode every PNG again, and decoding (a few ms per 224 px image
 on one core) is slower than a GPU consumes images. A pack holds already decoded images as one ``[N, S, S]`` uint8
-array after a fixed header; reading an image is a 50 KB copy out of the page cache, and the workers share the
-kernel's pages instead of each holding a copy.
+array after a fixed header; reading an image is a 50 KB read out of the kernel's page cache, which all workers share
+instead of each holding a copy. (Reads, not a memory map: a mapped pack shows up in each worker's RSS as it is
+read, up to the whole pack per worker, which monitoring reads as a leak.)
 
 Guarantees:
 
@@ -25,7 +26,7 @@ import os
 import shutil
 import struct
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Sequence, Union
 
 try:
     import fcntl
@@ -35,7 +36,7 @@ except ImportError:  # Windows: concurrent builders each write a full pack; the 
 import numpy as np
 import torch
 
-from ..errors import OutputError
+from ..errors import DataError, OutputError
 from ..fileio import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -58,27 +59,29 @@ def default_cache_dir() -> Path:
 
 
 class PackedImages:
-    """``pack[row] -> uint8 [1, S, S]`` (a copy) from a pack file, mapped on first use in each process.
+    """``pack[row] -> uint8 [1, S, S]`` read from a pack file.
 
-    Pickling carries only the file's name and shape, so a worker started by ``spawn`` maps the file itself instead of
-    receiving a copy of the images.
+    Each read opens the file and reads one image's bytes (tens of microseconds from the page cache): nothing is
+    mapped, so a worker's memory does not grow with the images it has served, no file descriptor is held per pack,
+    reads from several threads cannot interfere, and pickling for a worker carries only the name.
     """
 
     def __init__(self, path: Path, num_images: int, image_size: int):
         self.path = Path(path)
-        self.shape = (num_images, image_size, image_size)
-        self._array: Optional[np.memmap] = None
+        self.num_images = num_images
+        self.image_size = image_size
 
     def __len__(self) -> int:
-        return self.shape[0]
+        return self.num_images
 
     def __getitem__(self, row: int) -> torch.Tensor:
-        if self._array is None:
-            self._array = np.memmap(self.path, dtype=np.uint8, mode="r", offset=HEADER_BYTES, shape=self.shape)
-        return torch.from_numpy(np.array(self._array[row])).unsqueeze(0)  # [S, S] -> [1, S, S]
-
-    def __getstate__(self):
-        return {"path": self.path, "shape": self.shape, "_array": None}
+        size = self.image_size * self.image_size
+        with open(self.path, "rb", buffering=0) as stream:
+            stream.seek(HEADER_BYTES + row * size)
+            pixels = stream.read(size)
+        if len(pixels) != size:
+            raise DataError(f"{self.path}: image cache file cut short while in use; delete it to rebuild it")
+        return torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(1, self.image_size, self.image_size)
 
 
 def open_pack(
@@ -101,6 +104,8 @@ def open_pack(
         raise OutputError(f"{cache_dir}: cannot create the image cache directory ({error.strerror})") from None
     with _build_lock(path):
         if not _is_valid(path, stamp, len(paths), image_size):  # another process may have built it meanwhile
+            logger.info("image cache: decoding %d images of %s into %s (once)", len(paths), paths[0].parent.parent,
+                        path.name)
             _write_pack(path, stamp, len(paths), image_size, decode_all())
     return PackedImages(path, len(paths), image_size)
 
