@@ -11,7 +11,6 @@ can be written, or with ``disk_cache="off"``, images are decoded lazily in the l
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,14 +23,13 @@ from torch.utils.data import Dataset
 from ..errors import DataError, OutputError
 from ..run_dir import ensure_outside
 from ..threads import usable_cpus
-from .packed_cache import PackedImages, default_cache_dir, open_pack
+from .packed_cache import PackedImages, PathLike, default_cache_dir, open_pack
 from .records import TransitionRecord
 from .transforms import images_to_float, read_grayscale
 
 logger = logging.getLogger(__name__)
 
 Item = Dict[str, Union[torch.Tensor, str, int]]
-PathLike = Union[str, os.PathLike]
 DISK_CACHE_MODES = ("auto", "off")
 
 

@@ -61,7 +61,7 @@ def default_cache_dir() -> Path:
 class PackedImages:
     """``pack[row] -> uint8 [1, S, S]`` read from a pack file.
 
-    Each read opens the file and reads one image's bytes (tens of microseconds from the page cache): nothing is
+    Each read opens the file and reads one image's bytes, from the page cache once the pack has been read: nothing is
     mapped, so a worker's memory does not grow with the images it has served, no file descriptor is held per pack,
     reads from several threads cannot interfere, and pickling for a worker carries only the name.
     """
@@ -128,6 +128,7 @@ def stamp_digest(paths: Sequence[Path], image_size: int) -> bytes:
 
 
 def pack_bytes(num_images: int, image_size: int) -> int:
+    """The size of a complete pack file."""
     return HEADER_BYTES + num_images * image_size * image_size
 
 
