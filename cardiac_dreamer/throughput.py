@@ -11,10 +11,14 @@ Three measurements in one process, so they share the machine's state:
 3. Model FLOPs per step (counted by torch's FlopCounterMode), giving achieved FLOP/s and, where the device's peak
    is known, the model FLOPs utilization.
 
-Without data at ``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
+The peak RSS is this measurement's own (reset at its start, Linux), so several configs can be measured in one
+process: e.g. ``--precision 32,16``, or with and without ``training.activation_checkpointing``. Without data at
+``config.data.data_dir`` the synthetic phantom is written to a temporary folder and used.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import resource
@@ -22,18 +26,18 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Config, apply_overrides
+from .config import Config
 from .data.dataset import TransitionsDataset
 from .data.normalization import NormalizationStats
 from .data.prepare import prepare_data
 from .devices import FP32, cpu_supports_bf16
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 from .models import CardiacDreamer
 from .names import SPLIT_NAMES
 from .run_dir import RunDirectory
@@ -42,6 +46,9 @@ from .task import GuidanceTask
 from .training.trainer import Trainer
 
 log = logging.getLogger(__name__)
+
+SYNTHETIC_DATA = "synthetic phantom"  # the "data" figure when no data directory was found
+PHANTOM_MAX_PAIRS = 2048  # the benchmark's phantom stops growing here (~10 s to write at 224 px)
 
 # Dense bf16/fp16 tensor-core peaks in TFLOP/s (vendor figures, without sparsity), matched against the GPU's name.
 GPU_PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
@@ -59,8 +66,9 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         raise ConfigError(f"benchmark needs steps >= 1, warmup >= 0 and rounds >= 1, got {steps}, {warmup}, {rounds}")
     batch_size = config.training.batch_size
     needed = (warmup + steps) * batch_size
+    reset_peak_rss()  # this measurement's own peak, not an earlier one's in the same process
     with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_benchmark_") as scratch:
-        config, data_source = _with_data(config, Path(scratch), needed)
+        config, data_source = with_data(config, Path(scratch), needed)
         train_set, stats = _training_samples(config, needed)
         torch.manual_seed(config.training.seed)
         model = CardiacDreamer(config.model, image_size=config.data.image_size,
@@ -68,7 +76,7 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         model.set_normalization(stats)
         trainer = Trainer(config, RunDirectory(Path(scratch) / "run"), progress=False)
         trainer.synchronize_timing = True
-        trainer.setup(model, Subset(train_set, range(needed)), Subset(train_set, range(batch_size)))
+        trainer.setup(model, train_set, Subset(train_set, range(batch_size)))
         if trainer.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(trainer.device)
 
@@ -86,6 +94,7 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
             wall, cpu = bare_loop(trainer, batches)
             bare_times += wall
             bare_cpu += cpu
+        peak_rss = peak_rss_mb()  # before the FLOP count below builds a second model
 
     step_median = statistics.median(step_times)
     wait_median = statistics.median(wait_times)
@@ -96,7 +105,8 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         "config": {"d_model": config.model.d_model, "num_heads": config.model.num_heads,
                    "num_layers": config.model.num_layers, "image_size": config.data.image_size,
                    "batch_size": batch_size, "num_workers": config.training.num_workers,
-                   "channels_last": config.training.channels_last, "compile": config.training.compile},
+                   "channels_last": config.training.channels_last, "compile": config.training.compile,
+                   "activation_checkpointing": config.training.activation_checkpointing},
         "data": data_source,
         "device": _device_name(trainer.device),
         "precision": trainer.precision.name,
@@ -117,7 +127,7 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         "trainer_overhead": statistics.median(trainer_times) / statistics.median(bare_times) - 1.0,
         "trainer_overhead_cpu_time": statistics.median(trainer_cpu) / statistics.median(bare_cpu) - 1.0,
         "overhead_rounds": rounds,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_rss,
         "peak_gpu_memory_mb": (torch.cuda.max_memory_allocated(trainer.device) / 2**20
                                if trainer.device.type == "cuda" else None),
         "model_gflops_per_step": flops / 1e9,
@@ -183,33 +193,84 @@ def device_peak_tflops(device: torch.device) -> Optional[float]:
     return next((peak for key, peak in GPU_PEAK_TFLOPS.items() if key in name), None)
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set size (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def peak_rss_mb(pid: Union[int, str] = "self") -> Optional[float]:
+    """Peak resident set size of a process in MB since it started or since :func:`reset_peak_rss` (Linux
+    ``VmHWM``); for this process elsewhere, ``getrusage``'s lifetime peak. None for a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        if pid != "self":
+            return None
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
 
 
-def _with_data(config: Config, scratch: Path, needed: int):
-    """The config unchanged when its data directory exists; otherwise pointed at a phantom big enough."""
+def reset_peak_rss() -> bool:
+    """Start this process's peak RSS afresh (Linux ``clear_refs``), so measurements in one process don't inherit
+    an earlier one's peak; False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def pss_mb(pid: Union[int, str] = "self") -> Optional[float]:
+    """Proportional set size in MB: private pages plus a 1/n share of pages n processes map (a forked loader worker's
+    RSS counts everything it shares with its parent; its PSS does not). None where the kernel does not say."""
+    return _rollup_mb(pid, "Pss:")
+
+
+def anonymous_mb(pid: Union[int, str] = "self") -> Optional[float]:
+    """Memory not backed by a file, in MB: what the process really costs the system (file-backed pages, e.g. a
+    memory-mapped file, are page cache the kernel can drop). Pages shared after a fork count in each process."""
+    return _rollup_mb(pid, "Anonymous:")
+
+
+def _rollup_mb(pid: Union[int, str], field: str) -> Optional[float]:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            return next(int(line.split()[1]) for line in rollup if line.startswith(field)) / 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def child_pids() -> List[int]:
+    """This process's children (data-loader workers), from ``/proc``; empty where it cannot tell."""
+    pids = []
+    for children in Path("/proc/self/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            pids.extend(int(pid) for pid in children.read_text().split())
+    return sorted(pids)
+
+
+def with_data(config: Config, scratch: Path, needed: int):
+    """The config unchanged when its data directory exists; otherwise pointed at a phantom of ``needed`` pairs (at most
+    ``PHANTOM_MAX_PAIRS``), all of them used."""
     if Path(config.data.data_dir).is_dir():
         return config, str(Path(config.data.data_dir).resolve())
     patients = 4
     phantom = scratch / "phantom"
-    generate_phantom(phantom, num_patients=patients, pairs_per_patient=math.ceil(needed / patients) + 1,
+    pairs = min(needed, PHANTOM_MAX_PAIRS)  # a larger need repeats pairs (see _training_samples)
+    generate_phantom(phantom, num_patients=patients, pairs_per_patient=math.ceil(pairs / patients) + 1,
                      image_size=config.data.image_size, seed=0)
     log.info("benchmark: no data at %s, using a synthetic phantom", config.data.data_dir)
-    return apply_overrides(config, {"data.data_dir": str(phantom), "data.manual_splits": False}), "synthetic phantom"
+    data = dataclasses.replace(config.data, data_dir=str(phantom), manual_splits=False, max_pairs_per_patient=None)
+    return dataclasses.replace(config, data=data), SYNTHETIC_DATA
 
 
 def _training_samples(config: Config, needed: int) -> Tuple[TransitionsDataset, NormalizationStats]:
-    """All pairs of every split in one uint8 dataset (the benchmark measures steps, not generalization), and the
+    """``needed`` pairs from all splits in one uint8 dataset, the data's first pairs repeated when it has fewer (the
+    benchmark measures steps, not generalization, and a large data set is not decoded for a few steps), and the
     training statistics a new model takes."""
     prepared = prepare_data(config.data)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name]]
-    if len(records) < needed:
-        raise DataError(f"{config.data.data_dir}: {len(records)} pairs, the benchmark needs {needed} "
-                         "(lower --steps or --batch_size)")
+    records = (records * math.ceil(needed / len(records)))[:needed]  # repeated images are decoded once
     dataset = TransitionsDataset(records, image_size=config.data.image_size, cache_images=config.data.cache_images,
-                                 cache_budget_mb=config.data.cache_budget_mb, normalize_images=False)
+                                 cache_budget_mb=config.data.cache_budget_mb, normalize_images=False,
+                                 disk_cache=getattr(config.data, "disk_cache", "auto"),
+                                 disk_cache_dir=getattr(config.data, "disk_cache_dir", None))
     return dataset, prepared.stats
 
 

@@ -3,8 +3,12 @@ import json
 import runpy
 from pathlib import Path
 
-from cardiac_dreamer.throughput import run_benchmark
+import pytest
+
 from cardiac_dreamer.config import Config, apply_overrides
+from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.loader_throughput import measure_loader
+from cardiac_dreamer.throughput import run_benchmark
 
 REPORTED = {
     "samples_per_s", "step_time_median_s", "data_wait_median_s", "compute_median_s", "data_wait_fraction",
@@ -12,6 +16,12 @@ REPORTED = {
     "step_cpu_time_median_s", "peak_rss_mb", "peak_gpu_memory_mb",
     "device", "precision", "threads", "model_gflops_per_step", "achieved_tflops", "mfu",
 }
+
+
+@pytest.fixture(autouse=True)
+def private_disk_cache(tmp_path, monkeypatch):
+    """Image packs go into this test's folder, never into the user's cache."""
+    monkeypatch.setenv("CARDIAC_DREAMER_CACHE", str(tmp_path / "image_cache"))
 
 
 def tiny_config(data_dir) -> Config:
@@ -40,3 +50,21 @@ def test_benchmark_script_prints_one_json_line_and_falls_back_to_a_phantom(tmp_p
     assert exit_code == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["data"] == "synthetic phantom"
+
+
+def test_loader_benchmark_reports_images_per_second_and_memory_for_each_store_and_worker_count(real_export):
+    config = apply_overrides(tiny_config(real_export), {"training.batch_size": 2})
+    results = list(measure_loader(config, stores=("memory", "disk", "decode"), workers=(0, 1), batches=2,
+                                  warmup_batches=1))
+    assert [(r["image_store"], r["num_workers"]) for r in results] == \
+        [("memory", 0), ("memory", 1), ("disk", 0), ("disk", 1), ("decode", 0), ("decode", 1)]
+    for result in results:
+        assert result["images_per_s"] == 2 * result["pairs_per_s"] > 0
+        assert result["main_peak_rss_mb"] > 0 and result["pairs"] == 12
+        assert len(result["worker_pss_mb"]) == result["num_workers"]
+    json.dumps(results)
+
+
+def test_loader_benchmark_refuses_more_batches_than_the_data_holds(real_export):
+    with pytest.raises(ConfigError, match="lower --batches"):
+        next(measure_loader(tiny_config(real_export), batches=100))

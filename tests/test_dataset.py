@@ -26,6 +26,12 @@ from cardiac_dreamer.errors import DataError
 PATIENT = "data_0513_01"
 
 
+@pytest.fixture(autouse=True)
+def private_disk_cache(tmp_path, monkeypatch):
+    """Datasets over budget pack their images into this test's folder, never into the user's cache."""
+    monkeypatch.setenv("CARDIAC_DREAMER_CACHE", str(tmp_path / "image_cache"))
+
+
 @pytest.fixture
 def export_224(tmp_path, make_real_export):
     """One patient at the real export's size: RGB 224x224 PNGs."""
@@ -108,11 +114,11 @@ def test_cached_and_uncached_items_are_identical(real_export):
         assert all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
 
 
-def test_cache_is_skipped_over_budget_and_images_decode_on_demand(real_export, monkeypatch, caplog):
+def test_without_a_disk_cache_images_over_budget_decode_on_demand(real_export, monkeypatch, caplog):
     calls = count_decodes(monkeypatch)
     with caplog.at_level(logging.INFO):
-        dataset = make_dataset(real_export, image_size=32, cache_budget_mb=0.001)
-    assert "image cache off" in caplog.text and dataset.cache_mb == 0.0
+        dataset = make_dataset(real_export, image_size=32, cache_budget_mb=0.001, disk_cache="off")
+    assert "image cache off" in caplog.text and dataset.cache_mb == 0.0 and dataset.image_store == "decode"
     assert calls == []
     dataset[0]
     assert len(calls) == 2
@@ -148,6 +154,7 @@ def test_undecodable_image_without_cache_fails_when_the_item_is_read(real_export
     records = read_records(real_export)
     _truncate(records[1].image_t1)
     dataset = TransitionsDataset(records, image_size=32, cache_images=False)
+    assert dataset.image_store == "decode"
     dataset[0]
     with pytest.raises(DataError, match="entry 1: .*truncated"):
         dataset[1]

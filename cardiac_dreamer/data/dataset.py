@@ -3,27 +3,34 @@
 Decoding and resizing a PNG costs far more than a training step's share of the GPU, and the same image often
 appears in several pairs, so when the decoded images fit a memory budget they are decoded once, at construction,
 into one uint8 tensor ``[N, 1, H, W]`` (a 224x224 image is 49 KB). Decoding errors therefore surface before
-training starts. Above the budget, images are decoded lazily in the loader workers.
+training starts. Above the budget (the field's data sets: 150k pairs are ~100k images, ~5 GB at 224 px) they are
+decoded once into packs on disk, one per patient folder, that the loader workers read without decoding
+(:mod:`~cardiac_dreamer.data.packed_cache`): later runs, splits and cross-validation folds reuse them. Where no pack
+can be written, or with ``disk_cache="off"``, images are decoded lazily in the loader workers.
 """
 from __future__ import annotations
 
 import logging
-import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, Union
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError
+from ..errors import DataError, OutputError
+from ..run_dir import ensure_outside
+from ..threads import usable_cpus
+from .packed_cache import PackedImages, PathLike, default_cache_dir, open_pack
 from .records import TransitionRecord
 from .transforms import images_to_float, read_grayscale
 
 logger = logging.getLogger(__name__)
 
 Item = Dict[str, Union[torch.Tensor, str, int]]
+DISK_CACHE_MODES = ("auto", "off")
 
 
 class TransitionsDataset(Dataset):
@@ -38,6 +45,11 @@ class TransitionsDataset(Dataset):
     notebook), or uint8 when not: the trainer moves the compact uint8 batch to the device and converts it there.
     ``entry_index`` is the entry's position in its patient's JSON file; ``index`` is the item's position in this
     dataset, so ``dataset.records[index]`` is its source record.
+
+    Where the images are kept (:attr:`image_store`): in memory when ``cache_images`` and they fit
+    ``cache_budget_mb``; else, with ``disk_cache="auto"``, in packs under ``disk_cache_dir`` (default
+    :func:`~cardiac_dreamer.data.packed_cache.default_cache_dir`, never inside the data directory); else nowhere,
+    decoded at every read. All three serve identical tensors.
     """
 
     def __init__(
@@ -48,7 +60,11 @@ class TransitionsDataset(Dataset):
         cache_budget_mb: float = 2048,
         normalize_images: bool = True,
         labelled_patients: Optional[Iterable[str]] = None,
+        disk_cache: str = "auto",
+        disk_cache_dir: Optional[PathLike] = None,
     ):
+        if disk_cache not in DISK_CACHE_MODES:
+            raise DataError(f"TransitionsDataset: disk_cache must be one of {DISK_CACHE_MODES}, got {disk_cache!r}")
         self.records: List[TransitionRecord] = list(records)
         if not self.records:
             raise DataError("TransitionsDataset: no records to load")
@@ -77,13 +93,18 @@ class TransitionsDataset(Dataset):
 
         size_mb = len(self._paths) * image_size * image_size / 2**20
         self._cache: Optional[torch.Tensor] = None  # [num_images, 1, H, W] uint8
+        self._packs: List[PackedImages] = []
+        self._pack_rows: Optional[torch.Tensor] = None  # [num_images, 2]: (pack, row) of each image slot
         if cache_images and size_mb <= cache_budget_mb:
             self._cache = self._decode_all()
             logger.info("image cache: %d decoded images in memory (%.1f MB)", len(self._paths), size_mb)
-        else:
-            reason = "disabled" if not cache_images else f"{size_mb:.1f} MB > budget {cache_budget_mb} MB"
+        elif cache_images and disk_cache == "auto":
+            self._open_packs(Path(disk_cache_dir) if disk_cache_dir is not None else default_cache_dir(), size_mb)
+        if self._cache is None and not self._packs:
+            reason = ("disabled" if not cache_images else "no disk cache" if disk_cache == "off"
+                      else "no disk cache could be written")
             logger.info("image cache off (%s): %d images decoded on demand", reason, len(self._paths))
-        self.cache_mb = size_mb if self._cache is not None else 0.0
+        self.cache_mb = size_mb if self._cache is not None else 0.0  # memory held; packs live in the page cache
 
     @property
     def images_in_memory(self) -> bool:
@@ -94,6 +115,11 @@ class TransitionsDataset(Dataset):
     def num_images(self) -> int:
         """Distinct image files behind the pairs."""
         return len(self._paths)
+
+    @property
+    def image_store(self) -> str:
+        """``"memory"``, ``"disk"`` (packs of decoded images on disk) or ``"decode"`` (every read decodes the file)."""
+        return "memory" if self._cache is not None else "disk" if self._packs else "decode"
 
     def __len__(self) -> int:
         return len(self.records)
@@ -120,6 +146,9 @@ class TransitionsDataset(Dataset):
     def _image(self, slot: int) -> torch.Tensor:
         if self._cache is not None:
             return self._cache[slot].clone()
+        if self._packs:
+            pack, row = self._pack_rows[slot].tolist()
+            return self._packs[pack][row]
         return torch.from_numpy(self._decode(slot)).unsqueeze(0)  # [H, W] -> [1, H, W]
 
     def _decode(self, slot: int) -> np.ndarray:
@@ -128,17 +157,60 @@ class TransitionsDataset(Dataset):
         except DataError as error:
             raise DataError(f"{self._owners[slot].where()}: {error}") from None
 
+    def _decoded(self, slots: Sequence[int]) -> Iterator[np.ndarray]:
+        """The images of ``slots`` in order, ``[H, W]`` uint8 each, decoded by a pool of threads (PIL releases the
+        GIL while decoding) a chunk at a time, so memory stays bounded however many there are."""
+        pool = ThreadPoolExecutor(max_workers=min(8, usable_cpus()))
+        try:
+            for start in range(0, len(slots), _DECODE_CHUNK):
+                yield from pool.map(self._decode, slots[start:start + _DECODE_CHUNK])
+        finally:
+            pool.shutdown(cancel_futures=True)  # a decoding error stops the remaining work
+
     def _decode_all(self) -> torch.Tensor:
         size = self.image_size
         cache = torch.empty((len(self._paths), 1, size, size), dtype=torch.uint8)
-        # PIL releases the GIL while decoding, so threads decode in parallel.
-        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-        try:
-            for slot, image in enumerate(pool.map(self._decode, range(len(self._paths)))):
-                cache[slot, 0] = torch.from_numpy(image)
-        finally:
-            pool.shutdown(cancel_futures=True)  # a decoding error stops the remaining work
+        for slot, image in enumerate(self._decoded(range(len(self._paths)))):
+            cache[slot, 0] = torch.from_numpy(image)
         return cache
+
+    def _open_packs(self, cache_dir: Path, size_mb: float) -> None:
+        """Open (building once where needed) one pack per patient folder; on an unwritable or full cache directory,
+        log why and leave the images to be decoded on demand."""
+        for root in _data_roots(self._owners, self._paths):
+            ensure_outside(cache_dir, root, "image cache")
+        by_folder: Dict[str, List[int]] = {}
+        for slot, owner in enumerate(self._owners):
+            by_folder.setdefault(owner.folder, []).append(slot)
+        pack_rows = torch.empty((len(self._paths), 2), dtype=torch.long)
+        packs = []
+        started = time.perf_counter()
+        try:
+            for number, slots in enumerate(by_folder.values()):
+                paths = [self._paths[slot] for slot in slots]
+                packs.append(open_pack(paths, self.image_size, lambda slots=slots: self._decoded(slots), cache_dir))
+                pack_rows[slots, 0] = number
+                pack_rows[slots, 1] = torch.arange(len(slots))
+        except OutputError as error:
+            logger.warning("image cache on disk unavailable, decoding images on demand: %s", error)
+            return
+        except OSError as error:  # an image that cannot be stat'ed (errors writing the cache are OutputErrors)
+            problem = "image not found" if isinstance(error, FileNotFoundError) else f"cannot read image ({error})"
+            owner = self._owners[self._paths.index(Path(error.filename))]
+            raise DataError(f"{owner.where()}: {error.filename}: {problem}") from None
+        self._packs, self._pack_rows = packs, pack_rows
+        logger.info("image cache: %d images in %d packs on disk in %s (%.1f MB, ready in %.1f s)",
+                    len(self._paths), len(packs), cache_dir, size_mb, time.perf_counter() - started)
+
+
+_DECODE_CHUNK = 256  # images decoded ahead of the consumer
+
+
+def _data_roots(owners: Sequence[TransitionRecord], paths: Sequence[Path]) -> Set[Path]:
+    """The data directories the images come from: the parent of each transitions file's patient folder (the image's
+    own folder for records built without one)."""
+    return {owner.source.parent.parent if owner.source is not None else path.parent
+            for owner, path in zip(owners, paths)}
 
 
 def _vectors(vectors: Sequence[Sequence[float]]) -> torch.Tensor:

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Peak RSS of production fp32 training at batch 16 (goal: under 5.6 GB), four ways: glibc's own heap or the heap
+# policy (cardiac_dreamer/heap.py), each without and with training.activation_checkpointing. One JSON line each;
+# compare peak_rss_mb and step_time_median_s. Run on an idle machine (about 15 minutes on 2 cores).
+#   bash benchmarks/memory.sh [extra benchmark.py flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for heap in off on; do
+  for checkpointing in false true; do
+    CARDIAC_DREAMER_HEAP_POLICY=$heap "${PYTHON:-python}" benchmarks/benchmark.py --config production \
+      --batch_size 16 --precision 32 --steps 3 --warmup 1 --rounds 1 \
+      --set training.activation_checkpointing=$checkpointing "$@" \
+      | sed "s/^{/{\"heap_policy\": \"$heap\", /"
+  done
+done

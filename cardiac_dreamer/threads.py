@@ -1,0 +1,172 @@
+"""How many CPU threads a training process uses, decided before torch is imported.
+
+Why: torch starts one OpenMP thread per physical core of the *host*, and OpenMP threads busy-wait (spin) at every
+barrier. In a container limited to fewer CPUs, or on a machine shared with another training, the spinning threads
+steal the cores the working ones need: two trainings on a 2-core machine took 5.7x the time of one, not 2x. So:
+
+* threads = the CPUs this process may really use: its affinity mask (``os.sched_getaffinity``: taskset, cpusets,
+  Slurm), capped by its cgroup CPU quota (cgroup v2 ``cpu.max``, v1 ``cpu.cfs_quota_us / cpu.cfs_period_us``, rounded
+  up) and by the physical cores among them (hyper-threads do not add matrix throughput);
+* ``OMP_WAIT_POLICY=PASSIVE``: a waiting thread sleeps instead of spinning, so contention costs its share of the CPU,
+  not a collapse.
+
+Both go into the environment, which OpenMP reads once, when torch loads; a user's own ``OMP_NUM_THREADS`` or
+``OMP_WAIT_POLICY`` is never overridden. :func:`choose_threads` is the pure decision, :func:`apply_thread_policy`
+reads the machine and applies it (``cardiac_dreamer.cli`` does so on import, before any torch import).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Mapping, MutableMapping, Optional, Set
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """The decision: ``threads`` for torch, the environment variables to set, and why (for the run's log)."""
+
+    threads: int
+    env: Dict[str, str] = field(default_factory=dict)  # variables to set; the user's own are never among them
+    reason: str = ""
+
+    def summary(self) -> str:
+        changes = ", ".join(f"{key}={value}" for key, value in sorted(self.env.items())) or "environment unchanged"
+        return f"{self.threads} CPU threads ({self.reason}; {changes})"
+
+
+def choose_threads(affinity_cpus: int, quota_cpus: Optional[float], env: Mapping[str, str],
+                   physical_cores: Optional[int] = None) -> ThreadPolicy:
+    """The thread count and environment for a process allowed ``affinity_cpus`` CPUs, a cgroup quota of
+    ``quota_cpus`` CPUs (None: unlimited) and ``physical_cores`` physical cores among its CPUs (None: unknown),
+    given the environment ``env``."""
+    limits = [f"{affinity_cpus} CPUs in the affinity mask"]
+    usable = cpu_limit(affinity_cpus, quota_cpus)
+    if quota_cpus:
+        limits.append(f"cgroup quota {quota_cpus:g} CPUs")
+    if physical_cores:
+        usable = min(usable, physical_cores)
+        limits.append(f"{physical_cores} physical cores")
+    changes: Dict[str, str] = {}
+    user_threads = _positive_int(env.get("OMP_NUM_THREADS"))
+    if user_threads is not None:
+        threads, reason = user_threads, "OMP_NUM_THREADS set by the user"
+    else:
+        threads, reason = usable, ", ".join(limits)
+        changes["OMP_NUM_THREADS"] = str(threads)
+    if not env.get("OMP_WAIT_POLICY"):
+        changes["OMP_WAIT_POLICY"] = "PASSIVE"
+    return ThreadPolicy(threads, changes, reason)
+
+
+def apply_thread_policy(environ: MutableMapping[str, str] = os.environ) -> Optional[ThreadPolicy]:
+    """Decide from this machine and write the decision into ``environ``; None (nothing changed) when torch is
+    already imported, since OpenMP has read its environment by then."""
+    if "torch" in sys.modules:
+        return None
+    affinity = allowed_cpus()
+    policy = choose_threads(len(affinity), cgroup_cpu_quota(), environ, physical_cores(affinity))
+    environ.update(policy.env)
+    return policy
+
+
+def cpu_limit(affinity_cpus: int, quota_cpus: Optional[float]) -> int:
+    """CPUs a process may keep busy: its affinity mask, capped by its cgroup quota rounded up (1.5 CPUs' quota lets
+    two threads run, each throttled part of the time), at least 1."""
+    limit = max(1, affinity_cpus)
+    return min(limit, max(1, math.ceil(quota_cpus))) if quota_cpus else limit
+
+
+def usable_cpus() -> int:
+    """:func:`cpu_limit` for this process, e.g. the size of a decoding thread pool."""
+    return cpu_limit(len(allowed_cpus()), cgroup_cpu_quota())
+
+
+def allowed_cpus() -> Set[int]:
+    """The CPU numbers in this process's affinity mask (all CPUs where the platform has no masks)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
+def cgroup_cpu_quota(root: Path = CGROUP_ROOT, proc_cgroup: Path = Path("/proc/self/cgroup")) -> Optional[float]:
+    """CPUs' worth of time per period the process's cgroup allows (v2 ``cpu.max``, v1 CFS quota); None if
+    unlimited or unknown. Looks in the process's own cgroup, then at the root of the mount (a container's view)."""
+    own = _own_cgroups(proc_cgroup)
+    for directory in (root / own.get("", "").lstrip("/"), root):
+        quota = _read_quota_v2(directory / "cpu.max")
+        if quota is not None:
+            return quota
+    for mount in ("cpu", "cpu,cpuacct"):
+        for directory in (root / mount / own.get("cpu", "").lstrip("/"), root / mount):
+            quota = _read_quota_v1(directory)
+            if quota is not None:
+                return quota
+    return None
+
+
+def physical_cores(cpus: Set[int], sysfs: Path = Path("/sys/devices/system/cpu")) -> Optional[int]:
+    """Distinct physical cores among ``cpus`` (hyper-thread siblings count once); None when sysfs does not say."""
+    cores = set()
+    for cpu in cpus:
+        try:
+            package = (sysfs / f"cpu{cpu}/topology/physical_package_id").read_text().strip()
+            core = (sysfs / f"cpu{cpu}/topology/core_id").read_text().strip()
+        except OSError:
+            return None
+        cores.add((package, core))
+    return len(cores) or None
+
+
+def _own_cgroups(proc_cgroup: Path) -> Dict[str, str]:
+    """``{controller: path}`` from ``/proc/self/cgroup`` (the v2 unified hierarchy under the key ``""``)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return {}
+    groups = {}
+    for line in lines:
+        parts = line.split(":", 2)  # "hierarchy-id:controller,controller:path"; v2 is "0::path"
+        if len(parts) == 3:
+            for controller in parts[1].split(","):
+                groups[controller] = parts[2]
+    return groups
+
+
+def _read_quota_v2(path: Path) -> Optional[float]:
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else _ratio(quota, period)
+
+
+def _read_quota_v1(directory: Path) -> Optional[float]:
+    try:
+        quota = (directory / "cpu.cfs_quota_us").read_text().strip()
+        period = (directory / "cpu.cfs_period_us").read_text().strip()
+    except OSError:
+        return None
+    return _ratio(quota, period)
+
+
+def _ratio(quota: str, period: str) -> Optional[float]:
+    """quota / period in CPUs; None for -1 (v1's unlimited) or anything unreadable."""
+    try:
+        value = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if value > 0 else None
+
+
+def _positive_int(text: Optional[str]) -> Optional[int]:
+    """A user's ``OMP_NUM_THREADS``: its first number (OpenMP allows a list, "4,2" for nested levels)."""
+    try:
+        value = int((text or "").split(",")[0])
+    except ValueError:
+        return None
+    return value if value > 0 else None
