@@ -120,13 +120,18 @@ class DataConfig:
     # split_seed) are used; the other training patients' pairs train the world model as motion-only examples.
     label_fraction: float = ranged(1.0, 0.0, 1.0, low_open=True)
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb
-    cache_budget_mb: int = ranged(2048, 0, 10**7)  # 0 decodes every image on demand
+    cache_budget_mb: int = ranged(2048, 0, 10**7)  # 0 keeps no decoded image in memory
+    # Above cache_budget_mb: "auto" decodes each patient's images once into a pack under disk_cache_dir and reads
+    # them from there every epoch; "off" decodes the PNGs every epoch.
+    disk_cache: str = "auto"
+    disk_cache_dir: Optional[str] = None  # None: $CARDIAC_DREAMER_CACHE, $XDG_CACHE_HOME/cardiac_dreamer, ~/.cache/...
     augment: bool = True  # photometric augmentation of training images (never geometric: it would change pose)
 
     def __post_init__(self) -> None:
         _check_fields("data", self)
         if self.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.image_size}")
+        _check_choice("data.disk_cache", self.disk_cache, ("auto", "off"))
         ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
         if abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(f"data split ratios must sum to 1, got {ratios}")

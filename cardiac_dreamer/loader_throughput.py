@@ -46,8 +46,7 @@ def measure_loader(config: Config, stores: Sequence[str] = ("decode", "disk"), w
     with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_loader_") as scratch:
         config, data_source = with_data(config, Path(scratch), (warmup_batches + batches) * batch_size)
         # a phantom's packs go with it; real data's go where training will find them
-        cache_dir = Path(scratch) / "image_cache" if data_source == SYNTHETIC_DATA else getattr(
-            config.data, "disk_cache_dir", None)
+        cache_dir = Path(scratch) / "image_cache" if data_source == SYNTHETIC_DATA else config.data.disk_cache_dir
         started = time.perf_counter()
         records = read_records(config.data.data_dir, max_pairs_per_patient=config.data.max_pairs_per_patient)
         read_records_s = time.perf_counter() - started

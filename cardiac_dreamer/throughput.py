@@ -269,8 +269,8 @@ def _training_samples(config: Config, needed: int) -> Tuple[TransitionsDataset, 
     records = (records * math.ceil(needed / len(records)))[:needed]  # repeated images are decoded once
     dataset = TransitionsDataset(records, image_size=config.data.image_size, cache_images=config.data.cache_images,
                                  cache_budget_mb=config.data.cache_budget_mb, normalize_images=False,
-                                 disk_cache=getattr(config.data, "disk_cache", "auto"),
-                                 disk_cache_dir=getattr(config.data, "disk_cache_dir", None))
+                                 disk_cache=config.data.disk_cache,
+                                 disk_cache_dir=config.data.disk_cache_dir)
     return dataset, prepared.stats
 
 

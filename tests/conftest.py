@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +56,18 @@ def write_real_export(
             )
         (folder / "transitions_dataset.json").write_text(json.dumps(entries, indent=2))
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_image_cache(tmp_path_factory):
+    """Disk packs of decoded images go to a folder of the test session, never the user's ~/.cache."""
+    previous = os.environ.get("CARDIAC_DREAMER_CACHE")
+    os.environ["CARDIAC_DREAMER_CACHE"] = str(tmp_path_factory.mktemp("image_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CARDIAC_DREAMER_CACHE", None)
+    else:
+        os.environ["CARDIAC_DREAMER_CACHE"] = previous
 
 
 @pytest.fixture

@@ -256,7 +256,7 @@ def test_an_image_broken_after_the_checks_fails_in_one_line_even_from_a_loader_w
 
     data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
     records = read_records(data, ["phantom_01"])
-    dataset = TransitionsDataset(records, image_size=64, cache_budget_mb=0)  # decoded lazily, in the workers
+    dataset = TransitionsDataset(records, image_size=64, cache_budget_mb=0, disk_cache="off")  # decoded in the workers
     records[0].image_t1.write_bytes(b"not a png any more")
     loader = torch.utils.data.DataLoader(dataset, batch_size=2, num_workers=1)
     from cardiac_dreamer.cli.common import one_line

@@ -107,11 +107,6 @@ class TransitionsDataset(Dataset):
         self.cache_mb = size_mb if self._cache is not None else 0.0  # memory held; packs live in the page cache
 
     @property
-    def images_in_memory(self) -> bool:
-        """Whether every image was decoded (and so checked) at construction."""
-        return self._cache is not None
-
-    @property
     def num_images(self) -> int:
         """Distinct image files behind the pairs."""
         return len(self._paths)
@@ -120,6 +115,12 @@ class TransitionsDataset(Dataset):
     def image_store(self) -> str:
         """``"memory"``, ``"disk"`` (packs of decoded images on disk) or ``"decode"`` (every read decodes the file)."""
         return "memory" if self._cache is not None else "disk" if self._packs else "decode"
+
+    @property
+    def images_checked(self) -> bool:
+        """Whether every image has been decoded under the training rules: at construction into memory, or when its
+        disk pack was built (a pack is rebuilt when any file changes)."""
+        return self.image_store != "decode"
 
     def __len__(self) -> int:
         return len(self.records)

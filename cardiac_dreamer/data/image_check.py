@@ -68,9 +68,9 @@ def verify_images(
 
 
 def verify_undecoded_images(datasets: Iterable[Any], image_size: int) -> Optional[ImageScan]:
-    """:func:`verify_images` on the records of the datasets that did not decode their images into memory (those
-    checked every image already, at construction); None when there is nothing left to check."""
-    lazy = [record for dataset in datasets if not dataset.images_in_memory for record in dataset.records]
+    """:func:`verify_images` on the records of the datasets whose images were not decoded already (into memory or
+    into disk packs, which checks every image); None when there is nothing left to check."""
+    lazy = [record for dataset in datasets if not dataset.images_checked for record in dataset.records]
     return verify_images(lazy, image_size) if lazy else None
 
 

@@ -97,6 +97,8 @@ def build_datasets(
             cache_budget_mb=budget_mb,
             normalize_images=normalize_images,
             labelled_patients=prepared.labelled_patients if name == "train" else None,
+            disk_cache=cfg.disk_cache,
+            disk_cache_dir=cfg.disk_cache_dir,
         )
         budget_mb -= datasets[name].cache_mb
     return datasets

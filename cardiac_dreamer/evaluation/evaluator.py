@@ -277,7 +277,8 @@ def evaluate_checkpoint(
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = TransitionsDataset(
         records, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
-        cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False,
+        cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False, disk_cache=data_cfg.disk_cache,
+        disk_cache_dir=data_cfg.disk_cache_dir,
     )
     verify_undecoded_images([dataset], data_cfg.image_size)
     output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
