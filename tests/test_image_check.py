@@ -29,7 +29,7 @@ def test_a_truncated_image_the_lazy_dataset_would_meet_mid_epoch_is_found_up_fro
     records = read_records(real_export)
     broken = image_of(real_export, OTHER, "ft2", 2)
     truncate(broken)
-    TransitionsDataset(records, image_size=64, cache_budget_mb=0)  # lazy: no error
+    TransitionsDataset(records, image_size=64, cache_budget_mb=0, disk_cache="off")  # lazy: no error
     with pytest.raises(DataError) as error:
         verify_images(records, 64, workers=workers)
     message = str(error.value)
