@@ -115,7 +115,8 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
                 poses = np.array([step.true_pose for step in episode.steps])
                 view = np.zeros_like(poses)
                 errors = translation_errors(view, poses) if unit == "mm" else rotation_errors(view, poses)
-                ax.plot(np.arange(len(errors)), errors, color="tab:blue", alpha=0.35, linewidth=0.8)
+                ax.plot(np.arange(len(errors)), errors, color="tab:blue", alpha=0.35, linewidth=0.8, marker="o",
+                        markersize=2)  # markers: an episode that ends at once is one point
             ax.axhline(limit, color="tab:red", linestyle="--", linewidth=0.8)
             ax.set_xlabel("step")
             if row == 0:
@@ -172,16 +173,16 @@ def summary_table(result: NavigationResult) -> str:
         f"navigation: {settings.episodes} episodes per policy on {patients}; start within "
         f"{settings.episode.start_range_mm:g} mm / {settings.episode.start_range_deg:g} deg, at most "
         f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
-        f"{'policy':14}{'success 5/5':>20}{'success 10/10':>20}{'final mm':>17}{'final deg':>17}"
-        f"{'moves to succ.':>15}{'path mm':>9}{'path deg':>9}{'false arrival':>20}",
+        f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"
+        f"{'moves to succ.':>16}{'path mm':>9}{'path deg':>9}{'false arrival':>16}",
     ]
     for name in result.policies:
         overall = result.summary[name]["overall"]
         lines.append(
-            f"{name:14}{_rate(overall['success_5']):>20}{_rate(overall['success_10']):>20}"
-            f"{_mean(overall['final_translation_error_mm']):>17}{_mean(overall['final_rotation_error_deg']):>17}"
-            f"{_number(overall['steps_to_success']['value']):>15}{_number(overall['path_length_mm']['value']):>9}"
-            f"{_number(overall['path_length_deg']['value']):>9}{_rate(overall['false_arrival']):>20}"
+            f"{name:18}{_rate(overall['success_5']):>16}{_rate(overall['success_10']):>16}"
+            f"{_mean(overall['final_translation_error_mm']):>19}{_mean(overall['final_rotation_error_deg']):>19}"
+            f"{_number(overall['steps_to_success']['value']):>16}{_number(overall['path_length_mm']['value']):>9}"
+            f"{_number(overall['path_length_deg']['value']):>9}{_rate(overall['false_arrival']):>16}"
         )
     lines.append("rates: % of episodes [95 % Wilson]; means [95 % bootstrap]; success: every component of the true "
                  "final pose within 5 mm / 5 deg (10 / 10); false arrival: said arrived, was not (of those that said "

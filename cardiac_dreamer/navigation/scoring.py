@@ -119,7 +119,9 @@ def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
     p = count / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if count == 0 else centre - half  # exact ends: rounding leaves 1e-17 where the bound is 0
+    high = 1.0 if count == n else centre + half
+    return low, high
 
 
 def bootstrap_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
