@@ -124,7 +124,10 @@ class GuidanceSession:
 
     def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
         """Fuse this frame with the history carried through ``executed_move`` (mm, degrees) and say where to go."""
-        frame_pose = np.asarray(self.predictor.predict(image), dtype=np.float64).reshape(6)
+        frame_pose = np.asarray(self.predictor.predict(image), dtype=np.float64)
+        if frame_pose.size != 6:
+            raise ValueError(f"update takes one frame; got {frame_pose.size // 6} images")
+        frame_pose = frame_pose.reshape(6)
         self._carry(executed_move)
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
         self._estimates = torch.cat([self._estimates, current])[-(self.settings.history + 1):]  # [k + 1, 6]

@@ -18,7 +18,7 @@ from ..evaluation.evaluator import _json_safe
 from ..evaluation.metrics import rotation_errors, translation_errors
 from ..fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
-from ..session import ARRIVAL_DEG, ARRIVAL_MM
+from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
 from .runner import NavigationResult, settings_record
 from .scoring import DEFINITIONS
 from .simulator import SLIP, Episode
@@ -102,6 +102,8 @@ def write_episodes_csv(episodes: List[Episode], path: Path) -> Path:
 def plot_navigation(result: NavigationResult, path: Path) -> Path:
     """Translation and rotation error vs step of every episode, one column per policy, and success rate vs
     threshold for every policy."""
+    from matplotlib.ticker import MaxNLocator
+
     from ..plots import _figure, _save
 
     names = list(result.policies)
@@ -111,13 +113,17 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
     for column, name in enumerate(names):
         for row, (unit, limit) in enumerate((("mm", ARRIVAL_MM), ("deg", ARRIVAL_DEG))):
             ax = axes[row, column]
+            longest = 1
             for episode in result.of_policy(name):
                 poses = np.array([step.true_pose for step in episode.steps])
                 view = np.zeros_like(poses)
                 errors = translation_errors(view, poses) if unit == "mm" else rotation_errors(view, poses)
                 ax.plot(np.arange(len(errors)), errors, color="tab:blue", alpha=0.35, linewidth=0.8, marker="o",
                         markersize=2)  # markers: an episode that ends at once is one point
+                longest = max(longest, len(errors) - 1)
             ax.axhline(limit, color="tab:red", linestyle="--", linewidth=0.8)
+            ax.set_xlim(-0.3, longest + 0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("step")
             if row == 0:
                 ax.set_title(name)
@@ -126,7 +132,8 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
     ax = curve.subplots()
     for name in names:
         success = result.summary[name]["overall"]["success_curve"]
-        ax.plot(success["threshold"], 100 * np.array(success["success"]), label=name)
+        ax.plot(success["threshold"], 100 * np.array(success["success"]), label=name,
+                linestyle="-" if name.startswith("model_") else "--")
     ax.axvline(ARRIVAL_MM, color="gray", linestyle=":", linewidth=0.8)
     ax.set_xlabel("threshold t (every translation within t mm and every angle within t deg)")
     ax.set_ylabel("success (% of episodes)")
@@ -141,8 +148,9 @@ def plot_episode_strip(episode: Episode, path: Path) -> Path:
     from ..plots import _figure, _save
 
     shown = list(zip(episode.frames, episode.steps))[:MAX_STRIP_FRAMES]
-    fig = _figure(2.3 * max(len(shown), 1), 3.4, f"{episode.policy}, {episode.patient}, episode {episode.number}: "
-                  "the frames the session saw and what it said (arrow: in-plane move, x right, z down)")
+    fig = _figure(max(2.3 * len(shown), 7.0), 4.6)
+    fig.suptitle(f"{episode.policy}, {episode.patient}, episode {episode.number}: the frames the session saw and what "
+                 "it said\n(arrow: the suggested in-plane move, x right, z down)", fontsize=9)
     axes = np.atleast_1d(fig.subplots(1, max(len(shown), 1)))
     for ax, (frame, step) in zip(axes, shown):
         size = frame.shape[0]
@@ -154,7 +162,9 @@ def plot_episode_strip(episode: Episode, path: Path) -> Path:
                      f"{rotation_errors(np.zeros((1, 6)), error[None])[0]:.1f} deg", fontsize=8)
         guidance = step.guidance
         if guidance.arrived:
-            ax.set_xlabel("arrived", fontsize=8, color="darkgreen")
+            truly = within(error, ARRIVAL_MM, ARRIVAL_DEG)
+            ax.set_xlabel("arrived" if truly else "said arrived: it is not", fontsize=8,
+                          color="darkgreen" if truly else "tab:red")
             continue
         move = guidance.move
         ax.set_xlabel(" ".join(f"{axis}{value:+.1f}" for axis, value in zip("xyz", move[:3])) + " mm\n" +

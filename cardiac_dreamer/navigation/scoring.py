@@ -19,7 +19,7 @@ SUCCESS_THRESHOLDS = (5.0, 10.0)  # mm and degrees, per component
 Z_95 = 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
-CURVE_THRESHOLDS = np.linspace(0.0, 20.0, 81)  # mm and degrees, for the success-vs-threshold curve
+CURVE_THRESHOLDS = np.linspace(0.0, 30.0, 121)  # mm and degrees, for the success-vs-threshold curve
 
 DEFINITIONS = {
     "success_5": "fraction of episodes whose true final pose has |x|, |y|, |z| <= 5 mm and |roll|, |pitch|, |yaw| "
