@@ -147,14 +147,17 @@ def test_an_unknown_patient_is_refused(run_checkpoint):
 def test_navigate_writes_every_file_with_baselines_and_models(run_checkpoint, tmp_path, capsys):
     output = tmp_path / "navigation"
     code = main(["--checkpoint", str(run_checkpoint), "--navigate", "--episodes", "3", "--max_steps", "4",
-                 "--history", "0,1", "--output_dir", str(output), "--device", "cpu", "--seed", "3"])
+                 "--history", "0,1", "--output_dir", str(output), "--device", "cpu", "--seed", "3",
+                 "--start_range", "15mm,10deg", "--follow_noise", "0.2"])
     assert code == 0
     for name in FILES:
         assert (output / name).is_file(), name
     record = json.loads((output / "navigation.json").read_text())
     assert list(record["policies"]) == ["oracle", "stay", "mean", "model_h0", "model_h1"]
     assert record["policies"]["stay"]["overall"]["success_5"]["value"] == 0.0
-    assert record["patients"][0]["name"] == "phantom_04" and record["settings"]["episode"]["seed"] == 3
+    assert record["patients"][0]["name"] == "phantom_04"
+    assert record["settings"]["episode"] == {"max_steps": 4, "start_range_mm": 15.0, "start_range_deg": 10.0,
+                                             "follow_noise": 0.2, "seed": 3}
     assert "phantom_04" in record["policies"]["model_h0"]["per_patient"]
     with open(output / "episodes.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
@@ -162,6 +165,17 @@ def test_navigate_writes_every_file_with_baselines_and_models(run_checkpoint, tm
     assert len({row["episode"] for row in rows}) == 3
     table = capsys.readouterr().out
     assert "model_h1" in table and str(output) in table
+
+
+def test_the_imagine_planner_is_skipped_for_a_direct_model(phantom_dir, tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct")
+    code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "1", "--max_steps", "2",
+                 "--history", "0", "--planner", "direct,imagine", "--output_dir", str(tmp_path / "nav"),
+                 "--device", "cpu"])
+    assert code == 0
+    record = json.loads((tmp_path / "nav" / "navigation.json").read_text())
+    assert list(record["policies"]) == ["oracle", "stay", "mean", "model_h0"]
+    assert "imagine" in record["planners_skipped"]
 
 
 def test_navigate_refuses_a_bad_checkpoint_in_one_line(tmp_path, capsys):

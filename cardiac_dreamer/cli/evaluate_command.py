@@ -7,8 +7,8 @@ one ``error: ...`` line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 import re
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import CardiacDreamerError
@@ -61,10 +61,13 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
                        "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
                        f"{EpisodeSettings.follow_noise:g})")
     group.add_argument("--history", type=_history_list, help="comma-separated frames of history fused by the "
-                       "session, one model policy each (default: 0,4)")
+                       "session, one model policy each (default: "
+                       f"{','.join(map(str, NavigationSettings.histories))})")
     group.add_argument("--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
-                       "(the world model picks among candidate moves), comma-separated (default: direct)")
-    group.add_argument("--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: 0)")
+                       "(the world model picks among candidate moves), comma-separated (default: "
+                       f"{','.join(NavigationSettings.planners)})")
+    group.add_argument("--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
+                       f"{EpisodeSettings.seed})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -110,21 +113,17 @@ def _navigate(args: argparse.Namespace) -> int:
 
 def _navigation_settings(args: argparse.Namespace) -> NavigationSettings:
     """The flags given, over the library's defaults."""
-    episode = {}
-    if args.max_steps is not None:
-        episode["max_steps"] = args.max_steps
-    if args.start_range is not None:
-        episode["start_range_mm"], episode["start_range_deg"] = args.start_range
-    if args.follow_noise is not None:
-        episode["follow_noise"] = args.follow_noise
-    if args.seed is not None:
-        episode["seed"] = args.seed
-    chosen = {"split": args.split, "patients": tuple(args.patients) if args.patients else None,
-              "episode": EpisodeSettings(**episode)}
-    for flag, key in (("episodes", "episodes"), ("history", "histories"), ("planner", "planners")):
-        if getattr(args, flag) is not None:
-            chosen[key] = getattr(args, flag)
-    return NavigationSettings(**chosen)
+    start = dict(zip(("start_range_mm", "start_range_deg"), args.start_range or ()))
+    episode = EpisodeSettings(**_given(max_steps=args.max_steps, follow_noise=args.follow_noise, seed=args.seed),
+                              **start)
+    return NavigationSettings(split=args.split, patients=tuple(args.patients) if args.patients else None,
+                              episode=episode,
+                              **_given(episodes=args.episodes, histories=args.history, planners=args.planner))
+
+
+def _given(**values):
+    """The values of the flags a user gave (a flag left out is None and keeps the library's default)."""
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def _patient_list(value: str) -> List[str]:

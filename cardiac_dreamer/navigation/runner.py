@@ -97,8 +97,13 @@ def navigate_checkpoint(
     model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
     predictor = Predictor(model, device)
     config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
-    if "imagine" in settings.planners and not predictor.can_imagine:
-        raise ConfigError(f"{checkpoint_path}: planner 'imagine' needs a world model; this is a 'direct' model")
+    planners = [planner for planner in settings.planners if planner != "imagine" or predictor.can_imagine]
+    skipped = sorted(set(settings.planners) - set(planners))
+    if skipped:
+        log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
+    if not planners:
+        raise ConfigError(f"{checkpoint_path}: planner 'imagine' needs a world model; this is a 'direct' model "
+                          "(use --planner direct)")
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)
     if settings.split in ("train", "all") and source_dir is not None:
@@ -107,7 +112,7 @@ def navigate_checkpoint(
     output_dir = _output_directory(checkpoint_path, output_dir, source_dir)
     policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy())
     policies += [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
-                 for planner in settings.planners for history in settings.histories]
+                 for planner in planners for history in settings.histories]
     started = time.perf_counter()
     episodes = []
     for number in tqdm(range(settings.episodes), desc="navigate", unit="episode", dynamic_ncols=True,
@@ -126,6 +131,7 @@ def navigate_checkpoint(
             "epoch": checkpoint.epoch,
             "variant": config.model.variant,
             "composition": predictor.composition,
+            "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model" for planner in skipped},
             "image_size": config.data.image_size,
             "device": str(predictor.device),
             "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients (the checkpoint "
