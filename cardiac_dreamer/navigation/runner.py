@@ -26,7 +26,7 @@ from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped
 from ..session import PLANNERS, SessionSettings
 from . import scoring
 from .patients import NavigationPatient, resolve_patients
-from .policies import SessionPolicy, baseline_policies
+from .policies import Policy, SessionPolicy, baseline_policies
 from .simulator import Episode, EpisodeSettings, run_episode
 
 log = logging.getLogger(__name__)
@@ -97,30 +97,16 @@ def navigate_checkpoint(
     model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
     predictor = Predictor(model, device)
     config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
-    planners = [planner for planner in settings.planners if planner != "imagine" or predictor.can_imagine]
-    skipped = sorted(set(settings.planners) - set(planners))
-    if skipped:
-        log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
-    if not planners:
-        raise ConfigError(f"{checkpoint_path}: planner 'imagine' needs a world model; this is a 'direct' model "
-                          "(use --planner direct)")
+    model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)
     if settings.split in ("train", "all") and source_dir is not None:
         log.warning("navigating on training patients (--split %s): this says little about new patients",
                     settings.split)
     output_dir = _output_directory(checkpoint_path, output_dir, source_dir)
-    policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy())
-    policies += [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
-                 for planner in planners for history in settings.histories]
+    policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy()) + model_policies
     started = time.perf_counter()
-    episodes = []
-    for number in tqdm(range(settings.episodes), desc="navigate", unit="episode", dynamic_ncols=True,
-                       disable=True if not progress else None):
-        patient = patients[number % len(patients)]
-        for policy in policies:
-            episodes.append(run_episode(policy, patient.phantom, patient.name, number, settings.episode,
-                                        predictor.composition, keep_frames=number == STRIP_EPISODE))
+    episodes = run_policies(policies, patients, settings, predictor.composition, progress)
     result = NavigationResult(
         episodes=episodes,
         policies={policy.name: policy.description for policy in policies},
@@ -144,12 +130,41 @@ def navigate_checkpoint(
     return result, output_dir
 
 
+def run_policies(policies: Sequence[Policy], patients: Sequence[NavigationPatient], settings: NavigationSettings,
+                 composition: str, progress: bool = True) -> List[Episode]:
+    """Every policy on every episode, episode by episode (episode ``i`` on patient ``i mod P``); the frames of
+    episode :data:`STRIP_EPISODE` are kept for the strip figure."""
+    episodes = []
+    for number in tqdm(range(settings.episodes), desc="navigate", unit="episode", dynamic_ncols=True,
+                       disable=True if not progress else None):
+        patient = patients[number % len(patients)]
+        for policy in policies:
+            episodes.append(run_episode(policy, patient.phantom, patient.name, number, settings.episode, composition,
+                                        keep_frames=number == STRIP_EPISODE))
+    return episodes
+
+
 def settings_record(settings: NavigationSettings) -> Dict[str, Any]:
     """The settings as plain JSON values."""
     record = asdict(settings)
     record["histories"], record["planners"] = list(settings.histories), list(settings.planners)
     record["patients"] = list(settings.patients) if settings.patients else None
     return record
+
+
+def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoint_path: Path
+                    ) -> Tuple[List[SessionPolicy], List[str]]:
+    """``(one session policy per planner and history, the planners skipped)``: ``imagine`` is skipped for a
+    ``direct`` model (no world model), and refused when it is the only planner asked for."""
+    planners = [planner for planner in settings.planners if planner != "imagine" or predictor.can_imagine]
+    skipped = sorted(set(settings.planners) - set(planners))
+    if not planners:
+        raise ConfigError(f"{checkpoint_path}: planner 'imagine' needs a world model; this is a 'direct' model "
+                          "(use --planner direct)")
+    if skipped:
+        log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
+    return [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
+            for planner in planners for history in settings.histories], skipped
 
 
 def _policy_name(history: int, planner: str) -> str:
