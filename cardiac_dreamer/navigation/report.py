@@ -180,7 +180,8 @@ def summary_table(result: NavigationResult) -> str:
     patients = ", ".join(patient.name for patient in result.patients)
     settings = result.settings
     lines = [
-        f"navigation: {settings.episodes} episodes per policy on {patients}; start within "
+        f"navigation: {settings.episodes} episodes per policy on {patients} (from "
+        f"{result.metadata['patients_from']}); start within "
         f"{settings.episode.start_range_mm:g} mm / {settings.episode.start_range_deg:g} deg, at most "
         f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
         f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"

@@ -120,8 +120,8 @@ def navigate_checkpoint(
             "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model" for planner in skipped},
             "image_size": config.data.image_size,
             "device": str(predictor.device),
-            "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients (the checkpoint "
-            "has no phantom data here)",
+            "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
+            "has no phantom data here",
             "episodes_seconds": round(time.perf_counter() - started, 2),
             "navigated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
