@@ -31,6 +31,8 @@ DPI = 100
 SIMULATION = {
     "patients": "static phantom hearts (cardiac_dreamer.phantom), fresh speckle per frame; no cardiac or breathing "
     "motion, no probe pressure",
+    "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
+    "model exactly as in training; fresh patients at the checkpoint's image size",
     "start": "uniform in [-start_range, start_range] per component (mm for x, y, z; degrees for the angles), "
     f"redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees",
     "episode": "render the true pose, update the policy, stop when it says arrived or after max_steps frames; "
