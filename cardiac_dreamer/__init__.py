@@ -3,6 +3,7 @@
 The public API for notebooks::
 
     from cardiac_dreamer import CardiacDreamer, TransitionsDataset, Trainer, load_model, Config, load_config
+    from cardiac_dreamer import GuidanceSession  # real-time guidance: load_model(...).session(history=4)
 
 Names are imported on first use, so ``import cardiac_dreamer.evaluation`` (inference) does not load the trainer,
 TensorBoard or matplotlib.
@@ -26,6 +27,7 @@ _PUBLIC = {
     "Predictor": ".evaluation",
     "evaluate_checkpoint": ".evaluation",
     "load_model": ".evaluation",
+    "GuidanceSession": ".session",
     "run_training": ".pipeline",
     "Trainer": ".training",
 }

@@ -1,17 +1,24 @@
 """``cardiac-evaluate``: score a checkpoint on a patient split it recorded and write the report.
 
-Flags in, :func:`~cardiac_dreamer.evaluation.evaluate_checkpoint` called, a table out. A library error becomes one
-``error: ...`` line on stderr and exit code 2, never a traceback.
+Flags in, :func:`~cardiac_dreamer.evaluation.evaluate_checkpoint` (or, with ``--navigate``, closed-loop guidance in
+the phantom: :func:`~cardiac_dreamer.navigation.navigate_checkpoint`) called, a table out. A library error becomes
+one ``error: ...`` line on stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import CardiacDreamerError
 from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
+from ..navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
+from ..session import PLANNERS
 from .common import configure_logging, report_error
+
+
+NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "follow_noise", "history", "planner", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,12 +36,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--batch_size", type=_positive_int, default=32, help="pairs per forward pass (default: 32)")
     parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    _add_navigation_flags(parser)
     return parser
 
 
+def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
+    """``--navigate`` and its settings; the settings' defaults are None here so that using one without
+    ``--navigate`` is caught (the library's defaults apply otherwise)."""
+    group = parser.add_argument_group(
+        "closed-loop guidance (--navigate)",
+        "drive a simulated probe to the view in the phantom with the model's GuidanceSession and the oracle, stay "
+        "and mean baselines, on the same starts and noise; writes navigation.json, episodes.csv, navigation.png, "
+        "episode_strip.png into navigation_<timestamp>/ in the checkpoint's run (or --output_dir)",
+    )
+    group.add_argument("--navigate", action="store_true", help="run closed-loop guidance instead of evaluation")
+    group.add_argument("--episodes", type=_positive_int, help="episodes per policy, dealt to the patients in turn "
+                       f"(default: {NavigationSettings.episodes})")
+    group.add_argument("--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
+                       f"{EpisodeSettings.max_steps})")
+    group.add_argument("--start_range", type=_start_range, help="starts uniform within this box around the view, "
+                       f"e.g. 20mm,20deg (default: {EpisodeSettings.start_range_mm:g}mm,"
+                       f"{EpisodeSettings.start_range_deg:g}deg)")
+    group.add_argument("--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
+                       "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
+                       f"{EpisodeSettings.follow_noise:g})")
+    group.add_argument("--history", type=_history_list, help="comma-separated frames of history fused by the "
+                       "session, one model policy each (default: "
+                       f"{','.join(map(str, NavigationSettings.histories))})")
+    group.add_argument("--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
+                       "(the world model picks among candidate moves), comma-separated (default: "
+                       f"{','.join(NavigationSettings.planners)})")
+    group.add_argument("--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
+                       f"{EpisodeSettings.seed})")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    misplaced = [flag for flag in NAVIGATION_FLAGS if getattr(args, flag) is not None]
+    if misplaced and not args.navigate:
+        parser.error(f"--{misplaced[0]} needs --navigate")
     configure_logging()
+    if args.navigate:
+        return _navigate(args)
     try:
         report, output_dir = evaluate_checkpoint(
             args.checkpoint,
@@ -52,6 +96,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def _navigate(args: argparse.Namespace) -> int:
+    from ..navigation.report import summary_table
+
+    try:
+        settings = _navigation_settings(args)
+        result, output_dir = navigate_checkpoint(
+            args.checkpoint, settings, data_dir=args.data_dir, output_dir=args.output_dir, device=args.device
+        )
+    except CardiacDreamerError as error:
+        return report_error(error)
+    print(summary_table(result))
+    print(f"results: {output_dir}")
+    return 0
+
+
+def _navigation_settings(args: argparse.Namespace) -> NavigationSettings:
+    """The flags given, over the library's defaults."""
+    start = dict(zip(("start_range_mm", "start_range_deg"), args.start_range or ()))
+    episode = EpisodeSettings(**_given(max_steps=args.max_steps, follow_noise=args.follow_noise, seed=args.seed),
+                              **start)
+    return NavigationSettings(split=args.split, patients=tuple(args.patients) if args.patients else None,
+                              episode=episode,
+                              **_given(episodes=args.episodes, histories=args.history, planners=args.planner))
+
+
+def _given(**values):
+    """The values of the flags a user gave (a flag left out is None and keeps the library's default)."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
 def _patient_list(value: str) -> List[str]:
     patients = [patient.strip() for patient in value.split(",") if patient.strip()]
     if not patients:
@@ -67,6 +141,55 @@ def _positive_int(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return number
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return number
+
+
+def _start_range(value: str) -> Tuple[float, float]:
+    """``20mm,20deg``, ``20,20`` or ``20`` (both) -> (mm, degrees)."""
+    parts = [part.strip() for part in value.split(",")]
+    found = [re.fullmatch(r"([0-9.]+)\s*(mm|deg)?", part) for part in parts]
+    if not 1 <= len(parts) <= 2 or not all(found) or \
+            (len(parts) == 2 and [match.group(2) for match in found] not in ([None, None], ["mm", "deg"])):
+        raise argparse.ArgumentTypeError(f"expected e.g. 20mm,20deg, got {value!r}")
+    numbers = [_non_negative_float(match.group(1)) for match in found]
+    return (numbers[0], numbers[-1])
+
+
+def _history_list(value: str) -> Tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, e.g. 0,4, got {value!r}") from None
+    if any(number < 0 for number in values):
+        raise argparse.ArgumentTypeError(f"history values must be >= 0, got {value}")
+    return values
+
+
+def _planner_list(value: str) -> Tuple[str, ...]:
+    planners = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [planner for planner in planners if planner not in PLANNERS]
+    if unknown or not planners:
+        raise argparse.ArgumentTypeError(f"planners are {', '.join(PLANNERS)}, got {value!r}")
+    return planners
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, List, Sequence, Union
+from typing import TYPE_CHECKING, Any, List, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from ..checkpoint import load_checkpoint
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..devices import select_device
 from ..models import CardiacDreamer
+
+if TYPE_CHECKING:
+    from ..session import GuidanceSession
 
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -46,6 +49,24 @@ class Predictor:
     @property
     def image_size(self) -> int:
         return self.model.image_size
+
+    @property
+    def composition(self) -> str:
+        """How a move changes a pose for this model: ``additive`` or ``se3`` (:mod:`cardiac_dreamer.geometry`)."""
+        return self.model.config.composition
+
+    @property
+    def can_imagine(self) -> bool:
+        """Whether ``predict(images, moves)`` works: world models only, not the ``direct`` variant."""
+        return self.model.dreamer is not None
+
+    def session(self, **settings) -> "GuidanceSession":
+        """A real-time guidance session on this model, e.g. ``session(history=4)``; ``settings`` are the fields of
+        :class:`~cardiac_dreamer.session.SessionSettings` (``history``, ``arrival_mm``, ``arrival_deg``,
+        ``planner``)."""
+        from ..session import GuidanceSession, SessionSettings  # the session imports this module
+
+        return GuidanceSession(self, SessionSettings(**settings))
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
         """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.

@@ -1,0 +1,70 @@
+"""Per-update latency of a GuidanceSession on this machine: one JSON line per (preset, planner).
+
+    OMP_NUM_THREADS=2 python benchmarks/session_latency.py --presets production,debug --planners direct,imagine
+
+An update is what a deployment pays per frame: preprocessing (gray conversion, resize), the model's forward pass
+(one image for ``direct``; the image and every candidate move for ``imagine``), fusion and the suggested move.
+Weights are random (latency does not depend on them); frames are phantom renders made beforehand, so rendering is
+not timed. Each line records the 1-minute load average: on a shared machine, figures measured under load are not
+the machine's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from cardiac_dreamer.config import load_config
+from cardiac_dreamer.evaluation import Predictor
+from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.phantom import PhantomPatient
+from cardiac_dreamer.session import PLANNERS
+
+
+def measure(preset: str, planner: str, history: int, updates: int, warmup: int) -> dict:
+    config = load_config(preset)
+    torch.manual_seed(0)
+    model = CardiacDreamer(config.model, image_size=config.data.image_size)
+    session = Predictor(model, "cpu").session(history=history, planner=planner)
+    patient = PhantomPatient(1, image_size=config.data.image_size)
+    rng = np.random.default_rng(0)
+    poses = rng.uniform(-15, 15, (updates + warmup, 6))
+    frames = [patient.render(pose, rng=rng) for pose in poses]  # uint8 [S, S] each
+    seconds = []
+    for number, frame in enumerate(frames):
+        move = None if number == 0 else poses[number] - poses[number - 1]
+        started = time.perf_counter()
+        session.update(frame, executed_move=move)
+        if number >= warmup:
+            seconds.append(time.perf_counter() - started)
+    return {
+        "preset": preset, "image_size": config.data.image_size, "d_model": config.model.d_model,
+        "num_layers": config.model.num_layers, "planner": planner, "history": history, "updates": updates,
+        "update_median_ms": round(1000 * statistics.median(seconds), 2),
+        "update_p90_ms": round(1000 * float(np.percentile(seconds, 90)), 2),
+        "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/session_latency.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--presets", default="production,debug", help="config presets, comma-separated")
+    parser.add_argument("--planners", default="direct,imagine", help=f"among {', '.join(PLANNERS)}")
+    parser.add_argument("--history", type=int, default=4, help="frames fused besides the current one")
+    parser.add_argument("--updates", type=int, default=20, help="measured updates (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=3, help="updates run first and not measured")
+    args = parser.parse_args(argv)
+    for preset in args.presets.split(","):
+        for planner in args.planners.split(","):
+            print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

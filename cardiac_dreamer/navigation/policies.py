@@ -1,0 +1,80 @@
+"""Who guides the simulated probe: the model's session, and three baselines that bracket it.
+
+Every policy answers each frame with a :class:`~cardiac_dreamer.session.Guidance`, so the simulator and the scoring
+treat them alike:
+
+* ``model_h<k>`` (``_imagine`` with the world-model planner): a :class:`~cardiac_dreamer.session.GuidanceSession`;
+* ``oracle``: the true pose as the estimate: what perfect perception achieves with this sonographer;
+* ``stay``: never moves and never says "arrived": what doing nothing achieves;
+* ``mean``: believes the probe is always at the training poses' mean: what a model that learnt nothing suggests.
+"""
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+import numpy as np
+
+from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, GuidanceSession, suggested_move, within
+
+BASELINES = ("oracle", "stay", "mean")
+
+
+class Policy(Protocol):
+    name: str
+    description: str
+
+    def start(self) -> None:
+        """A new episode begins: forget the last one."""
+
+    def update(self, image, true_pose: np.ndarray, executed_move: Optional[np.ndarray]) -> Guidance:
+        """Guidance for this frame; only the oracle may look at ``true_pose``."""
+
+
+class SessionPolicy:
+    """The model, through the runtime a deployment would use."""
+
+    def __init__(self, name: str, session: GuidanceSession):
+        self.name, self.session = name, session
+        settings = session.settings
+        self.description = (f"the model's GuidanceSession, history {settings.history} "
+                            f"({settings.history + 1} frames fused by their median), planner '{settings.planner}'")
+
+    def start(self) -> None:
+        self.session.reset()
+
+    def update(self, image, true_pose: np.ndarray, executed_move: Optional[np.ndarray]) -> Guidance:
+        return self.session.update(image, executed_move)
+
+
+class BeliefPolicy:
+    """A baseline that believes a fixed pose (``mean``), the true pose (``oracle``, belief None) or moves never
+    (``stay``); arrival is judged on its belief with the session's default threshold."""
+
+    def __init__(self, name: str, description: str, composition: str, belief: Optional[np.ndarray] = None,
+                 moves: bool = True):
+        self.name, self.description = name, description
+        self.composition, self.belief, self.moves = composition, belief, moves
+
+    def start(self) -> None:
+        pass
+
+    def update(self, image, true_pose: np.ndarray, executed_move: Optional[np.ndarray]) -> Guidance:
+        if not self.moves:
+            nowhere = np.full(6, np.nan)
+            return Guidance(pose=nowhere, move=np.zeros(6), arrived=False, frames_fused=0, spread_mm=None,
+                            spread_deg=None, frame_pose=nowhere)
+        pose = np.array(true_pose if self.belief is None else self.belief, dtype=np.float64)
+        return Guidance(pose=pose, move=suggested_move(pose, self.composition),
+                        arrived=within(pose, ARRIVAL_MM, ARRIVAL_DEG), frames_fused=1, spread_mm=None,
+                        spread_deg=None, frame_pose=pose)
+
+
+def baseline_policies(composition: str, training_mean_pose: np.ndarray) -> list:
+    """``oracle``, ``stay`` and ``mean``, in that order."""
+    return [
+        BeliefPolicy("oracle", "the true pose as the estimate: perfect perception, the same sonographer",
+                     composition),
+        BeliefPolicy("stay", "never moves, never says arrived", composition, moves=False),
+        BeliefPolicy("mean", "always believes the probe is at the training poses' mean (the model's pose_mean) and "
+                     "suggests the move from there to the view", composition, belief=training_mean_pose),
+    ]

@@ -1,0 +1,232 @@
+"""The navigation report: ``navigation.json``, ``episodes.csv``, ``navigation.png``, ``episode_strip.png`` and the
+terminal table.
+
+matplotlib is imported inside the plotting functions only (the object API, as :mod:`cardiac_dreamer.plots`), so
+the runtime (:mod:`cardiac_dreamer.session`) never loads it. Every file is written atomically.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..evaluation.evaluator import _json_safe
+from ..evaluation.metrics import rotation_errors, translation_errors
+from ..fileio import atomic_open, write_json
+from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
+from .runner import NavigationResult, settings_record
+from .scoring import DEFINITIONS
+from .simulator import SLIP, Episode
+
+log = logging.getLogger(__name__)
+
+FILES = ("navigation.json", "episodes.csv", "navigation.png", "episode_strip.png")
+MAX_STRIP_FRAMES = 10
+DPI = 100
+SIMULATION = {
+    "patients": "static phantom hearts (cardiac_dreamer.phantom), fresh speckle per frame; no cardiac or breathing "
+    "motion, no probe pressure",
+    "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
+    "model exactly as in training; fresh patients at the checkpoint's image size",
+    "start": "uniform in [-start_range, start_range] per component (mm for x, y, z; degrees for the angles), "
+    f"redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees",
+    "episode": "render the true pose, update the policy, stop when it says arrived or after max_steps frames; "
+    "otherwise the sonographer executes the suggested move and the true pose moves by it (the model's composition)",
+    "sonographer": "executed = suggested * (1 + n N(0,1)) + n * slip * N(0,1) per component, n = follow_noise, "
+    f"slip = {SLIP[0]:g} mm / {SLIP[3]:g} degrees; a requested zero move is not made",
+    "common_random_numbers": "start poses, speckle and hand noise are seeded by (seed, episode, step): every policy "
+    "meets the same starts and the same noise",
+    "arrival": f"a policy says arrived when its estimate is within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees on "
+    "every component",
+}
+
+
+def write_report(result: NavigationResult, output_dir: Path) -> List[Path]:
+    """Write the four files into ``output_dir``; the written paths."""
+    output_dir = Path(output_dir)
+    written = [
+        write_json(output_dir / FILES[0], _json_safe(navigation_record(result))),
+        write_episodes_csv(result.episodes, output_dir / FILES[1]),
+        plot_navigation(result, output_dir / FILES[2]),
+        plot_episode_strip(_strip_episode(result), output_dir / FILES[3]),
+    ]
+    log.info("navigation results written to %s", output_dir)
+    return written
+
+
+def navigation_record(result: NavigationResult) -> Dict[str, Any]:
+    """The content of ``navigation.json``."""
+    return {
+        **result.metadata,
+        "settings": settings_record(result.settings),
+        "patients": [{"name": patient.name, "source": patient.source} for patient in result.patients],
+        "simulation": SIMULATION,
+        "policies": {name: {"description": description, **result.summary[name]}
+                     for name, description in result.policies.items()},
+        "definitions": DEFINITIONS,
+    }
+
+
+def write_episodes_csv(episodes: List[Episode], path: Path) -> Path:
+    """One row per pose visited: the true pose, the guidance there, the move made, errors; empty cells where a
+    value does not exist (no guidance at the last pose of a timed-out episode, no estimate for ``stay``)."""
+    axes = [f"{name}_{unit}" for name, unit in zip(AXIS_NAMES, AXIS_UNITS)]
+    header = ["policy", "patient", "episode", "step",
+              *(f"{kind}_{axis}" for kind in ("true", "estimate", "suggested", "executed") for axis in axes),
+              "translation_error_mm", "rotation_error_deg", "arrived", "frames_fused", "spread_mm", "spread_deg"]
+    with atomic_open(path, "w", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(header)
+        for episode in episodes:
+            poses = np.array([step.true_pose for step in episode.steps])  # [steps, 6]
+            view = np.zeros_like(poses)
+            errors_mm, errors_deg = translation_errors(view, poses), rotation_errors(view, poses)
+            for number, step in enumerate(episode.steps):
+                guidance = step.guidance
+                vectors = [step.true_pose, guidance.pose if guidance else None, guidance.move if guidance else None,
+                           step.executed]
+                writer.writerow([
+                    episode.policy, episode.patient, episode.number, number,
+                    *(_cell(value) for vector in vectors for value in (vector if vector is not None else [None] * 6)),
+                    _cell(errors_mm[number]), _cell(errors_deg[number]),
+                    "" if guidance is None else int(guidance.arrived),
+                    "" if guidance is None else guidance.frames_fused,
+                    _cell(guidance.spread_mm if guidance else None), _cell(guidance.spread_deg if guidance else None),
+                ])
+    return path
+
+
+def plot_navigation(result: NavigationResult, path: Path) -> Path:
+    """Translation and rotation error vs step of every episode, one column per policy, and success rate vs
+    threshold for every policy."""
+    from matplotlib.ticker import MaxNLocator
+
+    from ..plots import _figure, _save
+
+    names = list(result.policies)
+    fig = _figure(3.2 * len(names), 9.5, "closed-loop guidance: true error of every episode, step by step")
+    traces, curve = fig.subfigures(2, 1, height_ratios=[2, 1.2])
+    axes = traces.subplots(2, len(names), sharey="row", squeeze=False)
+    for column, name in enumerate(names):
+        for row, (unit, limit) in enumerate((("mm", ARRIVAL_MM), ("deg", ARRIVAL_DEG))):
+            ax = axes[row, column]
+            longest = 1
+            for episode in result.of_policy(name):
+                poses = np.array([step.true_pose for step in episode.steps])
+                view = np.zeros_like(poses)
+                errors = translation_errors(view, poses) if unit == "mm" else rotation_errors(view, poses)
+                ax.plot(np.arange(len(errors)), errors, color="tab:blue", alpha=0.35, linewidth=0.8, marker="o",
+                        markersize=2)  # markers: an episode that ends at once is one point
+                longest = max(longest, len(errors) - 1)
+            ax.axhline(limit, color="tab:red", linestyle="--", linewidth=0.8)
+            ax.set_xlim(-0.3, longest + 0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("step")
+            if row == 0:
+                ax.set_title(name)
+            if column == 0:
+                ax.set_ylabel("translation error (mm)" if unit == "mm" else "rotation error (deg)")
+    ax = curve.subplots()
+    for name in names:
+        success = result.summary[name]["overall"]["success_curve"]
+        ax.plot(success["threshold"], 100 * np.array(success["success"]), label=name,
+                linestyle="-" if name.startswith("model_") else "--")
+    ax.axvline(ARRIVAL_MM, color="gray", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("threshold t (every translation within t mm and every angle within t deg)")
+    ax.set_ylabel("success (% of episodes)")
+    ax.set_ylim(-2, 102)
+    ax.legend(fontsize="small", ncol=min(len(names), 6))
+    return _save(fig, path, DPI)
+
+
+def plot_episode_strip(episode: Episode, path: Path) -> Path:
+    """The frames of one episode side by side, each with its true error and the suggested move written on it and
+    the suggested in-plane translation drawn as an arrow (x to the right, z down)."""
+    from ..plots import _figure, _save
+
+    shown = list(zip(episode.frames, episode.steps))[:MAX_STRIP_FRAMES]
+    fig = _figure(max(2.3 * len(shown), 7.0), 4.6)
+    fig.suptitle(f"{episode.policy}, {episode.patient}, episode {episode.number}: the frames the session saw and what "
+                 "it said\n(arrow: the suggested in-plane move, x right, z down)", fontsize=9)
+    axes = np.atleast_1d(fig.subplots(1, max(len(shown), 1)))
+    for ax, (frame, step) in zip(axes, shown):
+        size = frame.shape[0]
+        ax.imshow(frame, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        error = step.true_pose
+        ax.set_title(f"true {np.linalg.norm(error[:3]):.1f} mm, "
+                     f"{rotation_errors(np.zeros((1, 6)), error[None])[0]:.1f} deg", fontsize=8)
+        guidance = step.guidance
+        if guidance.arrived:
+            truly = within(error, ARRIVAL_MM, ARRIVAL_DEG)
+            ax.set_xlabel("arrived" if truly else "said arrived: it is not", fontsize=8,
+                          color="darkgreen" if truly else "tab:red")
+            continue
+        move = guidance.move
+        ax.set_xlabel(" ".join(f"{axis}{value:+.1f}" for axis, value in zip("xyz", move[:3])) + " mm\n" +
+                      " ".join(f"{axis}{value:+.1f}" for axis, value in zip("rpy", move[3:])) + " deg", fontsize=7)
+        scale = size / 40.0  # pixels per mm of the arrow: 20 mm is half the frame
+        ax.annotate("", xy=(size / 2 + move[0] * scale, size / 4 + move[2] * scale), xytext=(size / 2, size / 4),
+                    arrowprops={"arrowstyle": "->", "color": "yellow", "linewidth": 1.5})
+    return _save(fig, path, DPI)
+
+
+def summary_table(result: NavigationResult) -> str:
+    """Per policy: success rates, final errors, steps, path and false arrivals, with 95 % intervals."""
+    patients = ", ".join(patient.name for patient in result.patients)
+    settings = result.settings
+    lines = [
+        f"navigation: {settings.episodes} episodes per policy on {patients} (from "
+        f"{result.metadata['patients_from']}); start within "
+        f"{settings.episode.start_range_mm:g} mm / {settings.episode.start_range_deg:g} deg, at most "
+        f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
+        f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"
+        f"{'moves to succ.':>16}{'path mm':>9}{'path deg':>9}{'false arrival':>16}",
+    ]
+    for name in result.policies:
+        overall = result.summary[name]["overall"]
+        lines.append(
+            f"{name:18}{_rate(overall['success_5']):>16}{_rate(overall['success_10']):>16}"
+            f"{_mean(overall['final_translation_error_mm']):>19}{_mean(overall['final_rotation_error_deg']):>19}"
+            f"{_number(overall['steps_to_success']['value']):>16}{_number(overall['path_length_mm']['value']):>9}"
+            f"{_number(overall['path_length_deg']['value']):>9}{_rate(overall['false_arrival']):>16}"
+        )
+    lines.append("rates: % of episodes [95 % Wilson]; means [95 % bootstrap]; success: every component of the true "
+                 "final pose within 5 mm / 5 deg (10 / 10); false arrival: said arrived, was not (of those that said "
+                 "so)")
+    return "\n".join(lines)
+
+
+def _strip_episode(result: NavigationResult) -> Episode:
+    """The strip's episode: the first model policy's episode with kept frames."""
+    model_names = [name for name in result.policies if name.startswith("model_")]
+    return next(episode for episode in result.of_policy(model_names[0]) if episode.frames)
+
+
+def _rate(entry: Dict[str, Any]) -> str:
+    if entry["value"] is None:
+        return "n/a"
+    low, high = entry["interval"]
+    return f"{100 * entry['value']:.0f}% [{100 * low:.0f}-{100 * high:.0f}]"
+
+
+def _mean(entry: Dict[str, Any]) -> str:
+    if entry["value"] is None:
+        return "n/a"
+    low, high = entry["interval"]
+    return f"{entry['value']:.1f} [{low:.1f}-{high:.1f}]"
+
+
+def _number(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _cell(value: Optional[float]) -> str:
+    """A CSV cell: 4 decimals, empty for a missing or non-finite value."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.4f}"

@@ -1,0 +1,188 @@
+"""``navigate_checkpoint``: closed-loop guidance of a simulated probe by a checkpoint and the baselines, scored.
+
+What ``cardiac-evaluate --navigate`` does. Everything that can fail on bad input (settings, checkpoint, patients,
+output location) is checked before the first episode runs or any directory is made.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from ..checkpoint import load_checkpoint
+from ..config import Config
+from ..errors import ConfigError
+from ..evaluation.evaluator import SPLIT_CHOICES
+from ..evaluation.predictor import Predictor
+from ..models import CardiacDreamer
+from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ..session import PLANNERS, SessionSettings
+from . import scoring
+from .patients import NavigationPatient, resolve_patients
+from .policies import Policy, SessionPolicy, baseline_policies
+from .simulator import Episode, EpisodeSettings, run_episode
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+STRIP_EPISODE = 0  # the episode whose frames are kept for the strip figure
+
+
+@dataclass(frozen=True)
+class NavigationSettings:
+    """What to run: how many episodes, which model policies, on which patients, and the episodes' settings."""
+
+    episodes: int = 100  # in all, dealt to the patients in turn
+    histories: Tuple[int, ...] = (0, 4)  # one model policy per value (frames fused besides the current one)
+    planners: Tuple[str, ...] = ("direct",)  # "imagine" adds a world-model-planned policy per history
+    split: str = "test"
+    patients: Optional[Tuple[str, ...]] = None  # narrows the split's patients
+    episode: EpisodeSettings = field(default_factory=EpisodeSettings)
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if not self.histories or len(set(self.histories)) != len(self.histories):
+            raise ConfigError(f"history values must be distinct and at least one, got {list(self.histories)}")
+        for history in self.histories:
+            SessionSettings(history=history)  # validates the range
+        unknown = [planner for planner in self.planners if planner not in PLANNERS]
+        if unknown or not self.planners:
+            raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, got {list(self.planners)}")
+        if self.split not in SPLIT_CHOICES:
+            raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
+
+
+@dataclass
+class NavigationResult:
+    """Every episode of every policy, and what the report needs to say about them."""
+
+    episodes: List[Episode]
+    policies: Dict[str, str]  # name -> description, in run order
+    patients: List[NavigationPatient]
+    settings: NavigationSettings
+    metadata: Dict[str, Any]
+
+    def of_policy(self, name: str) -> List[Episode]:
+        return [episode for episode in self.episodes if episode.policy == name]
+
+    @functools.cached_property
+    def summary(self) -> Dict[str, Dict[str, Any]]:
+        """``{policy: {"overall": metrics, "per_patient": {patient: metrics}}}`` (:func:`scoring.summarize`)."""
+        return {name: {"overall": scoring.summarize(self.of_policy(name)),
+                       "per_patient": scoring.summarize_by_patient(self.of_policy(name))}
+                for name in self.policies}
+
+
+def navigate_checkpoint(
+    checkpoint_path: PathLike,
+    settings: NavigationSettings = NavigationSettings(),
+    data_dir: Optional[PathLike] = None,
+    output_dir: Optional[PathLike] = None,
+    device: Union[str, torch.device] = "auto",
+    progress: bool = True,
+) -> Tuple[NavigationResult, Path]:
+    """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``)."""
+    from .report import write_report  # matplotlib only once episodes are done
+
+    checkpoint_path = Path(checkpoint_path)
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
+    predictor = Predictor(model, device)
+    config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
+    model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
+    patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
+                                            settings.patients, data_dir)
+    if settings.split in ("train", "all") and source_dir is not None:
+        log.warning("navigating on training patients (--split %s): this says little about new patients",
+                    settings.split)
+    output_dir = _output_directory(checkpoint_path, output_dir, source_dir)
+    policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy()) + model_policies
+    started = time.perf_counter()
+    episodes = run_policies(policies, patients, settings, predictor.composition, progress)
+    result = NavigationResult(
+        episodes=episodes,
+        policies={policy.name: policy.description for policy in policies},
+        patients=patients,
+        settings=settings,
+        metadata={
+            "checkpoint": str(checkpoint_path.resolve()),
+            "epoch": checkpoint.epoch,
+            "variant": config.model.variant,
+            "composition": predictor.composition,
+            "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model" for planner in skipped},
+            "image_size": config.data.image_size,
+            "device": str(predictor.device),
+            "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
+            "has no phantom data here",
+            "episodes_seconds": round(time.perf_counter() - started, 2),
+            "navigated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    write_report(result, output_dir)
+    return result, output_dir
+
+
+def run_policies(policies: Sequence[Policy], patients: Sequence[NavigationPatient], settings: NavigationSettings,
+                 composition: str, progress: bool = True) -> List[Episode]:
+    """Every policy on every episode, episode by episode (episode ``i`` on patient ``i mod P``); the frames of
+    episode :data:`STRIP_EPISODE` are kept for the strip figure."""
+    episodes = []
+    for number in tqdm(range(settings.episodes), desc="navigate", unit="episode", dynamic_ncols=True,
+                       disable=True if not progress else None):
+        patient = patients[number % len(patients)]
+        for policy in policies:
+            episodes.append(run_episode(policy, patient.phantom, patient.name, number, settings.episode, composition,
+                                        keep_frames=number == STRIP_EPISODE))
+    return episodes
+
+
+def settings_record(settings: NavigationSettings) -> Dict[str, Any]:
+    """The settings as plain JSON values."""
+    record = asdict(settings)
+    record["histories"], record["planners"] = list(settings.histories), list(settings.planners)
+    record["patients"] = list(settings.patients) if settings.patients else None
+    return record
+
+
+def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoint_path: Path
+                    ) -> Tuple[List[SessionPolicy], List[str]]:
+    """``(one session policy per planner and history, the planners skipped)``: ``imagine`` is skipped for a
+    ``direct`` model (no world model), and refused when it is the only planner asked for."""
+    planners = [planner for planner in settings.planners if planner != "imagine" or predictor.can_imagine]
+    skipped = sorted(set(settings.planners) - set(planners))
+    if not planners:
+        raise ConfigError(f"{checkpoint_path}: planner 'imagine' needs a world model; this is a 'direct' model "
+                          "(use --planner direct)")
+    if skipped:
+        log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
+    return [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
+            for planner in planners for history in settings.histories], skipped
+
+
+def _policy_name(history: int, planner: str) -> str:
+    return f"model_h{history}" + ("" if planner == "direct" else f"_{planner}")
+
+
+def _output_directory(checkpoint_path: Path, output_dir: Optional[PathLike], data_dir: Optional[Path]) -> Path:
+    """The report's directory, refused inside the data and proven writable before any episode runs."""
+    if output_dir is not None:
+        output_dir = Path(output_dir)
+        if data_dir is not None:
+            ensure_outside(output_dir, data_dir, "navigation output")
+        ensure_writable(output_dir)
+        return output_dir
+    run_root = RunDirectory.of_checkpoint(checkpoint_path).root
+    if data_dir is not None:
+        ensure_outside(run_root / "navigation", data_dir, "navigation output")
+    return timestamped_directory(run_root, "navigation")
+
+
+__all__ = ["NavigationResult", "NavigationSettings", "navigate_checkpoint", "settings_record"]

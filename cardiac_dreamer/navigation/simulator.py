@@ -1,0 +1,146 @@
+"""The simulated sonographer and one guidance episode on a phantom patient.
+
+What is simulated: a static phantom heart (:class:`~cardiac_dreamer.synthetic.PhantomPatient`, fresh speckle per
+frame), a probe whose true pose is known, and a sonographer who executes each suggested move imperfectly. What is
+not: cardiac and breathing motion, probe pressure and skin contact, the time a move takes, a sonographer who
+ignores or second-guesses the guidance.
+
+The sonographer's error (``follow_noise`` = n), independently per component and move::
+
+    executed = suggested * (1 + n * N(0, 1)) + n * SLIP * N(0, 1),   SLIP = 5 mm (x, y, z) / 5 degrees (angles)
+
+The first term is a gain error (a 10 mm move comes out 9 or 11 mm at n = 0.1), the second a slip that does not
+shrink with the move (0.5 mm / 0.5 degrees per component at n = 0.1), so even perfect guidance needs a few moves.
+A sonographer asked for no move at all makes none.
+
+Common random numbers: an episode's start pose, every frame's speckle and every move's noise come from
+generators seeded by ``(seed, episode, step)`` alone, so every policy meets the same starts, the same speckle
+stream and the same hand: differences between policies are the policies'.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+from ..geometry import apply_move
+from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, within
+from .policies import Policy
+
+SLIP = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])  # mm, mm, mm, deg, deg, deg per unit of follow_noise
+_START_STREAM, _SPECKLE_STREAM, _HAND_STREAM = 1, 2, 3
+MAX_START_DRAWS = 10_000
+
+
+@dataclass(frozen=True)
+class EpisodeSettings:
+    """Where episodes start, how long they may run and how the sonographer follows; validated on creation."""
+
+    max_steps: int = 20  # frames the session is consulted on (each either says "arrived" or moves the probe)
+    start_range_mm: float = 20.0  # starts uniform in [-r, r] on x, y, z ...
+    start_range_deg: float = 20.0  # ... and on roll, pitch, yaw, redrawn while already at the view
+    follow_noise: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not (self.start_range_mm >= 0 and self.start_range_deg >= 0) or \
+                max(self.start_range_mm, self.start_range_deg) > 180:
+            raise ConfigError(f"start range must be in [0, 180] mm and degrees, got {self.start_range_mm} mm, "
+                              f"{self.start_range_deg} deg")
+        if self.start_range_mm <= ARRIVAL_MM and self.start_range_deg <= ARRIVAL_DEG:
+            raise ConfigError(f"a start range of {self.start_range_mm} mm / {self.start_range_deg} deg lies inside "
+                              f"the {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} deg view: there would be nothing to navigate")
+        if not 0 <= self.follow_noise <= 10:
+            raise ConfigError(f"follow_noise must be in [0, 10], got {self.follow_noise}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One pose the probe visited: the true pose, the guidance given there (None when the move budget was spent
+    before it) and the move the sonographer then executed (None when none was: arrived, or the last pose)."""
+
+    true_pose: np.ndarray  # [6] mm, deg
+    guidance: Optional[Guidance]
+    executed: Optional[np.ndarray]  # [6] mm, deg
+
+
+@dataclass
+class Episode:
+    policy: str
+    patient: str
+    number: int  # the episode's number in the run: same number, same start and noise for every policy
+    steps: List[Step]
+    frames: List[np.ndarray] = field(default_factory=list)  # uint8 [S, S] per consulted step, when kept
+
+    @property
+    def start_pose(self) -> np.ndarray:
+        return self.steps[0].true_pose
+
+    @property
+    def final_pose(self) -> np.ndarray:
+        return self.steps[-1].true_pose
+
+    @property
+    def said_arrived(self) -> bool:
+        last = self.steps[-1].guidance
+        return last is not None and last.arrived
+
+    @property
+    def executed_moves(self) -> np.ndarray:
+        """``[M, 6]``: the moves made, in order."""
+        return np.array([step.executed for step in self.steps if step.executed is not None]).reshape(-1, 6)
+
+
+def start_pose(settings: EpisodeSettings, episode: int) -> np.ndarray:
+    """Uniform in the start box, redrawn while already within the arrival threshold (no navigation to do)."""
+    rng = np.random.default_rng([settings.seed, episode, _START_STREAM])
+    limits = np.repeat([settings.start_range_mm, settings.start_range_deg], 3)
+    for _ in range(MAX_START_DRAWS):
+        pose = rng.uniform(-1.0, 1.0, 6) * limits
+        if not within(pose, ARRIVAL_MM, ARRIVAL_DEG):
+            return pose
+    raise ConfigError("the start range is almost all inside the view; widen --start_range")
+
+
+def follow(suggested: np.ndarray, follow_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """The move a sonographer makes when asked for ``suggested`` (see the module docstring)."""
+    suggested = np.asarray(suggested, dtype=np.float64)
+    gain, slip = rng.standard_normal(6), rng.standard_normal(6)  # drawn always: the stream stays common
+    if not suggested.any():
+        return np.zeros(6)
+    return suggested * (1.0 + follow_noise * gain) + follow_noise * SLIP * slip
+
+
+def run_episode(policy: Policy, patient, patient_name: str, episode: int, settings: EpisodeSettings,
+                composition: str = "additive", keep_frames: bool = False) -> Episode:
+    """Drive the probe from the episode's start pose until the policy says "arrived" or ``max_steps`` frames.
+
+    ``patient`` renders a frame at a pose (``render(pose, rng=...)``, :class:`PhantomPatient`'s signature); the
+    true pose moves by each executed move under ``composition``, the convention the model's moves follow.
+    """
+    pose = start_pose(settings, episode)
+    steps: List[Step] = []
+    frames: List[np.ndarray] = []
+    executed: Optional[np.ndarray] = None
+    policy.start()
+    for step in range(settings.max_steps):
+        image = patient.render(pose, rng=np.random.default_rng([settings.seed, episode, step, _SPECKLE_STREAM]))
+        if keep_frames:
+            frames.append(image)
+        guidance = policy.update(image, pose, executed)
+        if guidance.arrived:
+            steps.append(Step(pose, guidance, None))
+            return Episode(policy.name, patient_name, episode, steps, frames)
+        hand = np.random.default_rng([settings.seed, episode, step, _HAND_STREAM])
+        executed = follow(guidance.move, settings.follow_noise, hand)
+        steps.append(Step(pose, guidance, executed))
+        pose = apply_move(torch.from_numpy(pose), torch.from_numpy(executed), composition).numpy()
+    steps.append(Step(pose, None, None))  # where the move budget left the probe
+    return Episode(policy.name, patient_name, episode, steps, frames)

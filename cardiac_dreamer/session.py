@@ -1,0 +1,214 @@
+"""``GuidanceSession``: the real-time guidance loop's runtime, one frame in, one piece of guidance out.
+
+A single frame's pose estimate is noisy (speckle, a model's local errors). Between two frames the probe moved by a
+move the caller knows (a tracker, a robot, or the simulator), so each past estimate can be carried forward through
+the moves executed since and fused with the current one: several looks at the same pose, from different places.
+
+Fusion rule: the per-component **median** of the current estimate and the last ``history`` carried-forward ones.
+Why the median: one frame that throws the model (an off-sector view, a shadow) moves a mean by a fifth of its
+error at ``history=4`` but a median not at all, and the median needs no tuning constant (an exponential filter
+needs a rate, which trades noise against lag and would have to be fitted per model). With exact estimates and
+exact moves every carried estimate is the current pose, so the median is exact. Its cost is lag under a biased
+model: an estimate carried from far away keeps the bias it had there, so history helps a model whose errors are
+noise and can slow one whose errors shrink toward the mean (measure both with ``cardiac-evaluate --navigate``).
+Angles are combined as numbers, which is right for the tens of degrees around the view that guidance works in,
+not near +-180 degrees.
+
+Importing this module loads torch and the model code, never matplotlib nor the trainer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Protocol, Sequence, Union
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+from .evaluation.metrics import rotation_errors, translation_errors
+from .geometry import COMPOSITION_MODES, apply_move, undo_move, wrap_degrees
+
+PLANNERS = ("direct", "imagine")
+ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
+MAX_HISTORY = 64
+# The imagine planner's candidates: the suggested move scaled, and nudged by these fractions of one axis' share.
+PLAN_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
+PLAN_NUDGE = 0.25
+
+
+class PosePredictor(Protocol):
+    """What a session needs from a model: :class:`~cardiac_dreamer.evaluation.Predictor` is one."""
+
+    composition: str  # "additive" or "se3": how a move changes a pose
+
+    @property
+    def can_imagine(self) -> bool: ...
+
+    def predict(self, images, moves=None) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What the runtime tells the sonographer after one frame. Poses and moves are ``[x, y, z, roll, pitch, yaw]``
+    in mm and degrees, relative to the target view.
+
+    ``spread_mm`` / ``spread_deg``: the root mean square distance (Euclidean translation, geodesic rotation) of
+    the fused estimates from their median, the session's own measure of how much its looks disagree; None when
+    one frame is all it has (nothing to compare: no confidence claimed).
+    """
+
+    pose: np.ndarray  # [6] fused estimate of the probe pose
+    move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice)
+    arrived: bool  # the estimate is within the arrival threshold on every component
+    frames_fused: int  # how many estimates the fused one rests on (1 + carried-forward ones)
+    spread_mm: Optional[float]
+    spread_deg: Optional[float]
+    frame_pose: np.ndarray  # [6] this frame's own estimate, before fusion
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a session fuses and when it says "arrived"; validated on creation."""
+
+    history: int = 0  # past frames fused with the current one; 0 = the current frame alone
+    arrival_mm: float = ARRIVAL_MM
+    arrival_deg: float = ARRIVAL_DEG
+    planner: str = "direct"  # "direct": the inverse of the estimate; "imagine": the world model picks a move
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.history, int) or not 0 <= self.history <= MAX_HISTORY:
+            raise ConfigError(f"session history must be an integer in [0, {MAX_HISTORY}], got {self.history!r}")
+        for name in ("arrival_mm", "arrival_deg"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value <= 0:
+                raise ConfigError(f"session {name} must be a positive number, got {value!r}")
+        if self.planner not in PLANNERS:
+            raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
+
+
+class GuidanceSession:
+    """One guidance session on one patient: call :meth:`update` with every frame and the move made since the last.
+
+    ``session = load_model("best.ckpt").session(history=4)``; then per frame
+    ``guidance = session.update(frame, executed_move)`` with ``executed_move`` None on the first frame or whenever
+    the motion since the last frame is unknown (the history is then dropped).
+    """
+
+    def __init__(self, predictor: PosePredictor, settings: Optional[SessionSettings] = None):
+        settings = settings or SessionSettings()
+        if predictor.composition not in COMPOSITION_MODES:
+            raise ConfigError(f"unknown composition {predictor.composition!r} (valid: {', '.join(COMPOSITION_MODES)})")
+        if settings.planner == "imagine" and not predictor.can_imagine:
+            raise ConfigError("planner 'imagine' needs a world model; this checkpoint is a 'direct' model "
+                              "(use planner 'direct')")
+        self.predictor = predictor
+        self.settings = settings
+        self._estimates = torch.zeros(0, 6, dtype=torch.float64)  # [k, 6] past estimates, carried to the last frame
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
+                        **settings) -> "GuidanceSession":
+        """A session on a trained checkpoint; ``settings`` are :class:`SessionSettings` fields."""
+        from .evaluation.predictor import load_model
+
+        return cls(load_model(path, device), SessionSettings(**settings))
+
+    @property
+    def composition(self) -> str:
+        return self.predictor.composition
+
+    def reset(self) -> None:
+        """Forget every past frame (a new patient, or the probe left the skin)."""
+        self._estimates = self._estimates[:0]
+
+    def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
+        """Fuse this frame with the history carried through ``executed_move`` (mm, degrees) and say where to go."""
+        frame_pose = np.asarray(self.predictor.predict(image), dtype=np.float64)
+        if frame_pose.size != 6:
+            raise ValueError(f"update takes one frame; got {frame_pose.size // 6} images")
+        frame_pose = frame_pose.reshape(6)
+        self._carry(executed_move)
+        current = torch.from_numpy(frame_pose)[None]  # [1, 6]
+        self._estimates = torch.cat([self._estimates, current])[-(self.settings.history + 1):]  # [k + 1, 6]
+        pose = np.median(self._estimates.numpy(), axis=0)  # [6]; the mean of the middle two for an even count
+        move = suggested_move(pose, self.composition)
+        if self.settings.planner == "imagine":
+            move = self._imagine_best(image, move)
+        spread_mm, spread_deg = self._spread(pose)
+        return Guidance(pose=pose, move=move, arrived=self.within_arrival(pose), frames_fused=len(self._estimates),
+                        spread_mm=spread_mm, spread_deg=spread_deg, frame_pose=frame_pose)
+
+    def within_arrival(self, pose: np.ndarray) -> bool:
+        """Every translation within ``arrival_mm`` and every angle (folded into [-180, 180)) within ``arrival_deg``."""
+        return within(pose, self.settings.arrival_mm, self.settings.arrival_deg)
+
+    def _carry(self, executed_move: Optional[Sequence[float]]) -> None:
+        """Move every past estimate through the move executed since; unknown motion (None) drops them."""
+        if executed_move is None:
+            self.reset()
+            return
+        move = torch.as_tensor(np.asarray(executed_move, dtype=np.float64).reshape(6))
+        if not torch.isfinite(move).all():
+            raise ValueError(f"executed_move must be 6 finite numbers (mm, degrees), got {move.tolist()}")
+        if len(self._estimates):
+            self._estimates = apply_move(self._estimates, move.expand_as(self._estimates), self.composition)
+
+    def _spread(self, pose: np.ndarray) -> tuple[Optional[float], Optional[float]]:
+        if len(self._estimates) < 2:
+            return None, None
+        estimates = self._estimates.numpy()  # [k, 6]
+        centre = np.broadcast_to(pose, estimates.shape)
+        return _rms(translation_errors(centre, estimates)), _rms(rotation_errors(centre, estimates))
+
+    def _imagine_best(self, image, suggested: np.ndarray) -> np.ndarray:
+        """The candidate move whose outcome, as the world model imagines it from this frame, is nearest the view.
+
+        Candidates: the suggested move scaled by :data:`PLAN_SCALES`, and the suggested move with one axis
+        nudged by +-``PLAN_NUDGE`` of itself (12 more). Distance to the view: the largest component in units of
+        the arrival threshold, the same test "arrived" applies.
+        """
+        candidates = plan_candidates(suggested)  # [K, 6]
+        imagined = np.asarray(self.predictor.predict([image] * len(candidates), candidates))  # [K, 6]
+        return candidates[int(np.argmin(self._threshold_units(imagined)))]
+
+    def _threshold_units(self, poses: np.ndarray) -> np.ndarray:
+        """``[K, 6] -> [K]``: the largest |component| / its arrival threshold."""
+        limits = np.repeat([self.settings.arrival_mm, self.settings.arrival_deg], 3)
+        return (np.abs(_folded(poses)) / limits).max(-1)
+
+
+def plan_candidates(suggested: np.ndarray) -> np.ndarray:
+    """``[6] -> [K, 6]``: the suggested move scaled, then nudged one axis at a time (K = 5 + 12)."""
+    scaled = np.outer(PLAN_SCALES, suggested)  # [5, 6]
+    nudges = np.concatenate([np.diag(suggested) * PLAN_NUDGE, -np.diag(suggested) * PLAN_NUDGE])  # [12, 6]
+    return np.concatenate([scaled, suggested + nudges])
+
+
+def suggested_move(pose: np.ndarray, composition: str) -> np.ndarray:
+    """The move that takes the probe from ``pose`` to the view: ``-pose`` (additive), the inverse transform (se3)."""
+    pose = torch.as_tensor(np.asarray(pose, dtype=np.float64))
+    return undo_move(torch.zeros_like(pose), pose, composition).numpy()
+
+
+def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, np.ndarray]:
+    """``[..., 6]``: every |translation| <= ``limit_mm`` and every |angle| <= ``limit_deg`` (angles folded)."""
+    folded = np.abs(_folded(poses))
+    inside = (folded[..., :3] <= limit_mm).all(-1) & (folded[..., 3:] <= limit_deg).all(-1)
+    return bool(inside) if np.ndim(inside) == 0 else inside
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(values))))
+
+
+def _folded(poses: np.ndarray) -> np.ndarray:
+    poses = np.array(poses, dtype=np.float64)
+    poses[..., 3:] = wrap_degrees(torch.from_numpy(poses[..., 3:])).numpy()
+    return poses
+
+
+__all__ = [
+    "ARRIVAL_DEG", "ARRIVAL_MM", "Guidance", "GuidanceSession", "PLANNERS", "SessionSettings", "suggested_move",
+    "within",
+]

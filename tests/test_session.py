@@ -1,0 +1,198 @@
+"""GuidanceSession: fusion of carried-forward estimates, the suggested move, arrival, confidence and the planner.
+
+The fakes here (also used by the navigation tests) make the "image" the true pose itself: :class:`PoseFrames`
+renders the pose as its frame and :class:`KnownPredictor` reads it back with a chosen bias and noise, so a test
+knows exactly what a perfect, biased or noisy model estimates.
+"""
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pytest
+import torch
+
+from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.evaluation import load_model
+from cardiac_dreamer.geometry import apply_move
+from cardiac_dreamer.session import GuidanceSession, SessionSettings, suggested_move
+from test_predictor import save_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class PoseFrames:
+    """A patient whose frame at a pose is the pose: ``render(pose) -> float64 [6]``."""
+
+    def render(self, pose: Sequence[float], image_size: Optional[int] = None,
+               rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        return np.array(pose, dtype=np.float64)
+
+
+class KnownPredictor:
+    """``predict(frame) = pose + bias + noise_std * N(0, 1)``; with moves, the world model imagines
+    ``apply_move(pose, move_gain * move)`` (``move_gain`` < 1: it believes moves fall short)."""
+
+    def __init__(self, bias=(0.0,) * 6, noise_std: float = 0.0, composition: str = "additive",
+                 can_imagine: bool = True, move_gain: float = 1.0, seed: int = 0):
+        self.bias = np.asarray(bias, dtype=np.float64)
+        self.noise_std, self.composition, self.move_gain = noise_std, composition, move_gain
+        self.can_imagine = can_imagine
+        self.rng = np.random.default_rng(seed)
+
+    def predict(self, images, moves=None) -> np.ndarray:
+        if moves is None:
+            return np.asarray(images, dtype=np.float64) + self.bias + self.noise_std * self.rng.standard_normal(6)
+        poses = torch.from_numpy(np.array(images, dtype=np.float64))  # [K, 6]
+        moves = torch.from_numpy(np.asarray(moves, dtype=np.float64)) * self.move_gain
+        return apply_move(poses, moves, self.composition).numpy() + self.bias
+
+
+def walk(composition: str, frames: int = 8, seed: int = 0):
+    """``(poses [F, 6], moves [F - 1, 6])`` with ``poses[k + 1] = apply_move(poses[k], moves[k])``."""
+    rng = np.random.default_rng(seed)
+    poses, moves = [rng.uniform(-15, 15, 6)], rng.uniform(-4, 4, (frames - 1, 6))
+    for move in moves:
+        poses.append(apply_move(torch.from_numpy(poses[-1]), torch.from_numpy(move), composition).numpy())
+    return np.array(poses), moves
+
+
+def run_session(session: GuidanceSession, poses: np.ndarray, moves: np.ndarray) -> list:
+    guidance = [session.update(poses[0])]
+    for pose, move in zip(poses[1:], moves):
+        guidance.append(session.update(pose, executed_move=move))
+    return guidance
+
+
+@pytest.mark.parametrize("composition", ["additive", "se3"])
+def test_fusing_exact_estimates_through_exact_moves_gives_the_exact_pose(composition):
+    poses, moves = walk(composition)
+    session = GuidanceSession(KnownPredictor(composition=composition), SessionSettings(history=4))
+    for pose, guidance in zip(poses, run_session(session, poses, moves)):
+        np.testing.assert_allclose(guidance.pose, pose, atol=1e-9)
+    assert guidance.frames_fused == 5
+    assert guidance.spread_mm == pytest.approx(0.0, abs=1e-9) and guidance.spread_deg == pytest.approx(0.0, abs=1e-5)
+
+
+def test_history_zero_is_the_current_frame_alone_and_claims_no_confidence():
+    poses, moves = walk("additive")
+    session = GuidanceSession(KnownPredictor(noise_std=2.0), SessionSettings(history=0))
+    for guidance in run_session(session, poses, moves):
+        np.testing.assert_array_equal(guidance.pose, guidance.frame_pose)
+        assert guidance.frames_fused == 1 and guidance.spread_mm is None and guidance.spread_deg is None
+
+
+def test_an_unknown_move_drops_the_history():
+    poses, moves = walk("additive")
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=4))
+    run_session(session, poses[:4], moves[:3])
+    assert session.update(poses[4]).frames_fused == 1
+
+
+def test_the_median_ignores_one_wild_frame():
+    poses, moves = walk("additive", frames=5)
+    predictor = KnownPredictor()
+    session = GuidanceSession(predictor, SessionSettings(history=4))
+    run_session(session, poses[:3], moves[:2])
+    predictor.bias = np.array([40.0, -30.0, 25.0, 60.0, -50.0, 45.0])  # one frame throws the model
+    session.update(poses[3], executed_move=moves[2])
+    predictor.bias = np.zeros(6)
+    np.testing.assert_allclose(session.update(poses[4], executed_move=moves[3]).pose, poses[4], atol=1e-9)
+
+
+def test_the_spread_measures_how_much_the_fused_frames_disagree():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=1))
+    session.update(np.array([3.0, 0, 0, 0, 0, 0]))
+    guidance = session.update(np.array([-3.0, 0, 0, 0, 0, 0]), executed_move=np.zeros(6))
+    assert guidance.spread_mm == pytest.approx(3.0) and guidance.spread_deg == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("composition", ["additive", "se3"])
+def test_the_suggested_move_takes_the_estimate_to_the_view(composition):
+    pose = np.array([4.0, -7.0, 2.0, 12.0, -5.0, 8.0])
+    move = GuidanceSession(KnownPredictor(composition=composition)).update(pose).move
+    if composition == "additive":
+        np.testing.assert_allclose(move, -pose)
+    landed = apply_move(torch.from_numpy(pose), torch.from_numpy(move), composition).numpy()
+    np.testing.assert_allclose(landed, np.zeros(6), atol=1e-9)
+
+
+@pytest.mark.parametrize("pose, arrived", [
+    ([4.9, -4.9, 0, 4.9, -4.9, 0], True),
+    ([5.1, 0, 0, 0, 0, 0], False),
+    ([0, 0, 0, 0, 0, -5.1], False),
+    ([0, 0, 0, 358.0, 0, 0], True),  # -2 degrees, folded
+])
+def test_arrival_needs_every_component_within_the_threshold(pose, arrived):
+    assert GuidanceSession(KnownPredictor()).update(np.array(pose, dtype=float)).arrived is arrived
+
+
+def test_the_arrival_threshold_is_configurable():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(arrival_mm=2.0, arrival_deg=1.0))
+    assert not session.update(np.array([3.0, 0, 0, 0, 0, 0])).arrived
+    assert session.update(np.array([1.5, 0, 0, 0.5, 0, 0])).arrived
+
+
+def test_the_imagine_planner_picks_the_move_the_world_model_imagines_nearest_the_view():
+    # The world model believes moves fall short by 20 %: the full suggestion x 1.25 lands on the view.
+    session = GuidanceSession(KnownPredictor(move_gain=0.8), SessionSettings(planner="imagine"))
+    pose = np.array([10.0, -8.0, 6.0, 12.0, -9.0, 7.0])
+    np.testing.assert_allclose(session.update(pose).move, -1.25 * pose)
+
+
+def test_a_world_model_that_imagines_moves_exactly_plans_the_direct_move():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(planner="imagine"))
+    pose = np.array([10.0, -8.0, 6.0, 12.0, -9.0, 7.0])
+    np.testing.assert_allclose(session.update(pose).move, suggested_move(pose, "additive"))
+
+
+def test_the_imagine_planner_needs_a_world_model():
+    with pytest.raises(ConfigError, match="direct"):
+        GuidanceSession(KnownPredictor(can_imagine=False), SessionSettings(planner="imagine"))
+
+
+@pytest.mark.parametrize("settings", [{"history": -1}, {"history": 1.5}, {"arrival_mm": 0.0},
+                                      {"arrival_deg": float("nan")}, {"planner": "dream"}])
+def test_bad_settings_are_refused(settings):
+    with pytest.raises(ConfigError):
+        SessionSettings(**settings)
+
+
+def test_a_non_finite_executed_move_is_refused():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
+    session.update(np.zeros(6))
+    with pytest.raises(ValueError, match="finite"):
+        session.update(np.zeros(6), executed_move=[np.nan] * 6)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(phantom_dir, tmp_path_factory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("run") / "best.ckpt", phantom_dir)
+
+
+@pytest.mark.parametrize("planner", ["direct", "imagine"])
+def test_a_session_on_a_checkpoint_guides_from_phantom_frames(tiny_checkpoint, phantom_dir, planner):
+    frames = sorted((phantom_dir / "phantom_04" / "ft1").glob("*.png"))[:2]
+    session = load_model(tiny_checkpoint, device="cpu").session(history=2, planner=planner)
+    session.update(frames[0])
+    guidance = session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
+    assert guidance.pose.shape == guidance.move.shape == (6,)
+    assert np.isfinite(guidance.move).all() and guidance.frames_fused == 2
+
+
+def test_from_checkpoint_builds_the_same_session_as_the_predictor(tiny_checkpoint):
+    session = GuidanceSession.from_checkpoint(tiny_checkpoint, device="cpu", history=3, arrival_mm=2.0)
+    assert session.settings == SessionSettings(history=3, arrival_mm=2.0)
+    assert session.composition == "additive"
+
+
+def test_importing_the_session_loads_neither_matplotlib_nor_the_trainer():
+    code = ("import sys, cardiac_dreamer, cardiac_dreamer.session; "
+            "assert cardiac_dreamer.GuidanceSession is cardiac_dreamer.session.GuidanceSession; "
+            "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'cardiac_dreamer.training', "
+            "'cardiac_dreamer.pipeline', 'tensorboard'))))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "PATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
