@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import stat
 import tempfile
@@ -62,11 +63,23 @@ def _discard(temp_name: str) -> None:
 
 
 def write_json(path: PathLike, data: Any) -> Path:
-    """Write ``data`` as indented JSON, atomically."""
+    """Write ``data`` as indented JSON, atomically; NaN and infinities become null (JSON has no spelling for them
+    and readers choke on ``NaN``)."""
     with atomic_open(path, "w") as stream:
-        json.dump(data, stream, indent=2, sort_keys=False, default=str)
+        json.dump(json_safe(data), stream, indent=2, sort_keys=False, default=str, allow_nan=False)
         stream.write("\n")
     return Path(path)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, through dicts, lists and tuples."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> Any:

@@ -47,14 +47,14 @@ FINAL_LOSSES = ("train_total_loss", "val_loss", "train_main_task_loss", MONITOR)
 
 
 # ---------------------------------------------------------------------------------------------------- shared helpers
-def _figure(width: float, height: float, title: str = "") -> Figure:
+def figure(width: float, height: float, title: str = "") -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     if title:
         fig.suptitle(title)
     return fig
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Render atomically: readers see the old plot or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +67,7 @@ def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
 
 def _axis_panels(title: str) -> tuple[Figure, list[Axes]]:
     """One panel per pose axis (x, y, z on top; roll, pitch, yaw below)."""
-    fig = _figure(12, 7, title)
+    fig = figure(12, 7, title)
     return fig, list(fig.subplots(2, 3).ravel())
 
 
@@ -132,14 +132,14 @@ def plot_dataset_statistics(
 
     ``sample_pairs`` holds ``(patient_id, split_name, image_t1, image_t2)`` with uint8 ``[H, W]`` images of one shape.
     """
-    fig = _figure(14, 10, "Dataset statistics")
+    fig = figure(14, 10, "Dataset statistics")
     top, middle, bottom = fig.subfigures(3, 1)
     ratio_ax, check_ax = top.subplots(1, 2, width_ratios=[1.4, 1])
     _draw_split_ratios(ratio_ax, split, samples_per_patient)
     _draw_split_check(check_ax, split, composition_summary)
     _draw_samples_per_patient(middle.subplots(), split, samples_per_patient)
     _draw_previews(bottom, sample_pairs)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _draw_split_ratios(ax: Axes, split: Mapping[str, Sequence[str]], samples_per_patient: Mapping[str, int]) -> None:
@@ -222,7 +222,7 @@ def plot_training_summary(
     dpi: int = DEFAULT_DPI,
 ) -> Path:
     """``training_summary.png`` from the per-epoch log rows; missing, None, NaN or empty values are skipped."""
-    fig = _figure(15, 8, "Training summary")
+    fig = figure(15, 8, "Training summary")
     total_ax, main_ax, lr_ax, component_ax, mae_ax, text_ax = fig.subplots(2, 3).ravel()
     _plot_series(total_ax, epoch_rows, TOTAL_LOSSES, "Total loss")
     _plot_series(main_ax, epoch_rows, MAIN_LOSSES, "Main task loss")
@@ -233,7 +233,7 @@ def plot_training_summary(
         ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else _no_data(ax)
     _draw_val_mae(mae_ax, epoch_rows)
     _text_panel(text_ax, "Final metrics", _summary_lines(epoch_rows, final_metrics), family="monospace", fontsize=8)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _series(rows: Sequence[Mapping[str, object]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -323,7 +323,7 @@ def plot_predicted_vs_true(
             xlabel=f"true {name} ({unit})",
             ylabel=f"predicted {name} ({unit})",
         )
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_error_histograms(path: str | os.PathLike, labels, predictions, *, dpi: int = DEFAULT_DPI) -> Path:
@@ -338,7 +338,7 @@ def plot_error_histograms(path: str | os.PathLike, labels, predictions, *, dpi: 
             xlabel=f"predicted - true ({unit})",
             ylabel="pairs",
         )
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_per_patient_mae(
@@ -356,7 +356,7 @@ def plot_per_patient_mae(
         ax.set_xticks(range(len(patients)), patients, rotation=90, fontsize=7)
         ax.set(title=f"{name} MAE", ylabel=f"MAE ({unit})")
         ax.legend(fontsize=8)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 # ------------------------------------------------------------------------------------------------ cross-validation
@@ -374,7 +374,7 @@ def plot_cv_summary(
     metrics = list(dict.fromkeys(key for key, value in fold_items if _finite(value) is not None))  # numeric, in order
     n_cols = min(3, max(1, len(metrics)))
     n_rows = max(1, math.ceil(len(metrics) / n_cols))
-    fig = _figure(4.5 * n_cols, 3.5 * n_rows, "Cross-validation summary")
+    fig = figure(4.5 * n_cols, 3.5 * n_rows, "Cross-validation summary")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics):
         _draw_cv_metric(ax, metric, results)
@@ -382,7 +382,7 @@ def plot_cv_summary(
         ax.axis("off")
     if not metrics:
         _no_data(axes[0])
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _draw_cv_metric(ax: Axes, metric: str, results: Mapping[str, Sequence[Mapping[str, float]]]) -> None:

@@ -231,7 +231,7 @@ def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
     per_patient = {patient: mae_per_axis(entry["guidance"])
                    for patient, entry in report.metrics["per_patient"].items()}
     written = [
-        write_json(output_dir / "metrics.json", _json_safe(report.metrics)),
+        write_json(output_dir / "metrics.json", report.metrics),
         _write_predictions(report, output_dir),
         plots.plot_predicted_vs_true(
             output_dir / PLOT_FILES[0], report.labels, report.guidance, title="guidance (image alone)"
@@ -271,7 +271,7 @@ def evaluate_checkpoint(
     model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
     config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
     patient_split = PatientSplit.from_dict(checkpoint.split)
-    chosen = set(_chosen_patients(patient_split, split, patients, checkpoint_path))
+    chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
     data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
     prepared = prepare_data(data_cfg, split=patient_split)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
@@ -298,7 +298,7 @@ def evaluate_checkpoint(
     return report, output_dir
 
 
-def _chosen_patients(
+def chosen_patients(
     patient_split: PatientSplit, split: str, patients: Optional[Sequence[str]], checkpoint_path: Path
 ) -> List[str]:
     """The patients of ``split`` (every split for ``all``), narrowed to ``patients``; DataError when none."""
@@ -337,17 +337,6 @@ def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:
                 *("" if value is None else f"{value:.4f}" for vector in values for value in vector),
             ])
     return path
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null: JSON has no spelling for them, and readers choke on ``NaN``."""
-    if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _number(value: Optional[float]) -> str:

@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 from ..checkpoint import ModelCheckpoint
 from ..data.splits import PatientSplit, folders_by_patient
 from ..errors import DataError
-from ..evaluation.evaluator import _chosen_patients
+from ..evaluation.evaluator import chosen_patients
 from ..phantom import PATIENT_FILE, PhantomPatient
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def resolve_patients(
     if explicit and not directory.is_dir():
         raise DataError(f"{directory}: data directory not found")
     if checkpoint.split is not None and directory is not None and directory.is_dir():
-        chosen = _chosen_patients(PatientSplit.from_dict(checkpoint.split), split, names, checkpoint_path)
+        chosen = chosen_patients(PatientSplit.from_dict(checkpoint.split), split, names, checkpoint_path)
         folders = _phantom_folders(directory, chosen, checkpoint.grouping)
         if folders:
             return [NavigationPatient(patient, PhantomPatient.from_folder(folder),

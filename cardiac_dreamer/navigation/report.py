@@ -14,7 +14,6 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..evaluation.evaluator import _json_safe
 from ..evaluation.metrics import rotation_errors, translation_errors
 from ..fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
@@ -50,7 +49,7 @@ def write_report(result: NavigationResult, output_dir: Path) -> List[Path]:
     """Write the four files into ``output_dir``; the written paths."""
     output_dir = Path(output_dir)
     written = [
-        write_json(output_dir / FILES[0], _json_safe(navigation_record(result))),
+        write_json(output_dir / FILES[0], navigation_record(result)),
         write_episodes_csv(result.episodes, output_dir / FILES[1]),
         plot_navigation(result, output_dir / FILES[2]),
         plot_episode_strip(_strip_episode(result), output_dir / FILES[3]),
@@ -106,10 +105,10 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
     threshold for every policy."""
     from matplotlib.ticker import MaxNLocator
 
-    from ..plots import _figure, _save
+    from ..plots import figure, save_figure
 
     names = list(result.policies)
-    fig = _figure(3.2 * len(names), 9.5, "closed-loop guidance: true error of every episode, step by step")
+    fig = figure(3.2 * len(names), 9.5, "closed-loop guidance: true error of every episode, step by step")
     traces, curve = fig.subfigures(2, 1, height_ratios=[2, 1.2])
     axes = traces.subplots(2, len(names), sharey="row", squeeze=False)
     for column, name in enumerate(names):
@@ -141,16 +140,16 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
     ax.set_ylabel("success (% of episodes)")
     ax.set_ylim(-2, 102)
     ax.legend(fontsize="small", ncol=min(len(names), 6))
-    return _save(fig, path, DPI)
+    return save_figure(fig, path, DPI)
 
 
 def plot_episode_strip(episode: Episode, path: Path) -> Path:
     """The frames of one episode side by side, each with its true error and the suggested move written on it and
     the suggested in-plane translation drawn as an arrow (x to the right, z down)."""
-    from ..plots import _figure, _save
+    from ..plots import figure, save_figure
 
     shown = list(zip(episode.frames, episode.steps))[:MAX_STRIP_FRAMES]
-    fig = _figure(max(2.3 * len(shown), 7.0), 4.6)
+    fig = figure(max(2.3 * len(shown), 7.0), 4.6)
     fig.suptitle(f"{episode.policy}, {episode.patient}, episode {episode.number}: the frames the session saw and what "
                  "it said\n(arrow: the suggested in-plane move, x right, z down)", fontsize=9)
     axes = np.atleast_1d(fig.subplots(1, max(len(shown), 1)))
@@ -174,7 +173,7 @@ def plot_episode_strip(episode: Episode, path: Path) -> Path:
         scale = size / 40.0  # pixels per mm of the arrow: 20 mm is half the frame
         ax.annotate("", xy=(size / 2 + move[0] * scale, size / 4 + move[2] * scale), xytext=(size / 2, size / 4),
                     arrowprops={"arrowstyle": "->", "color": "yellow", "linewidth": 1.5})
-    return _save(fig, path, DPI)
+    return save_figure(fig, path, DPI)
 
 
 def summary_table(result: NavigationResult) -> str:
