@@ -161,8 +161,9 @@ def save_checkpoint(path: PathLike, checkpoint: ModelCheckpoint) -> Path:
             torch.save(checkpoint.to_dict(), stream)
     except OutputError as error:
         raise CheckpointError(f"{error}; earlier checkpoints are intact") from None
-    except RuntimeError as error:  # torch's zip writer reports a full disk as a RuntimeError, not an OSError
-        raise CheckpointError(f"{cannot_write(path, error)}; earlier checkpoints are intact") from None
+    except RuntimeError as error:  # torch's zip writer wraps the OSError of a full disk in a RuntimeError
+        cause = error.__context__ if isinstance(error.__context__, OSError) else error
+        raise CheckpointError(f"{cannot_write(path, cause)}; earlier checkpoints are intact") from None
     return path
 
 
