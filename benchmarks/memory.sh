@@ -5,7 +5,7 @@
 #   bash benchmarks/memory.sh [extra benchmark.py flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for heap in off on; do
+for heap in off mmap; do
   for checkpointing in false true; do
     CARDIAC_DREAMER_HEAP_POLICY=$heap "${PYTHON:-python}" benchmarks/benchmark.py --config production \
       --batch_size 16 --precision 32 --steps 3 --warmup 1 --rounds 1 \

@@ -1,4 +1,4 @@
-"""The heap policy: freed tensor-sized blocks go back to the system; the user's malloc settings rule alone."""
+"""The opt-in heap policy: freed tensor-sized blocks go back to the system; the user's malloc settings rule alone."""
 import os
 import subprocess
 import sys
@@ -12,13 +12,17 @@ from cardiac_dreamer.heap import MMAP_THRESHOLD_BYTES, chosen_mmap_threshold
 REPOSITORY = Path(__file__).parents[1]
 
 
-def test_tensors_of_a_megabyte_or_more_are_mmapped_by_default():
-    assert chosen_mmap_threshold({}) == MMAP_THRESHOLD_BYTES == 2**20
+MMAP = {"CARDIAC_DREAMER_HEAP_POLICY": "mmap"}
 
 
-@pytest.mark.parametrize("env", [{"MALLOC_MMAP_THRESHOLD_": "65536"}, {"MALLOC_TRIM_THRESHOLD_": "0"},
-                                 {"GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}, {"CARDIAC_DREAMER_HEAP_POLICY": "off"}])
-def test_the_users_malloc_settings_or_opt_out_leave_the_heap_alone(env):
+def test_tensors_of_a_megabyte_or_more_are_mmapped_when_asked():
+    assert chosen_mmap_threshold(MMAP) == MMAP_THRESHOLD_BYTES == 2**20
+
+
+@pytest.mark.parametrize("env", [{}, {"CARDIAC_DREAMER_HEAP_POLICY": "off"}, {**MMAP, "MALLOC_MMAP_THRESHOLD_": "65536"},
+                                 {**MMAP, "MALLOC_TRIM_THRESHOLD_": "0"},
+                                 {**MMAP, "GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}])
+def test_the_heap_is_left_alone_by_default_and_under_the_users_malloc_settings(env):
     assert chosen_mmap_threshold(env) is None
 
 
@@ -49,5 +53,5 @@ def retained_mb(env_extra):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc and /proc")
 def test_freed_activation_sized_blocks_return_to_the_system():
-    assert retained_mb({}) < 50
-    assert retained_mb({"CARDIAC_DREAMER_HEAP_POLICY": "off"}) > 150  # glibc alone keeps them
+    assert retained_mb(MMAP) < 50
+    assert retained_mb({}) > 150  # glibc alone keeps them
