@@ -40,7 +40,7 @@ from .config import Config, apply_overrides
 from .data.prepare import read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, Interrupted
 from .evaluation import evaluate_checkpoint
 from .evaluation import metrics as pose_metrics
 from .fileio import atomic_open, read_json, write_json
@@ -153,10 +153,14 @@ def run_cross_validation(
         write_json(cv_dir / PLAN_FILE, {**plan.to_dict(), "command_line": list(argv or []),
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
     results: Dict[str, List[Dict[str, Any]]] = {variant: [] for variant in plan.variants}
-    for index in range(len(plan.folds)):
-        for seed in plan.seeds:
-            for variant in plan.variants:
-                results[variant].append(_finished_or_run_fold(plan, cv_dir, variant, index, seed, argv, progress))
+    try:
+        for index in range(len(plan.folds)):
+            for seed in plan.seeds:
+                for variant in plan.variants:
+                    results[variant].append(_finished_or_run_fold(plan, cv_dir, variant, index, seed, argv,
+                                                                  progress))
+    except (Interrupted, KeyboardInterrupt):  # a fold's own hint would resume the fold alone, not the folds after it
+        raise Interrupted(f"continue with: cardiac-train --resume_cv {cv_dir}") from None
     results.update(baseline_results(plan))
     summary = summarize(plan, results)
     write_summary(cv_dir, summary)

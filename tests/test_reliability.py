@@ -199,6 +199,20 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no
     assert not list(output.glob("run_*"))
 
 
+def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validation(phantom_dir, tmp_path):
+    output = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(phantom_dir),
+                                "--output_dir", str(output), "--max_epochs", "1", "--cv", "2", *TINY[:-2],
+                                "--set", "training.log_every_n_steps=1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any(output.glob("cv_*/*/fold_1/seed_*/run_*/logs/cardiac_dreamer_csv/metrics.csv")))
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    (cv_dir,) = output.glob("cv_*")
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"interrupted; continue with: cardiac-train --resume_cv {cv_dir}"
+
+
 # --------------------------------------------------------------------------------------------- hostile checkpoints
 def hostile(trained_run: Path, tmp_path: Path, **changes) -> Path:
     checkpoint = load_checkpoint(trained_run / "checkpoints" / "best.ckpt")
