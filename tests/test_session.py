@@ -187,8 +187,9 @@ def test_from_checkpoint_builds_the_same_session_as_the_predictor(tiny_checkpoin
     assert session.composition == "additive"
 
 
-def test_importing_the_session_loads_neither_matplotlib_nor_the_trainer():
-    code = ("import sys, cardiac_dreamer, cardiac_dreamer.session; "
+def test_importing_inference_loads_neither_matplotlib_nor_the_trainer():
+    code = ("import sys, cardiac_dreamer, cardiac_dreamer.session, cardiac_dreamer.evaluation.predictor; "
+            "from cardiac_dreamer.evaluation import evaluate; "
             "assert cardiac_dreamer.GuidanceSession is cardiac_dreamer.session.GuidanceSession; "
             "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'cardiac_dreamer.training', "
             "'cardiac_dreamer.pipeline', 'tensorboard'))))")
