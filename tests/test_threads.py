@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cardiac_dreamer.threads import apply_thread_policy, cgroup_cpu_quota, choose_threads, physical_cores
+from cardiac_dreamer.threads import (apply_thread_policy, busy_cpus, cgroup_cpu_quota, choose_threads, physical_cores,
+                                     usable_cpus)
 
 REPOSITORY = Path(__file__).parents[1]
 
@@ -24,6 +25,22 @@ def test_a_cgroup_quota_caps_the_threads_rounded_up(quota, threads):
 
 def test_hyper_threads_do_not_count_as_cores():
     assert choose_threads(affinity_cpus=16, quota_cpus=None, env={}, physical_cores=8).threads == 8
+
+
+@pytest.mark.parametrize("busy, threads", [(0, 4), (1, 3), (3, 1), (9, 1)])
+def test_cores_busy_with_other_work_are_left_to_it(busy, threads):
+    policy = choose_threads(affinity_cpus=4, quota_cpus=None, env={}, busy_cpus=busy)
+    assert policy.threads == threads
+    assert ("busy with other work" in policy.summary()) == (busy > 0)
+
+
+def test_busy_cpus_are_the_fewest_runnable_tasks_seen_besides_this_one(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.93 2.67 2.88 3/86 6489\n")
+    assert busy_cpus(loadavg, samples=2, interval_s=0) == 2
+    loadavg.write_text("0.00 0.00 0.00 1/86 6489\n")
+    assert busy_cpus(loadavg, samples=1) == 0
+    assert busy_cpus(tmp_path / "absent", samples=1) == 0
 
 
 def test_the_users_thread_count_is_kept():
@@ -104,3 +121,23 @@ def test_the_command_line_sets_the_policy_before_torch_loads():
 
 def test_the_command_line_keeps_the_users_settings():
     assert run_python(ENTRY_POINT, {"OMP_NUM_THREADS": "2"}) == ["2", "2"]
+
+
+SPIN = "import time\nend = time.time() + 60\nwhile time.time() < end: pass"
+THREADS = """
+    import cardiac_dreamer.cli.train_command
+    import torch
+    print(torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists() or usable_cpus() < 2, reason="needs /proc and 2 CPUs")
+def test_a_training_started_beside_a_busy_process_leaves_it_a_core():
+    alone = int(run_python(THREADS, {})[0])
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        beside = int(run_python(THREADS, {})[0])
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert beside == max(1, alone - 1), (alone, beside)
