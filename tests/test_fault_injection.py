@@ -6,6 +6,7 @@ weights and metrics are exactly those of an uninterrupted run (CPU, deterministi
 Kill moments are tied to what the process has done (rows in metrics.csv, checkpoint files), with seeded random
 offsets, so the scenario is the same on a fast machine and on a busy one.
 """
+import os
 import random
 import signal
 import subprocess
@@ -44,8 +45,11 @@ class Launch:
         self.runs_before = set(output_dir.glob("run_*"))
         self.temporaries_before = set(self._temporaries())
         with open(log_path, "wb") as log:
+            # One thread each: the reference and the killed runs train at the same time, and the thread policy
+            # would give the later ones fewer threads than the first, which changes float sums.
             self.process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", *arguments],
-                                            stdout=log, stderr=subprocess.STDOUT)
+                                            stdout=log, stderr=subprocess.STDOUT,
+                                            env=dict(os.environ, OMP_NUM_THREADS="1"))
 
     def run_dir(self):
         if self.run is None:
