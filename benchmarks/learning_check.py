@@ -4,7 +4,7 @@
     python benchmarks/learning_check.py --patients 3 --pairs 160 --set model.token_type=spatial
 
 Trains the tiny default-shaped world model (d_model 32, 1 layer, 64 px, 8 epochs in precision 16) as
-tests/test_world_model.py does, on ``--patients`` training patients plus one to validate and one held out, and
+tests/test_world_model.py does (:func:`brief_training`), on ``--patients`` training patients plus one to validate and one held out, and
 prints one JSON line: the settings, seconds, the image-only guidance MAE over the training mean's per axis
 (``guidance_vs_mean``) and the move-transfer slopes. About 95 s on 2 CPU cores at the defaults.
 """
@@ -15,6 +15,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Dict, Optional
 
 import torch
 import yaml
@@ -29,35 +30,45 @@ from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.training import Trainer
 
 
+SETTINGS = {  # the tiny default-shaped world model, trained briefly; tests/test_world_model.py trains it too
+    "data.image_size": 64, "data.manual_splits": True,
+    "model.d_model": 32, "model.num_heads": 2, "model.num_layers": 1,
+    "training.batch_size": 16, "training.max_epochs": 8, "training.lr": 2e-3, "training.scheduler": "cosine",
+    "training.warmup_epochs": 1, "training.precision": "16", "training.num_workers": 0,
+}
+
+
+def brief_training(scratch: Path, overrides: Optional[Dict[str, Any]] = None, patients: int = 6, pairs: int = 80):
+    """Train on a fresh phantom in ``scratch`` (``patients`` to train on, one to validate, one held out);
+    the best checkpoint's model, the held-out patient's dataset, the settings and the training seconds."""
+    names = [f"phantom_{number:02d}" for number in range(1, patients + 3)]
+    settings = {**SETTINGS, "data.train_patients": names[:-2], "data.val_patients": [names[-2]],
+                "data.test_patients": [names[-1]], **(overrides or {})}
+    data = scratch / "phantom"
+    generate_phantom(data, num_patients=len(names), pairs_per_patient=pairs, image_size=64, seed=0)
+    config = apply_overrides(Config(), {**settings, "data.data_dir": str(data)})
+    prepared = prepare_data(config.data)
+    datasets = build_datasets(prepared, config.data, normalize_images=False)
+    torch.manual_seed(0)
+    model = CardiacDreamer(config.model, image_size=config.data.image_size)
+    model.set_normalization(prepared.stats)
+    started = time.perf_counter()
+    trainer = Trainer(config, RunDirectory.create(scratch / "runs"), progress=False)
+    best = load_checkpoint(trainer.fit(model, datasets["train"], datasets["val"]).best_checkpoint)
+    seconds = time.perf_counter() - started
+    return CardiacDreamer.from_checkpoint(best), datasets["test"], settings, seconds
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=6, help="training patients (default: 6)")
     parser.add_argument("--pairs", type=int, default=80, help="pairs per patient (default: 80)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
-    names = [f"phantom_{number:02d}" for number in range(1, args.patients + 3)]
-    settings = {
-        "data.image_size": 64, "data.manual_splits": True, "data.train_patients": names[:-2],
-        "data.val_patients": [names[-2]], "data.test_patients": [names[-1]],
-        "model.d_model": 32, "model.num_heads": 2, "model.num_layers": 1,
-        "training.batch_size": 16, "training.max_epochs": 8, "training.lr": 2e-3, "training.scheduler": "cosine",
-        "training.warmup_epochs": 1, "training.precision": "16", "training.num_workers": 0,
-        **{key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)},
-    }
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     with tempfile.TemporaryDirectory() as scratch:
-        data = Path(scratch) / "phantom"
-        generate_phantom(data, num_patients=len(names), pairs_per_patient=args.pairs, image_size=64, seed=0)
-        config = apply_overrides(Config(), {**settings, "data.data_dir": str(data)})
-        prepared = prepare_data(config.data)
-        datasets = build_datasets(prepared, config.data, normalize_images=False)
-        torch.manual_seed(config.training.seed)
-        model = CardiacDreamer(config.model, image_size=config.data.image_size)
-        model.set_normalization(prepared.stats)
-        started = time.perf_counter()
-        trainer = Trainer(config, RunDirectory.create(Path(scratch) / "runs"), progress=False)
-        best = load_checkpoint(trainer.fit(model, datasets["train"], datasets["val"]).best_checkpoint)
-        seconds = time.perf_counter() - started
-        metrics = evaluate(CardiacDreamer.from_checkpoint(best), datasets["test"], "cpu", progress=False).metrics
+        model, held_out, settings, seconds = brief_training(Path(scratch), overrides, args.patients, args.pairs)
+        metrics = evaluate(model, held_out, "cpu", progress=False).metrics
     print(json.dumps({"settings": {key: settings[key] for key in sorted(settings)}, "seconds": round(seconds),
                       "guidance_vs_mean": metrics["guidance_vs_mean"],
                       "move_transfer_slope": metrics["move_transfer_slope"]}))
