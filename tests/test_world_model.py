@@ -4,7 +4,7 @@ training mean, and the imagined pose moves by the move it is given on every axis
 
 The training is brief (about 95 s each on 2 CPU cores): 6 patients of 80 pairs, 8 epochs. Measured with it: the
 guidance MAE is 0.63-0.66 of the training mean's on average (yaw, the hardest axis across patients, about 1.0; the
-demo's longer training reaches 0.4 on average), move-transfer slopes 0.71-0.91 (0.13-0.82 with
+demo's longer training: 0.48), move-transfer slopes 0.71-0.91 (0.13-0.82 with
 lambda_consistency 0.5)."""
 import runpy
 from pathlib import Path
