@@ -184,11 +184,25 @@ def test_a_second_process_on_the_same_run_is_refused(trained_run, tmp_path):
         first.wait()
 
 
-def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(phantom_dir, tmp_path):
+@pytest.fixture(scope="module")
+def long_epoch_phantom(tmp_path_factory) -> Path:
+    """Four patients of 150 pairs: at batch size 1 an epoch of the tiny model lasts seconds, so a Ctrl-C sent
+    after its first logged step lands inside it (the shared 12-pair phantom's epoch can end first)."""
+    from cardiac_dreamer.synthetic import generate_phantom
+
+    directory = tmp_path_factory.mktemp("long_epoch_phantom")
+    generate_phantom(directory, num_patients=4, pairs_per_patient=150, image_size=64, seed=0)
+    return directory
+
+
+LONG_EPOCH = [*TINY[:-2], "--batch_size", "1", "--set", "training.log_every_n_steps=1"]
+
+
+def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(long_epoch_phantom,
+                                                                                     tmp_path):
     output = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(phantom_dir),
-                                "--output_dir", str(output), "--max_epochs", "1", *TINY[:-2], *SPLIT,
-                                "--set", "training.log_every_n_steps=1"],
+    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(long_epoch_phantom),
+                                "--output_dir", str(output), "--max_epochs", "1", *LONG_EPOCH, *SPLIT],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")) and
              len(read_rows(next(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")))) >= 1)
@@ -199,11 +213,10 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no
     assert not list(output.glob("run_*"))
 
 
-def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validation(phantom_dir, tmp_path):
+def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validation(long_epoch_phantom, tmp_path):
     output = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(phantom_dir),
-                                "--output_dir", str(output), "--max_epochs", "1", "--cv", "2", *TINY[:-2],
-                                "--set", "training.log_every_n_steps=1"],
+    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(long_epoch_phantom),
+                                "--output_dir", str(output), "--max_epochs", "1", "--cv", "2", *LONG_EPOCH],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: any(output.glob("cv_*/*/fold_1/seed_*/run_*/logs/cardiac_dreamer_csv/metrics.csv")))
     process.send_signal(signal.SIGINT)
