@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # The world-model ablation of README's table: cross-patient 3-fold cross-validation on an 8-patient phantom, each
 # arm on the same folds and seeds, with the training-mean and move-only baselines of every fold.
-#   bash benchmarks/ablation.sh [OUT] [SEEDS]   # OUT default: ablation; SEEDS (default 2) for dreamer vs direct,
-#                                               # 1 for the other arms; about 45 minutes on 2 CPU cores
+#   bash benchmarks/ablation.sh [OUT] [SEEDS]   # OUT default: ablation; SEEDS (default 3) for dreamer vs direct,
+#                                               # 1 for the other arms; about an hour on 2 idle CPU cores
 # Arms: the image-only `direct` model and the world model with channel tokens (--compare), spatial tokens, no
 # latent loss (loss.lambda_latent=0), and both variants with the labels of a quarter of the training patients
 # (data.label_fraction=0.25; the others train the world model as motion-only pairs). Every arm trains the debug
 # preset for 8 epochs in precision 16; headline = `guidance`, the image-only prediction of at1 on unseen patients.
 set -euo pipefail
 out=${1:-ablation}
-seeds=${2:-2}
+seeds=${2:-3}
 py=${PYTHON:-python}
 data="$out/phantom"
 mkdir -p "$out"
