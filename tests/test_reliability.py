@@ -186,7 +186,7 @@ def test_a_second_process_on_the_same_run_is_refused(trained_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def long_epoch_phantom(tmp_path_factory) -> Path:
-    """Four patients of 150 pairs: at batch size 1 an epoch of the tiny model lasts seconds, so a Ctrl-C sent
+    """Four patients of 150 pairs: at batch size 1 an epoch of the tiny model lasts about a minute, so a Ctrl-C sent
     after its first logged step lands inside it (the shared 12-pair phantom's epoch can end first)."""
     from cardiac_dreamer.synthetic import generate_phantom
 
