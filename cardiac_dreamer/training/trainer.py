@@ -80,7 +80,8 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
         self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
-        self.thread_governor = thread_governor()  # shares the cores with jobs started beside this one
+        # Shares the cores with jobs started beside this one; not in deterministic runs (float sums follow the count).
+        self.thread_governor = None if self.cfg.deterministic else thread_governor()
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
