@@ -255,6 +255,15 @@ def test_pretrained_weights_load_through_torchvisions_api_from_the_hub_cache(off
     assert torch.equal(backbone.conv1.weight, state["conv1.weight"].mean(dim=1, keepdim=True))
 
 
+def test_a_damaged_file_in_the_hub_cache_is_named_with_how_to_replace_it(offline_hub):
+    offline_hub.mkdir(parents=True)
+    (offline_hub / "resnet18-f37072fd.pth").write_bytes(b"an interrupted copy")
+    with pytest.raises(ConfigError) as error:
+        build_backbone(pretrained=True, name="resnet18")
+    assert str(error.value).startswith(f"{offline_hub / 'resnet18-f37072fd.pth'}: cannot read the ImageNet resnet18")
+    assert str(error.value).endswith("delete it to download it again")
+
+
 def test_the_hub_file_names_are_torchvisions():
     assert [hub_file(name).name for name in ("resnet18", "resnet34")] == ["resnet18-f37072fd.pth",
                                                                           "resnet34-b627a593.pth"]

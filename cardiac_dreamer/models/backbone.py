@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import reprlib
 import socket
 from collections import OrderedDict
@@ -114,7 +113,7 @@ def imagenet_state(name: str) -> Any:
             f"be downloaded ({_reason(error)}); set model.pretrained_weights to a torchvision {name} state-dict "
             "file, or model.pretrained: false"
         ) from None
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:  # a damaged or foreign cache file
+    except Exception as error:  # a damaged or foreign cache file: torch.load's unpickler raises all kinds
         raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({_first_line(error)}); delete it "
                           "to download it again") from None
 
@@ -123,7 +122,7 @@ def read_weights_file(path: Path) -> Any:
     """What the torch file ``path`` holds, loaded without executing code (``weights_only``)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as error:
+    except Exception as error:  # torch.load's unpickler raises all kinds on a damaged file (IndexError, EOFError...)
         raise ConfigError(f"{path}: cannot read backbone weights ({_first_line(error)})") from None
 
 
