@@ -50,7 +50,7 @@ class Backbone(nn.Sequential):
         trunk = BACKBONES[name][0](weights=None)
         trunk.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        super().__init__(OrderedDict((name, getattr(trunk, name)) for name in names))
+        super().__init__(OrderedDict((part, getattr(trunk, part)) for part in names))
         self.name = name
         self._frozen = frozen
 
