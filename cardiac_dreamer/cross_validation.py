@@ -38,7 +38,7 @@ import numpy as np
 from . import plots
 from .baselines import PixelRidge, move_only_predictions, train_mean_predictions
 from .config import Config, apply_overrides
-from .data.prepare import read_grouped_records
+from .data.prepare import _labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError, Interrupted
@@ -277,7 +277,8 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
 
 def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]]]:
     """The baselines of :mod:`cardiac_dreamer.baselines` on every fold and seed, shaped like fold results: trained
-    on the same training patients, selected on the same inner validation patient, scored on the same patients."""
+    on the same training patients (their labelled ones, in label-scarce runs), selected on the same inner validation
+    patient, scored on the same patients."""
     records, _ = read_grouped_records(plan.config.data)
 
     def of(patients: Sequence[str]) -> List[TransitionRecord]:
@@ -286,7 +287,9 @@ def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]
     results: Dict[str, List[Dict[str, Any]]] = {name: [] for name in BASELINES}
     for index, fold in enumerate(plan.folds):
         split = plan.run_split(index)
-        train, val, scored, held_out = of(split.train), of(split.val), of(fold.val), of(fold.test)
+        labelled = _labelled_patients(plan.config.data, split)  # the patients whose labels the fold's model had
+        train = of(split.train if labelled is None else labelled)
+        val, scored, held_out = of(split.val), of(fold.val), of(fold.test)
         ridge = PixelRidge(train, plan.config.data.image_size)  # deterministic: one fit serves every seed
         for seed in plan.seeds:
             predictions = {

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from cardiac_dreamer.baselines import PixelRidge
+from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
+from cardiac_dreamer.data.prepare import _labelled_patients
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint, load_model
 from test_predictor import PHANTOM_SPLIT, save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
@@ -201,3 +203,16 @@ def test_the_summary_table_ends_with_the_guidance_against_both_baselines(evaluat
     ridge = evaluated_all[0].metrics["guidance_vs_pixel_ridge"]
     assert any(line.startswith(f"guidance MAE vs the pixel ridge: {ridge['mean']:.2f}x averaged over the six axes, "
                                f"{ridge['worst']:.2f}x on the worst axis ({ridge['worst_axis']})") for line in lines)
+
+
+def test_in_a_label_scarce_run_the_pixel_ridge_learns_from_the_labelled_patients_only(phantom_dir, tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["data"]["label_fraction"] = 0.5  # one of the two training patients keeps its labels
+    torch.save(payload, path)
+    report, _ = evaluate_checkpoint(path, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    labelled = _labelled_patients(DataConfig(label_fraction=0.5), PHANTOM_SPLIT)
+    assert len(labelled) == 1
+    train = read_records(phantom_dir, labelled)
+    test = read_records(phantom_dir, PHANTOM_SPLIT.test)
+    np.testing.assert_allclose(report.baselines["pixel_ridge"], PixelRidge(train, image_size=64).predict(test))

@@ -359,7 +359,9 @@ def evaluate_checkpoint(
     ensure_writable(output_dir)
     target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
     report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
-    report.baselines["pixel_ridge"] = _pixel_ridge(prepared.records["train"], dataset.records, data_cfg.image_size)
+    labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
+    train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
+    report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
         "epoch": checkpoint.epoch,
