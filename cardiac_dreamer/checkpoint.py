@@ -49,6 +49,7 @@ class ModelCheckpoint:
     data_dir: Optional[str] = None
     grouping: Optional[Dict[str, str]] = None  # folder -> patient id
     library_version: str = __version__
+    target_encoder: Optional[Dict[str, torch.Tensor]] = None  # the latent target's state dict; absent in old files
 
     def to_dict(self) -> Dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -106,6 +107,7 @@ _FIELD_TYPES = {
     "data_dir": ((str, type(None)), "a string"),
     "grouping": ((dict, type(None)), "a dict"),
     "library_version": (str, "a string"),
+    "target_encoder": ((dict, type(None)), "a dict of tensors"),
     "optimizer_state": (dict, "a dict"),
     "scheduler_state": (dict, "a dict"),
     "scaler_state": (dict, "a dict"),
@@ -121,10 +123,10 @@ def _checked(name: str, value: Any, source: str) -> Any:
     types, description = _FIELD_TYPES[name]
     if not isinstance(value, types) or isinstance(value, bool):
         raise CheckpointError(f"{source}: {name} must be {description}, got {type(value).__name__}")
-    if name == "model_state":
+    if name in ("model_state", "target_encoder") and value is not None:
         for key, tensor in value.items():
             if not isinstance(key, str) or not isinstance(tensor, torch.Tensor):
-                raise CheckpointError(f"{source}: model_state entry {key!r} is a {type(tensor).__name__}, "
+                raise CheckpointError(f"{source}: {name} entry {key!r} is a {type(tensor).__name__}, "
                                       "not a tensor")
     if name in ("epoch", "global_step", "nonfinite_steps") and value < -1:
         raise CheckpointError(f"{source}: {name} must be >= -1, got {value}")

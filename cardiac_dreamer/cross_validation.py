@@ -6,8 +6,9 @@ and that *inner validation* patient picks the checkpoint (early stopping, the LR
 figures are those of a model selected without seeing its test patients.
 
 With ``compare`` both model variants (``dreamer``, ``direct``) train on the same folds with the same seeds, so the
-difference between them is the world model and nothing else. Every summary also scores two baselines on the same
-folds (see :mod:`cardiac_dreamer.baselines`): the training mean, and ``move_only``, an MLP from the move alone.
+difference between them is the world model and nothing else. Every summary also scores three baselines on the same
+folds (see :mod:`cardiac_dreamer.baselines`): the training mean, ``move_only``, an MLP from the move alone, and
+``pixel_ridge``, a ridge regression on pooled pixels of the fold's training patients.
 ``seeds`` > 1 repeats every fold with consecutive training seeds; means and stds are over folds x seeds.
 
 The headline metric of every row is the *guidance*: at1 from the image alone, what a sonographer gets.
@@ -35,9 +36,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .baselines import move_only_predictions, train_mean_predictions
+from .baselines import PixelRidge, move_only_predictions, train_mean_predictions
 from .config import Config, apply_overrides
-from .data.prepare import read_grouped_records
+from .data.prepare import _labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError, Interrupted
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "cv_plan.json"
 RESULT_FILE = "fold_result.json"
 VARIANTS = ("dreamer", "direct")  # the comparison's order: the world model, then its baseline
-BASELINES = ("move_only", "train_mean")
+BASELINES = ("move_only", "pixel_ridge", "train_mean")
 METRICS = tuple(pose_metrics.axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm",
                                                                             "rotation_error_deg")
 METRIC_LABELS = {
@@ -276,7 +277,8 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
 
 def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]]]:
     """The baselines of :mod:`cardiac_dreamer.baselines` on every fold and seed, shaped like fold results: trained
-    on the same training patients, selected on the same inner validation patient, scored on the same patients."""
+    on the same training patients (their labelled ones, in label-scarce runs), selected on the same inner validation
+    patient, scored on the same patients."""
     records, _ = read_grouped_records(plan.config.data)
 
     def of(patients: Sequence[str]) -> List[TransitionRecord]:
@@ -285,10 +287,14 @@ def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]
     results: Dict[str, List[Dict[str, Any]]] = {name: [] for name in BASELINES}
     for index, fold in enumerate(plan.folds):
         split = plan.run_split(index)
-        train, val, scored, held_out = of(split.train), of(split.val), of(fold.val), of(fold.test)
+        labelled = _labelled_patients(plan.config.data, split)  # the patients whose labels the fold's model had
+        train = of(split.train if labelled is None else labelled)
+        val, scored, held_out = of(split.val), of(fold.val), of(fold.test)
+        ridge = PixelRidge(train, plan.config.data.image_size)  # deterministic: one fit serves every seed
         for seed in plan.seeds:
             predictions = {
                 "move_only": lambda evaluated: move_only_predictions(train, val, evaluated, seed),
+                "pixel_ridge": ridge.predict,
                 "train_mean": lambda evaluated: train_mean_predictions(train, evaluated),
             }
             for name, predict in predictions.items():

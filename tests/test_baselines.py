@@ -1,8 +1,12 @@
-"""Baselines: the training mean, and what the move alone says about the pose."""
+"""Baselines: the training mean, what the move alone says about the pose, and a ridge on pooled pixels."""
 import numpy as np
 import pytest
+from PIL import Image
 
-from cardiac_dreamer.baselines import move_only_predictions, train_mean_predictions
+from cardiac_dreamer.baselines import (
+    RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, pixel_ridge_predictions, pooled_pixels,
+    train_mean_predictions,
+)
 from cardiac_dreamer.data import TransitionRecord
 
 
@@ -42,3 +46,67 @@ def test_the_move_only_baseline_is_seeded():
     train, val = records(at1[:40], moves[:40]), records(at1[40:], moves[40:])
     np.testing.assert_array_equal(move_only_predictions(train, val, val, seed=3),
                                   move_only_predictions(train, val, val, seed=3))
+
+
+def image_records(directory, patient: str, count: int, rng, signal: bool = True):
+    """``count`` 64 px PNG frames of ``patient``: noise, plus a left half whose brightness sets x (mm) and a top band
+    whose brightness sets yaw (deg), linearly; without ``signal`` the labels are unrelated noise."""
+    folder = directory / patient
+    folder.mkdir(parents=True)
+    made = []
+    for index in range(count):
+        left, top = rng.uniform(0, 1, 2)
+        pixels = rng.uniform(40, 80, (64, 64))
+        pixels[:, :32] += 100 * left
+        pixels[:16, 32:] += 100 * top
+        path = folder / f"{index}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        at1 = (np.array([20 * left, 0, 0, 0, 0, -30 * top]) if signal else rng.normal(0, 50, 6))
+        made.append(TransitionRecord(patient, patient, index, path, path, path.name, path.name, tuple(at1),
+                                     (0.0,) * 6, tuple(at1)))
+    return made
+
+
+def test_the_pixel_ridge_recovers_a_pose_written_into_the_pixels(tmp_path):
+    rng = np.random.default_rng(0)
+    train = image_records(tmp_path, "a", 40, rng) + image_records(tmp_path, "b", 40, rng)
+    test = image_records(tmp_path, "c", 30, rng)
+    labels = np.array([r.at1 for r in test])
+    error = np.abs(pixel_ridge_predictions(train, test, image_size=64) - labels).mean(axis=0)
+    mean_error = np.abs(train_mean_predictions(train, test) - labels).mean(axis=0)
+    assert error[0] < 0.1 * mean_error[0] and error[5] < 0.1 * mean_error[5], (error, mean_error)
+
+
+def test_the_pixel_ridge_penalty_is_chosen_on_the_training_frames_alone(tmp_path):
+    """Scoring with another patient beside the first (frames of a different kind, labels of pure noise, whose best
+    penalty is the strongest) changes nothing for the first: neither the penalties nor the statistics saw them."""
+    rng = np.random.default_rng(1)
+    train = image_records(tmp_path, "a", 30, rng) + image_records(tmp_path, "b", 30, rng)
+    scored, noise = image_records(tmp_path, "c", 20, rng), image_records(tmp_path, "d", 20, rng, signal=False)
+    ridge = PixelRidge(train, image_size=64)
+    assert ridge.fit.penalties[0] < RIDGE_PENALTIES[-1]  # the planted signal wants little shrinkage
+    alone = pixel_ridge_predictions(train, scored, image_size=64)
+    beside_noise = pixel_ridge_predictions(train, scored + noise, image_size=64)
+    np.testing.assert_array_equal(beside_noise[:len(scored)], alone)
+    leaked = fit_ridge(*features_and_labels(ridge, train + noise), [r.patient_id for r in train + noise])
+    assert not np.array_equal(leaked.penalties, ridge.fit.penalties)  # had they been seen, the choice would move
+
+
+def features_and_labels(ridge, records):
+    return ridge._features([r.image_t1 for r in records]), np.array([r.at1 for r in records])
+
+
+def test_one_training_patient_is_cross_validated_in_contiguous_blocks():
+    rng = np.random.default_rng(2)
+    features = rng.normal(0, 1, (50, 8))
+    targets = np.repeat(features @ rng.normal(0, 1, (8, 1)), 6, axis=1)
+    fit = fit_ridge(features, targets, ["p"] * 50)
+    np.testing.assert_allclose(fit.predict(features), targets, atol=0.05)
+    assert fit_ridge(features[:1], targets[:1], ["p"]).penalties.tolist() == [RIDGE_PENALTIES[-1]] * 6
+
+
+def test_pooled_pixels_average_each_grid_cell():
+    image = np.arange(64 * 64, dtype=float).reshape(1, 64, 64)
+    features = pooled_pixels(image, grids=(2, 1))
+    np.testing.assert_allclose(features[0], [image[0, :32, :32].mean(), image[0, :32, 32:].mean(),
+                                             image[0, 32:, :32].mean(), image[0, 32:, 32:].mean(), image.mean()])

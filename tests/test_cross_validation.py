@@ -101,7 +101,7 @@ def test_both_variants_train_on_the_same_folds_with_the_same_seed(compared):
 def test_summary_has_every_fold_their_mean_and_std_and_every_patient(compared):
     summary = json.loads((compared.cv_dir / "cv_summary.json").read_text())
     assert (compared.cv_dir / "cv_summary.png").stat().st_size > 0
-    for variant in ("dreamer", "direct", "move_only", "train_mean"):
+    for variant in ("dreamer", "direct", "move_only", "pixel_ridge", "train_mean"):
         entry = summary["results"][variant]
         assert [(run["fold"], run["seed"]) for run in entry["runs"]] == [(1, SEED), (2, SEED)]
         assert entry["per_seed"][str(SEED)] == entry["mean"]
@@ -114,7 +114,7 @@ def test_summary_has_every_fold_their_mean_and_std_and_every_patient(compared):
     assert len(summary["per_patient"]) == 4
     for row in summary["per_patient"].values():
         assert row["fold"] in (1, 2)
-        assert all(set(METRICS) <= set(row[v]) for v in ("dreamer", "direct", "move_only", "train_mean"))
+        assert all(set(METRICS) <= set(row[v]) for v in ("dreamer", "direct", "move_only", "pixel_ridge", "train_mean"))
     composed = summary["results"]["dreamer"]["composed_with_true_move"]["mean"]
     assert all(np.isfinite(composed[metric]) for metric in METRICS)
     assert "composed_with_true_move" not in summary["results"]["direct"]
@@ -127,7 +127,7 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
         assert compared.summary["comparison"][metric] == pytest.approx((dreamer - direct) / direct)
     table = compared.summary_table()
     header = next(line for line in table.splitlines() if line.startswith("metric"))
-    assert header.split() == ["metric", "dreamer", "direct", "move_only", "train_mean", "change"]
+    assert header.split() == ["metric", "dreamer", "direct", "move_only", "pixel_ridge", "train_mean", "change"]
     translation = next(line for line in table.splitlines() if line.startswith("translation error (mm)"))
     assert f"{results['direct']['mean']['translation_error_mm']:.3f} ±" in translation
     assert translation.endswith("%")

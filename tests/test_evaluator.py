@@ -1,4 +1,4 @@
-"""The evaluator: physical-unit metrics of the guidance, the composed prediction and the mean baseline, the report
+"""The evaluator: physical-unit metrics of the guidance, the composed prediction and the baselines, the report
 files, and agreement with the Predictor."""
 import csv
 import json
@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from cardiac_dreamer.baselines import PixelRidge
+from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
+from cardiac_dreamer.data.prepare import _labelled_patients
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint, load_model
-from test_predictor import save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
+from test_predictor import PHANTOM_SPLIT, save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
 
 STATS = NormalizationStats(
     pose=AxisStats(mean=[150.0, 0, 0, 0, 0, 0], std=[2.0, 1, 1, 1, 1, 10]),
@@ -171,3 +174,45 @@ def test_the_summary_table_lists_every_axis_and_both_tasks(evaluated_all):
     for text in ("x (mm)", "yaw (deg)", "guidance (image alone)", "the true move", "vs predicting",
                  "translation error", "rotation error", "48 samples", "averaged over the six axes"):
         assert text in table
+
+
+def test_metrics_json_scores_the_pixel_ridge_with_the_guidances_mae_keys(evaluated_all):
+    _, output_dir = evaluated_all
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    ridge = metrics["baselines"]["pixel_ridge"]
+    mae_keys = {key for key in metrics["guidance"] if key.startswith("mae_")}
+    assert len(mae_keys) == 6 and mae_keys <= set(ridge)
+    for key in mae_keys:
+        assert metrics["guidance_vs_pixel_ridge"][key] == pytest.approx(metrics["guidance"][key] / ridge[key])
+    assert set(metrics["per_patient"]["phantom_04"]["baselines"]["pixel_ridge"]) >= mae_keys
+    assert {"baselines.pixel_ridge", "guidance_vs_pixel_ridge"} <= set(metrics["definitions"])
+
+
+def test_the_pixel_ridge_is_fitted_on_the_checkpoints_training_patients_alone(phantom_dir, evaluated_all):
+    report = evaluated_all[0]
+    records = {(r.folder, r.index): r for r in read_records(phantom_dir)}
+    evaluated = [records[key] for key in zip(report.folders, report.indices)]
+    train = [r for r in read_records(phantom_dir) if r.patient_id in PHANTOM_SPLIT.train]
+    expected = PixelRidge(train, image_size=64).predict(evaluated)
+    np.testing.assert_allclose(report.baselines["pixel_ridge"], expected)
+
+
+def test_the_summary_table_ends_with_the_guidance_against_both_baselines(evaluated_all):
+    lines = evaluated_all[0].summary_table().splitlines()
+    assert "vs pixel" in lines[1] and "ridge" in lines[2]
+    ridge = evaluated_all[0].metrics["guidance_vs_pixel_ridge"]
+    assert any(line.startswith(f"guidance MAE vs the pixel ridge: {ridge['mean']:.2f}x averaged over the six axes, "
+                               f"{ridge['worst']:.2f}x on the worst axis ({ridge['worst_axis']})") for line in lines)
+
+
+def test_in_a_label_scarce_run_the_pixel_ridge_learns_from_the_labelled_patients_only(phantom_dir, tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["data"]["label_fraction"] = 0.5  # one of the two training patients keeps its labels
+    torch.save(payload, path)
+    report, _ = evaluate_checkpoint(path, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    labelled = _labelled_patients(DataConfig(label_fraction=0.5), PHANTOM_SPLIT)
+    assert len(labelled) == 1
+    train = read_records(phantom_dir, labelled)
+    test = read_records(phantom_dir, PHANTOM_SPLIT.test)
+    np.testing.assert_allclose(report.baselines["pixel_ridge"], PixelRidge(train, image_size=64).predict(test))

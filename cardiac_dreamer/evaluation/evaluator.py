@@ -7,7 +7,12 @@ Three predictions of at1 are scored for every pair:
 * ``composed``: the world model's imagined t2 pose with the *real* t1 -> t2 move undone. It uses the future move,
   which a sonographer asking for guidance does not have, so it is reported beside the guidance, never instead;
   the ``"direct"`` variant has none;
-* ``train_mean``: the training poses' mean (stored in the model), the baseline any guidance must beat by a margin.
+* ``train_mean``: the training poses' mean (stored in the model), the baseline any guidance must beat by a margin;
+* ``baselines.pixel_ridge``: a ridge regression on pooled pixels fitted on the checkpoint's training patients
+  (:mod:`cardiac_dreamer.baselines`), what a linear model makes of the same images.
+
+World models also get their diagnostics (:mod:`.diagnostics`): the move-transfer slopes, and how well the dreamed
+features predict the target encoder's view of image t2.
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint
+from ..baselines import PixelRidge
+from ..checkpoint import ModelCheckpoint, load_checkpoint
 from ..config import Config, LossConfig
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
@@ -42,8 +48,8 @@ from ..losses import per_sample_pose_loss
 from ..models import CardiacDreamer
 from ..names import SPLIT_NAMES
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
-from ..task import GuidanceTask
-from .diagnostics import move_transfer_slopes
+from ..task import GuidanceTask, LatentTarget
+from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,22 @@ TASK_DEFINITIONS = {
     "1.0 is no better than predicting the mean)",
     "move_transfer_slope": "world models: (at2(move) - at2(0)) / move per axis over up to 64 evaluated images, for "
     "random moves of 2 training move stds along that axis; near 1 when the model uses the move, 0 when it ignores it",
+    "baselines.pixel_ridge": "ridge regression from the t1 image (grayscale at the model's size, averaged over "
+    "16x16, 8x8 and 4x4 grids of cells, standardized) to at1, fitted on every distinct t1 frame of the checkpoint's "
+    "training patients, its penalty per axis chosen by cross-validation over those patients only; null when it "
+    "could not be fitted",
+    "guidance_vs_pixel_ridge": "guidance MAE / pixel ridge MAE per axis, and averaged over the six axes (below 1.0: "
+    "the network reads more from the image than a linear model of its pooled pixels)",
+    "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
+    "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the features "
+    "the world model imagines from image t1 and the move), copy (the backbone's t1 features unchanged: predicting "
+    "no change), target_t1 (the target encoder's view of image t1); dreamed_vs_copy below 1 means the world model "
+    "predicts better than no change; by_move_quartile: the same for the pairs in each quarter of move sizes (size: "
+    "norm of the move in training move stds; translation and rotation ranges in mm and degrees); null with a note "
+    "when the checkpoint holds no target encoder",
+    "world_model.at2_error": "world models: MAE per axis of at2 against the true at2, in mm and degrees: dreamed "
+    "(the head on the dreamed features) and at1_plus_move (the image-only at1 composed with the true move, what "
+    "arithmetic gives without a world model)",
 }
 SLOPE_IMAGES = 64
 
@@ -80,6 +102,8 @@ class EvaluationReport:
     indices: List[int]  # entry index in the patient's transitions file
     image_paths: List[Tuple[str, str]]  # (t1, t2) as written in the transitions file
     move_transfer_slope: Optional[Dict[str, float]] = None  # per axis, world models only
+    world_model: Optional[Dict[str, Any]] = None  # WorldModelErrors.result(), world models only
+    baselines: Dict[str, Optional[np.ndarray]] = field(default_factory=dict)  # name -> [N, 6] or None (not fitted)
     metadata: Dict[str, Any] = field(default_factory=dict)  # checkpoint, split, data directory...
 
     @property
@@ -102,6 +126,11 @@ class EvaluationReport:
         by_patient = {task: summarize_by_patient(self.labels, predicted, self.patient_ids, losses)
                       for task, (predicted, losses) in tasks.items()}
         patients = sorted(by_patient["guidance"])
+        baselines = {name: summarize(self.labels, predicted) if predicted is not None else None
+                     for name, predicted in self.baselines.items()}
+        baselines_by_patient = {name: summarize_by_patient(self.labels, predicted, self.patient_ids)
+                                for name, predicted in self.baselines.items() if predicted is not None}
+        ridge = baselines.get("pixel_ridge")
         return {
             **self.metadata,
             "samples": len(self.patient_ids),
@@ -110,13 +139,17 @@ class EvaluationReport:
             "composed": overall.get("composed"),
             "train_mean": overall["train_mean"],
             "guidance_vs_mean": mean_ratio(overall["guidance"], overall["train_mean"]),
+            "baselines": baselines,
+            "guidance_vs_pixel_ridge": mean_ratio(overall["guidance"], ridge) if ridge else None,
             "move_transfer_slope": self.move_transfer_slope,
+            "world_model": self.world_model,
             "per_patient": {
                 patient: {
                     "samples": by_patient["guidance"][patient]["samples"],
                     **{task: by_patient[task][patient] for task in by_patient},
                     "guidance_vs_mean": mean_ratio(by_patient["guidance"][patient],
                                                    by_patient["train_mean"][patient]),
+                    "baselines": {name: values[patient] for name, values in baselines_by_patient.items()},
                 }
                 for patient in patients
             },
@@ -124,33 +157,60 @@ class EvaluationReport:
         }
 
     def summary_table(self) -> str:
-        """A few lines for the terminal: per-axis MAE, RMSE, direction accuracy and the ratio to the mean of the
-        guidance, the composed prediction's MAE beside it, then the totals."""
+        """A few lines for the terminal: per-axis MAE, RMSE, direction accuracy and the ratios to the mean and to the
+        pixel ridge of the guidance, the composed prediction's MAE beside it, then the totals, and last the lines a
+        user reads first: the guidance against both baselines and, for world models, the diagnostics."""
         metrics = self.metrics
         guidance, composed, ratio = metrics["guidance"], metrics["composed"], metrics["guidance_vs_mean"]
+        ridge = metrics["guidance_vs_pixel_ridge"] or {}
         where = f" on the {self.metadata['split']} split" if "split" in self.metadata else ""
         lines = [
             f"evaluation{where}: {metrics['samples']} samples, {metrics['patients']} patients",
-            f"{'':24}{'guidance (image alone)':>29}{'vs predicting':>15}{'composed with':>16}",
-            f"{'':24}{'MAE':>11}{'RMSE':>9}{'dir.acc':>9}{'the mean':>15}{'the true move':>16}",
+            f"{'':24}{'guidance (image alone)':>29}{'vs predicting':>15}{'vs pixel':>10}{'composed with':>16}",
+            f"{'':24}{'MAE':>11}{'RMSE':>9}{'dir.acc':>9}{'the mean':>15}{'ridge':>10}{'the true move':>16}",
         ]
         for axis, (name, unit) in enumerate(zip(AXIS_NAMES, AXIS_UNITS)):
             key = axis_key("mae", axis)
             lines.append(f"{name + ' (' + unit + ')':24}{_axis_cells(guidance, axis)}"
-                         f"{_ratio_text(ratio[key]):>15}{_number(composed[key] if composed else None):>16}")
+                         f"{_ratio_text(ratio[key]):>15}{_ratio_text(ridge.get(key)):>10}"
+                         f"{_number(composed[key] if composed else None):>16}")
         for label, key in (
             ("translation error (mm)", "translation_error_mm"),
             ("rotation error (deg)", "rotation_error_deg"),
             ("main-task loss", "main_task_loss"),
         ):
-            lines.append(f"{label:24}{_number(guidance[key]):>11}{'':33}"
+            lines.append(f"{label:24}{_number(guidance[key]):>11}{'':43}"
                          f"{_number(composed[key] if composed else None):>16}")
-        lines.append(f"guidance MAE vs predicting the training mean: {_ratio_text(ratio['mean'])} averaged over the "
-                     f"six axes, {_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
         if self.move_transfer_slope:
             lines.append("world model move-transfer slope (1 = the imagined pose moves by the move): " +
                          ", ".join(f"{axis} {slope:.2f}" for axis, slope in self.move_transfer_slope.items()))
-        return "\n".join(lines)
+        return "\n".join(lines + self.headline())
+
+    def headline(self) -> List[str]:
+        """The guidance against the training mean and the pixel ridge and, for world models, the dreamed / copy
+        latent error: the closing lines of every evaluation and of the demo."""
+        metrics = self.metrics
+        lines = [_ratio_line("predicting the training mean", metrics["guidance_vs_mean"])]
+        if metrics["guidance_vs_pixel_ridge"]:
+            lines.append(_ratio_line("the pixel ridge", metrics["guidance_vs_pixel_ridge"]))
+        else:
+            lines.append("guidance MAE vs the pixel ridge: n/a (the ridge could not be fitted on the training "
+                         "patients)")
+        world = self.world_model
+        if world is not None:
+            latent = world["latent_error"]
+            if latent is None:
+                lines.append(f"world model latent error: n/a ({world['note']})")
+            else:
+                lines.append(f"world model latent error vs the target's view of t2: dreamed {latent['dreamed']:.4g}, "
+                             f"copy of t1 {latent['copy']:.4g}, dreamed / copy {_ratio_text(latent['dreamed_vs_copy'])}"
+                             " (below 1: the world model predicts better than no change)")
+        return lines
+
+
+def _ratio_line(baseline: str, ratio: Dict[str, Any]) -> str:
+    return (f"guidance MAE vs {baseline}: {_ratio_text(ratio['mean'])} averaged over the six axes, "
+            f"{_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
 
 
 def mean_ratio(task: Dict[str, Any], baseline: Dict[str, Any]) -> Dict[str, Any]:
@@ -173,11 +233,14 @@ def evaluate(
     batch_size: int = 32,
     progress: bool = True,
     loss_cfg: Optional[LossConfig] = None,
+    target_encoder: Optional[LatentTarget] = None,
+    target_note: str = "no target encoder given",
 ) -> EvaluationReport:
     """Run ``model`` over ``dataset`` (in order, fp32, eval mode) and score each prediction of at1.
 
     The model speaks mm and degrees; the labels are the records' physical values. The model's train/eval mode is
-    restored afterwards.
+    restored afterwards. World models also get their diagnostics; the latent errors need the latent loss's
+    ``target_encoder`` (without one, ``target_note`` says why in their place).
     """
     device = select_device(device)
     task = GuidanceTask(model, loss_cfg or LossConfig(), device)
@@ -187,6 +250,12 @@ def evaluate(
     collected: Dict[str, List[torch.Tensor]] = {"guidance": [], "composed": [], "guidance_loss": [],
                                                 "composed_loss": []}
     order: List[int] = []
+    world = None
+    if getattr(model, "dreamer", None) is not None:
+        if target_encoder is not None:
+            target_encoder.encoder.to(device)
+        world = WorldModelErrors(target_encoder, task.loss_cfg.smooth_l1_beta, model.config.composition,
+                                 note=target_note)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     try:
         for raw in tqdm(loader, desc="evaluate", unit="batch", dynamic_ncols=True,
@@ -198,6 +267,8 @@ def evaluate(
                     collected[name].append(outputs[key].double().cpu())
                     loss = per_sample_pose_loss(outputs[key], batch["at1"], model.pose_std, beta)  # [B]
                     collected[f"{name}_loss"].append(loss.double().cpu())
+            if world is not None:
+                world.add(model, batch, outputs)
             order.extend(raw["index"].tolist())
     finally:
         model.train(was_training)
@@ -219,6 +290,7 @@ def evaluate(
         indices=[r.index for r in records],
         image_paths=[(r.image_t1_rel, r.image_t2_rel) for r in records],
         move_transfer_slope=slopes,
+        world_model=world.result() if world is not None else None,
     )
 
 
@@ -285,7 +357,11 @@ def evaluate_checkpoint(
         RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
     ensure_outside(output_dir, data_cfg.data_dir, "evaluation output")
     ensure_writable(output_dir)
-    report = evaluate(model, dataset, device, batch_size, progress, config.loss)
+    target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
+    report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
+    labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
+    train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
+    report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
         "epoch": checkpoint.epoch,
@@ -296,6 +372,34 @@ def evaluate_checkpoint(
     }
     write_report(report, output_dir)
     return report, output_dir
+
+
+def _target_encoder(checkpoint: ModelCheckpoint, model: CardiacDreamer,
+                    path: Path) -> Tuple[Optional[LatentTarget], str]:
+    """The latent loss's EMA target encoder saved with the checkpoint (``last.ckpt`` of older runs keeps it in its
+    task state), or None and why not."""
+    state = checkpoint.target_encoder or getattr(checkpoint, "task_state", {}).get("latent_target")
+    if model.dreamer is None:
+        return None, "a direct model has no world model"
+    if not state:
+        return None, ("this checkpoint holds no target encoder (saved before it was stored with model checkpoints, "
+                      "or trained without the latent loss); evaluate its run's checkpoints/last.ckpt")
+    target = LatentTarget(model.backbone, momentum=0.0)
+    try:
+        target.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: its target encoder does not fit the recorded model "
+                              f"({' '.join(str(error).split())[:160]})") from None
+    return target, ""
+
+
+def _pixel_ridge(train: Sequence[TransitionRecord], evaluated: Sequence[TransitionRecord],
+                 image_size: int) -> Optional[np.ndarray]:
+    """The pixel ridge's at1 for ``evaluated`` (in order), fitted on ``train``; None without training pairs."""
+    if not train:
+        log.warning("pixel ridge baseline skipped: the checkpoint's split has no training pairs here")
+        return None
+    return PixelRidge(train, image_size).predict(evaluated)
 
 
 def chosen_patients(

@@ -335,9 +335,11 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------------- state
     def _model_checkpoint(self, epoch: int, metrics: Mapping[str, float]) -> ModelCheckpoint:
-        """What evaluation and inference need: weights (with the statistics), config, split, metrics."""
+        """What evaluation and inference need: weights (with the statistics), config, split, metrics, and the latent
+        target encoder for the world-model diagnostics."""
         return ModelCheckpoint(config=self.config.to_dict(), model_state=dist.unwrap(self.model).state_dict(),
-                               epoch=epoch, global_step=self.global_step, metrics=dict(metrics), **self.metadata)
+                               epoch=epoch, global_step=self.global_step, metrics=dict(metrics),
+                               target_encoder=self.task.state_dict().get("latent_target"), **self.metadata)
 
     def _training_state(self, epoch: int, metrics: Mapping[str, float]) -> TrainingState:
         """Everything that decides the future of the run, for an exact resume."""

@@ -1,0 +1,113 @@
+"""World-model diagnostics in every evaluation: the dreamed t2 features against the target encoder's view of image
+t2 beside "no change", the dreamed at2 beside at1 plus the move, and the target encoder saved with the checkpoints
+that evaluation reads."""
+import numpy as np
+import pytest
+import torch
+
+from cardiac_dreamer.checkpoint import ModelCheckpoint, load_checkpoint
+from cardiac_dreamer.config import LossConfig
+from cardiac_dreamer.data import TransitionsDataset, read_records
+from cardiac_dreamer.errors import CheckpointError
+from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint
+from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.pipeline import run_training
+from cardiac_dreamer.task import LatentTarget
+from test_predictor import save_tiny_checkpoint
+from test_trainer import tiny_config
+
+LATENT_KEYS = {"dreamed", "copy", "target_t1", "dreamed_vs_copy"}
+MAE_KEYS = {"mae_x_mm", "mae_y_mm", "mae_z_mm", "mae_roll_deg", "mae_pitch_deg", "mae_yaw_deg"}
+
+
+@pytest.fixture(scope="module")
+def trained(phantom_dir, tmp_path_factory):
+    """A one-epoch dreamer trained as cardiac-train trains it, evaluated on its test patient."""
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 1, "data.max_pairs_per_patient": 8})
+    return run_training(config, output_dir=tmp_path_factory.mktemp("runs"), progress=False)
+
+
+def test_the_best_checkpoint_holds_the_latent_target_encoder(trained):
+    checkpoint = load_checkpoint(trained.fit.best_checkpoint)
+    backbone_keys = {key[len("backbone."):] for key in checkpoint.model_state if key.startswith("backbone.")}
+    assert set(checkpoint.target_encoder) == backbone_keys
+
+
+def test_a_dreamer_evaluation_reports_latent_and_at2_errors(trained):
+    world = trained.test_report.metrics["world_model"]
+    latent = world["latent_error"]
+    assert LATENT_KEYS <= set(latent) and all(latent[key] > 0 for key in ("dreamed", "copy", "target_t1"))
+    quartiles = latent["by_move_quartile"]
+    assert len(quartiles) == 4
+    assert sum(q["samples"] for q in quartiles) == trained.test_report.metrics["samples"]
+    assert all(a["move_size_stds"][1] <= b["move_size_stds"][0] for a, b in zip(quartiles, quartiles[1:]))
+    assert all(LATENT_KEYS | {"translation_mm", "rotation_deg"} <= set(q) for q in quartiles)
+    assert set(world["at2_error"]) == {"dreamed", "at1_plus_move"}
+    assert all(set(errors) == MAE_KEYS for errors in world["at2_error"].values())
+    assert "dreamed / copy" in trained.test_report.summary_table().splitlines()[-1]
+
+
+def test_a_direct_model_has_no_world_model_diagnostics(phantom_dir, tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct")
+    report, _ = evaluate_checkpoint(checkpoint, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    assert report.metrics["world_model"] is None
+
+
+def test_a_checkpoint_without_a_target_encoder_gets_a_note_instead(phantom_dir, tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "old.ckpt", phantom_dir)
+    report, _ = evaluate_checkpoint(checkpoint, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    world = report.metrics["world_model"]
+    assert world["latent_error"] is None and "no target encoder" in world["note"]
+    assert set(world["at2_error"]["at1_plus_move"]) == MAE_KEYS
+    assert "world model latent error: n/a" in report.summary_table()
+
+
+def test_an_old_checkpoint_without_the_field_still_loads(phantom_dir, tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir)
+    payload = torch.load(path, weights_only=True)
+    del payload["target_encoder"]  # as written before the field existed
+    torch.save(payload, path)
+    assert load_checkpoint(path).target_encoder is None
+
+
+def test_a_target_encoder_that_is_not_tensors_is_refused(phantom_dir, tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir)
+    payload = torch.load(path, weights_only=True)
+    payload["target_encoder"] = {"conv1.weight": "not a tensor"}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="target_encoder entry 'conv1.weight' is a str"):
+        load_checkpoint(path)
+
+
+def by_hand(predicted: torch.Tensor, target: torch.Tensor, beta: float) -> float:
+    """The latent loss written out: layer norm over the channels at each position, SmoothL1, mean."""
+    def normed(features):
+        values = features.double().flatten(2)  # [B, C, h*w]
+        mean = values.mean(1, keepdim=True)
+        return (values - mean) / (values.var(1, unbiased=False, keepdim=True) + 1e-10).sqrt()
+
+    difference = (normed(predicted) - normed(target)).abs()
+    return float(torch.where(difference < beta, 0.5 * difference ** 2 / beta, difference - 0.5 * beta).mean())
+
+
+def test_the_copy_error_is_the_latent_distance_of_the_t1_features_to_the_target_view_of_t2(phantom_dir):
+    torch.manual_seed(0)
+    dataset = TransitionsDataset(read_records(phantom_dir, ["phantom_01"])[:6], image_size=64)
+    model = CardiacDreamer(d_model=16, num_heads=2, num_layers=1, image_size=64).eval()
+    target = LatentTarget(model.backbone, momentum=0.0)
+    with torch.no_grad():
+        for weight in target.encoder.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))  # an EMA that lags the backbone
+    beta = 0.5
+    metrics = evaluate(model, dataset, "cpu", batch_size=4, progress=False, loss_cfg=LossConfig(smooth_l1_beta=beta),
+                       target_encoder=target).metrics
+    images_t1 = torch.stack([dataset[i]["image_t1"] for i in range(len(dataset))])
+    images_t2 = torch.stack([dataset[i]["image_t2"] for i in range(len(dataset))])
+    with torch.no_grad():
+        target_t2 = target.encoder(images_t2)
+        expected_copy = by_hand(model.backbone(images_t1), target_t2, beta)
+        expected_target_t1 = by_hand(target.encoder(images_t1), target_t2, beta)
+    latent = metrics["world_model"]["latent_error"]
+    assert latent["copy"] == pytest.approx(expected_copy, rel=1e-5)
+    assert latent["target_t1"] == pytest.approx(expected_target_t1, rel=1e-5)
+    assert latent["copy"] != pytest.approx(latent["target_t1"], rel=1e-3)  # the two references are told apart
