@@ -3,8 +3,9 @@
 Why: with every heart alike, an unseen patient is barely harder than unseen frames of a seen one, so the phantom
 overstates how well a model generalises. Each patient draws :class:`Traits` (95 % ranges: heart size +-15 %, the
 heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber proportions +-12 %, gain +-20 %,
-contrast, attenuation, heart and breathing rates); the target view is the acoustic window the probe rests on (aimed a little differently
-per patient), alike in every patient, so the heart's size, position, axis and proportions are what differ there.
+contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
+(aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
+proportions are what differ there.
 
 Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
 per patient, end-diastole and end-systole (ventricles smaller with thicker walls, atria larger); a frame blends them

@@ -63,7 +63,8 @@ class Trajectory:
 def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tuple[int, int]:
     """``(frames, pairs)`` per patient from whichever of the two the caller gave (neither: 500 frames).
 
-    Random and sweep pairs use two files each; a sonographer walk of F frames offers ``len(FRAME_GAPS) * (F - 3)`` pairs.
+    Random and sweep pairs use two files each; a sonographer walk of F frames offers
+    ``len(FRAME_GAPS) * (F - 3)`` pairs.
     """
     if mode not in TRAJECTORIES:
         raise ConfigError(f"phantom trajectory must be one of {TRAJECTORIES}, got {mode!r}")
