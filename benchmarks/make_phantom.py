@@ -2,6 +2,8 @@
 
     python benchmarks/make_phantom.py /data/phantom_150k --pairs 150000 --patients 30 --image_size 224
 
+``--phantom v3`` writes the static phantom of before (v4, the default, renders two volumes a frame: a little slower).
+
 Prints one JSON line: pairs, patients, image files, bytes on disk and seconds. ``--frames_per_patient`` is passed to
 :func:`~cardiac_dreamer.synthetic.generate_phantom` only when given (a streaming generator takes it; an older one
 refuses it with a TypeError).
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from cardiac_dreamer.synthetic import generate_phantom
+from cardiac_dreamer.synthetic import DEFAULT_VERSION, TRAJECTORIES, VERSIONS, generate_phantom
 
 
 def main(argv=None) -> int:
@@ -27,13 +29,15 @@ def main(argv=None) -> int:
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames_per_patient", type=int, help="distinct frames rendered per patient")
+    parser.add_argument("--phantom", choices=VERSIONS, default=DEFAULT_VERSION, help="phantom version")
+    parser.add_argument("--trajectory", choices=TRAJECTORIES, help="how the probe moves (default: the version's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     extra = {} if args.frames_per_patient is None else {"frames_per_patient": args.frames_per_patient}
     started = time.perf_counter()
     folders = generate_phantom(args.output_dir, num_patients=args.patients,
                                pairs_per_patient=math.ceil(args.pairs / args.patients), image_size=args.image_size,
-                               seed=args.seed, **extra)
+                               seed=args.seed, trajectory=args.trajectory, version=args.phantom, **extra)
     seconds = time.perf_counter() - started
     images = [path for folder in folders for path in Path(folder).rglob("*.png")]
     print(json.dumps({"output_dir": str(Path(args.output_dir).resolve()), "patients": len(folders),

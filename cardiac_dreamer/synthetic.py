@@ -1,7 +1,17 @@
 """A procedural echocardiography phantom, written in exactly the real export format.
 
 Why: demos, tests and benchmarks need data whose images carry the probe pose, without patient data; a closed-loop
-simulator needs a heart it can image at any pose. The code lives in :mod:`cardiac_dreamer.phantom` (anatomy ->
+simulator needs a heart it can image at any pose.
+
+Two versions. ``v4`` (the default) is built to look like a real export: 224x224 RGB PNGs of a fan-shaped sector
+(27 % of the pixels black outside it), Rayleigh speckle, depth attenuation, each patient's gain and contrast; sweeps
+that start far from the view (roll ~50, yaw ~-40 degrees) and converge to it, pairs 1-4 frames apart with moves of
+the real size; patients whose hearts differ in size (+-15 %), position (+-10 mm), axis (+-15 degrees) and chamber
+proportions; a beating heart and a breathing shift. ``v3`` (below) is the static phantom the earlier figures and
+some tests were calibrated on; ``--phantom v3`` or ``generate_phantom(..., version="v3")`` writes it.
+:mod:`cardiac_dreamer.phantom.checks` compares an export with the real figures (``--table``).
+
+v3 in detail: The code lives in :mod:`cardiac_dreamer.phantom` (anatomy ->
 rendering -> patient -> trajectories -> writer); this module is its public face and command line.
 
 What is simulated. Each patient is a static 3-D heart in a voxel volume (2 mm): four chambers (blood cavities in
@@ -30,40 +40,79 @@ y elevation, z depth); labels are additive, ``at2 == at1 + action_change``. How 
 * yaw: the same changes, growing with the distance from the centre line and with opposite signs left and right
   (the plane turns about the beam axis): the centre line stays, the sides change.
 
-Two trajectory modes (:mod:`cardiac_dreamer.phantom.trajectories`): ``"random"`` independent pairs whose move is
-independent of ``at1``, and ``"sonographer"``, a walk drifting back to the view with frames shared between pairs.
+Three trajectory modes (:mod:`cardiac_dreamer.phantom.trajectories`): ``"sweep"`` (v4's default) sweeps that
+converge to the view, each pair its own two files; ``"random"`` (v3's default) independent pairs whose move is
+independent of ``at1``; and ``"sonographer"``, a walk drifting back to the view with frames shared between pairs.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
+from .errors import CardiacDreamerError
 from .phantom import (
-    DEFAULT_FRAMES_PER_PATIENT, GENERATOR_VERSION, MARKER_FILE, MOVE_LIMITS, PATIENT_FILE, POSE_LIMITS,
-    TRAJECTORIES, TRANSITIONS_FILE, PhantomPatient, generate_phantom,
+    DEFAULT_FRAMES_PER_PATIENT, DEFAULT_VERSION, GENERATOR_VERSION, MARKER_FILE, MOVE_LIMITS, PATIENT_FILE,
+    POSE_LIMITS, TRAJECTORIES, TRANSITIONS_FILE, VERSIONS, PhantomPatient, generate_phantom,
 )
 
 __all__ = [
-    "DEFAULT_FRAMES_PER_PATIENT", "GENERATOR_VERSION", "MARKER_FILE", "MOVE_LIMITS", "PATIENT_FILE", "POSE_LIMITS",
-    "PhantomPatient", "TRAJECTORIES", "TRANSITIONS_FILE", "generate_phantom", "main",
+    "DEFAULT_FRAMES_PER_PATIENT", "DEFAULT_VERSION", "GENERATOR_VERSION", "MARKER_FILE", "MOVE_LIMITS",
+    "PATIENT_FILE", "POSE_LIMITS", "PhantomPatient", "TRAJECTORIES", "TRANSITIONS_FILE", "VERSIONS",
+    "generate_phantom", "main",
 ]
 
+TRAJECTORY_HELP = (
+    "sweep: sweeps that start far from the view and converge to it, pairs 1-4 frames apart, each pair its own two "
+    "files (v4's default); random: independent pairs, the move independent of the pose (v3's default); "
+    "sonographer: a walk drifting back to the view, frames shared between pairs"
+)
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic echocardiography phantom.")
-    parser.add_argument("output_dir")
-    parser.add_argument("--patients", type=int, default=6)
-    parser.add_argument("--pairs", type=int, default=None, help="pairs per patient (default: from --frames)")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m cardiac_dreamer.synthetic",
+        description="Write a synthetic echocardiography phantom in the real export format: OUTPUT_DIR/phantom_01, "
+                    "... each with ft1/, ft2/, transitions_dataset.json and phantom.json. A complete phantom with "
+                    "the same settings is reused.",
+    )
+    parser.add_argument("output_dir", help="where the patient folders go (created)")
+    parser.add_argument("--phantom", choices=VERSIONS, default=DEFAULT_VERSION,
+                        help="v4: sector-shaped exports, sweeps, patients that differ like people, a beating "
+                             "heart; v3: the static phantom of before, for results calibrated on it "
+                             "(default: %(default)s)")
+    parser.add_argument("--patients", type=int, default=6, help="patient folders to write (default: %(default)s)")
+    parser.add_argument("--pairs", type=int, default=None,
+                        help="pairs per patient (default: from --frames; sweep and random pairs use 2 files each)")
     parser.add_argument("--frames", type=int, default=None,
                         help=f"frames per patient (default: {DEFAULT_FRAMES_PER_PATIENT} when --pairs is not given)")
-    parser.add_argument("--trajectory", choices=TRAJECTORIES, default="random")
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--trajectory", choices=TRAJECTORIES, default=None,
+                        help=f"how the probe moves (default: the version's). {TRAJECTORY_HELP}")
+    parser.add_argument("--image_size", type=int, default=224,
+                        help="side of the square images in pixels (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the same seed writes the same files (default: %(default)s)")
+    parser.add_argument("--table", action="store_true",
+                        help="then print the phantom's statistics beside a real export's, and the two image "
+                             "checks (leave-one-patient-out probe R2, unseen-patient error ratio), as markdown")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    generate_phantom(args.output_dir, args.patients, args.pairs, args.image_size, args.seed,
-                     frames_per_patient=args.frames, trajectory=args.trajectory)
+    try:
+        folders = generate_phantom(args.output_dir, args.patients, args.pairs, args.image_size, args.seed,
+                                   frames_per_patient=args.frames, trajectory=args.trajectory, version=args.phantom)
+    except CardiacDreamerError as error:
+        parser.exit(2, f"error: {error}\n")
+    if args.table:
+        from .phantom.checks import comparison_table
+
+        print(comparison_table([Path(folder) for folder in folders]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

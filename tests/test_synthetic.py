@@ -1,6 +1,6 @@
 """The phantom generator: real export format, determinism, reuse, physical labels, images that carry the pose,
-a public patient that renders any pose exactly as the written frames, two trajectory modes and safe concurrent
-generation."""
+a public patient that renders any pose exactly as the written frames, the trajectory modes, the old phantom (v3)
+still reachable, and safe concurrent generation. Phantom v4's realism is checked in test_phantom_v4.py."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,7 @@ MANY_PAIRS = 1000  # enough for a correlation of 0 to read within +-0.1 (3 stand
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    """Three small patients (random pairs, the default): the folders and the parsed entries of each."""
+    """Three small patients (v4 sweeps, the default): the folders and the parsed entries of each."""
     folders = generate_phantom(tmp_path_factory.mktemp("phantom"), num_patients=3, pairs_per_patient=20, image_size=64)
     return folders, [_entries(folder) for folder in folders]
 
@@ -34,6 +34,13 @@ def sonographer(tmp_path_factory):
     folder = generate_phantom(tmp_path_factory.mktemp("sonographer"), num_patients=1, frames_per_patient=40,
                               image_size=32, trajectory="sonographer")[0]
     return folder, _entries(folder)
+
+
+@pytest.fixture(scope="module")
+def random_pairs(tmp_path_factory):
+    """The entries of one patient of 40 independent random pairs."""
+    return _entries(generate_phantom(tmp_path_factory.mktemp("random"), num_patients=1, pairs_per_patient=40,
+                                     image_size=16, trajectory="random")[0])
 
 
 def _entries(folder: Path) -> list:
@@ -60,13 +67,25 @@ def test_writes_numbered_patient_folders_with_the_requested_pairs(phantom):
     assert [len(e) for e in entries] == [20, 20, 20]
 
 
-def test_entries_have_the_export_keys_and_windows_paths(phantom):
-    _, entries = phantom
-    for entry in entries[0]:
+def test_entries_have_the_export_keys_and_windows_paths(phantom, sonographer):
+    """Shared frames are named after the frame; a sweep pair's two files after its t1 frame (within the sweep)."""
+    for entry in phantom[1][0]:
         assert set(entry) == EXPORT_KEYS
         assert entry["ft1_image_path"].startswith("ft1\\") and entry["ft2_image_path"].startswith("ft2\\")
+        assert entry["ft1_image_path"].endswith(f"_01_{entry['frame_t1']:04d}.png")
+        assert entry["ft2_image_path"][4:] == entry["ft1_image_path"][4:]
+    for entry in sonographer[1]:
         assert entry["ft1_image_path"].endswith(f"_{entry['frame_t1']:04d}.png")
         assert entry["ft2_image_path"].endswith(f"_{entry['frame_t2']:04d}.png")
+
+
+def test_every_sweep_pair_has_its_own_two_files(phantom):
+    """As in a real export: no file is shared between pairs, and each pair's files exist."""
+    folder, entries = phantom[0][0], phantom[1][0]
+    for side in ("ft1", "ft2"):
+        paths = [entry[f"{side}_image_path"] for entry in entries]
+        assert len(set(paths)) == len(entries)
+        assert len(list((folder / side).glob("*.png"))) == len(entries)
 
 
 def test_images_are_rgb_pngs_of_image_size_with_grayscale_content(phantom):
@@ -87,18 +106,16 @@ def test_labels_are_additive_after_the_json_round_trip(phantom):
         np.testing.assert_allclose(at1 + move, at2, rtol=0, atol=1e-6)
 
 
-def test_labels_are_physical_poses_within_the_limits(phantom):
-    _, entries = phantom
-    poses = np.array([e[k] for patient in entries for e in patient for k in ("at1_6dof", "at2_6dof")])
+def test_random_labels_are_physical_poses_within_the_limits(random_pairs):
+    poses = np.array([e[k] for e in random_pairs for k in ("at1_6dof", "at2_6dof")])
     assert (np.abs(poses) <= POSE_LIMITS).all()
     assert (poses.std(axis=0) > 0.1 * POSE_LIMITS).all()  # the probe really wanders on every axis
 
 
-def test_random_pairs_use_their_own_frames(phantom):
+def test_random_pairs_use_their_own_frames(random_pairs):
     """No frame serves two random pairs: each pair is an independent draw."""
-    _, entries = phantom
-    frames = [entry[key] for entry in entries[0] for key in ("frame_t1", "frame_t2")]
-    assert len(set(frames)) == 2 * len(entries[0])
+    frames = [entry[key] for entry in random_pairs for key in ("frame_t1", "frame_t2")]
+    assert len(set(frames)) == 2 * len(random_pairs)
 
 
 def test_a_frame_shared_by_two_pairs_has_one_pose(sonographer):
@@ -123,7 +140,8 @@ def test_pairs_or_frames_per_patient_set_the_size_of_a_patient(tmp_path):
 
 def test_random_moves_are_independent_of_the_start_pose(tmp_path):
     """The move says nothing about at1, so a model cannot read the pose from the action."""
-    folder = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=MANY_PAIRS, image_size=16)[0]
+    folder = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=MANY_PAIRS, image_size=16,
+                              trajectory="random")[0]
     at1, move, _ = _labels(_entries(folder))
     assert (np.abs(move) <= MOVE_LIMITS + 1e-9).all()
     correlation = _correlations(move, at1)
@@ -151,14 +169,16 @@ def test_render_is_reproducible_for_a_generator_state_and_fresh_otherwise():
 
 
 def test_the_patient_renders_exactly_the_written_frames(phantom, sonographer):
-    """The frame of pose ``at`` is ``render(at, rng=frame_rng(frame))``, for random and shared (sonographer) frames."""
+    """The frame of pose ``at`` is ``render(at, rng=frame_rng(frame), cycle=frame_cycle(frame))``, for sweep pairs
+    and shared (sonographer) frames."""
     for folder, entries in ((phantom[0][1], phantom[1][1]), sonographer):
         patient = PhantomPatient.from_folder(folder)
         for entry in entries[:4]:
             for side in ("1", "2"):
                 frame, pose = entry[f"frame_t{side}"], entry[f"at{side}_6dof"]
                 written = _image(folder, entry[f"ft{side}_image_path"])[..., 0]
-                assert np.array_equal(patient.render(pose, rng=patient.frame_rng(frame)), written)
+                rendered = patient.render(pose, rng=patient.frame_rng(frame), cycle=patient.frame_cycle(frame))
+                assert np.array_equal(rendered, written)
 
 
 def test_from_folder_rebuilds_the_patient_that_the_folder_describes(phantom):
@@ -180,13 +200,25 @@ def test_from_folder_refuses_a_folder_of_another_generator_version(tmp_path, pha
         PhantomPatient.from_folder(tmp_path / "missing")
 
 
-def test_poses_beyond_the_written_range_still_show_anatomy():
-    patient = PhantomPatient(1, seed=0)
+def test_v3_poses_beyond_the_written_range_still_show_anatomy():
+    patient = PhantomPatient(1, seed=0, version="v3")
     target = patient.render(np.zeros(6), 64, np.random.default_rng(0)).astype(float)
     for far in ([25, 25, 25, 25, 25, 25], [-25, -25, -25, -25, -25, -25]):
         image = patient.render(far, 64, np.random.default_rng(0)).astype(float)
         assert image.std() > 20  # structure, not a flat border value
         assert np.abs(image - target).mean() > 5
+
+
+def test_the_old_phantom_stays_reachable_by_its_version(tmp_path):
+    """``version="v3"`` writes the static phantom of before: random pairs, square-fan images, v3 patients."""
+    folder = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=3, image_size=32, version="v3")[0]
+    description = json.loads((folder / PATIENT_FILE).read_text())
+    assert (description["generator_version"], description["trajectory"]) == (3, "random")
+    patient = PhantomPatient.from_folder(folder)
+    assert patient.version == "v3"
+    entry = _entries(folder)[0]
+    written = _image(folder, entry["ft1_image_path"])[..., 0]
+    assert np.array_equal(patient.render(entry["at1_6dof"], rng=patient.frame_rng(entry["frame_t1"])), written)
 
 
 def test_same_seed_gives_identical_files(tmp_path):
@@ -249,6 +281,7 @@ def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_
     [
         ({"image_size": 8}, "image_size"),
         ({"trajectory": "spiral"}, "trajectory"),
+        ({"version": "v5"}, "version"),
         ({"pairs_per_patient": 5, "frames_per_patient": 12}, "2 frames each"),
         ({"frames_per_patient": 3, "trajectory": "sonographer"}, "sonographer walk"),
         ({"pairs_per_patient": 0}, "pair"),

@@ -2,9 +2,10 @@
 
 A checkpoint trained on phantom data recorded its patient split and data directory; each patient folder there holds
 the ``phantom.json`` that rebuilds the patient, so the held-out patients (test by default) are simulated exactly
-as they were written. A checkpoint trained on other data (or whose data directory is gone) is navigated on fresh
-phantom patients, numbered beyond any written patient (``phantom_101``...), which no training run has seen unless
-someone generated more than 100 patients. Training patients are used only when asked for (``split="train"``).
+as they were written (v3 or v4, as their ``phantom.json`` says). A checkpoint trained on other data (or whose data
+directory is gone) is navigated on fresh phantom patients of the default version (v4), numbered beyond any written
+patient (``phantom_101``...), which no training run has seen unless someone generated more than 100 patients.
+Training patients are used only when asked for (``split="train"``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..checkpoint import ModelCheckpoint
 from ..data.splits import PatientSplit, folders_by_patient
 from ..errors import DataError
 from ..evaluation.evaluator import chosen_patients
-from ..phantom import PATIENT_FILE, PhantomPatient
+from ..phantom import DEFAULT_VERSION, PATIENT_FILE, PhantomPatient
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[Nav
             raise DataError(f"unknown patient(s) {', '.join(bad)}: without phantom data, patients are fresh "
                             f"phantom patients named phantom_<number>, e.g. phantom_{FRESH_FIRST_INDEX}")
         indices = [int(match.group(1)) for match in parsed]
-    return [NavigationPatient(f"phantom_{index}", PhantomPatient(index, FRESH_SEED, image_size),
-                              f"fresh phantom patient {index} of seed {FRESH_SEED} (generated for navigation)")
+    return [NavigationPatient(f"phantom_{index}", PhantomPatient(index, FRESH_SEED, image_size, DEFAULT_VERSION),
+                              f"fresh phantom {DEFAULT_VERSION} patient {index} of seed {FRESH_SEED} "
+                              "(generated for navigation)")
             for index in indices]

@@ -1,9 +1,10 @@
 """The simulated sonographer and one guidance episode on a phantom patient.
 
-What is simulated: a static phantom heart (:class:`~cardiac_dreamer.synthetic.PhantomPatient`, fresh speckle per
-frame), a probe whose true pose is known, and a sonographer who executes each suggested move imperfectly. What is
-not: cardiac and breathing motion, probe pressure and skin contact, the time a move takes, a sonographer who
-ignores or second-guesses the guidance.
+What is simulated: a phantom heart (:class:`~cardiac_dreamer.synthetic.PhantomPatient`, the renderer and patients
+the training data were written with: v4 hearts beat and breathe, each frame caught at a moment of both cycles drawn
+from the frame's generator; fresh speckle per frame), a probe whose true pose is known, and a sonographer who
+executes each suggested move imperfectly. What is not: probe pressure and skin contact, the time a move takes, a
+sonographer who ignores or second-guesses the guidance.
 
 The sonographer's error (``follow_noise`` = n), independently per component and move::
 
@@ -13,8 +14,8 @@ The first term is a gain error (a 10 mm move comes out 9 or 11 mm at n = 0.1), t
 shrink with the move (0.5 mm / 0.5 degrees per component at n = 0.1), so even perfect guidance needs a few moves.
 A sonographer asked for no move at all makes none.
 
-Common random numbers: an episode's start pose, every frame's speckle and every move's noise come from
-generators seeded by ``(seed, episode, step)`` alone, so every policy meets the same starts, the same speckle
+Common random numbers: an episode's start pose, every frame's speckle and cycle phases and every move's noise come
+from generators seeded by ``(seed, episode, step)`` alone, so every policy meets the same starts, the same speckle
 stream and the same hand: differences between policies are the policies'.
 """
 from __future__ import annotations

@@ -118,11 +118,13 @@ def _chest_wall_center() -> Tuple[float, float, float]:
     return (0.0, 0.0, CHEST_WALL_DEPTH_MM - PROBE_STANDOFF_MM - half_thickness)
 
 
-def paint_volume(layers: Sequence[Ellipsoid], rng: np.random.Generator) -> torch.Tensor:
-    """Paint the layers on a voxel grid times a static texture: ``[1, 1, Z, Y, X]`` float32 for grid_sample."""
-    x, y, z = (
-        np.arange(lo, hi + VOXEL_MM / 2, VOXEL_MM, dtype=np.float32) for lo, hi in zip(VOLUME_MIN_MM, VOLUME_MAX_MM)
-    )
+def paint_volume(
+    layers: Sequence[Ellipsoid], rng: np.random.Generator, box_mm: Tuple[np.ndarray, np.ndarray] = (
+        VOLUME_MIN_MM, VOLUME_MAX_MM), voxel_mm: float = VOXEL_MM, echo_gradient: float = ECHO_GRADIENT_PER_MM,
+) -> torch.Tensor:
+    """Paint the layers on a voxel grid over ``box_mm`` (min, max corners) times a static texture:
+    ``[1, 1, Z, Y, X]`` float32 for grid_sample."""
+    x, y, z = (np.arange(lo, hi + voxel_mm / 2, voxel_mm, dtype=np.float32) for lo, hi in zip(*box_mm))
     volume = np.full((len(z), len(y), len(x)), TISSUE, dtype=np.float32)
     for layer in layers:
         rotation = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *layer.tilt], dtype=torch.float64))[:3, :3].numpy()
@@ -140,7 +142,7 @@ def paint_volume(layers: Sequence[Ellipsoid], rng: np.random.Generator) -> torch
         inside = 0.5 - 0.5 * np.tanh((radius - 1.0) * min(layer.axes) / EDGE_MM)  # logistic edge
         block = volume[box]
         block += inside * (layer.value - block)
-    volume *= 1.0 + ECHO_GRADIENT_PER_MM * y[None, :, None]
+    volume *= 1.0 + echo_gradient * y[None, :, None]
     volume *= 1.0 + TEXTURE_STD * rng.standard_normal(volume.shape, dtype=np.float32)
     return torch.from_numpy(volume)[None, None]
 

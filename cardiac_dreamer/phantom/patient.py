@@ -1,8 +1,12 @@
 """``PhantomPatient``: one phantom heart that renders a B-mode frame at any 6-DOF probe pose.
 
 Why public: the generator writes datasets with it, and a closed-loop simulator can ask it for the frame a model's
-suggested move would show. The patient is a pure function of ``(index, seed)``, so a folder's ``phantom.json``
-(a few numbers) is enough to rebuild it.
+suggested move would show. The patient is a pure function of ``(index, seed, version)``, so a folder's
+``phantom.json`` (a few numbers) is enough to rebuild it.
+
+Two versions: ``"v4"`` (the default: patients that differ like people, a beating heart, the look of a real export,
+:mod:`.people`) and ``"v3"`` (static hearts that differ by a few %, :mod:`.anatomy`), kept for the tests and
+benchmarks calibrated on it.
 
 Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps the streams apart):
 
@@ -13,16 +17,19 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..fileio import read_json, write_json
 from ..errors import ConfigError, DataError
-from .anatomy import heart_layers, paint_volume, target_pose
-from .rendering import render_slice
+from . import anatomy, people
+from .rendering import render_beating, render_slice
 
-GENERATOR_VERSION = 3  # bump when the output changes, so stale phantoms on disk are regenerated
+VERSIONS = ("v4", "v3")
+DEFAULT_VERSION = "v4"
+GENERATOR_VERSIONS = {"v3": 3, "v4": 4}  # written into phantom.json; bump when a version's output changes
+GENERATOR_VERSION = GENERATOR_VERSIONS[DEFAULT_VERSION]
 PATIENT_FILE = "phantom.json"
 MIN_IMAGE_SIZE = 16
 _ANATOMY_STREAM, _TRAJECTORY_STREAM, _SPECKLE_STREAM = 1, 2, 3
@@ -30,41 +37,60 @@ _ANATOMY_STREAM, _TRAJECTORY_STREAM, _SPECKLE_STREAM = 1, 2, 3
 
 class PhantomPatient:
     """Patient ``index`` (1-based: folder ``phantom_{index:02d}``) of the phantom that ``generate_phantom`` writes
-    for ``seed``: the same heart, the same target view.
+    for ``seed`` and ``version``: the same heart, the same target view.
 
-    ``render`` is cheap (a few ms at 224 px on one CPU core): building the patient paints its volume once (~0.5 s).
+    ``render`` is cheap (a few ms at 224 px on one CPU core): building the patient paints its volume once (~0.5 s,
+    v4 paints two: end-diastole and end-systole).
     """
 
-    def __init__(self, index: int, seed: int = 0, image_size: int = 224):
+    def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION):
         if index < 1:
             raise ConfigError(f"phantom patient index is 1-based, got {index}")
         if seed < 0:
             raise ConfigError(f"phantom seed must be >= 0, got {seed}")
+        check_version(version)
         check_image_size(image_size)
-        self.index, self.seed, self.image_size = index, seed, image_size
+        self.index, self.seed, self.image_size, self.version = index, seed, image_size, version
         rng = np.random.default_rng([seed, index, _ANATOMY_STREAM])
-        self._volume = paint_volume(heart_layers(rng), rng)  # [1, 1, Z, Y, X]
-        self._target = target_pose(rng)  # [4, 4] probe at the target view, heart frame
+        if version == "v3":
+            self.traits = None
+            self._volume = anatomy.paint_volume(anatomy.heart_layers(rng), rng)  # [1, 1, Z, Y, X]
+            self._target = anatomy.target_pose(rng)  # [4, 4] probe at the target view, heart frame
+        else:
+            self.traits = people.Traits.draw(rng)
+            self._volume = people.paint_phases(self.traits, rng)  # [2, 1, Z, Y, X]
+            self._target = people.target_pose(self.traits)
 
     def __repr__(self) -> str:
-        return f"PhantomPatient(index={self.index}, seed={self.seed}, image_size={self.image_size})"
+        return (f"PhantomPatient(index={self.index}, seed={self.seed}, image_size={self.image_size}, "
+                f"version={self.version!r})")
 
     def render(
-        self, pose: Sequence[float], image_size: Optional[int] = None, rng: Optional[np.random.Generator] = None
+        self, pose: Sequence[float], image_size: Optional[int] = None, rng: Optional[np.random.Generator] = None,
+        cycle: Optional[Tuple[float, float]] = None,
     ) -> np.ndarray:
         """The frame at ``pose`` = ``[x, y, z, roll, pitch, yaw]`` (mm, degrees) relative to the target view, the
         label convention of the exports: ``[S, S]`` uint8, ``S = image_size`` (default: ``self.image_size``).
 
         Speckle is drawn from ``rng`` (a fresh unseeded draw when None), so the same generator state gives the same
-        frame and a new state a new one. Poses beyond the written range render too; far out, the anatomy is
-        clamped at the border of the volume.
+        frame and a new state a new one. v4 only: ``cycle`` = (cardiac, breathing) phase in cycles; None draws
+        both from ``rng`` first (a frame caught at a random moment). v3 renders far poses with the anatomy clamped
+        at the border of its volume (beyond 25 mm / 25 degrees); v4's volume holds every pose of its sweeps.
         """
         size = self.image_size if image_size is None else image_size
         check_image_size(size)
         pose = np.asarray(pose, dtype=np.float64)
         if pose.shape != (6,) or not np.isfinite(pose).all():
             raise ConfigError(f"a pose is 6 finite numbers (mm, degrees), got {pose.tolist()}")
-        return render_slice(self._volume, self._target, pose, size, rng)
+        rng = np.random.default_rng() if rng is None else rng
+        if self.traits is None:
+            return render_slice(self._volume, self._target, pose, size, rng)
+        cycle = tuple(rng.uniform(0.0, 1.0, 2)) if cycle is None else cycle
+        return render_beating(self._volume, people.BOX_MM, self._target, self.traits, pose, size, rng, cycle)
+
+    def frame_cycle(self, frame: int) -> Optional[Tuple[float, float]]:
+        """(cardiac, breathing) phase of frame number ``frame`` of this patient's sweeps (None for v3: static)."""
+        return None if self.traits is None else self.traits.cycle(frame)
 
     def frame_rng(self, frame: int) -> np.random.Generator:
         """The speckle generator of frame number ``frame`` in this patient's written folder."""
@@ -77,7 +103,7 @@ class PhantomPatient:
     def write_description(self, folder: Union[str, Path], **details) -> Path:
         """Write ``folder/phantom.json``: what :meth:`from_folder` needs, plus ``details`` for a reader."""
         description = {
-            "generator_version": GENERATOR_VERSION,
+            "generator_version": GENERATOR_VERSIONS[self.version],
             "seed": self.seed,
             "patient_index": self.index,
             "image_size": self.image_size,
@@ -91,14 +117,15 @@ class PhantomPatient:
         """Rebuild the patient written in ``folder`` (its ``phantom.json``); ``render`` defaults to its image size."""
         path = Path(folder) / PATIENT_FILE
         description = read_json(path, "phantom description", DataError)
-        version = description.get("generator_version") if isinstance(description, dict) else None
-        if version != GENERATOR_VERSION:
-            raise DataError(
-                f"{path}: written by phantom generator version {version}, this is version {GENERATOR_VERSION}; "
-                "generate the phantom again"
-            )
+        number = description.get("generator_version") if isinstance(description, dict) else None
+        versions = {value: name for name, value in GENERATOR_VERSIONS.items()}
+        if number not in versions:
+            known = " or ".join(str(value) for value in sorted(versions))
+            raise DataError(f"{path}: written by phantom generator version {number}, this one reads version "
+                            f"{known}; generate the phantom again")
         try:
-            return cls(int(description["patient_index"]), int(description["seed"]), int(description["image_size"]))
+            return cls(int(description["patient_index"]), int(description["seed"]), int(description["image_size"]),
+                       versions[number])
         except (KeyError, TypeError, ValueError, ConfigError) as error:
             raise DataError(f"{path}: unusable phantom description ({error})") from error
 
@@ -106,3 +133,8 @@ class PhantomPatient:
 def check_image_size(image_size: int) -> None:
     if image_size < MIN_IMAGE_SIZE:
         raise ConfigError(f"phantom image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+
+
+def check_version(version: str) -> None:
+    if version not in VERSIONS:
+        raise ConfigError(f"phantom version must be one of {VERSIONS}, got {version!r}")

@@ -1,6 +1,11 @@
 """Where the probe goes: the poses of a patient's frames and which frames form the (t1, t2) pairs.
 
-Two modes, because they answer different questions:
+Three modes, because they answer different questions:
+
+* ``"sweep"`` (phantom v4's default): what a real export holds. Each sweep of ``SWEEP_FRAMES`` frames starts far
+  from the view (roll ~50, yaw ~-45 degrees, a few mm off) and converges to it, wandering slowly and trembling
+  frame to frame; pairs ``(t1, t1 + gap)`` with gaps of 1-4 frames in the real export's shares, each pair its own
+  two files. A patient with more pairs than one sweep offers is scanned in several sweeps.
 
 * ``"random"``: independent pairs. ``at1`` is uniform in the pose box shrunk by the move range, the move is uniform
   in that range and independent of ``at1``, and ``at2 = at1 + move`` stays inside the limits without clipping. The
@@ -18,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-TRAJECTORIES = ("random", "sonographer")
+TRAJECTORIES = ("sweep", "random", "sonographer")
 POSE_LIMITS = np.array([15.0, 15.0, 15.0, 20.0, 20.0, 20.0])  # |at| stays within these (mm, degrees)
 MOVE_LIMITS = np.array([4.0, 4.0, 4.0, 5.0, 5.0, 5.0])  # |move| of a random pair stays within these (mm, degrees)
 FRAME_GAPS = (1, 2, 3)  # frames between t1 and t2 of a sonographer pair
@@ -28,18 +33,38 @@ WALK_MEMORY = 0.85  # per-frame autocorrelation of the sonographer walk: ~7 fram
 WALK_SPREAD = 0.6  # the walk's stationary std before the tanh: most poses within 0.8 of the limits
 
 
+SWEEP_FRAMES = 584  # frames of one sweep: the real export's 580 pairs, gaps up to 4
+SWEEP_GAPS = {1: 0.37, 2: 0.45, 3: 0.16, 4: 0.02}  # frames between t1 and t2, and their shares in a real export
+SWEEP_CONVERGED = 2.0 / 3.0  # share of the sweep after which the probe hovers at the view
+# per axis (x, y, z mm; roll, pitch, yaw degrees): where the sweep ends, how far from there it starts, how far it
+# wanders on the way (scaled down as it converges) and the frame-to-frame tremor (std of an AR(1) process)
+SWEEP_END = np.array([0.0, 0.0, 0.7, -1.0, -1.0, 1.9])
+SWEEP_START = np.array([-1.0, -2.0, 1.0, 51.0, -9.0, -37.0])
+SWEEP_WANDER = np.array([6.5, 12.0, 6.2, 17.0, 11.5, 12.0])
+SWEEP_HOVER = np.array([0.5, 0.5, 0.3, 0.45, 0.5, 1.1])  # the wander left once converged
+SWEEP_TREMOR = np.array([0.45, 0.6, 0.23, 0.38, 0.21, 0.28])
+TREMOR_MEMORY = 0.5
+WANDER_PERIODS = (150.0, 500.0)  # frames: the slow drift of a sonographer's hand
+
+
 @dataclass(frozen=True)
 class Trajectory:
-    """``poses [F, 6]`` (mm, degrees, rounded to the label decimals) and ``pairs [P, 2]`` frame indices (t1, t2)."""
+    """``poses [F, 6]`` (mm, degrees, rounded to the label decimals) and ``pairs [P, 2]`` frame indices (t1, t2).
+
+    ``files`` says how frames become files: ``"frame"`` (one file per frame, shared by the pairs that use it) or
+    ``"pair"`` (each pair its own two files, as a real export writes them).
+    """
 
     poses: np.ndarray
     pairs: np.ndarray
+    files: str = "frame"
 
 
 def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tuple[int, int]:
     """``(frames, pairs)`` per patient from whichever of the two the caller gave (neither: 500 frames).
 
-    Random pairs use two frames each; a sonographer walk of F frames offers ``len(FRAME_GAPS) * (F - 3)`` pairs.
+    Random and sweep pairs use two files each; a sonographer walk of F frames offers
+    ``len(FRAME_GAPS) * (F - 3)`` pairs.
     """
     if mode not in TRAJECTORIES:
         raise ConfigError(f"phantom trajectory must be one of {TRAJECTORIES}, got {mode!r}")
@@ -47,11 +72,11 @@ def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tu
         raise ConfigError(f"phantom needs >= 1 pair per patient, got {pairs}")
     if pairs is None and frames is None:
         frames = DEFAULT_FRAMES_PER_PATIENT
-    if mode == "random":
+    if mode in ("random", "sweep"):
         frames = 2 * pairs if frames is None else frames
         pairs = frames // 2 if pairs is None else pairs
         if frames != 2 * pairs or frames < 2:
-            raise ConfigError(f"random phantom pairs use 2 frames each: {pairs} pairs need {2 * pairs} frames, "
+            raise ConfigError(f"{mode} phantom pairs use 2 frames each: {pairs} pairs need {2 * pairs} frames, "
                               f"got frames_per_patient={frames}")
         return frames, pairs
     longest = max(FRAME_GAPS)
@@ -66,7 +91,46 @@ def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tu
 
 def plan_trajectory(mode: str, rng: np.random.Generator, frames: int, pairs: int) -> Trajectory:
     """The poses and pairs of one patient, from counts that :func:`resolve_counts` returned."""
+    if mode == "sweep":
+        return sweeps(rng, pairs)
     return random_pairs(rng, pairs) if mode == "random" else sonographer_walk(rng, frames, pairs)
+
+
+def sweeps(rng: np.random.Generator, num_pairs: int) -> Trajectory:
+    """As many sweeps as ``num_pairs`` needs (up to ``SWEEP_FRAMES - 4`` pairs each), their frames numbered on:
+    sweep ``s``'s frame ``k`` is frame ``s * SWEEP_FRAMES + k``. Pairs start evenly along each sweep."""
+    longest = max(SWEEP_GAPS)
+    count = -(-num_pairs // (SWEEP_FRAMES - longest))
+    shares = np.array(list(SWEEP_GAPS.values()))
+    poses, pairs = [], []
+    for sweep, pairs_here in enumerate(np.diff(np.linspace(0, num_pairs, count + 1).round().astype(int))):
+        poses.append(sweep_poses(rng, SWEEP_FRAMES))
+        starts = np.linspace(0, SWEEP_FRAMES - 1 - longest, pairs_here).round().astype(int)
+        quota = np.floor(shares * pairs_here).astype(int)  # the real shares, exactly up to rounding
+        quota[np.argsort(quota - shares * pairs_here)[: pairs_here - quota.sum()]] += 1
+        gaps = rng.permutation(np.repeat(list(SWEEP_GAPS), quota))
+        pairs.append(sweep * SWEEP_FRAMES + np.stack([starts, starts + gaps], 1))
+    return Trajectory(_labels(np.concatenate(poses)), np.concatenate(pairs), files="pair")
+
+
+def sweep_poses(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """``[F, 6]`` one sweep: from a start far from the view (``SWEEP_START``, +-20 % per sweep) to
+    ``SWEEP_END``, wandering slowly (a little even once converged) and trembling always."""
+    progress = np.arange(num_frames)[:, None] / (num_frames - 1)  # [F, 1]
+    remaining = np.clip(1.0 - progress / SWEEP_CONVERGED, 0.0, None)  # 1 at the start, 0 once converged
+    start = SWEEP_START * rng.uniform(0.8, 1.2, 6)
+    periods = rng.uniform(*WANDER_PERIODS, (3, 6))  # three slow sinusoids per axis, unit variance in all
+    phases = rng.uniform(0.0, 2.0 * np.pi, (3, 6))
+    frames = np.arange(num_frames)[:, None, None]  # [F, 1, 1]
+    wander = np.sqrt(2.0 / 3.0) * np.sin(2.0 * np.pi * frames / periods + phases).sum(1)  # [F, 6]
+    tremor = np.empty((num_frames, 6))
+    state = rng.normal(0.0, 1.0, 6)
+    innovation = np.sqrt(1.0 - TREMOR_MEMORY**2) * rng.normal(0.0, 1.0, (num_frames, 6))
+    for frame in range(num_frames):
+        tremor[frame] = state
+        state = TREMOR_MEMORY * state + innovation[frame]
+    wander_scale = np.maximum(remaining * SWEEP_WANDER, SWEEP_HOVER)
+    return SWEEP_END + remaining * (start - SWEEP_END) + wander_scale * wander + SWEEP_TREMOR * tremor
 
 
 def random_pairs(rng: np.random.Generator, num_pairs: int) -> Trajectory:

@@ -22,8 +22,10 @@ from PIL import Image
 from ..fileio import atomic_open, write_json
 from ..names import TRANSITIONS_FILE
 from ..errors import ConfigError
-from .patient import GENERATOR_VERSION, PATIENT_FILE, PhantomPatient, check_image_size
-from .trajectories import LABEL_DECIMALS, Trajectory, plan_trajectory, resolve_counts
+from .patient import (
+    DEFAULT_VERSION, GENERATOR_VERSIONS, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
+)
+from .trajectories import LABEL_DECIMALS, SWEEP_FRAMES, Trajectory, plan_trajectory, resolve_counts
 
 try:
     import fcntl
@@ -45,16 +47,20 @@ def generate_phantom(
     seed: int = 0,
     *,
     frames_per_patient: Optional[int] = None,
-    trajectory: str = "random",
+    trajectory: Optional[str] = None,
+    version: str = DEFAULT_VERSION,
 ) -> List[Path]:
     """Write ``num_patients`` folders ``phantom_01``... under ``output_dir`` and return their paths.
 
     Each folder holds ``ft1/``, ``ft2/`` (RGB PNGs with gray content), ``transitions_dataset.json`` and
-    ``phantom.json`` (what :meth:`PhantomPatient.from_folder` needs). Give ``pairs_per_patient``,
-    ``frames_per_patient`` or neither (500 frames); ``trajectory`` is ``"random"`` (independent pairs, the move
-    independent of the pose) or ``"sonographer"`` (a walk drifting back to the view, frames shared between pairs).
-    Frame ``f`` of patient ``i`` is exactly ``PhantomPatient(i, seed).render(pose_f, image_size,
-    rng=PhantomPatient(i, seed).frame_rng(f))``.
+    ``phantom.json`` (what :meth:`PhantomPatient.from_folder` needs). ``version`` is the phantom (``"v4"``: patients
+    that differ like people, a beating heart, a real export's look; ``"v3"``: the static phantom of before).
+    Give ``pairs_per_patient``, ``frames_per_patient`` or neither (500 frames); ``trajectory`` is ``"sweep"``
+    (v4's default: sweeps converging to the view like a real export, each pair its own two files), ``"random"``
+    (v3's default: independent pairs, the move independent of the pose) or ``"sonographer"`` (a walk drifting back
+    to the view, frames shared between pairs). Frame ``f`` of patient ``i`` is exactly ``patient.render(pose_f,
+    image_size, rng=patient.frame_rng(f), cycle=patient.frame_cycle(f))`` with ``patient = PhantomPatient(i, seed,
+    version=version)``.
 
     Deterministic for a seed. A complete phantom with the same parameters (recorded in ``output_dir/phantom.json``,
     written last) is reused as it is; processes generating into the same directory at once take turns, and the
@@ -65,10 +71,13 @@ def generate_phantom(
     if seed < 0:
         raise ConfigError(f"phantom seed must be >= 0, got {seed}")
     check_image_size(image_size)
+    check_version(version)
+    trajectory = trajectory or ("sweep" if version == "v4" else "random")
     frames, pairs = resolve_counts(trajectory, pairs_per_patient, frames_per_patient)
     output_dir = Path(output_dir)
     params = {
-        "generator_version": GENERATOR_VERSION,
+        "generator_version": GENERATOR_VERSIONS[version],
+        "version": version,
         "num_patients": num_patients,
         "pairs_per_patient": pairs,
         "frames_per_patient": frames,
@@ -89,7 +98,7 @@ def generate_phantom(
             return folders
         _remove_previous(output_dir)
         for index, folder in enumerate(folders, start=1):
-            patient = PhantomPatient(index, seed, image_size)
+            patient = PhantomPatient(index, seed, image_size, version)
             _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
             patient.write_description(folder, trajectory=trajectory, frames=frames, pairs=pairs)
             logger.info("wrote %s (%d frames, %d pairs)", folder, frames, pairs)
@@ -144,23 +153,51 @@ def _remove_previous(output_dir: Path) -> None:
 
 
 def _write_patient(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
-    """Render and write each frame in turn (to ``ft1/``, ``ft2/`` or both, as the pairs use it), then the labels."""
-    subfolders = ("ft1", "ft2")
-    used = np.zeros((len(trajectory.poses), 2), dtype=bool)  # [F, 2]: frame f is a t1, a t2 of some pair
-    used[trajectory.pairs[:, 0], 0] = used[trajectory.pairs[:, 1], 1] = True
-    for sub in subfolders:
+    """Render and write the frames, then the labels."""
+    for sub in ("ft1", "ft2"):
         (folder / sub).mkdir(parents=True)
-    for frame, pose in enumerate(trajectory.poses):
-        png = _encode_png(patient.render(pose, rng=patient.frame_rng(frame)))
-        for sub, wanted in zip(subfolders, used[frame]):
-            if wanted:
-                (folder / sub / _frame_name(patient.index, frame)).write_bytes(png)
+    if trajectory.files == "pair":
+        _write_pair_files(folder, patient, trajectory)
+    else:
+        _write_frame_files(folder, patient, trajectory)
     with atomic_open(folder / TRANSITIONS_FILE, "w") as stream:
         _write_entries(stream, trajectory, patient.index)
 
 
-def _frame_name(patient_index: int, frame: int) -> str:
-    return f"frames_{patient_index:04d}_01_{frame:04d}.png"
+def _render_png(patient: PhantomPatient, trajectory: Trajectory, frame: int) -> bytes:
+    pose = trajectory.poses[frame]
+    return _encode_png(patient.render(pose, rng=patient.frame_rng(frame), cycle=patient.frame_cycle(frame)))
+
+
+def _write_pair_files(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
+    """Each pair its own two files, named after the pair's t1 frame; a frame two pairs share is rendered once
+    (pairs run along the sweep, so only the last few frames are held)."""
+    held = {}
+    for t1, t2 in trajectory.pairs:
+        held = {frame: png for frame, png in held.items() if frame >= t1}
+        name = _file_name(patient.index, int(t1), trajectory.files)
+        for sub, frame in (("ft1", int(t1)), ("ft2", int(t2))):
+            if frame not in held:
+                held[frame] = _render_png(patient, trajectory, frame)
+            (folder / sub / name).write_bytes(held[frame])
+
+
+def _write_frame_files(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
+    """Render and write each frame in turn (to ``ft1/``, ``ft2/`` or both, as the pairs use it)."""
+    subfolders = ("ft1", "ft2")
+    used = np.zeros((len(trajectory.poses), 2), dtype=bool)  # [F, 2]: frame f is a t1, a t2 of some pair
+    used[trajectory.pairs[:, 0], 0] = used[trajectory.pairs[:, 1], 1] = True
+    for frame in np.flatnonzero(used.any(1)):
+        png = _render_png(patient, trajectory, int(frame))
+        for sub, wanted in zip(subfolders, used[frame]):
+            if wanted:
+                (folder / sub / _file_name(patient.index, int(frame), trajectory.files)).write_bytes(png)
+
+
+def _file_name(patient_index: int, frame: int, files: str) -> str:
+    """``frames_<patient>_<scan>_<frame>.png``: sweeps are scans 01, 02... (frame numbered within the sweep)."""
+    scan, frame = divmod(frame, SWEEP_FRAMES) if files == "pair" else (0, frame)
+    return f"frames_{patient_index:04d}_{scan + 1:02d}_{frame:04d}.png"
 
 
 def _write_entries(stream: IO[str], trajectory: Trajectory, patient_index: int) -> None:
@@ -169,9 +206,11 @@ def _write_entries(stream: IO[str], trajectory: Trajectory, patient_index: int) 
     for number, (t1, t2) in enumerate(trajectory.pairs):  # numpy rows: no Python copy of every pair
         t1, t2 = int(t1), int(t2)
         at1, at2 = trajectory.poses[t1], trajectory.poses[t2]
+        names = [_file_name(patient_index, t1 if trajectory.files == "pair" else t, trajectory.files)
+                 for t in (t1, t2)]
         entry = {
-            "ft1_image_path": f"ft1\\{_frame_name(patient_index, t1)}",
-            "ft2_image_path": f"ft2\\{_frame_name(patient_index, t2)}",
+            "ft1_image_path": f"ft1\\{names[0]}",
+            "ft2_image_path": f"ft2\\{names[1]}",
             "at1_6dof": at1.tolist(),
             "action_change_6dof": np.round(at2 - at1, LABEL_DECIMALS).tolist(),
             "at2_6dof": at2.tolist(),

@@ -1,0 +1,176 @@
+"""Phantom v4's anatomy: hearts that differ the way people do, beat, and sit in a body that breathes.
+
+Why: with every heart alike, an unseen patient is barely harder than unseen frames of a seen one, so the phantom
+overstates how well a model generalises. Each patient draws :class:`Traits` (95 % ranges: heart size +-15 %, the
+heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber proportions +-12 %, gain +-20 %,
+contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
+(aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
+proportions are what differ there.
+
+Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
+per patient, end-diastole and end-systole (ventricles smaller with thicker walls, atria larger); a frame blends them
+by its contraction, so the heart beats without repainting.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import List, Tuple
+
+import numpy as np
+import torch
+
+from ..geometry import matrix_to_pose, pose_to_matrix
+from .anatomy import (
+    BLOOD, CHEST_WALL, CHEST_WALL_AXES_MM, CHEST_WALL_LEAN_DEG, FAT, LUNG, MUSCLE, PERICARDIUM, PROBE_STANDOFF_MM,
+    TISSUE, VALVE, Ellipsoid, _chest_wall_center, _grown, paint_volume,
+)
+
+VOXEL_MM = 2.5
+# every sector the v4 trajectories reach (roll to ~80 degrees with the patient's axis, yaw to ~-65, 25 mm off)
+BOX_MM = (np.array([-165.0, -200.0, -75.0]), np.array([165.0, 200.0, 200.0]))
+ECHO_GRADIENT_PER_MM = 0.005
+CHAMBER_ELEVATION_MM = 70.0  # half-length of the chambers along elevation
+CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # as in v3: the section changes gradually with elevation
+HEART_CENTER_MM = np.array([0.0, 0.0, 65.0])  # a bigger heart grows about here: apex up, base down
+SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL = 0.78, 1.15, 1.45  # end-systole / end-diastole size factors
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What makes one patient's images differ from another's; drawn once per patient."""
+
+    scale: float  # heart size
+    chambers: Tuple[float, float, float, float]  # LV, RV, LA, RA size factors
+    heart_shift_mm: Tuple[float, float, float]  # the heart's position behind the acoustic window
+    heart_tilt_deg: Tuple[float, float, float]  # the heart's long axis (roll, pitch, yaw) against the beam
+    wall_mm: float  # how much thicker than usual the chest wall is
+    aim: Tuple[float, float, float, float, float, float]  # the target view's offset from the window (mm, degrees)
+    gain: float  # overall brightness
+    contrast: float  # display exponent: below 1 lifts dark tissue
+    attenuation_mm: float  # depth over which the uncompensated echo falls by e
+    beat_frames: float  # frames per heart beat
+    breath_frames: float  # frames per breath
+    breath_mm: float  # how far the heart moves with a breath
+    phase: Tuple[float, float]  # cardiac and breathing phase of frame 0, in cycles
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "Traits":
+        """The stated spreads are 95 % ranges: normal draws of half that std, cut at the range."""
+
+        def spread(center, half_range, size=None):
+            return center + np.clip(rng.normal(0.0, 0.5, size), -1.0, 1.0) * half_range
+
+        return cls(
+            scale=float(spread(1.0, 0.15)),
+            chambers=tuple(spread(1.0, 0.12, 4).tolist()),
+            heart_shift_mm=tuple(spread(0.0, 10.0, 3).tolist()),
+            heart_tilt_deg=tuple(spread(0.0, 15.0, 3).tolist()),
+            wall_mm=float(spread(0.0, 4.0)),
+            aim=tuple(np.concatenate([spread(0.0, 2.0, 3), spread(0.0, 3.0, 3)]).tolist()),
+            gain=float(spread(1.0, 0.2)),
+            contrast=float(spread(0.85, 0.15)),
+            attenuation_mm=float(spread(100.0, 30.0)),
+            beat_frames=float(rng.uniform(7.0, 11.0)),
+            breath_frames=float(rng.uniform(35.0, 60.0)),
+            breath_mm=float(rng.uniform(1.0, 2.5)),
+            phase=tuple(rng.uniform(0.0, 1.0, 2).tolist()),
+        )
+
+    def cycle(self, frame: float) -> Tuple[float, float]:
+        """``(cardiac, breathing)`` phases in cycles ``[0, 1)`` of frame number ``frame`` of a sweep."""
+        return ((self.phase[0] + frame / self.beat_frames) % 1.0, (self.phase[1] + frame / self.breath_frames) % 1.0)
+
+
+def contraction(cardiac_phase: float) -> float:
+    """0 at end-diastole, 1 at end-systole: a quick contraction (a third of the cycle), a slower filling."""
+    phase = cardiac_phase % 1.0
+    return float(np.sin(0.5 * np.pi * phase / 0.35) ** 2 if phase < 0.35 else
+                 0.5 + 0.5 * np.cos(np.pi * (phase - 0.35) / 0.65))
+
+
+def breathing_shift_mm(breathing_phase: float, traits: Traits) -> np.ndarray:
+    """``[3]`` mm the heart has moved (down and back) at this point of the breath."""
+    return traits.breath_mm * (0.5 - 0.5 * np.cos(2.0 * np.pi * breathing_phase)) * np.array([0.0, 0.4, 0.9])
+
+
+def paint_phases(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
+    """``[2, 1, Z, Y, X]``: the end-diastolic and end-systolic volumes with the same texture (same ``rng`` draw)."""
+    state = rng.bit_generator.state
+    volumes = []
+    for systole in (False, True):
+        rng.bit_generator.state = state  # the same tissue texture in both, so only the anatomy changes
+        volumes.append(paint_volume(heart_and_body(traits, systole), rng, BOX_MM, VOXEL_MM, ECHO_GRADIENT_PER_MM))
+    return torch.cat(volumes, 0)
+
+
+def target_pose(traits: Traits) -> np.ndarray:
+    """The patient's target view: at the acoustic window, aimed up the long axis of the average heart and off by
+    ``traits.aim`` (the sonographer's own idea of the view); ``[4, 4]``."""
+    aim = np.asarray(traits.aim, dtype=float)
+    aim[2] -= PROBE_STANDOFF_MM
+    return pose_to_matrix(torch.from_numpy(aim)).numpy()
+
+
+def heart_and_body(traits: Traits, systole: bool) -> List[Ellipsoid]:
+    """Painting order: the body at the window, then the heart placed by the patient's position and axis."""
+    turn = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *traits.heart_tilt_deg], dtype=torch.float64)).numpy()
+    shift = np.asarray(traits.heart_shift_mm)
+    return [*_body(traits), *(_moved(layer, turn[:3, :3], HEART_CENTER_MM, shift) for layer in _heart(traits, systole))]
+
+
+def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
+    s = traits.scale
+    lv_f, rv_f, la_f, ra_f = traits.chambers
+    ventricle, atrium, wall = (SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL) if systole else (1.0, 1.0, 1.0)
+    length, lean, taper = CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER
+
+    def chamber(center, axes, size, tilt=(0.0, 0.0, 0.0), taper=0.0, value=BLOOD) -> Ellipsoid:
+        axes = np.asarray(axes, dtype=float) * s * np.array([size, 1.0, size])
+        center = HEART_CENTER_MM + (np.asarray(center, dtype=float) - HEART_CENTER_MM) * s
+        return Ellipsoid(tuple(center.tolist()), tuple(axes.tolist()), value, tilt, taper)
+
+    base_shift = 6.0 * (1.0 - ventricle) / (1.0 - SYSTOLE_VENTRICLE) if systole else 0.0  # the base descends
+    lv = chamber((20, 0, 58), (19, length, 44), lv_f * ventricle, tilt=(lean, 0, 0), taper=taper)
+    rv = chamber((-24 * rv_f, 0, 62), (13, length, 36), rv_f * ventricle, tilt=(-lean, 0, 0), taper=taper)
+    la = chamber((16, 0, 118 - base_shift), (20, length, 16), la_f * atrium, tilt=(0, 0, -lean), taper=-taper)
+    ra = chamber((-24, 0, 114 - base_shift), (17, length, 17), ra_f * atrium, tilt=(0, 0, lean), taper=-taper)
+    lvot = chamber((2, -30, 100), (9, 14, 25), 1.0, tilt=(-20, 0, 0))
+    coronary_sinus = chamber((-4, 30, 100), (35, 6, 6), 1.0)
+    sac = chamber((-5, 0, 75), (66, 95, 90), 1.0, value=PERICARDIUM)
+    myocardium = 9.0 * s * wall
+    cavities = [lv, rv, la, ra, lvot, coronary_sinus]
+    walls = [_grown(lv, myocardium, MUSCLE), _grown(rv, 0.5 * myocardium, MUSCLE)]
+    walls += [_grown(cavity, 3.0, MUSCLE) for cavity in cavities[2:]]
+    return [
+        sac,
+        _grown(sac, -3.0, TISSUE),
+        *walls,
+        *cavities,
+        chamber((16, 0, 99 - base_shift), (18, length, 2), 1.0, value=VALVE),  # mitral
+        chamber((-24, 0, 95 - base_shift), (15, length, 2), 1.0, value=VALVE),  # tricuspid
+        chamber((30, 8, 55), (4, 10, 10), wall, value=MUSCLE),  # papillary muscles
+        chamber((24, -8, 62), (4, 10, 10), wall, value=MUSCLE),
+    ]
+
+
+def _body(traits: Traits) -> List[Ellipsoid]:
+    """Lungs, epicardial fat and the chest wall: the acoustic window the probe rests on, alike in every patient but
+    for the chest wall's thickness."""
+    wall = np.array([0.0, 0.0, traits.wall_mm])
+    chest_wall = Ellipsoid(tuple((np.asarray(_chest_wall_center()) + wall).tolist()), CHEST_WALL_AXES_MM, CHEST_WALL,
+                           tilt=(CHEST_WALL_LEAN_DEG, 0.0, 0.0))
+    return [
+        Ellipsoid((150.0, 0.0, 110.0), (45.0, 150.0, 90.0), LUNG),
+        Ellipsoid((-150.0, 0.0, 110.0), (45.0, 150.0, 90.0), LUNG),
+        Ellipsoid((-45.0, 0.0, 5.0), (40.0, 150.0, 50.0), FAT),
+        chest_wall,
+    ]
+
+
+def _moved(layer: Ellipsoid, turn: np.ndarray, pivot: np.ndarray, shift: np.ndarray) -> Ellipsoid:
+    """``layer`` turned by ``turn`` ``[3, 3]`` about ``pivot`` and moved by ``shift`` (mm)."""
+    center = turn @ (np.asarray(layer.center) - pivot) + pivot + shift
+    own = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *layer.tilt], dtype=torch.float64)).numpy()
+    own[:3, :3] = turn @ own[:3, :3]
+    tilt = matrix_to_pose(torch.from_numpy(own)).numpy()[3:]
+    return replace(layer, center=tuple(center.tolist()), tilt=tuple(tilt.tolist()))
