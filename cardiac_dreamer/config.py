@@ -25,7 +25,8 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds stop here; torch's and Python's accept it 
 # A transformer of 1e9 weights is 4 GB in fp32 (16 GB with AdamW's state): 24x the guide's model, and the most a
 # config may ask for, whatever combination of d_model, num_layers and dim_feedforward gets there.
 MAX_TRANSFORMER_PARAMETERS = 10**9
-# The values of the keys that name a choice (the command line's --help lists them from here).
+BACKBONES = ("resnet18", "resnet34")  # model.backbone: torchvision ResNets (models/backbone.py builds them)
+# The values of the other keys that name a choice (the command line's --help lists them from here).
 VARIANTS = ("dreamer", "direct")
 TOKEN_TYPES = ("channel", "spatial")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
@@ -69,13 +70,15 @@ class ModelConfig:
     dim_feedforward: Optional[int] = ranged(None, 1, 16384)  # None means 4 * d_model
     dropout: float = ranged(0.1, 0.0, 1.0, high_open=True)
     composition: str = "additive"  # how at1 follows from at2 and the move: "additive" or "se3"
-    pretrained: bool = False  # ImageNet weights for the backbone, from pretrained_weights or the torch cache
+    backbone: str = "resnet34"  # "resnet18" or "resnet34" (torchvision's, with a 1-channel stem)
+    pretrained: bool = False  # ImageNet weights: pretrained_weights, else torchvision's (hub cache, downloaded)
     pretrained_weights: Optional[str] = None
     freeze_backbone_layers: int = ranged(0, 0, 5)  # 1 freezes the stem, k the stem and the first k-1 residual stages
 
     def __post_init__(self) -> None:
         _check_fields("model", self)
         _check_choice("model.variant", self.variant, VARIANTS)
+        _check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
         _check_choice("model.token_type", self.token_type, TOKEN_TYPES)
         _check_choice("model.composition", self.composition, ("additive", "se3"))
         if self.d_model % self.num_heads:
@@ -363,9 +366,11 @@ def _suggest(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
 
 
-def _check_choice(name: str, value: str, choices) -> None:
+def _check_choice(name: str, value: str, choices, suggest: bool = False) -> None:
     if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {reprlib.repr(value)}")
+        close = suggest and difflib.get_close_matches(str(value), list(choices), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {reprlib.repr(value)}{hint}")
 
 
 def _check_fields(section: str, values: Any) -> None:

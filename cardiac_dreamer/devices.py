@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import torch
 
@@ -18,24 +18,39 @@ log = logging.getLogger(__name__)
 
 
 def select_device(requested: Union[str, torch.device] = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; any other spelling must name a device this machine has."""
+    """``auto`` picks cuda, then mps, then cpu; any other spelling must name a device that can run the model here.
+
+    torch accepts many device strings that cannot train (``meta`` holds no data, ``xpu`` or ``cuda:7`` may not
+    exist): those are refused in one line listing what this machine offers, before anything is built.
+    """
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(requested)
-    except (RuntimeError, ValueError) as error:
-        raise ConfigError(f"device {requested!r} is not a torch device ({error})") from None
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(
-            f"device {requested!r} is not available: this machine has {torch.cuda.device_count()} CUDA device(s)"
-        )
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError(f"device {requested!r} is not available on this machine")
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ConfigError(f"device {str(requested)!r} is not a torch device ({error}); this machine offers: "
+                          f"{', '.join(available_devices())}") from None
+    index = device.index or 0
+    runnable = (device.type == "cpu" or (device.type == "cuda" and index < torch.cuda.device_count())
+                or (device.type == "mps" and index == 0 and _mps_available()))
+    if not runnable:
+        raise ConfigError(f"device {str(requested)!r} cannot run the model on this machine; it offers: "
+                          f"{', '.join(available_devices())}")
     return device
+
+
+def available_devices() -> List[str]:
+    """The device strings that can run the model here, ``auto`` first."""
+    cuda = [f"cuda:{index}" for index in range(torch.cuda.device_count())]
+    return ["auto", "cpu", *(["cuda", *cuda] if cuda else []), *(["mps"] if _mps_available() else [])]
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def cpu_supports_bf16() -> bool:

@@ -68,6 +68,8 @@ def run_training(
     resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is not None:
         split = PatientSplit.from_dict(resume_state.split or {})
+        ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
+                       culprit=resume_from)
     prepared = prepare_data(config.data, split)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
@@ -88,7 +90,6 @@ def run_training(
 
     if resume_state is not None:
         run = RunDirectory.of_checkpoint(resume_from)
-        ensure_outside(run.root, config.data.data_dir, "run directory")
         ensure_writable(run.root)
     else:
         run = _create_run(output_dir, config.data.data_dir)

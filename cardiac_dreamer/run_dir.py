@@ -203,9 +203,14 @@ def timestamped_directory(parent: Path, prefix: str) -> Path:
     raise ConfigError(f"{parent}: could not create a new {prefix} directory")
 
 
-def ensure_outside(output: Path, data_dir: Path, what: str) -> None:
-    """Refuse an output location equal to or inside the data directory: nothing is ever written into the data."""
+def ensure_outside(output: Path, data_dir: Path, what: str, culprit: Optional[Path] = None) -> None:
+    """Refuse an output location equal to or inside the data directory: nothing is ever written into the data.
+    ``culprit`` is the file that chose the location (a resumed checkpoint, whose run directory it is): named first."""
     output, data = Path(output).resolve(), Path(data_dir).resolve()
+    if culprit is not None and (output == data or data in output.parents):
+        raise OutputError(f"{culprit}: this checkpoint lies inside the data directory {data}, and resuming it would "
+                          f"write its run ({output}) there; move the checkpoint's run directory out of the data "
+                          "and resume from there (nothing is ever written into the data)")
     if output == data or data in output.parents:
         raise OutputError(f"{output}: the {what} would be inside the data directory {data}; "
                           "choose a folder outside it (nothing is ever written into the data)")

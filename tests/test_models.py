@@ -1,13 +1,17 @@
 """models: backbone, dreamer and CardiacDreamer shapes, composition, gradients, sizes and pretrained weights."""
+import urllib.error
+
 import pytest
 import torch
-from torchvision.models import resnet34
+from torchvision.models import resnet18, resnet34
 
+from cardiac_dreamer.config import BACKBONES as CONFIG_BACKBONES
 from cardiac_dreamer.config import LossConfig, ModelConfig
 from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.geometry import undo_move
 from cardiac_dreamer.models import CardiacDreamer, build_backbone
+from cardiac_dreamer.models.backbone import BACKBONES, hub_file
 from cardiac_dreamer.task import GuidanceTask, LatentTarget
 
 TINY = {"d_model": 32, "num_heads": 2, "num_layers": 1, "dim_feedforward": 64}
@@ -216,13 +220,6 @@ def test_default_model_runs_forward_and_backward_at_batch_one():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_pretrained_without_a_weights_file_is_a_config_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(ConfigError, match="no resnet34-.*pretrained_weights") as error:
-        CardiacDreamer(pretrained=True, image_size=64, **TINY)
-    assert str(tmp_path / "checkpoints") in str(error.value) and "\n" not in str(error.value)
-
-
 def saved_resnet34(path):
     state = resnet34().state_dict()  # random weights stand in for ImageNet's
     torch.save(state, path)
@@ -237,15 +234,93 @@ def test_pretrained_weights_load_from_a_local_file_with_the_rgb_kernels_averaged
     assert torch.equal(model.backbone.bn1.running_var, state["bn1.running_var"])
 
 
-def test_pretrained_weights_load_from_the_torch_hub_cache(tmp_path, monkeypatch):
-    (tmp_path / "checkpoints").mkdir()
-    state = saved_resnet34(tmp_path / "checkpoints" / "resnet34-b627a593.pth")
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    backbone = build_backbone(pretrained=True)
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch):
+    """An empty torch hub cache (TORCH_HOME) whose downloads fail at once, as on a machine without network."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def no_network(url, *args, **kwargs):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_pretrained_weights_load_through_torchvisions_api_from_the_hub_cache(offline_hub):
+    offline_hub.mkdir(parents=True)
+    state = resnet18().state_dict()  # random weights stand in for ImageNet's, under the name torchvision expects
+    torch.save(state, offline_hub / "resnet18-f37072fd.pth")
+    backbone = build_backbone(pretrained=True, name="resnet18")
     assert torch.equal(backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert torch.equal(backbone.conv1.weight, state["conv1.weight"].mean(dim=1, keepdim=True))
+
+
+def test_a_damaged_file_in_the_hub_cache_is_named_with_how_to_replace_it(offline_hub):
+    offline_hub.mkdir(parents=True)
+    (offline_hub / "resnet18-f37072fd.pth").write_bytes(b"an interrupted copy")
+    with pytest.raises(ConfigError) as error:
+        build_backbone(pretrained=True, name="resnet18")
+    assert str(error.value).startswith(f"{offline_hub / 'resnet18-f37072fd.pth'}: cannot read the ImageNet resnet18")
+    assert str(error.value).endswith("delete it to download it again")
+
+
+def test_the_hub_file_names_are_torchvisions():
+    assert [hub_file(name).name for name in ("resnet18", "resnet34")] == ["resnet18-f37072fd.pth",
+                                                                          "resnet34-b627a593.pth"]
+
+
+def test_pretrained_offline_without_a_cached_file_names_pretrained_weights(offline_hub):
+    with pytest.raises(ConfigError) as error:
+        CardiacDreamer(pretrained=True, image_size=64, **TINY)
+    message = str(error.value)
+    assert message.startswith("model.pretrained: the ImageNet resnet34 weights are not in the torch hub cache")
+    assert str(offline_hub / "resnet34-b627a593.pth") in message and "Network is unreachable" in message
+    assert "model.pretrained_weights" in message and "model.pretrained: false" in message and "\n" not in message
+
+
+def test_the_backbone_depth_is_a_config_key_with_resnet34_the_default():
+    assert ModelConfig().backbone == "resnet34"
+    assert len(tiny_model().backbone.layer3) == 6  # ResNet-34: 3, 4, 6, 3 blocks
+    assert len(tiny_model(backbone="resnet18").backbone.layer3) == 2  # ResNet-18: 2, 2, 2, 2
+    with pytest.raises(ConfigError, match="model.backbone must be one of resnet18, resnet34, got 'resnet43' "
+                                          "\\(did you mean 'resnet34'\\?\\)"):
+        ModelConfig(backbone="resnet43")
+
+
+def test_the_config_and_the_backbone_know_the_same_depths():
+    assert tuple(BACKBONES) == CONFIG_BACKBONES
 
 
 def test_a_weights_file_of_another_network_is_a_config_error(tmp_path):
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "head.weight": torch.zeros(2)}, tmp_path / "other.pth")
-    with pytest.raises(ConfigError, match="other.pth: not a torchvision resnet34 state dict"):
+    with pytest.raises(ConfigError, match="other.pth: entry 'head.weight' is not part of a torchvision resnet34"):
         build_backbone(weights_path=tmp_path / "other.pth")
+
+
+STEM = torch.zeros(64, 3, 7, 7)
+NOT_WHAT_IT_CLAIMS = {  # the file's content -> what the one line must say after "<file>: "
+    "not a dict": ([STEM], "not a torchvision resnet34 state dict (it holds a list"),
+    "a dict of non-tensors": ({"conv1.weight": STEM, "bn1.weight": [1.0] * 64},
+                              "entry 'bn1.weight' is a list, not a tensor"),
+    "a number for a tensor": ({"conv1.weight": 0.5}, "entry 'conv1.weight' is a float, not a tensor"),
+    "a tensor of the wrong shape": ({"conv1.weight": STEM, "bn1.weight": torch.ones(32)},
+                                    "entry 'bn1.weight' has shape [32]; a torchvision resnet34 state dict has [64]"),
+    "a stem of the wrong kernel size": ({"conv1.weight": torch.zeros(64, 3, 3, 3)}, "entry 'conv1.weight' has shape"),
+    "integers for weights": ({"conv1.weight": STEM, "bn1.weight": torch.ones(64, dtype=torch.int64)},
+                             "entry 'bn1.weight' holds torch.int64; a torchvision resnet34 state dict holds "
+                             "torch.float32"),
+    "NaN weights": ({"conv1.weight": torch.full_like(STEM, float("nan"))},
+                    "entry 'conv1.weight' holds NaN or infinite values"),
+    "entries missing": ({"conv1.weight": STEM}, "entry 'bn1.weight' is missing"),
+}
+
+
+@pytest.mark.parametrize("content, words", NOT_WHAT_IT_CLAIMS.values(), ids=NOT_WHAT_IT_CLAIMS.keys())
+def test_a_weights_file_that_is_not_what_it_claims_names_the_file_and_its_first_bad_entry(tmp_path, content, words):
+    path = tmp_path / "weights.pth"
+    torch.save(content, path)
+    with pytest.raises(ConfigError) as error:
+        build_backbone(weights_path=path)
+    assert str(error.value).startswith(f"{path}: {words}"), str(error.value)
+
+

@@ -1,13 +1,15 @@
 """The CPU thread policy: threads from the CPUs a process may really use, the user's choice kept."""
+import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from cardiac_dreamer.threads import (apply_thread_policy, busy_cpus, cgroup_cpu_quota, choose_threads, physical_cores,
-                                     usable_cpus)
+from cardiac_dreamer.threads import (ThreadGovernor, _own_running_tasks, allowed_cpus, apply_thread_policy, busy_cpus,
+                                     cgroup_cpu_quota, choose_threads, other_running_tasks, physical_cores, usable_cpus)
 
 REPOSITORY = Path(__file__).parents[1]
 
@@ -141,3 +143,109 @@ def test_a_training_started_beside_a_busy_process_leaves_it_a_core():
         spinner.kill()
         spinner.wait()
     assert beside == max(1, alone - 1), (alone, beside)
+
+
+# ------------------------------------------------------------------------------- re-decided while training
+class Machine:
+    """What a governor sees: a clock it reads and the other processes' running tasks, both set by the test."""
+
+    def __init__(self, others: int = 0):
+        self.now, self.others, self.looks, self.applied = 0.0, others, 0, []
+
+    def count_others(self) -> int:
+        self.looks += 1
+        return self.others
+
+    def governor(self, ceiling: int = 2, threads: int = 2) -> ThreadGovernor:
+        return ThreadGovernor(ceiling, threads, self.count_others, self.applied.append, interval_s=10.0,
+                              slow_factor=3.0, min_gap_s=1.0, clock=lambda: self.now)
+
+    def steps(self, governor: ThreadGovernor, count: int, seconds: float) -> list:
+        changes = []
+        for _ in range(count):
+            self.now += seconds
+            changes.append(governor.after_step())
+        return [change for change in changes if change is not None]
+
+
+def test_a_job_alone_keeps_every_core_and_is_not_touched():
+    machine = Machine(others=0)
+    governor = machine.governor()
+    assert governor.epoch_start() is None
+    assert machine.steps(governor, 100, 0.5) == [] and machine.applied == []
+    assert machine.looks == 1 + 5  # the epoch start, then every 10 s of 50 s: not at every step
+
+
+def test_two_jobs_started_together_each_take_one_core_at_the_first_epoch():
+    machine = Machine(others=2)  # the neighbour's two threads run while this job starts its epoch
+    governor = machine.governor()
+    assert governor.epoch_start() == 1 and machine.applied == [1]
+    machine.others = 1  # the neighbour went to one thread too: the decision holds
+    assert machine.steps(governor, 40, 0.5) == []
+
+
+def test_a_neighbour_arriving_mid_epoch_is_seen_within_the_interval_and_its_core_taken_back_after():
+    machine = Machine(others=0)
+    governor = machine.governor()
+    governor.epoch_start()
+    machine.others = 2
+    assert machine.steps(governor, 20, 0.5) == [1]  # within 10 s
+    machine.others = 0
+    assert machine.steps(governor, 20, 0.5) == [2]
+
+
+def test_a_step_far_slower_than_the_median_triggers_a_look_before_the_interval():
+    machine = Machine(others=0)
+    governor = machine.governor()
+    governor.epoch_start()
+    machine.steps(governor, 6, 0.2)
+    machine.others = 3
+    assert machine.steps(governor, 1, 1.5) == [1]  # 3 s since the last look, a step 7x the median
+    assert machine.now < 10.0
+
+
+@pytest.mark.parametrize("ceiling, others, threads", [(8, 0, 8), (8, 3, 5), (8, 12, 1), (1, 0, 1)])
+def test_the_governor_leaves_the_running_tasks_of_others_their_cores(ceiling, others, threads):
+    assert Machine().governor(ceiling).target(others) == threads
+
+
+def fake_proc(root: Path, running: int, own_states: str, child_states: str = "") -> Path:
+    """A /proc with ``running`` runnable tasks, this process's threads in ``own_states`` (one letter each) and a
+    child process (a loader worker) with threads in ``child_states``."""
+    write(root / "loadavg", f"1.00 1.00 1.00 {running}/300 999\n")
+    child = 999_999
+    for pid, states in ((os.getpid(), own_states), (child, child_states)):
+        for tid, state in enumerate(states, start=pid):
+            write(root / str(pid) / "task" / str(tid) / "stat", f"{tid} (py thon) {state} 1 2 3\n")
+            write(root / str(pid) / "task" / str(tid) / "children", f"{child} " if pid != child and tid == pid else "")
+    return root
+
+
+def test_other_running_tasks_leave_out_this_process_and_its_children(tmp_path):
+    proc = fake_proc(tmp_path, running=7, own_states="RRS", child_states="RS")
+    assert other_running_tasks(samples=1, proc=proc) == 4  # 7 running, 2 of them ours, 1 our worker's
+
+
+def test_a_real_spinning_child_counts_as_this_processes_own():
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        time.sleep(0.5)
+        assert _own_running_tasks(Path("/proc")) >= 2  # this thread and the spinning child
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+GOVERNED = """
+    import cardiac_dreamer.cli.train_command
+    from cardiac_dreamer.threads import thread_governor
+    governor = thread_governor()
+    print(None if governor is None else governor.ceiling)
+"""
+
+
+def test_the_governor_acts_only_where_the_command_line_chose_the_count():
+    cpus = allowed_cpus()
+    ceiling = choose_threads(len(cpus), cgroup_cpu_quota(), {}, physical_cores(cpus)).ceiling
+    assert run_python(GOVERNED, {}) == [str(ceiling)]
+    assert run_python(GOVERNED, {"OMP_NUM_THREADS": "2"}) == ["None"]

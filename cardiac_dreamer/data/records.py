@@ -195,16 +195,38 @@ def _refuse_non_utf8_name(path: Path, what: str) -> None:
 def _refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
     """One file reachable from two patients (a symlinked image or patient folder) would put the same picture in
     two splits. Paths are resolved, so links are seen through; within one patient, sharing is normal (the t2
-    image of one pair is often the t1 image of the next)."""
-    owners: Dict[Path, TransitionRecord] = {}
+    image of one pair is often the t1 image of the next). The message names the link the user made first: the
+    entry whose image lies outside its own patient folder, not the patient whose file it reaches."""
+    owners: Dict[Path, Tuple[TransitionRecord, str]] = {}
     for record in records:
         for key, path in zip(IMAGE_KEYS, (record.image_t1, record.image_t2)):
-            owner = owners.setdefault(path, record)
+            owner, owner_key = owners.setdefault(path, (record, key))
             if owner.patient_id != record.patient_id:
+                (link, link_key), (target, _) = sorted(
+                    ((record, key), (owner, owner_key)), key=lambda pair: not _reaches_outside(*pair))
+                written = link.source.parent / _written(link, link_key) if link.source else path
                 raise DataError(
-                    f"{record.where()}: {key} {path} is also an image of patient {owner.patient_id!r} "
-                    f"({owner.where()}); one file under two patients would leak between the splits"
+                    f"{written}: {link_key} of {link.where()} (patient {link.patient_id!r}) is a link to {path}, "
+                    f"an image of patient {target.patient_id!r} ({target.where()}); one file under two patients "
+                    "would leak between the splits: replace the link by a copy of the image or remove the entry"
                 )
+
+
+def _reaches_outside(record: TransitionRecord, key: str) -> bool:
+    """Whether ``record``'s image ``key`` resolves outside its own patient folder (the folder itself taken as
+    written, so a symlinked patient folder counts as a link too)."""
+    if record.source is None:
+        return False
+    folder = record.source.parent
+    home = Path(os.path.realpath(folder.parent)) / folder.name
+    resolved = record.image_t1 if key == IMAGE_KEYS[0] else record.image_t2
+    return home not in resolved.parents
+
+
+def _written(record: TransitionRecord, key: str) -> str:
+    """The image path of ``key`` as the transitions file writes it, with ``/`` separators."""
+    raw = record.image_t1_rel if key == IMAGE_KEYS[0] else record.image_t2_rel
+    return posixpath.normpath(raw.replace("\\", "/"))
 
 
 def _load_entries(json_path: Path) -> List[Any]:

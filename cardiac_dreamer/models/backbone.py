@@ -1,44 +1,57 @@
-"""ResNet34 feature extractor for 1-channel ultrasound frames, with optional local ImageNet weights and freezing.
+"""ResNet feature extractor (18 or 34 layers) for 1-channel ultrasound frames, with ImageNet weights and freezing.
 
-Weights are never downloaded: clinical machines are often offline, and a silent download would make a run depend on
-the network. They come from an explicit state-dict file or from the torch hub cache, where torchvision keeps them.
+ImageNet weights come the way the ecosystem gets them: torchvision's weights API (``ResNet34_Weights.IMAGENET1K_V1``)
+reads them from the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and downloads them into it when the machine is
+online; offline, a run fails in one line naming ``model.pretrained_weights`` (a local file) and
+``model.pretrained: false``. Every entry of a weights file is checked (a tensor, the shape and kind of number the
+network expects, finite) before any is used, so a file that is not what it claims fails naming its first bad entry.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import pickle
+import os
+import reprlib
+import socket
 from collections import OrderedDict
 from pathlib import Path
-from typing import List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import resnet34
+from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
 
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-FEATURE_CHANNELS = 512
+FEATURE_CHANNELS = 512  # both depths end in 512 channels (basic blocks)
 STRIDE = 32
-# The file torchvision's ResNet34_Weights.IMAGENET1K_V1 downloads into <torch hub>/checkpoints/.
-HUB_FILE_PATTERN = "resnet34-*.pth"
+# model.backbone -> (torchvision builder, its ImageNet weights)
+BACKBONES = {
+    "resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
+}
+DEFAULT_BACKBONE = "resnet34"  # the guide's; checkpoints written before model.backbone existed are this
+DOWNLOAD_TIMEOUT_S = 30  # per network operation: a machine whose packets vanish fails in seconds, not minutes
 # Freezing groups in network order: 1 = stem, 2..5 = layer1..layer4.
 _FREEZE_GROUPS = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
 
 
 class Backbone(nn.Sequential):
-    """The ResNet34 trunk: ``[B, 1, H, W] -> [B, 512, H/32, W/32]``.
+    """The ResNet trunk: ``[B, 1, H, W] -> [B, 512, H/32, W/32]``.
 
     Module names match torchvision's (``conv1``, ``bn1``, ``layer1``...), so its state dicts load directly.
     Batch norms of frozen stages stay in eval mode: their running statistics are part of what was frozen.
     """
 
-    def __init__(self, frozen: List[nn.Module]) -> None:
-        trunk = resnet34(weights=None)
+    def __init__(self, frozen: List[nn.Module], name: str = DEFAULT_BACKBONE) -> None:
+        trunk = BACKBONES[name][0](weights=None)
         trunk.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
-        super().__init__(OrderedDict((name, getattr(trunk, name)) for name in names))
+        super().__init__(OrderedDict((part, getattr(trunk, part)) for part in names))
+        self.name = name
         self._frozen = frozen
 
     def train(self, mode: bool = True) -> "Backbone":
@@ -52,58 +65,126 @@ def build_backbone(
     pretrained: bool = False,
     weights_path: Optional[Union[str, Path]] = None,
     freeze_layers: int = 0,
+    name: str = DEFAULT_BACKBONE,
 ) -> Backbone:
-    """A ResNet34 trunk; ImageNet weights from ``weights_path`` or the hub cache when ``pretrained``.
+    """A ResNet trunk of ``name`` (resnet18, resnet34); ImageNet weights from ``weights_path``, else through
+    torchvision's weights API (hub cache, then download) when ``pretrained``.
 
     A ``weights_path`` implies ``pretrained``: a file named by the user is never silently ignored.
 
     ``freeze_layers`` (0-5) stops gradients through the stem and the first ``freeze_layers - 1`` residual stages.
     """
+    if name not in BACKBONES:
+        raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {reprlib.repr(name)}")
     if not 0 <= freeze_layers <= len(_FREEZE_GROUPS):
         raise ConfigError(f"model.freeze_backbone_layers must be 0-{len(_FREEZE_GROUPS)}, got {freeze_layers}")
     frozen: List[nn.Module] = []
-    backbone = Backbone(frozen)
-    if pretrained or weights_path is not None:
-        path = Path(weights_path) if weights_path is not None else find_cached_weights()
-        load_imagenet_weights(backbone, path)
+    backbone = Backbone(frozen, name)
+    if weights_path is not None:
+        load_imagenet_weights(backbone, Path(weights_path), read_weights_file(Path(weights_path)))
+    elif pretrained:
+        load_imagenet_weights(backbone, hub_file(name), imagenet_state(name))
     for group in _FREEZE_GROUPS[:freeze_layers]:
-        for name in group:
-            module = getattr(backbone, name)
+        for module_name in group:
+            module = getattr(backbone, module_name)
             module.requires_grad_(False)
             frozen.extend(m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm))
     return backbone.train()
 
 
-def find_cached_weights() -> Path:
-    """The torchvision ResNet34 ImageNet file in the torch hub cache; ConfigError saying how to provide it."""
-    directory = Path(torch.hub.get_dir()) / "checkpoints"
-    candidates = sorted(directory.glob(HUB_FILE_PATTERN))
-    if not candidates:
+def hub_file(name: str) -> Path:
+    """Where torchvision keeps ``name``'s ImageNet weights: ``<torch hub dir>/checkpoints/<file of the URL>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(BACKBONES[name][1].url).path)
+
+
+def imagenet_state(name: str) -> Any:
+    """``name``'s ImageNet state dict through torchvision's weights API: the hub cache, or a download into it."""
+    cached = hub_file(name)
+    try:
+        with _network_timeout(DOWNLOAD_TIMEOUT_S):
+            return BACKBONES[name][1].get_state_dict(progress=False, check_hash=True, map_location="cpu",
+                                                     weights_only=True)
+    except OSError as error:  # urllib's URLError, a timeout, a refused connection, a full cache disk
+        if cached.exists():
+            raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({_first_line(error)}); delete "
+                              "it to download it again") from None
         raise ConfigError(
-            f"pretrained backbone requested but no {HUB_FILE_PATTERN} in {directory}: set model.pretrained_weights "
-            "to a torchvision resnet34 state-dict file, copy one there, or set model.pretrained to false"
-        )
-    return candidates[-1]
+            f"model.pretrained: the ImageNet {name} weights are not in the torch hub cache ({cached}) and cannot "
+            f"be downloaded ({_reason(error)}); set model.pretrained_weights to a torchvision {name} state-dict "
+            "file, or model.pretrained: false"
+        ) from None
+    except Exception as error:  # a damaged or foreign cache file: torch.load's unpickler raises all kinds
+        raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({_first_line(error)}); delete it "
+                          "to download it again") from None
 
 
-def load_imagenet_weights(backbone: Backbone, path: Path) -> None:
-    """Load a torchvision resnet34 state dict; the RGB first-conv kernels are averaged into one grey channel."""
+def read_weights_file(path: Path) -> Any:
+    """What the torch file ``path`` holds, loaded without executing code (``weights_only``)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as error:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch.load's unpickler raises all kinds on a damaged file (IndexError, EOFError...)
         raise ConfigError(f"{path}: cannot read backbone weights ({_first_line(error)})") from None
-    if not isinstance(state, Mapping) or "conv1.weight" not in state:
-        raise ConfigError(f"{path}: not a torchvision resnet34 state dict (no conv1.weight)")
-    state = {key: value for key, value in state.items() if not key.startswith("fc.")}
-    state["conv1.weight"] = state["conv1.weight"].mean(dim=1, keepdim=True)  # [64, 3, 7, 7] -> [64, 1, 7, 7]
+
+
+def load_imagenet_weights(backbone: Backbone, path: Path, state: Any) -> None:
+    """Load a torchvision ResNet state dict read from ``path``, every entry checked first; the RGB first-conv
+    kernels are averaged into one grey channel."""
+    state = checked_state(state, backbone.state_dict(), path, backbone.name)
+    state["conv1.weight"] = state["conv1.weight"].mean(dim=1, keepdim=True)  # [64, C, 7, 7] -> [64, 1, 7, 7]
+    backbone.load_state_dict(state)
+    log.info("loaded ImageNet %s weights from %s", backbone.name, path)
+
+
+def checked_state(state: Any, expected: Mapping[str, torch.Tensor], path: Path, name: str) -> Dict[str, torch.Tensor]:
+    """``state`` without the classifier (``fc.*``), once every entry is a finite tensor of the shape and kind of
+    number (floating or integer) ``expected`` holds; ConfigError naming ``path`` and the first bad entry otherwise.
+    The stem's kernels may have any number of input channels (3 for RGB): they are averaged into one."""
+    what = f"a torchvision {name} state dict"
+    if not isinstance(state, Mapping):
+        raise ConfigError(f"{path}: not {what} (it holds a {type(state).__name__}, not a dict of tensors)")
+    kept = {}
+    for key, value in state.items():
+        if isinstance(key, str) and key.startswith("fc."):
+            continue
+        entry = f"{path}: entry {reprlib.repr(key)}"
+        if key not in expected:
+            raise ConfigError(f"{entry} is not part of {what} (model.backbone is {name})")
+        if not isinstance(value, torch.Tensor):
+            raise ConfigError(f"{entry} is a {type(value).__name__}, not a tensor")
+        want = expected[key]
+        shape_ok = (value.dim() == 4 and value.shape[0] == want.shape[0] and value.shape[1] >= 1
+                    and value.shape[2:] == want.shape[2:]) if key == "conv1.weight" else value.shape == want.shape
+        if not shape_ok:
+            raise ConfigError(f"{entry} has shape {list(value.shape)}; {what} has {list(want.shape)}")
+        if value.dtype.is_floating_point != want.dtype.is_floating_point or value.is_complex():
+            raise ConfigError(f"{entry} holds {value.dtype}; {what} holds {want.dtype}")
+        if value.dtype.is_floating_point and not torch.isfinite(value).all():
+            raise ConfigError(f"{entry} holds NaN or infinite values")
+        kept[key] = value
+    missing = next((key for key in expected if key not in kept), None)
+    if missing is not None:
+        raise ConfigError(f"{path}: entry {missing!r} is missing; not {what} (model.backbone is {name})")
+    return kept
+
+
+@contextlib.contextmanager
+def _network_timeout(seconds: float):
+    """Bound each socket operation of a download (urllib waits forever by default)."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
     try:
-        backbone.load_state_dict(state)
-    except RuntimeError as error:
-        raise ConfigError(f"{path}: not a torchvision resnet34 state dict ({_first_line(error)})") from None
-    log.info("loaded ImageNet backbone weights from %s", path)
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
-def _first_line(error: Exception, limit: int = 300) -> str:
+def _reason(error: OSError) -> str:
+    """The network's words for a failed download (``Name or service not known``), without urllib's wrapping."""
+    inner = getattr(error, "reason", error)
+    return getattr(inner, "strerror", None) or _first_line(inner if isinstance(inner, BaseException) else error)
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
     """The error's message on one line (state-dict errors span many), cut to ``limit`` characters."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -46,7 +46,8 @@ class CardiacDreamer(nn.Module):
             raise ConfigError(f"model image_size must be a positive multiple of {STRIDE}, got {image_size}")
         self.image_size = image_size
         cfg = self.config
-        self.backbone = build_backbone(cfg.pretrained, cfg.pretrained_weights, cfg.freeze_backbone_layers)
+        self.backbone = build_backbone(cfg.pretrained, cfg.pretrained_weights, cfg.freeze_backbone_layers,
+                                       cfg.backbone)
         self.dreamer = None
         if cfg.variant == "dreamer":
             self.dreamer = Dreamer(

@@ -2,8 +2,9 @@
 
 Step rows carry the training losses and learning rate at logging intervals; epoch rows carry the epoch averages
 and every validation metric. The CSV is appended to on resume, with its header written once. A row is appended
-whole or not at all: a failed append (a full disk) is cut back off, and a reader drops a last line without its
-newline (a kill mid-append), so a resume never trips over half a row.
+whole or not at all: a failed append (a full disk) is cut back off; a kill mid-append leaves a last line without its
+newline, which the writer cuts off when it reopens the file (a resume) and a reader skips, as it skips any row whose
+cells do not parse, so a torn tail never costs a complete row nor crashes a resume.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import OutputError
 from ..fileio import atomic_open, cannot_write
@@ -29,6 +30,8 @@ class CSVMetricsWriter:
 
     def __init__(self, path: Path):
         self.path = path
+        if self.path.exists():
+            drop_torn_tail(self.path)
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._append(CSV_COLUMNS)
 
@@ -56,10 +59,10 @@ class CSVMetricsWriter:
             os.close(fd)
 
     def truncate_after(self, step: int) -> None:
-        """Drop rows logged after ``step``: they belong to work a resume is about to redo."""
-        rows = read_rows(self.path)
+        """Drop rows logged after ``step`` (they belong to work a resume is about to redo) and damaged rows."""
+        rows, skipped = _read_rows(self.path)
         kept = [row for row in rows if row.get("step") is not None and row["step"] <= step]
-        if len(kept) == len(rows):
+        if len(kept) == len(rows) and not skipped:
             return
         with atomic_open(self.path, "w", newline="") as stream:  # a kill mid-rewrite must not lose the log
             writer = csv.writer(stream)
@@ -68,16 +71,52 @@ class CSVMetricsWriter:
                 writer.writerow([_format(row.get(column)) for column in CSV_COLUMNS])
 
 
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line without its newline (an append killed mid-way) off ``path``, saying so in one log line:
+    the next append would otherwise glue a whole row onto the half one."""
+    try:
+        with open(path, "rb+") as stream:
+            size = stream.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            stream.seek(max(0, size - 65536))
+            tail = stream.read()
+            if tail.endswith(b"\n"):
+                return
+            cut = size - len(tail) + tail.rfind(b"\n") + 1  # 0 when not even the header is whole
+            stream.truncate(cut)
+    except OSError as error:
+        raise OutputError(cannot_write(path, error)) from None
+    log.warning("%s: dropped a half-written last row of %d bytes (a write was interrupted); the complete rows are "
+                "kept", path, size - cut)
+
+
 def read_rows(path: Path) -> List[Dict[str, Optional[float]]]:
-    """All complete rows of a metrics.csv as dicts of floats (``None`` for empty cells)."""
+    """All complete rows of a metrics.csv as dicts of floats (``None`` for empty cells); a half-written last row,
+    or a row whose cells are not numbers in the header's columns, is skipped with one log line."""
+    return _read_rows(path)[0]
+
+
+def _read_rows(path: Path) -> Tuple[List[Dict[str, Optional[float]]], int]:
+    """:func:`read_rows`, and how many lines it skipped."""
     if not Path(path).exists():
-        return []
+        return [], 0
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     complete = text[: text.rfind("\n") + 1]
-    if complete != text:
-        log.warning("%s: dropped an incomplete last row (a write was interrupted)", path)
-    return [{key: _parse(value) for key, value in row.items()}
-            for row in csv.DictReader(io.StringIO(complete, newline=""))]
+    torn = int(complete != text)
+    if torn:
+        log.warning("%s: skipped a half-written last row (a write was interrupted)", path)
+    rows, damaged = [], []
+    reader = csv.DictReader(io.StringIO(complete, newline=""))
+    for row in reader:
+        try:
+            rows.append({key: _parse(value) for key, value in row.items()})
+        except (TypeError, ValueError):  # a cell too many (a list under the key None) or not a number
+            damaged.append(reader.line_num)
+    if damaged:
+        log.warning("%s: skipped %d damaged row(s) (line %s) that do not fit the header", path, len(damaged),
+                    ", ".join(map(str, damaged[:5])))
+    return rows, torn + len(damaged)
 
 
 def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:

@@ -26,6 +26,7 @@ from ..fileio import link_or_copy
 from ..names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 from ..run_dir import RunDirectory
 from ..task import GuidanceTask
+from ..threads import thread_governor
 from . import distributed as dist
 from .callbacks import EarlyStopping, LRSchedule
 from .gradient_step import GradientStep
@@ -80,6 +81,8 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
         self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
+        # Shares the cores with jobs started beside this one; not in deterministic runs (float sums follow the count).
+        self.thread_governor = None if self.cfg.deterministic else thread_governor()
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
@@ -206,6 +209,8 @@ class Trainer:
         sample_count = torch.zeros((), device=self.device)
         window_loss = torch.zeros((), device=self.device)
         self.step_timer = StepTimer(self.device, synchronize=self.synchronize_timing)
+        if self.thread_governor is not None:
+            self.thread_governor.epoch_start()
         bar = tqdm(self.step_timer.wrap(self.train_loader if batches is None else batches), total=len(batch_sizes),
                    desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
                    disable=True if not (self.progress and dist.is_main_process()) else None)
@@ -225,6 +230,8 @@ class Trainer:
             loss_sums += torch.where(finite, values, torch.zeros_like(values)) * batch_sizes[index]
             sample_count += finite.float() * batch_sizes[index]
             window_loss += losses["total_loss"].detach().float() * weight
+            if self.thread_governor is not None:
+                self.thread_governor.after_step()
             if step_now:
                 stepped = self._optimizer_step(window_loss, epoch)
                 window_loss = torch.zeros((), device=self.device)
