@@ -1,6 +1,7 @@
 """A real ``cardiac-train`` process is SIGKILLed again and again — mid-epoch, while a checkpoint is being written
 — and resumed from ``last.ckpt`` each time. Nothing may be lost: every checkpoint on disk loads after every kill, a
-kill never takes away the ``last.ckpt`` a resume needs, and the final weights and metrics are exactly those of an uninterrupted run (CPU, deterministic).
+kill never takes away the ``last.ckpt`` a resume needs, and the final weights and metrics are exactly those of an
+uninterrupted run (CPU, deterministic).
 
 Kill moments are tied to what the process has done (rows in metrics.csv, checkpoint files), with seeded random
 offsets, so the scenario is the same on a fast machine and on a busy one.
