@@ -26,6 +26,11 @@ MAX_SEED = 2**32 - 1  # NumPy's seeds stop here; torch's and Python's accept it 
 # config may ask for, whatever combination of d_model, num_layers and dim_feedforward gets there.
 MAX_TRANSFORMER_PARAMETERS = 10**9
 BACKBONES = ("resnet18", "resnet34")  # model.backbone: torchvision ResNets (models/backbone.py builds them)
+# The values of the other keys that name a choice (the command line's --help lists them from here).
+VARIANTS = ("dreamer", "direct")
+TOKEN_TYPES = ("channel", "spatial")
+SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
+PRECISIONS = ("32", "16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -72,9 +77,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_fields("model", self)
-        _check_choice("model.variant", self.variant, ("dreamer", "direct"))
+        _check_choice("model.variant", self.variant, VARIANTS)
         _check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
-        _check_choice("model.token_type", self.token_type, ("channel", "spatial"))
+        _check_choice("model.token_type", self.token_type, TOKEN_TYPES)
         _check_choice("model.composition", self.composition, ("additive", "se3"))
         if self.d_model % self.num_heads:
             raise ConfigError(
@@ -178,7 +183,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)
         _check_fields("training", self)
-        _check_choice("training.scheduler", self.scheduler, ("plateau", "cosine", "onecycle", "none"))
+        _check_choice("training.scheduler", self.scheduler, SCHEDULERS)
         if self.min_lr > self.lr:
             raise ConfigError(f"training.min_lr must be in [0, training.lr = {self.lr:g}], got {self.min_lr:g}")
 

@@ -31,7 +31,7 @@ from .fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models import CardiacDreamer
 from .names import MONITOR, SPLIT_NAMES
-from .run_dir import RunDirectory, ensure_outside, ensure_writable, write_experiment_config
+from .run_dir import RunDirectory, ensure_outside, ensure_writable, set_latest, write_experiment_config
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
@@ -93,13 +93,15 @@ def run_training(
         ensure_writable(run.root)
     else:
         run = _create_run(output_dir, config.data.data_dir)
+    new = resume_state is None
     with run.lock() if dist.is_main_process() else contextlib.nullcontext():  # rank 0 speaks for the run
-        if resume_state is not None:
+        if not new:
             remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
+        latest_before = set_latest(run.root.parent, run.root.name) if new and dist.is_main_process() else None
         try:
             fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
         except BaseException as error:
-            _forget_unstarted(run, new=resume_state is None)
+            _forget_unstarted(run, new, latest_before)
             if isinstance(error, KeyboardInterrupt):
                 raise Interrupted(_resume_hint(run)) from None
             raise
@@ -127,11 +129,13 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composit
     return trainer.fit(run=run)
 
 
-def _forget_unstarted(run: RunDirectory, new: bool) -> None:
+def _forget_unstarted(run: RunDirectory, new: bool, latest_before: Optional[str]) -> None:
     """A run this call created that failed before its first training state holds nothing to resume: remove it, so
-    a mistake or an interruption leaves no half-made run behind (a resumed run is always kept)."""
+    a mistake or an interruption leaves no half-made run behind (a resumed run is always kept), and hand
+    ``latest`` back to the run it named before."""
     if new and dist.is_main_process() and not run.last_checkpoint.exists():
         shutil.rmtree(run.root, ignore_errors=True)
+        set_latest(run.root.parent, latest_before)
 
 
 def _resume_hint(run: RunDirectory) -> str:

@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from .fileio import atomic_open
 from .geometry import AXIS_NAMES, AXIS_UNITS
@@ -254,6 +255,7 @@ def _plot_series(ax: Axes, rows, keys: Sequence[tuple[str, str]], title: str, lo
     if log_scale and ax.lines:
         ax.set_yscale("log")
     ax.set(title=title, xlabel="epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _best_val(rows) -> tuple[float, float] | None:
@@ -282,22 +284,25 @@ def _draw_val_mae(ax: Axes, rows) -> None:
             label = f"{name} ({unit})"
             target.plot(epochs, values, marker="o", markersize=3, linestyle=style, color=f"C{index}", label=label)
     ax.set(title="Validation MAE per axis", xlabel="epoch", ylabel="MAE (mm)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     twin.set_ylabel("MAE (deg)")
     handles, labels = (a + b for a, b in zip(ax.get_legend_handles_labels(), twin.get_legend_handles_labels()))
-    ax.legend(handles, labels, fontsize=8) if handles else _no_data(ax)
+    twin.legend(handles, labels, fontsize=8) if handles else _no_data(ax)  # on the twin, which is drawn on top
 
 
 def _summary_lines(rows, final_metrics: Mapping[str, object]) -> list[str]:
-    lines = []
+    """One line per metric name: what the rows tell (best epoch and loss, final losses), then ``final_metrics``,
+    whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
+    values: dict[str, object] = {}
     best = _best_val(rows)
     if best is not None:
-        lines += [f"best epoch: {best[0]:g}", f"best {MONITOR}: {best[1]:.4g}"]
+        values.update({"best epoch": f"{best[0]:g}", f"best_{MONITOR}": best[1]})
     for key in FINAL_LOSSES:
-        values = _series(rows, key)[1]
-        if values.size:
-            lines.append(f"final {key}: {values[-1]:.4g}")
-    lines += [f"{key}: {_format_metric(key, value)}" for key, value in final_metrics.items()]
-    return lines or ["no metrics"]
+        series = _series(rows, key)[1]
+        if series.size:
+            values[f"final {key}"] = series[-1]
+    values.update(final_metrics)
+    return [f"{key}: {_format_metric(key, value)}" for key, value in values.items()] or ["no metrics"]
 
 
 # ------------------------------------------------------------------------------------------------- evaluation plots
@@ -344,11 +349,19 @@ def plot_error_histograms(path: str | os.PathLike, labels, predictions, *, dpi: 
 def plot_per_patient_mae(
     path: str | os.PathLike, per_patient_mae: Mapping[str, Sequence[float]], *, dpi: int = DEFAULT_DPI
 ) -> Path:
-    """Per axis, each patient's MAE in physical units, with the mean over patients as a dashed line."""
+    """``per_patient_mae.png``: see :func:`per_patient_mae_figure`."""
+    return save_figure(per_patient_mae_figure(per_patient_mae), path, dpi)
+
+
+def per_patient_mae_figure(per_patient_mae: Mapping[str, Sequence[float]]) -> Figure:
+    """Per axis, each patient's MAE in physical units with the mean over patients as a dashed line; one patient's
+    six MAEs as two bar charts (mm, degrees) instead, where a mean line would only repeat each bar."""
     patients = list(per_patient_mae)
     maes = np.asarray([per_patient_mae[p] for p in patients], dtype=float)  # [P, 6]
     if maes.ndim != 2 or maes.shape[1] != len(AXIS_NAMES):
         raise ValueError(f"per_patient_mae must map at least one patient to 6 MAEs, got shape {maes.shape}")
+    if len(patients) == 1:
+        return _one_patient_mae(patients[0], maes[0])
     fig, axes = _axis_panels("MAE per patient")
     for index, (ax, name, unit, values) in enumerate(zip(axes, AXIS_NAMES, AXIS_UNITS, maes.T)):
         ax.bar(range(len(patients)), values, color=f"C{index}")
@@ -356,7 +369,19 @@ def plot_per_patient_mae(
         ax.set_xticks(range(len(patients)), patients, rotation=90, fontsize=7)
         ax.set(title=f"{name} MAE", ylabel=f"MAE ({unit})")
         ax.legend(fontsize=8)
-    return save_figure(fig, path, dpi)
+    return fig
+
+
+def _one_patient_mae(patient: str, maes: np.ndarray) -> Figure:
+    """Translation axes in mm on the left, rotation axes in degrees on the right, each bar labelled."""
+    fig = figure(9, 4, f"MAE per axis of the only patient, {patient}")
+    for ax, unit in zip(fig.subplots(1, 2), dict.fromkeys(AXIS_UNITS)):
+        columns = [i for i, axis_unit in enumerate(AXIS_UNITS) if axis_unit == unit]
+        bars = ax.bar([AXIS_NAMES[i] for i in columns], maes[columns], color=[f"C{i}" for i in columns])
+        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.set(title=f"{'translation' if unit == 'mm' else 'rotation'} MAE", ylabel=f"MAE ({unit})")
+        ax.margins(y=0.15)  # room for the labels
+    return fig
 
 
 # ------------------------------------------------------------------------------------------------ cross-validation

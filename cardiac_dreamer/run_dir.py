@@ -1,19 +1,21 @@
 """The run directory's layout and the JSON records written into it, shared by training and evaluation.
 
 ``OUTPUT_DIR/run_YYYYMMDD_HHMMSS/`` with ``checkpoints/``, ``logs/`` and ``plots/``; two runs started in the same
-second get distinct directories (``os.mkdir`` either creates or fails, so there is no race).
+second get distinct directories (``os.mkdir`` either creates or fails, so there is no race). ``OUTPUT_DIR/latest``
+names the newest run: a relative symlink, or a one-line text file where the file system has no symlinks.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence
+from typing import IO, Any, Dict, Iterator, Mapping, Optional, Sequence
 
 try:
     import fcntl
@@ -23,12 +25,14 @@ except ImportError:  # Windows: runs are not locked there
 import torch
 
 from .errors import ConfigError, OutputError
-from .fileio import cannot_write, write_json
+from .fileio import atomic_open, cannot_write, write_json
 from .names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
 from .version import __version__
 
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+LATEST = "latest"  # in the output directory: the newest run
 
 
 @dataclass(frozen=True)
@@ -92,28 +96,96 @@ class RunDirectory:
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run for this process: a second process (another resume of the same run) is refused instead of
-        writing into it alongside. The lock is the kernel's (``flock``), so a killed process never leaves it held."""
+        writing into it alongside. The lock is the kernel's (``flock``), so a killed process never leaves it held
+        (its ``.lock`` file stays, unlocked, and the next run takes it); any other ending removes the file."""
         if fcntl is None:
             yield
             return
-        path = self.root / LOCK_FILE
+        handle = self._acquire_lock()
         try:
-            handle = open(path, "a+")
-        except OSError as error:
-            raise OutputError(cannot_write(path, error)) from None
-        with handle:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # removed while still held, so nobody locks a file on its way out
+                os.unlink(self.root / LOCK_FILE)
+            handle.close()
+
+    def _acquire_lock(self) -> IO:
+        """The open, locked ``.lock`` file. A file another process unlinked between our open and our lock is not
+        the run's lock any more: open the current one again."""
+        path = self.root / LOCK_FILE
+        while True:
+            try:
+                handle = open(path, "a+")
+            except OSError as error:
+                raise OutputError(cannot_write(path, error)) from None
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                handle.close()
                 raise ConfigError(f"{self.root}: the run is in use by another process (another training or resume "
                                   "of it is running); wait for it to end") from None
             except OSError:
-                pass  # a file system without locks: run unguarded rather than not at all
-            yield
+                return handle  # a file system without locks: run unguarded rather than not at all
+            if _same_file(handle, path):
+                return handle
+            handle.close()
 
     def make_subdirectories(self) -> None:
         for directory in (self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots):
             directory.mkdir(parents=True, exist_ok=True)
+
+
+def _same_file(handle: IO, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def latest_run(output_dir: Path) -> Optional[Path]:
+    """The run ``OUTPUT_DIR/latest`` names (symlink or text file), or None when there is none."""
+    link = Path(output_dir) / LATEST
+    if link.is_symlink():
+        name = os.readlink(link)
+    elif link.is_file() and link.stat().st_size < 1024:
+        name = link.read_text(encoding="utf-8").strip()
+    else:
+        return None
+    return Path(output_dir) / name if name else None
+
+
+def set_latest(output_dir: Path, name: Optional[str]) -> Optional[str]:
+    """Point ``OUTPUT_DIR/latest`` at the run ``name`` (None removes it) and return the name it held before, so a
+    run removed again can hand ``latest`` back. A failure to write it is logged, never fatal: it is a convenience."""
+    link = Path(output_dir) / LATEST
+    before = latest_run(output_dir)
+    if link.exists() and not link.is_symlink() and before is None:
+        log.warning("%s is not ours (a folder or a large file): not pointing it at the newest run", link)
+        return None
+    try:
+        if name is None:
+            link.unlink(missing_ok=True)
+        else:
+            _replace_link(link, name)
+    except (OSError, OutputError) as error:
+        log.warning("could not point %s at %s: %s", link, name, error)
+    return before.name if before is not None else None
+
+
+def _replace_link(link: Path, name: str) -> None:
+    """A relative symlink swapped in atomically; a one-line text file where symlinks are impossible."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        os.symlink(name, temporary)
+    except (OSError, NotImplementedError):
+        with atomic_open(link, "w") as stream:
+            stream.write(f"{name}\n")
+        return
+    try:
+        os.replace(temporary, link)
+    except OSError:
+        os.unlink(temporary)
+        raise
 
 
 def timestamped_directory(parent: Path, prefix: str) -> Path:

@@ -61,6 +61,11 @@ def test_a_data_dir_without_the_recorded_patients_is_refused(checkpoint, real_ex
     assert_one_error_line(capsys, code, "phantom_04")
 
 
+def test_the_hyphenated_data_dir_reaches_the_evaluation(checkpoint, real_export, capsys):
+    code = main(["--checkpoint", str(checkpoint), "--data-dir", str(real_export), "--device", "cpu"])
+    assert_one_error_line(capsys, code, "phantom_04")
+
+
 def test_an_empty_split_is_refused(phantom_dir, tmp_path, capsys):
     no_test = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=[])
     checkpoint = save_tiny_checkpoint(tmp_path / "no_test.ckpt", phantom_dir, split=no_test)

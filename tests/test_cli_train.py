@@ -4,9 +4,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
+from cardiac_dreamer.cli.evaluate_command import main as evaluate_main
 from cardiac_dreamer.cli.train_command import main
+from cardiac_dreamer.run_dir import LATEST, LOCK_FILE
+from cardiac_dreamer.version import __version__
 
 TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",
               "--batch_size", "4", "--num_workers", "0", "--no_progress"]
@@ -41,6 +45,10 @@ def test_debug_config_on_a_real_export_produces_every_file_of_the_guide(make_rea
     experiment = json.loads((run / "experiment_config.json").read_text())
     assert experiment["config"]["model"]["d_model"] == 16 and experiment["seed"] == 42
     assert "run directory:" in capsys.readouterr().out
+    assert not (run / LOCK_FILE).exists()
+    assert (tmp_path / "out" / LATEST).resolve() == run.resolve()
+    last_epoch = next(run.glob("checkpoints/cardiac_dreamer-epoch=01-*.ckpt"))  # with 2 epochs both rank in the top 3
+    assert os.path.samefile(run / "final_model.ckpt", last_epoch)  # the same weights are not stored twice
 
 
 def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
@@ -80,3 +88,69 @@ def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
     run = only_run_dir(tmp_path)
     for name in GUIDE_FILES:
         assert (run / name).exists(), name
+
+
+def usage_error(capsys, argv):
+    """Run ``cardiac-train argv``, expecting a usage error: its one stderr line."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, first, second", [
+    (["--check_data", "--benchmark"], "--check_data", "--benchmark"),
+    (["--check_data", "--cv", "3"], "--check_data", "--cv"),
+    (["--benchmark", "--cv", "3"], "--benchmark", "--cv"),
+    (["--cv", "3", "--resume_cv", "cv_x"], "--cv", "--resume_cv"),
+    (["--resume-from-checkpoint", "last.ckpt", "--benchmark"], "--benchmark", "--resume_from_checkpoint"),
+    (["--demo", "--resume_from_checkpoint", "last.ckpt"], "--demo", "--resume_from_checkpoint"),
+    (["--demo", "--resume_cv", "cv_x"], "--demo", "--resume_cv"),
+    (["--data_only"], "--data_only", "--benchmark"),
+    (["--data-only", "--check_data"], "--data_only", "--benchmark"),
+])
+def test_conflicting_modes_are_one_usage_line_naming_both_flags(argv, first, second, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = usage_error(capsys, argv)
+    assert first in line and second in line
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bare_cardiac_train_without_data_says_what_to_run_instead(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no data/processed here
+    assert main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "data/processed: data directory not found" in err[0]
+    assert "cardiac-train --demo" in err[0] and "--data_dir DIR" in err[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_help_groups_the_flags_and_shows_defaults_and_choices(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--help"])
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    for group in ("modes (", "configuration (", "\ndata:", "\nmodel:", "\ntraining:", "\noutput:"):
+        assert group in text, group
+    for choices in ("--precision {32,16,bf16}", "--scheduler {plateau,cosine,onecycle,none}",
+                    "--variant {dreamer,direct}", "--token_type {channel,spatial}"):
+        assert choices in text, choices
+    flat = " ".join(text.split())
+    for default in ("default: 150; training.max_epochs", "default: data/processed; data.data_dir",
+                    "default: 0.0002; training.lr"):
+        assert default in flat, default
+
+
+def test_version_is_printed_by_both_commands(capsys):
+    for command in (main, evaluate_main):
+        with pytest.raises(SystemExit) as stopped:
+            command(["--version"])
+        assert stopped.value.code == 0 and capsys.readouterr().out.strip().endswith(__version__)
+
+
+def test_every_flag_answers_to_both_spellings(tmp_path, capsys):
+    assert main(["--check-data", "--data-dir", str(tmp_path / "missing")]) == 2
+    assert str(tmp_path / "missing") in capsys.readouterr().err

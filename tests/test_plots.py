@@ -87,6 +87,32 @@ def test_best_val_is_the_lowest_finite_val_main_task_loss():
     assert plots._best_val(rows) == (3.0, 0.4)
 
 
+def test_training_summary_lists_the_best_loss_once():
+    rows = [epoch_row(0, 0.9), epoch_row(1, 0.4)]
+    lines = plots._summary_lines(rows, {"best_val_main_task_loss": 0.4, "epochs_completed": 2})
+    assert [line for line in lines if "best_val_main_task_loss" in line] == ["best_val_main_task_loss: 0.4"]
+    assert "best epoch: 1" in lines and "epochs_completed: 2" in lines
+
+
+def bar_heights(fig):
+    return [round(bar.get_height(), 6) for ax in fig.axes for bar in ax.patches]
+
+
+def test_one_patients_mae_is_six_labelled_bars_without_mean_lines():
+    fig = plots.per_patient_mae_figure({"p1": [1.5, 2, 3, 4, 5, 6]})
+    assert bar_heights(fig) == [1.5, 2, 3, 4, 5, 6]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["MAE (mm)", "MAE (deg)"]
+    assert not any(ax.lines for ax in fig.axes)  # no mean line equal to its only bar
+    labels = [text.get_text() for ax in fig.axes for text in ax.texts]
+    assert labels == ["1.5", "2", "3", "4", "5", "6"]
+
+
+def test_several_patients_mae_has_a_bar_per_patient_and_a_mean_line_per_axis():
+    fig = plots.per_patient_mae_figure({"p1": [1, 2, 3, 4, 5, 6], "p2": [3, 2, 1, 0, 1, 2]})
+    assert len(fig.axes) == 6 and all(len(ax.patches) == 2 for ax in fig.axes)
+    assert [ax.lines[0].get_ydata()[0] for ax in fig.axes] == [2, 2, 2, 2, 3, 4]
+
+
 def test_metrics_are_formatted_with_their_unit():
     assert plots._format_metric("test_mae_x_mm", 1.23456) == "1.235 mm"
     assert plots._format_metric("rotation_error_deg", 2.0) == "2 deg"

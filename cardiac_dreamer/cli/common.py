@@ -1,14 +1,36 @@
-"""What every command shares: log format, and turning a library error into one line and an exit code."""
+"""What every command shares: the parser (``--version``, both flag spellings, one-line errors), the log format,
+and turning a library error into one line and an exit code."""
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+from typing import NoReturn, Union
 
 from ..errors import CardiacDreamerError
+from ..version import __version__
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser: ``--version``, and a mistake on the command line as one ``error: ...`` line, exit 2, the
+    way a library error is reported (argparse's usage block buries the message)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_flag(container: Union[argparse.ArgumentParser, argparse._ArgumentGroup], flag: str, **kwargs) -> None:
+    """``--data_dir`` that also answers to ``--data-dir``: the guide writes underscores, most tools hyphens."""
+    names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])
+    container.add_argument(*names, dest=flag.lstrip("-"), **kwargs)
 
 
 def configure_logging() -> None:

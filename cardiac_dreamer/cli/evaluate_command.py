@@ -15,27 +15,31 @@ from ..errors import CardiacDreamerError
 from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
 from ..navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
 from ..session import PLANNERS
-from .common import configure_logging, report_error
+from .common import CommandParser, add_flag, configure_logging, report_error
 
 
 NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "follow_noise", "history", "planner", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="cardiac-evaluate",
         description="Evaluate a cardiac_dreamer checkpoint on the patient split and with the normalization "
         "statistics it recorded; writes metrics.json, predictions.csv and plots.",
     )
-    parser.add_argument("--checkpoint", required=True, help="a run's .ckpt, e.g. outputs/run_X/checkpoints/best.ckpt")
-    parser.add_argument("--data_dir", help="data directory (default: the one recorded in the checkpoint)")
-    parser.add_argument("--split", default="test", choices=SPLIT_CHOICES, help="patients to evaluate (default: test)")
-    parser.add_argument("--patients", type=_patient_list, help="comma-separated patient ids of the split, e.g. a,b")
-    parser.add_argument(
-        "--output_dir", help="where to write (default: evaluation_<split>_<timestamp>/ in the checkpoint's run)"
-    )
-    parser.add_argument("--batch_size", type=_positive_int, default=32, help="pairs per forward pass (default: 32)")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ...")
+    data = parser.add_argument_group("checkpoint and data")
+    add_flag(data, "--checkpoint", required=True,
+             help="a run's .ckpt, e.g. outputs/latest/checkpoints/best.ckpt")
+    add_flag(data, "--data_dir", help="data directory (default: the one recorded in the checkpoint)")
+    add_flag(data, "--split", default="test", choices=SPLIT_CHOICES, help="patients to evaluate (default: test)")
+    add_flag(data, "--patients", type=_patient_list, help="comma-separated patient ids of the split, e.g. a,b "
+             "(default: all of them)")
+    run = parser.add_argument_group("running")
+    add_flag(run, "--batch_size", type=_positive_int, default=32, help="pairs per forward pass (default: 32)")
+    add_flag(run, "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ... "
+             "(default: auto)")
+    add_flag(parser.add_argument_group("output"), "--output_dir", help="where to write (default: "
+             "evaluation_<split>_<timestamp>/ in the checkpoint's run)")
     _add_navigation_flags(parser)
     return parser
 
@@ -50,24 +54,24 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
         "episode_strip.png into navigation_<timestamp>/ in the checkpoint's run (or --output_dir)",
     )
     group.add_argument("--navigate", action="store_true", help="run closed-loop guidance instead of evaluation")
-    group.add_argument("--episodes", type=_positive_int, help="episodes per policy, dealt to the patients in turn "
-                       f"(default: {NavigationSettings.episodes})")
-    group.add_argument("--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
-                       f"{EpisodeSettings.max_steps})")
-    group.add_argument("--start_range", type=_start_range, help="starts uniform within this box around the view, "
-                       f"e.g. 20mm,20deg (default: {EpisodeSettings.start_range_mm:g}mm,"
-                       f"{EpisodeSettings.start_range_deg:g}deg)")
-    group.add_argument("--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
-                       "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
-                       f"{EpisodeSettings.follow_noise:g})")
-    group.add_argument("--history", type=_history_list, help="comma-separated frames of history fused by the "
-                       "session, one model policy each (default: "
-                       f"{','.join(map(str, NavigationSettings.histories))})")
-    group.add_argument("--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
-                       "(the world model picks among candidate moves), comma-separated (default: "
-                       f"{','.join(NavigationSettings.planners)})")
-    group.add_argument("--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
-                       f"{EpisodeSettings.seed})")
+    add_flag(group, "--episodes", type=_positive_int, help="episodes per policy, dealt to the patients in turn "
+             f"(default: {NavigationSettings.episodes})")
+    add_flag(group, "--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
+             f"{EpisodeSettings.max_steps})")
+    add_flag(group, "--start_range", type=_start_range, help="starts uniform within this box around the view, "
+             f"e.g. 20mm,20deg (default: {EpisodeSettings.start_range_mm:g}mm,"
+             f"{EpisodeSettings.start_range_deg:g}deg)")
+    add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
+             "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
+             f"{EpisodeSettings.follow_noise:g})")
+    add_flag(group, "--history", type=_history_list, help="comma-separated frames of history fused by the "
+             "session, one model policy each (default: "
+             f"{','.join(map(str, NavigationSettings.histories))})")
+    add_flag(group, "--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
+             "(the world model picks among candidate moves), comma-separated (default: "
+             f"{','.join(NavigationSettings.planners)})")
+    add_flag(group, "--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
+             f"{EpisodeSettings.seed})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

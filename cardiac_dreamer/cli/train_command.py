@@ -1,4 +1,4 @@
-"""``cardiac-train``: flags -> config -> :func:`cardiac_dreamer.experiment.run_training`.
+"""``cardiac-train``: flags -> config -> the mode they select, from :data:`MODES`.
 
 The only place that knows about argparse, exit codes and printing for humans. Precedence: defaults < YAML
 (``--config``) < flags; on ``--resume_from_checkpoint`` the stopped run's config takes the place of the defaults.
@@ -8,90 +8,126 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..config import Config, apply_overrides, load_yaml, merge, resolve_config_path
-from ..errors import CardiacDreamerError, ConfigError, Interrupted
+from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, apply_overrides, load_yaml, merge, \
+    resolve_config_path
+from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
-from .common import EXIT_INTERRUPTED, configure_logging, report_error
+from .common import EXIT_INTERRUPTED, CommandParser, add_flag, configure_logging, report_error
 
 DEMO_PATIENTS = 6  # the demo phantom: 4 train, 1 val, 1 test patient; 250 independent pairs each
 # The demo on top of the debug preset: every pair of the phantom, enough epochs to learn it, bf16 where the CPU
 # has it (fp32 otherwise), all within 5 minutes on 2 CPU cores.
 DEMO_SETTINGS = {"data.max_pairs_per_patient": 250, "training.max_epochs": 8, "training.precision": "16"}
 
-# flag name -> (config key, type, help)
+# --help group -> {flag name: (config key, type, help)}; each flag's default is Config's, shown in --help.
 CONFIG_FLAGS = {
-    "data_dir": ("data.data_dir", str, "folder holding one sub-folder per patient"),
-    "grouping_file": ("data.grouping_file", str, "JSON {folder: patient_id} for several scans of one person"),
-    "image_size": ("data.image_size", int, "images are resized to this square size"),
-    "train_patients": ("data.train_patients", str, "comma-separated patients for training (manual split)"),
-    "val_patients": ("data.val_patients", str, "comma-separated patients for validation (manual split)"),
-    "test_patients": ("data.test_patients", str, "comma-separated patients for testing (manual split)"),
-    "variant": ("model.variant", str, "dreamer (world model) or direct (image alone)"),
-    "token_type": ("model.token_type", str, "channel or spatial"),
-    "d_model": ("model.d_model", int, "transformer width"),
-    "num_heads": ("model.num_heads", int, "attention heads"),
-    "num_layers": ("model.num_layers", int, "transformer layers"),
-    "batch_size": ("training.batch_size", int, "samples per batch"),
-    "max_epochs": ("training.max_epochs", int, "maximum number of epochs"),
-    "lr": ("training.lr", float, "learning rate"),
-    "precision": ("training.precision", str, "32, 16 or bf16"),
-    "accumulate_grad_batches": ("training.accumulate_grad_batches", int, "batches per optimizer step"),
-    "gradient_clip_val": ("training.gradient_clip_val", float, "max gradient norm (0 disables)"),
-    "early_stop_patience": ("training.early_stop_patience", int, "epochs without improvement before stopping"),
-    "scheduler": ("training.scheduler", str, "plateau, cosine, onecycle or none"),
-    "num_workers": ("training.num_workers", int, "data-loading worker processes"),
-    "device": ("training.device", str, "auto, cpu, cuda, cuda:1, mps"),
-    "seed": ("training.seed", int, "one seed for everything"),
-    "cv": ("data.cv_folds", int, "cross-patient K-fold cross-validation"),
+    "data": {
+        "data_dir": ("data.data_dir", str, "folder holding one sub-folder per patient"),
+        "grouping_file": ("data.grouping_file", str, "JSON {folder: patient_id} for several scans of one person"),
+        "image_size": ("data.image_size", int, "images are resized to this square size, in pixels"),
+        "train_patients": ("data.train_patients", str, "comma-separated patients for training (manual split)"),
+        "val_patients": ("data.val_patients", str, "comma-separated patients for validation (manual split)"),
+        "test_patients": ("data.test_patients", str, "comma-separated patients for testing (manual split)"),
+    },
+    "model": {
+        "variant": ("model.variant", str, "dreamer (world model) or direct (image alone)"),
+        "token_type": ("model.token_type", str, "channel: 512 tokens of h*w values; spatial: h*w tokens of 512"),
+        "d_model": ("model.d_model", int, "transformer width"),
+        "num_heads": ("model.num_heads", int, "attention heads"),
+        "num_layers": ("model.num_layers", int, "transformer layers"),
+    },
+    "training": {
+        "batch_size": ("training.batch_size", int, "samples per batch"),
+        "max_epochs": ("training.max_epochs", int, "maximum number of epochs"),
+        "lr": ("training.lr", float, "learning rate"),
+        "precision": ("training.precision", str, "16: fp16 on CUDA, bf16 on a capable CPU"),
+        "accumulate_grad_batches": ("training.accumulate_grad_batches", int, "batches per optimizer step"),
+        "gradient_clip_val": ("training.gradient_clip_val", float, "max gradient norm (0 disables)"),
+        "early_stop_patience": ("training.early_stop_patience", int, "epochs without improvement before stopping"),
+        "scheduler": ("training.scheduler", str, "the learning-rate schedule (cosine: with linear warmup)"),
+        "num_workers": ("training.num_workers", int, "data-loading worker processes"),
+        "device": ("training.device", str, "auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps"),
+        "seed": ("training.seed", int, "one seed for everything"),
+    },
+    "modes": {
+        "cv": ("data.cv_folds", int, "cross-patient K-fold cross-validation (K >= 2) instead of one run"),
+    },
+}
+FLAG_KEYS = {flag: key for flags in CONFIG_FLAGS.values() for flag, (key, _, _) in flags.items()}
+# Values the config accepts for a flag, listed in --help; the config checks them (and takes spellings like 16-mixed).
+CHOICES = {"variant": VARIANTS, "token_type": TOKEN_TYPES, "precision": PRECISIONS, "scheduler": SCHEDULERS}
+GROUP_TITLES = {
+    "modes": "modes (one at a time; plain training without any)",
+    "configuration": "configuration (defaults < --config < --set and the flags below)",
+    "data": "data", "model": "model", "training": "training", "output": "output",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="cardiac-train", description="Train a Cardiac Dreamer model with cross-patient splits.",
+    parser = CommandParser(
+        prog="cardiac-train",
+        description="Train a Cardiac Dreamer model with cross-patient splits. Without data, try "
+        "`cardiac-train --demo`: it writes a synthetic phantom and trains on it in minutes.",
     )
-    _add(parser, "--config", help="preset name (production, debug) or path to a YAML file")
-    _add(parser, "--output_dir", help="where run directories are created (default: outputs)")
-    _add(parser, "--resume_from_checkpoint", help="continue the run of this last.ckpt")
-    _add(parser, "--manual_splits", action="store_true", default=None,
-         help="use --train_patients/--val_patients/--test_patients instead of the automatic split")
-    _add(parser, "--demo", action="store_true",
-         help="write the synthetic phantom into OUTPUT_DIR/demo_data and train the debug preset on it")
-    _add(parser, "--deterministic", action="store_true", default=None, help="deterministic algorithms")
-    _add(parser, "--no_progress", action="store_true", help="no progress bars")
-    _add(parser, "--check_data", action="store_true",
-         help="validate the data directory against every rule, print a summary, and exit without training")
-    _add(parser, "--compare", action="store_true",
-         help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
-    _add(parser, "--seeds", type=int, metavar="N",
-         help="with --cv: repeat every fold with N consecutive training seeds (mean ± std over folds x seeds)")
-    _add(parser, "--resume_cv", metavar="CV_DIR", help="continue a cross-validation run, skipping finished folds")
-    _add(parser, "--benchmark", action="store_true",
-         help="measure training throughput and memory for this config and print one JSON line")
-    _add(parser, "--data_only", action="store_true",
-         help="with --benchmark: measure the data loader alone (images/s, memory) with 0, 2 and 4 workers")
-    _add(parser, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-         help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
-    for flag, (key, kind, text) in CONFIG_FLAGS.items():
-        _add(parser, f"--{flag}", type=kind, help=f"{text} ({key})")
+    groups = {name: parser.add_argument_group(title) for name, title in GROUP_TITLES.items()}
+    modes = groups["modes"]
+    add_flag(modes, "--demo", action="store_true",
+             help="write the synthetic phantom into OUTPUT_DIR/demo_data (or use --data_dir) and train the debug "
+             "preset on it; combines with --check_data, --benchmark and --cv")
+    add_flag(modes, "--check_data", action="store_true",
+             help="validate the data directory against every rule, print a summary, and exit without training")
+    add_flag(modes, "--benchmark", action="store_true",
+             help="measure training throughput and memory for this config and print one JSON line")
+    add_flag(modes, "--data_only", action="store_true",
+             help="with --benchmark: measure the data loader alone (images/s, memory) with 0, 2 and 4 workers")
+    add_flag(modes, "--resume_from_checkpoint", metavar="LAST_CKPT",
+             help="continue the run of this last.ckpt (flags given override its stored config)")
+    add_flag(modes, "--resume_cv", metavar="CV_DIR", help="continue a cross-validation run, skipping finished folds")
+    _add_config_flags(modes, CONFIG_FLAGS["modes"], metavar="K")
+    add_flag(modes, "--compare", action="store_true",
+             help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
+    add_flag(modes, "--seeds", type=int, metavar="N",
+             help="with --cv: repeat every fold with N consecutive training seeds (mean ± std over folds x seeds)")
+
+    configuration = groups["configuration"]
+    add_flag(configuration, "--config", metavar="PRESET_OR_YAML",
+             help="preset name (production, debug) or path to a YAML file (default: the guide's values)")
+    add_flag(configuration, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+             help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
+
+    add_flag(groups["data"], "--manual_splits", action="store_true", default=None,
+             help="use --train_patients/--val_patients/--test_patients instead of the automatic 70/15/15 split")
+    add_flag(groups["training"], "--deterministic", action="store_true", default=None,
+             help="deterministic algorithms (default: off)")
+    for section in ("data", "model", "training"):
+        _add_config_flags(groups[section], CONFIG_FLAGS[section])
+
+    add_flag(groups["output"], "--output_dir", help="where run directories are created (default: outputs)")
+    add_flag(groups["output"], "--no_progress", action="store_true", help="no progress bars")
     return parser
 
 
-def _add(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
-    """Every flag also answers to its hyphenated spelling (``--data-dir``)."""
-    names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])
-    parser.add_argument(*names, dest=flag.lstrip("-"), **kwargs)
+def _add_config_flags(group, flags: Dict[str, tuple], metavar: Optional[str] = None) -> None:
+    """One flag per config key: its choices as the metavar, its help ending with the config's default."""
+    defaults = Config().to_dict()
+    for flag, (key, kind, text) in flags.items():
+        section, name = key.split(".")
+        default = defaults[section][name]
+        shown = "{" + ",".join(CHOICES[flag]) + "}" if flag in CHOICES else metavar
+        add_flag(group, f"--{flag}", type=kind, metavar=shown,
+                 help=f"{text} (default: {default if default or default == 0 else 'none'}; {key})")
 
 
 def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
     """The config values the user set on the command line, as ``{"section.key": value}``."""
-    overrides = {key: getattr(args, flag) for flag, (key, _, _) in CONFIG_FLAGS.items()}
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
     if args.manual_splits or any(getattr(args, f) for f in ("train_patients", "val_patients", "test_patients")):
         overrides["data.manual_splits"] = True
     if args.deterministic:
@@ -120,11 +156,18 @@ def resolve_config(args: argparse.Namespace, base: Optional[Config] = None,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    chosen = selected_mode(parser, args)
     configure_logging()
     log_process_policies()
     try:
-        return _train(args, list(sys.argv if argv is None else ["cardiac-train", *argv]))
+        config = _config(args, chosen)
+        mode = chosen or (CROSS_VALIDATION if config.data.cv_folds else TRAINING)
+        if (args.compare or args.seeds) and mode is not CROSS_VALIDATION:
+            raise CardiacDreamerError(f"--{'compare' if args.compare else 'seeds'} applies to cross-validation "
+                                      "folds: add --cv K")
+        return mode.run(args, config, list(sys.argv if argv is None else ["cardiac-train", *argv]))
     except Interrupted as stopped:
         print(f"interrupted; {stopped}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -139,42 +182,58 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _train(args: argparse.Namespace, argv: List[str]) -> int:
-    from ..checkpoint import load_training_state
+def _config(args: argparse.Namespace, mode: Optional["Mode"]) -> Config:
+    """The resumed run's config, the demo's, or defaults < YAML < flags with a data directory that exists."""
+    if args.resume_from_checkpoint:
+        from ..checkpoint import load_training_state
+
+        resume = Path(args.resume_from_checkpoint)
+        stored = load_training_state(resume).config
+        return resolve_config(args, base=Config.from_dict(stored, source=f"{resume} config"))
+    if args.demo:
+        return _demo_config(args, _output_dir(args))
+    config = resolve_config(args)
+    if (mode is None or mode.reads_data) and not Path(config.data.data_dir).exists():
+        raise DataError(f"{config.data.data_dir}: data directory not found; try `cardiac-train --demo` (a synthetic "
+                        "phantom, no data needed) or give yours with --data_dir DIR")
+    return config
+
+
+def _output_dir(args: argparse.Namespace) -> Path:
+    return Path(args.output_dir or "outputs")
+
+
+def _check_data(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
+    from ..doctor import check_data
+
+    print(check_data(config.data, composition=config.model.composition).summary())
+    return 0
+
+
+def _benchmark(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
+    from ..loader_throughput import measure_loader
+    from ..throughput import run_benchmark
+
+    for result in measure_loader(config) if args.data_only else [run_benchmark(config)]:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
+    from ..cross_validation import run_cross_validation
+
+    cv = run_cross_validation(config, _output_dir(args), compare=args.compare, resume_dir=args.resume_cv,
+                              argv=argv, progress=not args.no_progress, seeds=args.seeds or 1)
+    print(f"cross-validation directory: {cv.cv_dir}")
+    print(cv.summary_table())
+    return 0
+
+
+def _train(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
     from ..pipeline import run_training
 
-    output_dir = Path(args.output_dir or "outputs")
+    output_dir = _output_dir(args)
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    if resume is not None:
-        state = load_training_state(resume)
-        config = resolve_config(args, base=Config.from_dict(state.config, source=f"{resume} config"))
-        del state
-    elif args.demo:
-        config = _demo_config(args, output_dir)
-    else:
-        config = resolve_config(args)
-    if args.check_data:
-        from ..doctor import check_data
-
-        print(check_data(config.data, composition=config.model.composition).summary())
-        return 0
-    if args.benchmark:
-        from ..loader_throughput import measure_loader
-        from ..throughput import run_benchmark
-
-        for result in measure_loader(config) if args.data_only else [run_benchmark(config)]:
-            print(json.dumps(result), flush=True)
-        return 0
-    if (args.compare or args.seeds) and not (args.resume_cv or config.data.cv_folds):
-        raise CardiacDreamerError("--compare and --seeds apply to cross-validation folds: add --cv K")
-    if args.resume_cv or config.data.cv_folds:
-        from ..cross_validation import run_cross_validation
-
-        cv = run_cross_validation(config, output_dir, compare=args.compare, resume_dir=args.resume_cv,
-                                  argv=argv, progress=not args.no_progress, seeds=args.seeds or 1)
-        print(f"cross-validation directory: {cv.cv_dir}")
-        print(cv.summary_table())
-        return 0
     outcome = run_training(config, output_dir=output_dir, resume_from=resume, argv=argv,
                            progress=not args.no_progress)
     fit = outcome.fit
@@ -186,6 +245,43 @@ def _train(args: argparse.Namespace, argv: List[str]) -> int:
         print(outcome.test_report.summary_table())
         print(f"test evaluation: {outcome.test_evaluation_dir}")
     return 0
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What ``cardiac-train`` does: ``flag`` selects it (None: the default), ``run(args, config, argv)`` does it."""
+
+    flag: Optional[str]
+    run: Callable[[argparse.Namespace, Config, List[str]], int]
+    with_demo: bool = True  # --demo may supply its data
+    reads_data: bool = True  # reads the configured data directory (a resume reads what its run recorded)
+
+
+TRAINING = Mode(None, _train)
+CROSS_VALIDATION = Mode("cv", _cross_validate)
+MODES = (
+    Mode("check_data", _check_data),
+    Mode("benchmark", _benchmark),
+    CROSS_VALIDATION,
+    Mode("resume_cv", _cross_validate, with_demo=False, reads_data=False),
+    Mode("resume_from_checkpoint", _train, with_demo=False, reads_data=False),
+)
+NEEDS = {"data_only": "benchmark"}  # flag -> the mode it only modifies
+
+
+def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Optional[Mode]:
+    """The mode the flags select (None: plain training, or cross-validation when the config asks for folds); two
+    modes at once, --demo where it has no place, or a modifier without its mode is a usage error naming both."""
+    chosen = [mode for mode in MODES if getattr(args, mode.flag) not in (None, False, 0)]
+    if len(chosen) > 1:
+        parser.error(f"--{chosen[0].flag} and --{chosen[1].flag} are different modes: choose one")
+    if args.demo and chosen and not chosen[0].with_demo:
+        parser.error(f"--demo and --{chosen[0].flag} cannot be combined: a resumed run keeps the data it started "
+                     "with")
+    for flag, needed in NEEDS.items():
+        if getattr(args, flag) and not getattr(args, needed):
+            parser.error(f"--{flag} needs --{needed}")
+    return chosen[0] if chosen else None
 
 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:

@@ -33,6 +33,10 @@ class TopKCheckpoints:
     def best_score(self) -> Optional[float]:
         return self.entries[0]["score"] if self.entries else None
 
+    def path_of(self, epoch: int) -> Optional[Path]:
+        """The top-k file of ``epoch``, or None when that epoch did not rank (or was evicted)."""
+        return next((self.directory / e["file"] for e in self.entries if e["epoch"] == epoch), None)
+
     def qualifies(self, score: float) -> bool:
         if not math.isfinite(score):  # a NaN metric is never ranked
             return False

@@ -22,6 +22,7 @@ from ..checkpoint import ModelCheckpoint, TrainingState, load_training_state, sa
 from ..config import Config
 from ..devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError
+from ..fileio import link_or_copy
 from ..names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 from ..run_dir import RunDirectory
 from ..task import GuidanceTask
@@ -186,7 +187,7 @@ class Trainer:
                 logger.close()
         final = None
         if main:
-            final = save_checkpoint(self.run.final_model, self._model_checkpoint(self.epoch - 1, {}))
+            final = self._save_final_model()
         dist.barrier()
         return FitResult(self.top_k.best_path, self.top_k.best_score, self.epoch, self.global_step,
                          stop_reason, final)
@@ -354,6 +355,15 @@ class Trainer:
             nonfinite_steps=self.nonfinite_steps,
             rng=rng_state(),
         )
+
+    def _save_final_model(self) -> Path:
+        """The weights training ended with: a hard link to the last epoch's top-k file when it ranked (the same
+        bytes, no second copy on disk), else a new file."""
+        ranked = self.top_k.path_of(self.epoch - 1)
+        if ranked is None:
+            return save_checkpoint(self.run.final_model, self._model_checkpoint(self.epoch - 1, {}))
+        link_or_copy(ranked, self.run.final_model)
+        return self.run.final_model
 
     def _save_epoch_checkpoints(self, epoch: int, score: float, metrics: Mapping[str, float]) -> None:
         self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_checkpoint(epoch, metrics)))

@@ -1,0 +1,47 @@
+"""``pip install -e .`` alone is enough to train: every package the library imports is an install requirement, and
+none is a test tool (pytest belongs to the ``dev`` extra, for the tests only)."""
+import ast
+import configparser
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DISTRIBUTION_OF = {"PIL": "pillow", "yaml": "pyyaml"}  # import name -> the name pip installs it by
+
+
+def install_requires():
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    lines = parser["options"]["install_requires"].split()
+    return {re.split(r"[<>=!~;\[ ]", line)[0].lower() for line in lines if line}
+
+
+def imported_top_level_modules():
+    """Absolute imports anywhere in the package (function-level ones too), by top-level module."""
+    modules = {}
+    for path in (REPO / "cardiac_dreamer").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            for name in names:
+                modules.setdefault(name.split(".")[0], path.relative_to(REPO))
+                if name.startswith("torch.utils.tensorboard"):
+                    modules.setdefault("tensorboard", path.relative_to(REPO))
+    return modules
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names is new in Python 3.10")
+def test_every_package_the_library_imports_is_an_install_requirement():
+    required = install_requires()
+    third_party = {module: where for module, where in imported_top_level_modules().items()
+                   if module not in sys.stdlib_module_names and module != "cardiac_dreamer"}
+    missing = {module: str(where) for module, where in third_party.items()
+               if DISTRIBUTION_OF.get(module, module).lower() not in required}
+    assert missing == {}
+    assert "pytest" not in third_party and "pytest" not in required
