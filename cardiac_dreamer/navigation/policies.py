@@ -37,7 +37,7 @@ class SessionPolicy:
         self.name, self.session = name, session
         settings = session.settings
         self.description = (f"the model's GuidanceSession, history {settings.history} "
-                            f"({settings.history + 1} frames fused by their median), planner '{settings.planner}'")
+                            f"(moves on the median of {settings.history + 1} looks at each pose), planner '{settings.planner}'")
 
     def start(self) -> None:
         self.session.reset()
