@@ -208,11 +208,13 @@ def summary_table(result: NavigationResult) -> str:
                  "bootstrap]; success: every component of the true final pose within 5 mm / 5 deg (10 / 10); false "
                  "arrival: said arrived, was not (of those that said so)")
     if result.paired:
-        lines.append(f"paired, same episodes: {'A - B':30}{'success 5/5':>22}{'false arrivals':>22}{'final mm':>20}")
+        width = max(len(pair) for pair in result.paired) + 2
+        lines.append("paired on the same episodes, A - B:")
+        lines.append(f"{'':{width}}{'success 5/5':>20}{'false arrivals':>20}{'final mm':>24}")
         for pair, differences in result.paired.items():
-            lines.append(f"{'':23}{pair:30}{_points(differences['success_5']):>22}"
-                         f"{_points(differences['false_arrival_of_episodes']):>22}"
-                         f"{_mean(differences['final_translation_error_mm']):>20}")
+            lines.append(f"{pair:{width}}{_difference(differences['success_5'], 100, 0):>20}"
+                         f"{_difference(differences['false_arrival_of_episodes'], 100, 0):>20}"
+                         f"{_difference(differences['final_translation_error_mm'], 1, 1):>24}")
         lines.append("paired: differences in points of % of all episodes (false arrivals: ended saying arrived, "
                      "were not) and in mm, [95 % hierarchical bootstrap]; an interval excluding 0 is a difference")
     return "\n".join(lines)
@@ -230,11 +232,12 @@ def _rate(entry: Dict[str, Any]) -> str:
     return f"{100 * entry['value']:.0f}% [{100 * low:.0f}-{100 * high:.0f}]"
 
 
-def _points(entry: Dict[str, Any]) -> str:
+def _difference(entry: Dict[str, Any], scale: float, decimals: int) -> str:
+    """A signed difference and its interval, e.g. ``+12 [+3, +21]``."""
     if entry["value"] is None:
         return "n/a"
-    low, high = entry["interval"]
-    return f"{100 * entry['value']:+.0f} [{100 * low:+.0f}, {100 * high:+.0f}]"
+    low, high = (scale * bound for bound in entry["interval"])
+    return f"{scale * entry['value']:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}]"
 
 
 def _mean(entry: Dict[str, Any]) -> str:
