@@ -76,7 +76,8 @@ class Guidance:
     """
 
     pose: np.ndarray  # [6] fused estimate of the probe pose
-    move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice)
+    move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice); zeros
+    # while the session asks the sonographer to hold still for another look
     arrived: bool  # the estimate is within the arrival threshold on every component
     frames_fused: int  # how many estimates the fused one rests on (1 + carried-forward ones)
     spread_mm: Optional[float]
@@ -109,7 +110,8 @@ class GuidanceSession:
 
     ``session = load_model("best.ckpt").session(history=4)``; then per frame
     ``guidance = session.update(frame, executed_move)`` with ``executed_move`` None on the first frame or whenever
-    the motion since the last frame is unknown (the history is then dropped).
+    the motion since the last frame is unknown (the history is then dropped). With ``history`` > 0 it first asks
+    to hold still (a zero move) until ``history + 1`` looks at the pose agree (see the module docstring).
     """
 
     def __init__(self, predictor: PosePredictor, settings: Optional[SessionSettings] = None):
@@ -122,7 +124,8 @@ class GuidanceSession:
         self.predictor = predictor
         self.settings = settings
         self._estimates = torch.zeros(0, 6, dtype=torch.float64)  # [k, 6] past estimates, carried to the last frame
-        self.reset()
+        self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # the last (fused pose, suggested move): the
+        # move the estimates above chose
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
@@ -139,8 +142,7 @@ class GuidanceSession:
     def reset(self) -> None:
         """Forget every past frame (a new patient, or the probe left the skin)."""
         self._estimates = self._estimates[:0]
-        self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # (fused pose [6], suggested move [6]) of the
-        # last update: the move and the estimates that chose it
+        self._last = None
 
     def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
         """Fuse this frame with the independent history carried through ``executed_move`` (mm, degrees) and say

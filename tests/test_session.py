@@ -43,7 +43,8 @@ class KnownPredictor:
         self.rng = np.random.default_rng(seed)
 
     def look(self, image) -> SimpleNamespace:
-        return SimpleNamespace(pose=self.predict(image), imagine=lambda moves: self.predict([image] * len(moves), moves))
+        return SimpleNamespace(pose=self.predict(image),
+                               imagine=lambda moves: self.predict([image] * len(moves), moves))
 
     def predict(self, images, moves=None) -> np.ndarray:
         if moves is None:
