@@ -123,7 +123,13 @@ def test_wilson_intervals_stay_inside_zero_and_one():
     assert low == pytest.approx(0.839, abs=1e-3) and high == 1.0
 
 
-def test_the_interval_widens_when_episodes_share_patients():
+def test_holding_still_for_another_look_is_not_a_move():
+    # An exact model with history 2: three looks at the start, one move, three looks at the view, "arrived".
+    episodes = episodes_of(model_policy(KnownPredictor(), history=2), EpisodeSettings(follow_noise=0.0), 3)
+    assert summarize(episodes)["steps_to_success"]["value"] == 1.0
+    assert all(len(episode.steps) == 6 and episode.said_arrived for episode in episodes)
+
+
     # 40 episodes whose outcome is mostly the patient's: 4 patients of 10 episodes say less than 40 patients.
     rng = np.random.default_rng(0)
     patient_effect = np.repeat([0.0, 1.0, 2.0, 3.0], 10)

@@ -39,8 +39,8 @@ DEFINITIONS = {
     "5 mm / 5 degrees; null when no episode said 'arrived'",
     "final_translation_error_mm": "mean Euclidean distance of the true final (x, y, z) from the view",
     "final_rotation_error_deg": "mean geodesic angle between the true final orientation and the view's",
-    "steps_to_success": "mean number of moves executed, over the episodes that succeeded at 5 mm / 5 degrees; null "
-    "when none did",
+    "steps_to_success": "mean number of (non-zero) moves executed, over the episodes that succeeded at 5 mm / 5 "
+    "degrees; null when none did; holding still for another look is not a move but uses a frame of max_steps",
     "path_length_mm": "mean over episodes of the summed Euclidean length of the executed moves' translations",
     "path_length_deg": "mean over episodes of the summed rotation angles of the executed moves",
     "interval": "95 %, [low, high]: percentile bootstrap resampling patients, then each patient's episodes (2000 "
@@ -68,7 +68,7 @@ def episode_scores(episode: Episode) -> Dict[str, Any]:
         **success,
         "said_arrived": episode.said_arrived,
         "false_arrival_of_episodes": episode.said_arrived and not success[f"success_{SUCCESS_THRESHOLDS[0]:g}"],
-        "moves": len(moves),
+        "moves": int(moves.any(-1).sum()),  # a zero move (holding still for another look) is no move
         "final_translation_error_mm": float(translation_errors(view, final)[0]),
         "final_rotation_error_deg": float(rotation_errors(view, final)[0]),
         "path_length_mm": float(translation_errors(nothing, moves).sum()) if len(moves) else 0.0,
