@@ -2,11 +2,13 @@
 
     OMP_NUM_THREADS=2 python benchmarks/session_latency.py --presets production,debug --planners direct,imagine
 
-An update is what a deployment pays per frame: preprocessing (gray conversion, resize), the model's forward pass
-(one image for ``direct``; the image and every candidate move for ``imagine``), fusion and the suggested move.
-Weights are random (latency does not depend on them); frames are phantom renders made beforehand, so rendering is
-not timed. Each line records the 1-minute load average: on a shared machine, figures measured under load are not
-the machine's.
+An update is what a deployment pays per frame: preprocessing (gray conversion, resize), one backbone pass over the
+frame, the guidance head (``direct``) or the head and the dreamer over the 17 candidate moves from the same features
+(``imagine``), fusion and the suggested move. Weights are random (latency does not depend on them); frames are
+phantom renders made beforehand, so rendering is not timed. The moves between frames are not the ones the session
+suggests, so its looks are carried forward and, after the first ``history`` updates (the warm-up), every update
+fuses ``history + 1`` looks and plans. Each line records the 1-minute load average: on a shared machine, figures
+measured under load are not the machine's.
 """
 from __future__ import annotations
 
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
     parser.add_argument("--planners", default="direct,imagine", help=f"among {', '.join(PLANNERS)}")
     parser.add_argument("--history", type=int, default=4, help="frames fused besides the current one")
     parser.add_argument("--updates", type=int, default=20, help="measured updates (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=3, help="updates run first and not measured")
+    parser.add_argument("--warmup", type=int, default=5, help="updates run first and not measured (more than "
+                        "--history: the first ones hold still and plan nothing)")
     args = parser.parse_args(argv)
     for preset in args.presets.split(","):
         for planner in args.planners.split(","):

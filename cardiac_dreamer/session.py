@@ -1,18 +1,26 @@
 """``GuidanceSession``: the real-time guidance loop's runtime, one frame in, one piece of guidance out.
 
 A single frame's pose estimate is noisy (speckle, a model's local errors). Between two frames the probe moved by a
-move the caller knows (a tracker, a robot, or the simulator), so each past estimate can be carried forward through
-the moves executed since and fused with the current one: several looks at the same pose, from different places.
+move the caller knows (a tracker, a robot, or the simulator), so past estimates can be carried forward through the
+moves executed since and fused with the current one: several looks at the same pose.
 
-Fusion rule: the per-component **median** of the current estimate and the last ``history`` carried-forward ones.
+Fusion rule: the per-component **median** of the current estimate and the last ``history`` carried-forward ones
+**that are independent of the move being judged**. An estimate that chose a move is not evidence about where that
+move led: the move was built to cancel it, so carried forward it reads "at the view" whatever the move achieved
+(a model that reads 20 mm as 10 sends the probe to 10 mm, where the carried estimate says 0). So once the probe
+makes the move the session suggested (the fused pose, carried through the executed move, lands within the arrival
+threshold), the estimates that chose it are dropped and the next frame is judged on its own. Estimates carried
+through moves the session did not choose (the sonographer went elsewhere) stay.
+
+History therefore pays where looks are independent: at one pose. Until the fused pose rests on ``history + 1``
+looks, the session asks the sonographer to hold still (a zero move, not arrived) and looks again; it moves or says
+"arrived" on the median of ``history + 1`` frames of one pose (a sixth of a second of video for ``history=4`` at
+30 frames per second). ``history = 0`` is the current frame alone, as before.
+
 Why the median: one frame that throws the model (an off-sector view, a shadow) moves a mean by a fifth of its
-error at ``history=4`` but a median not at all, and the median needs no tuning constant (an exponential filter
-needs a rate, which trades noise against lag and would have to be fitted per model). With exact estimates and
-exact moves every carried estimate is the current pose, so the median is exact. Its cost is lag under a biased
-model: an estimate carried from far away keeps the bias it had there, so history helps a model whose errors are
-noise and can slow one whose errors shrink toward the mean (measure both with ``cardiac-evaluate --navigate``).
-Angles are combined as numbers, which is right for the tens of degrees around the view that guidance works in,
-not near +-180 degrees.
+error at ``history=4`` but a median not at all, and the median needs no tuning constant. Repeated looks average
+out noise (fresh speckle), not a model's bias at that pose. Angles are combined as numbers, which is right for the
+tens of degrees around the view that guidance works in, not near +-180 degrees.
 
 Importing this module loads torch and the model code, never matplotlib nor the trainer.
 """
@@ -37,6 +45,15 @@ PLAN_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
 PLAN_NUDGE = 0.25
 
 
+class FrameLook(Protocol):
+    """One frame as a model encoded it: :class:`~cardiac_dreamer.evaluation.predictor.Look` is one."""
+
+    pose: np.ndarray  # [6] the frame's own estimate
+
+    def imagine(self, moves) -> np.ndarray:
+        """``[K, 6]``: the poses imagined after each of ``moves`` [K, 6] from this frame, without encoding it again."""
+
+
 class PosePredictor(Protocol):
     """What a session needs from a model: :class:`~cardiac_dreamer.evaluation.Predictor` is one."""
 
@@ -45,7 +62,7 @@ class PosePredictor(Protocol):
     @property
     def can_imagine(self) -> bool: ...
 
-    def predict(self, images, moves=None) -> np.ndarray: ...
+    def look(self, image) -> FrameLook: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ class Guidance:
     """
 
     pose: np.ndarray  # [6] fused estimate of the probe pose
-    move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice)
+    move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice); zeros
+    # while the session asks the sonographer to hold still for another look
     arrived: bool  # the estimate is within the arrival threshold on every component
     frames_fused: int  # how many estimates the fused one rests on (1 + carried-forward ones)
     spread_mm: Optional[float]
@@ -92,7 +110,8 @@ class GuidanceSession:
 
     ``session = load_model("best.ckpt").session(history=4)``; then per frame
     ``guidance = session.update(frame, executed_move)`` with ``executed_move`` None on the first frame or whenever
-    the motion since the last frame is unknown (the history is then dropped).
+    the motion since the last frame is unknown (the history is then dropped). With ``history`` > 0 it first asks
+    to hold still (a zero move) until ``history + 1`` looks at the pose agree (see the module docstring).
     """
 
     def __init__(self, predictor: PosePredictor, settings: Optional[SessionSettings] = None):
@@ -105,6 +124,8 @@ class GuidanceSession:
         self.predictor = predictor
         self.settings = settings
         self._estimates = torch.zeros(0, 6, dtype=torch.float64)  # [k, 6] past estimates, carried to the last frame
+        self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # the last (fused pose, suggested move): the
+        # move the estimates above chose
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
@@ -121,22 +142,26 @@ class GuidanceSession:
     def reset(self) -> None:
         """Forget every past frame (a new patient, or the probe left the skin)."""
         self._estimates = self._estimates[:0]
+        self._last = None
 
     def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
-        """Fuse this frame with the history carried through ``executed_move`` (mm, degrees) and say where to go."""
-        frame_pose = np.asarray(self.predictor.predict(image), dtype=np.float64)
-        if frame_pose.size != 6:
-            raise ValueError(f"update takes one frame; got {frame_pose.size // 6} images")
-        frame_pose = frame_pose.reshape(6)
+        """Fuse this frame with the independent history carried through ``executed_move`` (mm, degrees) and say
+        where to go: a zero move while it asks the sonographer to hold still for another look."""
+        look = self.predictor.look(image)  # the frame's one pass through the backbone
+        frame_pose = np.asarray(look.pose, dtype=np.float64).reshape(6)
         self._carry(executed_move)
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
         self._estimates = torch.cat([self._estimates, current])[-(self.settings.history + 1):]  # [k + 1, 6]
         pose = np.median(self._estimates.numpy(), axis=0)  # [6]; the mean of the middle two for an even count
-        move = suggested_move(pose, self.composition)
-        if self.settings.planner == "imagine":
-            move = self._imagine_best(image, move)
+        if len(self._estimates) <= self.settings.history:
+            arrived, move = False, np.zeros(6)  # hold still: the decision waits for history + 1 looks
+        else:
+            arrived, move = self.within_arrival(pose), suggested_move(pose, self.composition)
+            if self.settings.planner == "imagine":
+                move = self._imagine_best(look, move)
+        self._last = (pose, move)
         spread_mm, spread_deg = self._spread(pose)
-        return Guidance(pose=pose, move=move, arrived=self.within_arrival(pose), frames_fused=len(self._estimates),
+        return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(self._estimates),
                         spread_mm=spread_mm, spread_deg=spread_deg, frame_pose=frame_pose)
 
     def within_arrival(self, pose: np.ndarray) -> bool:
@@ -144,15 +169,26 @@ class GuidanceSession:
         return within(pose, self.settings.arrival_mm, self.settings.arrival_deg)
 
     def _carry(self, executed_move: Optional[Sequence[float]]) -> None:
-        """Move every past estimate through the move executed since; unknown motion (None) drops them."""
+        """Move every past estimate through the move executed since; unknown motion (None) drops them, and so does
+        the move they chose (:meth:`_made_the_suggested_move`)."""
         if executed_move is None:
             self.reset()
             return
         move = torch.as_tensor(np.asarray(executed_move, dtype=np.float64).reshape(6))
         if not torch.isfinite(move).all():
             raise ValueError(f"executed_move must be 6 finite numbers (mm, degrees), got {move.tolist()}")
-        if len(self._estimates):
+        if self._made_the_suggested_move(move):
+            self.reset()
+        elif len(self._estimates):
             self._estimates = apply_move(self._estimates, move.expand_as(self._estimates), self.composition)
+
+    def _made_the_suggested_move(self, move: torch.Tensor) -> bool:
+        """Whether ``move`` is the (non-zero) move the last fused pose chose: carried through it, that pose lands
+        within the arrival threshold of the view, so its estimates would read "arrived" by construction."""
+        if self._last is None or not move.any() or not np.any(self._last[1]):
+            return False
+        landed = apply_move(torch.from_numpy(self._last[0]), move, self.composition).numpy()
+        return self.within_arrival(landed)
 
     def _spread(self, pose: np.ndarray) -> tuple[Optional[float], Optional[float]]:
         if len(self._estimates) < 2:
@@ -161,7 +197,7 @@ class GuidanceSession:
         centre = np.broadcast_to(pose, estimates.shape)
         return _rms(translation_errors(centre, estimates)), _rms(rotation_errors(centre, estimates))
 
-    def _imagine_best(self, image, suggested: np.ndarray) -> np.ndarray:
+    def _imagine_best(self, look: FrameLook, suggested: np.ndarray) -> np.ndarray:
         """The candidate move whose outcome, as the world model imagines it from this frame, is nearest the view.
 
         Candidates: the suggested move scaled by :data:`PLAN_SCALES`, and the suggested move with one axis
@@ -169,7 +205,7 @@ class GuidanceSession:
         the arrival threshold, the same test "arrived" applies.
         """
         candidates = plan_candidates(suggested)  # [K, 6]
-        imagined = np.asarray(self.predictor.predict([image] * len(candidates), candidates))  # [K, 6]
+        imagined = np.asarray(look.imagine(candidates))  # [K, 6], from the frame's features
         return candidates[int(np.argmin(self._threshold_units(imagined)))]
 
     def _threshold_units(self, poses: np.ndarray) -> np.ndarray:

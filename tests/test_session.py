@@ -7,6 +7,7 @@ knows exactly what a perfect, biased or noisy model estimates.
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -40,6 +41,10 @@ class KnownPredictor:
         self.noise_std, self.composition, self.move_gain = noise_std, composition, move_gain
         self.can_imagine = can_imagine
         self.rng = np.random.default_rng(seed)
+
+    def look(self, image) -> SimpleNamespace:
+        return SimpleNamespace(pose=self.predict(image),
+                               imagine=lambda moves: self.predict([image] * len(moves), moves))
 
     def predict(self, images, moves=None) -> np.ndarray:
         if moves is None:
@@ -99,6 +104,32 @@ def test_the_median_ignores_one_wild_frame():
     session.update(poses[3], executed_move=moves[2])
     predictor.bias = np.zeros(6)
     np.testing.assert_allclose(session.update(poses[4], executed_move=moves[3]).pose, poses[4], atol=1e-9)
+
+
+def test_the_estimates_that_chose_a_move_do_not_judge_where_it_led():
+    # At 20 mm the model reads 14 twice and sends the probe 14 mm: it lands at 6 mm, where the model reads 6.
+    # Carried through that move the first looks read 14 - 14 = 0 "by construction": the old rule's median(0, 6)
+    # = 3 mm said "arrived" 6 mm from the view. Only the frames taken after the move may judge it.
+    predictor = KnownPredictor(bias=[-6.0, 0, 0, 0, 0, 0])
+    session = GuidanceSession(predictor, SessionSettings(history=1))
+    far = np.array([20.0, 0, 0, 0, 0, 0])
+    session.update(far)
+    chosen = session.update(far, executed_move=np.zeros(6))
+    np.testing.assert_allclose(chosen.move, [-14.0, 0, 0, 0, 0, 0])
+    predictor.bias = np.zeros(6)
+    after = session.update(np.array([6.0, 0, 0, 0, 0, 0]), executed_move=chosen.move)
+    assert not after.arrived and after.frames_fused == 1
+    np.testing.assert_allclose(after.pose, [6.0, 0, 0, 0, 0, 0])
+
+
+def test_the_session_holds_still_until_history_plus_one_looks_decide():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
+    near, outside = np.array([3.0, 0, 0, 0, 0, 0]), np.array([7.0, 0, 0, 0, 0, 0])
+    holds = [session.update(near), session.update(outside, executed_move=np.zeros(6))]
+    assert all(not guidance.arrived and not guidance.move.any() for guidance in holds)
+    decided = session.update(near, executed_move=np.zeros(6))  # looks 3, 7, 3 mm: the median says 3 mm
+    assert decided.arrived and decided.frames_fused == 3
+    np.testing.assert_allclose(decided.pose, near)
 
 
 def test_the_spread_measures_how_much_the_fused_frames_disagree():
@@ -179,6 +210,26 @@ def test_a_session_on_a_checkpoint_guides_from_phantom_frames(tiny_checkpoint, p
     guidance = session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
     assert guidance.pose.shape == guidance.move.shape == (6,)
     assert np.isfinite(guidance.move).all() and guidance.frames_fused == 2
+
+
+def test_the_imagine_planner_encodes_each_frame_once(tiny_checkpoint, phantom_dir):
+    frames = sorted((phantom_dir / "phantom_04" / "ft1").glob("*.png"))[:2]
+    predictor = load_model(tiny_checkpoint, device="cpu")
+    images_encoded = []
+    predictor.model.backbone.register_forward_hook(lambda module, inputs, output: images_encoded.append(len(output)))
+    session = predictor.session(history=0, planner="imagine")
+    session.update(frames[0])
+    session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
+    assert images_encoded == [1, 1]  # the estimate and all 17 candidate moves from one pass per frame
+
+
+def test_imagining_from_one_encoding_matches_imagining_from_the_image(tiny_checkpoint, phantom_dir):
+    frame = sorted((phantom_dir / "phantom_04" / "ft1").glob("*.png"))[0]
+    predictor = load_model(tiny_checkpoint, device="cpu")
+    moves = np.random.default_rng(0).uniform(-8, 8, (5, 6))
+    look = predictor.look(frame)
+    np.testing.assert_allclose(look.pose, predictor.predict(frame), atol=1e-5)
+    np.testing.assert_allclose(look.imagine(moves), predictor.predict([frame] * 5, moves), atol=1e-4)
 
 
 def test_from_checkpoint_builds_the_same_session_as_the_predictor(tiny_checkpoint):

@@ -59,8 +59,8 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(group, "--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
              f"{EpisodeSettings.max_steps})")
     add_flag(group, "--start_range", type=_start_range, help="starts uniform within this box around the view, "
-             f"e.g. 20mm,20deg (default: {EpisodeSettings.start_range_mm:g}mm,"
-             f"{EpisodeSettings.start_range_deg:g}deg)")
+             "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: the "
+             "largest box inside that range)")
     add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
              "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
              f"{EpisodeSettings.follow_noise:g})")
@@ -117,11 +117,9 @@ def _navigate(args: argparse.Namespace) -> int:
 
 def _navigation_settings(args: argparse.Namespace) -> NavigationSettings:
     """The flags given, over the library's defaults."""
-    start = dict(zip(("start_range_mm", "start_range_deg"), args.start_range or ()))
-    episode = EpisodeSettings(**_given(max_steps=args.max_steps, follow_noise=args.follow_noise, seed=args.seed),
-                              **start)
+    episode = EpisodeSettings(**_given(max_steps=args.max_steps, follow_noise=args.follow_noise, seed=args.seed))
     return NavigationSettings(split=args.split, patients=tuple(args.patients) if args.patients else None,
-                              episode=episode,
+                              episode=episode, start_range=args.start_range,
                               **_given(episodes=args.episodes, histories=args.history, planners=args.planner))
 
 

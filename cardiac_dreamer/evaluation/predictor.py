@@ -7,6 +7,7 @@ their way to uint8, then :func:`~cardiac_dreamer.data.images_to_float` normalize
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Sequence, Union
 
@@ -91,6 +92,17 @@ class Predictor:
         poses = torch.cat(outputs).numpy()  # [N, 6] mm, deg
         return poses[0] if single else poses
 
+    def look(self, image: ImageInput) -> "Look":
+        """One image, encoded once: its pose (at1) and, for world models, the poses imagined after any moves from
+        it, so a planner comparing K candidate moves pays one backbone pass per frame, not K + 1."""
+        batch, single = self.preprocess(image)  # uint8 [1, 1, S, S]
+        if not single:
+            raise ValueError(f"look takes one image, got {len(batch)}")
+        with torch.inference_mode():
+            features = self.model.backbone(images_to_float(batch.to(self.device)))  # [1, 512, h, w]
+            pose = self.model.estimate(features)[0].double().cpu().numpy()
+        return Look(pose, features, self)
+
     def preprocess(self, images: Union[ImageInput, Sequence[ImageInput]]) -> tuple[torch.Tensor, bool]:
         """``(uint8 [N, 1, S, S], single)``: the images as the training data loader would hold them."""
         single = not isinstance(images, (list, tuple)) and not _is_stack(images)
@@ -114,6 +126,24 @@ class Predictor:
         if min(image.size) == 0:
             raise ValueError(f"an image must have at least one pixel, got {image.size[0]} x {image.size[1]}")
         return image_to_gray(image, self.image_size)
+
+
+@dataclass(frozen=True)
+class Look:
+    """An image as :meth:`Predictor.look` encoded it."""
+
+    pose: np.ndarray  # [6] at1, mm and degrees
+    features: torch.Tensor  # [1, 512, h, w] on the predictor's device
+    predictor: Predictor
+
+    def imagine(self, moves) -> np.ndarray:
+        """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees)."""
+        model = self.predictor.model
+        if model.dreamer is None:
+            raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
+        moves = _moves(moves, len(moves) if np.ndim(moves) == 2 else 1).to(self.features.device)  # [K, 6]
+        with torch.inference_mode():
+            return model.imagine(self.features, moves).double().cpu().numpy()
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto") -> Predictor:

@@ -105,15 +105,28 @@ class CardiacDreamer(nn.Module):
 
     def forward(self, image_t1: torch.Tensor, move: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         features_t1 = self.backbone(image_t1)  # [B, 1, H, W] -> [B, 512, H/32, W/32]
-        outputs = {"at1": self._to_pose(self.guidance(features_t1))}
+        outputs = {"at1": self.estimate(features_t1)}
         if self.dreamer is None or move is None:
             return outputs
+        outputs.update(self._dream(features_t1, move))
+        return outputs
+
+    def estimate(self, features_t1: torch.Tensor) -> torch.Tensor:
+        """``[B, 512, h, w] -> [B, 6]``: at1 from the backbone's features, the image-only guidance."""
+        return self._to_pose(self.guidance(features_t1))
+
+    def imagine(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
+        """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a
+        planner comparing K candidate moves pays one backbone pass, not K)."""
+        return self._dream(features_t1.expand(len(moves), -1, -1, -1), moves)["at2"]
+
+    def _dream(self, features_t1: torch.Tensor, move: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The world model's outputs from t1 features and a move in mm and degrees."""
         move = move.float()
         move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
         features_t2_pred = self.dreamer(features_t1, move_std)
         at2 = self._to_pose(self.guidance(features_t2_pred))
-        outputs.update(at2=at2, at1_composed=self._undo_move(at2, move), features_t2_pred=features_t2_pred)
-        return outputs
+        return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred}
 
     def _to_pose(self, standardized: torch.Tensor) -> torch.Tensor:
         """The head's standardized output -> mm and degrees, in float32 whatever the autocast precision."""

@@ -2,9 +2,11 @@
 from the true poses. What ``cardiac-evaluate --navigate`` runs.
 
 policies (the model's session, oracle, stay, mean) -> simulator (episodes) -> scoring -> report (files, table);
-:mod:`.runner` ties them to a checkpoint and its patients (:mod:`.patients`).
+:mod:`.runner` ties them to a checkpoint, its patients (:mod:`.patients`) and its training range (:mod:`.starts`);
+:mod:`.result` holds what a run is asked for and what it found.
 """
-from .runner import NavigationResult, NavigationSettings, navigate_checkpoint
+from .result import NavigationResult, NavigationSettings
+from .runner import navigate_checkpoint
 from .simulator import Episode, EpisodeSettings, follow, run_episode
 
 __all__ = ["Episode", "EpisodeSettings", "NavigationResult", "NavigationSettings", "follow", "navigate_checkpoint",

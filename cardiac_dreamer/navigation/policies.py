@@ -36,8 +36,8 @@ class SessionPolicy:
     def __init__(self, name: str, session: GuidanceSession):
         self.name, self.session = name, session
         settings = session.settings
-        self.description = (f"the model's GuidanceSession, history {settings.history} "
-                            f"({settings.history + 1} frames fused by their median), planner '{settings.planner}'")
+        self.description = (f"the model's GuidanceSession, history {settings.history} (moves on the median of "
+                            f"{settings.history + 1} looks at each pose), planner '{settings.planner}'")
 
     def start(self) -> None:
         self.session.reset()

@@ -18,7 +18,7 @@ from ..evaluation.metrics import rotation_errors, translation_errors
 from ..fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
-from .runner import NavigationResult, settings_record
+from .result import START_GROUPS, NavigationResult, settings_record
 from .scoring import DEFINITIONS
 from .simulator import SLIP, Episode
 
@@ -33,7 +33,9 @@ SIMULATION = {
     "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
     "model exactly as in training; fresh patients at the checkpoint's image size",
     "start": "uniform in [-start_range, start_range] per component (mm for x, y, z; degrees for the angles), "
-    f"redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees",
+    f"redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees; by default the largest such box "
+    "inside the training poses' range (training_range), wider with --start_range, whose starts outside that range "
+    "are summarized apart (starts)",
     "episode": "render the true pose, update the policy, stop when it says arrived or after max_steps frames; "
     "otherwise the sonographer executes the suggested move and the true pose moves by it (the model's composition)",
     "sonographer": "executed = suggested * (1 + n N(0,1)) + n * slip * N(0,1) per component, n = follow_noise, "
@@ -67,6 +69,7 @@ def navigation_record(result: NavigationResult) -> Dict[str, Any]:
         "simulation": SIMULATION,
         "policies": {name: {"description": description, **result.summary[name]}
                      for name, description in result.policies.items()},
+        "paired": result.paired,
         "definitions": DEFINITIONS,
     }
 
@@ -177,7 +180,8 @@ def plot_episode_strip(episode: Episode, path: Path) -> Path:
 
 
 def summary_table(result: NavigationResult) -> str:
-    """Per policy: success rates, final errors, steps, path and false arrivals, with 95 % intervals."""
+    """Per policy: success rates, final errors, steps, path and false arrivals, with 95 % intervals, one block per
+    kind of start when some lay outside the training range; then the model policies' paired differences."""
     patients = ", ".join(patient.name for patient in result.patients)
     settings = result.settings
     lines = [
@@ -185,27 +189,40 @@ def summary_table(result: NavigationResult) -> str:
         f"{result.metadata['patients_from']}); start within "
         f"{settings.episode.start_range_mm:g} mm / {settings.episode.start_range_deg:g} deg, at most "
         f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
-        f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"
-        f"{'moves to succ.':>16}{'path mm':>9}{'path deg':>9}{'false arrival':>16}",
     ]
-    for name in result.policies:
-        overall = result.summary[name]["overall"]
-        lines.append(
-            f"{name:18}{_rate(overall['success_5']):>16}{_rate(overall['success_10']):>16}"
-            f"{_mean(overall['final_translation_error_mm']):>19}{_mean(overall['final_rotation_error_deg']):>19}"
-            f"{_number(overall['steps_to_success']['value']):>16}{_number(overall['path_length_mm']['value']):>9}"
-            f"{_number(overall['path_length_deg']['value']):>9}{_rate(overall['false_arrival']):>16}"
-        )
-    lines.append("rates: % of episodes [95 % Wilson]; means [95 % bootstrap]; success: every component of the true "
-                 "final pose within 5 mm / 5 deg (10 / 10); false arrival: said arrived, was not (of those that said "
-                 "so)")
+    starts = result.summary[next(iter(result.policies))]["starts"]
+    for group in [None] if list(starts) == [START_GROUPS[0]] else list(starts):
+        if group is not None:
+            lines.append(f"starts {group.replace('_', ' ')} ({starts[group]['episodes']} episodes per policy):")
+        lines.append(f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"
+                     f"{'moves to succ.':>16}{'path mm':>9}{'path deg':>9}{'false arrival':>16}")
+        for name in result.policies:
+            scores = result.summary[name]["overall"] if group is None else result.summary[name]["starts"][group]
+            lines.append(
+                f"{name:18}{_rate(scores['success_5']):>16}{_rate(scores['success_10']):>16}"
+                f"{_mean(scores['final_translation_error_mm']):>19}{_mean(scores['final_rotation_error_deg']):>19}"
+                f"{_number(scores['steps_to_success']['value']):>16}{_number(scores['path_length_mm']['value']):>9}"
+                f"{_number(scores['path_length_deg']['value']):>9}{_rate(scores['false_arrival']):>16}"
+            )
+    lines.append("rates: % of episodes [95 %: patients then episodes resampled, with Wilson]; means [95 % same "
+                 "bootstrap]; success: every component of the true final pose within 5 mm / 5 deg (10 / 10); false "
+                 "arrival: said arrived, was not (of those that said so)")
+    if result.paired:
+        width = max(len(pair) for pair in result.paired) + 2
+        lines.append("paired on the same episodes, A - B:")
+        lines.append(f"{'':{width}}{'success 5/5':>20}{'false arrivals':>20}{'final mm':>24}")
+        for pair, differences in result.paired.items():
+            lines.append(f"{pair:{width}}{_difference(differences['success_5'], 100, 0):>20}"
+                         f"{_difference(differences['false_arrival_of_episodes'], 100, 0):>20}"
+                         f"{_difference(differences['final_translation_error_mm'], 1, 1):>24}")
+        lines.append("paired: differences in points of % of all episodes (false arrivals: ended saying arrived, "
+                     "were not) and in mm, [95 % hierarchical bootstrap]; an interval excluding 0 is a difference")
     return "\n".join(lines)
 
 
 def _strip_episode(result: NavigationResult) -> Episode:
     """The strip's episode: the first model policy's episode with kept frames."""
-    model_names = [name for name in result.policies if name.startswith("model_")]
-    return next(episode for episode in result.of_policy(model_names[0]) if episode.frames)
+    return next(episode for episode in result.of_policy(result.model_policies[0]) if episode.frames)
 
 
 def _rate(entry: Dict[str, Any]) -> str:
@@ -213,6 +230,14 @@ def _rate(entry: Dict[str, Any]) -> str:
         return "n/a"
     low, high = entry["interval"]
     return f"{100 * entry['value']:.0f}% [{100 * low:.0f}-{100 * high:.0f}]"
+
+
+def _difference(entry: Dict[str, Any], scale: float, decimals: int) -> str:
+    """A signed difference and its interval, e.g. ``+12 [+3, +21]``."""
+    if entry["value"] is None:
+        return "n/a"
+    low, high = (scale * bound for bound in entry["interval"])
+    return f"{scale * entry['value']:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}]"
 
 
 def _mean(entry: Dict[str, Any]) -> str:

@@ -5,13 +5,11 @@ output location) is checked before the first episode runs or any directory is ma
 """
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from tqdm.auto import tqdm
@@ -19,66 +17,20 @@ from tqdm.auto import tqdm
 from ..checkpoint import load_checkpoint
 from ..config import Config
 from ..errors import ConfigError
-from ..evaluation.evaluator import SPLIT_CHOICES
 from ..evaluation.predictor import Predictor
 from ..models import CardiacDreamer
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
-from ..session import PLANNERS, SessionSettings
-from . import scoring
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
-from .simulator import Episode, EpisodeSettings, run_episode
+from .report import write_report
+from .result import NavigationResult, NavigationSettings, range_record
+from .simulator import Episode, run_episode
+from .starts import RANGE_SOURCE, start_box, training_range
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 STRIP_EPISODE = 0  # the episode whose frames are kept for the strip figure
-
-
-@dataclass(frozen=True)
-class NavigationSettings:
-    """What to run: how many episodes, which model policies, on which patients, and the episodes' settings."""
-
-    episodes: int = 100  # in all, dealt to the patients in turn
-    histories: Tuple[int, ...] = (0, 4)  # one model policy per value (frames fused besides the current one)
-    planners: Tuple[str, ...] = ("direct",)  # "imagine" adds a world-model-planned policy per history
-    split: str = "test"
-    patients: Optional[Tuple[str, ...]] = None  # narrows the split's patients
-    episode: EpisodeSettings = field(default_factory=EpisodeSettings)
-
-    def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
-        if not self.histories or len(set(self.histories)) != len(self.histories):
-            raise ConfigError(f"history values must be distinct and at least one, got {list(self.histories)}")
-        for history in self.histories:
-            SessionSettings(history=history)  # validates the range
-        unknown = [planner for planner in self.planners if planner not in PLANNERS]
-        if unknown or not self.planners:
-            raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, got {list(self.planners)}")
-        if self.split not in SPLIT_CHOICES:
-            raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
-
-
-@dataclass
-class NavigationResult:
-    """Every episode of every policy, and what the report needs to say about them."""
-
-    episodes: List[Episode]
-    policies: Dict[str, str]  # name -> description, in run order
-    patients: List[NavigationPatient]
-    settings: NavigationSettings
-    metadata: Dict[str, Any]
-
-    def of_policy(self, name: str) -> List[Episode]:
-        return [episode for episode in self.episodes if episode.policy == name]
-
-    @functools.cached_property
-    def summary(self) -> Dict[str, Dict[str, Any]]:
-        """``{policy: {"overall": metrics, "per_patient": {patient: metrics}}}`` (:func:`scoring.summarize`)."""
-        return {name: {"overall": scoring.summarize(self.of_policy(name)),
-                       "per_patient": scoring.summarize_by_patient(self.of_policy(name))}
-                for name in self.policies}
 
 
 def navigate_checkpoint(
@@ -89,14 +41,17 @@ def navigate_checkpoint(
     device: Union[str, torch.device] = "auto",
     progress: bool = True,
 ) -> Tuple[NavigationResult, Path]:
-    """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``)."""
-    from .report import write_report  # matplotlib only once episodes are done
+    """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``).
 
+    Starts lie inside the training poses' range unless ``settings.start_range`` widens the box (:mod:`.starts`).
+    """
     checkpoint_path = Path(checkpoint_path)
     checkpoint = load_checkpoint(checkpoint_path)
     model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
     predictor = Predictor(model, device)
     config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
+    low, high = training_range(model.pose_mean.double().cpu().numpy(), model.pose_std.double().cpu().numpy())
+    settings = settings.with_start_range(*(settings.start_range or start_box(low, high)))
     model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)
@@ -119,6 +74,7 @@ def navigate_checkpoint(
             "composition": predictor.composition,
             "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model" for planner in skipped},
             "image_size": config.data.image_size,
+            "training_range": range_record(low, high, RANGE_SOURCE),
             "device": str(predictor.device),
             "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
             "has no phantom data here",
@@ -142,14 +98,6 @@ def run_policies(policies: Sequence[Policy], patients: Sequence[NavigationPatien
             episodes.append(run_episode(policy, patient.phantom, patient.name, number, settings.episode, composition,
                                         keep_frames=number == STRIP_EPISODE))
     return episodes
-
-
-def settings_record(settings: NavigationSettings) -> Dict[str, Any]:
-    """The settings as plain JSON values."""
-    record = asdict(settings)
-    record["histories"], record["planners"] = list(settings.histories), list(settings.planners)
-    record["patients"] = list(settings.patients) if settings.patients else None
-    return record
 
 
 def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoint_path: Path
@@ -185,4 +133,4 @@ def _output_directory(checkpoint_path: Path, output_dir: Optional[PathLike], dat
     return timestamped_directory(run_root, "navigation")
 
 
-__all__ = ["NavigationResult", "NavigationSettings", "navigate_checkpoint", "settings_record"]
+__all__ = ["NavigationResult", "NavigationSettings", "navigate_checkpoint", "run_policies"]

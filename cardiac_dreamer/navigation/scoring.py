@@ -1,8 +1,16 @@
-"""Scores of guidance episodes, from the *true* poses, with 95 % intervals over episodes.
+"""Scores of guidance episodes, from the *true* poses, with 95 % intervals that respect how episodes were drawn.
 
-Rates get Wilson score intervals (right near 0 % and 100 %, where the normal approximation gives impossible
-bounds); means get percentile bootstrap intervals (2000 resamples of the episodes, fixed seed): final errors and
-path lengths are skewed and bounded below, so a symmetric t interval would misstate them.
+Episodes share patients (episode ``i`` runs on patient ``i mod P``), so they are not independent: a model that
+fails on one heart fails on all its episodes. Intervals therefore come from a **hierarchical bootstrap**: resample
+the patients, then each drawn patient's episodes (2000 resamples, fixed seed); with one patient it is the ordinary
+bootstrap over episodes. Final errors and path lengths are skewed and bounded below, so a symmetric t interval would
+misstate them. A rate's interval is the union of that bootstrap's and the Wilson score interval: Wilson stays right
+near 0 % and 100 % (where a bootstrap of all-successes is the single point 100 %), the bootstrap widens it when
+patients differ.
+
+Policies meet the same episodes (same starts, speckle and hand), so they are compared **paired**
+(:func:`paired_differences`): per episode, A's outcome minus B's, averaged, with the same hierarchical bootstrap
+over the episodes' differences: far narrower than comparing two unpaired intervals.
 """
 from __future__ import annotations
 
@@ -31,12 +39,18 @@ DEFINITIONS = {
     "5 mm / 5 degrees; null when no episode said 'arrived'",
     "final_translation_error_mm": "mean Euclidean distance of the true final (x, y, z) from the view",
     "final_rotation_error_deg": "mean geodesic angle between the true final orientation and the view's",
-    "steps_to_success": "mean number of moves executed, over the episodes that succeeded at 5 mm / 5 degrees; null "
-    "when none did",
+    "steps_to_success": "mean number of (non-zero) moves executed, over the episodes that succeeded at 5 mm / 5 "
+    "degrees; null when none did; holding still for another look is not a move but uses a frame of max_steps",
     "path_length_mm": "mean over episodes of the summed Euclidean length of the executed moves' translations",
     "path_length_deg": "mean over episodes of the summed rotation angles of the executed moves",
-    "interval": "95 %: Wilson score interval for rates, percentile bootstrap over episodes (2000 resamples) for "
-    "means; [low, high]",
+    "interval": "95 %, [low, high]: percentile bootstrap resampling patients, then each patient's episodes (2000 "
+    "resamples); for rates, its union with the Wilson score interval",
+    "false_arrival_of_episodes": "fraction of all episodes that ended with 'arrived' while the true final pose was "
+    "not within 5 mm / 5 degrees (a per-episode outcome, so policies can be compared paired)",
+    "paired": "per pair of model policies 'A - B': the mean over the same episodes of A's outcome minus B's, with the "
+    "hierarchical bootstrap interval of that mean; rates as fractions (0.1 = 10 points)",
+    "starts": "episodes split by whether the start pose lay inside the training poses' range on every axis "
+    "(training_range); each group summarized like overall",
     "success_curve": "success rate vs a threshold t applied as t mm and t degrees to every component of the true "
     "final pose",
 }
@@ -53,7 +67,8 @@ def episode_scores(episode: Episode) -> Dict[str, Any]:
     return {
         **success,
         "said_arrived": episode.said_arrived,
-        "moves": len(moves),
+        "false_arrival_of_episodes": episode.said_arrived and not success[f"success_{SUCCESS_THRESHOLDS[0]:g}"],
+        "moves": int(moves.any(-1).sum()),  # a zero move (holding still for another look) is no move
         "final_translation_error_mm": float(translation_errors(view, final)[0]),
         "final_rotation_error_deg": float(rotation_errors(view, final)[0]),
         "path_length_mm": float(translation_errors(nothing, moves).sum()) if len(moves) else 0.0,
@@ -64,9 +79,16 @@ def episode_scores(episode: Episode) -> Dict[str, Any]:
 def summarize(episodes: Sequence[Episode]) -> Dict[str, Any]:
     """Every metric of :data:`DEFINITIONS` over ``episodes`` (one policy; any patients)."""
     scores = [episode_scores(episode) for episode in episodes]
+    patients = np.array([episode.patient for episode in episodes])
 
     def column(key: str) -> np.ndarray:  # [episodes]
         return np.array([score[key] for score in scores], dtype=np.float64)
+
+    def rate(outcomes: np.ndarray, chosen: slice | np.ndarray = slice(None)) -> Dict[str, Any]:
+        return rate_of(np.asarray(outcomes)[chosen], patients[chosen])
+
+    def mean(values: np.ndarray, chosen: slice | np.ndarray = slice(None)) -> Dict[str, Any]:
+        return mean_of(np.asarray(values)[chosen], patients[chosen])
 
     first_success = f"success_{SUCCESS_THRESHOLDS[0]:g}"
     declared = column("said_arrived").astype(bool)
@@ -75,10 +97,11 @@ def summarize(episodes: Sequence[Episode]) -> Dict[str, Any]:
     for threshold in SUCCESS_THRESHOLDS:
         summary[f"success_{threshold:g}"] = rate(column(f"success_{threshold:g}"))
     summary["arrival_declared"] = rate(declared)
-    summary["false_arrival"] = rate(~succeeded[declared])
+    summary["false_arrival"] = rate(~succeeded, declared)
+    summary["false_arrival_of_episodes"] = rate(column("false_arrival_of_episodes"))
     for key in ("final_translation_error_mm", "final_rotation_error_deg"):
         summary[key] = mean(column(key))
-    summary["steps_to_success"] = mean(column("moves")[succeeded])
+    summary["steps_to_success"] = mean(column("moves"), succeeded)
     for key in ("path_length_mm", "path_length_deg"):
         summary[key] = mean(column(key))
     summary["success_curve"] = success_curve(np.array([episode.final_pose for episode in episodes]))
@@ -90,6 +113,22 @@ def summarize_by_patient(episodes: Sequence[Episode]) -> Dict[str, Dict[str, Any
     return {patient: summarize([e for e in episodes if e.patient == patient]) for patient in patients}
 
 
+PAIRED_KEYS = ("success_5", "success_10", "false_arrival_of_episodes", "final_translation_error_mm",
+               "final_rotation_error_deg", "moves")
+
+
+def paired_differences(first: Sequence[Episode], second: Sequence[Episode]) -> Dict[str, Any]:
+    """``{"episodes": n, key: {"value", "n", "interval"}}``: the mean over episodes of ``first``'s outcome minus
+    ``second``'s, the two policies' episodes matched by episode number (they met the same start, speckle and
+    hand)."""
+    by_number = {episode.number: episode for episode in second}
+    pairs = [(episode, by_number[episode.number]) for episode in first if episode.number in by_number]
+    patients = np.array([episode.patient for episode, _ in pairs])
+    scores = [(episode_scores(a), episode_scores(b)) for a, b in pairs]
+    return {"episodes": len(pairs), **{
+        key: mean_of(np.array([float(a[key]) - float(b[key]) for a, b in scores]), patients) for key in PAIRED_KEYS}}
+
+
 def success_curve(final_poses: np.ndarray) -> Dict[str, List[float]]:
     """``{"threshold": [...], "success": [...]}``: the success rate at each of :data:`CURVE_THRESHOLDS`."""
     finals = np.asarray(final_poses, dtype=np.float64).reshape(-1, 6)
@@ -97,21 +136,25 @@ def success_curve(final_poses: np.ndarray) -> Dict[str, List[float]]:
     return {"threshold": CURVE_THRESHOLDS.tolist(), "success": rates}
 
 
-def rate(outcomes: np.ndarray) -> Dict[str, Any]:
+def rate_of(outcomes: np.ndarray, patients: np.ndarray) -> Dict[str, Any]:
     """``{"value", "count", "n", "interval"}`` of boolean outcomes; value and interval null when n is 0."""
     outcomes = np.asarray(outcomes, dtype=bool)
     n, count = int(outcomes.size), int(outcomes.sum())
     if n == 0:
         return {"value": None, "count": 0, "n": 0, "interval": None}
-    return {"value": count / n, "count": count, "n": n, "interval": list(wilson_interval(count, n))}
+    wilson = wilson_interval(count, n)
+    resampled = hierarchical_bootstrap_interval(outcomes.astype(np.float64), patients)
+    interval = [min(wilson[0], resampled[0]), max(wilson[1], resampled[1])]
+    return {"value": count / n, "count": count, "n": n, "interval": interval}
 
 
-def mean(values: np.ndarray) -> Dict[str, Any]:
+def mean_of(values: np.ndarray, patients: np.ndarray) -> Dict[str, Any]:
     """``{"value", "n", "interval"}`` of a mean over episodes; value and interval null when n is 0."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return {"value": None, "n": 0, "interval": None}
-    return {"value": float(values.mean()), "n": int(values.size), "interval": list(bootstrap_interval(values))}
+    return {"value": float(values.mean()), "n": int(values.size),
+            "interval": list(hierarchical_bootstrap_interval(values, patients))}
 
 
 def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
@@ -124,9 +167,19 @@ def wilson_interval(count: int, n: int, z: float = Z_95) -> tuple[float, float]:
     return low, high
 
 
-def bootstrap_interval(values: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
-    """The 2.5 and 97.5 percentiles of the mean over resampled episodes (one value: the value itself)."""
+def hierarchical_bootstrap_interval(values: np.ndarray, groups: np.ndarray,
+                                    resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of the mean over resamples that draw the groups (patients) with replacement,
+    then each drawn group's values (episodes) with replacement. One group: the bootstrap over values."""
+    values, groups = np.asarray(values, dtype=np.float64), np.asarray(groups)
     rng = np.random.default_rng(BOOTSTRAP_SEED)
-    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(1)  # [resamples]
-    low, high = np.percentile(means, [2.5, 97.5])
+    members = [values[groups == group] for group in np.unique(groups)]
+    drawn = rng.integers(0, len(members), (resamples, len(members)))  # [resamples, groups]: the patients drawn
+    sums, counts = np.zeros(resamples), np.zeros(resamples)
+    for slot in range(len(members)):
+        for index, member in enumerate(members):
+            rows = np.flatnonzero(drawn[:, slot] == index)
+            sums[rows] += member[rng.integers(0, len(member), (len(rows), len(member)))].sum(1)
+            counts[rows] += len(member)
+    low, high = np.percentile(sums / counts, [2.5, 97.5])
     return float(low), float(high)
