@@ -12,6 +12,7 @@ from typing import List
 import torch
 
 from ..geometry import AXIS_NAMES
+from ..models.registry import can_imagine
 
 SLOPE_MOVE_STDS = 2.0  # probe moves of this many training move stds: large enough to read, typical of the data
 
@@ -21,7 +22,7 @@ def move_transfer_slopes(model: torch.nn.Module, images: torch.Tensor, seed: int
     """Least-squares slope of the imagined at2 change against the move, axis by axis, over ``images``
     ``[N, 1, H, W]`` (normalized floats on the model's device), each with a random move along that axis of
     :data:`SLOPE_MOVE_STDS` training stds. The model is put in eval mode; its previous mode is restored."""
-    if getattr(model, "dreamer", None) is None:
+    if not can_imagine(model):
         raise ValueError("move-transfer slopes need a world model (the 'dreamer' variant)")
     was_training = model.training
     model.eval()

@@ -16,14 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint
-from ..config import Config
 from ..errors import ConfigError
 from ..evaluation.evaluator import SPLIT_CHOICES
+from ..evaluation.loading import load_run
 from ..evaluation.predictor import Predictor
-from ..models import CardiacDreamer
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
-from ..session import PLANNERS, SessionSettings
+from ..session import PLANNERS, GuidanceSession, SessionSettings
 from . import scoring
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
@@ -93,10 +91,9 @@ def navigate_checkpoint(
     from .report import write_report  # matplotlib only once episodes are done
 
     checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
+    run = load_run(checkpoint_path)
+    checkpoint, model, config, checkpoint_path = run.checkpoint, run.model, run.config, run.path
     predictor = Predictor(model, device)
-    config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
     model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)
@@ -163,7 +160,8 @@ def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoi
                           "(use --planner direct)")
     if skipped:
         log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
-    return [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
+    return [SessionPolicy(_policy_name(history, planner),
+                          GuidanceSession(predictor, SessionSettings(history, planner=planner)))
             for planner in planners for history in settings.histories], skipped
 
 
