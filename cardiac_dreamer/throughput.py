@@ -152,7 +152,7 @@ def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -
         _synchronize(device)
         started, started_cpu = time.perf_counter(), time.process_time()
         _, losses = task.step(engine, task.prepare_batch(raw, train=True))
-        scaler.scale(losses["total_loss"]).backward()
+        scaler.scale(losses[task.loss_names[0]]).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(trainer.parameters, clip)
         scaler.step(optimizer)

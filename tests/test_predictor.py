@@ -10,7 +10,7 @@ from cardiac_dreamer.config import Config
 from cardiac_dreamer.data import NormalizationStats, PatientSplit, read_grayscale, read_records
 from cardiac_dreamer.errors import CheckpointError, DataError
 from cardiac_dreamer.evaluation import Predictor, load_model
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.models import build_model
 from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
 
 PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
@@ -24,9 +24,7 @@ def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANT
         "model": {"variant": variant, "d_model": 32, "num_heads": 2, "num_layers": 1},
         "data": {"data_dir": str(data_dir), "image_size": 64},
     })
-    model = CardiacDreamer(config.model, image_size=64)
-    stats = NormalizationStats.fit(read_records(data_dir, split.train or split.patients()))
-    model.set_normalization(stats)
+    model = build_model(config, NormalizationStats.fit(read_records(data_dir, split.train or split.patients())))
     return save_checkpoint(path, ModelCheckpoint(
         config=config.to_dict(), model_state=model.state_dict(), epoch=3, global_step=12,
         split=split.to_dict(), data_dir=str(data_dir),

@@ -13,7 +13,7 @@ from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.models import build_model
 from cardiac_dreamer.names import CSV_COLUMNS
 from cardiac_dreamer.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
@@ -46,8 +46,7 @@ def fit(config: Config, output_dir, resume_from=None, run=None, task_factory=Gui
     prepared = prepare_data(config.data)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     torch.manual_seed(0)
-    model = CardiacDreamer(config.model, image_size=config.data.image_size)
-    model.set_normalization(prepared.stats)
+    model = build_model(config, prepared.stats)
     run = run or RunDirectory.create(output_dir)
     trainer = Trainer(config, run, metadata={"split": prepared.split.to_dict()}, progress=False,
                       task_factory=task_factory)
