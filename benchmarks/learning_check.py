@@ -20,11 +20,10 @@ from typing import Any, Dict, Optional
 import torch
 import yaml
 
-from cardiac_dreamer.checkpoint import load_checkpoint
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
-from cardiac_dreamer.evaluation import evaluate
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.evaluation import evaluate, load_run
+from cardiac_dreamer.models import build_model
 from cardiac_dreamer.run_dir import RunDirectory
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.training import Trainer
@@ -51,13 +50,12 @@ def brief_training(scratch: Path, overrides: Optional[Dict[str, Any]] = None, pa
     prepared = prepare_data(config.data)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     torch.manual_seed(0)
-    model = CardiacDreamer(config.model, image_size=config.data.image_size)
-    model.set_normalization(prepared.stats)
+    model = build_model(config, prepared.stats)
     started = time.perf_counter()
     trainer = Trainer(config, RunDirectory.create(scratch / "runs"), progress=False)
-    best = load_checkpoint(trainer.fit(model, datasets["train"], datasets["val"]).best_checkpoint)
+    best = load_run(trainer.fit(model, datasets["train"], datasets["val"]).best_checkpoint)
     seconds = time.perf_counter() - started
-    return CardiacDreamer.from_checkpoint(best), datasets["test"], settings, seconds
+    return best.model, datasets["test"], settings, seconds
 
 
 def main(argv=None) -> None:

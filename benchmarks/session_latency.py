@@ -24,16 +24,15 @@ import torch
 
 from cardiac_dreamer.config import load_config
 from cardiac_dreamer.evaluation import Predictor
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.models import build_model
 from cardiac_dreamer.phantom import PhantomPatient
-from cardiac_dreamer.session import PLANNERS
+from cardiac_dreamer.session import PLANNERS, GuidanceSession, SessionSettings
 
 
 def measure(preset: str, planner: str, history: int, updates: int, warmup: int) -> dict:
     config = load_config(preset)
     torch.manual_seed(0)
-    model = CardiacDreamer(config.model, image_size=config.data.image_size)
-    session = Predictor(model, "cpu").session(history=history, planner=planner)
+    session = GuidanceSession(Predictor(build_model(config), "cpu"), SessionSettings(history, planner=planner))
     patient = PhantomPatient(1, image_size=config.data.image_size)
     rng = np.random.default_rng(0)
     poses = rng.uniform(-15, 15, (updates + warmup, 6))

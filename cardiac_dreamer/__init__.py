@@ -3,7 +3,7 @@
 The public API for notebooks::
 
     from cardiac_dreamer import CardiacDreamer, TransitionsDataset, Trainer, load_model, Config, load_config
-    from cardiac_dreamer import GuidanceSession  # real-time guidance: load_model(...).session(history=4)
+    from cardiac_dreamer import GuidanceSession  # real-time: GuidanceSession.from_checkpoint(path, history=4)
 
 Names are imported on first use, so ``import cardiac_dreamer.evaluation`` (inference) does not load the trainer,
 TensorBoard or matplotlib.
@@ -14,6 +14,7 @@ from .version import __version__
 
 _PUBLIC = {
     "CardiacDreamer": ".models",
+    "build_model": ".models",
     "Config": ".config",
     "DataConfig": ".config",
     "LossConfig": ".config",
@@ -27,6 +28,7 @@ _PUBLIC = {
     "Predictor": ".evaluation",
     "evaluate_checkpoint": ".evaluation",
     "load_model": ".evaluation",
+    "load_run": ".evaluation",
     "GuidanceSession": ".session",
     "run_training": ".pipeline",
     "Trainer": ".training",

@@ -29,7 +29,7 @@ from .errors import DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
 from .fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
-from .models import CardiacDreamer
+from .models.registry import build_model
 from .names import MONITOR, SPLIT_NAMES
 from .run_dir import RunDirectory, ensure_outside, ensure_writable, set_latest, write_experiment_config
 from .training import distributed as dist
@@ -80,9 +80,7 @@ def run_training(
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
 
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
-    model = CardiacDreamer(config.model, image_size=config.data.image_size,
-                           activation_checkpointing=config.training.activation_checkpointing)
-    model.set_normalization(prepared.stats)
+    model = build_model(config, prepared.stats)
     metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),
                 "grouping": prepared.grouping}
     trainer = Trainer(config, metadata=metadata, progress=progress)

@@ -108,7 +108,7 @@ class SessionSettings:
 class GuidanceSession:
     """One guidance session on one patient: call :meth:`update` with every frame and the move made since the last.
 
-    ``session = load_model("best.ckpt").session(history=4)``; then per frame
+    ``session = GuidanceSession.from_checkpoint("best.ckpt", history=4)``; then per frame
     ``guidance = session.update(frame, executed_move)`` with ``executed_move`` None on the first frame or whenever
     the motion since the last frame is unknown (the history is then dropped). With ``history`` > 0 it first asks
     to hold still (a zero move) until ``history + 1`` looks at the pose agree (see the module docstring).

@@ -1,25 +1,68 @@
-"""The guidance task, one step of it: batch preparation, forward, latent target, losses, errors in mm and degrees.
+"""The task protocol, and the guidance task: what one step means, so the Trainer knows none of it.
 
-The trainer (training and validation), the throughput benchmark's bare loop and the evaluator all call this one
-object, so what a step means is written once; a test (or a new objective) replaces it by passing another task to
-the :class:`~cardiac_dreamer.training.Trainer`.
+A :class:`Task` owns the batch keys, the forward pass, the loss terms and their names, the validation metrics, the
+monitored metric and the optimizer's parameter groups. The :class:`~cardiac_dreamer.training.Trainer` only loops,
+accumulates, steps and saves. :class:`GuidanceTask` is the guidance world model's: batch preparation, forward,
+latent target, losses, errors in mm and degrees. The trainer (training and validation), the throughput benchmark's
+bare loop and the evaluator all call it, so what a step means is written once; another objective is another task
+passed to the Trainer.
 """
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 import torch
 from torch import nn
 
-from .config import Config, LossConfig
+from .config import Config, LossConfig, TrainingConfig
 from .data.transforms import PhotometricAugment, images_to_float
 from .devices import FP32, Precision
 from .geometry import pose_error
 from .losses import compute_losses
+from .models.registry import can_imagine
+from .names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 
 Batch = Dict[str, torch.Tensor]
+Tensors = Dict[str, torch.Tensor]
 LABEL_KEYS = ("action_change", "at1", "at2")
+
+
+class Task(Protocol):
+    """What the :class:`~cardiac_dreamer.training.Trainer` needs of an objective; it names nothing else.
+
+    The Trainer logs each loss term as ``train_<name>`` and ``val_<name>`` (the first, the objective, as
+    ``val_loss``), and each error column's mean absolute value under its name in :attr:`error_names`.
+    """
+
+    loss_names: Sequence[str]  # the terms step() returns; the first is the objective that is backpropagated
+    error_names: Sequence[str]  # validation metrics: the mean |error| of each column of errors()
+    monitor: str  # the validation metric (lower is better) that ranks checkpoints, stops early, drives the LR plateau
+
+    def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
+        """A collated batch on the device, ready for :meth:`step` (augmented when ``train``)."""
+
+    def batch_size(self, batch: Mapping[str, Any]) -> int:
+        """Samples in a batch, raw or prepared: the weight of its losses in the epoch's means."""
+
+    def step(self, engine: nn.Module, batch: Batch) -> Tuple[Tensors, Tensors]:
+        """``(outputs, losses)`` of ``engine`` (the model or its DDP / compiled wrapper) on a prepared batch."""
+
+    def errors(self, outputs: Tensors, batch: Batch) -> torch.Tensor:
+        """Signed errors ``[B, len(error_names)]`` of a batch's outputs."""
+
+    def batchnorm_forward(self, batch: Batch) -> None:
+        """The forward pass whose BatchNorm statistics the model keeps (run without gradient)."""
+
+    def build_optimizer(self, cfg: TrainingConfig) -> torch.optim.Optimizer:
+        """The optimizer over this task's parameter groups, configured by ``training``."""
+
+    def after_optimizer_step(self) -> None:
+        """Whatever follows each optimizer step (an EMA update, say)."""
+
+    def state_dict(self) -> Dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
 class LatentTarget:
@@ -53,10 +96,14 @@ class LatentTarget:
 
 
 class GuidanceTask:
-    """What one step of the guidance world model computes, for a model on a device at a precision.
+    """What one step of the guidance world model computes, for a model on a device at a precision (a :class:`Task`).
 
     ``augment`` (training batches only) and ``latent_target`` are optional: evaluation needs neither.
     """
+
+    loss_names = LOSS_NAMES
+    error_names = VAL_MAE_NAMES  # mm and degrees, per axis, of the image-only at1 (the deployed guidance)
+    monitor = MONITOR
 
     def __init__(
         self,
@@ -81,7 +128,7 @@ class GuidanceTask:
                      memory_format: torch.memory_format = torch.preserve_format) -> "GuidanceTask":
         """With photometric augmentation (``data.augment``) and, for a world model with ``lambda_latent > 0``,
         the EMA latent target (without that weight the latent loss is reported as 0, not computed)."""
-        wants_target = getattr(model, "dreamer", None) is not None and config.loss.lambda_latent > 0
+        wants_target = can_imagine(model) and config.loss.lambda_latent > 0
         return cls(
             model, config.loss, device, precision, memory_format,
             augment=PhotometricAugment() if config.data.augment else None,
@@ -103,6 +150,9 @@ class GuidanceTask:
             batch[key] = images.contiguous(memory_format=self.memory_format)
         return batch
 
+    def batch_size(self, batch: Mapping[str, Any]) -> int:
+        return len(batch["at1"])
+
     def forward(self, engine: nn.Module, batch: Batch) -> Dict[str, torch.Tensor]:
         """The model's outputs (poses in mm and degrees) under the task's precision; ``engine`` is the model or
         its DDP / compiled wrapper."""
@@ -118,9 +168,21 @@ class GuidanceTask:
                 target = self.latent_target(batch["image_t2"])
         return outputs, compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target)
 
-    def errors(self, prediction: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Signed errors of a predicted at1 ``[B, 6]`` in mm and degrees (angles on the circle)."""
-        return pose_error(batch["at1"].double(), prediction.double())
+    def errors(self, outputs: Tensors, batch: Batch) -> torch.Tensor:
+        """Signed errors of the predicted at1 ``[B, 6]`` in mm and degrees (angles on the circle)."""
+        return pose_error(batch["at1"].double(), outputs["at1"].double())
+
+    def batchnorm_forward(self, batch: Batch) -> None:
+        with self.autocast():
+            self.model(batch["image_t1"])  # the image path alone: the dreamer holds no BatchNorm
+
+    def parameter_groups(self) -> List[Dict[str, Any]]:
+        """One group: every trainable parameter, in the model's order (the order saved optimizer states follow)."""
+        return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+
+    def build_optimizer(self, cfg: TrainingConfig) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameter_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 fused=self.device.type == "cuda" or None)
 
     def after_optimizer_step(self) -> None:
         if self.latent_target is not None:

@@ -35,10 +35,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import Config
 from .data.dataset import TransitionsDataset
 from .data.normalization import NormalizationStats
-from .data.prepare import prepare_data
+from .data.prepare import dataset_from_config, prepare_data
 from .devices import FP32, cpu_supports_bf16
 from .errors import ConfigError
-from .models import CardiacDreamer
+from .models.registry import build_model
 from .names import SPLIT_NAMES
 from .run_dir import RunDirectory
 from .synthetic import generate_phantom
@@ -71,9 +71,7 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
         config, data_source = with_data(config, Path(scratch), needed)
         train_set, stats = _training_samples(config, needed)
         torch.manual_seed(config.training.seed)
-        model = CardiacDreamer(config.model, image_size=config.data.image_size,
-                               activation_checkpointing=config.training.activation_checkpointing)
-        model.set_normalization(stats)
+        model = build_model(config, stats)
         trainer = Trainer(config, RunDirectory(Path(scratch) / "run"), progress=False)
         trainer.synchronize_timing = True
         trainer.setup(model, train_set, Subset(train_set, range(batch_size)))
@@ -154,7 +152,7 @@ def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -
         _synchronize(device)
         started, started_cpu = time.perf_counter(), time.process_time()
         _, losses = task.step(engine, task.prepare_batch(raw, train=True))
-        scaler.scale(losses["total_loss"]).backward()
+        scaler.scale(losses[task.loss_names[0]]).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(trainer.parameters, clip)
         scaler.step(optimizer)
@@ -174,7 +172,9 @@ def count_training_flops(config: Config) -> float:
     would be free but cannot enter the model's autocast block. Optimizer FLOPs are negligible and left out.
     """
     size = config.data.image_size
-    model = CardiacDreamer(config.model, image_size=size)
+    # The model's own arithmetic: activation checkpointing's recomputation is no useful work.
+    model = build_model(dataclasses.replace(
+        config, training=dataclasses.replace(config.training, activation_checkpointing=False)))
     task = GuidanceTask.for_training(model, config, torch.device("cpu"), FP32)
     image = torch.zeros(1, 1, size, size)
     batch = {"image_t1": image, "image_t2": image.clone(), "action_change": torch.zeros(1, 6),
@@ -267,11 +267,7 @@ def _training_samples(config: Config, needed: int) -> Tuple[TransitionsDataset, 
     prepared = prepare_data(config.data)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name]]
     records = (records * math.ceil(needed / len(records)))[:needed]  # repeated images are decoded once
-    dataset = TransitionsDataset(records, image_size=config.data.image_size, cache_images=config.data.cache_images,
-                                 cache_budget_mb=config.data.cache_budget_mb, normalize_images=False,
-                                 disk_cache=config.data.disk_cache,
-                                 disk_cache_dir=config.data.disk_cache_dir)
-    return dataset, prepared.stats
+    return dataset_from_config(records, config.data), prepared.stats
 
 
 def _synchronize(device: torch.device) -> None:

@@ -32,7 +32,7 @@ class PresetModel(nn.Module):
         self.register_buffer("at1", at1.float())
         self.register_buffer("pose_mean", torch.tensor(stats.pose.mean))
         self.register_buffer("pose_std", torch.tensor(stats.pose.std))
-        self.dreamer = None  # no move-transfer slopes to measure on a preset answer
+        self.can_imagine = False  # no move-transfer slopes to measure on a preset answer
         self.moves = []
 
     def forward(self, image_t1, move=None):

@@ -6,11 +6,11 @@ import torch
 from torchvision.models import resnet18, resnet34
 
 from cardiac_dreamer.config import BACKBONES as CONFIG_BACKBONES
-from cardiac_dreamer.config import LossConfig, ModelConfig
+from cardiac_dreamer.config import Config, LossConfig, ModelConfig, apply_overrides
 from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.geometry import undo_move
-from cardiac_dreamer.models import CardiacDreamer, build_backbone
+from cardiac_dreamer.models import CardiacDreamer, GuidanceModel, build_backbone, build_model, can_imagine
 from cardiac_dreamer.models.backbone import BACKBONES, hub_file
 from cardiac_dreamer.task import GuidanceTask, LatentTarget
 
@@ -80,8 +80,8 @@ def test_an_untrained_dreamer_is_the_identity(token_type):
 
 
 def test_direct_variant_predicts_at1_from_the_image_alone():
-    model = tiny_model(variant="direct").eval()
-    assert model.dreamer is None
+    model = GuidanceModel(image_size=64, **TINY).eval()
+    assert not can_imagine(model) and not hasattr(model, "dreamer")
     image_t1, move, _ = inputs()
     outputs = model(image_t1, move)
     assert set(outputs) == {"at1"}
@@ -324,3 +324,25 @@ def test_a_weights_file_that_is_not_what_it_claims_names_the_file_and_its_first_
     assert str(error.value).startswith(f"{path}: {words}"), str(error.value)
 
 
+@pytest.mark.parametrize("variant, model_class, imagines", [("dreamer", CardiacDreamer, True),
+                                                             ("direct", GuidanceModel, False)])
+def test_build_model_builds_the_configured_variant_with_the_statistics(variant, model_class, imagines):
+    config = apply_overrides(Config(), {"model.variant": variant, "data.image_size": 64,
+                                        **{f"model.{key}": value for key, value in TINY.items()}})
+    model = build_model(config, STATS)
+    assert type(model) is model_class and can_imagine(model) is imagines
+    assert model.normalization == STATS
+
+
+def test_a_variant_class_refuses_a_config_of_another_variant():
+    with pytest.raises(ConfigError, match="CardiacDreamer is the 'dreamer' variant, not 'direct'.*build_model"):
+        CardiacDreamer(variant="direct", image_size=64, **TINY)
+
+
+def test_checkpoint_layout_of_both_variants_is_unchanged():
+    """Weights are saved by name and optimizer states by parameter order: both must stay as earlier versions wrote
+    them (backbone, dreamer, head, statistics), or old checkpoints would not load or resume."""
+    for model, world_model in ((tiny_model(), True), (GuidanceModel(image_size=64, **TINY), False)):
+        parameter_order = list(dict.fromkeys(name.split(".")[0] for name, _ in model.named_parameters()))
+        assert parameter_order == ["backbone", *(["dreamer"] if world_model else []), "guidance"]
+        assert {"pose_mean", "move_mean", "pose_std", "move_std"} <= set(model.state_dict())

@@ -9,8 +9,8 @@ from PIL import Image
 from cardiac_dreamer.config import Config
 from cardiac_dreamer.data import NormalizationStats, PatientSplit, read_grayscale, read_records
 from cardiac_dreamer.errors import CheckpointError, DataError
-from cardiac_dreamer.evaluation import Predictor, load_model
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.evaluation import Predictor, load_model, load_run
+from cardiac_dreamer.models import GuidanceModel, build_model
 from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
 
 PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
@@ -24,9 +24,7 @@ def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANT
         "model": {"variant": variant, "d_model": 32, "num_heads": 2, "num_layers": 1},
         "data": {"data_dir": str(data_dir), "image_size": 64},
     })
-    model = CardiacDreamer(config.model, image_size=64)
-    stats = NormalizationStats.fit(read_records(data_dir, split.train or split.patients()))
-    model.set_normalization(stats)
+    model = build_model(config, NormalizationStats.fit(read_records(data_dir, split.train or split.patients())))
     return save_checkpoint(path, ModelCheckpoint(
         config=config.to_dict(), model_state=model.state_dict(), epoch=3, global_step=12,
         split=split.to_dict(), data_dir=str(data_dir),
@@ -153,3 +151,13 @@ def test_a_foreign_file_is_not_loaded(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a cardiac_dreamer checkpoint"):
         Predictor.from_checkpoint(tmp_path / "other.ckpt")
+
+
+def test_load_run_reads_a_checkpoint_or_the_best_one_of_a_run_directory(phantom_dir, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    path = save_tiny_checkpoint(tmp_path / "checkpoints" / "best.ckpt", phantom_dir, variant="direct")
+    from_file, from_run = load_run(path), load_run(tmp_path)
+    assert from_run.path == path and from_file.config == from_run.config
+    assert from_run.config.model.variant == "direct" and from_run.split == PHANTOM_SPLIT
+    assert type(from_run.model) is GuidanceModel and not from_run.model.training
+    assert from_run.checkpoint.epoch == 3

@@ -205,7 +205,7 @@ def tiny_checkpoint(phantom_dir, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("planner", ["direct", "imagine"])
 def test_a_session_on_a_checkpoint_guides_from_phantom_frames(tiny_checkpoint, phantom_dir, planner):
     frames = sorted((phantom_dir / "phantom_04" / "ft1").glob("*.png"))[:2]
-    session = load_model(tiny_checkpoint, device="cpu").session(history=2, planner=planner)
+    session = GuidanceSession(load_model(tiny_checkpoint, device="cpu"), SessionSettings(history=2, planner=planner))
     session.update(frames[0])
     guidance = session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
     assert guidance.pose.shape == guidance.move.shape == (6,)
@@ -217,7 +217,7 @@ def test_the_imagine_planner_encodes_each_frame_once(tiny_checkpoint, phantom_di
     predictor = load_model(tiny_checkpoint, device="cpu")
     images_encoded = []
     predictor.model.backbone.register_forward_hook(lambda module, inputs, output: images_encoded.append(len(output)))
-    session = predictor.session(history=0, planner="imagine")
+    session = GuidanceSession(predictor, SessionSettings(history=0, planner="imagine"))
     session.update(frames[0])
     session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
     assert images_encoded == [1, 1]  # the estimate and all 17 candidate moves from one pass per frame

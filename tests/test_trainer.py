@@ -13,7 +13,7 @@ from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
-from cardiac_dreamer.models import CardiacDreamer
+from cardiac_dreamer.models import build_model
 from cardiac_dreamer.names import CSV_COLUMNS
 from cardiac_dreamer.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
@@ -46,8 +46,7 @@ def fit(config: Config, output_dir, resume_from=None, run=None, task_factory=Gui
     prepared = prepare_data(config.data)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     torch.manual_seed(0)
-    model = CardiacDreamer(config.model, image_size=config.data.image_size)
-    model.set_normalization(prepared.stats)
+    model = build_model(config, prepared.stats)
     run = run or RunDirectory.create(output_dir)
     trainer = Trainer(config, run, metadata={"split": prepared.split.to_dict()}, progress=False,
                       task_factory=task_factory)
@@ -223,3 +222,62 @@ def test_an_unknown_or_absent_device_is_a_config_error():
     with pytest.raises(ConfigError, match="cannot run the model on this machine"):
         select_device(f"cuda:{torch.cuda.device_count()}")
     assert select_device("cpu") == torch.device("cpu")
+
+
+class LineTask:
+    """A toy objective with its own batch keys, loss names, metric and optimizer: fit y = 2x + 1 by a line."""
+
+    loss_names = ("squared_error", "absolute_error")
+    error_names = ("val_error_y",)
+    monitor = "val_loss"  # the objective's validation mean
+
+    def __init__(self, model, config, device, precision, memory_format):
+        self.model, self.device = model, device
+
+    def prepare_batch(self, raw, train):
+        return {key: raw[key].to(self.device) for key in ("x", "y")}
+
+    def batch_size(self, batch):
+        return len(batch["x"])
+
+    def step(self, engine, batch):
+        outputs = {"y_hat": engine(batch["x"])}
+        error = outputs["y_hat"] - batch["y"]
+        return outputs, {"squared_error": error.square().mean(), "absolute_error": error.abs().mean().detach()}
+
+    def errors(self, outputs, batch):
+        return outputs["y_hat"] - batch["y"]
+
+    def batchnorm_forward(self, batch):
+        self.model(batch["x"])
+
+    def build_optimizer(self, cfg):
+        return torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+
+    def after_optimizer_step(self):
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_another_task_with_other_keys_and_losses_trains_with_the_same_trainer(tmp_path):
+    x = torch.linspace(-1, 1, 32)[:, None]
+    samples = [{"x": value, "y": 2 * value + 1} for value in x]
+    config = apply_overrides(Config(), {
+        "training.batch_size": 8, "training.max_epochs": 6, "training.num_workers": 0, "training.lr": 0.2,
+        "training.device": "cpu", "training.scheduler": "none", "training.batchnorm_refresh_batches": 0,
+    })
+    torch.manual_seed(0)
+    trainer = Trainer(config, RunDirectory.create(tmp_path), progress=False, task_factory=LineTask)
+    result = trainer.fit(torch.nn.Linear(1, 1), samples, samples)
+    assert isinstance(trainer.optimizer, torch.optim.SGD)
+    assert result.epochs_completed == 6 and result.best_checkpoint.is_file()
+    metrics = trainer.validate()
+    assert set(metrics) == {"val_loss", "val_absolute_error", "val_error_y"}
+    assert metrics["val_loss"] < 0.01 and metrics["val_error_y"] < 0.1  # it learned the line
+    weights = load_checkpoint(result.best_checkpoint).model_state
+    assert weights["weight"].item() == pytest.approx(2.0, abs=0.2)

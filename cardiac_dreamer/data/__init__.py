@@ -3,7 +3,7 @@ from .consistency import ConsistencyReport, check_label_consistency
 from .dataset import TransitionsDataset
 from .image_check import ImageScan, scan_images, verify_images, verify_undecoded_images
 from .normalization import AxisStats, NormalizationStats
-from .prepare import PreparedData, build_datasets, prepare_data
+from .prepare import PreparedData, build_datasets, dataset_from_config, prepare_data
 from ..names import TRANSITIONS_FILE
 from .records import TransitionRecord, find_patient_folders, read_patient_records, read_records
 from .splits import PatientSplit, automatic_split, kfold_splits, manual_split, read_grouping
@@ -25,6 +25,7 @@ __all__ = [
     "automatic_split",
     "build_datasets",
     "check_label_consistency",
+    "dataset_from_config",
     "find_patient_folders",
     "images_to_float",
     "kfold_splits",

@@ -10,7 +10,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import DataConfig
 from ..errors import DataError
@@ -90,18 +90,31 @@ def build_datasets(
     for name in SPLIT_NAMES:
         if not prepared.records[name]:
             continue
-        datasets[name] = TransitionsDataset(
-            prepared.records[name],
-            image_size=cfg.image_size,
-            cache_images=cfg.cache_images,
-            cache_budget_mb=budget_mb,
-            normalize_images=normalize_images,
+        datasets[name] = dataset_from_config(
+            prepared.records[name], cfg, normalize_images=normalize_images, cache_budget_mb=budget_mb,
             labelled_patients=prepared.labelled_patients if name == "train" else None,
-            disk_cache=cfg.disk_cache,
-            disk_cache_dir=cfg.disk_cache_dir,
         )
         budget_mb -= datasets[name].cache_mb
     return datasets
+
+
+def dataset_from_config(
+    records: Sequence[TransitionRecord], cfg: DataConfig, normalize_images: bool = False,
+    cache_budget_mb: Optional[float] = None, labelled_patients: Optional[Sequence[str]] = None,
+) -> TransitionsDataset:
+    """The dataset of ``records`` at ``cfg``'s image size, its images kept where ``cfg`` says (memory cache within
+    ``cache_budget_mb``, default ``cfg.cache_budget_mb``; disk cache). Images stay uint8 unless ``normalize_images``:
+    the trainer and the evaluator convert them on the device."""
+    return TransitionsDataset(
+        records,
+        image_size=cfg.image_size,
+        cache_images=cfg.cache_images,
+        cache_budget_mb=cfg.cache_budget_mb if cache_budget_mb is None else cache_budget_mb,
+        normalize_images=normalize_images,
+        labelled_patients=labelled_patients,
+        disk_cache=cfg.disk_cache,
+        disk_cache_dir=cfg.disk_cache_dir,
+    )
 
 
 def _labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:

@@ -19,6 +19,7 @@ import torch
 
 from ..geometry import AXIS_NAMES, apply_move
 from ..losses import latent_loss
+from ..models.registry import can_imagine
 from .metrics import axis_key, pose_errors
 
 LATENT_REFERENCES = ("dreamed", "copy", "target_t1")
@@ -32,7 +33,7 @@ def move_transfer_slopes(model: torch.nn.Module, images: torch.Tensor, seed: int
     """Least-squares slope of the imagined at2 change against the move, axis by axis, over ``images``
     ``[N, 1, H, W]`` (normalized floats on the model's device), each with a random move along that axis of
     :data:`SLOPE_MOVE_STDS` training stds. The model is put in eval mode; its previous mode is restored."""
-    if getattr(model, "dreamer", None) is None:
+    if not can_imagine(model):
         raise ValueError("move-transfer slopes need a world model (the 'dreamer' variant)")
     was_training = model.training
     model.eval()

@@ -33,11 +33,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..baselines import PixelRidge
-from ..checkpoint import ModelCheckpoint, load_checkpoint
-from ..config import Config, LossConfig
+from ..checkpoint import ModelCheckpoint
+from ..config import LossConfig
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
-from ..data.prepare import prepare_data
+from ..data.prepare import dataset_from_config, prepare_data
 from ..data.records import TransitionRecord
 from ..data.splits import PatientSplit
 from ..devices import select_device
@@ -45,11 +45,13 @@ from ..errors import CheckpointError, ConfigError, DataError
 from ..fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..losses import per_sample_pose_loss
-from ..models import CardiacDreamer
+from ..models.registry import can_imagine
+from ..models.system import GuidanceModel
 from ..names import SPLIT_NAMES
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
 from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
+from .loading import load_run
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
 
 log = logging.getLogger(__name__)
@@ -227,7 +229,7 @@ def mean_ratio(task: Dict[str, Any], baseline: Dict[str, Any]) -> Dict[str, Any]
 
 @torch.inference_mode()
 def evaluate(
-    model: CardiacDreamer,
+    model: GuidanceModel,
     dataset: TransitionsDataset,
     device: Union[str, torch.device] = "cpu",
     batch_size: int = 32,
@@ -251,7 +253,7 @@ def evaluate(
                                                 "composed_loss": []}
     order: List[int] = []
     world = None
-    if getattr(model, "dreamer", None) is not None:
+    if can_imagine(model):
         if target_encoder is not None:
             target_encoder.encoder.to(device)
         world = WorldModelErrors(target_encoder, task.loss_cfg.smooth_l1_beta, model.config.composition,
@@ -273,7 +275,7 @@ def evaluate(
     finally:
         model.train(was_training)
     slopes = None
-    if getattr(model, "dreamer", None) is not None:
+    if can_imagine(model):
         first = task.prepare_batch(next(iter(DataLoader(dataset, batch_size=SLOPE_IMAGES))), train=False)
         slopes = dict(zip(AXIS_NAMES, move_transfer_slopes(model, first["image_t1"])))
     records: List[TransitionRecord] = [dataset.records[i] for i in order]
@@ -336,22 +338,15 @@ def evaluate_checkpoint(
     if batch_size <= 0:
         raise ConfigError(f"batch_size must be > 0, got {batch_size}")
     device = select_device(device)
-    checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)
-    if checkpoint.split is None:
+    run = load_run(checkpoint_path)
+    model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
+    if patient_split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
-    model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
-    config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
-    patient_split = PatientSplit.from_dict(checkpoint.split)
     chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
     data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
     prepared = prepare_data(data_cfg, split=patient_split)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
-    dataset = TransitionsDataset(
-        records, image_size=data_cfg.image_size, cache_images=data_cfg.cache_images,
-        cache_budget_mb=data_cfg.cache_budget_mb, normalize_images=False, disk_cache=data_cfg.disk_cache,
-        disk_cache_dir=data_cfg.disk_cache_dir,
-    )
+    dataset = dataset_from_config(records, data_cfg)
     verify_undecoded_images([dataset], data_cfg.image_size)
     output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
         RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
@@ -374,12 +369,12 @@ def evaluate_checkpoint(
     return report, output_dir
 
 
-def _target_encoder(checkpoint: ModelCheckpoint, model: CardiacDreamer,
+def _target_encoder(checkpoint: ModelCheckpoint, model: GuidanceModel,
                     path: Path) -> Tuple[Optional[LatentTarget], str]:
     """The latent loss's EMA target encoder saved with the checkpoint (``last.ckpt`` of older runs keeps it in its
     task state), or None and why not."""
     state = checkpoint.target_encoder or getattr(checkpoint, "task_state", {}).get("latent_target")
-    if model.dreamer is None:
+    if not can_imagine(model):
         return None, "a direct model has no world model"
     if not state:
         return None, ("this checkpoint holds no target encoder (saved before it was stored with model checkpoints, "

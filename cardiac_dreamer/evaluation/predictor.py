@@ -9,19 +9,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Sequence, Union
+from typing import Any, List, Sequence, Union
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..checkpoint import load_checkpoint
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..devices import select_device
-from ..models import CardiacDreamer
-
-if TYPE_CHECKING:
-    from ..session import GuidanceSession
+from ..models.registry import can_imagine
+from ..models.system import GuidanceModel
+from .loading import load_run
 
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[PathLike, Image.Image, np.ndarray, torch.Tensor]
@@ -29,23 +27,25 @@ _CHANNEL_COUNTS = (1, 3, 4)  # gray, RGB, RGBA: the last axis of an H x W x C ar
 
 
 class Predictor:
-    """A :class:`~cardiac_dreamer.models.CardiacDreamer` in eval mode on a device, fed like at training time.
+    """A trained model (:mod:`cardiac_dreamer.models`) in eval mode on a device, fed like at training time.
 
     ``predict(images)`` -> the pose at t1 of each image, relative to the target plane (at1, ``[x, y, z]`` mm and
     ``[roll, pitch, yaw]`` degrees), predicted from the image alone; the guidance, the move that brings the probe
     to the target, is its negation in additive mode. ``predict(images, moves)`` -> the pose the
-    world model imagines after each move (its at2), the move in the same units.
+    world model imagines after each move (its at2), the move in the same units. For real-time guidance wrap it in
+    a :class:`~cardiac_dreamer.session.GuidanceSession`.
     """
 
-    def __init__(self, model: CardiacDreamer, device: Union[str, torch.device] = "auto", batch_size: int = 32):
+    def __init__(self, model: GuidanceModel, device: Union[str, torch.device] = "auto", batch_size: int = 32):
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "auto") -> "Predictor":
-        """Load a ``.ckpt`` written by training (best, last, top-k or final); CheckpointError if it is not one."""
-        return cls(CardiacDreamer.from_checkpoint(load_checkpoint(path), str(path)), device)
+        """Load a ``.ckpt`` written by training (best, last, top-k or final), or a run directory's best checkpoint;
+        CheckpointError if it is not one."""
+        return cls(load_run(path).model, device)
 
     @property
     def image_size(self) -> int:
@@ -59,15 +59,7 @@ class Predictor:
     @property
     def can_imagine(self) -> bool:
         """Whether ``predict(images, moves)`` works: world models only, not the ``direct`` variant."""
-        return self.model.dreamer is not None
-
-    def session(self, **settings) -> "GuidanceSession":
-        """A real-time guidance session on this model, e.g. ``session(history=4)``; ``settings`` are the fields of
-        :class:`~cardiac_dreamer.session.SessionSettings` (``history``, ``arrival_mm``, ``arrival_deg``,
-        ``planner``)."""
-        from ..session import GuidanceSession, SessionSettings  # the session imports this module
-
-        return GuidanceSession(self, SessionSettings(**settings))
+        return can_imagine(self.model)
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
         """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.
@@ -80,7 +72,7 @@ class Predictor:
         batch, single = self.preprocess(images)  # uint8 [N, 1, S, S]
         key, move = "at1", None
         if moves is not None:
-            if self.model.dreamer is None:
+            if not self.can_imagine:
                 raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
             key, move = "at2", _moves(moves, len(batch))
         outputs = []
@@ -139,11 +131,11 @@ class Look:
     def imagine(self, moves) -> np.ndarray:
         """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees)."""
         model = self.predictor.model
-        if model.dreamer is None:
+        if not can_imagine(model):
             raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
         moves = _moves(moves, len(moves) if np.ndim(moves) == 2 else 1).to(self.features.device)  # [K, 6]
         with torch.inference_mode():
-            return model.imagine(self.features, moves).double().cpu().numpy()
+            return model.imagine_moves(self.features, moves).double().cpu().numpy()
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto") -> Predictor:

@@ -14,12 +14,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..checkpoint import load_checkpoint
-from ..config import Config
 from ..errors import ConfigError
+from ..evaluation.loading import load_run
 from ..evaluation.predictor import Predictor
-from ..models import CardiacDreamer
 from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ..session import GuidanceSession, SessionSettings
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
 from .report import write_report
@@ -46,10 +45,9 @@ def navigate_checkpoint(
     Starts lie inside the training poses' range unless ``settings.start_range`` widens the box (:mod:`.starts`).
     """
     checkpoint_path = Path(checkpoint_path)
-    checkpoint = load_checkpoint(checkpoint_path)
-    model = CardiacDreamer.from_checkpoint(checkpoint, str(checkpoint_path))
+    run = load_run(checkpoint_path)
+    checkpoint, model, config, checkpoint_path = run.checkpoint, run.model, run.config, run.path
     predictor = Predictor(model, device)
-    config = Config.from_dict(checkpoint.config, source=f"{checkpoint_path}: config")
     low, high = training_range(model.pose_mean.double().cpu().numpy(), model.pose_std.double().cpu().numpy())
     settings = settings.with_start_range(*(settings.start_range or start_box(low, high)))
     model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
@@ -111,7 +109,8 @@ def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoi
                           "(use --planner direct)")
     if skipped:
         log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
-    return [SessionPolicy(_policy_name(history, planner), predictor.session(history=history, planner=planner))
+    return [SessionPolicy(_policy_name(history, planner),
+                          GuidanceSession(predictor, SessionSettings(history, planner=planner)))
             for planner in planners for history in settings.histories], skipped
 
 

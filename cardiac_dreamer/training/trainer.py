@@ -23,9 +23,8 @@ from ..config import Config
 from ..devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError
 from ..fileio import link_or_copy
-from ..names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 from ..run_dir import RunDirectory
-from ..task import GuidanceTask
+from ..task import GuidanceTask, Task
 from ..threads import thread_governor
 from . import distributed as dist
 from .callbacks import EarlyStopping, LRSchedule
@@ -52,16 +51,16 @@ class FitResult:
     final_model: Optional[Path]
 
 
-TaskFactory = Callable[..., GuidanceTask]
+TaskFactory = Callable[..., Task]
 
 
 class Trainer:
-    """Trains a :class:`~cardiac_dreamer.models.CardiacDreamer` into a :class:`RunDirectory`.
+    """Trains a model into a :class:`RunDirectory` on the objective a :class:`~cardiac_dreamer.task.Task` defines.
 
     ``metadata`` (``split``, ``data_dir``, ``grouping``) is stored in every checkpoint so evaluation can find the
     patients the model never saw. ``task_factory(model, config, device, precision, memory_format)`` builds the
-    step (batch preparation, forward, losses, errors) the loop runs: :meth:`GuidanceTask.for_training` unless
-    another objective is given.
+    task: the batch keys, step, loss and metric names and the optimizer the loop uses;
+    :meth:`GuidanceTask.for_training` unless another objective is given.
     """
 
     def __init__(self, config: Config, run: Optional[RunDirectory] = None, metadata: Optional[Mapping[str, Any]] = None,
@@ -106,11 +105,8 @@ class Trainer:
         self.shuffle_generator = torch.Generator()
         self.train_loader = self._loader(train_set, train=True)
         self.val_loader = self._loader(val_set, train=False)
-        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            self.parameters, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-            fused=self.device.type == "cuda" or None,
-        )
+        self.optimizer = self.task.build_optimizer(self.cfg)
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]  # clipped together
         self.steps_per_epoch = math.ceil(len(self.train_loader) / self.cfg.accumulate_grad_batches)
         self.schedule = LRSchedule(self.optimizer, self.cfg, self.steps_per_epoch)
         self.gradient_step = GradientStep(self.precision, self.device, self.cfg.gradient_clip_val)
@@ -165,7 +161,7 @@ class Trainer:
                 self.refresh_batchnorm()
                 val_metrics = self.validate()
                 learning_rate = self.optimizer.param_groups[0]["lr"]
-                score = val_metrics[MONITOR]
+                score = val_metrics[self.task.monitor]
                 should_stop = self.early_stopping.update(score)
                 self.schedule.after_validation(score)
                 self.epoch = epoch + 1
@@ -175,12 +171,12 @@ class Trainer:
                     logger.log_epoch(row, epoch, self.global_step)
                     self._save_epoch_checkpoints(epoch, score, row)
                     log.info("epoch %d: %s %.4f, val_loss %.4f (%.1fs)",
-                             epoch, MONITOR, score, val_metrics["val_loss"], time.perf_counter() - started)
+                             epoch, self.task.monitor, score, val_metrics["val_loss"], time.perf_counter() - started)
                 dist.barrier()
                 if should_stop:
                     stop_reason = "early_stopping"
                     log.info("early stopping: %s did not improve for %d epochs (best %.4f)",
-                             MONITOR, self.early_stopping.wait, self.early_stopping.best)
+                             self.task.monitor, self.early_stopping.wait, self.early_stopping.best)
                     break
         finally:
             if logger is not None:
@@ -204,8 +200,9 @@ class Trainer:
         if batches is None:
             batch_sizes = _batch_sizes(len(self.train_loader.sampler), self.cfg.batch_size)
         else:
-            batch_sizes = [len(batch["at1"]) for batch in batches]
-        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+            batch_sizes = [self.task.batch_size(batch) for batch in batches]
+        loss_names = self.task.loss_names
+        loss_sums = torch.zeros(len(loss_names), device=self.device)
         sample_count = torch.zeros((), device=self.device)
         window_loss = torch.zeros((), device=self.device)
         self.step_timer = StepTimer(self.device, synchronize=self.synchronize_timing)
@@ -224,12 +221,13 @@ class Trainer:
             sync = contextlib.nullcontext() if step_now or not dist.is_distributed() else self.engine.no_sync()
             with sync:
                 _, losses = self.task.step(self.engine, batch)
-                self.gradient_step.backward(losses["total_loss"] * weight)
-            values = torch.stack([losses[name].detach().float() for name in LOSS_NAMES])
+                objective = losses[loss_names[0]]
+                self.gradient_step.backward(objective * weight)
+            values = torch.stack([losses[name].detach().float() for name in loss_names])
             finite = torch.isfinite(values).all()
             loss_sums += torch.where(finite, values, torch.zeros_like(values)) * batch_sizes[index]
             sample_count += finite.float() * batch_sizes[index]
-            window_loss += losses["total_loss"].detach().float() * weight
+            window_loss += objective.detach().float() * weight
             if self.thread_governor is not None:
                 self.thread_governor.after_step()
             if step_now:
@@ -240,7 +238,7 @@ class Trainer:
         dist.all_reduce_sum(loss_sums)
         dist.all_reduce_sum(sample_count)
         means = (loss_sums / sample_count.clamp_min(1)).tolist()
-        return {f"train_{name}": value for name, value in zip(LOSS_NAMES, means)}
+        return {f"train_{name}": value for name, value in zip(loss_names, means)}
 
     def _optimizer_step(self, window_loss: torch.Tensor, epoch: int) -> bool:
         """Step, or skip a non-finite step with a warning (False); too many in a row stop the run."""
@@ -272,11 +270,12 @@ class Trainer:
 
     def _log_step(self, losses, epoch: int, logger: Optional[MetricLogger], bar) -> None:
         """Host sync happens here, at logging intervals only."""
-        metrics = {f"train_{name}": losses[name].item() for name in LOSS_NAMES}
+        names = self.task.loss_names
+        metrics = {f"train_{name}": losses[name].item() for name in names}
         metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         if logger is not None:
             logger.log_step(metrics, epoch, self.global_step)
-        bar.set_postfix(loss=f"{metrics['train_total_loss']:.4f}", main=f"{metrics['train_main_task_loss']:.4f}")
+        bar.set_postfix({name: f"{metrics[f'train_{name}']:.4f}" for name in names[:2]})
 
     @torch.no_grad()
     def refresh_batchnorm(self) -> None:
@@ -303,35 +302,34 @@ class Trainer:
             for index, raw in enumerate(self.train_loader):
                 if index == budget:
                     break
-                batch = self.task.prepare_batch(raw, train=False)
-                with self.task.autocast():
-                    self.model(batch["image_t1"])  # the image path alone: the dreamer holds no BatchNorm
+                self.task.batchnorm_forward(self.task.prepare_batch(raw, train=False))
         finally:
             for layer, momentum in zip(layers, saved_momenta):
                 layer.momentum = momentum
 
     @torch.no_grad()
     def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
-        """Mean losses, and the MAE per axis (mm, degrees) of the image-only at1 (the deployed guidance), over the
-        whole validation set, summed over all ranks."""
+        """Mean losses, and the task's mean absolute errors (for guidance: per axis, in mm and degrees, of the
+        image-only at1), over the whole validation set, summed over all ranks."""
         self.eval_engine.eval()
-        loss_sums = torch.zeros(len(LOSS_NAMES), device=self.device)
-        error_sums = torch.zeros(len(VAL_MAE_NAMES), device=self.device, dtype=torch.float64)
+        loss_names, error_names = self.task.loss_names, self.task.error_names
+        loss_sums = torch.zeros(len(loss_names), device=self.device)
+        error_sums = torch.zeros(len(error_names), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device)
         for raw in loader or self.val_loader:
             batch = self.task.prepare_batch(raw, train=False)
             outputs, losses = self.task.step(self.eval_engine, batch)
-            size = batch["at1"].shape[0]
-            loss_sums += torch.stack([losses[name].float() for name in LOSS_NAMES]) * size
-            error_sums += self.task.errors(outputs["at1"], batch).abs().sum(0)
+            size = self.task.batch_size(batch)
+            loss_sums += torch.stack([losses[name].float() for name in loss_names]) * size
+            error_sums += self.task.errors(outputs, batch).abs().sum(0)
             count += size
         for tensor in (loss_sums, error_sums, count):
             dist.all_reduce_sum(tensor)
         losses = (loss_sums / count.clamp_min(1)).tolist()
         maes = (error_sums / count.clamp_min(1)).tolist()
-        metrics = {f"val_{name}": value for name, value in zip(LOSS_NAMES, losses)}
-        metrics["val_loss"] = metrics.pop("val_total_loss")
-        metrics.update(zip(VAL_MAE_NAMES, maes))
+        metrics = {f"val_{name}": value for name, value in zip(loss_names, losses)}
+        metrics["val_loss"] = metrics.pop(f"val_{loss_names[0]}")  # the objective
+        metrics.update(zip(error_names, maes))
         return metrics
 
     # ----------------------------------------------------------------------------------------------- state

@@ -1,0 +1,83 @@
+"""The one place that knows the model variants: ``build_model(config, stats)`` and the model of a checkpoint.
+
+A variant is a :class:`~cardiac_dreamer.models.system.GuidanceModel` subclass named by ``model.variant``; what it
+can do is said by its capability flags (``can_imagine``), so no caller looks for a particular submodule. Adding a
+variant is its class and one line in :data:`VARIANTS`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Mapping, Optional, Type
+
+import torch
+from torch import nn
+
+from ..checkpoint import ModelCheckpoint
+from ..config import Config
+from ..data.normalization import NormalizationStats
+from ..errors import CheckpointError, ConfigError, DataError
+from .system import CardiacDreamer, GuidanceModel
+
+VARIANTS: Dict[str, Type[GuidanceModel]] = {
+    "dreamer": CardiacDreamer,  # the world model: guidance + dreamer
+    "direct": GuidanceModel,  # the image alone, the ablation baseline
+}
+
+
+def variant_class(name: str) -> Type[GuidanceModel]:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model.variant {name!r} (valid: {', '.join(VARIANTS)})") from None
+
+
+def build_model(config: Config, stats: Optional[NormalizationStats] = None) -> GuidanceModel:
+    """A new model of ``config.model.variant`` for ``config.data.image_size``, with the training statistics
+    ``stats`` in its buffers (left at 0 / 1 when None, as for a model about to load a checkpoint)."""
+    model = variant_class(config.model.variant)(
+        config.model, image_size=config.data.image_size,
+        activation_checkpointing=config.training.activation_checkpointing,
+    )
+    if stats is not None:
+        model.set_normalization(stats)
+    return model
+
+
+def can_imagine(model: nn.Module) -> bool:
+    """Whether ``model(images, moves)`` returns the poses after the moves (a world model), wrapped or not."""
+    return bool(getattr(getattr(model, "module", model), "can_imagine", False))
+
+
+def model_from_checkpoint(checkpoint: ModelCheckpoint, source: str = "checkpoint") -> GuidanceModel:
+    """The network a checkpoint describes, with its weights and statistics, in eval mode.
+
+    The recorded config is validated (bounded sizes) and every tensor's shape is checked against a model built
+    on the meta device (no memory) before the real one is allocated, so a hostile or foreign checkpoint fails
+    with one line instead of exhausting memory. ``pretrained`` is switched off: the saved weights replace any
+    ImageNet start, which need not exist here.
+    """
+    config = Config.from_dict(checkpoint.config, source=f"{source}: config")
+    model_cfg = dataclasses.replace(config.model, pretrained=False, pretrained_weights=None)
+    model_class = variant_class(model_cfg.variant)
+    with torch.device("meta"):
+        skeleton = model_class(model_cfg, image_size=config.data.image_size)
+    _check_state_shapes(skeleton.state_dict(), checkpoint.model_state, source)
+    model = model_class(model_cfg, image_size=config.data.image_size)
+    model.load_state_dict(checkpoint.model_state)
+    try:
+        model.normalization  # reading the statistics validates them: finite, std > 0
+    except DataError as error:
+        raise CheckpointError(f"{source}: {error}") from None
+    return model.eval()
+
+
+def _check_state_shapes(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
+        raise CheckpointError(f"{source}: weights do not fit the recorded model ({detail})")
+    for key, tensor in expected.items():
+        if tuple(found[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{source}: weights do not fit the recorded model ({key} has shape "
+                                  f"{tuple(found[key].shape)}, the model needs {tuple(tensor.shape)})")
