@@ -5,7 +5,8 @@ overstates how well a model generalises. Each patient draws :class:`Traits` (95 
 heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber proportions +-12 %, gain +-20 %,
 contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
 (aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
-proportions are what differ there.
+proportions are what differ there. The chest wall under the probe (:func:`_window`) is painted over the heart, so
+the near field is alike in every patient and shows the probe's translations the same way in all.
 
 Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
 per patient, end-diastole and end-systole (ventricles smaller with thicker walls, atria larger); a frame blends them
@@ -32,7 +33,7 @@ ECHO_GRADIENT_PER_MM = 0.005
 CHAMBER_ELEVATION_MM = 70.0  # half-length of the chambers along elevation
 CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # as in v3: the section changes gradually with elevation
 # the chest wall at the window: echo of its layers, the skin layer's depth and the pleura's thickness (mm)
-SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.8, 0.3, 0.9, 0.85
+SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.9, 0.05, 0.95, 0.9  # dark muscle between bright lines
 SKIN_MM, PLEURA_MM = 9.0, 4.0
 HEART_CENTER_MM = np.array([0.0, 0.0, 65.0])  # a bigger heart grows about here: apex up, base down
 SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL = 0.78, 1.15, 1.45  # end-systole / end-diastole size factors
