@@ -91,3 +91,20 @@ def test_far_rotations_are_rendered_not_clamped():
 
     assert np.abs(frame(65, 0) - frame(55, 0)).mean() > 2.0
     assert np.abs(frame(30, -52) - frame(30, -40)).mean() > 2.0
+
+
+def test_x_z_and_pitch_move_the_chest_wall_under_the_probe_alike_in_every_patient():
+    """The near field (the chest wall, first 30 mm) changes the same way in two patients when the probe moves
+    sideways, deeper or tilts in plane, so these moves read alike across patients. measured: corr 0.86, 0.84, 0.81."""
+    patients = [PhantomPatient(index, seed=0, image_size=64) for index in (1, 2)]
+    near_rows = 64 * 30 // 160
+
+    def near_field_change(patient, move):
+        def frame(pose):  # a few speckle draws averaged: the anatomy's change, not the speckle's
+            return np.mean([patient.render(pose, rng=np.random.default_rng(draw), cycle=(0.0, 0.0))
+                            for draw in range(4)], 0)[:near_rows]
+        return (frame(move) - frame(np.zeros(6))).ravel()
+
+    for move in ([4, 0, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [0, 0, 0, 0, 6, 0]):
+        first, second = (near_field_change(patient, np.array(move, dtype=float)) for patient in patients)
+        assert np.corrcoef(first, second)[0, 1] > 0.6, move

@@ -5,7 +5,8 @@ overstates how well a model generalises. Each patient draws :class:`Traits` (95 
 heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber proportions +-12 %, gain +-20 %,
 contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
 (aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
-proportions are what differ there.
+proportions are what differ there. The chest wall under the probe (:func:`_window`) is painted over the heart, so
+the near field is alike in every patient and shows the probe's translations the same way in all.
 
 Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
 per patient, end-diastole and end-systole (ventricles smaller with thicker walls, atria larger); a frame blends them
@@ -21,7 +22,7 @@ import torch
 
 from ..geometry import matrix_to_pose, pose_to_matrix
 from .anatomy import (
-    BLOOD, CHEST_WALL, CHEST_WALL_AXES_MM, CHEST_WALL_LEAN_DEG, FAT, LUNG, MUSCLE, PERICARDIUM, PROBE_STANDOFF_MM,
+    BLOOD, CHEST_WALL_AXES_MM, CHEST_WALL_LEAN_DEG, FAT, LUNG, MUSCLE, PERICARDIUM, PROBE_STANDOFF_MM,
     TISSUE, VALVE, Ellipsoid, _chest_wall_center, _grown, paint_volume,
 )
 
@@ -31,6 +32,9 @@ BOX_MM = (np.array([-165.0, -200.0, -75.0]), np.array([165.0, 200.0, 200.0]))
 ECHO_GRADIENT_PER_MM = 0.005
 CHAMBER_ELEVATION_MM = 70.0  # half-length of the chambers along elevation
 CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # as in v3: the section changes gradually with elevation
+# the chest wall at the window: echo of its layers, the skin layer's depth and the pleura's thickness (mm)
+SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.9, 0.05, 0.95, 0.9  # dark muscle between bright lines
+SKIN_MM, PLEURA_MM = 9.0, 4.0
 HEART_CENTER_MM = np.array([0.0, 0.0, 65.0])  # a bigger heart grows about here: apex up, base down
 SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL = 0.78, 1.15, 1.45  # end-systole / end-diastole size factors
 
@@ -112,10 +116,11 @@ def target_pose(traits: Traits) -> np.ndarray:
 
 
 def heart_and_body(traits: Traits, systole: bool) -> List[Ellipsoid]:
-    """Painting order: the body at the window, then the heart placed by the patient's position and axis."""
+    """Painting order: lungs and fat, the heart placed by the patient's position and axis, the chest wall."""
     turn = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *traits.heart_tilt_deg], dtype=torch.float64)).numpy()
     shift = np.asarray(traits.heart_shift_mm)
-    return [*_body(traits), *(_moved(layer, turn[:3, :3], HEART_CENTER_MM, shift) for layer in _heart(traits, systole))]
+    heart = [_moved(layer, turn[:3, :3], HEART_CENTER_MM, shift) for layer in _heart(traits, systole)]
+    return [*_body(), *heart, *_window(traits)]
 
 
 def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
@@ -153,17 +158,29 @@ def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
     ]
 
 
-def _body(traits: Traits) -> List[Ellipsoid]:
-    """Lungs, epicardial fat and the chest wall: the acoustic window the probe rests on, alike in every patient but
-    for the chest wall's thickness."""
-    wall = np.array([0.0, 0.0, traits.wall_mm])
-    chest_wall = Ellipsoid(tuple((np.asarray(_chest_wall_center()) + wall).tolist()), CHEST_WALL_AXES_MM, CHEST_WALL,
-                           tilt=(CHEST_WALL_LEAN_DEG, 0.0, 0.0))
+def _window(traits: Traits) -> List[Ellipsoid]:
+    """The chest wall under the probe, painted over the heart (which lies behind it, never in it), so the near
+    field is alike in every patient but for the wall's thickness; why: translations must show there the same way
+    in every patient. Layers (depth at the target view): bright skin and subcutaneous fat (0-9 mm) over dark
+    muscle down to the leaning lower face (~32 mm, deeper posteriorly, so y shows) lined by the bright pleura; a
+    bright costal cartilage right of the centre line (10-27 mm), whose edge x and pitch move sideways."""
+    top = -PROBE_STANDOFF_MM
+    wall = _chest_wall_center() + np.array([0.0, 0.0, traits.wall_mm])
+    lean = (CHEST_WALL_LEAN_DEG, 0.0, 0.0)
+    return [
+        Ellipsoid(tuple((wall + [0.0, 0.0, PLEURA_MM]).tolist()), CHEST_WALL_AXES_MM, PLEURA, tilt=lean),
+        Ellipsoid(tuple(wall.tolist()), CHEST_WALL_AXES_MM, WALL_MUSCLE, tilt=lean),
+        Ellipsoid((0.0, 0.0, top + SKIN_MM - 40.0), (250.0, 250.0, 40.0), SKIN),
+        Ellipsoid((16.0, 0.0, top + 19.0), (14.0, 250.0, 8.0), CARTILAGE),
+    ]
+
+
+def _body() -> List[Ellipsoid]:
+    """Lungs and epicardial fat, painted under the heart."""
     return [
         Ellipsoid((150.0, 0.0, 110.0), (45.0, 150.0, 90.0), LUNG),
         Ellipsoid((-150.0, 0.0, 110.0), (45.0, 150.0, 90.0), LUNG),
         Ellipsoid((-45.0, 0.0, 5.0), (40.0, 150.0, 50.0), FAT),
-        chest_wall,
     ]
 
 

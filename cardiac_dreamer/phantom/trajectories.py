@@ -40,7 +40,7 @@ SWEEP_CONVERGED = 2.0 / 3.0  # share of the sweep after which the probe hovers a
 # wanders on the way (scaled down as it converges) and the frame-to-frame tremor (std of an AR(1) process)
 SWEEP_END = np.array([0.0, 0.0, 0.7, -1.0, -1.0, 1.9])
 SWEEP_START = np.array([-1.0, -2.0, 1.0, 51.0, -9.0, -37.0])
-SWEEP_WANDER = np.array([6.5, 12.0, 6.2, 17.0, 11.5, 12.0])
+SWEEP_WANDER = np.array([8.7, 12.0, 6.2, 17.0, 11.5, 12.0])  # x: the real at1 std of 4.1 mm
 SWEEP_HOVER = np.array([0.5, 0.5, 0.3, 0.45, 0.5, 1.1])  # the wander left once converged
 SWEEP_TREMOR = np.array([0.45, 0.6, 0.23, 0.38, 0.21, 0.28])
 TREMOR_MEMORY = 0.5
