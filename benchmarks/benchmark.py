@@ -21,8 +21,8 @@ from cardiac_dreamer.cli.common import configure_logging, report_error
 from cardiac_dreamer.cli.train_command import build_parser, resolve_config
 from cardiac_dreamer.config import apply_overrides
 from cardiac_dreamer.errors import CardiacDreamerError
-from cardiac_dreamer.loader_throughput import measure_loader
-from cardiac_dreamer.throughput import run_benchmark
+from cardiac_dreamer.benchmarking.loader_throughput import measure_loader
+from cardiac_dreamer.benchmarking.throughput import run_benchmark
 
 
 def main(argv=None) -> int:

@@ -4,7 +4,7 @@ compiled; one JSON line per run, everything inside a time budget.
     bash benchmarks/gpu_check.sh              # on a CUDA machine: at most 5 minutes, wall clock
     python benchmarks/gpu_check.py --dry_run  # the same sequence on the CPU with a tiny model (tests its shape)
 
-Each run is :func:`cardiac_dreamer.throughput.run_benchmark` (the Trainer on its DataLoader), so a line holds
+Each run is :func:`cardiac_dreamer.benchmarking.throughput.run_benchmark` (the Trainer on its DataLoader), so a line holds
 ``samples_per_s``, ``peak_gpu_memory_mb``, ``mfu``, ``data_wait_fraction`` and the rest. The runs go in order of
 importance (eager before compiled, batch 16 before the largest) and each is given what is left of ``--budget_s``
 (compiled runs need ``--compile_reserve_s`` of it): what does not fit is printed as skipped, so the check always ends
@@ -29,7 +29,7 @@ import torch
 
 from cardiac_dreamer.config import Config, apply_overrides, load_yaml, merge, resolve_config_path
 from cardiac_dreamer.synthetic import generate_phantom
-from cardiac_dreamer.throughput import run_benchmark
+from cardiac_dreamer.benchmarking.throughput import run_benchmark
 
 BASE_BATCH = 16
 PHANTOM_PAIRS = 512  # larger batches repeat pairs (images are decoded once either way)

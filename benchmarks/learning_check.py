@@ -24,7 +24,7 @@ from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.evaluation import evaluate, load_run
 from cardiac_dreamer.models import build_model
-from cardiac_dreamer.run_dir import RunDirectory
+from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.training import Trainer
 

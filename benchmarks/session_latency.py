@@ -26,7 +26,7 @@ from cardiac_dreamer.config import load_config
 from cardiac_dreamer.evaluation import Predictor
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.phantom import PhantomPatient
-from cardiac_dreamer.session import PLANNERS, GuidanceSession, SessionSettings
+from cardiac_dreamer.guidance.session import PLANNERS, GuidanceSession, SessionSettings
 
 
 def measure(preset: str, planner: str, history: int, updates: int, warmup: int) -> dict:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image
 
 from cardiac_dreamer.data.records import read_records
-from cardiac_dreamer.threads import usable_cpus
+from cardiac_dreamer.runtime.threads import usable_cpus
 
 
 def header_size(path):

@@ -29,7 +29,7 @@ _PUBLIC = {
     "evaluate_checkpoint": ".evaluation",
     "load_model": ".evaluation",
     "load_run": ".evaluation",
-    "GuidanceSession": ".session",
+    "GuidanceSession": ".guidance.session",
     "run_training": ".pipeline",
     "Trainer": ".training",
 }

@@ -7,7 +7,7 @@ figures are those of a model selected without seeing its test patients.
 
 With ``compare`` both model variants (``dreamer``, ``direct``) train on the same folds with the same seeds, so the
 difference between them is the world model and nothing else. Every summary also scores three baselines on the same
-folds (see :mod:`cardiac_dreamer.baselines`): the training mean, ``move_only``, an MLP from the move alone, and
+folds (see :mod:`cardiac_dreamer.evaluation.baselines`): the training mean, ``move_only``, an MLP from the move alone, and
 ``pixel_ridge``, a ridge regression on pooled pixels of the fold's training patients.
 ``seeds`` > 1 repeats every fold with consecutive training seeds; means and stds are over folds x seeds.
 
@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .baselines import PixelRidge, move_only_predictions, train_mean_predictions
+from .evaluation.baselines import PixelRidge, move_only_predictions, train_mean_predictions
 from .config import Config, apply_overrides
 from .data.prepare import _labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
@@ -44,10 +44,10 @@ from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError, Interrupted
 from .evaluation import evaluate_checkpoint
 from .evaluation import metrics as pose_metrics
-from .fileio import atomic_open, read_json, write_json
+from .io.fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .pipeline import run_training
-from .run_dir import timestamped_directory
+from .io.run_dir import timestamped_directory
 from .training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
 
 
 def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]]]:
-    """The baselines of :mod:`cardiac_dreamer.baselines` on every fold and seed, shaped like fold results: trained
+    """The baselines of :mod:`cardiac_dreamer.evaluation.baselines` on every fold and seed, shaped like fold results: trained
     on the same training patients (their labelled ones, in label-scarce runs), selected on the same inner validation
     patient, scored on the same patients."""
     records, _ = read_grouped_records(plan.config.data)

@@ -17,21 +17,21 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .checkpoint import load_training_state
+from .io.checkpoint import load_training_state
 from .config import Config
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
-from .devices import select_device
+from .runtime.devices import select_device
 from .errors import DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
-from .fileio import remove_stale_temporaries, write_json
+from .io.fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models.registry import build_model
 from .names import MONITOR, SPLIT_NAMES
-from .run_dir import RunDirectory, ensure_outside, ensure_writable, set_latest, write_experiment_config
+from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, set_latest, write_experiment_config
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything

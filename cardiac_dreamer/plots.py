@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from .fileio import atomic_open
+from .io.fileio import atomic_open
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .names import MONITOR, SPLIT_NAMES
 

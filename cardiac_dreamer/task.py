@@ -17,7 +17,7 @@ from torch import nn
 
 from .config import Config, LossConfig, TrainingConfig
 from .data.transforms import PhotometricAugment, images_to_float
-from .devices import FP32, Precision
+from .runtime.devices import FP32, Precision
 from .geometry import pose_error
 from .losses import compute_losses
 from .models.registry import can_imagine

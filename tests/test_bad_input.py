@@ -16,7 +16,7 @@ from PIL import Image
 from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import TRANSITIONS_FILE, build_datasets, prepare_data
-from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
+from cardiac_dreamer.io.checkpoint import ModelCheckpoint, save_checkpoint
 
 PATIENT = "data_0513_01"  # the real_export fixture holds data_0513_01..03, 4 pairs each, 64 px RGB images
 TINY = ["--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cardiac_dreamer.baselines import (
+from cardiac_dreamer.evaluation.baselines import (
     RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, pixel_ridge_predictions, pooled_pixels,
     train_mean_predictions,
 )

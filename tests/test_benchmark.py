@@ -7,8 +7,8 @@ import pytest
 
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.errors import ConfigError
-from cardiac_dreamer.loader_throughput import measure_loader
-from cardiac_dreamer.throughput import run_benchmark
+from cardiac_dreamer.benchmarking.loader_throughput import measure_loader
+from cardiac_dreamer.benchmarking.throughput import run_benchmark
 
 REPORTED = {
     "samples_per_s", "step_time_median_s", "data_wait_median_s", "compute_median_s", "data_wait_fraction",

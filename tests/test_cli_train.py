@@ -9,7 +9,7 @@ import torch
 
 from cardiac_dreamer.cli.evaluate_command import main as evaluate_main
 from cardiac_dreamer.cli.train_command import main
-from cardiac_dreamer.run_dir import LATEST, LOCK_FILE
+from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE
 from cardiac_dreamer.version import __version__
 
 TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",

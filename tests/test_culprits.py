@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cardiac_dreamer.checkpoint import load_checkpoint, save_checkpoint
+from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.data import read_records
-from cardiac_dreamer.devices import select_device
+from cardiac_dreamer.runtime.devices import select_device
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.training.loggers import read_rows

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cardiac_dreamer.baselines import PixelRidge
+from cardiac_dreamer.evaluation.baselines import PixelRidge
 from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
 from cardiac_dreamer.data.prepare import _labelled_patients

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from cardiac_dreamer.synthetic import generate_phantom
-from cardiac_dreamer.checkpoint import load_checkpoint
+from cardiac_dreamer.io.checkpoint import load_checkpoint
 from cardiac_dreamer.training.loggers import read_rows
 
 SEED = 20261126

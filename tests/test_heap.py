@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cardiac_dreamer.heap import MMAP_THRESHOLD_BYTES, chosen_mmap_threshold
+from cardiac_dreamer.runtime.heap import MMAP_THRESHOLD_BYTES, chosen_mmap_threshold
 
 REPOSITORY = Path(__file__).parents[1]
 

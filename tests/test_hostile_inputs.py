@@ -27,7 +27,7 @@ from cardiac_dreamer.data import (
 )
 from cardiac_dreamer.data.transforms import MAX_IMAGE_PIXELS, image_to_gray
 from cardiac_dreamer.errors import DataError
-from cardiac_dreamer.checkpoint import TrainingState, save_checkpoint
+from cardiac_dreamer.io.checkpoint import TrainingState, save_checkpoint
 from test_bad_input import LOG_LINE, PATIENT, Case
 
 OTHER = "data_0513_02"

@@ -9,16 +9,16 @@ import pytest
 
 from cardiac_dreamer.cli.evaluate_command import main
 from cardiac_dreamer.errors import ConfigError, DataError
-from cardiac_dreamer.navigation import EpisodeSettings, follow, run_episode
-from cardiac_dreamer.navigation.patients import FRESH_FIRST_INDEX, resolve_patients
-from cardiac_dreamer.navigation.policies import SessionPolicy, baseline_policies
-from cardiac_dreamer.navigation.report import FILES
-from cardiac_dreamer.navigation.scoring import (hierarchical_bootstrap_interval, paired_differences, summarize,
+from cardiac_dreamer.guidance.navigation import EpisodeSettings, follow, run_episode
+from cardiac_dreamer.guidance.navigation.patients import FRESH_FIRST_INDEX, resolve_patients
+from cardiac_dreamer.guidance.navigation.policies import SessionPolicy, baseline_policies
+from cardiac_dreamer.guidance.navigation.report import FILES
+from cardiac_dreamer.guidance.navigation.scoring import (hierarchical_bootstrap_interval, paired_differences, summarize,
                                                 wilson_interval)
-from cardiac_dreamer.navigation.simulator import start_pose
-from cardiac_dreamer.navigation.starts import inside, start_box
-from cardiac_dreamer.checkpoint import load_checkpoint
-from cardiac_dreamer.session import GuidanceSession, SessionSettings, within
+from cardiac_dreamer.guidance.navigation.simulator import start_pose
+from cardiac_dreamer.guidance.navigation.starts import inside, start_box
+from cardiac_dreamer.io.checkpoint import load_checkpoint
+from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings, within
 from test_cli_evaluate import assert_one_error_line
 from test_predictor import save_tiny_checkpoint
 from test_session import KnownPredictor, PoseFrames

@@ -11,7 +11,7 @@ from cardiac_dreamer.data import NormalizationStats, PatientSplit, read_grayscal
 from cardiac_dreamer.errors import CheckpointError, DataError
 from cardiac_dreamer.evaluation import Predictor, load_model, load_run
 from cardiac_dreamer.models import GuidanceModel, build_model
-from cardiac_dreamer.checkpoint import ModelCheckpoint, save_checkpoint
+from cardiac_dreamer.io.checkpoint import ModelCheckpoint, save_checkpoint
 
 PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from cardiac_dreamer.checkpoint import load_checkpoint, save_checkpoint
+from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.errors import OutputError
 from cardiac_dreamer.evaluation import load_model
-from cardiac_dreamer.fileio import write_json
+from cardiac_dreamer.io.fileio import write_json
 from cardiac_dreamer.training.loggers import CSVMetricsWriter, read_rows
 from test_bad_input import snapshot
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from cardiac_dreamer.errors import ConfigError
-from cardiac_dreamer.run_dir import LATEST, LOCK_FILE, RunDirectory, latest_run, set_latest
+from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE, RunDirectory, latest_run, set_latest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are locked with flock on POSIX only")
 
@@ -46,7 +46,7 @@ def test_the_lock_file_of_a_killed_process_is_stale_and_taken_by_the_next_run(ru
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from cardiac_dreamer.run_dir import RunDirectory
+        from cardiac_dreamer.io.run_dir import RunDirectory
         with RunDirectory(Path({str(run.root)!r})).lock():
             print("locked", flush=True)
             time.sleep(60)

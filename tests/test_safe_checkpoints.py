@@ -9,15 +9,15 @@ import stat
 import pytest
 import torch
 
-from cardiac_dreamer import checkpoint as checkpoint_module
-from cardiac_dreamer.checkpoint import (
+from cardiac_dreamer.io import checkpoint as checkpoint_module
+from cardiac_dreamer.io.checkpoint import (
     FORMAT_NAME, FORMAT_VERSION, ModelCheckpoint, load_checkpoint, save_checkpoint,
 )
 from cardiac_dreamer.cli import evaluate_command as evaluate_cli
 from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.errors import CheckpointError, OutputError
-from cardiac_dreamer.fileio import atomic_open, write_json
-from cardiac_dreamer.run_dir import RunDirectory
+from cardiac_dreamer.io.fileio import atomic_open, write_json
+from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.training.top_k import TopKCheckpoints
 from test_trainer import fit, tiny_config
 

@@ -17,7 +17,7 @@ import torch
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.geometry import apply_move
-from cardiac_dreamer.session import GuidanceSession, SessionSettings, suggested_move
+from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings, suggested_move
 from test_predictor import save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -239,9 +239,9 @@ def test_from_checkpoint_builds_the_same_session_as_the_predictor(tiny_checkpoin
 
 
 def test_importing_inference_loads_neither_matplotlib_nor_the_trainer():
-    code = ("import sys, cardiac_dreamer, cardiac_dreamer.session, cardiac_dreamer.evaluation.predictor; "
+    code = ("import sys, cardiac_dreamer, cardiac_dreamer.guidance.session, cardiac_dreamer.evaluation.predictor; "
             "from cardiac_dreamer.evaluation import evaluate; "
-            "assert cardiac_dreamer.GuidanceSession is cardiac_dreamer.session.GuidanceSession; "
+            "assert cardiac_dreamer.GuidanceSession is cardiac_dreamer.guidance.session.GuidanceSession; "
             "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'cardiac_dreamer.training', "
             "'cardiac_dreamer.pipeline', 'tensorboard'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cardiac_dreamer.threads import (ThreadGovernor, _own_running_tasks, allowed_cpus, apply_thread_policy, busy_cpus,
+from cardiac_dreamer.runtime.threads import (ThreadGovernor, _own_running_tasks, allowed_cpus, apply_thread_policy, busy_cpus,
                                      cgroup_cpu_quota, choose_threads, other_running_tasks, physical_cores, usable_cpus)
 
 REPOSITORY = Path(__file__).parents[1]
@@ -238,7 +238,7 @@ def test_a_real_spinning_child_counts_as_this_processes_own():
 
 GOVERNED = """
     import cardiac_dreamer.cli.train_command
-    from cardiac_dreamer.threads import thread_governor
+    from cardiac_dreamer.runtime.threads import thread_governor
     governor = thread_governor()
     print(None if governor is None else governor.ceiling)
 """

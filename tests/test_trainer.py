@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from cardiac_dreamer.checkpoint import ModelCheckpoint, TrainingState, load_checkpoint
+from cardiac_dreamer.io.checkpoint import ModelCheckpoint, TrainingState, load_checkpoint
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
-from cardiac_dreamer.devices import Precision, resolve_precision, select_device
+from cardiac_dreamer.runtime.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.names import CSV_COLUMNS
-from cardiac_dreamer.run_dir import RunDirectory
+from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
 from cardiac_dreamer.training.callbacks import EarlyStopping
 from cardiac_dreamer.training.gradient_step import GradientStep

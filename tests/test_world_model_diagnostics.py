@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cardiac_dreamer.checkpoint import ModelCheckpoint, load_checkpoint
+from cardiac_dreamer.io.checkpoint import ModelCheckpoint, load_checkpoint
 from cardiac_dreamer.config import LossConfig
 from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.errors import CheckpointError

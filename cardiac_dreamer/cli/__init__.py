@@ -3,16 +3,16 @@
 Side effects, on purpose: importing this package sets two process policies, each of which the user's own
 environment overrides.
 
-* :mod:`cardiac_dreamer.threads`: CPU threads from the CPUs this process may use, written into the environment. Every entry point imports this package before torch, the only moment OpenMP reads
+* :mod:`cardiac_dreamer.runtime.threads`: CPU threads from the CPUs this process may use, written into the environment. Every entry point imports this package before torch, the only moment OpenMP reads
   its environment; when torch is already imported (a notebook) nothing changes.
-* :mod:`cardiac_dreamer.heap`: with ``CARDIAC_DREAMER_HEAP_POLICY=mmap``, tensors of 1 MiB or more are mmapped, so
+* :mod:`cardiac_dreamer.runtime.heap`: with ``CARDIAC_DREAMER_HEAP_POLICY=mmap``, tensors of 1 MiB or more are mmapped, so
   the memory of freed activations returns to the system instead of piling up in the C heap (CPU training's peak
   RSS, at a price in time).
 """
 import logging
 
-from ..heap import apply_heap_policy
-from ..threads import apply_thread_policy
+from ..runtime.heap import apply_heap_policy
+from ..runtime.threads import apply_thread_policy
 
 THREAD_POLICY = apply_thread_policy()  # None when torch was imported first
 HEAP_MMAP_THRESHOLD_BYTES = apply_heap_policy()  # None when the user's environment decides

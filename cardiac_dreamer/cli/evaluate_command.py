@@ -1,7 +1,7 @@
 """``cardiac-evaluate``: score a checkpoint on a patient split it recorded and write the report.
 
 Flags in, :func:`~cardiac_dreamer.evaluation.evaluate_checkpoint` (or, with ``--navigate``, closed-loop guidance in
-the phantom: :func:`~cardiac_dreamer.navigation.navigate_checkpoint`) called, a table out. A library error becomes
+the phantom: :func:`~cardiac_dreamer.guidance.navigation.navigate_checkpoint`) called, a table out. A library error becomes
 one ``error: ...`` line on stderr and exit code 2, never a traceback.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..errors import CardiacDreamerError
 from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
-from ..navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
-from ..session import PLANNERS
+from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
+from ..guidance.session import PLANNERS
 from .common import CommandParser, add_flag, configure_logging, report_error
 
 
@@ -101,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _navigate(args: argparse.Namespace) -> int:
-    from ..navigation.report import summary_table
+    from ..guidance.navigation.report import summary_table
 
     try:
         settings = _navigation_settings(args)

@@ -185,7 +185,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _config(args: argparse.Namespace, mode: Optional["Mode"]) -> Config:
     """The resumed run's config, the demo's, or defaults < YAML < flags with a data directory that exists."""
     if args.resume_from_checkpoint:
-        from ..checkpoint import load_training_state
+        from ..io.checkpoint import load_training_state
 
         resume = Path(args.resume_from_checkpoint)
         stored = load_training_state(resume).config
@@ -211,8 +211,8 @@ def _check_data(args: argparse.Namespace, config: Config, argv: List[str]) -> in
 
 
 def _benchmark(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
-    from ..loader_throughput import measure_loader
-    from ..throughput import run_benchmark
+    from ..benchmarking.loader_throughput import measure_loader
+    from ..benchmarking.throughput import run_benchmark
 
     for result in measure_loader(config) if args.data_only else [run_benchmark(config)]:
         print(json.dumps(result), flush=True)
@@ -286,7 +286,7 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused)."""
-    from ..run_dir import ensure_writable
+    from ..io.run_dir import ensure_writable
     from ..synthetic import generate_phantom
 
     if not args.config:

@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError, OutputError
-from ..run_dir import ensure_outside
-from ..threads import usable_cpus
+from ..io.run_dir import ensure_outside
+from ..runtime.threads import usable_cpus
 from .packed_cache import PackedImages, PathLike, default_cache_dir, open_pack
 from .records import TransitionRecord
 from .transforms import images_to_float, read_grayscale

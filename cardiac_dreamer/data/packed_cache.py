@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, OutputError
-from ..fileio import atomic_open
+from ..io.fileio import atomic_open
 
 logger = logging.getLogger(__name__)
 

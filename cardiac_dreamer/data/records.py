@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataError
-from ..fileio import os_reason, read_json, stat_path
+from ..io.fileio import os_reason, read_json, stat_path
 from ..names import TRANSITIONS_FILE
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from ..errors import DataError
-from ..fileio import read_json
+from ..io.fileio import read_json
 from ..names import SPLIT_NAMES
 from .records import refuse_unsafe_text, shown
 

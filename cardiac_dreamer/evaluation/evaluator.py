@@ -9,7 +9,7 @@ Three predictions of at1 are scored for every pair:
   the ``"direct"`` variant has none;
 * ``train_mean``: the training poses' mean (stored in the model), the baseline any guidance must beat by a margin;
 * ``baselines.pixel_ridge``: a ridge regression on pooled pixels fitted on the checkpoint's training patients
-  (:mod:`cardiac_dreamer.baselines`), what a linear model makes of the same images.
+  (:mod:`cardiac_dreamer.evaluation.baselines`), what a linear model makes of the same images.
 
 World models also get their diagnostics (:mod:`.diagnostics`): the move-transfer slopes, and how well the dreamed
 features predict the target encoder's view of image t2.
@@ -32,23 +32,23 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..baselines import PixelRidge
-from ..checkpoint import ModelCheckpoint
+from .baselines import PixelRidge
+from ..io.checkpoint import ModelCheckpoint
 from ..config import LossConfig
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
 from ..data.records import TransitionRecord
 from ..data.splits import PatientSplit
-from ..devices import select_device
+from ..runtime.devices import select_device
 from ..errors import CheckpointError, ConfigError, DataError
-from ..fileio import atomic_open, write_json
+from ..io.fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
 from ..names import SPLIT_NAMES
-from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ..io.run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
 from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from ..checkpoint import ModelCheckpoint, load_checkpoint
+from ..io.checkpoint import ModelCheckpoint, load_checkpoint
 from ..config import Config
 from ..data.splits import PatientSplit
 from ..models.registry import model_from_checkpoint
 from ..models.system import GuidanceModel
-from ..run_dir import RunDirectory
+from ..io.run_dir import RunDirectory
 
 PathLike = Union[str, os.PathLike]
 

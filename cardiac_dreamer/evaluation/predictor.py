@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
-from ..devices import select_device
+from ..runtime.devices import select_device
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
 from .loading import load_run
@@ -33,7 +33,7 @@ class Predictor:
     ``[roll, pitch, yaw]`` degrees), predicted from the image alone; the guidance, the move that brings the probe
     to the target, is its negation in additive mode. ``predict(images, moves)`` -> the pose the
     world model imagines after each move (its at2), the move in the same units. For real-time guidance wrap it in
-    a :class:`~cardiac_dreamer.session.GuidanceSession`.
+    a :class:`~cardiac_dreamer.guidance.session.GuidanceSession`.
     """
 
     def __init__(self, model: GuidanceModel, device: Union[str, torch.device] = "auto", batch_size: int = 32):

@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Optional, Type
 import torch
 from torch import nn
 
-from ..checkpoint import ModelCheckpoint
+from ..io.checkpoint import ModelCheckpoint
 from ..config import Config
 from ..data.normalization import NormalizationStats
 from ..errors import CheckpointError, ConfigError, DataError

@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..fileio import read_json, write_json
+from ..io.fileio import read_json, write_json
 from ..errors import ConfigError, DataError
 from . import anatomy, people
 from .rendering import render_beating, render_slice

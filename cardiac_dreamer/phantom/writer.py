@@ -19,7 +19,7 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..fileio import atomic_open, write_json
+from ..io.fileio import atomic_open, write_json
 from ..names import TRANSITIONS_FILE
 from ..errors import ConfigError
 from .patient import (

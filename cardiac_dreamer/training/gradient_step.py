@@ -9,7 +9,7 @@ from typing import Iterable, Optional
 
 import torch
 
-from ..devices import Precision
+from ..runtime.devices import Precision
 
 
 class GradientStep:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from ..errors import OutputError
-from ..fileio import atomic_open, cannot_write
+from ..io.fileio import atomic_open, cannot_write
 from ..names import CSV_COLUMNS, MONITOR
-from ..run_dir import RunDirectory
+from ..io.run_dir import RunDirectory
 
 log = logging.getLogger(__name__)
 

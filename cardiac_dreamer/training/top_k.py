@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..fileio import link_or_copy, remove_stale_temporaries
+from ..io.fileio import link_or_copy, remove_stale_temporaries
 from ..names import BEST_CHECKPOINT, TOPK_GLOB, parse_topk_filename, topk_filename
 
 log = logging.getLogger(__name__)

@@ -18,14 +18,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
-from ..checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
+from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
 from ..config import Config
-from ..devices import resolve_precision, select_device
+from ..runtime.devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError
-from ..fileio import link_or_copy
-from ..run_dir import RunDirectory
+from ..io.fileio import link_or_copy
+from ..io.run_dir import RunDirectory
 from ..task import GuidanceTask, Task
-from ..threads import thread_governor
+from ..runtime.threads import thread_governor
 from . import distributed as dist
 from .callbacks import EarlyStopping, LRSchedule
 from .gradient_step import GradientStep

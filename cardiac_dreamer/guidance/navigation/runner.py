@@ -14,10 +14,10 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
-from ..evaluation.loading import load_run
-from ..evaluation.predictor import Predictor
-from ..run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ...errors import ConfigError
+from ...evaluation.loading import load_run
+from ...evaluation.predictor import Predictor
+from ...io.run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
 from ..session import GuidanceSession, SessionSettings
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies

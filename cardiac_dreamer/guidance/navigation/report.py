@@ -2,7 +2,7 @@
 terminal table.
 
 matplotlib is imported inside the plotting functions only (the object API, as :mod:`cardiac_dreamer.plots`), so
-the runtime (:mod:`cardiac_dreamer.session`) never loads it. Every file is written atomically.
+the runtime (:mod:`cardiac_dreamer.guidance.session`) never loads it. Every file is written atomically.
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..evaluation.metrics import rotation_errors, translation_errors
-from ..fileio import atomic_open, write_json
-from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ...evaluation.metrics import rotation_errors, translation_errors
+from ...io.fileio import atomic_open, write_json
+from ...geometry import AXIS_NAMES, AXIS_UNITS
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
 from .result import START_GROUPS, NavigationResult, settings_record
 from .scoring import DEFINITIONS
@@ -108,7 +108,7 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
     threshold for every policy."""
     from matplotlib.ticker import MaxNLocator
 
-    from ..plots import figure, save_figure
+    from ...plots import figure, save_figure
 
     names = list(result.policies)
     fig = figure(3.2 * len(names), 9.5, "closed-loop guidance: true error of every episode, step by step")
@@ -149,7 +149,7 @@ def plot_navigation(result: NavigationResult, path: Path) -> Path:
 def plot_episode_strip(episode: Episode, path: Path) -> Path:
     """The frames of one episode side by side, each with its true error and the suggested move written on it and
     the suggested in-plane translation drawn as an arrow (x to the right, z down)."""
-    from ..plots import figure, save_figure
+    from ...plots import figure, save_figure
 
     shown = list(zip(episode.frames, episode.steps))[:MAX_STRIP_FRAMES]
     fig = figure(max(2.3 * len(shown), 7.0), 4.6)

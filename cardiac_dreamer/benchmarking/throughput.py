@@ -32,18 +32,18 @@ import torch
 from torch.utils.data import Subset
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import Config
-from .data.dataset import TransitionsDataset
-from .data.normalization import NormalizationStats
-from .data.prepare import dataset_from_config, prepare_data
-from .devices import FP32, cpu_supports_bf16
-from .errors import ConfigError
-from .models.registry import build_model
-from .names import SPLIT_NAMES
-from .run_dir import RunDirectory
-from .synthetic import generate_phantom
-from .task import GuidanceTask
-from .training.trainer import Trainer
+from ..config import Config
+from ..data.dataset import TransitionsDataset
+from ..data.normalization import NormalizationStats
+from ..data.prepare import dataset_from_config, prepare_data
+from ..runtime.devices import FP32, cpu_supports_bf16
+from ..errors import ConfigError
+from ..models.registry import build_model
+from ..names import SPLIT_NAMES
+from ..io.run_dir import RunDirectory
+from ..synthetic import generate_phantom
+from ..task import GuidanceTask
+from ..training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, List, Optional, Type, Union
 
-from .errors import CardiacDreamerError, OutputError
+from ..errors import CardiacDreamerError, OutputError
 
 PathLike = Union[str, os.PathLike]
 

@@ -17,7 +17,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 from ..session import ARRIVAL_DEG, ARRIVAL_MM
 
 UNIFORM_HALF_WIDTH = math.sqrt(3.0)  # half-width / std of a uniform distribution

@@ -24,10 +24,10 @@ except ImportError:  # Windows: runs are not locked there
 
 import torch
 
-from .errors import ConfigError, OutputError
+from ..errors import ConfigError, OutputError
 from .fileio import atomic_open, cannot_write, write_json
-from .names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
-from .version import __version__
+from ..names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
+from ..version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data.normalization import AxisStats
-from .data.records import TransitionRecord
-from .data.transforms import images_to_float, read_grayscale
-from .threads import usable_cpus
+from ..data.normalization import AxisStats
+from ..data.records import TransitionRecord
+from ..data.transforms import images_to_float, read_grayscale
+from ..runtime.threads import usable_cpus
 
 MOVE_ONLY_HIDDEN = 64
 MOVE_ONLY_STEPS = 400

@@ -26,8 +26,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..geometry import apply_move
+from ...errors import ConfigError
+from ...geometry import apply_move
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, within
 from .policies import Policy
 

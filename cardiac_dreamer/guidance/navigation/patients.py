@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
-from ..checkpoint import ModelCheckpoint
-from ..data.splits import PatientSplit, folders_by_patient
-from ..errors import DataError
-from ..evaluation.evaluator import chosen_patients
-from ..phantom import DEFAULT_VERSION, PATIENT_FILE, PhantomPatient
+from ...io.checkpoint import ModelCheckpoint
+from ...data.splits import PatientSplit, folders_by_patient
+from ...errors import DataError
+from ...evaluation.evaluator import chosen_patients
+from ...phantom import DEFAULT_VERSION, PATIENT_FILE, PhantomPatient
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..evaluation.evaluator import SPLIT_CHOICES
+from ...errors import ConfigError
+from ...evaluation.evaluator import SPLIT_CHOICES
 from ..session import PLANNERS, SessionSettings
 from . import scoring
 from .patients import NavigationPatient

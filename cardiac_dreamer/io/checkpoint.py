@@ -25,11 +25,11 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from .errors import CheckpointError, OutputError
+from ..errors import CheckpointError, OutputError
 from .fileio import atomic_open, cannot_write
-from .version import __version__
+from ..version import __version__
 
-FORMAT_NAME = "cardiac_dreamer.checkpoint"
+FORMAT_NAME = "cardiac_dreamer.io.checkpoint"
 FORMAT_VERSION = 2  # 2: world model with move conditioning on every token; poses in physical units at the edge
 PathLike = Union[str, os.PathLike]
 

@@ -33,9 +33,9 @@ from typing import Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import ConfigError
-from .evaluation.metrics import rotation_errors, translation_errors
-from .geometry import COMPOSITION_MODES, apply_move, undo_move, wrap_degrees
+from ..errors import ConfigError
+from ..evaluation.metrics import rotation_errors, translation_errors
+from ..geometry import COMPOSITION_MODES, apply_move, undo_move, wrap_degrees
 
 PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
@@ -131,7 +131,7 @@ class GuidanceSession:
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
                         **settings) -> "GuidanceSession":
         """A session on a trained checkpoint; ``settings`` are :class:`SessionSettings` fields."""
-        from .evaluation.predictor import load_model
+        from ..evaluation.predictor import load_model
 
         return cls(load_model(path, device), SessionSettings(**settings))
 

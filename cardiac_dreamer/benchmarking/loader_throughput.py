@@ -19,13 +19,13 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from .config import Config
-from .data.dataset import TransitionsDataset
-from .data.records import read_records
-from .devices import select_device
-from .errors import ConfigError
+from ..config import Config
+from ..data.dataset import TransitionsDataset
+from ..data.records import read_records
+from ..runtime.devices import select_device
+from ..errors import ConfigError
 from .throughput import SYNTHETIC_DATA, anonymous_mb, child_pids, peak_rss_mb, pss_mb, reset_peak_rss, with_data
-from .training.reproducibility import seed_worker
+from ..training.reproducibility import seed_worker
 
 IMAGE_STORES = ("memory", "disk", "decode")
 

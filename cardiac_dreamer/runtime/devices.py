@@ -12,7 +12,7 @@ from typing import List, Optional, Union
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

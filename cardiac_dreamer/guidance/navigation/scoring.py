@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
-from ..evaluation.metrics import rotation_errors, translation_errors
+from ...evaluation.metrics import rotation_errors, translation_errors
 from ..session import within
 from .simulator import Episode
 

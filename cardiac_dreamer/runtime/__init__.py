@@ -1,0 +1,1 @@
+"""How a process uses this machine: CPU threads, the heap policy, devices."""
