@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Peak RSS of production fp32 training at batch 16 (goal: under 5.6 GB), four ways: glibc's own heap or the heap
-# policy (cardiac_dreamer/heap.py), each without and with training.activation_checkpointing. One JSON line each;
+# policy (cardiac_dreamer/runtime/heap.py), each without and with training.activation_checkpointing. One JSON line each;
 # compare peak_rss_mb and step_time_median_s. Run on an idle machine (about 15 minutes on 2 cores).
 #   bash benchmarks/memory.sh [extra benchmark.py flags]
 set -euo pipefail
