@@ -5,6 +5,7 @@ the slower of the two to the one alone (issue 22's target: at most 2.6x). Run it
     python benchmarks/contention.py                     # this tree only
     python benchmarks/contention.py --before 04d436a    # and the code at 04d436a, for comparison
     python benchmarks/contention.py --repeats 2
+    python benchmarks/contention.py --keep demo_logs  # and keep what each demo printed (the alone one: the demo)
 
 Prints one JSON line per (code, demos at once): every demo's wall seconds and the slowdown against the same code
 alone, then a last line ``two together / one alone: R.RRx (target <= 2.6x)`` for this tree. The demo data is
@@ -16,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 2.6  # issue 22: two demos started together finish within 2.6x the time of one alone
@@ -35,8 +38,9 @@ def export_tree(ref: str, target: Path) -> Path:
     return target
 
 
-def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int) -> list:
-    """Start ``at_once`` demos together; each one's wall seconds."""
+def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int, keep: Optional[Path] = None) -> list:
+    """Start ``at_once`` demos together; each one's wall seconds. With ``keep``, each demo's printed output (its
+    final evaluation table included) is copied there as ``demo_<at_once>x_<n>.txt``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "GOMP_"))}
     env["PYTHONPATH"] = str(tree)
     processes = []
@@ -44,13 +48,17 @@ def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int) -> lis
         output = Path(tempfile.mkdtemp(dir=scratch))
         command = [sys.executable, "-m", "cardiac_dreamer.train", "--demo", "--no_progress", "--data_dir",
                    str(data_dir), "--output_dir", str(output)]
-        processes.append((time.perf_counter(), subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                                                                stderr=open(output / "log.txt", "w"))))
+        log = open(output / "log.txt", "w")
+        processes.append((time.perf_counter(), output, subprocess.Popen(command, env=env, stdout=log,
+                                                                        stderr=subprocess.STDOUT)))
     seconds = []
-    for started, process in processes:
+    for number, (started, output, process) in enumerate(processes):
         if process.wait() != 0:
             raise RuntimeError(f"demo failed ({process.args}); see its log.txt")
         seconds.append(time.perf_counter() - started)
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(output / "log.txt", keep / f"demo_{at_once}x_{number + 1}.txt")
     return seconds
 
 
@@ -58,6 +66,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="git ref of older code to measure too (default: this tree only)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="copy each demo's printed output into this folder")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_contention_") as scratch:
         scratch = Path(scratch)
@@ -74,7 +83,7 @@ def main(argv=None) -> int:
         for code, tree in trees.items():
             alone = None
             for at_once in (1, 2):
-                seconds = [s for _ in range(args.repeats) for s in demo_seconds(tree, data_dir, scratch, at_once)]
+                seconds = [s for _ in range(args.repeats) for s in demo_seconds(tree, data_dir, scratch, at_once, args.keep)]
                 slowest = max(seconds)
                 alone = alone or slowest
                 ratio = slowest / alone

@@ -6,7 +6,7 @@ import torch
 from torchvision.models import resnet18, resnet34
 
 from cardiac_dreamer.config import BACKBONES as CONFIG_BACKBONES
-from cardiac_dreamer.config import Config, LossConfig, ModelConfig, apply_overrides
+from cardiac_dreamer.config import Config, LossConfig, ModelConfig, apply_overrides, load_config
 from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.geometry import undo_move
@@ -346,3 +346,15 @@ def test_checkpoint_layout_of_both_variants_is_unchanged():
         parameter_order = list(dict.fromkeys(name.split(".")[0] for name, _ in model.named_parameters()))
         assert parameter_order == ["backbone", *(["dreamer"] if world_model else []), "guidance"]
         assert {"pose_mean", "move_mean", "pose_std", "move_std"} <= set(model.state_dict())
+
+
+def test_the_small_data_preset_builds_a_resnet18_world_model_that_takes_one_step_at_224_px():
+    """`--config small_data` (the guide's 3-20 patients): ResNet-18 at 224 px, a small dreamer, one training step."""
+    config = load_config("small_data")
+    model = build_model(config, STATS)
+    assert (config.model.backbone, config.data.image_size) == ("resnet18", 224) and can_imagine(model)
+    images, moves = torch.randn(2, 1, 224, 224), torch.randn(2, 6)
+    outputs = model(images, moves)
+    assert outputs["at1"].shape == outputs["at2"].shape == (2, 6)
+    (outputs["at1"].sum() + outputs["at2"].sum()).backward()
+    assert model.backbone.conv1.weight.grad is not None and model.dreamer is not None
