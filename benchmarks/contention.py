@@ -83,7 +83,8 @@ def main(argv=None) -> int:
         for code, tree in trees.items():
             alone = None
             for at_once in (1, 2):
-                seconds = [s for _ in range(args.repeats) for s in demo_seconds(tree, data_dir, scratch, at_once, args.keep)]
+                seconds = [s for _ in range(args.repeats)
+                           for s in demo_seconds(tree, data_dir, scratch, at_once, args.keep)]
                 slowest = max(seconds)
                 alone = alone or slowest
                 ratio = slowest / alone
