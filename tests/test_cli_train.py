@@ -107,6 +107,7 @@ def usage_error(capsys, argv):
     (["--benchmark", "--cv", "3"], "--benchmark", "--cv"),
     (["--cv", "3", "--resume_cv", "cv_x"], "--cv", "--resume_cv"),
     (["--resume-from-checkpoint", "last.ckpt", "--benchmark"], "--benchmark", "--resume_from_checkpoint"),
+    (["--check_data", "--resume_from_checkpoint", "last.ckpt"], "--check_data", "--resume_from_checkpoint"),
     (["--demo", "--resume_from_checkpoint", "last.ckpt"], "--demo", "--resume_from_checkpoint"),
     (["--demo", "--resume_cv", "cv_x"], "--demo", "--resume_cv"),
     (["--data_only"], "--data_only", "--benchmark"),
