@@ -3,7 +3,6 @@ ImageNet weights offline, and refusals that name the file the user must change f
 exit, one line and no traceback, and writes nothing."""
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest

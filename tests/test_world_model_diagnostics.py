@@ -1,11 +1,10 @@
 """World-model diagnostics in every evaluation: the dreamed t2 features against the target encoder's view of image
 t2 beside "no change", the dreamed at2 beside at1 plus the move, and the target encoder saved with the checkpoints
 that evaluation reads."""
-import numpy as np
 import pytest
 import torch
 
-from cardiac_dreamer.io.checkpoint import ModelCheckpoint, load_checkpoint
+from cardiac_dreamer.io.checkpoint import load_checkpoint
 from cardiac_dreamer.config import LossConfig
 from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.errors import CheckpointError
