@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The world-model ablation of README's table: cross-patient 3-fold cross-validation on an 8-patient phantom, each
+# The world-model ablation of docs/cross-validation-and-ablation.md: cross-patient 3-fold cross-validation on an 8-patient phantom, each
 # arm on the same folds and seeds, with the training-mean and move-only baselines of every fold.
 #   bash benchmarks/ablation.sh [OUT] [SEEDS]   # OUT default: ablation; SEEDS (default 3) for dreamer vs direct
 #                                               # and spatial, 1 for the other arms; about 50 minutes on 2 idle cores
