@@ -1,4 +1,4 @@
-"""The benchmark runs real training steps on a tiny config and reports every figure the README table uses."""
+"""The benchmark runs real training steps on a tiny config and reports every figure the table in docs/performance.md uses."""
 import json
 import runpy
 from pathlib import Path
