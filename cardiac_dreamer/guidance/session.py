@@ -152,6 +152,11 @@ class GuidanceSession:
         return cls(load_model(path, device), SessionSettings(**settings))
 
     @property
+    def fuses_sequentially(self) -> bool:
+        """Whether past looks are fused by the checkpoint's sequential estimator rather than the median."""
+        return bool(_sequence_frames(self.predictor)) and self.settings.history > 0
+
+    @property
     def composition(self) -> str:
         return self.predictor.composition
 
@@ -171,7 +176,7 @@ class GuidanceSession:
         keep = self.settings.history + 1
         self._estimates = torch.cat([self._estimates, current])[-keep:]  # [k + 1, 6]
         pose = np.median(self._estimates.numpy(), axis=0)  # [6]; the mean of the middle two for an even count
-        if _sequence_frames(self.predictor):
+        if self.fuses_sequentially:
             pose = self._sequential(look, current, keep, pose)
         if len(self._estimates) <= self.settings.history:
             arrived, move = False, np.zeros(6)  # hold still: the decision waits for history + 1 looks
