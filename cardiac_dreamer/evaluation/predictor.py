@@ -74,12 +74,12 @@ class Predictor:
         ``[T, 6]`` (mm, degrees; zeros for the current frame)."""
         if not self.sequence_frames:
             raise ValueError("this checkpoint has no trained sequential estimator (model.sequence_frames)")
-        def rows(values) -> torch.Tensor:
-            return torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.device)[None]  # [1, T, 6]
+        features = features.to(self.device, torch.float32)[None]  # [T, 512] -> [1, T, 512]
+        estimates, moves = (torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.device)[None]
+                            for values in (estimates, moves))  # [T, 6] -> [1, T, 6]
+        present = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
         with torch.inference_mode():
-            features = features.to(self.device, torch.float32)[None]  # [1, T, 512]
-            present = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
-            return fuse(self.model, features, rows(estimates), rows(moves), present)[0].double().cpu().numpy()
+            return fuse(self.model, features, estimates, moves, present)[0].double().cpu().numpy()
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
         """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.

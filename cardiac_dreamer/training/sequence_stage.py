@@ -8,7 +8,8 @@ How: chains of K frames from the training patients' sweeps (:mod:`cardiac_dreame
 chain keeps a random number of its past frames (0 to K-1), so the estimator serves any history a session has;
 SmoothL1 on the standardized at1; the epoch with the lowest validation error (full chains of the validation
 patients, mean over the six axes in training stds) is kept, the untrained fuser (the single frame) included, so
-the stage never leaves a fuser worse on the validation patients than the image alone.
+the stage never leaves a fuser worse on the validation patients than the image alone: when no epoch beats the single
+frame, the fuser stays marked untrained and the checkpoint guides as one without it.
 """
 from __future__ import annotations
 
@@ -56,9 +57,14 @@ def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet,
             best_score, best_epoch, best_state = score, epoch, copy.deepcopy(estimator.state_dict())
     estimator.load_state_dict(best_state)
     estimator.requires_grad_(False).eval()
-    estimator.trained.fill_(1.0)
-    log.info("sequence stage: validation error %.4f training stds (single frame %.4f), epoch %d of %d kept",
-             best_score, single, best_epoch, EPOCHS)
+    if best_epoch:
+        estimator.trained.fill_(1.0)
+        log.info("sequence stage: validation error %.4f training stds (single frame %.4f), epoch %d of %d kept",
+                 best_score, single, best_epoch, EPOCHS)
+    else:
+        log.warning("sequence stage: no epoch beat the single frame on the validation patients (%.4f training "
+                    "stds); the checkpoint keeps guiding from the single frame (and the median of a history)",
+                    single)
     return {"val_sequence_error_std": best_score, "val_single_frame_error_std": single,
             "sequence_epoch": float(best_epoch)}
 
