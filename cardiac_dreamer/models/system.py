@@ -18,13 +18,14 @@ from typing import Dict, Optional
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from ..config import ModelConfig
 from ..data.normalization import AxisStats, NormalizationStats
 from ..errors import ConfigError
 from ..geometry import undo_move
 from .backbone import STRIDE, build_backbone
-from .dreamer import MOVE_DIM, Dreamer
+from .dreamer import MOVE_DIM, Dreamer, LatentPredictor
 from .guidance import GuidanceHead
 
 
@@ -108,6 +109,10 @@ class CardiacDreamer(GuidanceModel):
     variant = "dreamer"
     can_imagine = True
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.latent_predictor = LatentPredictor()  # built last: earlier checkpoints' parameter order stays a prefix
+
     def _build_world_model(self, activation_checkpointing: bool) -> None:
         cfg = self.config
         self.dreamer = Dreamer(
@@ -126,7 +131,12 @@ class CardiacDreamer(GuidanceModel):
         move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
         features_t2_pred = self.dreamer(features_t1, move_std)
         at2 = self._to_pose(self.guidance(features_t2_pred))
-        return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred}
+        # The same at2 read with the head and the t1 features held fixed: only the dreamer answers for the move.
+        change = features_t2_pred - features_t1
+        held_head = {name: value.detach() for name, value in self.guidance.named_parameters()}
+        at2_held = self._to_pose(functional_call(self.guidance, held_head, (features_t1.detach() + change,)))
+        return {"at2": at2, "at1_composed": self._undo_move(at2_held, move), "features_t2_pred": features_t2_pred,
+                "latent_t2_pred": self.latent_predictor(features_t2_pred)}
 
     def imagine_moves(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
         """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a
