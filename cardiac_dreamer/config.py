@@ -74,6 +74,9 @@ class ModelConfig:
     pretrained: bool = False  # ImageNet weights: pretrained_weights, else torchvision's (hub cache, downloaded)
     pretrained_weights: Optional[str] = None
     freeze_backbone_layers: int = ranged(0, 0, 5)  # 1 freezes the stem, k the stem and the first k-1 residual stages
+    # The sequential estimator: at1 from the current frame and the K-1 frames before it with the moves since,
+    # trained after the main fit on its frozen features (0 = off; else K >= 2).
+    sequence_frames: int = ranged(0, 0, 64)
 
     def __post_init__(self) -> None:
         _check_fields("model", self)
@@ -81,6 +84,9 @@ class ModelConfig:
         _check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
         _check_choice("model.token_type", self.token_type, TOKEN_TYPES)
         _check_choice("model.composition", self.composition, ("additive", "se3"))
+        if self.sequence_frames == 1:
+            raise ConfigError("model.sequence_frames must be 0 (off) or >= 2 (the current frame and at least one "
+                              "before it), got 1")
         if self.d_model % self.num_heads:
             raise ConfigError(
                 f"model.d_model ({self.d_model}) must be divisible by model.num_heads ({self.num_heads})"

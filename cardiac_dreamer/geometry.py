@@ -64,6 +64,14 @@ def undo_move(pose_after: torch.Tensor, move: torch.Tensor, mode: str = "additiv
     return matrix_to_pose(pose_to_matrix(pose_after) @ torch.linalg.inv(pose_to_matrix(move)))
 
 
+def move_between(pose_from: torch.Tensor, pose_to: torch.Tensor, mode: str = "additive") -> torch.Tensor:
+    """The move that takes ``pose_from`` to ``pose_to``: ``apply_move(pose_from, move) == pose_to``."""
+    _check_mode(mode)
+    if mode == "additive":
+        return pose_to - pose_from
+    return matrix_to_pose(torch.linalg.inv(pose_to_matrix(pose_from)) @ pose_to_matrix(pose_to))
+
+
 def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
     """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error."""
     return torch.remainder(angles + 180.0, 360.0) - 180.0
@@ -86,6 +94,7 @@ __all__ = [
     "COMPOSITION_MODES",
     "apply_move",
     "matrix_to_pose",
+    "move_between",
     "pose_error",
     "pose_to_matrix",
     "undo_move",

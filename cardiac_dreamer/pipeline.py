@@ -35,6 +35,7 @@ from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, set_lates
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
+from .training.sequence_stage import train_sequence_stage
 from .training.trainer import FitResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,13 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composit
                                 extra={"resumed_from": str(resume_from) if resume_from else None})
         write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, composition))
         _plot_dataset(run, prepared, composition)
-    return trainer.fit(run=run)
+    fit = trainer.fit(run=run)
+    if config.model.sequence_frames and dist.is_main_process() and fit.best_checkpoint is not None:
+        labelled = prepared.labelled_patients  # label-scarce runs: the fuser learns from the labels the model had
+        records = {**prepared.records, "train": [r for r in prepared.records["train"]
+                                                 if labelled is None or r.patient_id in labelled]}
+        train_sequence_stage(fit.best_checkpoint, records, config, device, run.final_model, run.best_checkpoint)
+    return fit
 
 
 def _forget_unstarted(run: RunDirectory, new: bool, latest_before: Optional[str]) -> None:

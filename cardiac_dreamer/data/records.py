@@ -56,6 +56,8 @@ class TransitionRecord:
     action_change: Vector
     at2: Vector
     source: Optional[Path] = None  # the JSON file, so decoding errors can name the file and the entry
+    frame_t1: Optional[int] = None  # the frame numbers of the sweep (optional keys): what chains frames in order
+    frame_t2: Optional[int] = None
 
     def where(self) -> str:
         """``"<json file>: entry <i>"``, the prefix of every error about this record."""
@@ -259,7 +261,18 @@ def _parse_entry(entry: Any, index: int, place: _PatientFolder) -> TransitionRec
         action_change=action_change,
         at2=at2,
         source=place.json_path,
+        frame_t1=_frame_number(entry, "frame_t1"),
+        frame_t2=_frame_number(entry, "frame_t2"),
     )
+
+
+def _frame_number(entry: Dict[str, Any], key: str) -> Optional[int]:
+    """The optional frame number ``key`` when it is a non-negative whole number, else None: only the sequential
+    estimator reads it (a folder without usable numbers gives it no chains), so it never stops a training."""
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 2**53 or value % 1:
+        return None
+    return int(value)
 
 
 def _resolve_image(raw: Any, key: str, where: str, place: _PatientFolder) -> Path:

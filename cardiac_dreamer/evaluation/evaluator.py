@@ -53,6 +53,7 @@ from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run
 from .metrics import DEFINITIONS, axis_key, mae_per_axis, summarize, summarize_by_patient
+from .sequence import sequence_line, sequence_metrics
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ TASK_DEFINITIONS = {
     "could not be fitted",
     "guidance_vs_pixel_ridge": "guidance MAE / pixel ridge MAE per axis, and averaged over the six axes (below 1.0: "
     "the network reads more from the image than a linear model of its pooled pixels)",
+    "guidance_sequence": "checkpoints with a sequential estimator (model.sequence_frames K): at1 of every "
+    "numbered frame of the evaluated sweeps from it and the K-1 frames before it in its sweep with the moves since "
+    "(from the labels, as a tracker reports them), the guidance keys plus frames; single_frame: the image-only "
+    "guidance on the same frames; vs_single_frame: sequential / single-frame translation and rotation errors",
     "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
     "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the features "
     "the world model imagines from image t1 and the move), copy (the backbone's t1 features unchanged: predicting "
@@ -107,6 +112,7 @@ class EvaluationReport:
     world_model: Optional[Dict[str, Any]] = None  # WorldModelErrors.result(), world models only
     baselines: Dict[str, Optional[np.ndarray]] = field(default_factory=dict)  # name -> [N, 6] or None (not fitted)
     metadata: Dict[str, Any] = field(default_factory=dict)  # checkpoint, split, data directory...
+    sequence: Optional[Dict[str, Any]] = None  # sequence_metrics(): checkpoints with a sequential estimator only
 
     @property
     def mean_predictions(self) -> np.ndarray:
@@ -155,6 +161,7 @@ class EvaluationReport:
                 }
                 for patient in patients
             },
+            **({"guidance_sequence": self.sequence} if self.sequence is not None else {}),
             "definitions": {**TASK_DEFINITIONS, **DEFINITIONS},
         }
 
@@ -198,6 +205,8 @@ class EvaluationReport:
         else:
             lines.append("guidance MAE vs the pixel ridge: n/a (the ridge could not be fitted on the training "
                          "patients)")
+        if self.sequence is not None:
+            lines.append(sequence_line(self.sequence))
         world = self.world_model
         if world is not None:
             latent = world["latent_error"]
@@ -357,6 +366,7 @@ def evaluate_checkpoint(
     labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
     train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
     report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
+    report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
         "epoch": checkpoint.epoch,

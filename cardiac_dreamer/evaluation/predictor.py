@@ -18,6 +18,7 @@ from PIL import Image
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..runtime.devices import select_device
 from ..models.registry import can_imagine
+from ..models.sequence import fuse, sequence_frames
 from ..models.system import GuidanceModel
 from .loading import load_run
 
@@ -60,6 +61,25 @@ class Predictor:
     def can_imagine(self) -> bool:
         """Whether ``predict(images, moves)`` works: world models only, not the ``direct`` variant."""
         return can_imagine(self.model)
+
+    @property
+    def sequence_frames(self) -> int:
+        """K when the checkpoint holds a trained sequential estimator (a session fuses up to K frames with it), else
+        0 (:mod:`cardiac_dreamer.models.sequence`)."""
+        return sequence_frames(self.model)
+
+    def fuse(self, features: torch.Tensor, estimates: np.ndarray, moves: np.ndarray) -> np.ndarray:
+        """float64 ``[6]``: at1 of the current frame from ``T`` frames, the current first: their pooled features
+        ``[T, 512]`` (:attr:`Look.pooled`), their own estimates ``[T, 6]`` and the moves from each to the present
+        ``[T, 6]`` (mm, degrees; zeros for the current frame)."""
+        if not self.sequence_frames:
+            raise ValueError("this checkpoint has no trained sequential estimator (model.sequence_frames)")
+        features = features.to(self.device, torch.float32)[None]  # [T, 512] -> [1, T, 512]
+        estimates, moves = (torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.device)[None]
+                            for values in (estimates, moves))  # [T, 6] -> [1, T, 6]
+        present = torch.ones(features.shape[:2], dtype=torch.bool, device=self.device)
+        with torch.inference_mode():
+            return fuse(self.model, features, estimates, moves, present)[0].double().cpu().numpy()
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
         """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.
@@ -127,6 +147,11 @@ class Look:
     pose: np.ndarray  # [6] at1, mm and degrees
     features: torch.Tensor  # [1, 512, h, w] on the predictor's device
     predictor: Predictor
+
+    @property
+    def pooled(self) -> torch.Tensor:
+        """``[512]``: the features averaged over the image, what the sequential estimator reads of this frame."""
+        return self.features.mean((2, 3))[0]
 
     def imagine(self, moves) -> np.ndarray:
         """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees)."""

@@ -22,13 +22,18 @@ error at ``history=4`` but a median not at all, and the median needs no tuning c
 out noise (fresh speckle), not a model's bias at that pose. Angles are combined as numbers, which is right for the
 tens of degrees around the view that guidance works in, not near +-180 degrees.
 
+With a checkpoint that holds a sequential estimator (``model.sequence_frames`` K,
+:mod:`cardiac_dreamer.models.sequence`), the same frames (the current one and the independent history, at most K)
+are fused by it instead of the median: it reads each frame's features, its estimate and the move accumulated since,
+and learned from the training sweeps how far to trust each.
+
 Importing this module loads torch and the model code, never matplotlib nor the trainer.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Protocol, Sequence, Union
+from typing import List, Optional, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -49,6 +54,7 @@ class FrameLook(Protocol):
     """One frame as a model encoded it: :class:`~cardiac_dreamer.evaluation.predictor.Look` is one."""
 
     pose: np.ndarray  # [6] the frame's own estimate
+    pooled: torch.Tensor  # [512] its pooled features, which a sequential estimator reads
 
     def imagine(self, moves) -> np.ndarray:
         """``[K, 6]``: the poses imagined after each of ``moves`` [K, 6] from this frame, without encoding it again."""
@@ -63,6 +69,11 @@ class PosePredictor(Protocol):
     def can_imagine(self) -> bool: ...
 
     def look(self, image) -> FrameLook: ...
+
+
+def _sequence_frames(predictor: PosePredictor) -> int:
+    """K when the predictor has a trained sequential estimator (:meth:`Predictor.fuse`), else 0."""
+    return int(getattr(predictor, "sequence_frames", 0) or 0)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,11 @@ class GuidanceSession:
         self.predictor = predictor
         self.settings = settings
         self._estimates = torch.zeros(0, 6, dtype=torch.float64)  # [k, 6] past estimates, carried to the last frame
+        # With a sequential estimator, per estimate above: the frame's pooled features [k, 512], its own estimate
+        # and the move accumulated since it [k, 6]; kept and dropped with the estimates.
+        self._features: List[torch.Tensor] = []
+        self._own = torch.zeros(0, 6, dtype=torch.float64)
+        self._moves = torch.zeros(0, 6, dtype=torch.float64)
         self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # the last (fused pose, suggested move): the
         # move the estimates above chose
 
@@ -136,12 +152,18 @@ class GuidanceSession:
         return cls(load_model(path, device), SessionSettings(**settings))
 
     @property
+    def fuses_sequentially(self) -> bool:
+        """Whether past looks are fused by the checkpoint's sequential estimator rather than the median."""
+        return bool(_sequence_frames(self.predictor)) and self.settings.history > 0
+
+    @property
     def composition(self) -> str:
         return self.predictor.composition
 
     def reset(self) -> None:
         """Forget every past frame (a new patient, or the probe left the skin)."""
-        self._estimates = self._estimates[:0]
+        self._estimates, self._own, self._moves = self._estimates[:0], self._own[:0], self._moves[:0]
+        self._features = []
         self._last = None
 
     def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
@@ -151,8 +173,11 @@ class GuidanceSession:
         frame_pose = np.asarray(look.pose, dtype=np.float64).reshape(6)
         self._carry(executed_move)
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
-        self._estimates = torch.cat([self._estimates, current])[-(self.settings.history + 1):]  # [k + 1, 6]
+        keep = self.settings.history + 1
+        self._estimates = torch.cat([self._estimates, current])[-keep:]  # [k + 1, 6]
         pose = np.median(self._estimates.numpy(), axis=0)  # [6]; the mean of the middle two for an even count
+        if self.fuses_sequentially:
+            pose = self._sequential(look, current, keep, pose)
         if len(self._estimates) <= self.settings.history:
             arrived, move = False, np.zeros(6)  # hold still: the decision waits for history + 1 looks
         else:
@@ -181,6 +206,19 @@ class GuidanceSession:
             self.reset()
         elif len(self._estimates):
             self._estimates = apply_move(self._estimates, move.expand_as(self._estimates), self.composition)
+            self._moves = apply_move(self._moves, move.expand_as(self._moves), self.composition)  # accumulated
+
+    def _sequential(self, look: FrameLook, current: torch.Tensor, keep: int, median: np.ndarray) -> np.ndarray:
+        """The sequential estimator's pose from this frame and the last K-1 of the kept history (the same frames as
+        the median, so the move being judged is never counted); the median (this frame's own estimate) alone."""
+        self._features = (self._features + [look.pooled])[-keep:]
+        self._own = torch.cat([self._own, current])[-keep:]
+        self._moves = torch.cat([self._moves, torch.zeros_like(current)])[-keep:]
+        if len(self._own) < 2:
+            return median
+        frames = _sequence_frames(self.predictor)  # the current frame first, then back in time
+        features = torch.stack(self._features[::-1][:frames])  # [T, 512]
+        return self.predictor.fuse(features, self._own.flip(0)[:frames].numpy(), self._moves.flip(0)[:frames].numpy())
 
     def _made_the_suggested_move(self, move: torch.Tensor) -> bool:
         """Whether ``move`` is the (non-zero) move the last fused pose chose: carried through it, that pose lands

@@ -27,6 +27,7 @@ from ..geometry import undo_move
 from .backbone import STRIDE, build_backbone
 from .dreamer import MOVE_DIM, Dreamer, LatentPredictor
 from .guidance import GuidanceHead
+from .sequence import build_sequence_estimator
 
 
 class GuidanceModel(nn.Module):
@@ -59,6 +60,7 @@ class GuidanceModel(nn.Module):
             self.register_buffer(name, torch.zeros(MOVE_DIM))
         for name in ("pose_std", "move_std"):
             self.register_buffer(name, torch.ones(MOVE_DIM))
+        self.sequence = build_sequence_estimator(cfg.sequence_frames)  # None when off; fitted after the main fit
 
     def _build_world_model(self, activation_checkpointing: bool) -> None:
         """The modules a world-model variant adds; the image-only guidance has none."""

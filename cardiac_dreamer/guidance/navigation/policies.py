@@ -36,7 +36,8 @@ class SessionPolicy:
     def __init__(self, name: str, session: GuidanceSession):
         self.name, self.session = name, session
         settings = session.settings
-        self.description = (f"the model's GuidanceSession, history {settings.history} (moves on the median of "
+        fusion = "the sequential estimator's fusion" if session.fuses_sequentially else "the median"
+        self.description = (f"the model's GuidanceSession, history {settings.history} (moves on {fusion} of "
                             f"{settings.history + 1} looks at each pose), planner '{settings.planner}'")
 
     def start(self) -> None:

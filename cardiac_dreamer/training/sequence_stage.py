@@ -1,0 +1,115 @@
+"""The sequence stage: after the main fit, train the best checkpoint's sequential estimator and save it there.
+
+Why a second stage: the fuser reads the trained backbone's features, so it is fitted once they exist, on features
+computed once per frame (eval mode, no gradient) rather than inside every step of the hand-written Trainer. It
+costs one backbone pass over the training and validation frames and a few thousand small steps.
+
+How: chains of K frames from the training patients' sweeps (:mod:`cardiac_dreamer.data.chains`); each training
+chain keeps a random number of its past frames (0 to K-1), so the estimator serves any history a session has;
+SmoothL1 on the standardized at1; the epoch with the lowest validation error (full chains of the validation
+patients, mean over the six axes in training stds) is kept, the untrained fuser (the single frame) included, so
+the stage never leaves a fuser worse on the validation patients than the image alone: when no epoch beats the single
+frame, the fuser stays marked untrained and the checkpoint guides as one without it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import Config
+from ..data.records import TransitionRecord
+from ..errors import DataError
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.fileio import link_or_copy
+from ..models.registry import model_from_checkpoint
+from ..models.sequence import ChainSet, chain_set, fuse
+from ..models.system import GuidanceModel
+
+log = logging.getLogger(__name__)
+
+EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY = 30, 128, 1e-3, 0.01
+
+
+def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet, seed: int) -> Dict[str, float]:
+    """Train ``model.sequence`` in place and keep its best validation epoch; the validation errors (mean absolute,
+    in training stds) of the single frame and of the kept fuser, and the epoch kept."""
+    estimator = model.sequence.cpu().requires_grad_(True)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(estimator.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    best_score, best_epoch, best_state = _validation_error(model, val), 0, copy.deepcopy(estimator.state_dict())
+    single = _validation_error(model, val, single_frame=True)
+    for epoch in range(1, EPOCHS + 1):
+        estimator.train()
+        for rows in torch.randperm(len(train), generator=generator).split(BATCH_SIZE):
+            present = _random_history(train.present[rows], generator)
+            predicted = fuse(model, train.features[rows], train.estimates[rows], train.moves[rows], present)
+            loss = F.smooth_l1_loss((predicted - train.targets[rows]) / model.pose_std, torch.zeros_like(predicted))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        score = _validation_error(model, val)
+        if score < best_score:
+            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(estimator.state_dict())
+    estimator.load_state_dict(best_state)
+    estimator.requires_grad_(False).eval()
+    if best_epoch:
+        estimator.trained.fill_(1.0)
+        log.info("sequence stage: validation error %.4f training stds (single frame %.4f), epoch %d of %d kept",
+                 best_score, single, best_epoch, EPOCHS)
+    else:
+        log.warning("sequence stage: no epoch beat the single frame on the validation patients (%.4f training "
+                    "stds); the checkpoint keeps guiding from the single frame (and the median of a history)",
+                    single)
+    return {"val_sequence_error_std": best_score, "val_single_frame_error_std": single,
+            "sequence_epoch": float(best_epoch)}
+
+
+def _random_history(present: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Keep the current frame and a random number (0 to K-1) of the most recent past ones of each chain."""
+    keep = torch.randint(0, present.shape[1], (len(present), 1), generator=generator)
+    return present & (torch.arange(present.shape[1])[None] <= keep)
+
+
+@torch.no_grad()
+def _validation_error(model: GuidanceModel, chains: ChainSet, single_frame: bool = False) -> float:
+    """Mean absolute error over the six axes in training stds, on full chains (or the current frame alone)."""
+    model.sequence.eval()
+    if single_frame:
+        predicted = chains.estimates[:, 0]
+    else:
+        predicted = torch.cat([fuse(model, chains.features[rows], chains.estimates[rows], chains.moves[rows],
+                                    chains.present[rows])
+                               for rows in torch.arange(len(chains)).split(1024)])
+    return float(((predicted - chains.targets).abs() / model.pose_std).mean())
+
+
+def train_sequence_stage(best_checkpoint: Path, records: Dict[str, Sequence[TransitionRecord]], config: Config,
+                         device: torch.device, final_model: Optional[Path] = None, best_link: Optional[Path] = None
+                         ) -> Dict[str, float]:
+    """Fit the sequential estimator of ``best_checkpoint`` on the training patients' chains, select it on the
+    validation patients', and write it into that file (and the files that are the same file: ``best.ckpt``, the
+    final model when the last epoch was the best)."""
+    checkpoint = load_checkpoint(best_checkpoint)
+    model = model_from_checkpoint(checkpoint, str(best_checkpoint))
+    frames, size = config.model.sequence_frames, config.data.image_size
+    train, _ = chain_set(model, records["train"], frames, size, device)
+    val, _ = chain_set(model, records["val"], frames, size, device)
+    if not len(train) or not len(val):
+        raise DataError(f"{config.data.data_dir}: model.sequence_frames needs frame numbers (frame_t1, frame_t2 in "
+                        "the transitions files) on the training and validation patients; found "
+                        f"{len(train)} and {len(val)} numbered frames")
+    model.cpu()
+    result = fit_sequence_estimator(model, train, val, config.training.seed)
+    same = [path for path in (best_link, final_model) if path is not None and path.exists()
+            and path.samefile(best_checkpoint)]
+    checkpoint.model_state = model.state_dict()
+    checkpoint.metrics = {**checkpoint.metrics, **result}
+    save_checkpoint(best_checkpoint, checkpoint)  # a new file: the hard links still hold the old one
+    for path in same:
+        link_or_copy(best_checkpoint, path)
+    return result

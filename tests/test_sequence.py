@@ -1,0 +1,177 @@
+"""Sequential guidance: chains of frames from the sweeps, the second training stage that fits the sequential
+estimator into the checkpoint, its evaluation beside the single frame, and the session that fuses with it."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cardiac_dreamer.config import Config, apply_overrides
+from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains
+from cardiac_dreamer.data.records import TransitionRecord
+from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.evaluation import evaluate_checkpoint, load_model
+from cardiac_dreamer.geometry import apply_move, move_between
+from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
+from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
+from cardiac_dreamer.models import build_model
+from cardiac_dreamer.models.sequence import chain_inputs, sequence_frames
+from cardiac_dreamer.pipeline import run_training
+
+GUIDANCE_KEYS = ("mae_x_mm", "mae_y_mm", "mae_z_mm", "mae_roll_deg", "mae_pitch_deg", "mae_yaw_deg",
+                 "translation_error_mm", "rotation_error_deg", "frames")
+
+
+def pose_of(frame: int, patient: int = 0) -> tuple:
+    return tuple(float(v) for v in (frame, 2 * frame, -frame, 0.5 * frame, patient, 1.0))
+
+
+def record(patient: str, t1: int, t2: int, folder: str = None, number: int = 0) -> TransitionRecord:
+    at1, at2 = pose_of(t1, int(patient[-1])), pose_of(t2, int(patient[-1]))
+    return TransitionRecord(patient, folder or patient, 0, Path(f"/{patient}/ft1/{t1}.png"),
+                            Path(f"/{patient}/ft2/{t2}.png"), f"ft1/{t1}.png", f"ft2/{t2}.png", at1,
+                            tuple(b - a for a, b in zip(at1, at2)), at2, frame_t1=t1, frame_t2=t2)
+
+
+def numbers(chains, row):
+    return [chains.frames[i].number if i >= 0 else None for i in chains.index[row]]
+
+
+def test_a_chain_is_the_current_frame_and_the_frames_before_it_most_recent_first():
+    chains = build_chains([record("p1", 0, 2), record("p1", 1, 3), record("p1", 3, 4)], frames=3)
+    assert [f.number for f in chains.frames] == [0, 1, 2, 3, 4]
+    assert numbers(chains, 0) == [0, None, None]  # every frame is current once, even without history
+    assert numbers(chains, 4) == [4, 3, 2]
+
+
+def test_a_gap_in_the_frame_numbers_breaks_a_chain():
+    gap = MAX_FRAME_STEP + 1
+    chains = build_chains([record("p1", 0, 1), record("p1", 1 + gap, 2 + gap)], frames=3)
+    assert numbers(chains, 2) == [1 + gap, None, None]
+    assert numbers(chains, 3) == [2 + gap, 1 + gap, None]
+
+
+def test_patients_and_folders_never_share_a_chain():
+    records = [record("p1", 0, 1), record("p2", 2, 3), record("p1", 0, 1, folder="p1_scan2")]
+    chains = build_chains(records, frames=4)
+    for row in chains.index:
+        owners = {(chains.frames[i].patient_id, chains.frames[i].folder) for i in row if i >= 0}
+        assert len(owners) == 1
+
+
+def test_chains_hold_only_the_frames_of_the_records_they_are_built_from():
+    train = [record("p1", 0, 1), record("p1", 1, 2)]
+    chains = build_chains(train, frames=3)  # a split's records: the other split's frames cannot appear
+    assert {f.patient_id for f in chains.frames} == {"p1"}
+    assert len(chains) == 3
+
+
+def test_records_without_frame_numbers_give_no_chains():
+    plain = TransitionRecord("p1", "p1", 0, Path("/a"), Path("/b"), "a", "b", (0.0,) * 6, (1.0,) * 6, (1.0,) * 6)
+    assert len(build_chains([plain], frames=3)) == 0
+
+
+@pytest.mark.parametrize("composition", ["additive", "se3"])
+def test_the_move_from_a_past_frame_carries_its_pose_exactly_to_the_current_one(composition):
+    poses = torch.tensor([[1.0, 2.0, 3.0, 10.0, -5.0, 20.0], [4.0, -1.0, 0.5, -12.0, 8.0, 3.0],
+                          [0.0, 0.0, 1.0, 2.0, 2.0, -30.0]], dtype=torch.float64)
+    index = np.array([[2, 1, 0]])
+    features, estimates, moves, present = chain_inputs(index, poses, torch.zeros(3, 512), torch.zeros(3, 6),
+                                                       composition)
+    carried = apply_move(poses[[2, 1, 0]], moves[0].double(), composition)
+    assert torch.allclose(carried, poses[2].expand(3, 6), atol=1e-4)
+    assert present.all() and torch.allclose(moves[0, 0], torch.zeros(6), atol=1e-9)
+    assert torch.allclose(apply_move(poses[0], move_between(poses[0], poses[1], composition), composition),
+                          poses[1], atol=1e-9)
+
+
+def test_the_switch_is_off_by_default_and_refuses_a_chain_of_one_frame():
+    assert build_model(Config()).sequence is None
+    with pytest.raises(ConfigError, match="sequence_frames"):
+        apply_overrides(Config(), {"model.sequence_frames": 1})
+
+
+@pytest.fixture(scope="module")
+def sequence_run(phantom_dir, tmp_path_factory):
+    config = apply_overrides(Config(), {
+        "data.data_dir": str(phantom_dir), "data.image_size": 64, "data.augment": False,
+        "model.d_model": 16, "model.num_heads": 2, "model.num_layers": 1, "model.sequence_frames": 3,
+        "training.batch_size": 8, "training.max_epochs": 1, "training.num_workers": 0, "training.device": "cpu",
+    })
+    return run_training(config, tmp_path_factory.mktemp("runs"), progress=False, evaluate_test=False)
+
+
+@pytest.fixture(scope="module")
+def sequence_checkpoint(sequence_run, tmp_path_factory):
+    """The run's best checkpoint with a fuser marked trained: as the stage left it when it beat the single frame on
+    the validation patient, else a copy marked trained (the kept fuser is then the single frame's identity)."""
+    path = sequence_run.run_dir / "checkpoints" / "best.ckpt"
+    checkpoint = load_checkpoint(path)
+    if checkpoint.model_state["sequence.trained"].item() == 1.0:
+        return path
+    checkpoint.model_state = {**checkpoint.model_state, "sequence.trained": torch.ones(())}
+    return save_checkpoint(tmp_path_factory.mktemp("marked") / "best.ckpt", checkpoint)
+
+
+def test_the_switch_trains_the_sequential_estimator_into_the_best_checkpoint(sequence_run):
+    checkpoint = load_checkpoint(sequence_run.run_dir / "checkpoints" / "best.ckpt")
+    metrics = checkpoint.metrics
+    assert checkpoint.config["model"]["sequence_frames"] == 3
+    assert metrics["val_sequence_error_std"] <= metrics["val_single_frame_error_std"]
+    # marked trained exactly when an epoch beat the single frame on the validation patients
+    assert (checkpoint.model_state["sequence.trained"].item() == 1.0) == (metrics["sequence_epoch"] > 0)
+
+
+def test_only_a_trained_sequential_estimator_is_used():
+    model = build_model(apply_overrides(Config(), {"model.sequence_frames": 3, "model.backbone": "resnet18",
+                                                   "model.variant": "direct"}))
+    assert sequence_frames(model) == 0
+    model.sequence.trained.fill_(1.0)
+    assert sequence_frames(model) == 3
+
+
+@pytest.fixture(scope="module")
+def predictor(sequence_checkpoint):
+    return load_model(sequence_checkpoint, device="cpu")
+
+
+def test_load_model_restores_the_sequential_estimator(predictor):
+    assert predictor.sequence_frames == 3
+
+
+def test_metrics_json_holds_the_sequential_guidance_beside_the_single_frame_on_the_same_frames(
+        sequence_checkpoint, tmp_path):
+    report, output = evaluate_checkpoint(sequence_checkpoint, split="test", output_dir=tmp_path / "evaluation",
+                                         device="cpu", progress=False)
+    sequence = json.loads((output / "metrics.json").read_text())["guidance_sequence"]
+    assert all(key in sequence for key in GUIDANCE_KEYS)
+    assert all(key in sequence["single_frame"] for key in GUIDANCE_KEYS[:-1])
+    assert sequence["single_frame"]["samples"] == sequence["frames"] > 0
+    assert sequence["vs_single_frame"]["translation_error_mm"] == pytest.approx(
+        sequence["translation_error_mm"] / sequence["single_frame"]["translation_error_mm"])
+    assert "sequential guidance (3 frames)" in report.summary_table()
+
+
+def test_the_session_fuses_its_history_with_the_sequential_estimator(predictor, phantom_dir):
+    images = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[:3]
+    session = GuidanceSession(predictor, SessionSettings(history=2))
+    move = np.array([1.0, 0.0, 0.0, 0.0, 2.0, 0.0])
+    looks = [predictor.look(image) for image in images]
+    guidance = [session.update(image, None if k == 0 else move) for k, image in enumerate(images)]
+    assert guidance[0].frames_fused == 1 and np.allclose(guidance[0].pose, looks[0].pose)
+    features = torch.stack([look.pooled for look in looks[::-1]])
+    own = np.stack([look.pose for look in looks[::-1]])
+    expected = predictor.fuse(features, own, np.stack([np.zeros(6), move, 2 * move]))
+    assert guidance[2].frames_fused == 3
+    assert np.allclose(guidance[2].pose, expected, atol=1e-5)
+
+
+def test_the_sequential_session_drops_the_frames_that_chose_the_move_it_judges(predictor, phantom_dir):
+    image = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[0]
+    session = GuidanceSession(predictor, SessionSettings(history=1))
+    session.update(image)
+    decided = session.update(image, np.zeros(6))  # two looks at one pose: a move is suggested
+    assert decided.frames_fused == 2 and np.any(decided.move)
+    after = session.update(image, decided.move)  # the suggested move, made: its looks are not evidence
+    assert after.frames_fused == 1 and np.allclose(after.pose, after.frame_pose)
