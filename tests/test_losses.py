@@ -13,7 +13,8 @@ def known_case():
     outputs = {
         "at1": torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True),  # 0.5 -> 0.125
         "at2": torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0, 0.0]]),  # error 3 -> 3 - 0.5 = 2.5
-        "at1_composed": torch.tensor([[0.5, 0.0, 2.0, 0.0, 0.0, 0.0]], requires_grad=True),  # vs at1: 2 -> 1.5
+        "at1_held": torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True),
+        "at1_held_composed": torch.tensor([[0.5, 0.0, 2.0, 0.0, 0.0, 0.0]], requires_grad=True),  # 2 -> 1.5
         "latent_t2_pred": torch.tensor([[[[1.0]], [[2.0]], [[4.0]]]], requires_grad=True),  # [1, 3, 1, 1]
     }
     batch = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
@@ -54,8 +55,8 @@ def test_the_consistency_term_holds_the_world_model_to_the_image_only_prediction
     outputs, batch = known_case()
     compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD,
                    cfg=LossConfig(lambda_t2_action=0, lambda_latent=0))["consistency_loss"].backward()
-    assert outputs["at1"].grad is None or not outputs["at1"].grad.any()
-    assert outputs["at1_composed"].grad[0, 2] > 0
+    assert outputs["at1_held"].grad is None or not outputs["at1_held"].grad.any()
+    assert outputs["at1_held_composed"].grad[0, 2] > 0
 
 
 def test_the_consistency_errors_are_in_units_of_the_move_std():

@@ -159,6 +159,7 @@ def test_the_consistency_term_trains_the_dreamer_not_the_guidance_head():
     optimizer.step()  # off the identity, so the dreamer's every part could pass gradient
     optimizer.zero_grad()
     training_losses(model, image_t1, move, image_t2)["consistency_loss"].backward()
+    assert model.guidance.training  # read without dropout, then left in training mode
     assert all(p.grad is None or not p.grad.any() for p in model.guidance.parameters())
     assert model.dreamer.move_to_delta.grad.abs().sum() > 0 and model.dreamer.unembed.weight.grad.abs().sum() > 0
 
