@@ -11,7 +11,9 @@ from cardiac_dreamer.data.normalization import NormalizationStats
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.geometry import undo_move
 from cardiac_dreamer.models import CardiacDreamer, GuidanceModel, build_backbone, build_model, can_imagine
+from cardiac_dreamer.io.checkpoint import ModelCheckpoint
 from cardiac_dreamer.models.backbone import BACKBONES, hub_file
+from cardiac_dreamer.models.registry import model_from_checkpoint
 from cardiac_dreamer.task import GuidanceTask, LatentTarget
 
 TINY = {"d_model": 32, "num_heads": 2, "num_layers": 1, "dim_feedforward": 64}
@@ -147,6 +149,21 @@ def test_gradients_reach_every_trainable_parameter_once_the_dreamer_has_moved_of
     assert missing == []
 
 
+def test_the_consistency_term_trains_the_dreamer_not_the_guidance_head():
+    """It compares a pose change with the move in move stds: the head it reads through is held fixed."""
+    model = tiny_model()
+    model.set_normalization(STATS)
+    image_t1, move, image_t2 = inputs()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    training_losses(model, image_t1, move, image_t2)["total_loss"].backward()
+    optimizer.step()  # off the identity, so the dreamer's every part could pass gradient
+    optimizer.zero_grad()
+    training_losses(model, image_t1, move, image_t2)["consistency_loss"].backward()
+    assert model.guidance.training  # read without dropout, then left in training mode
+    assert all(p.grad is None or not p.grad.any() for p in model.guidance.parameters())
+    assert model.dreamer.move_to_delta.grad.abs().sum() > 0 and model.dreamer.unembed.weight.grad.abs().sum() > 0
+
+
 def test_frozen_backbone_layers_get_no_gradient_and_keep_batchnorm_in_eval():
     model = tiny_model(freeze_backbone_layers=2).train()  # the stem and layer1
     image_t1, move, image_t2 = inputs()
@@ -198,7 +215,8 @@ def expected_parameter_count(config: ModelConfig, image_size: int) -> int:
     layer = (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d) + 2 * (2 * d)
     dreamer = embeddings + config.num_layers * layer + 2 * d  # + the final LayerNorm
     guidance = (512 * 4 * 1024 + 1024) + (1024 * 512 + 512) + (512 * 6 + 6)  # pooled to 2 x 2: 2048 inputs
-    return backbone + dreamer + guidance
+    latent_predictor = 512 * 512 + 512  # a 1x1 convolution into the target's space
+    return backbone + dreamer + guidance + latent_predictor
 
 
 @pytest.mark.parametrize("token_type", ["channel", "spatial"])
@@ -341,11 +359,25 @@ def test_a_variant_class_refuses_a_config_of_another_variant():
 
 def test_checkpoint_layout_of_both_variants_is_unchanged():
     """Weights are saved by name and optimizer states by parameter order: both must stay as earlier versions wrote
-    them (backbone, dreamer, head, statistics), or old checkpoints would not load or resume."""
+    them (backbone, dreamer, head, statistics; the world model's latent predictor, added later, last), or old
+    checkpoints would not load or resume."""
     for model, world_model in ((tiny_model(), True), (GuidanceModel(image_size=64, **TINY), False)):
         parameter_order = list(dict.fromkeys(name.split(".")[0] for name, _ in model.named_parameters()))
-        assert parameter_order == ["backbone", *(["dreamer"] if world_model else []), "guidance"]
+        assert parameter_order == ["backbone", *(["dreamer"] if world_model else []), "guidance",
+                                   *(["latent_predictor"] if world_model else [])]
         assert {"pose_mean", "move_mean", "pose_std", "move_std"} <= set(model.state_dict())
+
+
+def test_a_world_model_saved_before_the_latent_predictor_loads_with_an_identity_one(tmp_path):
+    """Earlier versions used the dreamed features as the latent prediction; the identity predictor keeps that."""
+    model = tiny_model()
+    model.set_normalization(STATS)
+    old_state = {k: v for k, v in model.state_dict().items() if not k.startswith("latent_predictor.")}
+    config = apply_overrides(Config(), {**{f"model.{k}": v for k, v in TINY.items()}, "data.image_size": 64})
+    checkpoint = ModelCheckpoint(config=config.to_dict(), model_state=old_state, epoch=0, global_step=0)
+    loaded = model_from_checkpoint(checkpoint)
+    features = torch.randn(2, 512, 2, 2)
+    assert torch.equal(loaded.latent_predictor(features), features)
 
 
 def test_the_small_data_preset_builds_a_resnet18_world_model_that_takes_one_step_at_224_px():

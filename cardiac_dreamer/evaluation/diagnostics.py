@@ -22,7 +22,7 @@ from ..losses import latent_loss
 from ..models.registry import can_imagine
 from .metrics import axis_key, pose_errors
 
-LATENT_REFERENCES = ("dreamed", "copy", "target_t1")
+LATENT_REFERENCES = ("dreamed", "dreamed_without_move", "copy", "target_t1")
 MOVE_QUARTILES = 4
 
 SLOPE_MOVE_STDS = 2.0  # probe moves of this many training move stds: large enough to read, typical of the data
@@ -86,8 +86,10 @@ class WorldModelErrors:
         if self.target_encoder is None:
             return
         target_t2 = self.target_encoder(batch["image_t2"])
-        for name, features in (("dreamed", outputs["features_t2_pred"]), ("copy", model.backbone(batch["image_t1"])),
-                               ("target_t1", self.target_encoder(batch["image_t1"]))):
+        features_t1 = model.backbone(batch["image_t1"])
+        still = model.imagine(features_t1, torch.zeros_like(move))["latent_t2_pred"]
+        for name, features in (("dreamed", outputs["latent_t2_pred"]), ("dreamed_without_move", still),
+                               ("copy", features_t1), ("target_t1", self.target_encoder(batch["image_t1"]))):
             self.latent[name].append(latent_distances(features, target_t2, self.beta).double().cpu())
 
     def result(self) -> Dict[str, Any]:

@@ -112,3 +112,21 @@ class Dreamer(nn.Module):
         for layer in self.encoder.layers:
             x = checkpoint(layer, x, use_reentrant=False) if recompute else layer(x)
         return x
+
+
+class LatentPredictor(nn.Conv2d):
+    """The dreamed t2 features carried into the latent target's space: a 1x1 convolution that starts as the identity.
+
+    Why: the dreamed features have two readers. The guidance head reads them in the online backbone's space; the
+    latent loss compares them with the EMA target encoder's view of image t2, and the two encoders drift apart
+    while the backbone learns (measured on the demo: the target's own view of image t1 lay 0.16-0.45x as far from
+    its view of t2 as the online t1 features did). One map cannot sit in both spaces, so the dreamer spent itself on
+    neither (dreamed / copy 0.99-1.04x). As in BYOL and I-JEPA, a predictor on top of the world model answers the
+    target; the head keeps reading the dreamer itself.
+    """
+
+    def __init__(self, channels: int = FEATURE_CHANNELS):
+        super().__init__(channels, channels, 1)
+        with torch.no_grad():
+            self.weight.copy_(torch.eye(channels)[:, :, None, None])
+            self.bias.zero_()

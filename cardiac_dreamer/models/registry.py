@@ -16,6 +16,7 @@ from ..io.checkpoint import ModelCheckpoint
 from ..config import Config
 from ..data.normalization import NormalizationStats
 from ..errors import CheckpointError, ConfigError, DataError
+from .dreamer import LatentPredictor
 from .system import CardiacDreamer, GuidanceModel
 
 VARIANTS: Dict[str, Type[GuidanceModel]] = {
@@ -61,14 +62,26 @@ def model_from_checkpoint(checkpoint: ModelCheckpoint, source: str = "checkpoint
     model_class = variant_class(model_cfg.variant)
     with torch.device("meta"):
         skeleton = model_class(model_cfg, image_size=config.data.image_size)
-    _check_state_shapes(skeleton.state_dict(), checkpoint.model_state, source)
+    state = _with_identity_latent_predictor(skeleton.state_dict(), checkpoint.model_state)
+    _check_state_shapes(skeleton.state_dict(), state, source)
     model = model_class(model_cfg, image_size=config.data.image_size)
-    model.load_state_dict(checkpoint.model_state)
+    model.load_state_dict(state)
     try:
         model.normalization  # reading the statistics validates them: finite, std > 0
     except DataError as error:
         raise CheckpointError(f"{source}: {error}") from None
     return model.eval()
+
+
+def _with_identity_latent_predictor(expected: Mapping[str, torch.Tensor],
+                                    found: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """A world model saved before the latent predictor existed used its dreamed features as the latent prediction;
+    an identity predictor does exactly that, so such checkpoints load unchanged in behaviour."""
+    keys = [key for key in expected if key.startswith("latent_predictor.")]
+    if not keys or any(key in found for key in keys) or not any(key.startswith("dreamer.") for key in found):
+        return found
+    identity = LatentPredictor().state_dict()
+    return {**found, **{f"latent_predictor.{name}": value for name, value in identity.items()}}
 
 
 def _check_state_shapes(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:
