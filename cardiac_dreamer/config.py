@@ -100,7 +100,7 @@ class LossConfig:
 
     lambda_latent: float = ranged(0.2, 0.0, 1000.0)  # dreamed t2 features vs the EMA target encoder's view of t2
     lambda_t2_action: float = ranged(1.0, 0.0, 1000.0)  # at2 predicted from the dreamed t2 features vs its label
-    lambda_consistency: float = ranged(5.0, 0.0, 1000.0)  # the head reads the dreamed change as the move (move stds)
+    lambda_consistency: float = ranged(2.0, 0.0, 1000.0)  # at2 composed back through the move vs image-only at1
     smooth_l1_beta: float = ranged(1.0, 0.0, 1000.0, low_open=True)  # in training stds
     primary_task_only: bool = False
     latent_target_momentum: float = ranged(0.99, 0.0, 1.0, high_open=True)  # EMA of the latent target's backbone

@@ -7,14 +7,8 @@ weigh by their units), then SmoothL1 is averaged over the axes and the samples:
   sonographer gets from the current frame, and what checkpoints are selected on;
 * ``aux_t2_action_loss``: at2 predicted from the dreamed t2 features vs the at2 label — the world model must turn
   the move into the pose change it causes;
-* ``consistency_loss``: the pose change the dreamer's feature change makes the guidance head read must be the move:
-  the head's reading of the dreamed t2 features with the move undone (``at1_held_composed``) vs its reading of the
-  t1 features (``at1_held``) — no label needed, so motion-only pairs of unlabelled patients train the world model
-  too. Both readings hold the head's weights and the t1 features fixed and skip dropout
-  (``CardiacDreamer._held_readings``), so the term trains the dreamer alone: left free, its move-sized gradients
-  wrecked the head (guidance 1.6x the training mean's error). Its errors are in units of the move's training std:
-  in the pose's units a dreamer that ignored a typical move erred by 3-15 % of a std, too little for the loss to
-  notice (rotation slopes 0.17-0.30);
+* ``consistency_loss``: at2 with the move undone (``at1_composed``) vs the image-only at1 (detached) — no label
+  needed, so motion-only pairs of unlabelled patients train the world model too;
 * ``latent_loss``: the world model's prediction of the t2 latent (``latent_t2_pred``) vs an EMA target encoder's
   view of image t2, both layer-normalized over the channels, so shrinking every feature cannot lower it (the
   collapse path of raw ReLU targets).
@@ -73,13 +67,11 @@ def compute_losses(
     pose_std: torch.Tensor,
     cfg: LossConfig,
     target_features: Optional[torch.Tensor] = None,
-    move_std: Optional[torch.Tensor] = None,
 ) -> Dict[str, torch.Tensor]:
     """``total_loss`` and the four terms (the names of :data:`~cardiac_dreamer.names.LOSS_NAMES`) as scalars.
 
     ``outputs`` are the model's (poses in mm and degrees), ``batch`` holds the labels ``at1``, ``at2`` and
-    optionally the boolean ``labelled`` mask; ``target_features`` is the latent target for ``latent_t2_pred``;
-    ``move_std`` (the moves' training std, needed with a world model's outputs) scales the consistency errors.
+    optionally the boolean ``labelled`` mask; ``target_features`` is the latent target for ``latent_t2_pred``.
     Terms a model or call does not produce (the ``"direct"`` variant has no dreamer; no target given) are zero. With
     ``cfg.primary_task_only`` the total is the main term alone; the others are still reported, detached.
     """
@@ -88,10 +80,8 @@ def compute_losses(
     zero = main.new_zeros(())
     aux = consistency = latent = zero
     if "at2" in outputs:
-        if move_std is None:
-            raise ValueError("compute_losses: a world model's outputs need move_std for the consistency term")
         aux = pose_loss(outputs["at2"], batch["at2"], pose_std, beta, labelled)
-        consistency = pose_loss(outputs["at1_held_composed"], outputs["at1_held"].detach(), move_std, beta)
+        consistency = pose_loss(outputs["at1_composed"], outputs["at1"].detach(), pose_std, beta)
     if target_features is not None:
         latent = latent_loss(outputs["latent_t2_pred"], target_features, beta)
     terms = {"main_task_loss": main, "aux_t2_action_loss": aux, "consistency_loss": consistency,

@@ -166,7 +166,7 @@ class GuidanceTask:
         if self.latent_target is not None and "latent_t2_pred" in outputs:
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
-        return outputs, compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target, self.model.move_std)
+        return outputs, compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target)
 
     def errors(self, outputs: Tensors, batch: Batch) -> torch.Tensor:
         """Signed errors of the predicted at1 ``[B, 6]`` in mm and degrees (angles on the circle)."""

@@ -13,8 +13,7 @@ def known_case():
     outputs = {
         "at1": torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True),  # 0.5 -> 0.125
         "at2": torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0, 0.0]]),  # error 3 -> 3 - 0.5 = 2.5
-        "at1_held": torch.tensor([[0.5, 0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True),
-        "at1_held_composed": torch.tensor([[0.5, 0.0, 2.0, 0.0, 0.0, 0.0]], requires_grad=True),  # 2 -> 1.5
+        "at1_composed": torch.tensor([[0.5, 0.0, 2.0, 0.0, 0.0, 0.0]], requires_grad=True),  # vs at1: 2 -> 1.5
         "latent_t2_pred": torch.tensor([[[[1.0]], [[2.0]], [[4.0]]]], requires_grad=True),  # [1, 3, 1, 1]
     }
     batch = {"at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
@@ -23,7 +22,7 @@ def known_case():
 
 def test_terms_are_mean_smooth_l1_values():
     outputs, batch = known_case()
-    losses = compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=LossConfig(smooth_l1_beta=1.0))
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(smooth_l1_beta=1.0))
     assert losses["main_task_loss"].item() == pytest.approx(0.125 / 6)
     assert losses["aux_t2_action_loss"].item() == pytest.approx(2.5 / 6)
     assert losses["consistency_loss"].item() == pytest.approx(1.5 / 6)
@@ -32,13 +31,13 @@ def test_terms_are_mean_smooth_l1_values():
 def test_pose_errors_are_measured_in_units_of_the_training_std():
     outputs, batch = known_case()
     std = torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # x error 0.5 mm is one std: SmoothL1(1) = 0.5
-    losses = compute_losses(outputs, batch, std, LossConfig(), move_std=UNIT_STD)
+    losses = compute_losses(outputs, batch, std, LossConfig())
     assert losses["main_task_loss"].item() == pytest.approx(0.5 / 6)
 
 
 def test_beta_sets_where_the_loss_turns_linear():
     outputs, batch = known_case()
-    losses = compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=LossConfig(smooth_l1_beta=4.0))
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(smooth_l1_beta=4.0))
     assert losses["aux_t2_action_loss"].item() == pytest.approx(0.5 * 3.0**2 / 4.0 / 6)  # 3 < beta: quadratic
 
 
@@ -46,28 +45,17 @@ def test_total_is_main_plus_weighted_auxiliary_terms():
     outputs, batch = known_case()
     target = torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]])
     cfg = LossConfig(lambda_t2_action=0.5, lambda_consistency=0.25, lambda_latent=0.2)
-    losses = compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=cfg, target_features=target)
+    losses = compute_losses(outputs, batch, UNIT_STD, cfg, target)
     expected = (0.125 + 0.5 * 2.5 + 0.25 * 1.5) / 6 + 0.2 * losses["latent_loss"].item()
     assert losses["total_loss"].item() == pytest.approx(expected)
 
 
 def test_the_consistency_term_holds_the_world_model_to_the_image_only_prediction_not_the_reverse():
     outputs, batch = known_case()
-    compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD,
-                   cfg=LossConfig(lambda_t2_action=0, lambda_latent=0))["consistency_loss"].backward()
-    assert outputs["at1_held"].grad is None or not outputs["at1_held"].grad.any()
-    assert outputs["at1_held_composed"].grad[0, 2] > 0
-
-
-def test_the_consistency_errors_are_in_units_of_the_move_std():
-    """It judges a pose change against the move: the pose's std would make a typical move's error look tiny."""
-    outputs, batch = known_case()
-    half = torch.full((6,), 0.5)  # the z error of 2 is 4 move stds: SmoothL1 4 - 0.5 = 3.5
-    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(), move_std=half)
-    assert losses["consistency_loss"].item() == pytest.approx(3.5 / 6)
-    assert losses["aux_t2_action_loss"].item() == pytest.approx(2.5 / 6)  # label terms stay in pose stds
-    with pytest.raises(ValueError, match="move_std"):
-        compute_losses(outputs, batch, UNIT_STD, LossConfig())
+    compute_losses(outputs, batch, UNIT_STD, LossConfig(lambda_t2_action=0, lambda_latent=0,
+                                                        primary_task_only=False))["consistency_loss"].backward()
+    assert outputs["at1"].grad is None or not outputs["at1"].grad.any()
+    assert outputs["at1_composed"].grad[0, 2] > 0
 
 
 def test_unlabelled_pairs_train_only_the_label_free_terms():
@@ -76,7 +64,7 @@ def test_unlabelled_pairs_train_only_the_label_free_terms():
     labels = {"at1": torch.zeros(2, 6), "at2": torch.zeros(2, 6)}
     labels["at1"][1, 0] = labels["at2"][1, 0] = 100.0  # a second pair whose labels must never count
     labels["labelled"] = torch.tensor([True, False])
-    losses = compute_losses(doubled, labels, UNIT_STD, LossConfig(), move_std=UNIT_STD)
+    losses = compute_losses(doubled, labels, UNIT_STD, LossConfig())
     assert losses["main_task_loss"].item() == pytest.approx(0.125 / 6)
     assert losses["aux_t2_action_loss"].item() == pytest.approx(2.5 / 6)
     assert losses["consistency_loss"].item() == pytest.approx(1.5 / 6)  # both pairs, no label needed
@@ -84,8 +72,7 @@ def test_unlabelled_pairs_train_only_the_label_free_terms():
 
 def test_primary_task_only_trains_on_the_main_term_but_reports_all():
     outputs, batch = known_case()
-    losses = compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=LossConfig(primary_task_only=True),
-                            target_features=torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]))
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(primary_task_only=True), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]))
     assert losses["total_loss"].item() == pytest.approx(0.125 / 6)
     assert losses["aux_t2_action_loss"].item() == pytest.approx(2.5 / 6)
     assert not losses["latent_loss"].requires_grad and not losses["consistency_loss"].requires_grad
@@ -94,8 +81,7 @@ def test_primary_task_only_trains_on_the_main_term_but_reports_all():
 def test_no_gradient_flows_into_the_latent_target():
     outputs, batch = known_case()
     target = torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]], requires_grad=True)
-    compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=LossConfig(),
-                   target_features=target * 1.0)["total_loss"].backward()
+    compute_losses(outputs, batch, UNIT_STD, LossConfig(), target * 1.0)["total_loss"].backward()
     assert target.grad is None
     assert outputs["latent_t2_pred"].grad.abs().sum() > 0
 
@@ -120,6 +106,5 @@ def test_direct_variant_has_zero_auxiliary_terms():
 def test_losses_are_float32_for_bf16_predictions():
     outputs, batch = known_case()
     outputs = {key: value.detach().bfloat16() for key, value in outputs.items()}
-    losses = compute_losses(outputs, batch, UNIT_STD, move_std=UNIT_STD, cfg=LossConfig(),
-                            target_features=torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]).bfloat16())
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]).bfloat16())
     assert all(value.dtype == torch.float32 for value in losses.values())

@@ -81,8 +81,9 @@ TASK_DEFINITIONS = {
     "(from the labels, as a tracker reports them), the guidance keys plus frames; single_frame: the image-only "
     "guidance on the same frames; vs_single_frame: sequential / single-frame translation and rotation errors",
     "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
-    "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the features "
-    "the world model imagines from image t1 and the move), copy (the backbone's t1 features unchanged: predicting "
+    "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the world "
+    "model's latent prediction from image t1 and the move), dreamed_without_move (the same with a zero move: what "
+    "the move adds is the gap between the two), copy (the backbone's t1 features unchanged: predicting "
     "no change), target_t1 (the target encoder's view of image t1); dreamed_vs_copy below 1 means the world model "
     "predicts better than no change; by_move_quartile: the same for the pairs in each quarter of move sizes (size: "
     "norm of the move in training move stds; translation and rotation ranges in mm and degrees); null with a note "

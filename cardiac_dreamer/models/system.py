@@ -18,7 +18,6 @@ from typing import Dict, Optional
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..config import ModelConfig
 from ..data.normalization import AxisStats, NormalizationStats
@@ -105,9 +104,8 @@ class CardiacDreamer(GuidanceModel):
     """The world model, the ``"dreamer"`` variant: the guidance plus a dreamer that imagines the t2 features.
 
     ``forward(image_t1, move [B, 6])`` adds ``"at2"`` [B, 6] (the pose the world model imagines after the move),
-    ``"at1_composed"`` [B, 6] (at2 with the move undone), ``"features_t2_pred"`` [B, 512, h, w], its
-    ``"latent_t2_pred"`` in the latent target's space, and the consistency term's ``"at1_held"`` and
-    ``"at1_held_composed"`` (:meth:`_held_readings`) to ``"at1"``.
+    ``"at1_composed"`` [B, 6] (at2 with the move undone), ``"features_t2_pred"`` [B, 512, h, w] and its
+    ``"latent_t2_pred"`` in the latent target's space to ``"at1"``.
     """
 
     variant = "dreamer"
@@ -135,23 +133,8 @@ class CardiacDreamer(GuidanceModel):
         move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
         features_t2_pred = self.dreamer(features_t1, move_std)
         at2 = self._to_pose(self.guidance(features_t2_pred))
-        held_t1, held_t2 = self._held_readings(features_t1.detach(), features_t2_pred - features_t1)
         return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred,
-                "latent_t2_pred": self.latent_predictor(features_t2_pred),
-                "at1_held": held_t1, "at1_held_composed": self._undo_move(held_t2, move)}
-
-    def _held_readings(self, features_t1: torch.Tensor, change: torch.Tensor) -> tuple:
-        """The head's readings of the t1 features and of the t1 features plus the dreamer's ``change``, with its
-        weights held fixed and without dropout: the pose change between them is the dreamer's alone, free of the
-        head's own noise (two dropout masks differ by more than a typical move)."""
-        held = {name: value.detach() for name, value in self.guidance.named_parameters()}
-        was_training = self.guidance.training
-        self.guidance.eval()
-        try:
-            readings = functional_call(self.guidance, held, (torch.cat([features_t1, features_t1 + change]),))
-        finally:
-            self.guidance.train(was_training)
-        return self._to_pose(readings).chunk(2)
+                "latent_t2_pred": self.latent_predictor(features_t2_pred)}
 
     def imagine_moves(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
         """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a
