@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Sequence
 import torch
 
 from ..data.records import TransitionRecord
-from ..models.sequence import chain_set, fuse, sequence_frames
+from ..models.sequence import chain_set, fuse_chains, sequence_frames
 from ..models.system import GuidanceModel
 from .metrics import summarize
 
@@ -31,8 +31,7 @@ def sequence_metrics(model: GuidanceModel, records: Sequence[TransitionRecord], 
     if not len(chains):
         return None
     model.cpu().eval()
-    sequential = torch.cat([fuse(model, chains.features[rows], chains.estimates[rows], chains.moves[rows],
-                                 chains.present[rows]) for rows in torch.arange(len(chains)).split(1024)])
+    sequential = fuse_chains(model, chains)
     labels = chains.targets.double().numpy()
     ours = summarize(labels, sequential.double().numpy())
     single = summarize(labels, chains.estimates[:, 0].double().numpy())

@@ -90,6 +90,12 @@ def fuse(model: nn.Module, features: torch.Tensor, estimates: torch.Tensor, move
     return standardized * std + mean
 
 
+def fuse_chains(model: nn.Module, chains: ChainSet, batch_size: int = 1024) -> torch.Tensor:
+    """:func:`fuse` over every chain of ``chains`` (full chains), in batches: ``[N, 6]`` mm and degrees."""
+    return torch.cat([fuse(model, chains.features[rows], chains.estimates[rows], chains.moves[rows],
+                           chains.present[rows]) for rows in torch.arange(len(chains)).split(batch_size)])
+
+
 @torch.inference_mode()
 def encode_frames(model: nn.Module, images: Sequence, image_size: int, device: torch.device,
                   batch_size: int = 64) -> Tuple[torch.Tensor, torch.Tensor]:

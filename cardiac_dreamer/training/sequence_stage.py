@@ -27,7 +27,7 @@ from ..errors import DataError
 from ..io.checkpoint import load_checkpoint, save_checkpoint
 from ..io.fileio import link_or_copy
 from ..models.registry import model_from_checkpoint
-from ..models.sequence import ChainSet, chain_set, fuse
+from ..models.sequence import ChainSet, chain_set, fuse, fuse_chains
 from ..models.system import GuidanceModel
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,7 @@ def _validation_error(model: GuidanceModel, chains: ChainSet, single_frame: bool
     if single_frame:
         predicted = chains.estimates[:, 0]
     else:
-        predicted = torch.cat([fuse(model, chains.features[rows], chains.estimates[rows], chains.moves[rows],
-                                    chains.present[rows])
-                               for rows in torch.arange(len(chains)).split(1024)])
+        predicted = fuse_chains(model, chains)
     return float(((predicted - chains.targets).abs() / model.pose_std).mean())
 
 
