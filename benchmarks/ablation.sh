@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The world-model ablation of docs/cross-validation-and-ablation.md: cross-patient 3-fold cross-validation on an 8-patient phantom, each
-# arm on the same folds and seeds, with the training-mean and move-only baselines of every fold.
+# arm on the same folds and seeds, with the training-mean, move-only and pixel-ridge baselines of every fold.
 #   bash benchmarks/ablation.sh [OUT] [SEEDS]   # OUT default: ablation; SEEDS (default 3) for dreamer vs direct
 #                                               # and spatial, 1 for the other arms; about 50 minutes on 2 idle cores
 #                                               # and about 25 GB of checkpoints under OUT
 # Arms: the image-only `direct` model and the world model with channel tokens (--compare), spatial tokens, no
 # latent loss (loss.lambda_latent=0), and both variants with the labels of a quarter of the training patients
-# (data.label_fraction=0.25; the others train the world model as motion-only pairs). Every arm trains the debug
-# preset for 8 epochs in precision 16; headline = `guidance`, the image-only prediction of at1 on unseen patients.
+# (data.label_fraction=0.25; the others train the world model as motion-only pairs). Every arm trains the demo's
+# recipe (--demo on this data: the debug preset, ResNet-18, lr 5e-4, 8 epochs, precision 16, lambda_latent 1);
+# headline = `guidance`, the image-only prediction of at1 on unseen patients, beside the pixel ridge.
 set -euo pipefail
 out=${1:-ablation}
 seeds=${2:-3}
@@ -15,8 +16,7 @@ py=${PYTHON:-python}
 data="$out/phantom"
 mkdir -p "$out"
 [[ -d "$data/phantom_08" ]] || "$py" -m cardiac_dreamer.synthetic "$data" --patients 8 --pairs 80 --image_size 64
-common=(--data_dir "$data" --config debug --cv 3 --max_epochs 8 --no_progress
-        --set data.max_pairs_per_patient=80 --set training.precision=16)
+common=(--demo --data_dir "$data" --cv 3 --no_progress)
 arm() {  # NAME FLAGS...: one cross-validation into OUT/NAME, its table appended to OUT/tables.txt
   local name=$1
   shift
