@@ -177,6 +177,8 @@ class TrainingConfig:
     seed: int = ranged(42, 0, MAX_SEED)
     deterministic: bool = False
     save_top_k: int = ranged(3, 1, 1000)
+    # Also write checkpoints/averaged.ckpt, the mean of the top-k checkpoints' weights, and evaluate that one.
+    average_top_k: bool = False
     log_every_n_steps: int = ranged(10, 1, 10**9)
     max_consecutive_nonfinite: int = ranged(3, 0, 10**6)  # skipped non-finite steps in a row before the run stops
     channels_last: bool = True

@@ -243,7 +243,7 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
     else:
         outcome = run_training(config, output_dir=directory, split=plan.run_split(index), argv=argv,
                                progress=progress, evaluate_test=False)
-    checkpoint = outcome.fit.best_checkpoint or outcome.fit.final_model
+    checkpoint = outcome.fit.deployed_checkpoint or outcome.fit.final_model
     fold, held_out = plan.folds[index].val, plan.folds[index].test
     report, _ = evaluate_checkpoint(checkpoint, split="test", patients=fold,
                                     output_dir=outcome.run_dir / "fold_evaluation",

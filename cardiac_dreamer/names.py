@@ -31,6 +31,7 @@ CHECKPOINT_SUFFIX = ".ckpt"
 LAST_CHECKPOINT = f"last{CHECKPOINT_SUFFIX}"  # the full training state, every epoch
 BEST_CHECKPOINT = f"best{CHECKPOINT_SUFFIX}"  # a hard link to the best top-k file
 FINAL_MODEL = f"final_model{CHECKPOINT_SUFFIX}"
+AVERAGED_CHECKPOINT = f"averaged{CHECKPOINT_SUFFIX}"  # the mean of the top-k weights (training.average_top_k)
 TOPK_GLOB = f"{CHECKPOINT_PREFIX}-epoch=*-{MONITOR}=*{CHECKPOINT_SUFFIX}"
 _TOPK_PATTERN = re.compile(
     rf"^{re.escape(CHECKPOINT_PREFIX)}-epoch=(\d+)-{re.escape(MONITOR)}=([0-9.]+){re.escape(CHECKPOINT_SUFFIX)}$"

@@ -109,9 +109,9 @@ def run_training(
     if dist.is_main_process():
         rows = epoch_rows(run.metrics_csv)
         plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows))
-        if evaluate_test and "test" in datasets and fit.best_checkpoint is not None:
+        if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
             report, evaluation_dir = evaluate_checkpoint(
-                fit.best_checkpoint, split="test", output_dir=run.root / "test_evaluation",
+                fit.deployed_checkpoint, split="test", output_dir=run.root / "test_evaluation",
                 batch_size=config.training.batch_size, device=config.training.device, progress=progress)
     dist.barrier()
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
@@ -126,11 +126,11 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composit
         write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, composition))
         _plot_dataset(run, prepared, composition)
     fit = trainer.fit(run=run)
-    if config.model.sequence_frames and dist.is_main_process() and fit.best_checkpoint is not None:
+    if config.model.sequence_frames and dist.is_main_process() and fit.deployed_checkpoint is not None:
         labelled = prepared.labelled_patients  # label-scarce runs: the fuser learns from the labels the model had
         records = {**prepared.records, "train": [r for r in prepared.records["train"]
                                                  if labelled is None or r.patient_id in labelled]}
-        train_sequence_stage(fit.best_checkpoint, records, config, device, run.final_model, run.best_checkpoint)
+        train_sequence_stage(fit.deployed_checkpoint, records, config, device, run.final_model, run.best_checkpoint)
     return fit
 
 

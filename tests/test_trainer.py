@@ -66,6 +66,7 @@ def test_run_writes_checkpoints_logs_and_every_guide_metric(phantom_dir, tmp_pat
     assert any(n.startswith("cardiac_dreamer-epoch=00-val_main_task_loss=") for n in names)
     assert run.final_model.is_file() and result.final_model == run.final_model
     assert os.path.samefile(run.best_checkpoint, result.best_checkpoint)
+    assert not run.averaged_checkpoint.exists() and result.deployed_checkpoint == result.best_checkpoint
     assert any(p.name.startswith("events.out.tfevents") for p in (run.logs / "cardiac_dreamer").iterdir())
     header, *rows = csv_rows(run)
     assert header[:2] == ["epoch", "step"]
@@ -86,6 +87,27 @@ def test_checkpoints_load_with_weights_only_and_hold_what_resume_needs(phantom_d
     model_ckpt = load_checkpoint(run.best_checkpoint)
     assert type(model_ckpt) is ModelCheckpoint and "optimizer_state" not in torch.load(run.best_checkpoint)
     assert model_ckpt.split == state["split"]
+
+
+def test_averaged_checkpoint_holds_the_mean_of_the_top_k_weights_and_is_deployed(phantom_dir, tmp_path):
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 3, "training.save_top_k": 2,
+                                         "training.average_top_k": True})
+    trainer, result, run = fit(config, tmp_path)
+    ranked = trainer.top_k.paths  # best first
+    assert len(ranked) == 2 and result.averaged_checkpoint == run.averaged_checkpoint
+    assert result.deployed_checkpoint == run.deployed_checkpoint == run.averaged_checkpoint
+    averaged, parts = load_checkpoint(run.averaged_checkpoint), [load_checkpoint(path) for path in ranked]
+    assert averaged.metrics == {"averaged_epochs": [part.epoch for part in parts]}
+    assert averaged.epoch == parts[0].epoch
+    weight = "guidance.mlp.0.weight"
+    assert weight in averaged.model_state
+    assert not torch.equal(parts[0].model_state[weight], parts[1].model_state[weight])
+    for name, tensor in averaged.model_state.items():
+        if tensor.is_floating_point():
+            mean = (parts[0].model_state[name].double() + parts[1].model_state[name].double()) / 2
+            assert torch.equal(tensor, mean.to(tensor.dtype)), name
+        else:
+            assert torch.equal(tensor, parts[0].model_state[name]), name
 
 
 def gradients_at_each_step(config, output_dir):

@@ -370,7 +370,8 @@ def evaluate_checkpoint(
     report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
-        "epoch": checkpoint.epoch,
+        "epoch": checkpoint.epoch,  # of the best-ranked one, for an averaged checkpoint
+        "averaged_epochs": checkpoint.metrics.get("averaged_epochs"),  # null unless averaged (training.average_top_k)
         "variant": config.model.variant,
         "split": split,
         "data_dir": str(Path(data_cfg.data_dir).resolve()),

@@ -36,14 +36,15 @@ class LoadedRun:
 
 
 def load_run(path: PathLike) -> LoadedRun:
-    """Read a ``.ckpt`` written by training (best, last, top-k or final), or a run directory's best checkpoint.
+    """Read a ``.ckpt`` written by training (best, last, top-k or final), or a run directory's deployed checkpoint
+    (``averaged.ckpt`` when the run wrote one, else ``best.ckpt``).
 
     Never unpickles code; CheckpointError naming the file if it is not a checkpoint or its weights do not fit the
     model its config describes.
     """
     path = Path(path)
     if path.is_dir():
-        path = RunDirectory(path).best_checkpoint
+        path = RunDirectory(path).deployed_checkpoint
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, str(path))
     config = Config.from_dict(checkpoint.config, source=f"{path}: config")

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ConfigError, OutputError
 from .fileio import atomic_open, cannot_write, write_json
-from ..names import BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
+from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,15 @@ class RunDirectory:
     @property
     def best_checkpoint(self) -> Path:
         return self.checkpoints / BEST_CHECKPOINT
+
+    @property
+    def averaged_checkpoint(self) -> Path:
+        return self.checkpoints / AVERAGED_CHECKPOINT
+
+    @property
+    def deployed_checkpoint(self) -> Path:
+        """The model the run recommends: ``averaged.ckpt`` when the run wrote one, else ``best.ckpt``."""
+        return self.averaged_checkpoint if self.averaged_checkpoint.is_file() else self.best_checkpoint
 
     @property
     def final_model(self) -> Path:

@@ -33,6 +33,11 @@ class TopKCheckpoints:
     def best_score(self) -> Optional[float]:
         return self.entries[0]["score"] if self.entries else None
 
+    @property
+    def paths(self) -> List[Path]:
+        """The top-k files, best first."""
+        return [self.directory / entry["file"] for entry in self.entries]
+
     def path_of(self, epoch: int) -> Optional[Path]:
         """The top-k file of ``epoch``, or None when that epoch did not rank (or was evicted)."""
         return next((self.directory / e["file"] for e in self.entries if e["epoch"] == epoch), None)

@@ -27,6 +27,7 @@ from ..io.run_dir import RunDirectory
 from ..task import GuidanceTask, Task
 from ..runtime.threads import thread_governor
 from . import distributed as dist
+from .averaging import average_checkpoints
 from .callbacks import EarlyStopping, LRSchedule
 from .gradient_step import GradientStep
 from .loggers import MetricLogger
@@ -49,6 +50,12 @@ class FitResult:
     global_step: int
     stop_reason: str  # "max_epochs" or "early_stopping"
     final_model: Optional[Path]
+    averaged_checkpoint: Optional[Path] = None  # training.average_top_k: the mean of the top-k weights
+
+    @property
+    def deployed_checkpoint(self) -> Optional[Path]:
+        """What evaluation and the sequential stage use: the averaged checkpoint when there is one, else the best."""
+        return self.averaged_checkpoint or self.best_checkpoint
 
 
 TaskFactory = Callable[..., Task]
@@ -181,12 +188,16 @@ class Trainer:
         finally:
             if logger is not None:
                 logger.close()
-        final = None
+        final = averaged = None
         if main:
             final = self._save_final_model()
+            if self.cfg.average_top_k and self.top_k.entries:
+                averaged = save_checkpoint(self.run.averaged_checkpoint, average_checkpoints(self.top_k.paths))
+                log.info("averaged checkpoint: the mean of the weights of epochs %s",
+                         ", ".join(str(entry["epoch"]) for entry in self.top_k.entries))
         dist.barrier()
         return FitResult(self.top_k.best_path, self.top_k.best_score, self.epoch, self.global_step,
-                         stop_reason, final)
+                         stop_reason, final, averaged)
 
     # ----------------------------------------------------------------------------------------------- engine
     def train_one_epoch(self, epoch: int, logger: Optional[MetricLogger] = None,
