@@ -86,14 +86,14 @@ def _validation_error(model: GuidanceModel, chains: ChainSet, single_frame: bool
     return float(((predicted - chains.targets).abs() / model.pose_std).mean())
 
 
-def train_sequence_stage(best_checkpoint: Path, records: Dict[str, Sequence[TransitionRecord]], config: Config,
+def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[TransitionRecord]], config: Config,
                          device: torch.device, final_model: Optional[Path] = None, best_link: Optional[Path] = None
                          ) -> Dict[str, float]:
-    """Fit the sequential estimator of ``best_checkpoint`` on the training patients' chains, select it on the
-    validation patients', and write it into that file (and the files that are the same file: ``best.ckpt``, the
-    final model when the last epoch was the best)."""
-    checkpoint = load_checkpoint(best_checkpoint)
-    model = model_from_checkpoint(checkpoint, str(best_checkpoint))
+    """Fit the sequential estimator of ``checkpoint_path`` (the run's deployed checkpoint: the best top-k file or
+    ``averaged.ckpt``) on the training patients' chains, select it on the validation patients', and write it into
+    that file (and the files that are the same file: ``best.ckpt``, the final model when the last epoch was best)."""
+    checkpoint = load_checkpoint(checkpoint_path)
+    model = model_from_checkpoint(checkpoint, str(checkpoint_path))
     frames, size = config.model.sequence_frames, config.data.image_size
     train, _ = chain_set(model, records["train"], frames, size, device)
     val, _ = chain_set(model, records["val"], frames, size, device)
@@ -104,10 +104,10 @@ def train_sequence_stage(best_checkpoint: Path, records: Dict[str, Sequence[Tran
     model.cpu()
     result = fit_sequence_estimator(model, train, val, config.training.seed)
     same = [path for path in (best_link, final_model) if path is not None and path.exists()
-            and path.samefile(best_checkpoint)]
+            and path.samefile(checkpoint_path)]
     checkpoint.model_state = model.state_dict()
     checkpoint.metrics = {**checkpoint.metrics, **result}
-    save_checkpoint(best_checkpoint, checkpoint)  # a new file: the hard links still hold the old one
+    save_checkpoint(checkpoint_path, checkpoint)  # a new file: the hard links still hold the old one
     for path in same:
-        link_or_copy(best_checkpoint, path)
+        link_or_copy(checkpoint_path, path)
     return result
