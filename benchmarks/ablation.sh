@@ -2,8 +2,8 @@
 # The world-model ablation of docs/cross-validation-and-ablation.md: cross-patient 3-fold cross-validation on an 8-patient phantom, each
 # arm on the same folds and seeds, with the training-mean, move-only and pixel-ridge baselines of every fold.
 #   bash benchmarks/ablation.sh [OUT] [SEEDS]   # OUT default: ablation; SEEDS (default 3) for dreamer vs direct
-#                                               # and spatial, 1 for the other arms; with SEEDS 2 about 30 minutes
-#                                               # on 2 CPU cores and 15 GB of checkpoints under OUT (3: ~40 min)
+#                                               # and spatial, 1 for the other arms; SEEDS 2: 27 runs, 28 minutes
+#                                               # on 2 CPU cores, 15 GB of checkpoints under OUT; SEEDS 3: 36 runs
 # Arms: the image-only `direct` model and the world model with channel tokens (--compare), spatial tokens, no
 # latent loss (loss.lambda_latent=0), and both variants with the labels of a quarter of the training patients
 # (data.label_fraction=0.25; the others train the world model as motion-only pairs). Every arm trains the demo's
