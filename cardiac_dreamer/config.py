@@ -176,6 +176,10 @@ class TrainingConfig:
     device: str = "auto"  # "auto" (cuda, then mps, then cpu) or an explicit torch device
     seed: int = ranged(42, 0, MAX_SEED)
     deterministic: bool = False
+    # Self-supervised pre-training: the first N epochs train the world model's latent term alone on every pair (no
+    # label read; the backbone learns what a move does to the image), then the labels fine-tune. Those epochs rank
+    # no checkpoint, nor count toward early stopping or the plateau.
+    pretrain_epochs: int = ranged(0, 0, 100_000)
     save_top_k: int = ranged(3, 1, 1000)
     # Also write checkpoints/averaged.ckpt, the mean of the top-k checkpoints' weights, and evaluate that one.
     average_top_k: bool = False
@@ -204,6 +208,15 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        pretrain = self.training.pretrain_epochs
+        if pretrain and pretrain >= self.training.max_epochs:
+            raise ConfigError(f"training.pretrain_epochs ({pretrain}) must be below training.max_epochs "
+                              f"({self.training.max_epochs}): the epochs after it fine-tune with the labels")
+        if pretrain and (self.model.variant != "dreamer" or self.loss.lambda_latent == 0):
+            raise ConfigError("training.pretrain_epochs trains the world model's latent term: it needs "
+                              "model.variant dreamer and loss.lambda_latent > 0")
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain nested dict of primitives (what checkpoints and experiment_config.json store)."""

@@ -67,13 +67,15 @@ def compute_losses(
     pose_std: torch.Tensor,
     cfg: LossConfig,
     target_features: Optional[torch.Tensor] = None,
+    label_free: bool = False,
 ) -> Dict[str, torch.Tensor]:
     """``total_loss`` and the four terms (the names of :data:`~cardiac_dreamer.names.LOSS_NAMES`) as scalars.
 
     ``outputs`` are the model's (poses in mm and degrees), ``batch`` holds the labels ``at1``, ``at2`` and
     optionally the boolean ``labelled`` mask; ``target_features`` is the latent target for ``latent_t2_pred``.
     Terms a model or call does not produce (the ``"direct"`` variant has no dreamer; no target given) are zero. With
-    ``cfg.primary_task_only`` the total is the main term alone; the others are still reported, detached.
+    ``cfg.primary_task_only`` the total is the main term alone, with ``label_free`` (self-supervised pre-training)
+    the latent term alone; the others are still reported, detached.
     """
     beta, labelled = cfg.smooth_l1_beta, batch.get("labelled")
     main = pose_loss(outputs["at1"], batch["at1"], pose_std, beta, labelled)
@@ -86,10 +88,11 @@ def compute_losses(
         latent = latent_loss(outputs["latent_t2_pred"], target_features, beta)
     terms = {"main_task_loss": main, "aux_t2_action_loss": aux, "consistency_loss": consistency,
              "latent_loss": latent}
-    if cfg.primary_task_only:
-        total = main
-        terms = {name: value if name == "main_task_loss" else value.detach() for name, value in terms.items()}
-    else:
+    trained = "latent_loss" if label_free else "main_task_loss" if cfg.primary_task_only else None
+    if trained is None:
         total = (main + cfg.lambda_t2_action * aux + cfg.lambda_consistency * consistency
                  + cfg.lambda_latent * latent)
+    else:
+        total = terms[trained]
+        terms = {name: value if name == trained else value.detach() for name, value in terms.items()}
     return {"total_loss": total, **terms}

@@ -60,6 +60,10 @@ class Task(Protocol):
     def after_optimizer_step(self) -> None:
         """Whatever follows each optimizer step (an EMA update, say)."""
 
+    def start_epoch(self, epoch: int) -> bool:
+        """Set the objective for ``epoch``; False when the epoch's monitored metric means nothing yet (a
+        pre-training epoch), so that it neither ranks checkpoints nor counts toward early stopping or the plateau."""
+
     def state_dict(self) -> Dict[str, Any]: ...
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
@@ -114,6 +118,7 @@ class GuidanceTask:
         memory_format: torch.memory_format = torch.preserve_format,
         augment: Optional[PhotometricAugment] = None,
         latent_target: Optional[LatentTarget] = None,
+        pretrain_epochs: int = 0,
     ):
         self.model = model
         self.loss_cfg = loss_cfg
@@ -122,17 +127,20 @@ class GuidanceTask:
         self.memory_format = memory_format
         self.augment = augment
         self.latent_target = latent_target
+        self.pretrain_epochs = pretrain_epochs
+        self.label_free = False  # True in pre-training epochs: the latent term alone is trained
 
     @classmethod
     def for_training(cls, model: nn.Module, config: Config, device: torch.device, precision: Precision,
                      memory_format: torch.memory_format = torch.preserve_format) -> "GuidanceTask":
-        """With photometric augmentation (``data.augment``) and, for a world model with ``lambda_latent > 0``,
-        the EMA latent target (without that weight the latent loss is reported as 0, not computed)."""
+        """With photometric augmentation (``data.augment``), ``training.pretrain_epochs`` and, for a world model with
+        ``lambda_latent > 0``, the EMA latent target (without that weight the latent loss is reported as 0)."""
         wants_target = can_imagine(model) and config.loss.lambda_latent > 0
         return cls(
             model, config.loss, device, precision, memory_format,
             augment=PhotometricAugment() if config.data.augment else None,
             latent_target=LatentTarget(model.backbone, config.loss.latent_target_momentum) if wants_target else None,
+            pretrain_epochs=config.training.pretrain_epochs,
         )
 
     def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
@@ -166,7 +174,8 @@ class GuidanceTask:
         if self.latent_target is not None and "latent_t2_pred" in outputs:
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
-        return outputs, compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target)
+        losses = compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target, self.label_free)
+        return outputs, losses
 
     def errors(self, outputs: Tensors, batch: Batch) -> torch.Tensor:
         """Signed errors of the predicted at1 ``[B, 6]`` in mm and degrees (angles on the circle)."""
@@ -187,6 +196,12 @@ class GuidanceTask:
     def after_optimizer_step(self) -> None:
         if self.latent_target is not None:
             self.latent_target.update(self.model.backbone)
+
+    def start_epoch(self, epoch: int) -> bool:
+        """Epochs before ``pretrain_epochs`` are self-supervised pre-training: no label is read, the head is
+        untrained, so their validation loss ranks nothing."""
+        self.label_free = epoch < self.pretrain_epochs
+        return not self.label_free
 
     def autocast(self):
         return self.precision.autocast(self.device)

@@ -165,6 +165,14 @@ def test_min_lr_above_lr_is_refused_because_cosine_would_climb_to_it():
     assert merge(Config(), {"training": {"lr": 1e-3, "min_lr": 1e-3}}).training.min_lr == 1e-3
 
 
+def test_pretraining_needs_epochs_left_to_fine_tune_and_a_latent_term_to_train():
+    with pytest.raises(ConfigError, match=r"training\.pretrain_epochs \(8\) must be below training\.max_epochs \(8\)"):
+        apply_overrides(Config(), {"training.pretrain_epochs": 8, "training.max_epochs": 8})
+    for key, value in (("model.variant", "direct"), ("loss.lambda_latent", 0.0)):
+        with pytest.raises(ConfigError, match="needs model.variant dreamer and loss.lambda_latent > 0"):
+            apply_overrides(Config(), {"training.pretrain_epochs": 2, key: value})
+
+
 def test_seeds_must_fit_what_numpy_accepts():
     assert merge(Config(), {"training": {"seed": 2**32 - 1}, "data": {"split_seed": 0}}).training.seed == 2**32 - 1
     for section, key in (("training", "seed"), ("data", "split_seed")):

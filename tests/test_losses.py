@@ -78,6 +78,17 @@ def test_primary_task_only_trains_on_the_main_term_but_reports_all():
     assert not losses["latent_loss"].requires_grad and not losses["consistency_loss"].requires_grad
 
 
+def test_label_free_pretraining_trains_the_latent_term_alone_but_reports_all():
+    outputs, batch = known_case()
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]),
+                            label_free=True)
+    assert losses["total_loss"].item() == pytest.approx(losses["latent_loss"].item()) and losses["total_loss"] > 0
+    assert losses["main_task_loss"].item() == pytest.approx(0.125 / 6)
+    losses["total_loss"].backward()
+    assert outputs["at1"].grad is None and outputs["at1_composed"].grad is None
+    assert outputs["latent_t2_pred"].grad.abs().sum() > 0
+
+
 def test_no_gradient_flows_into_the_latent_target():
     outputs, batch = known_case()
     target = torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]], requires_grad=True)

@@ -110,6 +110,28 @@ def test_averaged_checkpoint_holds_the_mean_of_the_top_k_weights_and_is_deployed
             assert torch.equal(tensor, parts[0].model_state[name]), name
 
 
+def test_pretraining_epochs_train_the_world_model_without_labels_and_rank_no_checkpoint(phantom_dir, tmp_path):
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 3, "training.pretrain_epochs": 2})
+    trained = []  # per optimizer step: how many parameters received a gradient
+
+    def record(optimizer, args, kwargs):
+        trained.append(sum(p.grad is not None for group in optimizer.param_groups for p in group["params"]))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        trainer, result, run = fit(config, tmp_path)
+    finally:
+        handle.remove()
+    head = len(list(trainer.model.guidance.parameters()))
+    steps = len(trained) // 3
+    assert trained == [trained[-1] - head] * (2 * steps) + [trained[-1]] * steps  # no label, so no head, until then
+    assert [entry["epoch"] for entry in trainer.top_k.entries] == [2]
+    assert load_checkpoint(result.best_checkpoint).epoch == 2
+    header, *rows = csv_rows(run)
+    epoch, val_loss = header.index("epoch"), header.index("val_loss")
+    assert [row[epoch] for row in rows if row[val_loss]] == ["0", "1", "2"]  # every epoch logged
+
+
 def gradients_at_each_step(config, output_dir):
     """The gradients every optimizer step applied (clipping off), in parameter order, and the fitted trainer."""
     steps = []
@@ -278,6 +300,9 @@ class LineTask:
 
     def after_optimizer_step(self):
         pass
+
+    def start_epoch(self, epoch):
+        return True
 
     def state_dict(self):
         return {}

@@ -164,21 +164,23 @@ class Trainer:
             while self.epoch < self.cfg.max_epochs:
                 epoch = self.epoch
                 started = time.perf_counter()
+                ranked = self.task.start_epoch(epoch)
                 train_metrics = self.train_one_epoch(epoch, logger)
                 self.refresh_batchnorm()
                 val_metrics = self.validate()
                 learning_rate = self.optimizer.param_groups[0]["lr"]
                 score = val_metrics[self.task.monitor]
-                should_stop = self.early_stopping.update(score)
-                self.schedule.after_validation(score)
+                should_stop = ranked and self.early_stopping.update(score)
+                if ranked:
+                    self.schedule.after_validation(score)
                 self.epoch = epoch + 1
                 row = {**train_metrics, **val_metrics, "learning_rate": learning_rate,
                        "nonfinite_steps": self.nonfinite_steps}
                 if main:
                     logger.log_epoch(row, epoch, self.global_step)
-                    self._save_epoch_checkpoints(epoch, score, row)
-                    log.info("epoch %d: %s %.4f, val_loss %.4f (%.1fs)",
-                             epoch, self.task.monitor, score, val_metrics["val_loss"], time.perf_counter() - started)
+                    self._save_epoch_checkpoints(epoch, score if ranked else None, row)
+                    log.info("epoch %d%s: %s %.4f, val_loss %.4f (%.1fs)", epoch, "" if ranked else " (pre-training)",
+                             self.task.monitor, score, val_metrics["val_loss"], time.perf_counter() - started)
                 dist.barrier()
                 if should_stop:
                     stop_reason = "early_stopping"
@@ -374,8 +376,10 @@ class Trainer:
         link_or_copy(ranked, self.run.final_model)
         return self.run.final_model
 
-    def _save_epoch_checkpoints(self, epoch: int, score: float, metrics: Mapping[str, float]) -> None:
-        self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_checkpoint(epoch, metrics)))
+    def _save_epoch_checkpoints(self, epoch: int, score: Optional[float], metrics: Mapping[str, float]) -> None:
+        """The epoch's top-k file when it ranks (``score`` is None when it does not), and the training state."""
+        if score is not None:
+            self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_checkpoint(epoch, metrics)))
         save_checkpoint(self.run.last_checkpoint, self._training_state(epoch, metrics))
 
     def _restore(self, path: Path) -> None:
