@@ -1,0 +1,66 @@
+"""How much could fusing a session's history help, on an evaluation's own predictions?
+
+    python benchmarks/history_bound.py RUN/test_evaluation/predictions.csv DATA_DIR [--frames 2,4,8]
+
+Each evaluated pair's image-only estimate is carried to the present frame by the pose change since (known to a
+session as the moves it made; here the labels' difference), and the last K estimates of a sweep are averaged. This
+fusion removes the error that changes from frame to frame and keeps the error a stretch of the sweep shares; a learned
+sequential estimator that reads only those K estimates and moves has little more to work with. Prints, per patient
+and K, the fused MAE over the single frame's (per axis, and translation / rotation error), and the lag-1
+autocorrelation of the single-frame errors (near 1: the error repeats from frame to frame, history cannot average it).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cardiac_dreamer.geometry import AXIS_NAMES
+from cardiac_dreamer.names import TRANSITIONS_FILE
+
+UNITS = ("x_mm", "y_mm", "z_mm", "roll_deg", "pitch_deg", "yaw_deg")
+
+
+def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
+    """``[n, 6]`` errors of the mean of the last ``frames`` estimates (fewer at the start), each carried to the
+    present by the true pose change; rows in sweep order."""
+    errors = estimates - labels
+    return np.stack([errors[max(0, i - frames + 1): i + 1].mean(0) for i in range(len(errors))])
+
+
+def _norm_ratio(fused: np.ndarray, single: np.ndarray, axes: slice) -> float:
+    return float(np.linalg.norm(fused[:, axes], axis=1).mean() / np.linalg.norm(single[:, axes], axis=1).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", type=Path, help="predictions.csv of a cardiac-evaluate run")
+    parser.add_argument("data_dir", type=Path, help="the patient folders (for the frame numbers of each pair)")
+    parser.add_argument("--frames", default="2,4,8", help="history lengths K to fuse, comma-separated")
+    args = parser.parse_args()
+    with open(args.predictions, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    for patient in sorted({row["patient_id"] for row in rows}):
+        mine = [row for row in rows if row["patient_id"] == patient]
+        entries = json.loads((args.data_dir / mine[0]["folder"] / TRANSITIONS_FILE).read_text())
+        mine.sort(key=lambda row: entries[int(row["entry_index"])]["frame_t1"])
+        labels = np.array([[float(row[f"label_{unit}"]) for unit in UNITS] for row in mine])
+        estimates = np.array([[float(row[f"guidance_{unit}"]) for unit in UNITS] for row in mine])
+        single = estimates - labels
+        lag1 = [np.corrcoef(single[:-1, axis], single[1:, axis])[0, 1] for axis in range(6)]
+        print(f"{patient}: {len(mine)} pairs; single-frame errors' lag-1 autocorrelation "
+              + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, lag1)))
+        for frames in (int(value) for value in args.frames.split(",")):
+            fused = fused_errors(labels, estimates, frames)
+            per_axis = np.abs(fused).mean(0) / np.abs(single).mean(0)
+            print(f"  mean of the last {frames} carried estimates / single frame: "
+                  + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, per_axis))
+                  + f"; translation error {_norm_ratio(fused, single, slice(0, 3)):.2f}x,"
+                  f" rotation error {_norm_ratio(fused, single, slice(3, 6)):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
