@@ -198,12 +198,19 @@ def long_epoch_phantom(tmp_path_factory) -> Path:
 LONG_EPOCH = [*TINY[:-2], "--batch_size", "1", "--set", "training.log_every_n_steps=1"]
 
 
+def interruptible_training(*arguments: str) -> subprocess.Popen:
+    """``python -m cardiac_dreamer.train ARGUMENTS`` that a Ctrl-C reaches: SIGINT back to its default in the child,
+    since a shell that starts the test suite in the background (``pytest &``, nohup) passes SIGINT on ignored."""
+    return subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", *arguments],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(long_epoch_phantom,
                                                                                      tmp_path):
     output = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(long_epoch_phantom),
-                                "--output_dir", str(output), "--max_epochs", "1", *LONG_EPOCH, *SPLIT],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = interruptible_training("--data_dir", str(long_epoch_phantom), "--output_dir", str(output),
+                                     "--max_epochs", "1", *LONG_EPOCH, *SPLIT)
     wait_for(lambda: any(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")) and
              len(read_rows(next(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")))) >= 1)
     process.send_signal(signal.SIGINT)
@@ -215,9 +222,8 @@ def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no
 
 def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validation(long_epoch_phantom, tmp_path):
     output = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "cardiac_dreamer.train", "--data_dir", str(long_epoch_phantom),
-                                "--output_dir", str(output), "--max_epochs", "1", "--cv", "2", *LONG_EPOCH],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = interruptible_training("--data_dir", str(long_epoch_phantom), "--output_dir", str(output),
+                                     "--max_epochs", "1", "--cv", "2", *LONG_EPOCH)
     wait_for(lambda: any(output.glob("cv_*/*/fold_1/seed_*/run_*/logs/cardiac_dreamer_csv/metrics.csv")))
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
