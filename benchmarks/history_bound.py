@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiac_dreamer.geometry import AXIS_NAMES
+from cardiac_dreamer.geometry import AXIS_NAMES, AXIS_UNITS
 from cardiac_dreamer.names import TRANSITIONS_FILE
 
-UNITS = ("x_mm", "y_mm", "z_mm", "roll_deg", "pitch_deg", "yaw_deg")
+COLUMNS = tuple(f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))  # predictions.csv: label_x_mm...
 
 
 def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
@@ -47,8 +47,8 @@ def main() -> None:
         mine = [row for row in rows if row["patient_id"] == patient]
         entries = json.loads((args.data_dir / mine[0]["folder"] / TRANSITIONS_FILE).read_text())
         mine.sort(key=lambda row: entries[int(row["entry_index"])]["frame_t1"])
-        labels = np.array([[float(row[f"label_{unit}"]) for unit in UNITS] for row in mine])
-        estimates = np.array([[float(row[f"guidance_{unit}"]) for unit in UNITS] for row in mine])
+        labels = np.array([[float(row[f"label_{column}"]) for column in COLUMNS] for row in mine])
+        estimates = np.array([[float(row[f"guidance_{column}"]) for column in COLUMNS] for row in mine])
         single = estimates - labels
         lag1 = [np.corrcoef(single[:-1, axis], single[1:, axis])[0, 1] for axis in range(6)]
         print(f"{patient}: {len(mine)} pairs; single-frame errors' lag-1 autocorrelation "

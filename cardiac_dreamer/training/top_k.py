@@ -27,7 +27,7 @@ class TopKCheckpoints:
 
     @property
     def best_path(self) -> Optional[Path]:
-        return self.directory / self.entries[0]["file"] if self.entries else None
+        return self.paths[0] if self.entries else None
 
     @property
     def best_score(self) -> Optional[float]:
