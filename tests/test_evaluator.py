@@ -141,7 +141,7 @@ def test_per_patient_figures_add_up_to_the_totals(evaluated_all, task):
     metrics = evaluated_all[0].metrics
     parts = metrics["per_patient"]
     assert sum(part["samples"] for part in parts.values()) == metrics["samples"]
-    keys = ("mae_x_mm", "mae_yaw_deg", "translation_error_mm", "rotation_error_deg")
+    keys = ("mae_x_mm", "mae_yaw_deg", "bias_yaw_deg", "translation_error_mm", "rotation_error_deg")
     for key in keys + (("main_task_loss",) if task != "train_mean" else ()):
         weighted = sum(part[task][key] * part["samples"] for part in parts.values()) / metrics["samples"]
         assert weighted == pytest.approx(metrics[task][key]), key

@@ -30,6 +30,16 @@ def test_mae_rmse_and_median_per_axis_in_physical_units():
     assert metrics["mae_y_mm"] == 0.0
 
 
+def test_bias_is_the_mean_signed_error_per_axis_on_the_circle():
+    """A patient read 2 mm too far right and 3 degrees short of +-180 on roll has bias 2 mm and -3 degrees."""
+    labels = poses([0, 0, 0, 179, 0, 0], [4, 0, 0, -179, 0, 0])
+    predictions = poses([1, 0, 0, 176, 0, 0], [7, 0, 0, 178, 0, 0])
+    metrics = summarize(labels, predictions)
+    assert metrics["bias_x_mm"] == pytest.approx(2.0)  # (1 + 3) / 2, while the MAE is also 2
+    assert metrics["bias_roll_deg"] == pytest.approx(-3.0)  # -3 and -3 on the circle, not -3 and 357
+    assert summarize(labels, labels)["bias_yaw_deg"] == 0.0
+
+
 def test_angle_errors_are_measured_on_the_circle():
     labels = poses([0, 0, 0, 179, -90, 0])
     predictions = poses([0, 0, 0, -179, 270, 360])
@@ -89,7 +99,8 @@ def test_per_patient_figures_weighted_by_samples_add_up_to_the_totals():
     assert list(parts) == ["a", "b", "c"]
     weights = {patient: part["samples"] for patient, part in parts.items()}
     assert sum(weights.values()) == total["samples"]
-    for key in ("mae_x_mm", "mae_pitch_deg", "translation_error_mm", "rotation_error_deg", "main_task_loss"):
+    for key in ("mae_x_mm", "mae_pitch_deg", "bias_y_mm", "translation_error_mm", "rotation_error_deg",
+                "main_task_loss"):
         assert sum(parts[p][key] * weights[p] for p in parts) / total["samples"] == pytest.approx(total[key])
     squares = sum(parts[p]["rmse_z_mm"] ** 2 * weights[p] for p in parts) / total["samples"]
     assert math.sqrt(squares) == pytest.approx(total["rmse_z_mm"])

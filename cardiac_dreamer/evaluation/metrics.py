@@ -22,6 +22,10 @@ DEFINITIONS = {
     "in additive mode, so its errors are the same",
     "mae_<axis>, rmse_<axis>, median_ae_<axis>": "mean, root mean square and median of |predicted - true| per "
     "axis, in mm (x, y, z) or degrees (roll, pitch, yaw); angles compared on the circle",
+    "bias_<axis>": "mean of predicted - true per axis (mm or degrees, on the circle): the part of the error one "
+    "constant offset explains. Per patient, a bias near the MAE means the model reads that patient's whole sweep "
+    "shifted (its anatomy differs from the training patients'), which neither averaging frames nor more epochs "
+    "removes",
     "translation_error_mm": "mean Euclidean distance between predicted and true (x, y, z)",
     "rotation_error_deg": "mean angle of the relative rotation R_true^T R_pred, arccos((trace - 1) / 2), with "
     "R = Rz(yaw) Ry(pitch) Rx(roll)",
@@ -78,13 +82,15 @@ def direction_agreement(labels: np.ndarray, predictions: np.ndarray) -> tuple[np
 def summarize(labels: np.ndarray, predictions: np.ndarray, losses: Optional[np.ndarray] = None) -> Metrics:
     """Every metric of :data:`DEFINITIONS` for one set of samples; ``losses`` ``[N]`` are per-sample SmoothL1
     values (mean over the six axes), reported as ``main_task_loss`` when given."""
-    errors = np.abs(pose_errors(labels, predictions))  # [N, 6]
+    signed = pose_errors(labels, predictions)  # [N, 6]
+    errors = np.abs(signed)
     agrees, counts = direction_agreement(labels, predictions)
     metrics: Metrics = {"samples": int(errors.shape[0])}
     for prefix, values in (
         ("mae", errors.mean(0)),
         ("rmse", np.sqrt(np.square(errors).mean(0))),
         ("median_ae", np.median(errors, 0)),
+        ("bias", signed.mean(0)),
     ):
         metrics.update({axis_key(prefix, axis): float(value) for axis, value in enumerate(values)})
     for axis, name in enumerate(AXIS_NAMES):
