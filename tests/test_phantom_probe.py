@@ -9,13 +9,16 @@ patient than on unseen frames of seen patients.
 """
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cardiac_dreamer.geometry import AXIS_NAMES
-from cardiac_dreamer.phantom.checks import patient_gap, pooled_pixels, probe_r2
+from cardiac_dreamer.phantom.checks import export_features, patient_gap, pooled_pixels, probe_r2
 from cardiac_dreamer.phantom.trajectories import SWEEP_FRAMES, sweep_poses
-from cardiac_dreamer.synthetic import POSE_LIMITS, PhantomPatient
+from cardiac_dreamer.synthetic import POSE_LIMITS, PhantomPatient, generate_phantom
 
 PATIENTS, POSES_PER_PATIENT, IMAGE_SIZE = 5, 600, 64
 V4_POSES_PER_PATIENT = 300
@@ -81,3 +84,17 @@ def test_a_linear_probe_reads_roll_and_yaw_of_a_held_out_v4_patient(v4_probe_dat
 def test_a_linear_probe_reads_every_axis_of_a_held_out_v4_patient(v4_probe_data):
     r2 = probe_r2(*v4_probe_data)
     assert (r2 >= V4_MIN_R2).all(), _report(r2)
+
+
+def test_the_probe_benchmark_scores_the_frames_the_export_writes(tmp_path):
+    """benchmarks/phantom_probe.py renders instead of writing; its frames and poses must be the export's, and its
+    decoupled sample the same poses per axis in another order."""
+    benchmark = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "phantom_probe.py"))
+    features, poses, patients, _ = export_features(generate_phantom(tmp_path, 2, 10, IMAGE_SIZE, seed=0))
+    for index in (1, 2):
+        rendered, drawn = benchmark["patient_sample"](index, 0, 10, False)
+        assert np.array_equal(drawn, poses[patients == index - 1])
+        assert np.allclose(rendered, features[patients == index - 1])
+    _, shuffled = benchmark["patient_sample"](1, 0, 10, True)
+    assert np.array_equal(np.sort(shuffled, 0), np.sort(poses[patients == 0], 0))
+    assert not np.array_equal(shuffled, poses[patients == 0])
