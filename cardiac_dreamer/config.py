@@ -373,6 +373,8 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
     elif hint is str:
         if isinstance(value, (str, Path)):
             return str(value)
+        if value is False and key == "disk_cache":  # YAML 1.1 reads the bare word off as false
+            return "off"
     elif typing.get_origin(hint) in (list, List):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]

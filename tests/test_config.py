@@ -95,6 +95,14 @@ def test_bad_yaml_and_missing_file_are_one_line_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+def test_disk_cache_off_is_read_as_written_although_yaml_makes_it_false(tmp_path):
+    """The docs write ``disk_cache: off``; YAML 1.1 (and so ``--set data.disk_cache=off``) reads it as false."""
+    assert load_config(write(tmp_path, "data:\n  disk_cache: off\n")).data.disk_cache == "off"
+    assert apply_overrides(Config(), {"data.disk_cache": False}).data.disk_cache == "off"
+    with pytest.raises(ConfigError, match=r"data\.disk_cache must be of type str"):
+        apply_overrides(Config(), {"data.disk_cache": True})
+
+
 def test_precision_spellings_are_normalized():
     for spelling, expected in [(16, "16"), ("16-mixed", "16"), (32, "32"), ("bf16-mixed", "bf16")]:
         assert merge(Config(), {"training": {"precision": spelling}}).training.precision == expected
