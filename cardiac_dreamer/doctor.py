@@ -4,8 +4,8 @@ every rule training applies and summarises it, without training or writing anyth
 It runs the readers training runs (records; every image checked by :mod:`~cardiac_dreamer.data.image_check`, as
 training does before it writes anything; grouping, split, label consistency), so a directory that passes here loads in training, and fails with the same messages when it does
 not. Problems are collected rather than stopping at the first, so one pass over a broken export lists what to fix:
-every patient folder is read (up to its first bad entry) and every image is decoded; each problem is logged, and
-one :class:`DataError` names how many there are and the first. Grouping and split problems are reported once the
+every entry of every patient folder is read and the images of every good entry decoded; each problem is logged,
+and one :class:`DataError` names how many there are and the first. Grouping and split problems are reported once the
 records are clean, because the split is computed from them.
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport
     records: List[TransitionRecord] = []
     for folder in folders:
         try:
-            records.extend(read_patient_records(data_dir, folder))
+            records.extend(read_patient_records(data_dir, folder, problems=problems))
         except DataError as error:
             problems.append(str(error))
     images = scan_images(records, cfg.image_size)

@@ -67,6 +67,28 @@ def test_every_problem_is_collected_and_the_error_names_the_first_and_the_count(
     assert any(str(image) in line and "cannot decode image" in line for line in logged)
 
 
+def test_every_bad_entry_of_one_file_is_listed_and_the_good_entries_images_still_checked(real_export, caplog):
+    """Three broken entries of one transitions file and a broken image of a good entry: four problems, not one."""
+    break_entry(real_export, "data_0513_01", 0, "at1_6dof", [0.0] * 3)
+    break_entry(real_export, "data_0513_01", 1, "ft1_image_path", "ft1/missing.png")
+    path = break_entry(real_export, "data_0513_01", 3, "at2_6dof", "north")
+    written = json.loads(path.read_text())[2]["ft2_image_path"].replace("\\", "/")  # the export writes Windows paths
+    good_image = real_export / "data_0513_01" / written
+    good_image.write_bytes(b"not an image")
+    with caplog.at_level(logging.ERROR), pytest.raises(DataError, match=r"\(and 3 more problems"):
+        check_data(data_config(real_export))
+    logged = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert [any(f"entry {index}:" in line for line in logged) for index in (0, 1, 3)] == [True] * 3
+    assert any(str(good_image) in line and "cannot decode image" in line for line in logged)
+
+
+def test_training_still_stops_at_the_first_bad_entry(real_export):
+    break_entry(real_export, "data_0513_01", 0, "at1_6dof", [0.0] * 3)
+    break_entry(real_export, "data_0513_01", 1, "at2_6dof", "north")
+    with pytest.raises(DataError, match="entry 0: at1_6dof"):
+        read_patient_records(real_export, "data_0513_01")
+
+
 def test_a_single_problem_is_reported_in_the_words_training_uses(real_export):
     path = break_entry(real_export, "data_0513_02", 1, "ft2_image_path", "ft2\\gone.png")
     with pytest.raises(DataError) as doctor_error:

@@ -92,21 +92,32 @@ def find_patient_folders(data_dir: PathLike) -> List[str]:
 
 
 def read_patient_records(
-    data_dir: PathLike, folder: str, patient_id: Optional[str] = None
+    data_dir: PathLike, folder: str, patient_id: Optional[str] = None, problems: Optional[List[str]] = None,
 ) -> List[TransitionRecord]:
-    """All entries of ``data_dir/folder/transitions_dataset.json``, every path and label validated."""
+    """All entries of ``data_dir/folder/transitions_dataset.json``, every path and label validated.
+
+    A bad entry raises its :class:`DataError`; with a ``problems`` list, its message is appended there instead and
+    the entry skipped, so a checker lists every bad entry of a file in one pass (a file that cannot be read at all
+    still raises).
+    """
     place = _PatientFolder.of(Path(data_dir), folder, folder if patient_id is None else patient_id)
     entries = _load_entries(place.json_path)
     records: List[TransitionRecord] = []
     first_seen: Dict[Tuple[Path, Path], int] = {}
     for index, entry in enumerate(entries):
-        record = _parse_entry(entry, index, place)
-        key = (record.image_t1, record.image_t2)
-        if key in first_seen:
-            raise DataError(
-                f"{record.where()}: duplicate of entry {first_seen[key]} "
-                f"(same images {shown(record.image_t1_rel)} and {shown(record.image_t2_rel)})"
-            )
+        try:
+            record = _parse_entry(entry, index, place)
+            key = (record.image_t1, record.image_t2)
+            if key in first_seen:
+                raise DataError(
+                    f"{record.where()}: duplicate of entry {first_seen[key]} "
+                    f"(same images {shown(record.image_t1_rel)} and {shown(record.image_t2_rel)})"
+                )
+        except DataError as error:
+            if problems is None:
+                raise
+            problems.append(str(error))
+            continue
         first_seen[key] = index
         records.append(record)
     return records
