@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     parser.add_argument("--stores", default="decode,disk",
                         help="with --data_only: image stores to measure, among memory, disk, decode")
     parser.add_argument("--workers", default="0,2,4", help="with --data_only: loader worker counts")
-    parser.add_argument("--batches", type=int, default=50, help="with --data_only: measured batches per line")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="with --data_only: measured batches per line (default: 50, or all the data holds)")
     args = parser.parse_args(argv)
     configure_logging()
     if args.threads:

@@ -68,3 +68,13 @@ def test_loader_benchmark_reports_images_per_second_and_memory_for_each_store_an
 def test_loader_benchmark_refuses_more_batches_than_the_data_holds(real_export):
     with pytest.raises(ConfigError, match="lower --batches"):
         next(measure_loader(tiny_config(real_export), batches=100))
+
+
+def test_loader_benchmark_without_a_batch_count_measures_what_a_small_directory_holds(real_export):
+    """``cardiac-train --benchmark --data_only`` has no --batches: 12 pairs in batches of 4 are 1 warm-up batch and
+    2 measured, not a refusal; a batch larger than the data is refused naming the flag it has."""
+    result = next(measure_loader(tiny_config(real_export), stores=("decode",), workers=(0,), warmup_batches=1))
+    assert result["batches"] == 2
+    with pytest.raises(ConfigError, match=r"lower --batch_size\)"):
+        next(measure_loader(apply_overrides(tiny_config(real_export), {"training.batch_size": 16}),
+                            stores=("decode",), workers=(0,)))

@@ -28,31 +28,41 @@ from .throughput import SYNTHETIC_DATA, anonymous_mb, child_pids, peak_rss_mb, p
 from ..training.reproducibility import seed_worker
 
 IMAGE_STORES = ("memory", "disk", "decode")
+DEFAULT_BATCHES = 50  # measured per line, after the warm-up
 
 
 def measure_loader(config: Config, stores: Sequence[str] = ("decode", "disk"), workers: Sequence[int] = (0, 2, 4),
-                   batches: int = 50, warmup_batches: int = 2) -> Iterator[Dict[str, Any]]:
+                   batches: Optional[int] = None, warmup_batches: int = 2) -> Iterator[Dict[str, Any]]:
     """Yield one result per (image store, worker count), as soon as it is measured.
+
+    ``batches`` measured per line: None measures ``DEFAULT_BATCHES``, or as many as the data holds after the
+    warm-up when it holds fewer (``cardiac-train --benchmark --data_only`` on a small directory); a number is
+    refused when the data cannot serve it.
 
     ``stores``: ``"memory"`` (decoded into RAM whatever the budget), ``"disk"`` (packs of decoded images under
     ``data.disk_cache_dir``, built first if missing: ``setup_s`` is then the one-time build) and ``"decode"`` (PNG
     decoded at every read). Every pair of ``config.data.data_dir`` is served (a synthetic phantom when it has none).
     """
     unknown = sorted(set(stores) - set(IMAGE_STORES))
-    if unknown or batches < 1 or warmup_batches < 0 or min(workers, default=0) < 0:
+    if unknown or (batches is not None and batches < 1) or warmup_batches < 0 or min(workers, default=0) < 0:
         raise ConfigError(f"loader benchmark: stores must be among {IMAGE_STORES} (got {list(stores)}), batches >= 1, "
                           "warmup_batches >= 0, workers >= 0")
     batch_size = config.training.batch_size
     with tempfile.TemporaryDirectory(prefix="cardiac_dreamer_loader_") as scratch:
-        config, data_source = with_data(config, Path(scratch), (warmup_batches + batches) * batch_size)
+        wanted = DEFAULT_BATCHES if batches is None else batches
+        config, data_source = with_data(config, Path(scratch), (warmup_batches + wanted) * batch_size)
         # a phantom's packs go with it; real data's go where training will find them
         cache_dir = Path(scratch) / "image_cache" if data_source == SYNTHETIC_DATA else config.data.disk_cache_dir
         started = time.perf_counter()
         records = read_records(config.data.data_dir, max_pairs_per_patient=config.data.max_pairs_per_patient)
         read_records_s = time.perf_counter() - started
-        if (warmup_batches + batches) * batch_size > len(records):
-            raise ConfigError(f"loader benchmark: {warmup_batches + batches} batches of {batch_size} need more than "
-                              f"the {len(records)} pairs available (lower --batches)")
+        available = len(records) // batch_size - warmup_batches  # whole batches left after the warm-up
+        if batches is None and available >= 1:
+            wanted = min(wanted, available)
+        if wanted > available:
+            remedy = "lower --batch_size" if batches is None else "lower --batches or --batch_size"
+            raise ConfigError(f"loader benchmark: {warmup_batches + wanted} batches of {batch_size} need more than "
+                              f"the {len(records)} pairs available ({remedy})")
         for store in stores:
             reset_peak_rss()
             started = time.perf_counter()
@@ -62,7 +72,7 @@ def measure_loader(config: Config, stores: Sequence[str] = ("decode", "disk"), w
                      "image_store_requested": store, "image_store": dataset.image_store,
                      "setup_s": time.perf_counter() - started}
             for count in workers:
-                yield {"benchmark": "loader", **setup, **_measure(dataset, config, count, batches, warmup_batches)}
+                yield {"benchmark": "loader", **setup, **_measure(dataset, config, count, wanted, warmup_batches)}
             del dataset
 
 
