@@ -290,7 +290,7 @@ def preset_names() -> List[str]:
 
 
 def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
-    """A preset name (``debug``, ``production``) or a path to a YAML file."""
+    """A preset name (``debug``, ``production``, ``small_data``: :func:`preset_names`) or a path to a YAML file."""
     path = Path(name_or_path)
     if path.suffix.lower() in (".yaml", ".yml") or path.exists():
         # The guide writes configs/production.yaml; fall back to the shipped preset of that name.

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import yaml
 
 from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, apply_overrides, load_yaml, merge, \
-    resolve_config_path
+    preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     configuration = groups["configuration"]
     add_flag(configuration, "--config", metavar="PRESET_OR_YAML",
-             help="preset name (production, debug) or path to a YAML file (default: the guide's values)")
+             help=f"preset name ({', '.join(preset_names())}) or path to a YAML file (default: the guide's values)")
     add_flag(configuration, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
              help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
 
