@@ -25,9 +25,9 @@ from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
 from .runtime.devices import select_device
-from .errors import DataError, Interrupted
+from .errors import CheckpointError, ConfigError, DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
-from .io.fileio import remove_stale_temporaries, write_json
+from .io.fileio import read_json, remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models.registry import build_model
 from .names import MONITOR, SPLIT_NAMES
@@ -68,6 +68,7 @@ def run_training(
     dist.init_process_group(device)
     resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is not None:
+        _check_own_run(resume_from, resume_state.config)
         split = PatientSplit.from_dict(resume_state.split or {})
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)
@@ -115,6 +116,41 @@ def run_training(
                 batch_size=config.training.batch_size, device=config.training.device, progress=progress)
     dist.barrier()
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
+
+
+# what the weights are: a resumed checkpoint that differs here from its run's experiment_config.json is another run's
+ARCHITECTURE_KEYS = (("model", "variant"), ("model", "backbone"), ("model", "token_type"), ("model", "d_model"),
+                     ("model", "num_heads"), ("model", "num_layers"), ("model", "dim_feedforward"),
+                     ("model", "sequence_frames"), ("data", "image_size"))
+
+
+def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
+    """Refuse to resume a training state anywhere but in its own run, before anything is written.
+
+    Why: a resume writes into the checkpoint's run (config, metrics, top-k files, which it reconciles with its
+    registry by deleting the files it does not know). A ``last.ckpt`` copied elsewhere would write beside the copy;
+    one copied into another run would delete that run's checkpoints. So it must sit in ``RUN/checkpoints/`` beside
+    ``RUN/experiment_config.json``, whose architecture must be its own."""
+    run = RunDirectory.of_checkpoint(checkpoint)
+    if Path(checkpoint).resolve().parent.name != "checkpoints" or not run.experiment_config.is_file():
+        raise CheckpointError(f"{checkpoint}: not in a run (RUN/checkpoints/ beside RUN/experiment_config.json); "
+                              "resume the run's own checkpoints/last.ckpt where training wrote it")
+    recorded = read_json(run.experiment_config, "run config", CheckpointError)
+    try:
+        run_config = Config.from_dict(recorded["config"], source=str(run.experiment_config))
+    except (KeyError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
+                              "resumed") from None
+    own = Config.from_dict(stored, source=f"{checkpoint} config")
+
+    def value(config: Config, section: str, key: str) -> Any:
+        return getattr(getattr(config, section), key)
+
+    differing = [f"{section}.{key} {value(own, section, key)!r} (the run: {value(run_config, section, key)!r})"
+                 for section, key in ARCHITECTURE_KEYS if value(own, section, key) != value(run_config, section, key)]
+    if differing:
+        raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in ({', '.join(differing)}); "
+                              "resume a run from its own last.ckpt")
 
 
 def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composition: str, config: Config,

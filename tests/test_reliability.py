@@ -3,6 +3,7 @@ checkpoints, outputs aimed at the data. Each ends with a non-zero exit, one line
 traceback, and leaves the data directory and every earlier file exactly as they were."""
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -131,6 +132,50 @@ def test_a_resume_with_a_changed_architecture_is_refused_before_the_run_is_touch
     assert snapshot(trained_run) == before
 
 
+def crafted_last_checkpoint(trained_run: Path, tmp_path: Path, change) -> Path:
+    """A copy of the run whose last.ckpt ``change(payload)`` altered, written with torch.save as an attacker would."""
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name))
+    last = run / "checkpoints" / "last.ckpt"
+    payload = torch.load(last, weights_only=True)
+    change(payload)
+    torch.save(payload, last)
+    return last
+
+
+def _nan_weight(payload):
+    name = next(key for key, tensor in payload["model_state"].items() if tensor.is_floating_point())
+    payload["model_state"][name] = torch.full_like(payload["model_state"][name], float("nan"))
+
+
+CRAFTED = {
+    "no rng states": (lambda payload: payload.update(rng={}), "its rng cannot be restored"),
+    "an empty optimizer state": (lambda payload: payload.update(optimizer_state={}), "optimizer_state cannot be"),
+    "no top-k registry": (lambda payload: payload.update(top_k={}), "its top_k cannot be restored"),
+    "NaN weights": (_nan_weight, "holds NaN or infinite values"),
+    "another run's model": (lambda payload: payload["config"]["model"].update(variant="direct"),
+                            "not a checkpoint of the run it sits in (model.variant 'direct' (the run: 'dreamer')"),
+}
+
+
+@pytest.mark.parametrize("change, words", CRAFTED.values(), ids=CRAFTED.keys())
+def test_a_crafted_or_foreign_last_checkpoint_is_refused_in_one_line_and_the_run_is_untouched(trained_run, tmp_path,
+                                                                                             change, words):
+    last = crafted_last_checkpoint(trained_run, tmp_path, change)
+    before = snapshot(last.parents[1])
+    one_error_line(run_cli("--resume_from_checkpoint", last, "--max_epochs", 2), str(last), words)
+    assert snapshot(last.parents[1]) == before
+
+
+def test_a_last_checkpoint_copied_out_of_its_run_is_refused_and_nothing_is_written_beside_it(trained_run, tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    copied = Path(shutil.copy(trained_run / "checkpoints" / "last.ckpt", folder / "my.ckpt"))
+    write_json(folder / "experiment_config.json", {"mine": True})
+    before = snapshot(folder)
+    one_error_line(run_cli("--resume_from_checkpoint", copied, "--max_epochs", 2), str(copied), "not in a run")
+    assert snapshot(folder) == before
+
+
 def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, tmp_path):
     result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path / "out", "--max_epochs", 1, *TINY,
                      "--set", f"model.pretrained_weights={tmp_path / 'absent.pth'}")
@@ -146,6 +191,20 @@ def test_an_output_directory_inside_the_data_is_refused(phantom_dir, where):
     result = run_cli("--data_dir", phantom_dir, "--output_dir", target, "--max_epochs", 1, *TINY)
     one_error_line(result, "inside the data directory")
     assert snapshot(phantom_dir) == before
+
+
+def test_an_output_directory_in_a_linked_patient_folder_named_by_its_real_path_is_refused(phantom_dir, tmp_path):
+    """A patient folder that is a link to another disk is data too, however the output path names it."""
+    data, elsewhere = tmp_path / "data", tmp_path / "other_disk"
+    data.mkdir()
+    for patient in ("phantom_01", "phantom_02", "phantom_03"):
+        (data / patient).symlink_to(phantom_dir / patient)
+    shutil.copytree(phantom_dir / "phantom_04", elsewhere / "patient_4", symlinks=True)
+    (data / "phantom_04").symlink_to(elsewhere / "patient_4")
+    before = snapshot(elsewhere)
+    result = run_cli("--data_dir", data, "--output_dir", elsewhere / "patient_4" / "runs", "--max_epochs", 1, *TINY)
+    one_error_line(result, "inside the data directory", "which a link in it points to")
+    assert snapshot(elsewhere) == before
 
 
 def test_an_evaluation_output_inside_the_data_is_refused(trained_run, phantom_dir):

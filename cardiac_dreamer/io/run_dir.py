@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, Mapping, Optional, Sequence
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 try:
     import fcntl
@@ -216,13 +216,29 @@ def ensure_outside(output: Path, data_dir: Path, what: str, culprit: Optional[Pa
     """Refuse an output location equal to or inside the data directory: nothing is ever written into the data.
     ``culprit`` is the file that chose the location (a resumed checkpoint, whose run directory it is): named first."""
     output, data = Path(output).resolve(), Path(data_dir).resolve()
-    if culprit is not None and (output == data or data in output.parents):
+    inside = next((root for root in _data_roots(data) if output == root or root in output.parents), None)
+    if inside is not None and culprit is not None:
         raise OutputError(f"{culprit}: this checkpoint lies inside the data directory {data}, and resuming it would "
                           f"write its run ({output}) there; move the checkpoint's run directory out of the data "
                           "and resume from there (nothing is ever written into the data)")
-    if output == data or data in output.parents:
-        raise OutputError(f"{output}: the {what} would be inside the data directory {data}; "
+    if inside is not None:
+        where = "" if inside == data else f" (in {inside}, which a link in it points to)"
+        raise OutputError(f"{output}: the {what} would be inside the data directory {data}{where}; "
                           "choose a folder outside it (nothing is ever written into the data)")
+
+
+def _data_roots(data: Path) -> List[Path]:
+    """The data directory and where the links among its patient folders and their sub-folders lead: patient folders
+    may be links to other disks, and what is written there is written into the data."""
+    roots, level = [data], [data]
+    for _ in range(2):  # patient folders, then their ft1 / ft2
+        try:
+            children = [child for folder in level for child in folder.iterdir() if child.is_dir()]
+        except OSError:
+            break
+        roots += [child.resolve() for child in children if child.is_symlink()]
+        level = children
+    return roots
 
 
 def ensure_writable(directory: Path) -> None:

@@ -60,6 +60,16 @@ class TopKCheckpoints:
     def state_dict(self) -> Dict[str, Any]:
         return {"k": self.k, "entries": [dict(entry) for entry in self.entries]}
 
+    @staticmethod
+    def check_state_dict(state: Dict[str, Any]) -> None:
+        """Raise ValueError unless ``state`` is a registry :meth:`state_dict` could have written: restoring a wrong one
+        would delete the run's top-k files as strays."""
+        entries = state["entries"]
+        if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) and parse_topk_filename(e["file"])
+                and isinstance(e.get("epoch"), int) and isinstance(e.get("score"), float) for e in entries):
+            raise ValueError("entries must be a list of {epoch, score, file} of top-k checkpoint files")
+
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         """Restore the registry, then reconcile it with the disk: forget missing files, delete strays and the
         temporary files of saves that a kill interrupted."""

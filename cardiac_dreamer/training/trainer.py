@@ -391,16 +391,31 @@ class Trainer:
             first_line = " ".join(str(error).split())[:200]
             raise CheckpointError(f"{path}: its weights do not fit the configured model (was the architecture "
                                   f"changed on resume?): {first_line}") from None
-        self.optimizer.load_state_dict(state.optimizer_state)
-        self.schedule.load_state_dict(state.scheduler_state)
-        self.gradient_step.load_state_dict(state.scaler_state)
-        self.early_stopping.load_state_dict(state.early_stopping)
+        broken = next((key for key, tensor in state.model_state.items()
+                       if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
+        if broken is not None:  # training would go on from NaN and save NaN models
+            raise CheckpointError(f"{path}: weight {broken} holds NaN or infinite values; resume from an earlier "
+                                  "run or retrain")
+        parts = (
+            ("optimizer_state", lambda: self.optimizer.load_state_dict(state.optimizer_state)),
+            ("scheduler_state", lambda: self.schedule.load_state_dict(state.scheduler_state)),
+            ("scaler_state", lambda: self.gradient_step.load_state_dict(state.scaler_state)),
+            ("early_stopping", lambda: self.early_stopping.load_state_dict(state.early_stopping)),
+            ("top_k", lambda: TopKCheckpoints.check_state_dict(state.top_k)),
+            ("task_state", lambda: self.task.load_state_dict(state.task_state)),
+            ("rng", lambda: set_rng_state(state.rng)),
+        )
+        for name, restore in parts:
+            try:
+                restore()
+            except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
+                detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
+                raise CheckpointError(f"{path}: its {name} cannot be restored ({detail}); the file is damaged or was "
+                                      "not written by cardiac-train") from None
         self.resumed_top_k = state.top_k  # reconciled with the disk when training starts, not before
-        self.task.load_state_dict(state.task_state)
         self.nonfinite_steps = state.nonfinite_steps
         self.epoch = state.epoch + 1
         self.global_step = state.global_step
-        set_rng_state(state.rng)
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
 
 
