@@ -87,6 +87,13 @@ def test_manual_split_errors_name_the_patient(train, val, test, problem):
         manual_split(["a", "b", "c"], train, val, test)
 
 
+def test_two_folders_of_one_patient_in_two_splits_are_named_as_the_user_wrote_them():
+    grouping = {"scan_1": "anna", "scan_2": "anna"}
+    with pytest.raises(DataError, match=r"patient 'anna' \(the grouping file puts 'scan_1' and 'scan_2' in it\) "
+                                        "is listed in both train and val"):
+        manual_split(["anna", "ben"], train=["scan_1"], val=["scan_2"], grouping=grouping)
+
+
 def test_manual_split_warns_about_unused_patients(caplog):
     with caplog.at_level(logging.WARNING):
         split = manual_split(["a", "b", "c"], ["a"], ["b"], [])

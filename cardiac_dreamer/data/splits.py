@@ -145,15 +145,20 @@ def manual_split(
     """
     known = set(patients)
     grouping = grouping or {}
-    lists = {}
+    lists, listed_as = {}, {}  # patient -> (split, the name the user wrote) where it was first listed
     for name, names in zip(SPLIT_NAMES, (train, val, test)):
         ids = []
         for raw in names:
             patient = raw if raw in known else grouping.get(raw)
             if patient not in known:
                 raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory")
-            if patient in ids:
-                raise DataError(f"manual split: patient {patient!r} is listed twice in {name}")
+            if patient in listed_as:
+                first_split, first_raw = listed_as[patient]
+                written = {raw, first_raw} - {patient}
+                how = f" (the grouping file puts {' and '.join(map(repr, sorted(written)))} in it)" if written else ""
+                where = f"twice in {name}" if first_split == name else f"in both {first_split} and {name}"
+                raise DataError(f"manual split: patient {patient!r}{how} is listed {where}")
+            listed_as[patient] = (name, raw)
             ids.append(patient)
         lists[name] = ids
     for name in ("train", "val"):
