@@ -68,10 +68,10 @@ def run_training(
     dist.init_process_group(device)
     resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is not None:
-        _check_own_run(resume_from, resume_state.config)
-        split = PatientSplit.from_dict(resume_state.split or {})
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)
+        _check_own_run(resume_from, resume_state.config)
+        split = PatientSplit.from_dict(resume_state.split or {})
     prepared = prepare_data(config.data, split)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:

@@ -265,16 +265,18 @@ def interruptible_training(*arguments: str) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def test_ctrl_c_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(long_epoch_phantom,
-                                                                                     tmp_path):
+@pytest.mark.parametrize("stop, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_in_the_first_epoch_says_there_is_nothing_to_resume_and_leaves_no_run(
+        long_epoch_phantom, tmp_path, stop, exit_code):
+    """A job scheduler stops with SIGTERM before its SIGKILL: handled as Ctrl-C is, with the shell's code for it."""
     output = tmp_path / "out"
     process = interruptible_training("--data_dir", str(long_epoch_phantom), "--output_dir", str(output),
                                      "--max_epochs", "1", *LONG_EPOCH, *SPLIT)
     wait_for(lambda: any(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")) and
              len(read_rows(next(output.glob("run_*/logs/cardiac_dreamer_csv/metrics.csv")))) >= 1)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and "Traceback" not in err, err
+    assert process.returncode == exit_code and "Traceback" not in err, err
     assert "nothing to resume" in err.strip().splitlines()[-1]
     assert not list(output.glob("run_*"))
 

@@ -3,16 +3,20 @@ and turning a library error into one line and an exit code."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
-from typing import NoReturn, Union
+import threading
+from typing import Iterator, NoReturn, Union
 
 from ..errors import CardiacDreamerError
 from ..version import __version__
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
+_TERMINATED: list = []  # the SIGTERM received, if any
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -53,3 +57,28 @@ def one_line(message: str) -> str:
         last = message.strip().splitlines()[-1]
         message = last.split(": ", 1)[1] if ": " in last else last
     return " ".join(message.split())
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Within: SIGTERM (``kill``, a job scheduler's stop before its SIGKILL) ends the command as Ctrl-C does, so the
+    run is left resumable, its lock released and the resume command printed, instead of dying mid-write in silence.
+    The previous handler comes back on exit (a notebook or test calling ``main`` keeps its own)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def interrupt(signum, frame):
+        _TERMINATED.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_exit_code() -> int:
+    """143 after SIGTERM, 130 after Ctrl-C: the codes a shell gives a process each signal stops."""
+    return 128 + int(signal.SIGTERM) if _TERMINATED else EXIT_INTERRUPTED

@@ -19,7 +19,8 @@ from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, appl
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
-from .common import EXIT_INTERRUPTED, CommandParser, add_flag, configure_logging, report_error
+from .common import CommandParser, add_flag, configure_logging, interrupted_exit_code, report_error, \
+    sigterm_as_ctrl_c
 
 DEMO_PATIENTS = 6  # the demo phantom (v4): 4 train, 1 val, 1 test patient; 250 sweep pairs each
 # The demo on top of the debug preset: every pair of the phantom, enough epochs to learn it, bf16 where the CPU
@@ -171,16 +172,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     chosen = selected_mode(parser, args)
     configure_logging()
     log_process_policies()
+    with sigterm_as_ctrl_c():
+        return _run(args, chosen, list(sys.argv if argv is None else ["cardiac-train", *argv]))
+
+
+def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) -> int:
+    """The chosen mode, with every ending (an error, Ctrl-C, SIGTERM) turned into its message and exit code."""
     try:
         config = _config(args, chosen)
         mode = chosen or (CROSS_VALIDATION if config.data.cv_folds else TRAINING)
         if (args.compare or args.seeds) and mode is not CROSS_VALIDATION:
             raise CardiacDreamerError(f"--{'compare' if args.compare else 'seeds'} applies to cross-validation "
                                       "folds: add --cv K")
-        return mode.run(args, config, list(sys.argv if argv is None else ["cardiac-train", *argv]))
+        return mode.run(args, config, argv)
     except Interrupted as stopped:
         print(f"interrupted; {stopped}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted_exit_code()
     except CardiacDreamerError as error:
         return report_error(error)
     except KeyboardInterrupt:
@@ -189,7 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "directory printed when it started)", file=sys.stderr)
         else:
             print("interrupted before training started; nothing was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupted_exit_code()
 
 
 def _config(args: argparse.Namespace, mode: Optional["Mode"]) -> Config:
