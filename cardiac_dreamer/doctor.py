@@ -2,11 +2,12 @@
 every rule training applies and summarises it, without training or writing anything.
 
 It runs the readers training runs (records; every image checked by :mod:`~cardiac_dreamer.data.image_check`, as
-training does before it writes anything; grouping, split, label consistency), so a directory that passes here loads in training, and fails with the same messages when it does
-not. Problems are collected rather than stopping at the first, so one pass over a broken export lists what to fix:
-every entry of every patient folder is read and the images of every good entry decoded; each problem is logged,
-and one :class:`DataError` names how many there are and the first. Grouping and split problems are reported once the
-records are clean, because the split is computed from them.
+training does before it writes anything; grouping, split, label consistency), so a directory that passes here loads
+in training, and fails with the same messages when it does not. Problems are collected rather than stopping at the
+first, so one pass over a broken export lists what to fix: every entry of every patient folder is read and the
+images of every good entry decoded; each problem is logged, and one :class:`DataError` names how many there are and
+the first. Grouping and split problems are reported once the records are clean, because the split is computed from
+them.
 """
 from __future__ import annotations
 
