@@ -293,6 +293,24 @@ def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validati
     assert err.strip().splitlines()[-1] == f"interrupted; continue with: cardiac-train --resume_cv {cv_dir}"
 
 
+@pytest.mark.parametrize("stop, exit_code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_during_a_closed_loop_evaluation_ends_in_one_line(trained_run, tmp_path, stop, exit_code):
+    output = tmp_path / "navigation"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cardiac_dreamer.cli.evaluate_command", "--checkpoint",
+         str(trained_run / "checkpoints" / "best.ckpt"), "--navigate", "--split", "val", "--episodes", "100000",
+         "--output_dir", str(output), "--device", "cpu"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    wait_for(lambda: output.exists() or process.poll() is not None)  # created before the first episode
+    assert process.poll() is None, process.communicate()[1]
+    time.sleep(1.0)
+    process.send_signal(stop)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == exit_code and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("interrupted; the results were not written")
+
+
 # --------------------------------------------------------------------------------------------- hostile checkpoints
 def hostile(trained_run: Path, tmp_path: Path, **changes) -> Path:
     checkpoint = load_checkpoint(trained_run / "checkpoints" / "best.ckpt")

@@ -15,7 +15,8 @@ from ..errors import CardiacDreamerError
 from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
 from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
 from ..guidance.session import PLANNERS
-from .common import CommandParser, add_flag, configure_logging, report_error
+from .common import CommandParser, add_flag, configure_logging, interrupted_exit_code, report_error, \
+    sigterm_as_ctrl_c
 
 
 NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "follow_noise", "history", "planner", "seed")
@@ -81,8 +82,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if misplaced and not args.navigate:
         parser.error(f"--{misplaced[0]} needs --navigate")
     configure_logging()
-    if args.navigate:
-        return _navigate(args)
+    with sigterm_as_ctrl_c():
+        try:
+            return _navigate(args) if args.navigate else _evaluate(args)
+        except KeyboardInterrupt:
+            print("interrupted; the results were not written, or not all of them: run it again", file=sys.stderr)
+            return interrupted_exit_code()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     try:
         report, output_dir = evaluate_checkpoint(
             args.checkpoint,
