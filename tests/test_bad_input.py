@@ -17,10 +17,12 @@ from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import TRANSITIONS_FILE, build_datasets, prepare_data
 from cardiac_dreamer.io.checkpoint import ModelCheckpoint, save_checkpoint
+from test_trainer import TINY_BACKBONE
 
 PATIENT = "data_0513_01"  # the real_export fixture holds data_0513_01..03, 4 pairs each, 64 px RGB images
 TINY = ["--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",
-        "--num_workers", "0", "--max_epochs", "1", "--no_progress", "--device", "cpu"]
+        "--num_workers", "0", "--max_epochs", "1", "--no_progress", "--device", "cpu",
+        "--set", f"model.backbone={TINY_BACKBONE}"]
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING) ")
 
 

@@ -9,6 +9,7 @@ from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.benchmarking.loader_throughput import measure_loader
 from cardiac_dreamer.benchmarking.throughput import run_benchmark
+from test_trainer import TINY_BACKBONE
 
 REPORTED = {
     "samples_per_s", "step_time_median_s", "data_wait_median_s", "compute_median_s", "data_wait_fraction",
@@ -26,8 +27,8 @@ def private_disk_cache(tmp_path, monkeypatch):
 
 def tiny_config(data_dir) -> Config:
     return apply_overrides(Config(), {
-        "data.data_dir": str(data_dir), "data.image_size": 64, "model.d_model": 16, "model.num_heads": 2,
-        "model.num_layers": 1, "training.batch_size": 4, "training.num_workers": 0,
+        "data.data_dir": str(data_dir), "data.image_size": 64, "model.backbone": TINY_BACKBONE, "model.d_model": 16,
+        "model.num_heads": 2, "model.num_layers": 1, "training.batch_size": 4, "training.num_workers": 0,
     })
 
 

@@ -11,9 +11,10 @@ from cardiac_dreamer.cli.evaluate_command import main as evaluate_main
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE
 from cardiac_dreamer.version import __version__
+from test_trainer import TINY_BACKBONE
 
 TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",
-              "--batch_size", "4", "--num_workers", "0", "--no_progress"]
+              "--batch_size", "4", "--num_workers", "0", "--no_progress", "--set", f"model.backbone={TINY_BACKBONE}"]
 GUIDE_FILES = [
     "experiment_config.json", "dataset_stats.json", "final_model.ckpt", "checkpoints/last.ckpt",
     "checkpoints/best.ckpt", "logs/cardiac_dreamer", "logs/cardiac_dreamer_csv/metrics.csv",

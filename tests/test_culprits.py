@@ -64,7 +64,7 @@ def test_pretrained_offline_is_one_line_naming_pretrained_weights(phantom_dir, t
     env = {**os.environ, "TORCH_HOME": str(hub), "https_proxy": "http://127.0.0.1:9",
            "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
     result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path / "out", "--max_epochs", 1, *TINY,
-                     "--set", "model.pretrained=true", env=env, timeout=120)
+                     "--set", "model.backbone=resnet34", "--set", "model.pretrained=true", env=env, timeout=120)
     line = one_error_line(result, "model.pretrained_weights", "model.pretrained: false",
                           str(hub / "hub" / "checkpoints" / "resnet34-b627a593.pth"))
     assert line.startswith("error: model.pretrained: the ImageNet resnet34 weights are not in the torch hub cache")
@@ -72,17 +72,17 @@ def test_pretrained_offline_is_one_line_naming_pretrained_weights(phantom_dir, t
 
 
 # ------------------------------------------------------------------------------------------------ the backbone depth
-def test_a_resnet18_run_records_its_depth_and_loads_as_resnet18(phantom_dir, tmp_path):
-    result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path, "--max_epochs", 1, *TINY, *SPLIT,
-                     "--set", "model.backbone=resnet18")
-    assert result.returncode == 0, result.stderr
-    (run,) = tmp_path.glob("run_*")
-    model = load_model(run / "checkpoints" / "best.ckpt", device="cpu").model
+def test_a_resnet18_run_records_its_depth_and_loads_as_resnet18(trained_run):
+    model = load_model(trained_run / "checkpoints" / "best.ckpt", device="cpu").model  # TINY trains a resnet18
     assert model.config.backbone == "resnet18" and len(model.backbone.layer3) == 2
 
 
-def test_a_checkpoint_from_before_the_backbone_key_loads_as_resnet34(trained_run, tmp_path):
-    checkpoint = load_checkpoint(trained_run / "checkpoints" / "best.ckpt")
+def test_a_checkpoint_from_before_the_backbone_key_loads_as_resnet34(phantom_dir, tmp_path):
+    result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path, "--max_epochs", 1, *TINY, *SPLIT,
+                     "--set", "model.backbone=resnet34")
+    assert result.returncode == 0, result.stderr
+    (run,) = tmp_path.glob("run_*")
+    checkpoint = load_checkpoint(run / "checkpoints" / "best.ckpt")
     del checkpoint.config["model"]["backbone"]
     (tmp_path / "run_old" / "checkpoints").mkdir(parents=True)
     old = save_checkpoint(tmp_path / "run_old" / "checkpoints" / "best.ckpt", checkpoint)

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from test_trainer import TINY_BACKBONE
 
 PER_RANK_BATCH = 4
 
@@ -18,6 +19,7 @@ def run_args(data_dir, output_dir, batch_size):
         "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", str(batch_size),
         "--max_epochs", "1", "--num_workers", "0", "--precision", "32", "--device", "cpu", "--no_progress",
         "--set", "data.max_pairs_per_patient=8", "--set", "model.freeze_backbone_layers=5",
+        "--set", f"model.backbone={TINY_BACKBONE}",
         "--set", "model.dropout=0", "--set", "data.augment=false",
         "--set", "data.train_ratio=0.5", "--set", "data.val_ratio=0.5", "--set", "data.test_ratio=0",
     ]

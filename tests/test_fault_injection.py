@@ -19,6 +19,7 @@ import torch
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.io.checkpoint import load_checkpoint
 from cardiac_dreamer.training.loggers import read_rows
+from test_trainer import TINY_BACKBONE
 
 SEED = 20261126
 # One kill per launch, in this order:
@@ -32,6 +33,7 @@ PROCESS_TIMEOUT_S = 600
 TRAIN_FLAGS = [
     "--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",
     "--num_workers", "0", "--max_epochs", "3", "--deterministic", "--no_progress",
+    "--set", f"model.backbone={TINY_BACKBONE}",
     "--train_patients", "phantom_01,phantom_02", "--val_patients", "phantom_03",  # no test split: no evaluation
     "--set", "training.log_every_n_steps=1",  # a metrics.csv row per step: kill moments, and rows to truncate
 ]

@@ -18,6 +18,7 @@ from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.models.sequence import chain_inputs, sequence_frames
 from cardiac_dreamer.pipeline import run_training
+from test_trainer import TINY_BACKBONE
 
 GUIDANCE_KEYS = ("mae_x_mm", "mae_y_mm", "mae_z_mm", "mae_roll_deg", "mae_pitch_deg", "mae_yaw_deg",
                  "translation_error_mm", "rotation_error_deg", "frames")
@@ -96,7 +97,8 @@ def test_the_switch_is_off_by_default_and_refuses_a_chain_of_one_frame():
 def sequence_run(phantom_dir, tmp_path_factory):
     config = apply_overrides(Config(), {
         "data.data_dir": str(phantom_dir), "data.image_size": 64, "data.augment": False,
-        "model.d_model": 16, "model.num_heads": 2, "model.num_layers": 1, "model.sequence_frames": 3,
+        "model.backbone": TINY_BACKBONE, "model.d_model": 16, "model.num_heads": 2, "model.num_layers": 1,
+        "model.sequence_frames": 3,
         "training.batch_size": 8, "training.max_epochs": 1, "training.num_workers": 0, "training.device": "cpu",
     })
     return run_training(config, tmp_path_factory.mktemp("runs"), progress=False, evaluate_test=False)
@@ -124,7 +126,7 @@ def test_the_switch_trains_the_sequential_estimator_into_the_best_checkpoint(seq
 
 
 def test_only_a_trained_sequential_estimator_is_used():
-    model = build_model(apply_overrides(Config(), {"model.sequence_frames": 3, "model.backbone": "resnet18",
+    model = build_model(apply_overrides(Config(), {"model.sequence_frames": 3, "model.backbone": TINY_BACKBONE,
                                                    "model.variant": "direct"}))
     assert sequence_frames(model) == 0
     model.sequence.trained.fill_(1.0)

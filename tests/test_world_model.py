@@ -1,11 +1,11 @@
-"""The world model earns its keep on the phantom, trained briefly as a user would (the Trainer, the default-shaped
-model at a tiny width, the default loss weights): the image-only guidance of a held-out patient beats predicting the
+"""The world model earns its keep on the phantom, trained briefly as a user would (the Trainer, the demo's ResNet-18
+with a tiny transformer, the default loss weights): the image-only guidance of a held-out patient beats predicting the
 training mean, and the imagined pose moves by the move it is given on every axis, for channel and spatial tokens.
 
-The training is brief (about 95 s each on 2 CPU cores): 6 patients of 80 pairs, 8 epochs. Measured with it: the
-guidance MAE is 0.63-0.66 of the training mean's on average (yaw, the hardest axis across patients, about 1.0; the
-demo's longer training: 0.48), move-transfer slopes 0.71-0.91 (0.13-0.82 with
-lambda_consistency 0.5)."""
+The training is brief (about 50 s each on 2 CPU cores): 6 patients of 80 pairs, 8 epochs. Measured with it: the
+guidance MAE is 0.44 (channel) and 0.45 (spatial) of the training mean's on average (yaw, the hardest axis across
+patients, 0.75-0.91), move-transfer slopes 0.80-1.00. With the guide's ResNet-34 the same training reached 0.63-0.66
+and slopes 0.71-0.91 (0.13-0.82 with lambda_consistency 0.5) in about 90 s."""
 import runpy
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from cardiac_dreamer.evaluation.diagnostics import move_transfer_slopes
 from cardiac_dreamer.task import GuidanceTask
 
 BRIEF_TRAINING = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "learning_check.py"))["brief_training"]
-MAX_MEAN_RATIO = 0.75  # guidance MAE / training-mean MAE, averaged over the axes
+MAX_MEAN_RATIO = 0.6  # guidance MAE / training-mean MAE, averaged over the axes
 SLOPE_RANGE = (0.6, 1.4)
 
 
