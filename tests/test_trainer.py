@@ -31,7 +31,7 @@ GUIDE_METRICS = [
 
 
 # Tiny runs take the shallower ResNet: this file's runs take 39 s instead of 65. The default resnet34 is built, loaded
-# and stepped in test_models.py and trained by the learning test (test_world_model.py).
+# and stepped in test_models.py and trained for an epoch in test_culprits.py.
 TINY_BACKBONE = "resnet18"
 
 
