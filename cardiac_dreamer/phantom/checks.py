@@ -62,9 +62,10 @@ def ridge_predictions(features: np.ndarray, poses: np.ndarray, folds: np.ndarray
     return predicted
 
 
-def probe_r2(features: np.ndarray, poses: np.ndarray, patients: np.ndarray) -> np.ndarray:
-    """``[6]`` leave-one-patient-out R2 per axis of a ridge probe from pooled pixels to the pose."""
-    predicted = ridge_predictions(features, poses, patients)
+def probe_r2(features: np.ndarray, poses: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """``[6]`` R2 per axis of a ridge probe from pooled pixels to the pose, each fold scored by the probe fitted on
+    the others: leave-one-patient-out when ``folds`` are the patients."""
+    predicted = ridge_predictions(features, poses, folds)
     residual = ((predicted - poses) ** 2).sum(0)
     return 1.0 - residual / ((poses - poses.mean(0)) ** 2).sum(0)
 
