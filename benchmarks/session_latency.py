@@ -1,6 +1,7 @@
 """Per-update latency of a GuidanceSession on this machine: one JSON line per (preset, planner).
 
     OMP_NUM_THREADS=2 python benchmarks/session_latency.py --presets production,debug --planners direct,imagine
+    python benchmarks/session_latency.py --presets production --planners imagine --set model.token_type=spatial
 
 An update is what a deployment pays per frame: preprocessing (gray conversion, resize), one backbone pass over the
 frame, the guidance head (``direct``) or the head and the dreamer over the 17 candidate moves from the same features
@@ -21,16 +22,17 @@ import time
 
 import numpy as np
 import torch
+import yaml
 
-from cardiac_dreamer.config import load_config
+from cardiac_dreamer.config import apply_overrides, load_config
 from cardiac_dreamer.evaluation import Predictor
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.phantom import PhantomPatient
 from cardiac_dreamer.guidance.session import PLANNERS, GuidanceSession, SessionSettings
 
 
-def measure(preset: str, planner: str, history: int, updates: int, warmup: int) -> dict:
-    config = load_config(preset)
+def measure(preset: str, planner: str, history: int, updates: int, warmup: int, overrides: dict) -> dict:
+    config = apply_overrides(load_config(preset), overrides)
     torch.manual_seed(0)
     session = GuidanceSession(Predictor(build_model(config), "cpu"), SessionSettings(history, planner=planner))
     patient = PhantomPatient(1, image_size=config.data.image_size)
@@ -45,7 +47,7 @@ def measure(preset: str, planner: str, history: int, updates: int, warmup: int) 
         if number >= warmup:
             seconds.append(time.perf_counter() - started)
     return {
-        "preset": preset, "image_size": config.data.image_size, "d_model": config.model.d_model,
+        "preset": preset, "overrides": overrides, "image_size": config.data.image_size, "d_model": config.model.d_model,
         "num_layers": config.model.num_layers, "planner": planner, "history": history, "updates": updates,
         "update_median_ms": round(1000 * statistics.median(seconds), 2),
         "update_p90_ms": round(1000 * float(np.percentile(seconds, 90)), 2),
@@ -61,10 +63,13 @@ def main(argv=None) -> int:
     parser.add_argument("--updates", type=int, default=20, help="measured updates (after warm-up)")
     parser.add_argument("--warmup", type=int, default=5, help="updates run first and not measured (more than "
                         "--history: the first ones hold still and plan nothing)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="change a preset's setting (e.g. model.token_type=spatial); repeatable")
     args = parser.parse_args(argv)
+    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     for preset in args.presets.split(","):
         for planner in args.planners.split(","):
-            print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup)), flush=True)
+            print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup, overrides)), flush=True)
     return 0
 
 
