@@ -72,6 +72,7 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         _TERMINATED.append(signum)
         raise KeyboardInterrupt
 
+    _TERMINATED.clear()  # a notebook calling main again starts with no signal received
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
