@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=2 python benchmarks/session_latency.py --presets production,debug --planners direct,imagine
     python benchmarks/session_latency.py --presets production --planners imagine --set model.token_type=spatial
+    python benchmarks/session_latency.py --presets production --precision bf16   # where the CPU has native bf16
 
 An update is what a deployment pays per frame: preprocessing (gray conversion, resize), one backbone pass over the
 frame, the guidance head (``direct``) or the head and the dreamer over the 17 candidate moves from the same features
@@ -31,10 +32,12 @@ from cardiac_dreamer.phantom import PhantomPatient
 from cardiac_dreamer.guidance.session import PLANNERS, GuidanceSession, SessionSettings
 
 
-def measure(preset: str, planner: str, history: int, updates: int, warmup: int, overrides: dict) -> dict:
+def measure(preset: str, planner: str, history: int, updates: int, warmup: int, overrides: dict,
+            precision: str) -> dict:
     config = apply_overrides(load_config(preset), overrides)
     torch.manual_seed(0)
-    session = GuidanceSession(Predictor(build_model(config), "cpu"), SessionSettings(history, planner=planner))
+    predictor = Predictor(build_model(config), "cpu", precision=precision)
+    session = GuidanceSession(predictor, SessionSettings(history, planner=planner))
     patient = PhantomPatient(1, image_size=config.data.image_size)
     rng = np.random.default_rng(0)
     poses = rng.uniform(-15, 15, (updates + warmup, 6))
@@ -48,7 +51,7 @@ def measure(preset: str, planner: str, history: int, updates: int, warmup: int, 
             seconds.append(time.perf_counter() - started)
     return {
         "preset": preset, "overrides": overrides, "image_size": config.data.image_size, "d_model": config.model.d_model,
-        "num_layers": config.model.num_layers, "planner": planner, "history": history, "updates": updates,
+        "num_layers": config.model.num_layers, "precision": predictor.precision.name, "planner": planner, "history": history, "updates": updates,
         "update_median_ms": round(1000 * statistics.median(seconds), 2),
         "update_p90_ms": round(1000 * float(np.percentile(seconds, 90)), 2),
         "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
@@ -65,11 +68,14 @@ def main(argv=None) -> int:
                         "--history: the first ones hold still and plan nothing)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="change a preset's setting (e.g. model.token_type=spatial); repeatable")
+    parser.add_argument("--precision", default="32", help="the Predictor's: 32, or bf16 (fp32 where the CPU lacks "
+                        "native bf16; the line records what ran)")
     args = parser.parse_args(argv)
     overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
     for preset in args.presets.split(","):
         for planner in args.planners.split(","):
-            print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup, overrides)), flush=True)
+            print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup, overrides,
+                                     args.precision)), flush=True)
     return 0
 
 

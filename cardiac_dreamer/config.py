@@ -237,11 +237,12 @@ _PRECISIONS = {
 }
 
 
-def normalize_precision(value: Any) -> str:
-    """Map the spellings users write (16, "16-mixed", "bf16") to one of "32", "16", "bf16"."""
+def normalize_precision(value: Any, name: str = "training.precision") -> str:
+    """Map the spellings users write (16, "16-mixed", "bf16") to one of "32", "16", "bf16"; ``name`` is what the
+    error calls the setting."""
     key = str(value).strip().lower()
     if key not in _PRECISIONS:
-        raise ConfigError(f"training.precision must be 32, 16 or bf16, got {reprlib.repr(value)}")
+        raise ConfigError(f"{name} must be 32, 16 or bf16, got {reprlib.repr(value)}")
     return _PRECISIONS[key]
 
 

@@ -145,11 +145,12 @@ class GuidanceSession:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
-                        **settings) -> "GuidanceSession":
-        """A session on a trained checkpoint; ``settings`` are :class:`SessionSettings` fields."""
+                        precision: str = "32", **settings) -> "GuidanceSession":
+        """A session on a trained checkpoint; ``precision`` is the :class:`~cardiac_dreamer.evaluation.Predictor`'s
+        ("bf16" for speed on hardware that has it), ``settings`` are :class:`SessionSettings` fields."""
         from ..evaluation.predictor import load_model
 
-        return cls(load_model(path, device), SessionSettings(**settings))
+        return cls(load_model(path, device, precision), SessionSettings(**settings))
 
     @property
     def fuses_sequentially(self) -> bool:

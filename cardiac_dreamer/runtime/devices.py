@@ -92,5 +92,5 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         if requested == "16":
             log.warning("precision 16 on CPU: using bf16 autocast (this CPU has native bf16), no loss scaling")
         return Precision("bf16", torch.bfloat16, False)
-    log.warning("precision %s is not supported on %s; training in fp32", requested, device.type)
+    log.warning("precision %s is not supported on %s; using fp32", requested, device.type)
     return FP32
