@@ -51,7 +51,8 @@ def measure(preset: str, planner: str, history: int, updates: int, warmup: int, 
             seconds.append(time.perf_counter() - started)
     return {
         "preset": preset, "overrides": overrides, "image_size": config.data.image_size, "d_model": config.model.d_model,
-        "num_layers": config.model.num_layers, "precision": predictor.precision.name, "planner": planner, "history": history, "updates": updates,
+        "num_layers": config.model.num_layers, "precision": predictor.precision.name, "planner": planner,
+        "history": history, "updates": updates,
         "update_median_ms": round(1000 * statistics.median(seconds), 2),
         "update_p90_ms": round(1000 * float(np.percentile(seconds, 90)), 2),
         "threads": torch.get_num_threads(), "load_average_1min": round(os.getloadavg()[0], 2),
