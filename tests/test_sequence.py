@@ -16,7 +16,9 @@ from cardiac_dreamer.geometry import apply_move, move_between
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.models import build_model
-from cardiac_dreamer.models.sequence import chain_inputs, sequence_frames
+from cardiac_dreamer.evaluation.sequence import moves_only_predictions
+from cardiac_dreamer.models.sequence import ChainSet, chain_inputs, chain_moves, current_poses, frame_poses, \
+    sequence_frames
 from cardiac_dreamer.pipeline import run_training
 from test_trainer import TINY_BACKBONE
 
@@ -87,6 +89,29 @@ def test_the_move_from_a_past_frame_carries_its_pose_exactly_to_the_current_one(
                           poses[1], atol=1e-9)
 
 
+def converging_sweep(patient: str, scale: float, frames: int = 30, rate: float = 0.9) -> list:
+    """A sweep closing in on the view geometrically: each move is the same fraction of the pose it leads to."""
+    direction = np.array([4.0, -3.0, 2.0, 20.0, -6.0, 12.0]) * scale
+    poses = [tuple(direction * rate ** n) for n in range(frames)]
+    return [TransitionRecord(patient, patient, n, Path(f"/{patient}/{n}.png"), Path(f"/{patient}/{n + 1}.png"),
+                             f"{n}.png", f"{n + 1}.png", poses[n], tuple(np.subtract(poses[n + 1], poses[n])),
+                             poses[n + 1], frame_t1=n, frame_t2=n + 1) for n in range(frames - 1)]
+
+
+def test_the_moves_only_baseline_reads_a_pose_that_the_sweep_s_moves_give_away():
+    train = converging_sweep("p1", 1.0) + converging_sweep("p2", 1.5)
+    chains = build_chains(converging_sweep("p3", 0.7), frames=3)
+    poses = frame_poses(chains)
+    moves, present = chain_moves(chains.index, poses, "additive")
+    evaluated = ChainSet(torch.zeros(len(chains), 3, 512), torch.zeros(len(chains), 3, 6), moves, present,
+                         current_poses(chains, poses).float())
+    predicted = moves_only_predictions(train, evaluated, frames=3, composition="additive")
+    with_history = present[:, 1].numpy()  # the first frame has no move yet: nothing to read
+    error = np.abs(predicted - evaluated.targets.numpy())[with_history]
+    assert error.max() < 0.02 * np.abs(evaluated.targets.numpy()).max()  # pose = move x rate / (1 - rate), exactly
+    assert moves_only_predictions([], evaluated, frames=3, composition="additive") is None
+
+
 def test_the_switch_is_off_by_default_and_refuses_a_chain_of_one_frame():
     assert build_model(Config()).sequence is None
     with pytest.raises(ConfigError, match="sequence_frames"):
@@ -152,7 +177,10 @@ def test_metrics_json_holds_the_sequential_guidance_beside_the_single_frame_on_t
     assert sequence["single_frame"]["samples"] == sequence["frames"] > 0
     assert sequence["vs_single_frame"]["translation_error_mm"] == pytest.approx(
         sequence["translation_error_mm"] / sequence["single_frame"]["translation_error_mm"])
+    moves_only = sequence["baselines"]["moves_only"]  # fitted on the training patients' sweeps, no image
+    assert moves_only["samples"] == sequence["frames"] and all(key in moves_only for key in GUIDANCE_KEYS[:-1])
     assert "sequential guidance (3 frames)" in report.summary_table()
+    assert f"the moves alone (no image): {moves_only['translation_error_mm']:.3g} mm" in report.summary_table()
 
 
 def test_the_session_fuses_its_history_with_the_sequential_estimator(predictor, phantom_dir):

@@ -79,7 +79,9 @@ TASK_DEFINITIONS = {
     "guidance_sequence": "checkpoints with a sequential estimator (model.sequence_frames K): at1 of every "
     "numbered frame of the evaluated sweeps from it and the K-1 frames before it in its sweep with the moves since "
     "(from the labels, as a tracker reports them), the guidance keys plus frames; single_frame: the image-only "
-    "guidance on the same frames; vs_single_frame: sequential / single-frame translation and rotation errors",
+    "guidance on the same frames; vs_single_frame: sequential / single-frame translation and rotation errors; "
+    "baselines.moves_only: a ridge from the moves of the K-1 earlier frames to the present (and which exist) to "
+    "at1, no image, fitted on the training patients' chains (null without them): what the moves alone say",
     "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
     "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the world "
     "model's latent prediction from image t1 and the move), dreamed_without_move (the same with a zero move: what "
@@ -367,7 +369,7 @@ def evaluate_checkpoint(
     labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
     train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
     report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
-    report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device)
+    report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)
     report.metadata = {
         "checkpoint": str(checkpoint_path.resolve()),
         "epoch": checkpoint.epoch,  # of the best-ranked one, for an averaged checkpoint

@@ -120,14 +120,26 @@ def encode_frames(model: nn.Module, images: Sequence, image_size: int, device: t
 def chain_inputs(index: np.ndarray, poses: torch.Tensor, features: torch.Tensor, estimates: torch.Tensor,
                  composition: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(features [N, K, 512], estimates [N, K, 6], moves [N, K, 6], present [N, K])`` of the chains ``index``
-    ``[N, K]`` (:class:`~cardiac_dreamer.data.chains.Chains`) over frames with labelled ``poses [F, 6]``: the
-    move from each frame to the current one follows from their poses (``move_between``), as the session's tracker
-    would report it."""
+    ``[N, K]`` (:class:`~cardiac_dreamer.data.chains.Chains`) over frames with labelled ``poses [F, 6]``; the
+    moves are :func:`chain_moves`'."""
+    moves, present = chain_moves(index, poses, composition)
+    safe = _padding_at_current(index)
+    return features[safe], estimates[safe], moves, present
+
+
+def chain_moves(index: np.ndarray, poses: torch.Tensor, composition: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(moves [N, K, 6], present [N, K])``: the move from each frame of the chains ``index`` to the current one
+    (zeros for padding), following from the frames' labelled ``poses [F, 6]`` (``move_between``), as the session's
+    tracker would report it."""
     present = torch.from_numpy(index >= 0)
-    safe = torch.from_numpy(np.where(index >= 0, index, index[:, :1]))  # padding points at the current frame
+    safe = _padding_at_current(index)
     moves = move_between(poses[safe], poses[safe[:, :1]].expand(-1, safe.shape[1], -1), composition)
-    moves = torch.where(present[..., None], moves, torch.zeros_like(moves))
-    return features[safe], estimates[safe], moves.float(), present
+    return torch.where(present[..., None], moves, torch.zeros_like(moves)).float(), present
+
+
+def _padding_at_current(index: np.ndarray) -> torch.Tensor:
+    """``index`` with its padding (-1) pointing at the chain's current frame."""
+    return torch.from_numpy(np.where(index >= 0, index, index[:, :1]))
 
 
 @dataclass(frozen=True)
@@ -149,7 +161,16 @@ def chain_set(model: nn.Module, records: Sequence[TransitionRecord], frames: int
     """Build the chains of ``records`` and encode their frames once with ``model``."""
     chains = build_chains(records, frames)
     features, estimates = encode_frames(model, [frame.image for frame in chains.frames], image_size, device)
-    poses = torch.tensor([frame.pose for frame in chains.frames], dtype=torch.float64).reshape(-1, 6)
+    poses = frame_poses(chains)
     inputs = chain_inputs(chains.index, poses, features, estimates, model.config.composition)
-    targets = poses[torch.from_numpy(chains.index[:, 0])].float() if len(chains) else torch.zeros(0, 6)
-    return ChainSet(*inputs, targets), chains
+    return ChainSet(*inputs, current_poses(chains, poses).float()), chains
+
+
+def frame_poses(chains: Chains) -> torch.Tensor:
+    """float64 ``[F, 6]``: the labelled pose of every frame of ``chains``."""
+    return torch.tensor([frame.pose for frame in chains.frames], dtype=torch.float64).reshape(-1, 6)
+
+
+def current_poses(chains: Chains, poses: torch.Tensor) -> torch.Tensor:
+    """``[N, 6]``: the current frame's pose (at1) of each chain, what the fuser predicts."""
+    return poses[torch.from_numpy(chains.index[:, 0])] if len(chains) else poses.new_zeros(0, 6)
