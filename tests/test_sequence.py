@@ -20,6 +20,7 @@ from cardiac_dreamer.evaluation.sequence import moves_only_predictions
 from cardiac_dreamer.models.sequence import ChainSet, chain_inputs, chain_moves, current_poses, frame_poses, \
     sequence_frames
 from cardiac_dreamer.pipeline import run_training
+from cardiac_dreamer.runtime import devices
 from test_trainer import TINY_BACKBONE
 
 GUIDANCE_KEYS = ("mae_x_mm", "mae_y_mm", "mae_z_mm", "mae_roll_deg", "mae_pitch_deg", "mae_yaw_deg",
@@ -195,6 +196,19 @@ def test_the_session_fuses_its_history_with_the_sequential_estimator(predictor, 
     expected = predictor.fuse(features, own, np.stack([np.zeros(6), move, 2 * move]))
     assert guidance[2].frames_fused == 3
     assert np.allclose(guidance[2].pose, expected, atol=1e-5)
+
+
+def test_a_bf16_session_fuses_its_history_near_the_fp32_one(monkeypatch, sequence_checkpoint, phantom_dir):
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: True)  # the bf16 path on any test machine
+    images = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[:3]
+    move = np.array([1.0, 0.0, 0.0, 0.0, 2.0, 0.0])
+    fused = []
+    for precision in ("32", "bf16"):
+        session = GuidanceSession(load_model(sequence_checkpoint, device="cpu", precision=precision),
+                                  SessionSettings(history=2))
+        fused.append([session.update(image, None if k == 0 else move) for k, image in enumerate(images)][-1])
+    assert fused[1].frames_fused == 3
+    np.testing.assert_allclose(fused[1].pose, fused[0].pose, rtol=0.05, atol=0.05)
 
 
 def test_the_sequential_session_drops_the_frames_that_chose_the_move_it_judges(predictor, phantom_dir):

@@ -116,7 +116,7 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[str]) 
     plays no part."""
     features, targets = np.asarray(features, np.float64), np.asarray(targets, np.float64)
     if not len(features):
-        raise ValueError("the pixel ridge needs at least one training frame")
+        raise ValueError("a ridge baseline needs at least one training row")
     errors = np.zeros((len(RIDGE_PENALTIES), targets.shape[1]))  # summed absolute CV errors per penalty and axis
     if len(features) == 1:
         errors[:-1] = np.inf  # one frame cannot be cross-validated: the strongest penalty, about the mean, is chosen

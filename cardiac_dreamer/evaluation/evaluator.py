@@ -81,7 +81,8 @@ TASK_DEFINITIONS = {
     "(from the labels, as a tracker reports them), the guidance keys plus frames; single_frame: the image-only "
     "guidance on the same frames; vs_single_frame: sequential / single-frame translation and rotation errors; "
     "baselines.moves_only: a ridge from the moves of the K-1 earlier frames to the present (and which exist) to "
-    "at1, no image, fitted on the training patients' chains (null without them): what the moves alone say",
+    "at1, no image, fitted on the training patients' chains (null without them; like the pixel ridge, it has seen "
+    "the training patients when they are evaluated): what the moves alone say",
     "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
     "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the world "
     "model's latent prediction from image t1 and the move), dreamed_without_move (the same with a zero move: what "

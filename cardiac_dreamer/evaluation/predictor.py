@@ -45,8 +45,9 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         # "32" gives the figures evaluation reports; "bf16" (or "16") trades ~0.1 mm / deg of rounding for speed
-        # where the hardware has it: the production dreamer imagines 2.2x faster on a CPU with native bf16
-        # (docs/performance.md). Elsewhere it falls back, saying so in one line, as training does.
+        # where the hardware has it: on a CPU with native bf16 the production model imagines 2.1x faster with
+        # channel tokens, 1.6x with spatial ones (docs/performance.md). Elsewhere it falls back, saying so in one
+        # line, as training does. Whatever it computes in, what it returns is float32 or float64.
         self.precision = resolve_precision(normalize_precision(precision, "precision"), self.device)
 
     @classmethod
@@ -121,7 +122,7 @@ class Predictor:
         with self.inference():
             features = self.model.backbone(images_to_float(batch.to(self.device)))  # [1, 512, h, w]
             pose = self.model.estimate(features)[0].double().cpu().numpy()
-        return Look(pose, features, self)
+        return Look(pose, features.float(), self)
 
     @contextmanager
     def inference(self) -> Iterator[None]:
@@ -159,7 +160,7 @@ class Look:
     """An image as :meth:`Predictor.look` encoded it."""
 
     pose: np.ndarray  # [6] at1, mm and degrees
-    features: torch.Tensor  # [1, 512, h, w] on the predictor's device
+    features: torch.Tensor  # [1, 512, h, w] float32 on the predictor's device
     predictor: Predictor
 
     @property
