@@ -4,10 +4,12 @@ rendered faithfully. The image checks (every axis readable, patients that differ
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.phantom.checks import REAL, export_statistics
 from cardiac_dreamer.synthetic import PhantomPatient, generate_phantom
 
@@ -108,3 +110,18 @@ def test_x_z_and_pitch_move_the_chest_wall_under_the_probe_alike_in_every_patien
     for move in ([4, 0, 0, 0, 0, 0], [0, 0, 3, 0, 0, 0], [0, 0, 0, 0, 6, 0]):
         first, second = (near_field_change(patient, np.array(move, dtype=float)) for patient in patients)
         assert np.corrcoef(first, second)[0, 1] > 0.6, move
+
+
+def test_alike_patients_share_every_trait_but_their_beat_and_breath():
+    """benchmarks/phantom_probe.py --alike separates what the checks lose to the sweeps from what they lose to the
+    differences between people, so alike patients must differ in nothing else."""
+    first, second = (PhantomPatient(index, seed=0, image_size=32, alike=True).traits for index in (1, 2))
+    assert first.beat_frames != second.beat_frames
+
+    def anatomy_and_look(traits):
+        return replace(traits, beat_frames=0.0, breath_frames=0.0, breath_mm=0.0, phase=(0.0, 0.0))
+
+    assert anatomy_and_look(first) == anatomy_and_look(second)
+    assert PhantomPatient(1, seed=0, image_size=32).traits.heart_shift_mm != first.heart_shift_mm
+    with pytest.raises(ConfigError, match="v4 option"):
+        PhantomPatient(1, seed=0, version="v3", alike=True)

@@ -40,17 +40,21 @@ class PhantomPatient:
     for ``seed`` and ``version``: the same heart, the same target view.
 
     ``render`` is cheap (a few ms at 224 px on one CPU core): building the patient paints its volume once (~0.5 s,
-    v4 paints two: end-diastole and end-systole).
+    v4 paints two: end-diastole and end-systole). ``alike`` (v4): the average patient's anatomy and look with this
+    patient's beat, breath and speckle (:meth:`~.people.Traits.alike`); no export writes it.
     """
 
-    def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION):
+    def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION,
+                 alike: bool = False):
         if index < 1:
             raise ConfigError(f"phantom patient index is 1-based, got {index}")
         if seed < 0:
             raise ConfigError(f"phantom seed must be >= 0, got {seed}")
         check_version(version)
         check_image_size(image_size)
-        self.index, self.seed, self.image_size, self.version = index, seed, image_size, version
+        if alike and version == "v3":
+            raise ConfigError("alike patients are a v4 option: v3's patients differ by a few % only")
+        self.index, self.seed, self.image_size, self.version, self.alike = index, seed, image_size, version, alike
         rng = np.random.default_rng([seed, index, _ANATOMY_STREAM])
         if version == "v3":
             self.traits = None
@@ -58,12 +62,15 @@ class PhantomPatient:
             self._target = anatomy.target_pose(rng)  # [4, 4] probe at the target view, heart frame
         else:
             self.traits = people.Traits.draw(rng)
+            if alike:
+                self.traits = self.traits.alike()
             self._volume = people.paint_phases(self.traits, rng)  # [2, 1, Z, Y, X]
             self._target = people.target_pose(self.traits)
 
     def __repr__(self) -> str:
+        alike = ", alike=True" if self.alike else ""
         return (f"PhantomPatient(index={self.index}, seed={self.seed}, image_size={self.image_size}, "
-                f"version={self.version!r})")
+                f"version={self.version!r}{alike})")
 
     def render(
         self, pose: Sequence[float], image_size: Optional[int] = None, rng: Optional[np.random.Generator] = None,

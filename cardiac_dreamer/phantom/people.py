@@ -80,6 +80,13 @@ class Traits:
             phase=tuple(rng.uniform(0.0, 1.0, 2).tolist()),
         )
 
+    def alike(self) -> "Traits":
+        """The average patient's heart, chest wall, aim and look, with this patient's beat and breath: patients
+        that differ only in time and speckle. Why: it tells what the image checks lose to the differences between
+        people from what they lose to the sweeps (``benchmarks/phantom_probe.py --alike``)."""
+        return replace(self, scale=1.0, chambers=(1.0,) * 4, heart_shift_mm=(0.0,) * 3, heart_tilt_deg=(0.0,) * 3,
+                       wall_mm=0.0, aim=(0.0,) * 6, gain=1.0, contrast=0.85, attenuation_mm=100.0)
+
     def cycle(self, frame: float) -> Tuple[float, float]:
         """``(cardiac, breathing)`` phases in cycles ``[0, 1)`` of frame number ``frame`` of a sweep."""
         return ((self.phase[0] + frame / self.beat_frames) % 1.0, (self.phase[1] + frame / self.breath_frames) % 1.0)
