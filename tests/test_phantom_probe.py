@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cardiac_dreamer.geometry import AXIS_NAMES
-from cardiac_dreamer.phantom.checks import export_features, patient_gap, pooled_pixels, probe_r2
+from cardiac_dreamer.phantom.checks import export_features, gap_ceiling, patient_gap, pooled_pixels, probe_r2
 from cardiac_dreamer.phantom.trajectories import SWEEP_FRAMES, sweep_poses
 from cardiac_dreamer.synthetic import POSE_LIMITS, PhantomPatient, generate_phantom
 
@@ -84,6 +84,22 @@ def test_a_linear_probe_reads_roll_and_yaw_of_a_held_out_v4_patient(v4_probe_dat
 def test_a_linear_probe_reads_every_axis_of_a_held_out_v4_patient(v4_probe_data):
     r2 = probe_r2(*v4_probe_data)
     assert (r2 >= V4_MIN_R2).all(), _report(r2)
+
+
+def test_no_unseen_patient_that_passes_the_probe_gives_a_gap_above_the_ceiling():
+    """The ceiling the probe benchmark prints bounds the gap of any patients whose every axis reads at R2 0.3: the
+    gap is the two probes' errors ``sqrt(1 - R2)`` averaged over the axes, one over the other."""
+    rng = np.random.default_rng(3)
+    poses = rng.normal(size=(240, 6)) * [4.0, 5.0, 3.0, 18.0, 6.0, 15.0]
+    patients, blocks = np.repeat(np.arange(4), 60), np.tile(np.arange(60) // 12, 4)
+    offsets = rng.normal(size=(4, 20))[patients]  # each patient shifts every feature: unseen ones read worse
+    features = poses / poses.std(0) @ rng.normal(size=(6, 20)) + 2.0 * offsets + rng.normal(size=(240, 20))
+    unseen, seen = probe_r2(features, poses, patients), probe_r2(features, poses, blocks)
+    gap = patient_gap(features, poses, patients, blocks)
+    assert gap > 1.0
+    assert np.isclose(gap, np.sqrt(1.0 - unseen).mean() / np.sqrt(1.0 - seen).mean())
+    assert np.isclose(gap_ceiling(seen, min_r2=unseen.min()), np.sqrt(1.0 - unseen.min()) / np.sqrt(1.0 - seen).mean())
+    assert gap <= gap_ceiling(seen, min_r2=unseen.min())
 
 
 def test_the_probe_benchmark_scores_the_frames_the_export_writes(tmp_path):
