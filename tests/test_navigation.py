@@ -85,7 +85,8 @@ def test_history_reduces_the_final_error_of_a_right_but_noisy_model():
 def test_history_succeeds_as_often_with_fewer_false_arrivals_than_one_frame():
     # A right model with 3 mm / 3 degree noise: one frame says "arrived" wrongly about a third of the time; the
     # median of five looks at one pose rarely does (measured: h0 68 % success, 30 % false; h4 95 %, 3 %).
-    settings = EpisodeSettings(follow_noise=0.1, seed=1, start_range_mm=11.0, start_range_deg=15.0)
+    settings = EpisodeSettings(follow_noise=0.1, seed=1, start_low=(-11.0,) * 3 + (-15.0,) * 3,
+                               start_high=(11.0,) * 3 + (15.0,) * 3)
     summaries = {history: summarize(episodes_of(model_policy(KnownPredictor(noise_std=3.0, seed=1), history),
                                                 settings, 40)) for history in (0, 4)}
     assert summaries[4]["success_5"]["value"] >= summaries[0]["success_5"]["value"]
@@ -99,11 +100,18 @@ def test_history_succeeds_as_often_with_fewer_false_arrivals_than_one_frame():
     np.testing.assert_array_equal(starts["oracle"], starts["mean"])
 
 
-def test_starts_lie_in_the_box_and_outside_the_view():
-    settings = EpisodeSettings(start_range_mm=8.0, start_range_deg=6.0)
-    starts = np.array([start_pose(settings, number) for number in range(200)])
-    assert (np.abs(starts[:, :3]) <= 8.0).all() and (np.abs(starts[:, 3:]) <= 6.0).all()
-    assert not within(starts, 5.0, 5.0).any()
+def test_starts_fill_an_uneven_box_and_lie_outside_the_view():
+    low, high = (-8.0, -2.0, -3.0, -2.0, -6.0, -30.0), (8.0, 2.0, 1.0, 40.0, 6.0, 5.0)
+    starts = np.array([start_pose(EpisodeSettings(start_low=low, start_high=high), number) for number in range(300)])
+    assert inside(starts, low, high).all() and not within(starts, 5.0, 5.0).any()
+    assert (starts[:, 3] > 30.0).any() and (starts[:, 5] < -20.0).any()  # the whole box, not a part centred on 0
+
+
+def test_a_start_box_inside_the_view_or_inverted_is_refused():
+    with pytest.raises(ConfigError, match="nothing to navigate"):
+        EpisodeSettings(start_low=(-4.0,) * 6, start_high=(4.0,) * 6)
+    with pytest.raises(ConfigError, match="low <= high"):
+        EpisodeSettings(start_low=(1.0,) * 6, start_high=(-1.0,) * 6)
 
 
 def test_the_sonographer_follows_exactly_without_noise_and_never_moves_unasked():
@@ -151,11 +159,9 @@ def test_policies_are_compared_on_the_same_episodes():
     assert paired_differences(oracle, oracle)["final_translation_error_mm"]["interval"] == [0.0, 0.0]
 
 
-def test_the_default_start_box_is_the_largest_inside_the_training_range_on_every_axis():
+def test_the_default_start_box_is_the_training_range_on_each_axis():
     low, high = np.array([-3.0, -12.0, -9.0, -15.0, -20.0, -14.0]), np.array([11.0, 8.0, 10.0, 16.0, 15.0, 30.0])
-    assert start_box(low, high) == (3.0, 14.0)
-    starts = np.array([start_pose(EpisodeSettings(start_range_mm=3.0, start_range_deg=14.0), n) for n in range(200)])
-    assert inside(starts, low, high).all()
+    assert start_box(low, high) == (tuple(low), tuple(high))
 
 
 def test_a_training_range_too_narrow_to_start_outside_the_view_is_refused():
@@ -208,8 +214,8 @@ def test_navigate_writes_every_file_with_baselines_and_models(run_checkpoint, tm
     assert list(record["policies"]) == ["oracle", "stay", "mean", "model_h0", "model_h1"]
     assert record["policies"]["stay"]["overall"]["success_5"]["value"] == 0.0
     assert record["patients"][0]["name"] == "phantom_04"
-    assert record["settings"]["episode"] == {"max_steps": 4, "start_range_mm": 15.0, "start_range_deg": 10.0,
-                                             "follow_noise": 0.2, "seed": 3}
+    assert record["settings"]["episode"] == {"max_steps": 4, "start_low": [-15.0] * 3 + [-10.0] * 3,
+                                             "start_high": [15.0] * 3 + [10.0] * 3, "follow_noise": 0.2, "seed": 3}
     assert "phantom_04" in record["policies"]["model_h0"]["per_patient"]
     with open(output / "episodes.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
@@ -229,6 +235,8 @@ def test_starts_lie_inside_the_training_range_by_default(run_checkpoint, tmp_pat
         starts = np.array([[float(row[key]) for key in row if key.startswith("true_")]
                            for row in csv.DictReader(stream) if row["step"] == "0"])
     assert len(starts) == 6 * 4 and inside(starts, limits["low"], limits["high"]).all()
+    episode = record["settings"]["episode"]
+    assert (episode["start_low"], episode["start_high"]) == (limits["low"], limits["high"])
     assert list(record["policies"]["model_h0"]["starts"]) == ["inside_training_range"]
 
 

@@ -60,8 +60,8 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(group, "--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
              f"{EpisodeSettings.max_steps})")
     add_flag(group, "--start_range", type=_start_range, help="starts uniform within this box around the view, "
-             "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: the "
-             "largest box inside that range)")
+             "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: that range "
+             "on each axis)")
     add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
              "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
              f"{EpisodeSettings.follow_noise:g})")

@@ -20,7 +20,7 @@ from ...geometry import AXIS_NAMES, AXIS_UNITS
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
 from .result import START_GROUPS, NavigationResult, settings_record
 from .scoring import DEFINITIONS
-from .simulator import SLIP, Episode
+from .simulator import SLIP, Episode, box_text
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ SIMULATION = {
     "motion, no probe pressure",
     "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
     "model exactly as in training; fresh patients at the checkpoint's image size",
-    "start": "uniform in [-start_range, start_range] per component (mm for x, y, z; degrees for the angles), "
-    f"redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees; by default the largest such box "
-    "inside the training poses' range (training_range), wider with --start_range, whose starts outside that range "
-    "are summarized apart (starts)",
+    "start": "uniform per component in the start box (settings.episode.start_low..start_high; mm for x, y, z, "
+    f"degrees for the angles), redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees; by default "
+    "the training poses' range on each axis (training_range), with --start_range a box centred on the view, whose "
+    "starts outside that range are summarized apart (starts)",
     "episode": "render the true pose, update the policy, stop when it says arrived or after max_steps frames; "
     "otherwise the sonographer executes the suggested move and the true pose moves by it (the model's composition)",
     "sonographer": "executed = suggested * (1 + n N(0,1)) + n * slip * N(0,1) per component, n = follow_noise, "
@@ -186,8 +186,8 @@ def summary_table(result: NavigationResult) -> str:
     settings = result.settings
     lines = [
         f"navigation: {settings.episodes} episodes per policy on {patients} (from "
-        f"{result.metadata['patients_from']}); start within "
-        f"{settings.episode.start_range_mm:g} mm / {settings.episode.start_range_deg:g} deg, at most "
+        f"{result.metadata['patients_from']}); starts in "
+        f"{box_text(settings.episode.start_low, settings.episode.start_high)}, at most "
         f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
     ]
     starts = result.summary[next(iter(result.policies))]["starts"]

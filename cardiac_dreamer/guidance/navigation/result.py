@@ -14,7 +14,7 @@ from ...evaluation.evaluator import SPLIT_CHOICES
 from ..session import PLANNERS, SessionSettings
 from . import scoring
 from .patients import NavigationPatient
-from .simulator import Episode, EpisodeSettings
+from .simulator import Episode, EpisodeSettings, centred_box
 from .starts import inside
 
 START_GROUPS = ("inside_training_range", "outside_training_range")
@@ -29,8 +29,8 @@ class NavigationSettings:
     planners: Tuple[str, ...] = ("direct",)  # "imagine" adds a world-model-planned policy per history
     split: str = "test"
     patients: Optional[Tuple[str, ...]] = None  # narrows the split's patients
-    # (mm, degrees): starts uniform within this box around the view; None: the largest box inside the training
-    # poses' range (:mod:`.starts`), which replaces the episode settings' own start range
+    # (mm, degrees): starts uniform within this box around the view; None: the training poses' range on each axis
+    # (:mod:`.starts`); either replaces the episode settings' own start box
     start_range: Optional[Tuple[float, float]] = None
     episode: EpisodeSettings = field(default_factory=EpisodeSettings)
 
@@ -47,14 +47,15 @@ class NavigationSettings:
         if self.split not in SPLIT_CHOICES:
             raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
         if self.start_range is not None:
-            self._episode_starting_within(*self.start_range)  # validates the box
+            self._episode_starting_in(*centred_box(*self.start_range))  # validates the box
 
-    def with_start_range(self, mm: float, deg: float) -> "NavigationSettings":
-        """These settings with episodes starting in the box ``[-mm, mm]`` / ``[-deg, deg]`` around the view."""
-        return dataclasses.replace(self, episode=self._episode_starting_within(mm, deg))
+    def with_start_box(self, low, high) -> "NavigationSettings":
+        """These settings with episodes starting uniform in ``[low, high]`` per component (mm, degrees)."""
+        return dataclasses.replace(self, episode=self._episode_starting_in(low, high))
 
-    def _episode_starting_within(self, mm: float, deg: float) -> EpisodeSettings:
-        return dataclasses.replace(self.episode, start_range_mm=float(mm), start_range_deg=float(deg))
+    def _episode_starting_in(self, low, high) -> EpisodeSettings:
+        return dataclasses.replace(self.episode, start_low=tuple(float(value) for value in low),
+                                   start_high=tuple(float(value) for value in high))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
 from .report import write_report
 from .result import NavigationResult, NavigationSettings, range_record
-from .simulator import Episode, run_episode
+from .simulator import Episode, centred_box, run_episode
 from .starts import RANGE_SOURCE, start_box, training_range
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,16 @@ def navigate_checkpoint(
 ) -> Tuple[NavigationResult, Path]:
     """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``).
 
-    Starts lie inside the training poses' range unless ``settings.start_range`` widens the box (:mod:`.starts`).
+    Starts are uniform over the training poses' range on each axis unless ``settings.start_range`` gives a box
+    centred on the view (:mod:`.starts`).
     """
     checkpoint_path = Path(checkpoint_path)
     run = load_run(checkpoint_path)
     checkpoint, model, config, checkpoint_path = run.checkpoint, run.model, run.config, run.path
     predictor = Predictor(model, device)
     low, high = training_range(model.pose_mean.double().cpu().numpy(), model.pose_std.double().cpu().numpy())
-    settings = settings.with_start_range(*(settings.start_range or start_box(low, high)))
+    settings = settings.with_start_box(*(centred_box(*settings.start_range) if settings.start_range else
+                                         start_box(low, high)))
     model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)

@@ -21,13 +21,13 @@ stream and the same hand: differences between policies are the policies'.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from ...errors import ConfigError
-from ...geometry import apply_move
+from ...geometry import AXIS_NAMES, apply_move
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, within
 from .policies import Policy
 
@@ -41,25 +41,46 @@ class EpisodeSettings:
     """Where episodes start, how long they may run and how the sonographer follows; validated on creation."""
 
     max_steps: int = 20  # frames the session is consulted on (each either says "arrived" or moves the probe)
-    start_range_mm: float = 20.0  # starts uniform in [-r, r] on x, y, z ...
-    start_range_deg: float = 20.0  # ... and on roll, pitch, yaw, redrawn while already at the view
+    # starts uniform per component in [start_low, start_high] (mm for x, y, z; degrees for the angles), redrawn
+    # while already at the view
+    start_low: Tuple[float, ...] = (-20.0,) * 6
+    start_high: Tuple[float, ...] = (20.0,) * 6
     follow_noise: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
-        if not (self.start_range_mm >= 0 and self.start_range_deg >= 0) or \
-                max(self.start_range_mm, self.start_range_deg) > 180:
-            raise ConfigError(f"start range must be in [0, 180] mm and degrees, got {self.start_range_mm} mm, "
-                              f"{self.start_range_deg} deg")
-        if self.start_range_mm <= ARRIVAL_MM and self.start_range_deg <= ARRIVAL_DEG:
-            raise ConfigError(f"a start range of {self.start_range_mm} mm / {self.start_range_deg} deg lies inside "
-                              f"the {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} deg view: there would be nothing to navigate")
+        low, high = np.asarray(self.start_low, dtype=np.float64), np.asarray(self.start_high, dtype=np.float64)
+        if low.shape != (6,) or high.shape != (6,) or not (np.isfinite(low).all() and np.isfinite(high).all()) or \
+                (low > high).any() or max(np.abs(low).max(), np.abs(high).max()) > 180:
+            raise ConfigError(f"the start box must give 6 components low <= high within [-180, 180] mm and degrees, "
+                              f"got {box_text(self.start_low, self.start_high)}")
+        if box_inside_view(low, high):
+            raise ConfigError(f"a start box of {box_text(low, high)} lies inside the {ARRIVAL_MM:g} mm / "
+                              f"{ARRIVAL_DEG:g} deg view: there would be nothing to navigate")
         if not 0 <= self.follow_noise <= 10:
             raise ConfigError(f"follow_noise must be in [0, 10], got {self.follow_noise}")
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+
+
+def centred_box(mm: float, deg: float) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """``(low, high)``: the box ``[-mm, mm]`` on x, y, z and ``[-deg, deg]`` on the angles."""
+    high = (float(mm),) * 3 + (float(deg),) * 3
+    return tuple(-value for value in high), high
+
+
+def box_inside_view(low, high) -> bool:
+    """Whether every pose of the box lies within the arrival view (no start to draw)."""
+    reach = np.maximum(np.abs(np.asarray(low, dtype=np.float64)), np.abs(np.asarray(high, dtype=np.float64)))
+    return bool((reach[:3] <= ARRIVAL_MM).all() and (reach[3:] <= ARRIVAL_DEG).all())
+
+
+def box_text(low, high) -> str:
+    """``x -7.2..7.4, y ..., z ... mm; roll ..., pitch ..., yaw ... deg``."""
+    parts = [f"{name} {float(a):.3g}..{float(b):.3g}" for name, a, b in zip(AXIS_NAMES, low, high)]
+    return f"{', '.join(parts[:3])} mm; {', '.join(parts[3:])} deg"
 
 
 @dataclass(frozen=True)
@@ -102,9 +123,9 @@ class Episode:
 def start_pose(settings: EpisodeSettings, episode: int) -> np.ndarray:
     """Uniform in the start box, redrawn while already within the arrival threshold (no navigation to do)."""
     rng = np.random.default_rng([settings.seed, episode, _START_STREAM])
-    limits = np.repeat([settings.start_range_mm, settings.start_range_deg], 3)
+    low, high = np.asarray(settings.start_low, dtype=np.float64), np.asarray(settings.start_high, dtype=np.float64)
     for _ in range(MAX_START_DRAWS):
-        pose = rng.uniform(-1.0, 1.0, 6) * limits
+        pose = rng.uniform(low, high)
         if not within(pose, ARRIVAL_MM, ARRIVAL_DEG):
             return pose
     raise ConfigError("the start range is almost all inside the view; widen --start_range")
