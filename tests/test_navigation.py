@@ -107,6 +107,17 @@ def test_starts_fill_an_uneven_box_and_lie_outside_the_view():
     assert (starts[:, 3] > 30.0).any() and (starts[:, 5] < -20.0).any()  # the whole box, not a part centred on 0
 
 
+def test_sweep_starts_turn_roll_and_yaw_together_as_training_sweeps_do():
+    """A model trained on sweeps reads yaw through its coupling with roll; starts drawn per axis break it."""
+    low, high = (-8.0, -10.0, -5.0, -15.0, -14.0, -33.0), (8.0, 10.0, 6.0, 45.0, 6.0, 13.0)
+    starts = {kind: np.array([start_pose(EpisodeSettings(starts=kind, start_low=low, start_high=high), number)
+                              for number in range(150)]) for kind in ("sweep", "box")}
+    for poses in starts.values():
+        assert inside(poses, low, high).all() and not within(poses, 5.0, 5.0).any()
+    assert np.corrcoef(starts["sweep"][:, 3], starts["sweep"][:, 5])[0, 1] < -0.3  # measured: -0.43
+    assert abs(np.corrcoef(starts["box"][:, 3], starts["box"][:, 5])[0, 1]) < 0.2
+
+
 def test_a_start_box_inside_the_view_or_inverted_is_refused():
     with pytest.raises(ConfigError, match="nothing to navigate"):
         EpisodeSettings(start_low=(-4.0,) * 6, start_high=(4.0,) * 6)
@@ -214,7 +225,7 @@ def test_navigate_writes_every_file_with_baselines_and_models(run_checkpoint, tm
     assert list(record["policies"]) == ["oracle", "stay", "mean", "model_h0", "model_h1"]
     assert record["policies"]["stay"]["overall"]["success_5"]["value"] == 0.0
     assert record["patients"][0]["name"] == "phantom_04"
-    assert record["settings"]["episode"] == {"max_steps": 4, "start_low": [-15.0] * 3 + [-10.0] * 3,
+    assert record["settings"]["episode"] == {"max_steps": 4, "starts": "box", "start_low": [-15.0] * 3 + [-10.0] * 3,
                                              "start_high": [15.0] * 3 + [10.0] * 3, "follow_noise": 0.2, "seed": 3}
     assert "phantom_04" in record["policies"]["model_h0"]["per_patient"]
     with open(output / "episodes.csv", newline="") as stream:
@@ -237,6 +248,7 @@ def test_starts_lie_inside_the_training_range_by_default(run_checkpoint, tmp_pat
     assert len(starts) == 6 * 4 and inside(starts, limits["low"], limits["high"]).all()
     episode = record["settings"]["episode"]
     assert (episode["start_low"], episode["start_high"]) == (limits["low"], limits["high"])
+    assert episode["starts"] == "sweep"  # the phantom was written as sweeps
     assert list(record["policies"]["model_h0"]["starts"]) == ["inside_training_range"]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 from ...io.checkpoint import ModelCheckpoint
+from ...io.fileio import read_json
 from ...data.splits import PatientSplit, folders_by_patient
 from ...errors import DataError
 from ...evaluation.evaluator import chosen_patients
@@ -35,6 +36,7 @@ class NavigationPatient:
     name: str
     phantom: PhantomPatient
     source: str  # where it came from, for the report
+    trajectory: str = "sweep"  # how its training-like poses were drawn (phantom.json's "trajectory"): where to start
 
 
 def resolve_patients(
@@ -60,7 +62,8 @@ def resolve_patients(
         folders = _phantom_folders(directory, chosen, checkpoint.grouping)
         if folders:
             return [NavigationPatient(patient, PhantomPatient.from_folder(folder),
-                                      f"{folder / PATIENT_FILE} ({split} split of the checkpoint)")
+                                      f"{folder / PATIENT_FILE} ({split} split of the checkpoint)",
+                                      _written_trajectory(folder))
                     for patient, folder in folders], directory
         if explicit:
             raise DataError(f"{directory}: the {split} patients ({', '.join(chosen)}) are not phantom patients "
@@ -85,6 +88,13 @@ def _phantom_folders(directory: Path, patients: Sequence[str], grouping) -> List
         raise DataError(f"{directory}: patient(s) {', '.join(missing)} have no {PATIENT_FILE}: only phantom "
                         "patients can be simulated")
     return found
+
+
+def _written_trajectory(folder: Path) -> str:
+    """The trajectory mode ``phantom.json`` records (``"sweep"``, ``"random"``...); ``"random"`` when it records none
+    (written before the sweeps existed)."""
+    description = read_json(folder / PATIENT_FILE, "phantom description", DataError)
+    return str(description.get("trajectory", "random"))
 
 
 def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[NavigationPatient]:

@@ -32,10 +32,11 @@ SIMULATION = {
     "motion, no probe pressure",
     "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
     "model exactly as in training; fresh patients at the checkpoint's image size",
-    "start": "uniform per component in the start box (settings.episode.start_low..start_high; mm for x, y, z, "
-    f"degrees for the angles), redrawn while already within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees; by default "
-    "the training poses' range on each axis (training_range), with --start_range a box centred on the view, whose "
-    "starts outside that range are summarized apart (starts)",
+    "start": "a pose in the start box (settings.episode.start_low..start_high; mm for x, y, z, degrees for the "
+    f"angles) outside the {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degree view: by default the training poses' range on "
+    "each axis (training_range), the pose a frame of a fresh phantom sweep where the patients were written as sweeps "
+    "(settings.episode.starts 'sweep'), else uniform ('box'); with --start_range uniform in a box centred on the "
+    "view, whose starts outside the training range are summarized apart (starts)",
     "episode": "render the true pose, update the policy, stop when it says arrived or after max_steps frames; "
     "otherwise the sonographer executes the suggested move and the true pose moves by it (the model's composition)",
     "sonographer": "executed = suggested * (1 + n N(0,1)) + n * slip * N(0,1) per component, n = follow_noise, "
@@ -186,7 +187,7 @@ def summary_table(result: NavigationResult) -> str:
     settings = result.settings
     lines = [
         f"navigation: {settings.episodes} episodes per policy on {patients} (from "
-        f"{result.metadata['patients_from']}); starts in "
+        f"{result.metadata['patients_from']}); starts ({settings.episode.starts}) in "
         f"{box_text(settings.episode.start_low, settings.episode.start_high)}, at most "
         f"{settings.episode.max_steps} frames, follow noise {settings.episode.follow_noise:g}",
     ]

@@ -29,8 +29,9 @@ class NavigationSettings:
     planners: Tuple[str, ...] = ("direct",)  # "imagine" adds a world-model-planned policy per history
     split: str = "test"
     patients: Optional[Tuple[str, ...]] = None  # narrows the split's patients
-    # (mm, degrees): starts uniform within this box around the view; None: the training poses' range on each axis
-    # (:mod:`.starts`); either replaces the episode settings' own start box
+    # (mm, degrees): starts uniform within this box around the view; None: starts within the training poses' range
+    # on each axis, from sweeps where the patients were written as sweeps (:mod:`.starts`); either replaces the
+    # episode settings' own starts
     start_range: Optional[Tuple[float, float]] = None
     episode: EpisodeSettings = field(default_factory=EpisodeSettings)
 
@@ -49,12 +50,13 @@ class NavigationSettings:
         if self.start_range is not None:
             self._episode_starting_in(*centred_box(*self.start_range))  # validates the box
 
-    def with_start_box(self, low, high) -> "NavigationSettings":
-        """These settings with episodes starting uniform in ``[low, high]`` per component (mm, degrees)."""
-        return dataclasses.replace(self, episode=self._episode_starting_in(low, high))
+    def with_starts(self, kind: str, low, high) -> "NavigationSettings":
+        """These settings with episodes starting in ``[low, high]`` per component (mm, degrees), drawn as ``kind``
+        says (``"box"``: uniform; ``"sweep"``: poses of phantom sweeps)."""
+        return dataclasses.replace(self, episode=self._episode_starting_in(low, high, kind))
 
-    def _episode_starting_in(self, low, high) -> EpisodeSettings:
-        return dataclasses.replace(self.episode, start_low=tuple(float(value) for value in low),
+    def _episode_starting_in(self, low, high, kind: str = "box") -> EpisodeSettings:
+        return dataclasses.replace(self.episode, starts=kind, start_low=tuple(float(value) for value in low),
                                    start_high=tuple(float(value) for value in high))
 
 

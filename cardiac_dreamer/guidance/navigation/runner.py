@@ -24,7 +24,7 @@ from .policies import Policy, SessionPolicy, baseline_policies
 from .report import write_report
 from .result import NavigationResult, NavigationSettings, range_record
 from .simulator import Episode, centred_box, run_episode
-from .starts import RANGE_SOURCE, start_box, training_range
+from .starts import RANGE_SOURCE, start_box, start_kind, training_range
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +42,21 @@ def navigate_checkpoint(
 ) -> Tuple[NavigationResult, Path]:
     """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``).
 
-    Starts are uniform over the training poses' range on each axis unless ``settings.start_range`` gives a box
-    centred on the view (:mod:`.starts`).
+    Starts lie within the training poses' range on each axis, drawn from phantom sweeps where the patients were
+    written as sweeps, unless ``settings.start_range`` gives a box centred on the view (:mod:`.starts`).
     """
     checkpoint_path = Path(checkpoint_path)
     run = load_run(checkpoint_path)
     checkpoint, model, config, checkpoint_path = run.checkpoint, run.model, run.config, run.path
     predictor = Predictor(model, device)
-    low, high = training_range(model.pose_mean.double().cpu().numpy(), model.pose_std.double().cpu().numpy())
-    settings = settings.with_start_box(*(centred_box(*settings.start_range) if settings.start_range else
-                                         start_box(low, high)))
-    model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     patients, source_dir = resolve_patients(checkpoint, checkpoint_path, config.data.image_size, settings.split,
                                             settings.patients, data_dir)
+    low, high = training_range(model.pose_mean.double().cpu().numpy(), model.pose_std.double().cpu().numpy())
+    if settings.start_range:
+        settings = settings.with_starts("box", *centred_box(*settings.start_range))
+    else:
+        settings = settings.with_starts(start_kind(patient.trajectory for patient in patients), *start_box(low, high))
+    model_policies, skipped = _model_policies(predictor, settings, checkpoint_path)
     if settings.split in ("train", "all") and source_dir is not None:
         log.warning("navigating on training patients (--split %s): this says little about new patients",
                     settings.split)

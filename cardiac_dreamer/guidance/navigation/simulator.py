@@ -28,9 +28,11 @@ import torch
 
 from ...errors import ConfigError
 from ...geometry import AXIS_NAMES, apply_move
+from ...phantom.trajectories import SWEEP_FRAMES, sweep_poses
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, within
 from .policies import Policy
 
+START_KINDS = ("box", "sweep")
 SLIP = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])  # mm, mm, mm, deg, deg, deg per unit of follow_noise
 _START_STREAM, _SPECKLE_STREAM, _HAND_STREAM = 1, 2, 3
 MAX_START_DRAWS = 10_000
@@ -41,8 +43,9 @@ class EpisodeSettings:
     """Where episodes start, how long they may run and how the sonographer follows; validated on creation."""
 
     max_steps: int = 20  # frames the session is consulted on (each either says "arrived" or moves the probe)
-    # starts uniform per component in [start_low, start_high] (mm for x, y, z; degrees for the angles), redrawn
-    # while already at the view
+    # starts in [start_low, start_high] per component (mm for x, y, z; degrees for the angles), redrawn while
+    # already at the view: "box" uniform in it, "sweep" a pose of a fresh phantom sweep that lies in it
+    starts: str = "box"
     start_low: Tuple[float, ...] = (-20.0,) * 6
     start_high: Tuple[float, ...] = (20.0,) * 6
     follow_noise: float = 0.1
@@ -51,6 +54,8 @@ class EpisodeSettings:
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.starts not in START_KINDS:
+            raise ConfigError(f"starts must be one of {', '.join(START_KINDS)}, got {self.starts!r}")
         low, high = np.asarray(self.start_low, dtype=np.float64), np.asarray(self.start_high, dtype=np.float64)
         if low.shape != (6,) or high.shape != (6,) or not (np.isfinite(low).all() and np.isfinite(high).all()) or \
                 (low > high).any() or max(np.abs(low).max(), np.abs(high).max()) > 180:
@@ -121,14 +126,20 @@ class Episode:
 
 
 def start_pose(settings: EpisodeSettings, episode: int) -> np.ndarray:
-    """Uniform in the start box, redrawn while already within the arrival threshold (no navigation to do)."""
+    """A pose in the start box outside the arrival view: uniform in the box (``starts="box"``), or a frame of a
+    fresh phantom sweep (``"sweep"``), where the axes move together as they do when a sonographer closes in on
+    the view (roll high while yaw is low), as in the sweeps a model trained on."""
     rng = np.random.default_rng([settings.seed, episode, _START_STREAM])
     low, high = np.asarray(settings.start_low, dtype=np.float64), np.asarray(settings.start_high, dtype=np.float64)
     for _ in range(MAX_START_DRAWS):
-        pose = rng.uniform(low, high)
-        if not within(pose, ARRIVAL_MM, ARRIVAL_DEG):
-            return pose
-    raise ConfigError("the start range is almost all inside the view; widen --start_range")
+        if settings.starts == "box":
+            candidates = rng.uniform(low, high, (1, 6))
+        else:
+            candidates = sweep_poses(rng, SWEEP_FRAMES)[rng.permutation(SWEEP_FRAMES)]  # [F, 6] in random order
+        usable = ((candidates >= low) & (candidates <= high)).all(-1) & ~within(candidates, ARRIVAL_MM, ARRIVAL_DEG)
+        if usable.any():
+            return candidates[np.argmax(usable)]
+    raise ConfigError("the start box holds almost no pose outside the view; widen --start_range")
 
 
 def follow(suggested: np.ndarray, follow_noise: float, rng: np.random.Generator) -> np.ndarray:

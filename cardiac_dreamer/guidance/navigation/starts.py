@@ -6,16 +6,19 @@ checkpoint keeps the training poses' mean and standard deviation per axis, not t
 is taken as ``mean +- sqrt(3) std`` per axis, exactly the range of a uniform distribution with those moments and
 well inside the range of a peaked one.
 
-By default starts are uniform over that range on each axis, however uneven it is (a sweep's roll runs from about
--15 to 45 degrees, its x over +-7 mm): a box centred on the view would have to fit the narrowest axis, and on
-phantom v4 it kept every start within 5 mm / 6 degrees, where staying put is nearly as good as guidance. A box
-centred on the view (``--start_range``) may reach beyond the range; those episodes are reported apart
-(:func:`inside`).
+By default starts lie within that range on each axis, however uneven it is (a sweep's roll runs from about -15 to 45
+degrees, its x over +-7 mm): a box centred on the view would have to fit the narrowest axis, and on phantom v4 it
+kept every start within 5 mm / 6 degrees, where staying put is nearly as good as guidance. Where the patients were
+written as sweeps (phantom v4), starts are poses of fresh sweeps, because the range's corners are not training
+poses: a sweep turns roll and yaw together, and a model trained on sweeps reads yaw through that coupling (with
+roll at the view, the demo model reads a yaw of -30 degrees as -1). Elsewhere (poses drawn independently per axis)
+they are uniform in the range. A box centred on the view (``--start_range``) may reach beyond the range; those
+episodes are reported apart (:func:`inside`).
 """
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Iterable, Tuple
 
 import numpy as np
 
@@ -40,6 +43,11 @@ def start_box(low: np.ndarray, high: np.ndarray) -> Tuple[Tuple[float, ...], Tup
         raise ConfigError(f"the training poses' range ({box_text(low, high)}) lies inside the arrival view: no "
                           "start to navigate from; pass --start_range (e.g. 15mm,15deg)")
     return tuple(float(value) for value in low), tuple(float(value) for value in high)
+
+
+def start_kind(trajectories: Iterable[str]) -> str:
+    """``"sweep"`` when every patient was written as sweeps, else ``"box"`` (see the module docstring)."""
+    return "sweep" if all(trajectory == "sweep" for trajectory in trajectories) else "box"
 
 
 def inside(poses: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
