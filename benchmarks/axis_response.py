@@ -39,7 +39,8 @@ def main() -> None:
         for value in values_mm if axis < 3 else values_deg:
             pose = np.zeros(6)
             pose[axis] = value
-            frames = [patient.phantom.render(pose, rng=np.random.default_rng(frame)) for frame in range(FRAMES_PER_POSE)]
+            frames = [patient.phantom.render(pose, rng=np.random.default_rng(frame))
+                      for frame in range(FRAMES_PER_POSE)]
             readings.append(f"{value:+g} -> {predictor.predict(frames)[:, axis].mean():+.1f}")
         print(f"  {name:5s} " + "  ".join(readings))
 

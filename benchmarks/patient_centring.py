@@ -95,7 +95,8 @@ def main() -> None:
               "pixel ridge's per axis (x, y, z, roll, pitch, yaw), translation and rotation error")
         for name, predicted in rows.items():
             print(f"  {name:42s} {np.abs(predicted - labels).mean(0) / ridge_mae}  "
-                  f"{translation_errors(labels, predicted).mean():.2f} mm  {rotation_errors(labels, predicted).mean():.2f} deg")
+                  f"{translation_errors(labels, predicted).mean():.2f} mm  "
+                  f"{rotation_errors(labels, predicted).mean():.2f} deg")
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ degrees, its x over +-7 mm): a box centred on the view would have to fit the nar
 kept every start within 5 mm / 6 degrees, where staying put is nearly as good as guidance. Where the patients were
 written as sweeps (phantom v4), starts are poses of fresh sweeps, because the range's corners are not training
 poses: a sweep turns roll and yaw together, and a model trained on sweeps reads yaw through that coupling (with
-roll at the view, the demo model reads a yaw of -30 degrees as -1: ``benchmarks/axis_response.py``). Elsewhere (poses drawn independently per axis)
-they are uniform in the range. A box centred on the view (``--start_range``) may reach beyond the range; those
-episodes are reported apart (:func:`inside`).
+roll at the view, the demo model reads a yaw of -30 degrees as -1: ``benchmarks/axis_response.py``). Elsewhere
+(poses drawn independently per axis) they are uniform in the range. A box centred on the view (``--start_range``)
+may reach beyond the range; those episodes are reported apart (:func:`inside`).
 """
 from __future__ import annotations
 
