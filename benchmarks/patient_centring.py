@@ -60,7 +60,7 @@ def main() -> None:
     ridge = PixelRidge([record for sweep in training for record in sweep], size)
 
     def pixels(frames):
-        return ridge._features([record.image_t1 for record in frames])
+        return ridge.features([record.image_t1 for record in frames])
 
     def feature_maps(frames):
         images = torch.stack([torch.from_numpy(read_grayscale(record.image_t1, size)) for record in frames])[:, None]

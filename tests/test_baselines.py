@@ -93,7 +93,7 @@ def test_the_pixel_ridge_penalty_is_chosen_on_the_training_frames_alone(tmp_path
 
 
 def features_and_labels(ridge, records):
-    return ridge._features([r.image_t1 for r in records]), np.array([r.at1 for r in records])
+    return ridge.features([r.image_t1 for r in records]), np.array([r.at1 for r in records])
 
 
 def test_one_training_patient_is_cross_validated_in_contiguous_blocks():

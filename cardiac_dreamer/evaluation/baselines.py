@@ -173,7 +173,7 @@ class PixelRidge:
         for record in train:
             frames.setdefault(record.image_t1, record)  # a frame's label is its first pair's at1
         chosen = list(frames.values())
-        self.fit = fit_ridge(self._features([r.image_t1 for r in chosen]),
+        self.fit = fit_ridge(self.features([r.image_t1 for r in chosen]),
                              np.asarray([r.at1 for r in chosen], np.float64).reshape(-1, 6),
                              [r.patient_id for r in chosen])
 
@@ -181,10 +181,12 @@ class PixelRidge:
         """``[N, 6]`` at1 in mm and degrees for each record's t1 image."""
         paths = list(dict.fromkeys(r.image_t1 for r in records))
         rows = {path: row for row, path in enumerate(paths)}
-        predicted = self.fit.predict(self._features(paths))
+        predicted = self.fit.predict(self.features(paths))
         return predicted[[rows[r.image_t1] for r in records]]
 
-    def _features(self, paths: Sequence[Path]) -> np.ndarray:
+    def features(self, paths: Sequence[Path]) -> np.ndarray:
+        """``[N, F]``: the pooled pixels of these image files, read as the ridge reads its training frames."""
+
         def one(path: Path) -> np.ndarray:
             image = images_to_float(torch.from_numpy(read_grayscale(path, self.image_size)))  # [H, W]
             return pooled_pixels(image.double().numpy()[None])[0]
