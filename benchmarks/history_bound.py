@@ -8,6 +8,11 @@ fusion removes the error that changes from frame to frame and keeps the error a 
 sequential estimator that reads only those K estimates and moves has little more to work with. Prints, per patient
 and K, the fused MAE over the single frame's (per axis, and translation / rotation error), and the lag-1
 autocorrelation of the single-frame errors (near 1: the error repeats from frame to frame, history cannot average it).
+
+With ``--stats RUN/dataset_stats.json`` it also tries undoing the estimator's shrinkage: a model that reads a
+deviation at half its size (``benchmarks/axis_response.py``) reads a known move at half its size too, so each axis'
+gain is measured on the last K estimates against the moves between them (pulled toward 1 by a prior worth
+``PRIOR_FRAMES`` frames one training std apart) and the estimate is stretched away from the training mean by it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from cardiac_dreamer.geometry import AXIS_NAMES, AXIS_UNITS
 from cardiac_dreamer.names import TRANSITIONS_FILE
 
 COLUMNS = tuple(f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))  # predictions.csv: label_x_mm...
+PRIOR_FRAMES = 2.0  # the gain prior's weight, in frames one training std from the rest
+GAIN_RANGE = (0.3, 1.5)  # a measured gain outside this is noise, not the model
 
 
 def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
@@ -29,6 +36,24 @@ def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.n
     present by the true pose change; rows in sweep order."""
     errors = estimates - labels
     return np.stack([errors[max(0, i - frames + 1): i + 1].mean(0) for i in range(len(errors))])
+
+
+def gain_calibrated(labels: np.ndarray, estimates: np.ndarray, frames: int, mean: np.ndarray,
+                    std: np.ndarray) -> np.ndarray:
+    """``[n, 6]`` estimates stretched from the training ``mean`` by 1 / the gain each axis showed over the last
+    ``frames`` estimates against the true pose changes between them; rows in sweep order."""
+    calibrated = np.empty_like(estimates)
+    for i in range(len(estimates)):
+        start = max(0, i - frames + 1)
+        change = labels[start: i + 1] - labels[i]  # where each look was, relative to now (the moves since)
+        looks = estimates[start: i + 1]
+        centred = change - change.mean(0)
+        prior = PRIOR_FRAMES * std**2
+        gain = ((centred * (looks - looks.mean(0))).sum(0) + prior) / ((centred**2).sum(0) + prior)
+        gain = np.clip(gain, *GAIN_RANGE)
+        now = looks.mean(0) - gain * change.mean(0)  # the looks' line at "no change": the fused estimate of now
+        calibrated[i] = mean + (now - mean) / gain
+    return calibrated
 
 
 def _norm_ratio(fused: np.ndarray, single: np.ndarray, axes: slice) -> float:
@@ -40,7 +65,9 @@ def main() -> None:
     parser.add_argument("predictions", type=Path, help="predictions.csv of a cardiac-evaluate run")
     parser.add_argument("data_dir", type=Path, help="the patient folders (for the frame numbers of each pair)")
     parser.add_argument("--frames", default="2,4,8", help="history lengths K to fuse, comma-separated")
+    parser.add_argument("--stats", type=Path, help="the run's dataset_stats.json: also undo the gain (above)")
     args = parser.parse_args()
+    pose_stats = json.loads(args.stats.read_text())["normalization"]["pose"] if args.stats else None
     with open(args.predictions, newline="") as stream:
         rows = list(csv.DictReader(stream))
     for patient in sorted({row["patient_id"] for row in rows}):
@@ -60,6 +87,14 @@ def main() -> None:
                   + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, per_axis))
                   + f"; translation error {_norm_ratio(fused, single, slice(0, 3)):.2f}x,"
                   f" rotation error {_norm_ratio(fused, single, slice(3, 6)):.2f}x")
+            if pose_stats:
+                stretched = gain_calibrated(labels, estimates, frames, np.array(pose_stats["mean"]),
+                                            np.array(pose_stats["std"])) - labels
+                per_axis = np.abs(stretched).mean(0) / np.abs(single).mean(0)
+                print(f"  the same with the gain undone / single frame: "
+                      + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, per_axis))
+                      + f"; translation error {_norm_ratio(stretched, single, slice(0, 3)):.2f}x,"
+                      f" rotation error {_norm_ratio(stretched, single, slice(3, 6)):.2f}x")
 
 
 if __name__ == "__main__":
