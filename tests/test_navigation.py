@@ -100,6 +100,26 @@ def test_history_succeeds_as_often_with_fewer_false_arrivals_than_one_frame():
     np.testing.assert_array_equal(starts["oracle"], starts["mean"])
 
 
+class HalfReading(KnownPredictor):
+    """Reads every deviation from the view at half its size, as the demo model does near the view."""
+
+    def predict(self, images, moves=None):
+        return 0.5 * super().predict(images, moves)
+
+
+def test_a_stricter_arrival_keeps_a_model_that_under_reads_moving_until_it_truly_arrives():
+    settings = EpisodeSettings(follow_noise=0.0, start_low=(-9.0,) * 6, start_high=(9.0,) * 6)
+
+    def run(limit: float) -> dict:
+        session = GuidanceSession(HalfReading(), SessionSettings(arrival_mm=limit, arrival_deg=limit))
+        return summarize(episodes_of(SessionPolicy("model_h0", session), settings))
+
+    default, strict = run(5.0), run(2.5)
+    # Every start reads within 4.5: at the default 5 / 5 the model says "arrived" at once, wrongly every time.
+    assert default["arrival_declared"]["value"] == 1.0 and default["false_arrival"]["value"] == 1.0
+    assert strict["success_5"]["value"] == 1.0 and strict["false_arrival"]["count"] == 0
+
+
 def test_starts_fill_an_uneven_box_and_lie_outside_the_view():
     low, high = (-8.0, -2.0, -3.0, -2.0, -6.0, -30.0), (8.0, 2.0, 1.0, 40.0, 6.0, 5.0)
     starts = np.array([start_pose(EpisodeSettings(start_low=low, start_high=high), number) for number in range(300)])
@@ -264,6 +284,26 @@ def test_starts_outside_the_training_range_are_reported_apart(run_checkpoint, tm
     assert record["paired"]["model_h1 - model_h0"]["episodes"] == 6
     table = capsys.readouterr().out
     assert "starts outside training range" in table and "model_h1 - model_h0" in table
+
+
+def test_navigate_gives_the_sessions_the_arrival_threshold_asked_for(run_checkpoint, tmp_path):
+    output = tmp_path / "navigation"
+    assert main(["--checkpoint", str(run_checkpoint), "--navigate", "--episodes", "2", "--max_steps", "1",
+                 "--history", "0", "--arrival", "2.5mm,2deg", "--output_dir", str(output), "--device", "cpu"]) == 0
+    record = json.loads((output / "navigation.json").read_text())
+    assert record["settings"]["arrival"] == [2.5, 2.0]
+    assert "arrived within 2.5 mm / 2 degrees" in record["policies"]["model_h0"]["description"]
+    with open(output / "episodes.csv", newline="") as stream:
+        rows = [row for row in csv.DictReader(stream) if row["policy"] == "model_h0" and row["arrived"]]
+    assert rows
+    for row in rows:  # "arrived" exactly where the estimate lies within 2.5 mm / 2 degrees
+        estimate = np.array([float(row[key]) for key in row if key.startswith("estimate_")])
+        assert row["arrived"] == str(int(within(estimate, 2.5, 2.0)))
+
+
+def test_navigate_refuses_an_arrival_threshold_of_zero_in_one_line(run_checkpoint, capsys):
+    code = main(["--checkpoint", str(run_checkpoint), "--navigate", "--arrival", "0mm,5deg", "--device", "cpu"])
+    assert_one_error_line(capsys, code, "arrival_mm")
 
 
 def test_the_imagine_planner_is_skipped_for_a_direct_model(phantom_dir, tmp_path):

@@ -19,7 +19,7 @@ from .common import CommandParser, add_flag, configure_logging, interrupted_exit
     sigterm_as_ctrl_c
 
 
-NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "follow_noise", "history", "planner", "seed")
+NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "arrival", "follow_noise", "history", "planner", "seed")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,9 +59,12 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
              f"(default: {NavigationSettings.episodes})")
     add_flag(group, "--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
              f"{EpisodeSettings.max_steps})")
-    add_flag(group, "--start_range", type=_start_range, help="starts uniform within this box around the view, "
+    add_flag(group, "--start_range", type=_mm_and_degrees, help="starts uniform within this box around the view, "
              "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: that range "
              "on each axis)")
+    add_flag(group, "--arrival", type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is "
+             "within this, e.g. 2.5mm,2.5deg; success is still judged at 5 mm / 5 deg (default: "
+             "{:g}mm,{:g}deg)".format(*NavigationSettings.arrival))
     add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
              "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
              f"{EpisodeSettings.follow_noise:g})")
@@ -128,7 +131,8 @@ def _navigation_settings(args: argparse.Namespace) -> NavigationSettings:
     episode = EpisodeSettings(**_given(max_steps=args.max_steps, follow_noise=args.follow_noise, seed=args.seed))
     return NavigationSettings(split=args.split, patients=tuple(args.patients) if args.patients else None,
                               episode=episode, start_range=args.start_range,
-                              **_given(episodes=args.episodes, histories=args.history, planners=args.planner))
+                              **_given(episodes=args.episodes, histories=args.history, planners=args.planner,
+                                       arrival=args.arrival))
 
 
 def _given(**values):
@@ -161,7 +165,7 @@ _non_negative_int = _number(int, 0, "an integer >= 0")
 _non_negative_float = _number(float, 0.0, "a finite number >= 0")
 
 
-def _start_range(value: str) -> Tuple[float, float]:
+def _mm_and_degrees(value: str) -> Tuple[float, float]:
     """``20mm,20deg``, ``20,20`` or ``20`` (both) -> (mm, degrees)."""
     parts = [part.strip() for part in value.split(",")]
     found = [re.fullmatch(r"([0-9.]+)\s*(mm|deg)?", part) for part in parts]

@@ -38,7 +38,8 @@ class SessionPolicy:
         settings = session.settings
         fusion = "the sequential estimator's fusion" if session.fuses_sequentially else "the median"
         self.description = (f"the model's GuidanceSession, history {settings.history} (moves on {fusion} of "
-                            f"{settings.history + 1} looks at each pose), planner '{settings.planner}'")
+                            f"{settings.history + 1} looks at each pose), planner '{settings.planner}', says "
+                            f"arrived within {settings.arrival_mm:g} mm / {settings.arrival_deg:g} degrees")
 
     def start(self) -> None:
         self.session.reset()

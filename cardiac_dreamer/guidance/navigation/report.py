@@ -44,7 +44,8 @@ SIMULATION = {
     "common_random_numbers": "start poses, speckle and hand noise are seeded by (seed, episode, step): every policy "
     "meets the same starts and the same noise",
     "arrival": f"a policy says arrived when its estimate is within {ARRIVAL_MM:g} mm / {ARRIVAL_DEG:g} degrees on "
-    "every component",
+    "every component (the model's sessions: within settings.arrival, the same by default); success is always "
+    "judged on the true pose at these limits",
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...evaluation.evaluator import SPLIT_CHOICES
-from ..session import PLANNERS, SessionSettings
+from ..session import ARRIVAL_DEG, ARRIVAL_MM, PLANNERS, SessionSettings
 from . import scoring
 from .patients import NavigationPatient
 from .simulator import Episode, EpisodeSettings, centred_box
@@ -33,6 +33,10 @@ class NavigationSettings:
     # on each axis, from sweeps where the patients were written as sweeps (:mod:`.starts`); either replaces the
     # episode settings' own starts
     start_range: Optional[Tuple[float, float]] = None
+    # (mm, degrees): the model's sessions say "arrived" when their estimate is within this on every component; a
+    # stricter one than the 5 mm / 5 deg that success is judged at keeps a model that under-reads small deviations
+    # moving (docs/closed-loop.md)
+    arrival: Tuple[float, float] = (ARRIVAL_MM, ARRIVAL_DEG)
     episode: EpisodeSettings = field(default_factory=EpisodeSettings)
 
     def __post_init__(self) -> None:
@@ -41,7 +45,7 @@ class NavigationSettings:
         if not self.histories or len(set(self.histories)) != len(self.histories):
             raise ConfigError(f"history values must be distinct and at least one, got {list(self.histories)}")
         for history in self.histories:
-            SessionSettings(history=history)  # validates the range
+            self.session_settings(history)  # validates the history and the arrival threshold
         unknown = [planner for planner in self.planners if planner not in PLANNERS]
         if unknown or not self.planners:
             raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, got {list(self.planners)}")
@@ -49,6 +53,10 @@ class NavigationSettings:
             raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
         if self.start_range is not None:
             self._episode_starting_in(*centred_box(*self.start_range))  # validates the box
+
+    def session_settings(self, history: int, planner: str = "direct") -> SessionSettings:
+        """The settings of the model's session with this history and planner."""
+        return SessionSettings(history, arrival_mm=self.arrival[0], arrival_deg=self.arrival[1], planner=planner)
 
     def with_starts(self, kind: str, low, high) -> "NavigationSettings":
         """These settings with episodes starting in ``[low, high]`` per component (mm, degrees), drawn as ``kind``
@@ -112,6 +120,7 @@ def settings_record(settings: NavigationSettings) -> Dict[str, Any]:
     record["histories"], record["planners"] = list(settings.histories), list(settings.planners)
     record["patients"] = list(settings.patients) if settings.patients else None
     record["start_range"] = list(settings.start_range) if settings.start_range else None
+    record["arrival"] = list(settings.arrival)
     return record
 
 

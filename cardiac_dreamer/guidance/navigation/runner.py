@@ -18,7 +18,7 @@ from ...errors import ConfigError
 from ...evaluation.loading import load_run
 from ...evaluation.predictor import Predictor
 from ...io.run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
-from ..session import GuidanceSession, SessionSettings
+from ..session import GuidanceSession
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
 from .report import write_report
@@ -114,7 +114,7 @@ def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoi
     if skipped:
         log.warning("planner 'imagine' skipped: this 'direct' checkpoint has no world model to imagine moves with")
     return [SessionPolicy(_policy_name(history, planner),
-                          GuidanceSession(predictor, SessionSettings(history, planner=planner)))
+                          GuidanceSession(predictor, settings.session_settings(history, planner)))
             for planner in planners for history in settings.histories], skipped
 
 
