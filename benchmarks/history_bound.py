@@ -1,6 +1,7 @@
 """How much could fusing a session's history help, on an evaluation's own predictions?
 
-    python benchmarks/history_bound.py RUN/test_evaluation/predictions.csv DATA_DIR [--frames 2,4,8]
+    python benchmarks/history_bound.py RUN/test_evaluation/predictions.csv DATA_DIR [--frames 2,4,8] \
+        [--stats RUN/dataset_stats.json]
 
 Each evaluated pair's image-only estimate is carried to the present frame by the pose change since (known to a
 session as the moves it made; here the labels' difference), and the last K estimates of a sweep are averaged. This
@@ -9,10 +10,10 @@ sequential estimator that reads only those K estimates and moves has little more
 and K, the fused MAE over the single frame's (per axis, and translation / rotation error), and the lag-1
 autocorrelation of the single-frame errors (near 1: the error repeats from frame to frame, history cannot average it).
 
-With ``--stats RUN/dataset_stats.json`` it also tries undoing the estimator's shrinkage: a model that reads a
-deviation at half its size (``benchmarks/axis_response.py``) reads a known move at half its size too, so each axis'
-gain is measured on the last K estimates against the moves between them (pulled toward 1 by a prior worth
-``PRIOR_FRAMES`` frames one training std apart) and the estimate is stretched away from the training mean by it.
+With ``--stats RUN/dataset_stats.json`` it also tries undoing the estimator's shrinkage: a model that reads deviations
+smaller than they are (``benchmarks/axis_response.py``) reads known moves smaller too, so each axis' gain is measured
+on the last K estimates against the moves between them (pulled toward 1 by a prior worth ``PRIOR_FRAMES`` frames one
+training std from the rest) and the estimate is stretched away from the training mean by its inverse.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def gain_calibrated(labels: np.ndarray, estimates: np.ndarray, frames: int, mean
     calibrated = np.empty_like(estimates)
     for i in range(len(estimates)):
         start = max(0, i - frames + 1)
-        change = labels[start: i + 1] - labels[i]  # where each look was, relative to now (the moves since)
+        change = labels[start: i + 1] - labels[i]  # where each look was, relative to now (minus the moves since)
         looks = estimates[start: i + 1]
         centred = change - change.mean(0)
         prior = PRIOR_FRAMES * std**2
@@ -91,7 +92,7 @@ def main() -> None:
                 stretched = gain_calibrated(labels, estimates, frames, np.array(pose_stats["mean"]),
                                             np.array(pose_stats["std"])) - labels
                 per_axis = np.abs(stretched).mean(0) / np.abs(single).mean(0)
-                print(f"  the same with the gain undone / single frame: "
+                print("  the same with the gain undone / single frame: "
                       + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, per_axis))
                       + f"; translation error {_norm_ratio(stretched, single, slice(0, 3)):.2f}x,"
                       f" rotation error {_norm_ratio(stretched, single, slice(3, 6)):.2f}x")

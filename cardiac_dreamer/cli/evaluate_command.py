@@ -63,7 +63,8 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
              "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: that range "
              "on each axis)")
     add_flag(group, "--arrival", type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is "
-             "within this, e.g. 2.5mm,2.5deg; success is still judged at 5 mm / 5 deg (default: "
+             "within this, e.g. 2.5mm,2.5deg (imagine ranks its candidates in these units); success is still judged at "
+             "5 mm / 5 deg (default: "
              "{:g}mm,{:g}deg)".format(*NavigationSettings.arrival))
     add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
              "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "

@@ -44,8 +44,11 @@ class NavigationSettings:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if not self.histories or len(set(self.histories)) != len(self.histories):
             raise ConfigError(f"history values must be distinct and at least one, got {list(self.histories)}")
+        if len(self.arrival) != 2 or not all(np.isfinite(limit) and limit > 0 for limit in self.arrival):
+            raise ConfigError(f"arrival must be two positive numbers (mm, degrees), e.g. --arrival 2.5mm,2.5deg, "
+                              f"got {list(self.arrival)}")
         for history in self.histories:
-            self.session_settings(history)  # validates the history and the arrival threshold
+            self.session_settings(history)  # validates the range
         unknown = [planner for planner in self.planners if planner not in PLANNERS]
         if unknown or not self.planners:
             raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, got {list(self.planners)}")
