@@ -101,7 +101,7 @@ def test_history_succeeds_as_often_with_fewer_false_arrivals_than_one_frame():
 
 
 class HalfReading(KnownPredictor):
-    """Reads every deviation from the view at half its size, as the demo model does near the view."""
+    """Reads every deviation from the view at half its size (the demo model reads x and positive roll so)."""
 
     def predict(self, images, moves=None):
         return 0.5 * super().predict(images, moves)
