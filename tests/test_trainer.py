@@ -230,8 +230,15 @@ def test_early_stopping_counts_epochs_without_improvement_and_ignores_nan():
 def test_training_stops_early_when_validation_stalls(phantom_dir, tmp_path):
     config = tiny_config(phantom_dir, **{"training.max_epochs": 10, "training.early_stop_patience": 1,
                                          "training.min_delta": 1e6})
-    _, result, _ = fit(config, tmp_path)
+    _, result, run = fit(config, tmp_path)
     assert (result.stop_reason, result.epochs_completed) == ("early_stopping", 2)
+    ranked = sorted(path.name for path in run.checkpoints.glob("epoch=*.ckpt"))
+    # Resuming the stopped run (as --resume_cv does for a fold interrupted while it was evaluated) trains no more:
+    # an extra epoch would join the top-k and could become best.ckpt.
+    _, resumed, _ = fit(config, None, resume_from=run.last_checkpoint, run=run)
+    assert (resumed.stop_reason, resumed.epochs_completed) == ("early_stopping", 2)
+    assert sorted(path.name for path in run.checkpoints.glob("epoch=*.ckpt")) == ranked
+    assert resumed.best_checkpoint == result.best_checkpoint
 
 
 def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(phantom_dir, tmp_path):

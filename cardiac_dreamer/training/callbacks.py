@@ -29,6 +29,11 @@ class EarlyStopping:
             self.best, self.wait = value, 0
         else:
             self.wait += 1
+        return self.stopped
+
+    @property
+    def stopped(self) -> bool:
+        """True once ``patience`` epochs passed without improvement: a run resumed in this state trains no more."""
         return self.patience > 0 and self.wait >= self.patience
 
     def state_dict(self) -> Dict[str, Any]:

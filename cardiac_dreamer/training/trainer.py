@@ -159,9 +159,10 @@ class Trainer:
         logger = MetricLogger(self.run) if main else None
         if main and self.resumed_top_k is not None:
             logger.csv.truncate_after(self.global_step)
-        stop_reason = "max_epochs"
+        # A run resumed from the checkpoint of the epoch that stopped it early trains no further epoch.
+        stop_reason = "early_stopping" if self.early_stopping.stopped else "max_epochs"
         try:
-            while self.epoch < self.cfg.max_epochs:
+            while self.epoch < self.cfg.max_epochs and not self.early_stopping.stopped:
                 epoch = self.epoch
                 started = time.perf_counter()
                 ranked = self.task.start_epoch(epoch)
