@@ -197,6 +197,15 @@ def test_the_pixel_ridge_is_fitted_on_the_checkpoints_training_patients_alone(ph
     np.testing.assert_allclose(report.baselines["pixel_ridge"], expected)
 
 
+def test_the_training_mean_is_the_training_pairs_mean_at1(phantom_dir, evaluated_all):
+    # What is predicted is at1; the model's pose statistics also count at2, half a mean move away.
+    report = evaluated_all[0]
+    train = [r for r in read_records(phantom_dir) if r.patient_id in PHANTOM_SPLIT.train]
+    np.testing.assert_allclose(report.train_mean, np.mean([r.at1 for r in train], axis=0))
+    np.testing.assert_allclose(report.metrics["train_mean"]["mae_x_mm"],
+                               np.abs(report.labels[:, 0] - np.mean([r.at1[0] for r in train])).mean())
+
+
 def test_the_summary_table_ends_with_the_guidance_against_both_baselines(evaluated_all):
     lines = evaluated_all[0].summary_table().splitlines()
     assert "vs pixel" in lines[1] and "ridge" in lines[2]

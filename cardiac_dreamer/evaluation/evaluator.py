@@ -7,7 +7,8 @@ Three predictions of at1 are scored for every pair:
 * ``composed``: the world model's imagined t2 pose with the *real* t1 -> t2 move undone. It uses the future move,
   which a sonographer asking for guidance does not have, so it is reported beside the guidance, never instead;
   the ``"direct"`` variant has none;
-* ``train_mean``: the training poses' mean (stored in the model), the baseline any guidance must beat by a margin;
+* ``train_mean``: the training pairs' mean at1, the baseline any guidance must beat by a margin (``evaluate``
+  alone has only the model's pose mean, which also counts at2);
 * ``baselines.pixel_ridge``: a ridge regression on pooled pixels fitted on the checkpoint's training patients
   (:mod:`cardiac_dreamer.evaluation.baselines`), what a linear model makes of the same images.
 
@@ -65,7 +66,7 @@ TASK_DEFINITIONS = {
     "headline; -at1 is the move to the view under additive labels)",
     "composed": "at1 from the world model's imagined t2 pose with the real t1->t2 move undone: uses the future "
     "move, which guidance does not have; null for the direct variant",
-    "train_mean": "the training poses' mean for every sample: the baseline guidance must beat",
+    "train_mean": "the training pairs' mean at1 for every sample: the baseline guidance must beat",
     "guidance_vs_mean": "guidance MAE / train_mean MAE per axis, and averaged over the six axes (lower is better; "
     "1.0 is no better than predicting the mean)",
     "move_transfer_slope": "world models: (at2(move) - at2(0)) / move per axis over up to 64 evaluated images, for "
@@ -105,7 +106,7 @@ class EvaluationReport:
     labels: np.ndarray  # [N, 6] true at1
     guidance: np.ndarray  # [N, 6] image alone
     composed: Optional[np.ndarray]  # [N, 6] imagined at2 with the real move undone; None for direct models
-    train_mean: np.ndarray  # [6] the training poses' mean
+    train_mean: np.ndarray  # [6] the training pairs' mean at1 (evaluate alone: the model's mean of at1 and at2)
     guidance_losses: np.ndarray  # [N] SmoothL1 in units of the training std, mean over the axes
     composed_losses: Optional[np.ndarray]  # [N]
     patient_ids: List[str]
@@ -369,6 +370,8 @@ def evaluate_checkpoint(
     report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
     labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
     train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
+    if train:  # the mean of what is predicted, at1, as --cv's train_mean (the model's pose mean also counts at2)
+        report.train_mean = np.mean([record.at1 for record in train], axis=0)
     report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
     report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)
     report.metadata = {
