@@ -229,7 +229,8 @@ class Trainer:
             batch = self.task.prepare_batch(raw, train=True)
             window_start = index - index % accumulate
             window_end = min(window_start + accumulate, len(batch_sizes))
-            # A short last window is scaled by its true size, so every window matches one big batch.
+            # A short last window is scaled by its true size, so every window matches one big batch. (Not quite in
+            # label-scarce runs: each micro-batch averages its label terms over its own labelled pairs.)
             weight = batch_sizes[index] / sum(batch_sizes[window_start:window_end])
             step_now = index + 1 == window_end
             sync = contextlib.nullcontext() if step_now or not dist.is_distributed() else self.engine.no_sync()
