@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import reprlib
 import typing
 from dataclasses import dataclass, field
@@ -284,6 +285,22 @@ def apply_overrides(config: Config, overrides: Mapping[str, Any], source: str = 
             raise ConfigError(f"{source}: {dotted!r} is not of the form section.key")
         nested.setdefault(section, {})[key] = value
     return merge(config, nested, source)
+
+
+PATH_KEYS = ("data.data_dir", "data.grouping_file", "data.disk_cache_dir", "model.pretrained_weights")
+
+
+def with_absolute_paths(config: Config) -> Config:
+    """``config`` with those of its folder and file paths that exist from the current directory made absolute
+    (symlinks kept), so that a run resumed from another directory reads what it read when it started. Others stay
+    as written: a grouping file may name one inside the data directory, and a missing path is reported as given."""
+    overrides = {}
+    for key in PATH_KEYS:
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value and os.path.exists(value):
+            overrides[key] = os.path.abspath(value)
+    return apply_overrides(config, overrides, source="absolute paths")
 
 
 def preset_names() -> List[str]:

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import plots
 from .evaluation.baselines import PixelRidge, move_only_predictions, train_mean_predictions
-from .config import Config, apply_overrides
+from .config import Config, apply_overrides, with_absolute_paths
 from .data.prepare import _labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
@@ -175,6 +175,7 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
 
     Every patient folder is read and validated here, before anything is written.
     """
+    config = with_absolute_paths(config)  # cv_plan.json records where the data is, for --resume_cv from anywhere
     k = config.data.cv_folds
     if k < 2:
         raise ConfigError(f"cross-validation needs data.cv_folds >= 2 (--cv K), got {k}")

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import plots
 from .io.checkpoint import load_training_state
-from .config import Config
+from .config import Config, with_absolute_paths
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
@@ -67,6 +67,8 @@ def run_training(
     device = select_device(config.training.device)
     dist.init_process_group(device)
     resume_state = load_training_state(resume_from) if resume_from is not None else None
+    if resume_state is None:
+        config = with_absolute_paths(config)  # the run records where its data is, wherever it is resumed from
     if resume_state is not None:
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)

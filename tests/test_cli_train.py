@@ -64,11 +64,14 @@ def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
     assert stats["splits"]["test"]["patients"] == []
 
 
-def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path):
-    common = ["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"),
+def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path, monkeypatch):
+    # Started with a data directory relative to where it ran, resumed from elsewhere: the run recorded where its data is.
+    monkeypatch.chdir(phantom_dir.parent)
+    common = ["--data_dir", phantom_dir.name, "--output_dir", str(tmp_path / "out"),
               "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]
     assert main([*common, "--max_epochs", "1"]) == 0
     run = only_run_dir(tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
     assert main(["--resume_from_checkpoint", str(run / "checkpoints" / "last.ckpt"), "--max_epochs", "2",
                  "--no_progress"]) == 0
     assert only_run_dir(tmp_path / "out") == run

@@ -9,8 +9,9 @@ import pytest
 
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.cross_validation import (
-    METRICS, PLAN_FILE, RESULT_FILE, fold_dir, plan_cross_validation, run_cross_validation,
+    METRICS, PLAN_FILE, RESULT_FILE, CrossValidationPlan, fold_dir, plan_cross_validation, run_cross_validation,
 )
+from cardiac_dreamer.data import prepare_data
 from cardiac_dreamer.errors import ConfigError
 from test_trainer import tiny_config
 
@@ -136,6 +137,16 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
 
 def copy_of(compared, tmp_path) -> Path:
     return Path(shutil.copytree(compared.cv_dir, tmp_path / compared.cv_dir.name))
+
+
+def test_the_plan_records_the_data_directory_absolute_for_resuming_from_anywhere(grouped_export, monkeypatch):
+    monkeypatch.chdir(grouped_export.parent)
+    plan = plan_cross_validation(grouped_config(grouped_export.name))
+    assert plan.config.data.data_dir == str(grouped_export)
+    assert plan.config.data.grouping_file == "grouping.json"  # inside the data directory, found there as before
+    monkeypatch.chdir("/")
+    stored = CrossValidationPlan.from_dict(json.loads(json.dumps(plan.to_dict())), PLAN_FILE)  # as --resume_cv reads
+    assert prepare_data(stored.fold_config("dreamer", SEED).data, stored.run_split(0)).records["train"]
 
 
 def test_resume_cv_retrains_only_the_fold_without_a_result(compared, tmp_path):
