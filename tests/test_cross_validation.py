@@ -61,6 +61,14 @@ def test_held_out_test_patients_are_in_no_fold(grouped_export):
         assert "anna" not in fold.train + fold.val
 
 
+@pytest.mark.parametrize("extra", [["--cv", "2", "--seeds", "0"], ["--seeds", "0"]])
+def test_zero_seeds_is_refused_in_one_line_before_anything_runs(grouped_export, tmp_path, capsys, extra):
+    code = main(["--data_dir", str(grouped_export), "--output_dir", str(tmp_path / "out"), *extra])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and "--seeds" in error, error
+    assert not (tmp_path / "out").exists()
+
+
 def test_cv_needs_at_least_two_folds(grouped_export):
     with pytest.raises(ConfigError, match="cv_folds"):
         plan_cross_validation(grouped_config(grouped_export, **{"data.cv_folds": 0}))

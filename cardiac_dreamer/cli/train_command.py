@@ -181,7 +181,7 @@ def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) ->
     try:
         config = _config(args, chosen)
         mode = chosen or (CROSS_VALIDATION if config.data.cv_folds else TRAINING)
-        if (args.compare or args.seeds) and mode is not CROSS_VALIDATION:
+        if (args.compare or args.seeds is not None) and mode is not CROSS_VALIDATION:
             raise CardiacDreamerError(f"--{'compare' if args.compare else 'seeds'} applies to cross-validation "
                                       "folds: add --cv K")
         return mode.run(args, config, argv)
@@ -240,7 +240,7 @@ def _cross_validate(args: argparse.Namespace, config: Config, argv: List[str]) -
     from ..cross_validation import run_cross_validation
 
     cv = run_cross_validation(config, _output_dir(args), compare=args.compare, resume_dir=args.resume_cv,
-                              argv=argv, progress=not args.no_progress, seeds=args.seeds or 1)
+                              argv=argv, progress=not args.no_progress, seeds=1 if args.seeds is None else args.seeds)
     print(f"cross-validation directory: {cv.cv_dir}")
     print(cv.summary_table())
     return 0
