@@ -81,6 +81,19 @@ def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_d
     assert sum(line.startswith("epoch,") for line in lines) == 1
 
 
+def test_resuming_with_another_scheduler_is_one_line_naming_it(phantom_dir, tmp_path, capsys):
+    assert main(["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+                 "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]) == 0
+    last = only_run_dir(tmp_path / "out") / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+    capsys.readouterr()
+    code = main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", "--scheduler", "cosine", "--no_progress"])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert "training.scheduler plateau" in error and "cosine" in error and "damaged" not in error
+    assert last.read_bytes() == before
+
+
 def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "cardiac_dreamer.train", "--demo", "--output_dir", str(tmp_path),

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
 from ..config import Config
 from ..runtime.devices import resolve_precision, select_device
-from ..errors import CardiacDreamerError, CheckpointError
+from ..errors import CardiacDreamerError, CheckpointError, ConfigError
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
 from ..task import GuidanceTask, Task
@@ -398,6 +398,10 @@ class Trainer:
         if broken is not None:  # training would go on from NaN and save NaN models
             raise CheckpointError(f"{path}: weight {broken} holds NaN or infinite values; resume from an earlier "
                                   "run or retrain")
+        trained_with = (state.config or {}).get("training", {}).get("scheduler", self.cfg.scheduler)
+        if trained_with != self.cfg.scheduler:  # another scheduler's state would read as a damaged file
+            raise ConfigError(f"{path}: the run was trained with training.scheduler {trained_with} and cannot switch "
+                              f"to {self.cfg.scheduler} on resume; keep --scheduler {trained_with}")
         parts = (
             ("optimizer_state", lambda: self.optimizer.load_state_dict(state.optimizer_state)),
             ("scheduler_state", lambda: self.schedule.load_state_dict(state.scheduler_state)),
