@@ -435,9 +435,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
                      + ", ".join(f"{METRIC_LABELS[m]} {_mean_std_text(composed['mean'][m], composed['std'][m])}"
                                  for m in ("translation_error_mm", "rotation_error_deg")))
     lines.append("")
-    lines.append(f"{'patient (fold)':24}" + "".join(f"{v + ' mm / deg':>20}" for v in variants))
+    lines.append(f"{'patient (fold)':24}" + "".join(f"{v + ' mm / deg':>22}" for v in variants))
     for patient, row in summary["per_patient"].items():
-        cells = "".join(f"{_pair_text(row.get(v)):>20}" for v in variants)
+        cells = "".join(f"{_pair_text(row.get(v)):>22}" for v in variants)
         lines.append(f"{patient + ' (' + str(row['fold']) + ')':24}{cells}")
     return "\n".join(lines)
 

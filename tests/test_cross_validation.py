@@ -1,6 +1,7 @@
 """Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, the
 dreamer-vs-direct comparison and its baselines, end to end on the tiny phantom."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -137,6 +138,8 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
     table = compared.summary_table()
     header = next(line for line in table.splitlines() if line.startswith("metric"))
     assert header.split() == ["metric", "dreamer", "direct", "move_only", "pixel_ridge", "train_mean", "change"]
+    patients = next(line for line in table.splitlines() if line.startswith("patient (fold)"))
+    assert re.search(r"deg +pixel_ridge mm / deg +train_mean", patients), patients  # columns apart, however long
     translation = next(line for line in table.splitlines() if line.startswith("translation error (mm)"))
     assert f"{results['direct']['mean']['translation_error_mm']:.3f} ±" in translation
     assert translation.endswith("%")
