@@ -283,6 +283,7 @@ def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_
         ({"trajectory": "spiral"}, "trajectory"),
         ({"version": "v5"}, "version"),
         ({"pairs_per_patient": 5, "frames_per_patient": 12}, "2 frames each"),
+        ({"frames_per_patient": 3}, "--frames must be an even number >= 2, got 3"),
         ({"frames_per_patient": 3, "trajectory": "sonographer"}, "sonographer walk"),
         ({"pairs_per_patient": 0}, "pair"),
     ],

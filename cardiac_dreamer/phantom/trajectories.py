@@ -75,7 +75,10 @@ def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tu
     if mode in ("random", "sweep"):
         frames = 2 * pairs if frames is None else frames
         pairs = frames // 2 if pairs is None else pairs
-        if frames != 2 * pairs or frames < 2:
+        if frames % 2 or frames < 2:
+            raise ConfigError(f"{mode} phantom pairs use 2 frames each, so --frames must be an even number >= 2, "
+                              f"got {frames}")
+        if frames != 2 * pairs:
             raise ConfigError(f"{mode} phantom pairs use 2 frames each: {pairs} pairs need {2 * pairs} frames, "
                               f"got frames_per_patient={frames}")
         return frames, pairs
