@@ -86,14 +86,10 @@ class LatentTarget:
 
     @torch.no_grad()
     def update(self, backbone: nn.Module) -> None:
-        """Move each weight ``1 - momentum`` of the way to the backbone's; BatchNorm statistics are copied."""
+        """Move each weight ``1 - momentum`` of the way to the backbone's; BatchNorm statistics are copied (the running
+        ones: an epoch's recomputed statistics reach the target only through the next step)."""
         for target, source in zip(self.encoder.parameters(), backbone.parameters()):
             target.lerp_(source.detach(), 1.0 - self.momentum)
-        self.copy_statistics(backbone)
-
-    @torch.no_grad()
-    def copy_statistics(self, backbone: nn.Module) -> None:
-        """Take the backbone's BatchNorm statistics (after each step, and when they are recomputed)."""
         for target, source in zip(self.encoder.buffers(), backbone.buffers()):
             target.copy_(source)
 
@@ -189,8 +185,6 @@ class GuidanceTask:
     def batchnorm_forward(self, batch: Batch) -> None:
         with self.autocast():
             self.model(batch["image_t1"])  # the image path alone: the dreamer holds no BatchNorm
-        if self.latent_target is not None:  # the target reads image t2 with the statistics the backbone now has
-            self.latent_target.copy_statistics(self.model.backbone)
 
     def parameter_groups(self) -> List[Dict[str, Any]]:
         """One group: every trainable parameter, in the model's order (the order saved optimizer states follow)."""

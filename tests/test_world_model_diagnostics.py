@@ -30,12 +30,6 @@ def test_the_best_checkpoint_holds_the_latent_target_encoder(trained):
     checkpoint = load_checkpoint(trained.fit.best_checkpoint)
     backbone_keys = {key[len("backbone."):] for key in checkpoint.model_state if key.startswith("backbone.")}
     assert set(checkpoint.target_encoder) == backbone_keys
-    # The epoch's BatchNorm statistics are recomputed before validation and saving; the target reads image t2 with
-    # the same ones, not with those of the last optimizer step.
-    statistics = [key for key in backbone_keys if key.endswith(("running_mean", "running_var"))]
-    assert statistics
-    for key in statistics:
-        assert torch.equal(checkpoint.target_encoder[key], checkpoint.model_state["backbone." + key]), key
 
 
 def test_a_dreamer_evaluation_reports_latent_and_at2_errors(trained):
