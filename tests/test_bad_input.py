@@ -225,6 +225,20 @@ def output_dir_unwritable(case):
     return [str(blocker / "outputs"), "output directory is not writable"]
 
 
+def output_dir_is_a_file(case):
+    path = case.output / "a_file"
+    path.write_text("")
+    case.args[3] = str(path)
+    return [str(path), "output directory is a file"]
+
+
+def resume_from_a_run_directory(case):
+    run = case.output / "run_1"
+    (run / "checkpoints").mkdir(parents=True)
+    case.args += ["--resume_from_checkpoint", str(run)]
+    return [str(run), "a directory, not a checkpoint file", "last.ckpt"]
+
+
 def resume_checkpoint_missing(case):
     path = case.output / "run_1" / "checkpoints" / "last.ckpt"
     case.args += ["--resume_from_checkpoint", str(path)]
@@ -259,7 +273,8 @@ CASES = [
     image_not_decodable, png_truncated, image_with_transparency, image_of_floating_point_pixels, duplicate_entries,
     patient_listed_twice, patient_in_two_splits, unknown_patient, grouping_names_unknown_folder,
     config_value_of_wrong_type, config_unknown_key, config_not_yaml, config_file_missing, flag_value_of_wrong_type,
-    output_dir_unwritable, resume_checkpoint_missing, resume_checkpoint_foreign, resume_from_a_model_checkpoint,
+    output_dir_unwritable, output_dir_is_a_file, resume_checkpoint_missing, resume_from_a_run_directory,
+    resume_checkpoint_foreign, resume_from_a_model_checkpoint,
 ]
 
 

@@ -180,6 +180,9 @@ def load_training_state(path: PathLike) -> TrainingState:
 
 
 def _load_payload(path: Path) -> Any:
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file (a run keeps its own in "
+                              "checkpoints/: last.ckpt to resume, averaged.ckpt or best.ckpt to evaluate)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

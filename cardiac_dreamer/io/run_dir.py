@@ -244,6 +244,8 @@ def _data_roots(data: Path) -> List[Path]:
 def ensure_writable(directory: Path) -> None:
     """Create ``directory`` if needed and prove it is writable, before any work starts."""
     directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory}: output directory is a file; name a directory (new or existing)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         probe = directory / f".write_probe_{os.getpid()}"
