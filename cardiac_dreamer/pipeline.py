@@ -69,7 +69,7 @@ def run_training(
     resume_state = load_training_state(resume_from) if resume_from is not None else None
     if resume_state is None:
         config = with_absolute_paths(config)  # the run records where its data is, wherever it is resumed from
-    if resume_state is not None:
+    else:
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)
         _check_own_run(resume_from, resume_state.config)
