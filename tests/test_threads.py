@@ -249,3 +249,27 @@ def test_the_governor_acts_only_where_the_command_line_chose_the_count():
     ceiling = choose_threads(len(cpus), cgroup_cpu_quota(), {}, physical_cores(cpus)).ceiling
     assert run_python(GOVERNED, {}) == [str(ceiling)]
     assert run_python(GOVERNED, {"OMP_NUM_THREADS": "2"}) == ["None"]
+
+
+PINNED = """
+    import cardiac_dreamer.cli.train_command
+    import torch
+    from cardiac_dreamer.runtime.threads import pin_threads
+    print(torch.get_num_threads(), pin_threads(), torch.get_num_threads())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/loadavg").exists() or usable_cpus() < 2, reason="needs /proc and 2 CPUs")
+def test_a_deterministic_run_takes_every_core_even_beside_a_busy_process():
+    # Float sums follow the thread count, so a deterministic run must not take fewer threads because of the load.
+    cpus = allowed_cpus()
+    ceiling = choose_threads(len(cpus), cgroup_cpu_quota(), {}, physical_cores(cpus)).ceiling
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN])
+    try:
+        started, pinned, now = run_python(PINNED, {})
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert int(started) == max(1, ceiling - 1)  # the start left the busy core to the spinner...
+    assert int(pinned) == int(now) == ceiling  # ...and the deterministic run takes it back
+    assert run_python(PINNED, {"OMP_NUM_THREADS": "1"}) == ["1", "None", "1"]  # the user's count stays theirs

@@ -147,6 +147,19 @@ class ThreadGovernor:
         return threads
 
 
+def pin_threads() -> Optional[int]:
+    """For deterministic runs: every thread this process may use, busy cores or not, so that the same command gives
+    the same float sums however busy the machine was when it started (the count :func:`apply_thread_policy` chose
+    left busy cores out). None, and nothing changed, where the count is not ours (as for :func:`thread_governor`)."""
+    if DECIDED is None:
+        return None
+    import torch
+
+    count = DECIDED.ceiling or DECIDED.threads
+    torch.set_num_threads(count)
+    return count
+
+
 def thread_governor() -> Optional[ThreadGovernor]:
     """The governor of this process's torch threads; None where the count is not ours to change (the user set
     ``OMP_NUM_THREADS``, torch was imported before :func:`apply_thread_policy`) or ``/proc`` cannot tell."""

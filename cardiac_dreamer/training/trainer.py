@@ -25,7 +25,7 @@ from ..errors import CardiacDreamerError, CheckpointError, ConfigError
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
 from ..task import GuidanceTask, Task
-from ..runtime.threads import thread_governor
+from ..runtime.threads import pin_threads, thread_governor
 from . import distributed as dist
 from .averaging import average_checkpoints
 from .callbacks import EarlyStopping, LRSchedule
@@ -87,8 +87,12 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
         self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
-        # Shares the cores with jobs started beside this one; not in deterministic runs (float sums follow the count).
+        # Shares the cores with jobs started beside this one; not in deterministic runs (float sums follow the count),
+        # which take every core they may use whatever the load was at start.
         self.thread_governor = None if self.cfg.deterministic else thread_governor()
+        pinned = pin_threads() if self.cfg.deterministic else None
+        if pinned is not None:
+            log.info("threads: %d (deterministic: the same count however busy the machine is)", pinned)
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
