@@ -87,12 +87,13 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
         self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
-        # Shares the cores with jobs started beside this one; not in deterministic runs (float sums follow the count),
-        # which take every core they may use whatever the load was at start.
-        self.thread_governor = None if self.cfg.deterministic else thread_governor()
-        pinned = pin_threads() if self.cfg.deterministic else None
-        if pinned is not None:
-            log.info("threads: %d (deterministic: the same count however busy the machine is)", pinned)
+        # Shares the cores with jobs started beside this one, except in deterministic runs (float sums follow the
+        # count): those take every core they may use, whatever the load was at start.
+        self.thread_governor = None
+        if not self.cfg.deterministic:
+            self.thread_governor = thread_governor()
+        elif pin_threads() is not None:
+            log.info("threads: %d (deterministic: the same count however busy the machine is)", torch.get_num_threads())
 
     # ----------------------------------------------------------------------------------------------- setup
     def setup(self, model: torch.nn.Module, train_set: Dataset, val_set: Dataset,
