@@ -1,5 +1,6 @@
 """``cardiac-evaluate`` end to end: the files it writes, and one clean line for every user error."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,44 @@ def test_an_empty_split_is_refused(phantom_dir, tmp_path, capsys):
     checkpoint = save_tiny_checkpoint(tmp_path / "no_test.ckpt", phantom_dir, split=no_test)
     code = main(["--checkpoint", str(checkpoint), "--split", "test", "--device", "cpu"])
     assert_one_error_line(capsys, code, "test split", "no patients")
+
+
+def test_an_evaluation_refused_inside_the_data_makes_nothing_there(phantom_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(phantom_dir, data)
+    inside = save_tiny_checkpoint(data / "model.ckpt", data)  # its run directory is the data directory
+    before = sorted(data.iterdir())
+    assert_one_error_line(capsys, main(["--checkpoint", str(inside), "--device", "cpu"]), "inside the data directory")
+    assert sorted(data.iterdir()) == before
+
+
+def test_a_failed_evaluation_leaves_no_empty_output_folder(phantom_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(phantom_dir, data)
+    checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", data)
+    damaged = sorted((data / "phantom_01" / "ft1").glob("*.png"))[0]  # a training image: only the ridge reads it
+    damaged.write_bytes(b"not a png")
+    output = tmp_path / "evaluation"
+    code = main(["--checkpoint", str(checkpoint), "--output_dir", str(output), "--device", "cpu"])
+    assert_one_error_line(capsys, code, damaged.name)
+    assert not output.exists()
+
+
+def test_a_grouped_run_is_evaluated_after_its_data_and_grouping_file_moved(phantom_dir, tmp_path, capsys):
+    grouping = {"phantom_01": "anna", "phantom_02": "anna", "phantom_03": "ben", "phantom_04": "carl"}
+    data = tmp_path / "data"
+    shutil.copytree(phantom_dir, data)
+    (data / "groups.json").write_text(json.dumps(grouping))
+    split = PatientSplit(train=["anna"], val=["ben"], test=["carl"])
+    checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", data, split, grouping_file=data / "groups.json",
+                                      grouping=grouping)
+    moved = data.rename(tmp_path / "moved")
+    output = tmp_path / "evaluation"
+    code = main(["--checkpoint", str(checkpoint), "--data_dir", str(moved), "--output_dir", str(output),
+                 "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["samples"] == 12 and list(metrics["per_patient"]) == ["carl"]
 
 
 def test_the_command_line_prints_no_traceback(tmp_path):

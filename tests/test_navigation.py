@@ -2,6 +2,7 @@
 ``cardiac-evaluate --navigate`` end to end."""
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,14 @@ from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.guidance.navigation import EpisodeSettings, follow, run_episode
 from cardiac_dreamer.guidance.navigation.patients import FRESH_FIRST_INDEX, resolve_patients
 from cardiac_dreamer.guidance.navigation.policies import SessionPolicy, baseline_policies
-from cardiac_dreamer.guidance.navigation.report import FILES
+from cardiac_dreamer.guidance.navigation.report import FILES, summary_table
+from cardiac_dreamer.guidance.navigation.result import NavigationResult, NavigationSettings
 from cardiac_dreamer.guidance.navigation.scoring import (hierarchical_bootstrap_interval, paired_differences, summarize,
                                                 wilson_interval)
 from cardiac_dreamer.guidance.navigation.simulator import start_pose
 from cardiac_dreamer.guidance.navigation.starts import inside, start_box
 from cardiac_dreamer.io.checkpoint import load_checkpoint
+from cardiac_dreamer.phantom.patient import PATIENT_FILE
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings, within
 from test_cli_evaluate import assert_one_error_line
 from test_predictor import save_tiny_checkpoint
@@ -327,6 +330,32 @@ def test_navigate_refuses_an_output_inside_the_data(run_checkpoint, phantom_dir,
                  "--device", "cpu"])
     assert_one_error_line(capsys, code, "inside the data directory")
     assert not (phantom_dir / "nav").exists()
+
+
+def test_navigate_keeps_out_of_the_data_of_a_checkpoint_trained_on_real_data(phantom_dir, tmp_path, capsys):
+    real = tmp_path / "real"  # a real export: no phantom descriptions, so fresh phantom patients are navigated
+    shutil.copytree(phantom_dir, real)
+    for description in real.rglob(PATIENT_FILE):
+        description.unlink()
+    checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", real)
+    before = sorted(real.iterdir())
+    code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "1", "--max_steps", "1",
+                 "--history", "0", "--output_dir", str(real / "nav"), "--device", "cpu"])
+    assert_one_error_line(capsys, code, "inside the data directory")
+    assert sorted(real.iterdir()) == before
+
+
+def test_the_table_keeps_final_errors_of_three_digits_apart():
+    far = EpisodeSettings(start_low=(120.0,) * 3 + (140.0, 0.0, 0.0), start_high=(150.0,) * 3 + (150.0, 0.0, 0.0),
+                          max_steps=1)  # staying put ends over 200 mm and 140 degrees away
+    episodes = episodes_of(baseline("stay"), far, count=4)
+    result = NavigationResult(episodes, {"stay": "stays put"}, [], NavigationSettings(episodes=4, episode=far),
+                              {"patients_from": "fake", "training_range": {"low": [-1.0] * 6, "high": [1.0] * 6}})
+    row = next(line for line in summary_table(result).splitlines() if line.startswith("stay"))
+    final_mm, final_deg = result.summary["stay"]["overall"]["final_translation_error_mm"]["value"], \
+        result.summary["stay"]["overall"]["final_rotation_error_deg"]["value"]
+    assert min(final_mm, final_deg) >= 100
+    assert f"] {final_deg:.1f} [" in row
 
 
 def test_navigation_flags_need_navigate(run_checkpoint):

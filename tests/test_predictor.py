@@ -1,5 +1,6 @@
 """Predictor / load_model: a checkpoint loaded for notebooks, fed any image form exactly like training."""
 from pathlib import Path
+from typing import Dict, Optional
 
 import numpy as np
 import pytest
@@ -17,18 +18,22 @@ from cardiac_dreamer.runtime import devices
 PHANTOM_SPLIT = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
 
 
-def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANTOM_SPLIT, variant: str = "dreamer"):
+def save_tiny_checkpoint(path: Path, data_dir: Path, split: PatientSplit = PHANTOM_SPLIT, variant: str = "dreamer",
+                         grouping_file: Optional[Path] = None, grouping: Optional[Dict[str, str]] = None):
     """A small untrained model saved exactly as training saves a model checkpoint (also used by the evaluator and
-    CLI tests); statistics fitted on the split's training patients."""
+    CLI tests); statistics fitted on the split's training patients (their folders, with ``grouping``)."""
     torch.manual_seed(0)
     config = Config.from_dict({
         "model": {"variant": variant, "d_model": 32, "num_heads": 2, "num_layers": 1},
-        "data": {"data_dir": str(data_dir), "image_size": 64},
+        "data": {"data_dir": str(data_dir), "image_size": 64,
+                 "grouping_file": str(grouping_file) if grouping_file else None},
     })
-    model = build_model(config, NormalizationStats.fit(read_records(data_dir, split.train or split.patients())))
+    patients = split.train or split.patients()
+    folders = [folder for folder, patient in grouping.items() if patient in patients] if grouping else patients
+    model = build_model(config, NormalizationStats.fit(read_records(data_dir, folders)))
     return save_checkpoint(path, ModelCheckpoint(
         config=config.to_dict(), model_state=model.state_dict(), epoch=3, global_step=12,
-        split=split.to_dict(), data_dir=str(data_dir),
+        split=split.to_dict(), data_dir=str(data_dir), grouping=grouping,
     ))
 
 

@@ -34,15 +34,17 @@ class PreparedData:
     labelled_patients: Optional[List[str]] = None  # label-scarce runs: the training patients whose labels count
 
 
-def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None) -> PreparedData:
+def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
+                 grouping: Optional[Dict[str, str]] = None) -> PreparedData:
     """Read and validate every patient folder of ``cfg.data_dir`` and split them by patient.
 
     The split comes from ``cfg`` (manual lists or a seeded automatic split) unless one is given, e.g. a fold of
     :func:`~cardiac_dreamer.data.kfold_splits` or the split stored in a checkpoint; a given split must only name
-    patients that exist. Statistics are fitted on the training records (pose statistics on the labelled ones only,
-    in label-scarce runs): a new model takes them, a trained one carries its own.
+    patients that exist. ``grouping`` (a checkpoint's, ``{folder: patient_id}``) replaces ``cfg.grouping_file``.
+    Statistics are fitted on the training records (pose statistics on the labelled ones only, in label-scarce
+    runs): a new model takes them, a trained one carries its own.
     """
-    records, grouping = read_grouped_records(cfg)
+    records, grouping = read_grouped_records(cfg, grouping)
     patients = sorted(set(grouping.values()))
 
     if split is None:
@@ -68,13 +70,20 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None) -> Prepa
     )
 
 
-def read_grouped_records(cfg: DataConfig) -> Tuple[List[TransitionRecord], Dict[str, str]]:
+def read_grouped_records(cfg: DataConfig, recorded: Optional[Dict[str, str]] = None,
+                         ) -> Tuple[List[TransitionRecord], Dict[str, str]]:
     """Every record of ``cfg.data_dir``, validated, and the grouping ``{folder: patient_id}`` (folders the grouping
-    file does not name are their own patient); cross-validation deals these patient ids into folds."""
+    does not name are their own patient); cross-validation deals these patient ids into folds.
+
+    The grouping is ``recorded`` when given (a checkpoint's: it still holds once the data and its grouping file
+    have moved), else ``cfg.grouping_file``'s."""
     folders = find_patient_folders(cfg.data_dir)
-    grouping = {folder: folder for folder in folders}
-    if cfg.grouping_file:
+    if recorded is not None:
+        grouping = {folder: recorded.get(folder, folder) for folder in folders}
+    elif cfg.grouping_file:
         grouping = read_grouping(_grouping_path(cfg), folders)
+    else:
+        grouping = {folder: folder for folder in folders}
     return read_records(cfg.data_dir, folders, grouping, cfg.max_pairs_per_patient), grouping
 
 

@@ -49,7 +49,8 @@ from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
 from ..names import SPLIT_NAMES
-from ..io.run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ..io.run_dir import (RunDirectory, ensure_outside, ensure_writable, removed_if_left_empty,
+                          timestamped_directory)
 from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run
@@ -358,32 +359,38 @@ def evaluate_checkpoint(
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
     chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
     data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
-    prepared = prepare_data(data_cfg, split=patient_split)
+    prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
     verify_undecoded_images([dataset], data_cfg.image_size)
-    output_dir = Path(output_dir) if output_dir is not None else timestamped_directory(
-        RunDirectory.of_checkpoint(checkpoint_path).root, f"evaluation_{split}")
-    ensure_outside(output_dir, data_cfg.data_dir, "evaluation output")
-    ensure_writable(output_dir)
-    target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
-    report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
-    labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
-    train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
-    if train:  # the mean of what is predicted, at1, as --cv's train_mean (the model's pose mean also counts at2)
-        report.train_mean = np.mean([record.at1 for record in train], axis=0)
-    report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
-    report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)
-    report.metadata = {
-        "checkpoint": str(checkpoint_path.resolve()),
-        "epoch": checkpoint.epoch,  # of the best-ranked one, for an averaged checkpoint
-        "averaged_epochs": checkpoint.metrics.get("averaged_epochs"),  # null unless averaged (training.average_top_k)
-        "variant": config.model.variant,
-        "split": split,
-        "data_dir": str(Path(data_cfg.data_dir).resolve()),
-        "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    write_report(report, output_dir)
+    default_dir = RunDirectory.of_checkpoint(checkpoint_path).root / f"evaluation_{split}"
+    ensure_outside(default_dir if output_dir is None else Path(output_dir), data_cfg.data_dir, "evaluation output")
+    made_here = output_dir is None or not Path(output_dir).exists()
+    if output_dir is None:
+        output_dir = timestamped_directory(default_dir.parent, default_dir.name)
+    else:
+        output_dir = Path(output_dir)
+        ensure_writable(output_dir)
+    with removed_if_left_empty(output_dir, made_here):
+        target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
+        report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
+        labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
+        train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
+        if train:  # the mean of what is predicted, at1, as --cv's train_mean (the model's pose mean also counts at2)
+            report.train_mean = np.mean([record.at1 for record in train], axis=0)
+        report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
+        report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)
+        report.metadata = {
+            "checkpoint": str(checkpoint_path.resolve()),
+            "epoch": checkpoint.epoch,  # of the best-ranked one, for an averaged checkpoint
+            # null unless averaged (training.average_top_k)
+            "averaged_epochs": checkpoint.metrics.get("averaged_epochs"),
+            "variant": config.model.variant,
+            "split": split,
+            "data_dir": str(Path(data_cfg.data_dir).resolve()),
+            "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        write_report(report, output_dir)
     return report, output_dir
 
 

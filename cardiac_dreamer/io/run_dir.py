@@ -241,6 +241,19 @@ def _data_roots(data: Path) -> List[Path]:
     return roots
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(directory: Path, made_here: bool) -> Iterator[Path]:
+    """Run the block that fills ``directory``; should it fail while the directory is still empty and this command
+    made it (``made_here``), remove it again: a failed command leaves no empty folder behind, and a folder that was
+    there before is never touched."""
+    try:
+        yield directory
+    except BaseException:
+        if made_here and directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
+
+
 def ensure_writable(directory: Path) -> None:
     """Create ``directory`` if needed and prove it is writable, before any work starts."""
     directory = Path(directory)

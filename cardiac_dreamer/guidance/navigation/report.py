@@ -28,8 +28,9 @@ FILES = ("navigation.json", "episodes.csv", "navigation.png", "episode_strip.png
 MAX_STRIP_FRAMES = 10
 DPI = 100
 SIMULATION = {
-    "patients": "static phantom hearts (cardiac_dreamer.phantom), fresh speckle per frame; no cardiac or breathing "
-    "motion, no probe pressure",
+    "patients": "phantom hearts (cardiac_dreamer.phantom) as each patient's phantom.json describes them: v4 hearts "
+    "beat and breathe (each frame at a random cardiac and breathing phase), v3 hearts are static; fresh speckle per "
+    "frame; no probe pressure",
     "frames": "rendered at the image size the patient was written at (what training saw) and preprocessed by the "
     "model exactly as in training; fresh patients at the checkpoint's image size",
     "start": "a pose in the start box (settings.episode.start_low..start_high; mm for x, y, z, degrees for the "
@@ -196,13 +197,13 @@ def summary_table(result: NavigationResult) -> str:
     for group in [None] if list(starts) == [START_GROUPS[0]] else list(starts):
         if group is not None:
             lines.append(f"starts {group.replace('_', ' ')} ({starts[group]['episodes']} episodes per policy):")
-        lines.append(f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16}{'final mm':>19}{'final deg':>19}"
+        lines.append(f"{'policy':18}{'success 5/5':>16}{'success 10/10':>16} {'final mm':>19} {'final deg':>19}"
                      f"{'moves to succ.':>16}{'path mm':>9}{'path deg':>9}{'false arrival':>16}")
         for name in result.policies:
             scores = result.summary[name]["overall"] if group is None else result.summary[name]["starts"][group]
             lines.append(
                 f"{name:18}{_rate(scores['success_5']):>16}{_rate(scores['success_10']):>16}"
-                f"{_mean(scores['final_translation_error_mm']):>19}{_mean(scores['final_rotation_error_deg']):>19}"
+                f" {_mean(scores['final_translation_error_mm']):>19} {_mean(scores['final_rotation_error_deg']):>19}"
                 f"{_number(scores['steps_to_success']['value']):>16}{_number(scores['path_length_mm']['value']):>9}"
                 f"{_number(scores['path_length_deg']['value']):>9}{_rate(scores['false_arrival']):>16}"
             )

@@ -60,7 +60,9 @@ def navigate_checkpoint(
     if settings.split in ("train", "all") and source_dir is not None:
         log.warning("navigating on training patients (--split %s): this says little about new patients",
                     settings.split)
-    output_dir = _output_directory(checkpoint_path, output_dir, source_dir)
+    user_data = [Path(folder) for folder in (source_dir, data_dir, checkpoint.data_dir)
+                 if folder and Path(folder).is_dir()]
+    output_dir = _output_directory(checkpoint_path, output_dir, user_data)
     policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy()) + model_policies
     started = time.perf_counter()
     episodes = run_policies(policies, patients, settings, predictor.composition, progress)
@@ -122,18 +124,18 @@ def _policy_name(history: int, planner: str) -> str:
     return f"model_h{history}" + ("" if planner == "direct" else f"_{planner}")
 
 
-def _output_directory(checkpoint_path: Path, output_dir: Optional[PathLike], data_dir: Optional[Path]) -> Path:
-    """The report's directory, refused inside the data and proven writable before any episode runs."""
-    if output_dir is not None:
-        output_dir = Path(output_dir)
-        if data_dir is not None:
-            ensure_outside(output_dir, data_dir, "navigation output")
-        ensure_writable(output_dir)
-        return output_dir
-    run_root = RunDirectory.of_checkpoint(checkpoint_path).root
-    if data_dir is not None:
-        ensure_outside(run_root / "navigation", data_dir, "navigation output")
-    return timestamped_directory(run_root, "navigation")
+def _output_directory(checkpoint_path: Path, output_dir: Optional[PathLike], user_data: Sequence[Path]) -> Path:
+    """The report's directory, refused inside any of the user's data directories (the patients' source, and the
+    checkpoint's own data even when it is real data and fresh phantom patients are navigated) and proven writable
+    before any episode runs."""
+    chosen = Path(output_dir) if output_dir is not None else RunDirectory.of_checkpoint(checkpoint_path).root / \
+        "navigation"
+    for data_dir in user_data:
+        ensure_outside(chosen, data_dir, "navigation output")
+    if output_dir is None:
+        return timestamped_directory(chosen.parent, chosen.name)
+    ensure_writable(chosen)
+    return chosen
 
 
 __all__ = ["NavigationResult", "NavigationSettings", "navigate_checkpoint", "run_policies"]
