@@ -14,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.text import Text
 from matplotlib.ticker import MaxNLocator
 
 from .io.fileio import atomic_open
@@ -56,11 +58,15 @@ def figure(width: float, height: float, title: str = "") -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
-    """Render atomically: readers see the old plot or the new one, never half of one."""
+    """Render atomically: readers see the old plot or the new one, never half of one. Every text is drawn as
+    written: a patient folder named ``p$\\bad$`` is a name, not a formula for matplotlib's math parser to fail on
+    (tick labels made while drawing follow the rc setting, the texts already made are told one by one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas: no pyplot, no global backend switch
-    with atomic_open(path, "wb") as handle:
+    with matplotlib.rc_context({"text.parse_math": False}), atomic_open(path, "wb") as handle:
+        for text in fig.findobj(Text):
+            text.set_parse_math(False)
         fig.savefig(handle, format="png", dpi=dpi)
     log.debug("wrote %s", path)
     return path

@@ -186,6 +186,32 @@ def test_read_grayscale_scales_16_bit_images_instead_of_clipping(tmp_path):
     assert read_grayscale(path, 2).tolist() == [[0, 128], [255, 1]]
 
 
+def test_read_grayscale_reads_a_big_endian_16_bit_tiff(tmp_path):
+    path = tmp_path / "sixteen.tif"
+    values = np.array([[0, 32896], [65535, 257]], dtype=">u2")
+    Image.frombytes("I;16B", (2, 2), values.tobytes()).save(path)
+    assert Image.open(path).mode == "I;16B"
+    assert read_grayscale(path, 2).tolist() == [[0, 128], [255, 1]]
+
+
+@pytest.mark.parametrize("image, transparent", [
+    (Image.new("L", (8, 8), 100), 100),
+    (Image.fromarray(np.full((8, 8), 1000, dtype=np.uint16)), 1000),
+    (Image.new("RGB", (8, 8), (10, 20, 30)), (10, 20, 30)),
+])
+def test_a_transparent_colour_in_any_mode_is_refused(tmp_path, image, transparent):
+    path = tmp_path / "transparent.png"
+    image.save(path, transparency=transparent)
+    with pytest.raises(DataError, match="transparent pixels"):
+        read_grayscale(path, 8)
+
+
+def test_a_transparent_colour_no_pixel_uses_is_no_transparency(tmp_path):
+    path = tmp_path / "opaque.png"
+    Image.new("RGB", (8, 8), (120, 120, 120)).save(path, transparency=(1, 2, 3))
+    assert read_grayscale(path, 8).mean() == pytest.approx(120, abs=1)
+
+
 def test_read_grayscale_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(DataError, match="missing.png: image not found"):
         read_grayscale(tmp_path / "missing.png", 64)

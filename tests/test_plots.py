@@ -60,6 +60,14 @@ def test_dataset_statistics_writes_png_with_previews_and_leak(tmp_path):
     assert_png(path)
 
 
+def test_patients_named_like_math_are_drawn_as_their_names(tmp_path):
+    image = np.zeros((32, 32), dtype=np.uint8)
+    odd = "p$\\bad$"  # a folder name matplotlib's math parser cannot read
+    path = plots.plot_dataset_statistics(tmp_path / "d.png", {"train": [odd], "val": ["$x^2$"], "test": []},
+                                         {odd: 3, "$x^2$": 2}, [(odd, "train", image, image)], dpi=DPI)
+    assert_png(path)
+
+
 def test_dataset_statistics_works_without_previews_or_patients(tmp_path):
     path = plots.plot_dataset_statistics(tmp_path / "d.png", {"train": [], "val": [], "test": []}, {}, dpi=DPI)
     assert_png(path)

@@ -1,6 +1,8 @@
 """Reading transitions_dataset.json: real exports load as they are, every bad input is one precise DataError."""
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -49,10 +51,23 @@ def test_records_keep_folder_then_entry_order(real_export):
     assert [(r.folder, r.index) for r in records] == sorted((r.folder, r.index) for r in records)
 
 
-def test_find_patient_folders_lists_only_folders_with_a_transitions_file(real_export):
+def test_find_patient_folders_lists_only_folders_with_a_transitions_file(real_export, caplog):
     (real_export / "notes").mkdir()
+    (real_export / ".ipynb_checkpoints").mkdir()
     (real_export / "README.txt").write_text("not a patient")
-    assert find_patient_folders(real_export) == ["data_0513_01", "data_0513_02", "data_0513_03"]
+    (real_export / "data_0513_03" / TRANSITIONS_FILE).rename(real_export / "data_0513_03" / "transitions.JSON")
+    assert find_patient_folders(real_export) == ["data_0513_01", "data_0513_02"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "2 sub-folder(s)" in warnings[0]  # a patient never drops out silently
+    assert "'data_0513_03'" in warnings[0] and "'notes'" in warnings[0] and "ipynb" not in warnings[0]
+
+
+@pytest.mark.parametrize("name", ["data\n0513", "data\t0513", "data\x1b[31m"])
+def test_a_patient_folder_named_with_a_control_character_is_refused(real_export, name):
+    (real_export / "data_0513_03").rename(real_export / name)
+    with pytest.raises(DataError) as error:
+        find_patient_folders(real_export)
+    assert_one_line_naming(error, "contains a control character", repr(os.fsencode(real_export / name)))
 
 
 def test_missing_data_dir_is_a_data_error(tmp_path):
@@ -242,3 +257,29 @@ def test_an_image_reachable_from_two_patients_is_refused_naming_both(real_export
         read_records(real_export)
     assert_one_line_naming(error, f"{real_export / PATIENT / TRANSITIONS_FILE}: entry 0",
                            f"{real_export / 'data_0513_00' / TRANSITIONS_FILE}: entry 0", "leak between the splits")
+def test_a_patient_folder_of_hard_links_is_refused_as_the_same_images(real_export):
+    copy = real_export / "data_0513_00"
+    shutil.copytree(real_export / PATIENT, copy, copy_function=os.link)  # cp -al: the same files, not copies
+    with pytest.raises(DataError) as error:
+        read_records(real_export)
+    assert_one_line_naming(error, f"{copy / TRANSITIONS_FILE}: entry 0", "hard link", "leak between the splits",
+                           "--grouping_file")
+
+
+def test_a_patient_folder_copied_under_another_name_is_refused(real_export):
+    copy = real_export / "data_0513_00"
+    shutil.copytree(real_export / PATIENT, copy)
+    with pytest.raises(DataError) as error:
+        read_records(real_export)
+    assert_one_line_naming(error, f"{copy / TRANSITIONS_FILE}: entry 0", f"{real_export / PATIENT}",
+                           "byte for byte", "leak between the splits")
+
+
+def test_two_patients_may_share_labels_when_their_images_differ(real_export):
+    copy = real_export / "data_0513_00"
+    shutil.copytree(real_export / PATIENT, copy)
+    for image in (copy / "ft1").iterdir():
+        image.write_bytes(image.read_bytes() + b"\0")  # trailing bytes: the same size no more, another file
+    assert {PATIENT, "data_0513_00"} <= {record.patient_id for record in read_records(real_export)}
+
+

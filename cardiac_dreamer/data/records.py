@@ -8,12 +8,14 @@ two patients (a symlinked image or folder would leak it between splits). Image c
 """
 from __future__ import annotations
 
+import filecmp
 import logging
 import ntpath
 import os
 import posixpath
 import reprlib
 import stat
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
@@ -88,7 +90,21 @@ def find_patient_folders(data_dir: PathLike) -> List[str]:
     folders = [child.name for child in children if _is_patient_folder(child)]
     if not folders:
         raise DataError(f"{data_dir}: no patient folder (no sub-folder holds {TRANSITIONS_FILE})")
+    _warn_of_skipped_folders(data_dir, [child for child in children if child.name not in folders])
     return folders
+
+
+_WARNED: set = set()  # (data directory, skipped folders) already warned of: CV folds read the data once each
+
+
+def _warn_of_skipped_folders(data_dir: Path, others: Sequence[Path]) -> None:
+    """A sub-folder without a transitions file is no patient; say so once, as a typo in the file's name would
+    otherwise drop a patient without a word (hidden folders, such as a notebook's, are left out)."""
+    skipped = tuple(shown(child.name) for child in others if not child.name.startswith(".") and child.is_dir())
+    if skipped and (str(data_dir), skipped) not in _WARNED:
+        _WARNED.add((str(data_dir), skipped))
+        logger.warning("%s: %d sub-folder(s) hold no %s, so they are not read as patients: %s", data_dir,
+                       len(skipped), TRANSITIONS_FILE, ", ".join(skipped))
 
 
 def read_patient_records(
@@ -195,34 +211,73 @@ def _is_patient_folder(child: Path) -> bool:
 
 def _refuse_non_utf8_name(path: Path, what: str) -> None:
     """Python reads a name that is not UTF-8 into unpaired surrogates, which no report, plot or JSON file can
-    hold; refuse it up front and show its bytes."""
+    hold, and a control character (a newline) splits every one-line message and table row that names it;
+    refuse either up front and show the name's bytes."""
     try:
         str(path).encode("utf-8")
     except UnicodeEncodeError:
-        raise DataError(
-            f"{what} {os.fsencode(path)!r}: the name is not valid UTF-8; rename it (patients are named by their "
-            "folder in reports, plots and JSON files)"
-        ) from None
+        problem = "is not valid UTF-8"
+    else:
+        if not _control_character(str(path)):
+            return
+        problem = "contains a control character"
+    raise DataError(f"{what} {os.fsencode(path)!r}: the name {problem}; rename it (patients are named by their "
+                    "folder in reports, plots and JSON files)")
 
 
 def _refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
-    """One file reachable from two patients (a symlinked image or patient folder) would put the same picture in
-    two splits. Paths are resolved, so links are seen through; within one patient, sharing is normal (the t2
-    image of one pair is often the t1 image of the next). The message names the link the user made first: the
-    entry whose image lies outside its own patient folder, not the patient whose file it reaches."""
-    owners: Dict[Path, Tuple[TransitionRecord, str]] = {}
+    """One image under two patients would put the same picture in two splits. Refused: one file reached from
+    both (a symlinked image or patient folder, seen through as paths are resolved; a hard link, the same device
+    and inode) and a copy (the same labels and the same bytes: a patient folder copied under another name).
+    Within one patient, sharing is normal (the t2 image of one pair is often the t1 image of the next). The
+    message names the link the user made first: the entry whose image lies outside its own patient folder, not
+    the patient whose file it reaches."""
+    records = list(records)
+    files: Dict[Path, os.stat_result] = {}
+    owners: Dict[Tuple[int, int], Tuple[TransitionRecord, str]] = {}
     for record in records:
         for key, path in zip(IMAGE_KEYS, (record.image_t1, record.image_t2)):
-            owner, owner_key = owners.setdefault(path, (record, key))
+            info = files.setdefault(path, stat_path(path, f"image of {record.where()}", DataError))
+            owner, owner_key = owners.setdefault((info.st_dev, info.st_ino), (record, key))
             if owner.patient_id != record.patient_id:
-                (link, link_key), (target, _) = sorted(
+                (link, link_key), (target, target_key) = sorted(
                     ((record, key), (owner, owner_key)), key=lambda pair: not _reaches_outside(*pair))
                 written = link.source.parent / _written(link, link_key) if link.source else path
-                raise DataError(
-                    f"{written}: {link_key} of {link.where()} (patient {link.patient_id!r}) is a link to {path}, "
-                    f"an image of patient {target.patient_id!r} ({target.where()}); one file under two patients "
-                    "would leak between the splits: replace the link by a copy of the image or remove the entry"
-                )
+                reached, own = _image(target, target_key), _image(link, link_key)
+                how = f"is a link to {reached}" if reached == own else f"is a hard link to {reached}"
+                raise DataError(f"{written}: {link_key} of {link.where()} (patient {link.patient_id!r}) {how}, "
+                                f"an image of patient {target.patient_id!r} ({target.where()}); {_LEAK_ADVICE}")
+    _refuse_copies_between_patients(records, files)
+
+
+_LEAK_ADVICE = ("one image under two patients would leak between the splits: remove one of the entries or, if both "
+                "folders are scans of one patient, name them one patient in a grouping file (--grouping_file)")
+
+
+def _refuse_copies_between_patients(records: Sequence[TransitionRecord], files: Mapping[Path, os.stat_result]) -> None:
+    """Entries of two patients with the same labels and images of the same sizes are compared byte for byte: the
+    labels and sizes make a copy cheap to find without reading every image."""
+    seen: Dict[Tuple[Any, ...], TransitionRecord] = {}
+    for record in records:
+        key = (record.at1, record.action_change, record.at2,
+               files[record.image_t1].st_size, files[record.image_t2].st_size)
+        first = seen.setdefault(key, record)
+        if first.patient_id != record.patient_id and all(
+                _same_bytes(_image(first, image_key), _image(record, image_key)) for image_key in IMAGE_KEYS):
+            raise DataError(f"{record.where()} (patient {record.patient_id!r}) is a copy of {first.where()} "
+                            f"(patient {first.patient_id!r}): the same labels and, byte for byte, the same images; "
+                            f"{_LEAK_ADVICE}")
+
+
+def _image(record: TransitionRecord, key: str) -> Path:
+    return record.image_t1 if key == IMAGE_KEYS[0] else record.image_t2
+
+
+def _same_bytes(first: Path, second: Path) -> bool:
+    try:
+        return filecmp.cmp(first, second, shallow=False)
+    except OSError as error:
+        raise DataError(f"{second}: cannot read image to compare it with {first} ({os_reason(error)})") from None
 
 
 def _reaches_outside(record: TransitionRecord, key: str) -> bool:
@@ -232,8 +287,7 @@ def _reaches_outside(record: TransitionRecord, key: str) -> bool:
         return False
     folder = record.source.parent
     home = Path(os.path.realpath(folder.parent)) / folder.name
-    resolved = record.image_t1 if key == IMAGE_KEYS[0] else record.image_t2
-    return home not in resolved.parents
+    return home not in _image(record, key).parents
 
 
 def _written(record: TransitionRecord, key: str) -> str:
@@ -315,14 +369,22 @@ def _resolve_image(raw: Any, key: str, where: str, place: _PatientFolder) -> Pat
 
 def refuse_unsafe_text(text: str, what: str) -> None:
     """A :class:`DataError` ``"<what> '<text>' contains a NUL character"`` (which ends a path for the operating
-    system) or ``"... is not valid UTF-8 text"`` (unpaired surrogates, as a JSON escape such as \\udcff gives,
-    which no report, plot or JSON file can hold)."""
+    system), ``"... is not valid UTF-8 text"`` (unpaired surrogates, as a JSON escape such as \\udcff gives,
+    which no report, plot or JSON file can hold) or ``"... contains a control character"`` (a line break would
+    split the one-line message that names it)."""
     if "\0" in text:
         raise DataError(f"{what} {shown(text)} contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise DataError(f"{what} {shown(text)} is not valid UTF-8 text") from None
+    if _control_character(text):
+        raise DataError(f"{what} {shown(text)} contains a control character (a line break or tab: one line per "
+                        "message could not hold it)")
+
+
+def _control_character(text: str) -> bool:
+    return any(unicodedata.category(character) == "Cc" for character in text)
 
 
 def _vector(raw: Any, key: str, where: str) -> Vector:

@@ -29,6 +29,7 @@ IMAGE_STD = 0.226
 MAX_IMAGE_PIXELS = 2**25
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 _WARNINGS_LOCK = threading.Lock()  # see _open_header
 
 
@@ -119,7 +120,8 @@ def _unsound_conversion(image: Image.Image) -> Optional[str]:
     if image.mode == "F":
         return "floating-point pixels have no fixed gray scale; export 8- or 16-bit images"
     if image.mode in _SIXTEEN_BIT_MODES:
-        low, high = image.getextrema()
+        values = np.asarray(image)  # PIL's getextrema refuses the byte-ordered modes (I;16B, a big-endian TIFF)
+        low, high = int(values.min()), int(values.max())
         if low < 0 or high > 65535:
             return f"pixel values {low}..{high} do not fit 16 bits"
     alpha = _alpha(image)
@@ -129,12 +131,17 @@ def _unsound_conversion(image: Image.Image) -> Optional[str]:
 
 
 def _alpha(image: Image.Image) -> Optional[Image.Image]:
-    """The alpha channel, or None when the image has none."""
-    if "A" in image.getbands():
+    """The alpha channel, or None when the image has none: an alpha band (not LAB's "A", a colour axis), or a
+    transparent colour (a PNG's tRNS chunk, in palette, gray or RGB images), made into one."""
+    if image.mode in _ALPHA_MODES:
         return image.getchannel("A")
-    if image.mode == "P" and "transparency" in image.info:
+    if "transparency" not in image.info:
+        return None
+    if image.mode == "P":
         return image.convert("RGBA").getchannel("A")
-    return None
+    values, key = np.asarray(image), np.asarray(image.info["transparency"])
+    hidden = (values == key).all(-1) if values.ndim == 3 else values == key  # the transparent colour's pixels
+    return Image.fromarray(np.where(hidden, 0, 255).astype(np.uint8))
 
 
 def _to_gray(image: Image.Image, source: str) -> Image.Image:
