@@ -212,6 +212,12 @@ def test_a_transparent_colour_no_pixel_uses_is_no_transparency(tmp_path):
     assert read_grayscale(path, 8).mean() == pytest.approx(120, abs=1)
 
 
+def test_an_image_the_system_will_not_open_is_a_read_error_not_a_decoding_one(tmp_path):
+    with pytest.raises(DataError) as error:
+        read_grayscale(tmp_path, 64)  # a directory: the operating system refuses to open it as a file
+    assert str(error.value) == f"{tmp_path}: cannot read image (Is a directory)"
+
+
 def test_read_grayscale_of_a_missing_file_names_it(tmp_path):
     with pytest.raises(DataError, match="missing.png: image not found"):
         read_grayscale(tmp_path / "missing.png", 64)

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import DataError
+from ..io.fileio import os_reason
 
 # ImageNet's RGB mean and std seen through the luma weights (0.299, 0.587, 0.114): the backbone's first layer
 # may start from ImageNet weights summed over the colour channels, so inputs should look like a gray ImageNet.
@@ -58,6 +59,10 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
         image = _open_header(path)
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
+    except OSError as error:
+        if error.filename is None:  # PIL's own "cannot identify image file": not the operating system's refusal
+            raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
+        raise DataError(f"{path}: cannot read image ({os_reason(error)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise DataError(  # PIL's own limit, higher than ours, stopped it: the header claims even more pixels
             f"{path}: image too large: its header claims more pixels than the {MAX_IMAGE_PIXELS}-pixel limit "
