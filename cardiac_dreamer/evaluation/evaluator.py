@@ -49,8 +49,7 @@ from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
 from ..names import SPLIT_NAMES
-from ..io.run_dir import (RunDirectory, ensure_outside, ensure_writable, removed_if_left_empty,
-                          timestamped_directory)
+from ..io.run_dir import RunDirectory, removed_if_left_empty, report_directory
 from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run
@@ -363,14 +362,9 @@ def evaluate_checkpoint(
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
     verify_undecoded_images([dataset], data_cfg.image_size)
-    default_dir = RunDirectory.of_checkpoint(checkpoint_path).root / f"evaluation_{split}"
-    ensure_outside(default_dir if output_dir is None else Path(output_dir), data_cfg.data_dir, "evaluation output")
     made_here = output_dir is None or not Path(output_dir).exists()
-    if output_dir is None:
-        output_dir = timestamped_directory(default_dir.parent, default_dir.name)
-    else:
-        output_dir = Path(output_dir)
-        ensure_writable(output_dir)
+    output_dir = report_directory(output_dir, RunDirectory.of_checkpoint(checkpoint_path).root / f"evaluation_{split}",
+                                  [Path(data_cfg.data_dir)], "evaluation output")
     with removed_if_left_empty(output_dir, made_here):
         target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
         report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)

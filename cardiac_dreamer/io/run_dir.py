@@ -241,6 +241,18 @@ def _data_roots(data: Path) -> List[Path]:
     return roots
 
 
+def report_directory(output_dir: Optional[Path], default: Path, data_dirs: Sequence[Path], what: str) -> Path:
+    """Where a command writes its report: ``output_dir`` (made if needed), else a new ``<default>_<timestamp>``;
+    refused inside any of the user's ``data_dirs`` before anything is made, and proven writable."""
+    chosen = default if output_dir is None else Path(output_dir)
+    for data_dir in data_dirs:
+        ensure_outside(chosen, data_dir, what)
+    if output_dir is None:
+        return timestamped_directory(default.parent, default.name)
+    ensure_writable(chosen)
+    return chosen
+
+
 @contextlib.contextmanager
 def removed_if_left_empty(directory: Path, made_here: bool) -> Iterator[Path]:
     """Run the block that fills ``directory``; should it fail while the directory is still empty and this command

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ...errors import ConfigError
 from ...evaluation.loading import load_run
 from ...evaluation.predictor import Predictor
-from ...io.run_dir import RunDirectory, ensure_outside, ensure_writable, timestamped_directory
+from ...io.run_dir import RunDirectory, report_directory
 from ..session import GuidanceSession
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
@@ -60,9 +60,12 @@ def navigate_checkpoint(
     if settings.split in ("train", "all") and source_dir is not None:
         log.warning("navigating on training patients (--split %s): this says little about new patients",
                     settings.split)
+    # the patients' source, and the checkpoint's own data even when it is real data and fresh phantom patients
+    # are navigated: the report goes into neither
     user_data = [Path(folder) for folder in (source_dir, data_dir, checkpoint.data_dir)
                  if folder and Path(folder).is_dir()]
-    output_dir = _output_directory(checkpoint_path, output_dir, user_data)
+    output_dir = report_directory(output_dir, RunDirectory.of_checkpoint(checkpoint_path).root / "navigation",
+                                  user_data, "navigation output")
     policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy()) + model_policies
     started = time.perf_counter()
     episodes = run_policies(policies, patients, settings, predictor.composition, progress)
@@ -122,20 +125,6 @@ def _model_policies(predictor: Predictor, settings: NavigationSettings, checkpoi
 
 def _policy_name(history: int, planner: str) -> str:
     return f"model_h{history}" + ("" if planner == "direct" else f"_{planner}")
-
-
-def _output_directory(checkpoint_path: Path, output_dir: Optional[PathLike], user_data: Sequence[Path]) -> Path:
-    """The report's directory, refused inside any of the user's data directories (the patients' source, and the
-    checkpoint's own data even when it is real data and fresh phantom patients are navigated) and proven writable
-    before any episode runs."""
-    chosen = Path(output_dir) if output_dir is not None else RunDirectory.of_checkpoint(checkpoint_path).root / \
-        "navigation"
-    for data_dir in user_data:
-        ensure_outside(chosen, data_dir, "navigation output")
-    if output_dir is None:
-        return timestamped_directory(chosen.parent, chosen.name)
-    ensure_writable(chosen)
-    return chosen
 
 
 __all__ = ["NavigationResult", "NavigationSettings", "navigate_checkpoint", "run_policies"]
