@@ -15,7 +15,7 @@ import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
@@ -152,6 +152,8 @@ class DataConfig:
             raise ConfigError(f"data split ratios must sum to 1, got {ratios}")
         if self.cv_folds == 1:
             raise ConfigError("data.cv_folds must be 0 (off) or >= 2, got 1")
+        if self.train_patients or self.val_patients or self.test_patients:
+            self.manual_splits = True  # listing patients is a manual split, from YAML or --set as from the flags
 
 
 @dataclass
@@ -275,16 +277,40 @@ def merge(config: Config, values: Mapping[str, Any], source: str = "config") -> 
 
 
 def apply_overrides(config: Config, overrides: Mapping[str, Any], source: str = "command line") -> Config:
-    """Lay flat ``{"section.key": value}`` overrides (from flags) over ``config``; ``None`` values are skipped."""
+    """Lay flat ``{"section.key": value}`` overrides (from flags) over ``config``; a ``None`` value sets the key to
+    None (an optional key cleared, or refused where the key needs a value)."""
     nested: Dict[str, Dict[str, Any]] = {}
     for dotted, value in overrides.items():
-        if value is None:
-            continue
         section, dot, key = str(dotted).partition(".")
         if not dot:
             raise ConfigError(f"{source}: {dotted!r} is not of the form section.key")
         nested.setdefault(section, {})[key] = value
     return merge(config, nested, source)
+
+
+# What the weights are: the model's shape and what it reads.
+ARCHITECTURE_KEYS = (("model", "variant"), ("model", "backbone"), ("model", "token_type"), ("model", "d_model"),
+                     ("model", "num_heads"), ("model", "num_layers"), ("model", "dim_feedforward"),
+                     ("model", "sequence_frames"), ("data", "image_size"))
+# What a run is from its first epoch: its architecture, and the settings whose state a resume restores from the
+# checkpoint over the config (the optimizer's rate and decay, the schedule, the seed, the patients' split and
+# subset), so that a change there would be recorded but never applied.
+RUN_KEYS = ARCHITECTURE_KEYS + (
+    ("training", "lr"), ("training", "weight_decay"), ("training", "scheduler"), ("training", "warmup_epochs"),
+    ("training", "plateau_factor"), ("training", "plateau_patience"), ("training", "min_lr"), ("training", "seed"),
+    ("data", "manual_splits"), ("data", "train_patients"), ("data", "val_patients"), ("data", "test_patients"),
+    ("data", "train_ratio"), ("data", "val_ratio"), ("data", "test_ratio"), ("data", "split_seed"),
+    ("data", "label_fraction"), ("data", "max_pairs_per_patient"))
+
+
+def changed_keys(before: Config, after: Config, keys=RUN_KEYS) -> List[Tuple[str, Any, Any]]:
+    """``[(section.key, before's value, after's value)]`` for each of ``keys`` whose value differs."""
+    changes = []
+    for section, key in keys:
+        old, new = getattr(getattr(before, section), key), getattr(getattr(after, section), key)
+        if old != new:
+            changes.append((f"{section}.{key}", old, new))
+    return changes
 
 
 PATH_KEYS = ("data.data_dir", "data.grouping_file", "data.disk_cache_dir", "model.pretrained_weights")

@@ -188,7 +188,11 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
     inner = [_inner_validation(fold.train, config.data.split_seed + index) for index, fold in enumerate(folds)]
     variants = list(VARIANTS) if compare else [config.model.variant]
     seed_list = [config.training.seed + offset for offset in range(seeds)]
-    return CrossValidationPlan(config, variants, folds, inner, seed_list, grouping)
+    plan = CrossValidationPlan(config, variants, folds, inner, seed_list, grouping)
+    for variant in variants:  # a setting one arm or seed refuses fails now, not after the folds before it trained
+        for seed in seed_list:
+            plan.fold_config(variant, seed)
+    return plan
 
 
 def _inner_validation(train: Sequence[str], seed: int) -> List[str]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from . import plots
 from .io.checkpoint import load_training_state
-from .config import Config, with_absolute_paths
+from .config import ARCHITECTURE_KEYS, Config, changed_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
@@ -120,12 +120,6 @@ def run_training(
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
 
 
-# what the weights are: a resumed checkpoint that differs here from its run's experiment_config.json is another run's
-ARCHITECTURE_KEYS = (("model", "variant"), ("model", "backbone"), ("model", "token_type"), ("model", "d_model"),
-                     ("model", "num_heads"), ("model", "num_layers"), ("model", "dim_feedforward"),
-                     ("model", "sequence_frames"), ("data", "image_size"))
-
-
 def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
     """Refuse to resume a training state anywhere but in its own run, before anything is written.
 
@@ -144,12 +138,8 @@ def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
         raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
                               "resumed") from None
     own = Config.from_dict(stored, source=f"{checkpoint} config")
-
-    def value(config: Config, section: str, key: str) -> Any:
-        return getattr(getattr(config, section), key)
-
-    differing = [f"{section}.{key} {value(own, section, key)!r} (the run: {value(run_config, section, key)!r})"
-                 for section, key in ARCHITECTURE_KEYS if value(own, section, key) != value(run_config, section, key)]
+    differing = [f"{key} {mine!r} (the run: {theirs!r})"
+                 for key, theirs, mine in changed_keys(run_config, own, ARCHITECTURE_KEYS)]
     if differing:
         raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in ({', '.join(differing)}); "
                               "resume a run from its own last.ckpt")

@@ -81,17 +81,43 @@ def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_d
     assert sum(line.startswith("epoch,") for line in lines) == 1
 
 
-def test_resuming_with_another_scheduler_is_one_line_naming_it(phantom_dir, tmp_path, capsys):
-    assert main(["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+@pytest.fixture(scope="module")
+def one_epoch_run(phantom_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("one_epoch")
+    assert main(["--data_dir", str(phantom_dir), "--output_dir", str(output), "--max_epochs", "1",
                  "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]) == 0
-    last = only_run_dir(tmp_path / "out") / "checkpoints" / "last.ckpt"
-    before = last.read_bytes()
+    return only_run_dir(output)
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--scheduler", "cosine"], "training.scheduler plateau"),  # another schedule's state reads as damaged
+    (["--num_heads", "4"], "model.num_heads 2"),  # the weights' shapes would not even notice
+    (["--lr", "1e-5"], "training.lr 0.0002"),  # the optimizer's restored state would keep the old rate
+    (["--set", "training.weight_decay=0.5"], "training.weight_decay 0.01"),
+    (["--test_patients", "phantom_01"], "data.manual_splits False"),  # the split comes from the checkpoint
+])
+def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming_it(one_epoch_run, capsys, flags,
+                                                                                     named):
+    last = one_epoch_run / "checkpoints" / "last.ckpt"
+    before = {path: path.read_bytes() for path in one_epoch_run.rglob("*") if path.is_file()}
     capsys.readouterr()
-    code = main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", "--scheduler", "cosine", "--no_progress"])
+    code = main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", *flags, "--no_progress"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1, error
-    assert "training.scheduler plateau" in error and "cosine" in error and "damaged" not in error
-    assert last.read_bytes() == before
+    assert named in error and "on resume" in error and "damaged" not in error
+    assert {path: path.read_bytes() for path in one_epoch_run.rglob("*") if path.is_file()} == before
+
+
+@pytest.mark.parametrize("given", ["flag", "set", "yaml"])
+def test_demo_uses_a_data_directory_given_any_way_instead_of_writing_a_phantom(phantom_dir, tmp_path, capsys, given):
+    settings = {"flag": ["--data_dir", str(phantom_dir)], "set": ["--set", f"data.data_dir={phantom_dir}"]}
+    if given == "yaml":
+        (tmp_path / "mine.yaml").write_text(f"data:\n  data_dir: {phantom_dir}\n")
+        settings["yaml"] = ["--config", str(tmp_path / "mine.yaml")]
+    code = main(["--demo", "--check_data", "--output_dir", str(tmp_path / "out"), *settings[given]])
+    assert code == 0
+    assert f"data directory: {phantom_dir.resolve()}" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "demo_data").exists()
 
 
 def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
@@ -134,6 +160,14 @@ def test_conflicting_modes_are_one_usage_line_naming_both_flags(argv, first, sec
     monkeypatch.chdir(tmp_path)
     line = usage_error(capsys, argv)
     assert first in line and second in line
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flag", ["--resume_from_checkpoint", "--resume_cv"])
+def test_an_empty_resume_path_is_refused_not_taken_for_a_new_run(flag, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "$CKPT" of an unset variable
+    line = usage_error(capsys, [flag, ""])
+    assert flag in line and "empty" in line
     assert os.listdir(tmp_path) == []
 
 

@@ -19,6 +19,7 @@ from cardiac_dreamer.config import (
     merge,
     preset_names,
 )
+from cardiac_dreamer.cli.train_command import build_parser, resolve_config
 from cardiac_dreamer.errors import ConfigError
 
 
@@ -59,11 +60,32 @@ def test_every_yaml_snippet_of_the_guide_loads(tmp_path):
 
 
 def test_flags_override_yaml_which_overrides_defaults(tmp_path):
-    config = load_config(write(tmp_path, "training:\n  batch_size: 8\n  max_epochs: 3\n"))
-    config = apply_overrides(config, {"training.batch_size": 4, "training.lr": None})
+    path = write(tmp_path, "training:\n  batch_size: 8\n  max_epochs: 3\n")
+    config = resolve_config(build_parser().parse_args(["--config", str(path), "--batch_size", "4"]))
     assert config.training.batch_size == 4  # flag wins
     assert config.training.max_epochs == 3  # YAML wins over default
-    assert config.training.lr == 2e-4  # untouched default
+    assert config.training.lr == 2e-4  # a flag left out changes nothing
+
+
+def test_set_null_clears_an_optional_key_that_a_preset_set():
+    assert resolve_config(build_parser().parse_args(["--config", "debug"])).data.max_pairs_per_patient == 128
+    args = build_parser().parse_args(["--config", "debug", "--set", "data.max_pairs_per_patient=null",
+                                      "--set", "training.gradient_clip_val=null"])
+    config = resolve_config(args)
+    assert config.data.max_pairs_per_patient is None and config.training.gradient_clip_val is None
+    with pytest.raises(ConfigError, match="training.lr must be of type float, got None"):
+        resolve_config(build_parser().parse_args(["--set", "training.lr=null"]))
+
+
+@pytest.mark.parametrize("where", ["yaml", "set"])
+def test_patient_lists_from_yaml_or_set_make_a_manual_split(tmp_path, where):
+    if where == "yaml":
+        path = write(tmp_path, "data:\n  train_patients: [a, b]\n  val_patients: [c]\n")
+        args = ["--config", str(path)]
+    else:
+        args = ["--set", "data.train_patients=a,b", "--set", "data.val_patients=c"]
+    data = resolve_config(build_parser().parse_args(args)).data
+    assert data.manual_splits and (data.train_patients, data.val_patients) == (["a", "b"], ["c"])
 
 
 def test_unknown_key_names_the_key_and_the_closest_valid_one(tmp_path):

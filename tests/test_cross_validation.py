@@ -70,6 +70,18 @@ def test_zero_seeds_is_refused_in_one_line_before_anything_runs(grouped_export, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("extra, named", [
+    (["--compare", "--set", "training.pretrain_epochs=1", "--max_epochs", "2"], "pretrain_epochs"),  # direct refuses
+    (["--seed", "4294967295", "--seeds", "2"], "training.seed"),  # the second seed is out of range
+])
+def test_a_setting_one_arm_or_seed_refuses_stops_the_cv_before_any_fold_trains(grouped_export, tmp_path, capsys,
+                                                                              extra, named):
+    code = main(["--data_dir", str(grouped_export), "--output_dir", str(tmp_path / "out"), "--cv", "2", *extra])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1 and named in error, error
+    assert not (tmp_path / "out").exists()
+
+
 def test_cv_needs_at_least_two_folds(grouped_export):
     with pytest.raises(ConfigError, match="cv_folds"):
         plan_cross_validation(grouped_config(grouped_export, **{"data.cv_folds": 0}))

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, apply_overrides, load_yaml, merge, \
-    preset_names, resolve_config_path
+from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, apply_overrides, load_yaml, \
+    merge, preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
@@ -137,9 +137,10 @@ def _add_config_flags(group, flags: Dict[str, tuple], metavar: Optional[str] = N
 
 
 def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
-    """The config values the user set on the command line, as ``{"section.key": value}``."""
-    overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items()}
-    if args.manual_splits or any(getattr(args, f) for f in ("train_patients", "val_patients", "test_patients")):
+    """The config values the user set on the command line, as ``{"section.key": value}``: the flags given (a flag
+    left out is None) and every ``--set``, whose ``null`` clears an optional key."""
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if getattr(args, flag) is not None}
+    if args.manual_splits:
         overrides["data.manual_splits"] = True
     if args.deterministic:
         overrides["training.deterministic"] = True
@@ -151,7 +152,7 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
             overrides[key.strip()] = yaml.safe_load(value)  # YAML scalars: 0.05, true, null, [a, b]
         except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(f"--set {assignment[:200]!r}: the value is not valid YAML") from None
-    return {key: value for key, value in overrides.items() if value is not None}
+    return overrides
 
 
 def resolve_config(args: argparse.Namespace, base: Optional[Config] = None,
@@ -292,6 +293,10 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """The mode the flags select (None: plain training, or cross-validation when the config asks for folds); two
     modes at once, --demo where it has no place, or a modifier without its mode is a usage error naming both."""
     chosen = [mode for mode in MODES if getattr(args, mode.flag) not in (None, False, 0)]
+    empty = next((mode.flag for mode in chosen if isinstance(getattr(args, mode.flag), str)
+                  and not getattr(args, mode.flag).strip()), None)
+    if empty:  # an unset shell variable: training anew would not be what was asked
+        parser.error(f"--{empty} needs a path, got an empty one")
     if len(chosen) > 1:
         parser.error(f"--{chosen[0].flag} and --{chosen[1].flag} are different modes: choose one")
     if args.demo and chosen and not chosen[0].with_demo:
@@ -311,7 +316,7 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     if not args.config:
         args.config = "debug"
     config = resolve_config(args, preset=DEMO_SETTINGS)
-    if args.data_dir is None:
+    if args.data_dir is None and config.data.data_dir == DataConfig().data_dir:  # no data directory given anywhere
         demo_data = output_dir / "demo_data"
         ensure_writable(output_dir)
         generate_phantom(demo_data, num_patients=DEMO_PATIENTS, image_size=config.data.image_size, seed=0)

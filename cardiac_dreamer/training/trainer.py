@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
-from ..config import Config
+from ..config import Config, changed_keys
 from ..runtime.devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError, ConfigError
 from ..io.fileio import link_or_copy
@@ -405,10 +405,13 @@ class Trainer:
         if broken is not None:  # training would go on from NaN and save NaN models
             raise CheckpointError(f"{path}: weight {broken} holds NaN or infinite values; resume from an earlier "
                                   "run or retrain")
-        trained_with = (state.config or {}).get("training", {}).get("scheduler", self.cfg.scheduler)
-        if trained_with != self.cfg.scheduler:  # another scheduler's state would read as a damaged file
-            raise ConfigError(f"{path}: the run was trained with training.scheduler {trained_with} and cannot switch "
-                              f"to {self.cfg.scheduler} on resume; keep --scheduler {trained_with}")
+        # the optimizer, schedule and split come back from the file, so a change to them would not apply
+        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config) if state.config else []
+        if changes:
+            key, trained, asked = changes[0]
+            raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
+                              f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
+                              f"{_shown(trained)}, or start a new run")
         parts = (
             ("optimizer_state", lambda: self.optimizer.load_state_dict(state.optimizer_state)),
             ("scheduler_state", lambda: self.schedule.load_state_dict(state.scheduler_state)),
@@ -436,3 +439,8 @@ def _batch_sizes(num_samples: int, batch_size: int) -> List[int]:
     """Sizes of the batches a loader without drop_last yields: all full but the last."""
     full, rest = divmod(num_samples, batch_size)
     return [batch_size] * full + ([rest] if rest else [])
+
+
+def _shown(value: Any) -> str:
+    """A setting as a user writes it on the command line: ``plateau``, ``a,b``, ``0.002``."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
