@@ -47,7 +47,7 @@ from .evaluation import metrics as pose_metrics
 from .io.fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .pipeline import run_training
-from .io.run_dir import timestamped_directory
+from .io.run_dir import ensure_outside, timestamped_directory
 from .training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,8 @@ PLAN_FILE = "cv_plan.json"
 RESULT_FILE = "fold_result.json"
 VARIANTS = ("dreamer", "direct")  # the comparison's order: the world model, then its baseline
 BASELINES = ("move_only", "pixel_ridge", "train_mean")
+RESULT_KEYS = ("fold", "seed", "split", "samples", "metrics", "per_patient")  # what the summary reads of a fold
+SEED_FREE = ("pixel_ridge", "train_mean")  # one fit serves every seed: each fold is one vote, not one per seed
 METRICS = tuple(pose_metrics.axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm",
                                                                             "rotation_error_deg")
 METRIC_LABELS = {
@@ -150,6 +152,7 @@ def run_cross_validation(
         plan = plan_cross_validation(config, compare, seeds)
         if output_dir is None:
             raise ConfigError("an output directory is needed for a new cross-validation run")
+        ensure_outside(Path(output_dir) / "cv", plan.config.data.data_dir, "cross-validation output")
         cv_dir = timestamped_directory(Path(output_dir), "cv")
         write_json(cv_dir / PLAN_FILE, {**plan.to_dict(), "command_line": list(argv or []),
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
@@ -226,7 +229,11 @@ def _finished_or_run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str,
     result_path = fold_dir(cv_dir, variant, index, seed) / RESULT_FILE
     if result_path.is_file():
         log.info("%s fold %d seed %d already finished: %s", variant, index + 1, seed, result_path)
-        return read_json(result_path, "fold result (delete it to redo the fold)", DataError)
+        result = read_json(result_path, "fold result (delete it to redo the fold)", DataError)
+        missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
+        if missing:
+            raise DataError(f"{result_path}: not a fold result (no {', '.join(missing)}); delete it to redo the fold")
+        return result
     log.info("%s fold %d of %d, seed %d: reporting %s, selecting on %s", variant, index + 1, len(plan.folds), seed,
              ", ".join(plan.folds[index].val), ", ".join(plan.inner_val[index]))
     result = run_fold(plan, cv_dir, variant, index, seed, argv, progress)
@@ -339,19 +346,20 @@ def summarize(plan: CrossValidationPlan, results: Mapping[str, Sequence[Mapping[
     and with both variants the relative change ``(dreamer - direct) / direct`` (negative: the world model wins)."""
     rows = {}
     for variant, runs in results.items():
+        votes = [run for run in runs if variant not in SEED_FREE or run["seed"] == plan.seeds[0]]
         entry = {
             "runs": [{"fold": run["fold"], "seed": run["seed"], "reported_patients": _reported(plan, run["fold"]),
                       "inner_val": run["split"]["val"], "samples": run["samples"],
                       **{key: run[key] for key in ("run_dir", "epochs_completed") if key in run},
                       **run["metrics"]} for run in runs],
-            **_mean_std([run["metrics"] for run in runs]),
+            **_mean_std([run["metrics"] for run in votes]),
             "per_seed": {str(seed): _mean_std([run["metrics"] for run in runs if run["seed"] == seed])["mean"]
                          for seed in plan.seeds},
         }
         composed = [run["composed_metrics"] for run in runs if run.get("composed_metrics")]
         if composed:
             entry["composed_with_true_move"] = _mean_std(composed)
-        tests = [run["test_metrics"] for run in runs if run.get("test_metrics")]
+        tests = [run["test_metrics"] for run in votes if run.get("test_metrics")]
         if tests:
             entry["test"] = _mean_std(tests)
         rows[variant] = entry
@@ -402,13 +410,23 @@ def _relative_change(dreamer: Optional[float], direct: Optional[float]) -> Optio
     return (dreamer - direct) / direct
 
 
+def run_labels(runs: Sequence[Mapping[str, Any]]) -> List[str]:
+    """What to call each run in a figure: ``fold 2``, or ``fold 2 seed 43`` when there are several seeds."""
+    several = len({run["seed"] for run in runs}) > 1
+    return [f"fold {run['fold']}" + (f"\nseed {run['seed']}" if several else "") for run in runs]
+
+
 def write_summary(cv_dir: Path, summary: Mapping[str, Any]) -> None:
     """``cv_summary.json``, ``cv_summary.png`` (each run and the mean ± std per metric) and ``cv_summary.txt``."""
     write_json(cv_dir / "cv_summary.json", summary)
-    plots.plot_cv_summary(cv_dir / "cv_summary.png", {
-        variant: [{metric: run[metric] for metric in METRICS} for run in entry["runs"]]
-        for variant, entry in summary["results"].items()
-    })
+    results = summary["results"]
+    plots.plot_cv_summary(
+        cv_dir / "cv_summary.png",
+        {variant: [{metric: run[metric] for metric in METRICS} for run in entry["runs"]]
+         for variant, entry in results.items()},
+        labels=run_labels(next(iter(results.values()))["runs"]),
+        stats={variant: {"mean": entry["mean"], "std": entry["std"]} for variant, entry in results.items()},
+    )
     with atomic_open(cv_dir / "cv_summary.txt", "w") as stream:
         stream.write(format_summary(summary) + "\n")
     log.info("cross-validation summary written to %s", cv_dir)

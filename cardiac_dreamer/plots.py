@@ -395,11 +395,15 @@ def plot_cv_summary(
     path: str | os.PathLike,
     results: Mapping[str, Sequence[Mapping[str, float]]],
     *,
+    labels: Sequence[str] | None = None,
+    stats: Mapping[str, Mapping[str, Mapping[str, float | None]]] | None = None,
     dpi: int = DEFAULT_DPI,
 ) -> Path:
-    """One panel per numeric metric: each fold's value and the mean ± sample std, variants side by side.
+    """One panel per numeric metric: each run's value and the mean ± sample std, variants side by side.
 
-    ``results`` maps a variant name to its folds' metric dicts: ``{"dreamer": [{"mae_x_mm": 1.2, ...}, ...]}``.
+    ``results`` maps a variant name to its runs' metric dicts: ``{"dreamer": [{"mae_x_mm": 1.2, ...}, ...]}``;
+    ``labels`` names the runs (default ``fold 1``, ``fold 2``...); ``stats`` gives each variant's ``{"mean": {metric:
+    value}, "std": {...}}`` to show (default: over its runs; a baseline the seeds do not change counts each fold once).
     """
     fold_items = (item for folds in results.values() for fold in folds for item in fold.items())
     metrics = list(dict.fromkeys(key for key, value in fold_items if _finite(value) is not None))  # numeric, in order
@@ -408,7 +412,7 @@ def plot_cv_summary(
     fig = figure(4.5 * n_cols, 3.5 * n_rows, "Cross-validation summary")
     axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
     for ax, metric in zip(axes, metrics):
-        _draw_cv_metric(ax, metric, results)
+        _draw_cv_metric(ax, metric, results, labels, stats or {})
     for ax in axes[len(metrics):]:
         ax.axis("off")
     if not metrics:
@@ -416,20 +420,24 @@ def plot_cv_summary(
     return save_figure(fig, path, dpi)
 
 
-def _draw_cv_metric(ax: Axes, metric: str, results: Mapping[str, Sequence[Mapping[str, float]]]) -> None:
-    n_folds = max(len(folds) for folds in results.values())
+def _draw_cv_metric(ax: Axes, metric: str, results: Mapping[str, Sequence[Mapping[str, float]]],
+                    labels: Sequence[str] | None, stats: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> None:
+    n_runs = max(len(runs) for runs in results.values())
     width = 0.8 / len(results)
-    for index, (variant, folds) in enumerate(results.items()):
-        values = np.array([_finite(fold.get(metric)) for fold in folds], dtype=float)  # None -> NaN: no bar
+    for index, (variant, runs) in enumerate(results.items()):
+        values = np.array([_finite(run.get(metric)) for run in runs], dtype=float)  # None -> NaN: no bar
         finite = values[np.isfinite(values)]
         if not finite.size:
             continue
         mean, std = finite.mean(), finite.std(ddof=1) if finite.size > 1 else 0.0
+        if variant in stats:
+            mean, std = stats[variant]["mean"].get(metric, mean), stats[variant]["std"].get(metric, std)
         offset = (index - (len(results) - 1) / 2) * width
         color = f"C{index}"
         ax.bar(np.arange(len(values)) + offset, values, width, color=color, label=f"{variant}: {mean:.3f} ± {std:.3f}")
-        ax.bar(n_folds + offset, mean, width, yerr=std, capsize=3, color=color, hatch="//", edgecolor="black")
-    ax.set_xticks(range(n_folds + 1), [f"fold {i + 1}" for i in range(n_folds)] + ["mean"], fontsize=8)
+        ax.bar(n_runs + offset, mean, width, yerr=std, capsize=3, color=color, hatch="//", edgecolor="black")
+    names = list(labels) if labels is not None else [f"fold {i + 1}" for i in range(n_runs)]
+    ax.set_xticks(range(n_runs + 1), names + ["mean"], fontsize=8)
     unit = _unit(metric)
     ax.set(title=metric, ylabel=unit or "value")
     ax.margins(y=0.2)  # headroom for the legend

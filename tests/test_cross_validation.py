@@ -11,6 +11,7 @@ import pytest
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.cross_validation import (
     METRICS, PLAN_FILE, RESULT_FILE, CrossValidationPlan, fold_dir, plan_cross_validation, run_cross_validation,
+    run_labels, summarize,
 )
 from cardiac_dreamer.data import prepare_data
 from cardiac_dreamer.errors import ConfigError
@@ -192,6 +193,49 @@ def test_unfinished_fold_continues_its_stopped_run(compared, tmp_path):
     assert sorted(directory.glob("run_*")) == runs
     result = json.loads((directory / RESULT_FILE).read_text())
     assert (cv_dir / result["run_dir"]) == runs[0] and result["epochs_completed"] == 1
+
+
+@pytest.mark.parametrize("content", ["{}", "[]"])
+def test_a_fold_result_of_the_wrong_shape_is_one_line_naming_it(compared, tmp_path, capsys, content):
+    cv_dir = copy_of(compared, tmp_path)
+    result = fold_dir(cv_dir, "direct", 1, SEED) / RESULT_FILE
+    result.write_text(content)
+    code = main(["--resume_cv", str(cv_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(result) in err[0] and "delete it to redo the fold" in err[0], err
+
+
+@pytest.mark.parametrize("flags", [["--compare"], ["--seeds", "2"]])
+def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, capsys, flags):
+    code = main(["--resume_cv", str(compared.cv_dir), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and flags[0] in err[0] and "plan stored in" in err[0] and "--cv K" not in err[0]
+
+
+def test_a_cv_output_inside_the_data_is_refused_before_anything_is_written(grouped_export, capsys):
+    before = sorted(grouped_export.rglob("*"))
+    code = main(["--data_dir", str(grouped_export), "--output_dir", str(grouped_export / "data_0513_02"),
+                 "--cv", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "inside the data directory" in err[0], err
+    assert sorted(grouped_export.rglob("*")) == before
+
+
+def test_seed_free_baselines_count_each_fold_once_and_figures_name_fold_and_seed(grouped_export):
+    plan = plan_cross_validation(grouped_config(grouped_export), seeds=2)
+
+    def run(name, fold, seed, value):
+        return {"variant": name, "fold": fold, "seed": seed, "split": plan.run_split(fold - 1).to_dict(),
+                "samples": 2, "per_patient": {}, "metrics": {metric: value for metric in METRICS}}
+
+    values = {(1, SEED): 1.0, (1, SEED + 1): 2.0, (2, SEED): 3.0, (2, SEED + 1): 5.0}
+    results = {"dreamer": [run("dreamer", f, s, v) for (f, s), v in values.items()],
+               "pixel_ridge": [run("pixel_ridge", f, s, float(f)) for f, s in values]}  # the same for each seed
+    summary = summarize(plan, results)["results"]
+    assert summary["pixel_ridge"]["std"]["translation_error_mm"] == pytest.approx(np.std([1.0, 2.0], ddof=1))
+    assert summary["dreamer"]["std"]["translation_error_mm"] == pytest.approx(np.std(list(values.values()), ddof=1))
+    assert run_labels(summary["dreamer"]["runs"]) == [f"fold {f}\nseed {s}" for f, s in values]
+    assert run_labels(summary["dreamer"]["runs"][::2]) == ["fold 1", "fold 2"]  # one seed: the fold alone
 
 
 def test_resume_cv_of_a_folder_without_a_plan_is_a_config_error(tmp_path):

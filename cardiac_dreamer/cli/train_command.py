@@ -183,8 +183,11 @@ def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) ->
         config = _config(args, chosen)
         mode = chosen or (CROSS_VALIDATION if config.data.cv_folds else TRAINING)
         if (args.compare or args.seeds is not None) and mode is not CROSS_VALIDATION:
-            raise CardiacDreamerError(f"--{'compare' if args.compare else 'seeds'} applies to cross-validation "
-                                      "folds: add --cv K")
+            flag = "--compare" if args.compare else "--seeds"
+            if args.resume_cv:
+                raise CardiacDreamerError(f"{flag}: --resume_cv keeps the variants and seeds of the plan stored in "
+                                          f"{args.resume_cv}; leave {flag} out")
+            raise CardiacDreamerError(f"{flag} applies to cross-validation folds: add --cv K")
         return mode.run(args, config, argv)
     except Interrupted as stopped:
         print(f"interrupted; {stopped}", file=sys.stderr)
