@@ -251,6 +251,15 @@ def test_a_symlink_loop_for_an_image_is_a_data_error(real_export):
     assert_one_line_naming(error, f"{path}: entry 2: ft1_image_path", "cannot be resolved")
 
 
+def test_an_entry_naming_a_key_twice_is_refused_naming_the_key(real_export):
+    path = real_export / PATIENT / TRANSITIONS_FILE
+    text = path.read_text()
+    path.write_text(text.replace('"at1_6dof":', '"at1_6dof": [0, 0, 0, 0, 0, 0], "at1_6dof":', 1))
+    with pytest.raises(DataError) as error:
+        read_patient_records(real_export, PATIENT)
+    assert_one_line_naming(error, str(path), "'at1_6dof' appears twice")
+
+
 def test_an_image_reachable_from_two_patients_is_refused_naming_both(real_export):
     (real_export / "data_0513_00").symlink_to(PATIENT)  # the same folder under a second name
     with pytest.raises(DataError) as error:

@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, List, Optional, Type, Union
+from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Type, Union
 
 from ..errors import CardiacDreamerError, OutputError
 
@@ -85,7 +85,8 @@ def json_safe(value: Any) -> Any:
 def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> Any:
     """The parsed content of the JSON file ``path``; ``error`` (one line naming it and ``what`` it should be) when
     it is missing, not a regular file (a directory, or a pipe that would block the read), unreadable, not UTF-8, or
-    not JSON (pathological nesting and integers too long to convert included)."""
+    not JSON (pathological nesting and integers too long to convert included), or when an object names a key twice
+    (JSON parsers disagree on which one counts)."""
     path = Path(path)
     info = stat_path(path, what, error)
     if not stat.S_ISREG(info.st_mode):
@@ -96,13 +97,26 @@ def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> An
     except (OSError, UnicodeDecodeError) as problem:
         raise error(f"{path}: cannot read {what} ({problem})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as duplicate:
+        raise error(f"{path}: invalid {what}: the key {duplicate} appears twice in one object") from None
     except json.JSONDecodeError as problem:
         raise error(f"{path}: invalid JSON at line {problem.lineno} column {problem.colno}: {problem.msg}") from None
     except RecursionError:
         raise error(f"{path}: invalid JSON: nested too deeply") from None
     except ValueError as problem:  # e.g. an integer of more digits than Python converts
         raise error(f"{path}: invalid JSON: {problem}") from None
+
+
+class _DuplicateKey(Exception):
+    """A JSON object naming one key twice; the message is the key."""
+
+
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) < len(keys):
+        raise _DuplicateKey(repr(next(key for key in keys if keys.count(key) > 1))[:80])
+    return dict(pairs)
 
 
 def stat_path(path: Path, what: str, error: Type[CardiacDreamerError]) -> os.stat_result:
