@@ -3,7 +3,7 @@
 Every entry of a file is checked here, up front, so a broken or hostile export fails before any training starts,
 with one line naming the file, the entry index and the problem: labels must be plausible numbers, image paths
 relative, inside the data directory once symlinks are resolved, and existing regular files; no image may belong to
-two patients (a symlinked image or folder would leak it between splits). Image contents are checked by
+two patients (a link or a copied folder would leak it between splits). Image contents are checked by
 :func:`~cardiac_dreamer.data.image_check.verify_images`.
 """
 from __future__ import annotations
@@ -237,7 +237,9 @@ def _refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) 
     owners: Dict[Tuple[int, int], Tuple[TransitionRecord, str]] = {}
     for record in records:
         for key, path in zip(IMAGE_KEYS, (record.image_t1, record.image_t2)):
-            info = files.setdefault(path, stat_path(path, f"image of {record.where()}", DataError))
+            if path not in files:
+                files[path] = stat_path(path, f"image of {record.where()}", DataError)
+            info = files[path]
             owner, owner_key = owners.setdefault((info.st_dev, info.st_ino), (record, key))
             if owner.patient_id != record.patient_id:
                 (link, link_key), (target, target_key) = sorted(
