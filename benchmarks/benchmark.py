@@ -50,7 +50,7 @@ def main(argv=None) -> int:
             results = measure_loader(config, stores=args.stores.split(","),
                                      workers=[int(count) for count in args.workers.split(",")], batches=args.batches)
         else:
-            results = (run_benchmark(apply_overrides(config, {"training.precision": precision or None}),
+            results = (run_benchmark(apply_overrides(config, {"training.precision": precision} if precision else {}),
                                      steps=args.steps, warmup=args.warmup, rounds=args.rounds,
                                      peak_tflops=args.peak_tflops) for precision in precisions)
         for result in results:

@@ -303,6 +303,15 @@ RUN_KEYS = ARCHITECTURE_KEYS + (
     ("data", "label_fraction"), ("data", "max_pairs_per_patient"))
 
 
+# A schedule of optimizer steps (cosine, onecycle) is laid out by how many steps an epoch has: these set that.
+STEP_SCHEDULE_KEYS = (("training", "batch_size"), ("training", "accumulate_grad_batches"))
+
+
+def run_keys(scheduler: str) -> Tuple[Tuple[str, str], ...]:
+    """What a run with ``scheduler`` cannot change on resume."""
+    return RUN_KEYS + (STEP_SCHEDULE_KEYS if scheduler in ("cosine", "onecycle") else ())
+
+
 def changed_keys(before: Config, after: Config, keys=RUN_KEYS) -> List[Tuple[str, Any, Any]]:
     """``[(section.key, before's value, after's value)]`` for each of ``keys`` whose value differs."""
     changes = []

@@ -421,7 +421,7 @@ def plot_cv_summary(
 
 
 def _draw_cv_metric(ax: Axes, metric: str, results: Mapping[str, Sequence[Mapping[str, float]]],
-                    labels: Sequence[str] | None, stats: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> None:
+                    labels: Sequence[str] | None, stats: Mapping[str, Mapping[str, Mapping[str, object]]]) -> None:
     n_runs = max(len(runs) for runs in results.values())
     width = 0.8 / len(results)
     for index, (variant, runs) in enumerate(results.items()):

@@ -26,6 +26,7 @@ from .names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 Batch = Dict[str, torch.Tensor]
 Tensors = Dict[str, torch.Tensor]
 LABEL_KEYS = ("action_change", "at1", "at2")
+LABEL_TERMS = ("main_task_loss", "aux_t2_action_loss")  # averaged over the labelled pairs only
 
 
 class Task(Protocol):
@@ -43,7 +44,11 @@ class Task(Protocol):
         """A collated batch on the device, ready for :meth:`step` (augmented when ``train``)."""
 
     def batch_size(self, batch: Mapping[str, Any]) -> int:
-        """Samples in a batch, raw or prepared: the weight of its losses in the epoch's means."""
+        """Samples in a batch, raw or prepared: the weight of its micro-batch in an accumulated step."""
+
+    def loss_counts(self, batch: Batch) -> torch.Tensor:
+        """``[len(loss_names)]`` on the device: the samples each loss term of a prepared batch averaged over, its
+        weight in the logged means (so a term averaged over a batch's labelled pairs weighs by their number)."""
 
     def step(self, engine: nn.Module, batch: Batch) -> Tuple[Tensors, Tensors]:
         """``(outputs, losses)`` of ``engine`` (the model or its DDP / compiled wrapper) on a prepared batch."""
@@ -161,6 +166,12 @@ class GuidanceTask:
 
     def batch_size(self, batch: Mapping[str, Any]) -> int:
         return len(batch["at1"])
+
+    def loss_counts(self, batch: Batch) -> torch.Tensor:
+        """The label terms count a batch's labelled pairs (label-scarce runs), the others every pair."""
+        pairs = torch.full((), float(len(batch["at1"])), device=self.device)
+        labelled = batch["labelled"].sum().float() if "labelled" in batch else pairs
+        return torch.stack([labelled if name in LABEL_TERMS else pairs for name in self.loss_names])
 
     def forward(self, engine: nn.Module, batch: Batch) -> Dict[str, torch.Tensor]:
         """The model's outputs (poses in mm and degrees) under the task's precision; ``engine`` is the model or

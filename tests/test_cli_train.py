@@ -108,6 +108,21 @@ def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming
     assert {path: path.read_bytes() for path in one_epoch_run.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.parametrize("scheduler, refused", [("cosine", True), ("plateau", False)])
+def test_a_new_batch_size_on_resume_is_refused_only_where_the_schedule_counts_steps(phantom_dir, tmp_path, capsys,
+                                                                                    scheduler, refused):
+    assert main(["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+                 "--scheduler", scheduler, "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]) == 0
+    last = only_run_dir(tmp_path / "out") / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    code = main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", "--batch_size", "2", "--no_progress"])
+    error = capsys.readouterr().err.strip()
+    if refused:  # the cosine schedule's place would be counted in steps of another size
+        assert code == 2 and "training.batch_size 4" in error and len(error.splitlines()) == 1, error
+    else:
+        assert code == 0, error
+
+
 @pytest.mark.parametrize("given", ["flag", "set", "yaml"])
 def test_demo_uses_a_data_directory_given_any_way_instead_of_writing_a_phantom(phantom_dir, tmp_path, capsys, given):
     settings = {"flag": ["--data_dir", str(phantom_dir)], "set": ["--set", f"data.data_dir={phantom_dir}"]}

@@ -19,6 +19,7 @@ from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
 from cardiac_dreamer.training.callbacks import EarlyStopping
 from cardiac_dreamer.training.gradient_step import GradientStep
+from cardiac_dreamer.training.loggers import read_rows
 from cardiac_dreamer.training.top_k import TopKCheckpoints
 from cardiac_dreamer.training.trainer import Trainer, TrainingDiverged
 
@@ -296,6 +297,9 @@ class LineTask:
     def batch_size(self, batch):
         return len(batch["x"])
 
+    def loss_counts(self, batch):
+        return torch.full((len(self.loss_names),), float(len(batch["x"])))
+
     def step(self, engine, batch):
         outputs = {"y_hat": engine(batch["x"])}
         error = outputs["y_hat"] - batch["y"]
@@ -321,6 +325,59 @@ class LineTask:
 
     def load_state_dict(self, state):
         pass
+
+
+class CsvLineTask(LineTask):
+    """LineTask under two of the guide's loss names, so that metrics.csv holds its losses."""
+
+    loss_names = ("total_loss", "main_task_loss")
+
+    def step(self, engine, batch):
+        outputs, losses = super().step(engine, batch)
+        return outputs, {"total_loss": losses["squared_error"], "main_task_loss": losses["absolute_error"]}
+
+
+def line_run(tmp_path, **overrides):
+    """CsvLineTask trained on 32 points, batch 8 (4 steps an epoch), one step row per step; its metrics.csv rows."""
+    x = torch.linspace(-1, 1, 32)[:, None]
+    samples = [{"x": value, "y": 2 * value + 1} for value in x]
+    config = apply_overrides(Config(), {
+        "training.batch_size": 8, "training.max_epochs": 2, "training.num_workers": 0, "training.lr": 0.2,
+        "training.device": "cpu", "training.scheduler": "none", "training.batchnorm_refresh_batches": 0,
+        "training.log_every_n_steps": 1, **overrides,
+    })
+    torch.manual_seed(0)
+    run = RunDirectory.create(tmp_path)
+    Trainer(config, run, progress=False, task_factory=CsvLineTask).fit(torch.nn.Linear(1, 1), samples, samples)
+    return read_rows(run.metrics_csv)
+
+
+def test_a_step_row_holds_the_steps_loss_over_all_its_micro_batches(tmp_path):
+    whole = line_run(tmp_path / "whole")
+    accumulated = line_run(tmp_path / "accumulated", **{"training.batch_size": 4,
+                                                        "training.accumulate_grad_batches": 2})
+    first = [next(row for row in rows if row["step"] == 1) for rows in (whole, accumulated)]
+    for name in ("train_total_loss", "train_main_task_loss"):
+        assert first[1][name] == pytest.approx(first[0][name], rel=1e-5)
+
+
+def test_the_logged_learning_rate_is_the_one_each_step_and_epoch_trained_with(tmp_path):
+    rows = line_run(tmp_path, **{"training.scheduler": "cosine", "training.warmup_epochs": 1})
+    steps = {row["step"]: row["learning_rate"] for row in rows if row.get("val_loss") is None}
+    assert steps[1] == pytest.approx(0.2 / 5) and steps[4] == pytest.approx(0.2 * 4 / 5)  # warmup: (k + 1) / 5
+    epoch_0 = next(row for row in rows if row.get("val_loss") is not None)
+    assert epoch_0["learning_rate"] == pytest.approx(steps[4])  # the epoch's last step, not the next one
+
+
+def test_label_terms_weigh_by_the_labelled_pairs_they_averaged_over():
+    task = GuidanceTask.__new__(GuidanceTask)  # the counts need no model
+    task.device = torch.device("cpu")
+    batch = {"at1": torch.zeros(4, 6), "labelled": torch.tensor([True, False, True, False])}
+    counts = dict(zip(task.loss_names, task.loss_counts(batch).tolist()))
+    assert counts == {"total_loss": 4, "main_task_loss": 2, "aux_t2_action_loss": 2, "consistency_loss": 4,
+                      "latent_loss": 4}
+    del batch["labelled"]
+    assert task.loss_counts(batch).tolist() == [4.0] * 5
 
 
 def test_another_task_with_other_keys_and_losses_trains_with_the_same_trainer(tmp_path):

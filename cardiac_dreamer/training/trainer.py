@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
-from ..config import Config, changed_keys
+from ..config import Config, changed_keys, run_keys
 from ..runtime.devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError, ConfigError
 from ..io.fileio import link_or_copy
@@ -86,6 +86,7 @@ class Trainer:
         self.global_step = 0  # optimizer steps taken
         self.consecutive_nonfinite = 0
         self.nonfinite_steps = 0
+        self.step_learning_rate: Optional[float] = None  # the rate of the last optimizer step, as logged
         self.synchronize_timing = False  # the benchmark sets it for exact per-step times on CUDA
         # Shares the cores with jobs started beside this one, except in deterministic runs (float sums follow the
         # count): those take every core they may use, whatever the load was at start.
@@ -174,7 +175,8 @@ class Trainer:
                 train_metrics = self.train_one_epoch(epoch, logger)
                 self.refresh_batchnorm()
                 val_metrics = self.validate()
-                learning_rate = self.optimizer.param_groups[0]["lr"]
+                # the rate the epoch's last step used (the schedule has moved on; a plateau moves only below)
+                learning_rate = self.step_learning_rate or self.optimizer.param_groups[0]["lr"]
                 score = val_metrics[self.task.monitor]
                 should_stop = ranked and self.early_stopping.update(score)
                 if ranked:
@@ -222,7 +224,8 @@ class Trainer:
             batch_sizes = [self.task.batch_size(batch) for batch in batches]
         loss_names = self.task.loss_names
         loss_sums = torch.zeros(len(loss_names), device=self.device)
-        sample_count = torch.zeros((), device=self.device)
+        sample_counts = torch.zeros(len(loss_names), device=self.device)
+        window_sums, window_counts = torch.zeros_like(loss_sums), torch.zeros_like(sample_counts)
         window_loss = torch.zeros((), device=self.device)
         self.step_timer = StepTimer(self.device, synchronize=self.synchronize_timing)
         if self.thread_governor is not None:
@@ -245,19 +248,23 @@ class Trainer:
                 self.gradient_step.backward(objective * weight)
             values = torch.stack([losses[name].detach().float() for name in loss_names])
             finite = torch.isfinite(values).all()
-            loss_sums += torch.where(finite, values, torch.zeros_like(values)) * batch_sizes[index]
-            sample_count += finite.float() * batch_sizes[index]
+            counts = self.task.loss_counts(batch) * finite.float()  # a non-finite batch counts for nothing
+            window_sums += torch.where(finite, values, torch.zeros_like(values)) * counts
+            window_counts += counts
             window_loss += objective.detach().float() * weight
             if self.thread_governor is not None:
                 self.thread_governor.after_step()
             if step_now:
                 stepped = self._optimizer_step(window_loss, epoch)
-                window_loss = torch.zeros((), device=self.device)
                 if stepped and self.global_step % self.cfg.log_every_n_steps == 0:
-                    self._log_step(losses, epoch, logger, bar)
+                    self._log_step(window_sums / window_counts.clamp_min(1), epoch, logger, bar)
+                loss_sums += window_sums
+                sample_counts += window_counts
+                window_sums, window_counts = torch.zeros_like(loss_sums), torch.zeros_like(sample_counts)
+                window_loss = torch.zeros((), device=self.device)
         dist.all_reduce_sum(loss_sums)
-        dist.all_reduce_sum(sample_count)
-        means = (loss_sums / sample_count.clamp_min(1)).tolist()
+        dist.all_reduce_sum(sample_counts)
+        means = (loss_sums / sample_counts.clamp_min(1)).tolist()
         return {f"train_{name}": value for name, value in zip(loss_names, means)}
 
     def _optimizer_step(self, window_loss: torch.Tensor, epoch: int) -> bool:
@@ -284,15 +291,17 @@ class Trainer:
             return False
         self.consecutive_nonfinite = 0
         self.global_step += 1
+        self.step_learning_rate = self.optimizer.param_groups[0]["lr"]  # the rate this step used: what is logged
         self.schedule.after_optimizer_step()
         self.task.after_optimizer_step()
         return True
 
-    def _log_step(self, losses, epoch: int, logger: Optional[MetricLogger], bar) -> None:
-        """Host sync happens here, at logging intervals only."""
+    def _log_step(self, means: torch.Tensor, epoch: int, logger: Optional[MetricLogger], bar) -> None:
+        """The step's losses (their means over its micro-batches, as the epoch means weigh them) and the rate it
+        used. Host sync happens here, at logging intervals only."""
         names = self.task.loss_names
-        metrics = {f"train_{name}": losses[name].item() for name in names}
-        metrics["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        metrics = {f"train_{name}": value for name, value in zip(names, means.tolist())}
+        metrics["learning_rate"] = self.step_learning_rate
         if logger is not None:
             logger.log_step(metrics, epoch, self.global_step)
         bar.set_postfix({name: f"{metrics[f'train_{name}']:.4f}" for name in names[:2]})
@@ -406,7 +415,8 @@ class Trainer:
             raise CheckpointError(f"{path}: weight {broken} holds NaN or infinite values; resume from an earlier "
                                   "run or retrain")
         # the optimizer, schedule and split come back from the file, so a change to them would not apply
-        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config) if state.config else []
+        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config,
+                               run_keys(self.cfg.scheduler)) if state.config else []
         if changes:
             key, trained, asked = changes[0]
             raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
