@@ -22,6 +22,7 @@ import numpy as np
 from .config import DataConfig
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import scan_images
+from .data.transforms import TWELVE_BIT_MAX
 from .data.prepare import PreparedData, prepare_data
 from .data.records import TransitionRecord, find_patient_folders, read_patient_records
 from .data.splits import SPLIT_NAMES, folders_by_patient
@@ -47,6 +48,7 @@ class DataReport:
     label_ranges: Dict[str, List[Tuple[float, float]]]  # label -> per-axis (min, max), mm and degrees
     consistency: ConsistencyReport
     composition: Optional[str] = None  # the model's composition mode, when the caller knows it
+    dim_images: int = 0  # 16-bit files holding 12-bit values: nearly black once scaled
 
     @property
     def num_pairs(self) -> int:
@@ -72,6 +74,10 @@ class DataReport:
                      f"modes {_counted(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
         if any(width != height for width, height in self.image_sizes):
             lines.append("  note: non-square images are stretched to a square")
+        if self.dim_images:
+            lines.append(f"  warning: {self.dim_images} 16-bit images hold no value above {TWELVE_BIT_MAX} (12-bit "
+                         "data?): 16-bit images are scaled by 1/257, so these train nearly black (gray 16 of 255 at "
+                         "most); export them over the full 16-bit range, or as 8-bit")
         lines.append("labels, min..max (mm, deg):")
         for label, ranges in self.label_ranges.items():
             cells = "  ".join(f"{axis} {low:.4g}..{high:.4g}"
@@ -123,6 +129,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport
         folders=folders,
         image_sizes=images.sizes,
         image_modes=images.modes,
+        dim_images=images.dim,
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
         composition=composition,

@@ -2,6 +2,7 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -117,6 +118,15 @@ def test_images_of_several_sizes_and_modes_are_counted_and_stretching_is_noted(r
     summary = check_data(data_config(real_export)).summary()
     assert "sizes 64x64 (23), 80x60 (1), modes RGB (23), L (1)" in summary
     assert "non-square images are stretched" in summary
+
+
+def test_16_bit_images_holding_12_bit_values_are_warned_of_as_nearly_black(real_export):
+    folder = real_export / "data_0513_01" / "ft1"
+    twelve, full = sorted(folder.glob("*.png"))[:2]
+    Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)).save(full)  # the full 16-bit range: fine
+    assert "hold no value above" not in check_data(data_config(real_export)).summary()
+    Image.fromarray(np.full((64, 64), 4000, dtype=np.uint16)).save(twelve)  # 12-bit data: gray 16 of 255
+    assert "warning: 1 16-bit images hold no value above 4095" in check_data(data_config(real_export)).summary()
 
 
 def test_the_check_data_flag_prints_the_summary_and_creates_no_run(real_export, tmp_path, capsys):

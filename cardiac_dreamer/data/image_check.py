@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Se
 
 from ..errors import DataError
 from .records import TransitionRecord
-from .transforms import image_to_gray, open_image
+from .transforms import dim_sixteen_bit, image_to_gray, open_image
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class ImageScan:
 
     sizes: Counter = field(default_factory=Counter)  # (width, height) -> number of usable files
     modes: Counter = field(default_factory=Counter)  # PIL mode -> number of usable files
+    dim: int = 0  # usable 16-bit files holding values of 12 bits at most: nearly black once scaled (see doctor)
     problems: List[str] = field(default_factory=list)  # one line each: "<json>: entry <i>: <image>: <problem>"
     seconds: float = 0.0
 
@@ -47,6 +48,7 @@ class _Outcome(NamedTuple):
     size: Optional[Tuple[int, int]]
     mode: Optional[str]
     problem: Optional[str]
+    dim: bool = False
 
 
 def verify_images(
@@ -113,7 +115,7 @@ def _check_image(path: Path, image_size: int) -> _Outcome:
     try:
         with open_image(path) as image:
             image_to_gray(image, image_size, source=str(path))
-            return _Outcome(image.size, image.mode, None)
+            return _Outcome(image.size, image.mode, None, dim_sixteen_bit(image))
     except DataError as error:
         return _Outcome(None, None, str(error))
 
@@ -130,6 +132,7 @@ def _first_owners(records: Sequence[TransitionRecord]) -> Dict[Path, TransitionR
 def _count(scan: ImageScan, outcome: _Outcome) -> None:
     scan.sizes[outcome.size] += 1
     scan.modes[outcome.mode] += 1
+    scan.dim += outcome.dim
 
 
 def _finished(scan: ImageScan, started: float) -> ImageScan:

@@ -31,6 +31,7 @@ MAX_IMAGE_PIXELS = 2**25
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
+TWELVE_BIT_MAX = 4095
 _WARNINGS_LOCK = threading.Lock()  # see _open_header
 
 
@@ -91,6 +92,12 @@ def image_to_gray(image: Image.Image, size: int, source: str = "image") -> np.nd
     if gray.size != (size, size):
         gray = gray.resize((size, size), Image.Resampling.BILINEAR)
     return np.array(gray, dtype=np.uint8)  # a writable copy, so torch.from_numpy can share it
+
+
+def dim_sixteen_bit(image: Image.Image) -> bool:
+    """Whether a 16-bit image holds no value above 12 bits (4095): scaled as 16-bit it comes out nearly black
+    (gray 16 of 255 at most), which is how 12-bit data stored in a 16-bit file looks to training."""
+    return image.mode in _SIXTEEN_BIT_MODES and int(np.asarray(image).max()) <= TWELVE_BIT_MAX
 
 
 def _open_header(path: Union[str, Path]) -> Image.Image:
