@@ -176,7 +176,8 @@ class Trainer:
                 self.refresh_batchnorm()
                 val_metrics = self.validate()
                 # the rate the epoch's last step used (the schedule has moved on; a plateau moves only below)
-                learning_rate = self.step_learning_rate or self.optimizer.param_groups[0]["lr"]
+                learning_rate = (self.optimizer.param_groups[0]["lr"] if self.step_learning_rate is None
+                                 else self.step_learning_rate)
                 score = val_metrics[self.task.monitor]
                 should_stop = ranked and self.early_stopping.update(score)
                 if ranked:
