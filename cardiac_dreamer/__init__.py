@@ -8,7 +8,7 @@ The public API for notebooks::
 Names are imported on first use, so ``import cardiac_dreamer.evaluation`` (inference) does not load the trainer,
 TensorBoard or matplotlib.
 """
-from importlib import import_module
+from importlib import import_module as _import_module
 
 from .version import __version__
 
@@ -40,6 +40,11 @@ __all__ = sorted(_PUBLIC) + ["__version__"]
 def __getattr__(name: str):
     if name not in _PUBLIC:
         raise AttributeError(f"module 'cardiac_dreamer' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name], __name__), name)
+    value = getattr(_import_module(_PUBLIC[name], __name__), name)
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+def __dir__():
+    """The public names too, which load on first use, so a notebook's tab completion offers them."""
+    return sorted(set(globals()) | set(__all__))

@@ -164,6 +164,17 @@ def test_a_patient_outside_the_split_is_refused(checkpoint):
         evaluate_checkpoint(checkpoint, split="test", patients=["phantom_01"], device="cpu")
 
 
+def test_patients_may_be_one_comma_separated_string_as_on_the_command_line(checkpoint):
+    with pytest.raises(DataError, match=r"patient\(s\) phantom_01, phantom_02 not in the test split"):
+        evaluate_checkpoint(checkpoint, split="test", patients="phantom_01, phantom_02", device="cpu")
+
+
+@pytest.mark.parametrize("batch_size", ["8", 0, 2.5, True])
+def test_a_batch_size_that_is_not_a_positive_integer_is_refused(checkpoint, batch_size):
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        evaluate_checkpoint(checkpoint, batch_size=batch_size, device="cpu")
+
+
 def test_an_unknown_split_is_refused(checkpoint):
     with pytest.raises(ConfigError, match="split"):
         evaluate_checkpoint(checkpoint, split="holdout", device="cpu")

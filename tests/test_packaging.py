@@ -3,6 +3,7 @@ none is a test tool (pytest belongs to the ``dev`` extra, for the tests only).""
 import ast
 import configparser
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,3 +46,10 @@ def test_every_package_the_library_imports_is_an_install_requirement():
                if DISTRIBUTION_OF.get(module, module).lower() not in required}
     assert missing == {}
     assert "pytest" not in third_party and "pytest" not in required
+
+
+def test_the_public_names_are_listed_for_tab_completion_before_first_use():
+    code = ("import cardiac_dreamer; names = dir(cardiac_dreamer); "
+            "assert set(cardiac_dreamer.__all__) <= set(names), names; "
+            "assert 'import_module' not in names; import sys; assert 'cardiac_dreamer.training' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -144,8 +144,46 @@ def test_a_direct_model_cannot_imagine_moves(phantom_dir, tmp_path, image_paths)
 
 
 def test_normalized_float_images_are_refused(predictor):
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
         predictor.predict(np.full((64, 64), -0.5, dtype=np.float32))
+
+
+@pytest.mark.parametrize("pixels", [np.full((64, 64), np.nan, dtype=np.float32),
+                                    np.where(np.eye(64) > 0, np.nan, 0.5).astype(np.float32)])
+def test_a_frame_with_nan_pixels_is_refused_not_read_as_black(predictor, pixels):
+    with pytest.raises(DataError, match="NaN"):
+        predictor.predict(pixels)
+
+
+def test_a_gray_and_alpha_array_is_one_image_like_its_pil_image(predictor, odd_image):
+    opaque = np.asarray(Image.open(odd_image).convert("LA"))  # H x W x 2
+    expected, _ = predictor.preprocess(Image.open(odd_image).convert("LA"))
+    actual, single = predictor.preprocess(opaque)
+    assert single and torch.equal(actual, expected)
+
+
+def test_channels_first_and_half_precision_tensors_are_read_like_their_image(predictor, odd_image):
+    rgb = np.array(Image.open(odd_image).convert("RGB"))
+    expected, _ = predictor.preprocess(rgb)
+    channels_first = torch.from_numpy(rgb).permute(2, 0, 1)  # [3, H, W], torchvision's layout
+    assert torch.equal(predictor.preprocess(channels_first)[0], expected)
+    gray = np.asarray(Image.open(odd_image).convert("L"))
+    as_bf16 = torch.from_numpy(gray / 255.0).to(torch.bfloat16)  # rounds the pixels a little, but reads
+    assert predictor.preprocess(as_bf16)[0].shape == (1, 1, 64, 64)
+
+
+def test_look_takes_a_batch_of_one_and_refuses_a_larger_one(predictor, image_paths):
+    gray = np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths])  # [2, H, W]
+    np.testing.assert_allclose(predictor.look(gray[:1]).pose, predictor.look(gray[0]).pose)
+    with pytest.raises(DataError, match="a batch of 2"):
+        predictor.look(gray)
+
+
+@pytest.mark.parametrize("image", [None, b"bytes", np.zeros((8, 8, 3), dtype=np.uint16),
+                                   np.zeros((8, 8), dtype=np.int32)])
+def test_an_unusable_in_memory_image_is_one_data_error(predictor, image):
+    with pytest.raises(DataError):
+        predictor.predict(image)
 
 
 def test_a_missing_image_file_names_the_path(predictor, tmp_path):
@@ -167,6 +205,26 @@ def test_load_run_reads_a_checkpoint_or_the_best_one_of_a_run_directory(phantom_
     assert from_run.config.model.variant == "direct" and from_run.split == PHANTOM_SPLIT
     assert type(from_run.model) is GuidanceModel and not from_run.model.training
     assert from_run.checkpoint.epoch == 3
+    assert load_run(tmp_path / "checkpoints").path == path  # the run's checkpoints/ folder given instead
+
+
+def test_a_folder_that_is_no_run_names_itself(tmp_path):
+    with pytest.raises(CheckpointError, match=f"^{tmp_path}: a directory that holds no run's checkpoints"):
+        load_run(tmp_path)
+
+
+def test_a_sequential_checkpoint_whose_fuser_is_untrained_says_it_guides_by_the_median(phantom_dir, tmp_path,
+                                                                                        caplog):
+    torch.manual_seed(0)
+    config = Config.from_dict({"model": {"variant": "direct", "sequence_frames": 3},
+                               "data": {"data_dir": str(phantom_dir), "image_size": 64}})
+    model = build_model(config, NormalizationStats.fit(read_records(phantom_dir, PHANTOM_SPLIT.train)))
+    path = save_checkpoint(tmp_path / "best.ckpt", ModelCheckpoint(
+        config=config.to_dict(), model_state=model.state_dict(), epoch=1, global_step=1,
+        split=PHANTOM_SPLIT.to_dict(), data_dir=str(phantom_dir)))
+    with caplog.at_level("WARNING"):
+        assert load_model(path, device="cpu").sequence_frames == 0
+    assert "sequential estimator is untrained" in caplog.text and "averaged.ckpt" in caplog.text
 
 
 @pytest.fixture

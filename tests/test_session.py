@@ -184,18 +184,94 @@ def test_the_imagine_planner_needs_a_world_model():
         GuidanceSession(KnownPredictor(can_imagine=False), SessionSettings(planner="imagine"))
 
 
-@pytest.mark.parametrize("settings", [{"history": -1}, {"history": 1.5}, {"arrival_mm": 0.0},
-                                      {"arrival_deg": float("nan")}, {"planner": "dream"}])
+@pytest.mark.parametrize("settings", [{"history": -1}, {"history": 1.5}, {"history": True}, {"arrival_mm": 0.0},
+                                      {"arrival_deg": float("nan")}, {"arrival_mm": "5"}, {"arrival_deg": None},
+                                      {"planner": "dream"}])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ConfigError):
         SessionSettings(**settings)
 
 
-def test_a_non_finite_executed_move_is_refused():
+def test_numpy_numbers_from_a_notebook_sweep_are_settings():
+    settings = SessionSettings(history=np.int64(4), arrival_mm=np.float32(2.5))
+    assert settings.history == 4 and type(settings.history) is int
+
+
+@pytest.mark.parametrize("move", [[np.nan] * 6, [1.0] * 5, "abcdef", {"x": 1.0}, None])
+def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
     session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
     session.update(np.zeros(6))
-    with pytest.raises(ValueError, match="finite"):
-        session.update(np.zeros(6), executed_move=[np.nan] * 6)
+    if move is None:
+        return  # None is the documented "motion unknown"
+    with pytest.raises(ValueError, match="6 finite numbers"):
+        session.update(np.zeros(6), executed_move=move)
+
+
+def test_a_tensor_move_that_requires_grad_is_a_move():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=1))
+    session.update(np.array([3.0, 0, 0, 0, 0, 0]))
+    move = torch.tensor([1.0, 0, 0, 0, 0, 0], requires_grad=True)
+    np.testing.assert_allclose(session.update(np.array([4.0, 0, 0, 0, 0, 0]), executed_move=move).pose,
+                               [4.0, 0, 0, 0, 0, 0])
+
+
+class SequentialKnown(KnownPredictor):
+    """A checkpoint with a trained sequential estimator of K = 3 frames that averages the carried estimates."""
+
+    sequence_frames = 3
+
+    def look(self, image) -> SimpleNamespace:
+        return SimpleNamespace(pose=self.predict(image), pooled=torch.zeros(512))
+
+    def fuse(self, features, estimates, moves) -> np.ndarray:
+        assert len(features) == len(estimates) == len(moves) <= self.sequence_frames
+        carried = apply_move(torch.from_numpy(estimates), torch.from_numpy(moves), self.composition)
+        return carried.mean(0).numpy()
+
+
+def test_a_sequential_session_reports_the_frames_its_estimator_read():
+    poses, moves = walk("additive", frames=8)
+    session = GuidanceSession(SequentialKnown(), SessionSettings(history=6))
+    assert session.fuses_sequentially
+    guidance = run_session(session, poses, moves)[-1]
+    assert guidance.frames_fused == 3  # seven looks kept, the last three fused
+    np.testing.assert_allclose(guidance.pose, poses[-1], atol=1e-9)
+
+
+class UnreadableFrames(KnownPredictor):
+    """A frame of None is one the model cannot read (a dropped capture)."""
+
+    def look(self, image):
+        if image is None:
+            raise ValueError("no frame")
+        return super().look(image)
+
+
+def test_a_frame_that_cannot_be_read_keeps_the_move_made_before_it():
+    # At 30 mm with two looks, the probe moves -20 mm; that frame is lost, the next comes after no further move.
+    # The history must be carried by the lost frame's move: fused 10 mm, not the stale 30.
+    session = GuidanceSession(UnreadableFrames(), SessionSettings(history=2))
+    far = np.array([30.0, 0, 0, 0, 0, 0])
+    session.update(far)
+    session.update(far, executed_move=np.zeros(6))
+    with pytest.raises(ValueError, match="no frame"):
+        session.update(None, executed_move=[-20.0, 0, 0, 0, 0, 0])
+    guidance = session.update(far - [20.0, 0, 0, 0, 0, 0], executed_move=np.zeros(6))
+    assert guidance.frames_fused == 3
+    np.testing.assert_allclose(guidance.pose, [10.0, 0, 0, 0, 0, 0])
+
+
+def test_making_the_imagine_planners_move_drops_the_looks_that_chose_it():
+    # The world model believes moves fall short by 20 %, so it suggests 1.25x the inverse of the estimate: not
+    # the inverse, yet the move the looks chose. Once made, those looks must not judge it: hold still and look again.
+    session = GuidanceSession(KnownPredictor(move_gain=0.8), SessionSettings(history=2, planner="imagine"))
+    pose = np.array([40.0, 0, 0, 0, 0, 0])  # far: the move lands 10 mm past the view, outside "arrived"
+    session.update(pose)
+    session.update(pose, executed_move=np.zeros(6))
+    chosen = session.update(pose, executed_move=np.zeros(6))
+    np.testing.assert_allclose(chosen.move, -1.25 * pose)
+    after = session.update(pose + chosen.move, executed_move=chosen.move)
+    assert after.frames_fused == 1 and not after.move.any()
 
 
 @pytest.fixture(scope="module")

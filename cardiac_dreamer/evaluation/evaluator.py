@@ -22,6 +22,7 @@ import dataclasses
 import functools
 import logging
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -344,13 +345,16 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint on a split of the patients it recorded, with its normalization statistics, and write
     the report (default: ``<run>/evaluation_<split>_<timestamp>/``). What ``cardiac-evaluate`` does.
 
-    ``split`` is ``train``, ``val``, ``test`` or ``all`` (the three together); ``patients`` narrows it to some of
-    its patients; ``data_dir`` defaults to the directory recorded at training time.
+    ``split`` is ``train``, ``val``, ``test`` or ``all`` (the three together); ``patients`` (a list, or one
+    comma-separated string as the command line takes it) narrows it to some of its patients; ``data_dir`` defaults
+    to the directory recorded at training time.
     """
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
-    if batch_size <= 0:
-        raise ConfigError(f"batch_size must be > 0, got {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(patients, str):
+        patients = [name.strip() for name in patients.split(",") if name.strip()]
     device = select_device(device)
     run = load_run(checkpoint_path)
     model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split

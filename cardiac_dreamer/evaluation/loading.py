@@ -12,6 +12,7 @@ from typing import Optional, Union
 
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint
 from ..config import Config
+from ..errors import CheckpointError
 from ..data.splits import PatientSplit
 from ..models.registry import model_from_checkpoint
 from ..models.system import GuidanceModel
@@ -44,8 +45,17 @@ def load_run(path: PathLike) -> LoadedRun:
     """
     path = Path(path)
     if path.is_dir():
-        path = RunDirectory(path).deployed_checkpoint
+        path = _deployed_in(path)
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, str(path))
     config = Config.from_dict(checkpoint.config, source=f"{path}: config")
     return LoadedRun(model=model, config=config, checkpoint=checkpoint, path=path)
+
+
+def _deployed_in(folder: Path) -> Path:
+    """The deployed checkpoint of a run directory, or of its ``checkpoints/`` folder given instead."""
+    run = RunDirectory(folder.parent if folder.name == "checkpoints" else folder)
+    if not run.deployed_checkpoint.is_file():
+        raise CheckpointError(f"{folder}: a directory that holds no run's checkpoints (no checkpoints/best.ckpt or "
+                              "averaged.ckpt); pass a .ckpt file or a run directory")
+    return run.deployed_checkpoint

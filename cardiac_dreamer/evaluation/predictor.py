@@ -6,6 +6,7 @@ their way to uint8, then :func:`~cardiac_dreamer.data.images_to_float` normalize
 """
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 
 from ..config import normalize_precision
+from ..errors import DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..runtime.devices import resolve_precision, select_device
 from ..models.registry import can_imagine
@@ -24,9 +26,11 @@ from ..models.sequence import fuse, sequence_frames
 from ..models.system import GuidanceModel
 from .loading import load_run
 
+log = logging.getLogger(__name__)
+
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[PathLike, Image.Image, np.ndarray, torch.Tensor]
-_CHANNEL_COUNTS = (1, 3, 4)  # gray, RGB, RGBA: the last axis of an H x W x C array
+_CHANNEL_COUNTS = (1, 2, 3, 4)  # gray, gray + alpha, RGB, RGBA: the last axis of an H x W x C array
 
 
 class Predictor:
@@ -49,12 +53,17 @@ class Predictor:
         # channel tokens, 1.6x with spatial ones (docs/performance.md). Elsewhere it falls back, saying so in one
         # line, as training does. Whatever it computes in, what it returns is float32 or float64.
         self.precision = resolve_precision(normalize_precision(precision, "precision"), self.device)
+        if model.config.sequence_frames and not self.sequence_frames:
+            log.warning("this checkpoint's sequential estimator is untrained (the sequence stage trains the run's "
+                        "deployed checkpoint, checkpoints/averaged.ckpt when the run averaged its top-k, and keeps "
+                        "it untrained when no epoch beat the single frame): history is fused by the median")
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "auto",
                         precision: str = "32") -> "Predictor":
-        """Load a ``.ckpt`` written by training (best, last, top-k or final), or a run directory's best checkpoint;
-        CheckpointError if it is not one."""
+        """Load a ``.ckpt`` written by training (best, last, top-k, averaged or final), or a run directory's
+        deployed checkpoint (``averaged.ckpt`` when the run wrote one, else ``best.ckpt``); CheckpointError if it
+        is not one."""
         return cls(load_run(path).model, device, precision=precision)
 
     @property
@@ -93,9 +102,10 @@ class Predictor:
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
         """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.
 
-        ``images``: one or a list of file paths, PIL images, numpy arrays (``H x W``, ``H x W x C``, ``N x H x W``,
-        ``N x H x W x C``; uint8, uint16, or float in [0, 1]) or tensors (``[H, W]``, ``[1, H, W]``,
-        ``[N, 1, H, W]``, same dtypes). ``moves``: ``None`` for at1 (direct guidance), or the probe moves
+        ``images``: one or a list of file paths, PIL images, numpy arrays (``H x W``, ``H x W x C`` with C 1-4,
+        ``N x H x W``, ``N x H x W x C``; uint8, float in [0, 1], or uint16 for ``H x W``) or tensors (``[H, W]``,
+        ``[C, H, W]``, ``[N, C, H, W]``, the same dtypes or bf16 / fp16). An image that cannot be used (NaN
+        pixels, a wrong shape or type, transparency) raises :class:`~cardiac_dreamer.errors.DataError`. ``moves``: ``None`` for at1 (direct guidance), or the probe moves
         ``[N, 6]`` (one ``[6]`` move applies to every image) for the imagined at2 after each move.
         """
         batch, single = self.preprocess(images)  # uint8 [N, 1, S, S]
@@ -116,9 +126,9 @@ class Predictor:
     def look(self, image: ImageInput) -> "Look":
         """One image, encoded once: its pose (at1) and, for world models, the poses imagined after any moves from
         it, so a planner comparing K candidate moves pays one backbone pass per frame, not K + 1."""
-        batch, single = self.preprocess(image)  # uint8 [1, 1, S, S]
-        if not single:
-            raise ValueError(f"look takes one image, got {len(batch)}")
+        batch, _ = self.preprocess(image)  # uint8 [1, 1, S, S]; a batch of one is one image
+        if len(batch) != 1:
+            raise DataError(f"look takes one image, got a batch of {len(batch)}")
         with self.inference():
             features = self.model.backbone(images_to_float(batch.to(self.device)))  # [1, 512, h, w]
             pose = self.model.estimate(features)[0].double().cpu().numpy()
@@ -135,7 +145,7 @@ class Predictor:
         single = not isinstance(images, (list, tuple)) and not _is_stack(images)
         items: List[ImageInput] = [images] if single else _unstack(images)
         if not items:
-            raise ValueError("predict needs at least one image")
+            raise DataError("predict needs at least one image")
         arrays = [self._to_gray_array(item) for item in items]
         return torch.from_numpy(np.stack(arrays)).unsqueeze(1), single  # [N, S, S] -> [N, 1, S, S]
 
@@ -143,15 +153,14 @@ class Predictor:
         if isinstance(image, (str, os.PathLike)):
             return read_grayscale(Path(image), self.image_size)
         if isinstance(image, torch.Tensor):
-            image = image.detach().cpu().numpy()
-            if image.ndim == 3 and image.shape[0] == 1:  # [1, H, W] -> [H, W]
-                image = image[0]
+            image = _tensor_to_array(image)
         if isinstance(image, np.ndarray):
             image = _array_to_pil(image)
         if not isinstance(image, Image.Image):
-            raise TypeError(f"cannot read an image from a {type(image).__name__}; pass a path, PIL image, array, tensor")
+            raise DataError(f"cannot read an image from a {type(image).__name__}; pass a path, PIL image, array, "
+                            "tensor")
         if min(image.size) == 0:
-            raise ValueError(f"an image must have at least one pixel, got {image.size[0]} x {image.size[1]}")
+            raise DataError(f"an image must have at least one pixel, got {image.size[0]} x {image.size[1]}")
         return image_to_gray(image, self.image_size)
 
 
@@ -183,25 +192,40 @@ def load_model(path: PathLike, device: Union[str, torch.device] = "auto", precis
     return Predictor.from_checkpoint(path, device, precision=precision)
 
 
+def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
+    """``[H, W]`` or channels-first ``[C, H, W]`` (torchvision's layout) -> ``H x W`` or ``H x W x C``; half
+    precision floats widened, since numpy has no bf16."""
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
+        tensor = tensor.float()
+    if tensor.ndim == 3 and tensor.shape[0] in _CHANNEL_COUNTS:
+        tensor = tensor.permute(1, 2, 0)
+    return tensor.numpy()
+
+
 def _array_to_pil(array: np.ndarray) -> Image.Image:
     """``H x W`` or ``H x W x C`` -> a PIL image in the mode a file holding these pixels would decode to."""
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in _CHANNEL_COUNTS):
-        raise ValueError(f"an image must be H x W or H x W x C with C in {_CHANNEL_COUNTS}, got shape {array.shape}")
+        raise DataError(f"an image must be H x W or H x W x C with C in {_CHANNEL_COUNTS} (a tensor: [H, W] or "
+                        f"[C, H, W]), got shape {tuple(array.shape)}")
     if np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0.0 or np.nanmax(array) > 1.0):
-            raise ValueError("float images must hold values in [0, 1] (not normalized ones); pass uint8 for 0-255")
-        array = np.rint(np.nan_to_num(array) * 255.0).astype(np.uint8)
+        if not np.isfinite(array).all():
+            raise DataError("the image holds NaN or infinite pixels")
+        if array.size and (array.min() < 0.0 or array.max() > 1.0):
+            raise DataError("float images must hold values in [0, 1] (not normalized ones); pass uint8 for 0-255")
+        array = np.rint(array * 255.0).astype(np.uint8)
     if array.dtype == np.uint16 and array.ndim == 2:
         return Image.fromarray(array)  # mode I;16, scaled to 8 bit like a 16-bit PNG
     if array.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, 2-D uint16 or float in [0, 1], got {array.dtype}")
+        raise DataError(f"images must be uint8, float in [0, 1], or uint16 for H x W, got {array.dtype} with shape "
+                        f"{tuple(array.shape)}")
     return Image.fromarray(np.ascontiguousarray(array))
 
 
 def _is_stack(images: Any) -> bool:
-    """A batch in one array: ``N x H x W`` / ``N x H x W x C`` numpy, ``[N, 1, H, W]`` tensor."""
+    """A batch in one array: ``N x H x W`` / ``N x H x W x C`` numpy, ``[N, C, H, W]`` tensor."""
     if isinstance(images, torch.Tensor):
         return images.ndim == 4
     if isinstance(images, np.ndarray):
@@ -210,11 +234,7 @@ def _is_stack(images: Any) -> bool:
 
 
 def _unstack(images: Any) -> List[ImageInput]:
-    if isinstance(images, torch.Tensor):
-        if images.shape[1] != 1:
-            raise ValueError(f"a batch tensor must be [N, 1, H, W], got {list(images.shape)}")
-        return list(images[:, 0])
-    return list(images)
+    return list(images)  # a tensor's items are [C, H, W]: _tensor_to_array reads them
 
 
 def _moves(moves: Any, count: int) -> torch.Tensor:

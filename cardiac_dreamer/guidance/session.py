@@ -31,6 +31,7 @@ Importing this module loads torch and the model code, never matplotlib nor the t
 """
 from __future__ import annotations
 
+import numbers
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Protocol, Sequence, Union
@@ -40,7 +41,7 @@ import torch
 
 from ..errors import ConfigError
 from ..evaluation.metrics import rotation_errors, translation_errors
-from ..geometry import COMPOSITION_MODES, apply_move, undo_move, wrap_degrees
+from ..geometry import COMPOSITION_MODES, apply_move, move_between, undo_move, wrap_degrees
 
 PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
@@ -106,11 +107,13 @@ class SessionSettings:
     planner: str = "direct"  # "direct": the inverse of the estimate; "imagine": the world model picks a move
 
     def __post_init__(self) -> None:
-        if not isinstance(self.history, int) or not 0 <= self.history <= MAX_HISTORY:
-            raise ConfigError(f"session history must be an integer in [0, {MAX_HISTORY}], got {self.history!r}")
+        history = self.history
+        if not _is_number(history, numbers.Integral) or not 0 <= history <= MAX_HISTORY:
+            raise ConfigError(f"session history must be an integer in [0, {MAX_HISTORY}], got {history!r}")
+        object.__setattr__(self, "history", int(history))  # a numpy integer from a notebook sweep is fine
         for name in ("arrival_mm", "arrival_deg"):
             value = getattr(self, name)
-            if not np.isfinite(value) or value <= 0:
+            if not _is_number(value, numbers.Real) or not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"session {name} must be a positive number, got {value!r}")
         if self.planner not in PLANNERS:
             raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
@@ -169,10 +172,15 @@ class GuidanceSession:
 
     def update(self, image, executed_move: Optional[Sequence[float]] = None) -> Guidance:
         """Fuse this frame with the independent history carried through ``executed_move`` (mm, degrees) and say
-        where to go: a zero move while it asks the sonographer to hold still for another look."""
+        where to go: a zero move while it asks the sonographer to hold still for another look.
+
+        The move is applied before the frame is read, so a frame the model cannot read (its error propagates)
+        still leaves the history where the probe is: a loop may skip that frame and pass the next one with the
+        move made since.
+        """
+        self._carry(executed_move)
         look = self.predictor.look(image)  # the frame's one pass through the backbone
         frame_pose = np.asarray(look.pose, dtype=np.float64).reshape(6)
-        self._carry(executed_move)
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
         keep = self.settings.history + 1
         self._estimates = torch.cat([self._estimates, current])[-keep:]  # [k + 1, 6]
@@ -186,8 +194,9 @@ class GuidanceSession:
             if self.settings.planner == "imagine":
                 move = self._imagine_best(look, move)
         self._last = (pose, move)
-        spread_mm, spread_deg = self._spread(pose)
-        return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(self._estimates),
+        fused = self._fused_estimates()
+        spread_mm, spread_deg = self._spread(pose, fused)
+        return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(fused),
                         spread_mm=spread_mm, spread_deg=spread_deg, frame_pose=frame_pose)
 
     def within_arrival(self, pose: np.ndarray) -> bool:
@@ -200,10 +209,10 @@ class GuidanceSession:
         if executed_move is None:
             self.reset()
             return
-        move = torch.as_tensor(np.asarray(executed_move, dtype=np.float64).reshape(6))
-        if not torch.isfinite(move).all():
-            raise ValueError(f"executed_move must be 6 finite numbers (mm, degrees), got {move.tolist()}")
-        if self._made_the_suggested_move(move):
+        move = _executed_move(executed_move)
+        made_it = self._made_the_suggested_move(move)
+        self._last = None  # judged once: a later move is not this suggestion's
+        if made_it:
             self.reset()
         elif len(self._estimates):
             self._estimates = apply_move(self._estimates, move.expand_as(self._estimates), self.composition)
@@ -222,17 +231,25 @@ class GuidanceSession:
         return self.predictor.fuse(features, self._own.flip(0)[:frames].numpy(), self._moves.flip(0)[:frames].numpy())
 
     def _made_the_suggested_move(self, move: torch.Tensor) -> bool:
-        """Whether ``move`` is the (non-zero) move the last fused pose chose: carried through it, that pose lands
-        within the arrival threshold of the view, so its estimates would read "arrived" by construction."""
+        """Whether ``move`` is the (non-zero) move the last fused pose chose, within the arrival threshold: it
+        lands that pose where the suggestion would have (the view, for the direct planner), so the estimates that
+        chose it would judge it right by construction."""
         if self._last is None or not move.any() or not np.any(self._last[1]):
             return False
-        landed = apply_move(torch.from_numpy(self._last[0]), move, self.composition).numpy()
-        return self.within_arrival(landed)
+        pose, suggested = (torch.from_numpy(values) for values in self._last)
+        landed = apply_move(pose, move, self.composition)
+        intended = apply_move(pose, suggested, self.composition)
+        return self.within_arrival(move_between(intended, landed, self.composition).numpy())
 
-    def _spread(self, pose: np.ndarray) -> tuple[Optional[float], Optional[float]]:
-        if len(self._estimates) < 2:
+    def _fused_estimates(self) -> torch.Tensor:
+        """``[k, 6]``: the estimates the fused pose rests on (the sequential estimator reads at most its K)."""
+        frames = _sequence_frames(self.predictor) if self.fuses_sequentially else 0
+        return self._estimates[-frames:] if frames else self._estimates
+
+    def _spread(self, pose: np.ndarray, fused: torch.Tensor) -> tuple[Optional[float], Optional[float]]:
+        if len(fused) < 2:
             return None, None
-        estimates = self._estimates.numpy()  # [k, 6]
+        estimates = fused.numpy()  # [k, 6]
         centre = np.broadcast_to(pose, estimates.shape)
         return _rms(translation_errors(centre, estimates)), _rms(rotation_errors(centre, estimates))
 
@@ -271,6 +288,24 @@ def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, 
     folded = np.abs(_folded(poses))
     inside = (folded[..., :3] <= limit_mm).all(-1) & (folded[..., 3:] <= limit_deg).all(-1)
     return bool(inside) if np.ndim(inside) == 0 else inside
+
+
+def _is_number(value, kind: type) -> bool:
+    """A number of ``kind`` (``numbers.Integral``, ``numbers.Real``; numpy's count), never a bool."""
+    return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+
+
+def _executed_move(executed_move) -> torch.Tensor:
+    """float64 ``[6]`` from a list, array or tensor of 6 finite numbers; one ValueError naming what came instead."""
+    if isinstance(executed_move, torch.Tensor):
+        executed_move = executed_move.detach().cpu().double()
+    try:
+        move = np.asarray(executed_move, dtype=np.float64)
+    except (TypeError, ValueError):
+        move = None
+    if move is None or move.size != 6 or not np.isfinite(move).all():
+        raise ValueError(f"executed_move must be 6 finite numbers (mm, degrees), got {executed_move!r}")
+    return torch.from_numpy(move.reshape(6))
 
 
 def _rms(values: np.ndarray) -> float:

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
@@ -185,6 +186,9 @@ def _load_payload(path: Path) -> Any:
                               "checkpoints/: last.ckpt to resume, averaged.ckpt or best.ckpt to evaluate)")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):  # torch's own complaint would advise re-saving with a serialization option
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (the file is empty, cut short or not a "
+                              "PyTorch archive)")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols before refusing them itself
             warnings.simplefilter("ignore", UserWarning)
