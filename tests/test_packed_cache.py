@@ -63,6 +63,31 @@ def test_a_rewritten_image_is_decoded_again_not_served_stale(real_export, tmp_pa
     assert same_images(dataset, decoded_dataset(real_export))
 
 
+def test_an_image_swapped_for_one_of_the_same_size_and_time_is_decoded_again(real_export, tmp_path):
+    # cp -p, rsync -a and tar restore a file's modification time: only the change time tells the files apart.
+    disk_dataset(real_export, tmp_path / "cache")
+    record = read_records(real_export)[1]
+    original = record.image_t2.stat()
+    replacement = tmp_path / "replacement.png"
+    Image.fromarray(np.full((64, 64, 3), 7, dtype=np.uint8)).save(replacement)
+    padded = replacement.read_bytes().ljust(original.st_size, b"\x00")  # PNG readers ignore bytes after IEND
+    assert len(padded) == original.st_size
+    replacement.write_bytes(padded)
+    os.replace(replacement, record.image_t2)
+    os.utime(record.image_t2, ns=(original.st_atime_ns, original.st_mtime_ns))
+    dataset = disk_dataset(real_export, tmp_path / "cache")
+    assert torch.equal(dataset[1]["image_t2"], torch.full((1, 32, 32), 7, dtype=torch.uint8))
+
+
+def test_a_cache_deleted_while_in_use_is_decoded_around(real_export, tmp_path, caplog):
+    dataset = disk_dataset(real_export, tmp_path / "cache")
+    for pack in (tmp_path / "cache").glob("*.u8"):
+        pack.unlink()
+    with caplog.at_level(logging.WARNING):
+        assert same_images(dataset, decoded_dataset(real_export))
+    assert caplog.text.count("decoding the images instead") == 1
+
+
 def test_nothing_is_written_into_the_data_directory(real_export, tmp_path):
     before = listing(real_export)
     disk_dataset(real_export, tmp_path / "cache")[0]
@@ -72,6 +97,17 @@ def test_nothing_is_written_into_the_data_directory(real_export, tmp_path):
 def test_a_cache_directory_inside_the_data_directory_is_refused(real_export):
     with pytest.raises(OutputError, match="inside the data directory"):
         disk_dataset(real_export, real_export / "cache")
+
+
+def test_a_cache_beside_labels_that_a_transitions_file_links_to_is_refused(real_export, tmp_path):
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    transitions = next(real_export.glob("*/transitions_dataset.json"))
+    os.replace(transitions, labels / "patient.json")
+    transitions.symlink_to(labels / "patient.json")
+    with pytest.raises(OutputError, match="inside the data directory"):
+        disk_dataset(real_export, labels / "cache")
+    assert not (labels / "cache").exists()
 
 
 def test_the_default_cache_directory_follows_the_environment(tmp_path, monkeypatch):

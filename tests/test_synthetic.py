@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cardiac_dreamer.errors import ConfigError, DataError
+from cardiac_dreamer.errors import ConfigError, DataError, OutputError
 from cardiac_dreamer.synthetic import (
     MARKER_FILE, MOVE_LIMITS, PATIENT_FILE, POSE_LIMITS, PhantomPatient, generate_phantom,
 )
@@ -257,6 +257,56 @@ def test_other_parameters_replace_the_previous_phantom(tmp_path):
     assert json.loads((walk[0] / PATIENT_FILE).read_text())["trajectory"] == "sonographer"
 
 
+def test_a_folder_of_other_things_is_refused_and_left_as_it_was(tmp_path):
+    data = tmp_path / "realdata"
+    for folder in ("patient_A", "phantom_CIRS_scan1"):  # a real scan of a physical phantom, by its name
+        (data / folder / "ft1").mkdir(parents=True)
+        (data / folder / "ft1" / "img_0001.png").write_bytes(b"precious")
+    before = sorted(path for path in data.rglob("*"))
+    with pytest.raises(OutputError, match=f"^{data}: not empty and not a phantom's folder .*patient_A"):
+        generate_phantom(data, num_patients=1, pairs_per_patient=2, image_size=32)
+    assert sorted(path for path in data.rglob("*")) == before
+
+
+def test_only_the_patient_folders_it_wrote_are_replaced(tmp_path):
+    generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
+    notes = tmp_path / "phantom_notes"  # a user's folder beside the phantom, named like a patient
+    notes.mkdir()
+    (notes / "readme.txt").write_text("mine")
+    marker = json.loads((tmp_path / MARKER_FILE).read_text())
+    outside = tmp_path.parent / f"{tmp_path.name}_sibling"
+    outside.mkdir()
+    (tmp_path / MARKER_FILE).write_text(json.dumps({**marker, "folders": [f"../{outside.name}"]}))  # a crafted marker
+    generate_phantom(tmp_path, num_patients=1, pairs_per_patient=4, image_size=32)
+    assert (notes / "readme.txt").read_text() == "mine" and outside.is_dir()
+    assert not (tmp_path / "phantom_02").exists()  # the earlier phantom's own folder is gone
+
+
+def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="output directory is empty"):
+        generate_phantom("", num_patients=1, pairs_per_patient=2, image_size=32)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", ["file", "below_a_file"])
+def test_an_output_path_that_cannot_be_a_folder_is_one_line(tmp_path, where):
+    blocker = tmp_path / "afile"
+    blocker.write_text("hi")
+    output = blocker if where == "file" else blocker / "sub"
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.synthetic", str(output), "--patients", "1",
+                             "--pairs", "2", "--image_size", "32"], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {output}")
+
+
+def test_the_table_of_a_phantom_too_small_to_hold_out_frames_says_so(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.synthetic", str(tmp_path / "p"), "--patients",
+                             "2", "--pairs", "20", "--image_size", "32", "--table"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "n/a (needs more than 20 pairs per patient)" in result.stdout
+
+
 def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_path):
     """Two real processes at once: one writes, the other waits and reuses it; neither fails or writes twice."""
     script = (
@@ -280,6 +330,7 @@ def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_
     "arguments, problem",
     [
         ({"image_size": 8}, "image_size"),
+        ({"image_size": 100_000}, "image_size must be in 16..1024"),
         ({"trajectory": "spiral"}, "trajectory"),
         ({"version": "v5"}, "version"),
         ({"pairs_per_patient": 5, "frames_per_patient": 12}, "2 frames each"),

@@ -149,7 +149,12 @@ class TransitionsDataset(Dataset):
             return self._cache[slot].clone()
         if self._packs:
             pack, row = self._pack_rows[slot].tolist()
-            return self._packs[pack][row]
+            try:
+                return self._packs[pack][row]
+            except OSError as error:  # the cache deleted while in use: this process decodes from now on
+                logger.warning("image cache: %s unreadable (%s); decoding the images instead", error.filename,
+                               error.strerror)
+                self._packs = []
         return torch.from_numpy(self._decode(slot)).unsqueeze(0)  # [H, W] -> [1, H, W]
 
     def _decode(self, slot: int) -> np.ndarray:

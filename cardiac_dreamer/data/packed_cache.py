@@ -8,14 +8,15 @@ read, up to the whole pack per worker, which monitoring reads as a leak.)
 
 Guarantees:
 
-* A pack is valid for exactly one list of image files at one size, and only while every file keeps the size and
-  modification time it had when it was decoded: the header stores a digest of (path, bytes, mtime_ns) of every image,
-  and a mismatch rebuilds the pack. Files are stat'ed *before* they are decoded, so a file changed mid-build leaves a
+* A pack is valid for exactly one list of image files at one size, and only while every file is the one it decoded:
+  the header stores a digest of (path, inode, bytes, mtime_ns, ctime_ns) of every image, and a mismatch rebuilds the
+  pack. The change time is set by the system on every write or replacement, so a file swapped for another of the
+  same size with its modification time restored (``cp -p``, ``rsync -a``) is caught; a ``chmod`` costs a rebuild. Files are stat'ed *before* they are decoded, so a file changed mid-build leaves a
   digest that no longer matches and the next run rebuilds.
 * Writes are atomic (temporary file, fsync, rename): a crash never leaves a pack that looks complete.
 * Two processes wanting the same pack take turns on a ``flock``: the second finds the first's pack and reuses it.
 * Packs live in a cache directory (:func:`default_cache_dir`), never in the data directory. Deleting the directory
-  is always safe: packs are rebuilt on demand.
+  is always safe: packs are rebuilt on demand, and a run whose pack disappears decodes its images instead.
 """
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 CACHE_DIR_VARIABLE = "CARDIAC_DREAMER_CACHE"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # raised whenever the pack layout or the decoding rules (data/transforms.py) change
 _MAGIC = b"CDPACK\x00\x00"
 _HEADER = struct.Struct("<8sIQI32s")  # magic, format version, number of images, image size, stamp digest
 HEADER_BYTES = 4096  # the pixels start on a page boundary
@@ -119,11 +120,12 @@ def pack_name(paths: Sequence[Path], image_size: int) -> str:
 
 
 def stamp_digest(paths: Sequence[Path], image_size: int) -> bytes:
-    """SHA-256 of the format, the size, and every image's path, byte count and modification time (ns)."""
+    """SHA-256 of the format, the size, and every image's path, inode, byte count, modification and change times."""
     digest = hashlib.sha256(f"{FORMAT_VERSION}:{image_size}\n".encode())
     for path in paths:
         info = os.stat(path)
-        digest.update(os.fsencode(path) + f"\x00{info.st_size}\x00{info.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(path) + f"\x00{info.st_ino}\x00{info.st_size}\x00{info.st_mtime_ns}"
+                      f"\x00{info.st_ctime_ns}\n".encode())
     return digest.digest()
 
 

@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ConfigError, OutputError
 from .fileio import atomic_open, cannot_write, write_json
-from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT
+from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, TRANSITIONS_FILE
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -228,15 +228,19 @@ def ensure_outside(output: Path, data_dir: Path, what: str, culprit: Optional[Pa
 
 
 def _data_roots(data: Path) -> List[Path]:
-    """The data directory and where the links among its patient folders and their sub-folders lead: patient folders
-    may be links to other disks, and what is written there is written into the data."""
+    """The data directory and where the links among its patient folders, their sub-folders and their transitions
+    files lead: patient folders and labels may be links to other disks, and what is written there is written into
+    the data."""
     roots, level = [data], [data]
-    for _ in range(2):  # patient folders, then their ft1 / ft2
+    for depth in range(2):  # patient folders, then their ft1 / ft2
         try:
             children = [child for folder in level for child in folder.iterdir() if child.is_dir()]
         except OSError:
             break
         roots += [child.resolve() for child in children if child.is_symlink()]
+        if depth == 0:
+            labels = [child / TRANSITIONS_FILE for child in children]
+            roots += [label.resolve().parent for label in labels if label.is_symlink()]
         level = children
     return roots
 

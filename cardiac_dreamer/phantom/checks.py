@@ -166,10 +166,14 @@ def comparison_table(folders: Sequence[Path]) -> str:
     features, poses, patients, blocks = export_features(folders)
     if len(folders) >= 2:
         rows.append(f"| leave-one-patient-out probe R2 (>= 0.3) | - | {axes(probe_r2(features, poses, patients), 2)} |")
+    if len(folders) >= 2 and len(np.unique(blocks)) >= 2:
         gap = patient_gap(features, poses, patients, blocks)
         rows.append(f"| unseen patient / unseen frames, ridge error (>= 1.5) | - | {gap:.2f} |")
         ceiling = gap_ceiling(probe_r2(features, poses, blocks))
         rows.append(f"| the largest gap with every axis at R2 0.3 on an unseen patient | - | {ceiling:.2f} |")
+    elif len(folders) >= 2:  # unseen frames are held out in blocks of BLOCK_PAIRS pairs of each patient
+        rows.append(f"| unseen patient / unseen frames, ridge error (>= 1.5) | - | n/a (needs more than {BLOCK_PAIRS} "
+                    "pairs per patient) |")
     return "\n".join(rows)
 
 

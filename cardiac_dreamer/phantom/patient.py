@@ -32,6 +32,7 @@ GENERATOR_VERSIONS = {"v3": 3, "v4": 5}  # written into phantom.json; bump when 
 GENERATOR_VERSION = GENERATOR_VERSIONS[DEFAULT_VERSION]
 PATIENT_FILE = "phantom.json"
 MIN_IMAGE_SIZE = 16
+MAX_IMAGE_SIZE = 1024  # training's largest input
 _ANATOMY_STREAM, _TRAJECTORY_STREAM, _SPECKLE_STREAM = 1, 2, 3
 
 
@@ -138,8 +139,8 @@ class PhantomPatient:
 
 
 def check_image_size(image_size: int) -> None:
-    if image_size < MIN_IMAGE_SIZE:
-        raise ConfigError(f"phantom image_size must be >= {MIN_IMAGE_SIZE}, got {image_size}")
+    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size}")
 
 
 def check_version(version: str) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import shutil
 import textwrap
 from pathlib import Path
@@ -19,9 +20,9 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io.fileio import atomic_open, write_json
+from ..io.fileio import atomic_open, os_reason, write_json
 from ..names import TRANSITIONS_FILE
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
 from .patient import (
     DEFAULT_VERSION, GENERATOR_VERSIONS, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
 )
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 MARKER_FILE = "phantom.json"  # the directory's marker: written last, it says the phantom is complete
 LOCK_FILE = ".phantom.lock"
+PATIENT_ENTRIES = {"ft1", "ft2", TRANSITIONS_FILE, PATIENT_FILE}  # all a patient folder of ours holds
 
 
 def generate_phantom(
@@ -64,8 +66,11 @@ def generate_phantom(
 
     Deterministic for a seed. A complete phantom with the same parameters (recorded in ``output_dir/phantom.json``,
     written last) is reused as it is; processes generating into the same directory at once take turns, and the
-    later ones reuse what the first wrote.
+    later ones reuse what the first wrote. ``output_dir`` must be new, empty or a phantom's: a folder holding anything
+    else (the user's data) is refused, and only folders this writer made are ever replaced.
     """
+    if not os.fspath(output_dir).strip():
+        raise ConfigError("the phantom's output directory is empty (an unset variable?); name a folder")
     if num_patients < 1:
         raise ConfigError(f"phantom needs >= 1 patient, got {num_patients}")
     if seed < 0:
@@ -91,19 +96,38 @@ def generate_phantom(
         logger.info("reusing the phantom in %s (%d patients)", output_dir, num_patients)
         return folders
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(output_dir / LOCK_FILE):
-        if _is_complete(output_dir, params, folders):  # another process wrote it while this one waited
-            logger.info("reusing the phantom another process wrote in %s", output_dir)
-            return folders
-        _remove_previous(output_dir)
-        for index, folder in enumerate(folders, start=1):
-            patient = PhantomPatient(index, seed, image_size, version)
-            _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
-            patient.write_description(folder, trajectory=trajectory, frames=frames, pairs=pairs)
-            logger.info("wrote %s (%d frames, %d pairs)", folder, frames, pairs)
-        write_json(output_dir / MARKER_FILE, dict(params, folders=[folder.name for folder in folders]))
+    _refuse_foreign(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive_lock(output_dir / LOCK_FILE):
+            if _is_complete(output_dir, params, folders):  # another process wrote it while this one waited
+                logger.info("reusing the phantom another process wrote in %s", output_dir)
+                return folders
+            _remove_previous(output_dir)
+            for index, folder in enumerate(folders, start=1):
+                patient = PhantomPatient(index, seed, image_size, version)
+                _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
+                patient.write_description(folder, trajectory=trajectory, frames=frames, pairs=pairs)
+                logger.info("wrote %s (%d frames, %d pairs)", folder, frames, pairs)
+            write_json(output_dir / MARKER_FILE, dict(params, folders=[folder.name for folder in folders]))
+    except OSError as error:  # no space, no permission, a file in the way
+        raise OutputError(f"{error.filename or output_dir}: cannot write the phantom ({os_reason(error)})") from None
     return folders
+
+
+def _refuse_foreign(output_dir: Path) -> None:
+    """Write only into a new or empty folder or one this writer has used (it holds the lock file or the marker):
+    pointed at the user's data, it would mix phantom patients into it."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: the phantom's output directory is a file; name a folder")
+    try:
+        names = sorted(child.name for child in output_dir.iterdir()) if output_dir.is_dir() else []
+    except OSError as error:
+        raise OutputError(f"{output_dir}: cannot read the phantom's output directory ({os_reason(error)})") from None
+    if names and LOCK_FILE not in names and MARKER_FILE not in names:
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        raise OutputError(f"{output_dir}: not empty and not a phantom's folder (it holds {shown}); write the phantom "
+                          "into a new or empty folder (nothing was written)")
 
 
 def _is_complete(output_dir: Path, params: dict, folders: Sequence[Path]) -> bool:
@@ -138,18 +162,22 @@ def _lock_on_windows(handle: IO[bytes]) -> None:
 
 
 def _remove_previous(output_dir: Path) -> None:
-    """Delete the marker and the folders of an earlier phantom here, so no stale patient outlives a new one."""
-    marker_path = output_dir / MARKER_FILE
-    try:
-        previous = json.loads(marker_path.read_text()).get("folders", [])
-    except (OSError, ValueError, AttributeError):
-        previous = []
-    marker_path.unlink(missing_ok=True)
-    stale = {output_dir / name for name in previous} | set(output_dir.glob("phantom_*"))
-    for folder in sorted(stale):
-        if folder.is_dir() and folder.name.startswith("phantom_"):
+    """Delete the marker and the patient folders of an earlier phantom here (complete, or cut short by a crash), so
+    no stale patient outlives a new one. A folder is removed only when it holds nothing but what this writer puts in
+    a patient folder: whatever else sits in ``output_dir`` stays."""
+    (output_dir / MARKER_FILE).unlink(missing_ok=True)
+    for folder in sorted(output_dir.glob("phantom_*")):
+        if _written_here(folder):
             logger.warning("replacing phantom folder %s", folder)
             shutil.rmtree(folder)
+
+
+def _written_here(folder: Path) -> bool:
+    """A real folder (not a link) whose entries are a phantom patient's, or temporary files of one being written."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(child.name in PATIENT_ENTRIES or (child.name.startswith(".") and child.name.endswith(".tmp"))
+               for child in folder.iterdir())
 
 
 def _write_patient(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
