@@ -304,6 +304,25 @@ def test_navigate_refuses_an_arrival_threshold_of_zero_in_one_line(run_checkpoin
     assert_one_error_line(capsys, code, "--arrival", "[0.0, 5.0]")
 
 
+@pytest.mark.parametrize("flag, value", [("--planner", "direct,direct"), ("--arrival", "3deg"),
+                                         ("--start_range", "30mm")])
+def test_navigate_refuses_a_repeated_planner_and_one_value_with_a_unit(run_checkpoint, capsys, flag, value):
+    # a repeated planner ran one policy twice under one name (each episode counted twice); "30mm" also set 30 deg
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(run_checkpoint), "--navigate", flag, value, "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_a_navigation_that_fails_in_its_episodes_leaves_no_empty_folder(run_checkpoint, tmp_path, capsys):
+    run = run_checkpoint.parent.parent
+    before = sorted(run.iterdir())
+    code = main(["--checkpoint", str(run_checkpoint), "--navigate", "--episodes", "1",
+                 "--start_range", "5.00001mm,0deg", "--device", "cpu"])
+    assert_one_error_line(capsys, code, "start box")
+    assert sorted(run.iterdir()) == before
+
+
 def test_the_imagine_planner_is_skipped_for_a_direct_model(phantom_dir, tmp_path):
     checkpoint = save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct")
     code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "1", "--max_steps", "2",

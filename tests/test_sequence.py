@@ -1,6 +1,7 @@
 """Sequential guidance: chains of frames from the sweeps, the second training stage that fits the sequential
 estimator into the checkpoint, its evaluation beside the single frame, and the session that fuses with it."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -8,9 +9,10 @@ import pytest
 import torch
 
 from cardiac_dreamer.config import Config, apply_overrides
-from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains
+from cardiac_dreamer.data import read_records
+from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains, sweep_segments
 from cardiac_dreamer.data.records import TransitionRecord
-from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate_checkpoint, load_model
 from cardiac_dreamer.geometry import apply_move, move_between
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
@@ -20,6 +22,7 @@ from cardiac_dreamer.evaluation.sequence import moves_only_predictions
 from cardiac_dreamer.models.sequence import ChainSet, chain_inputs, chain_moves, current_poses, frame_poses, \
     sequence_frames
 from cardiac_dreamer.pipeline import run_training
+from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.runtime import devices
 from test_trainer import TINY_BACKBONE
 
@@ -149,6 +152,68 @@ def test_the_switch_trains_the_sequential_estimator_into_the_best_checkpoint(seq
     assert metrics["val_sequence_error_std"] <= metrics["val_single_frame_error_std"]
     # marked trained exactly when an epoch beat the single frame on the validation patients
     assert (checkpoint.model_state["sequence.trained"].item() == 1.0) == (metrics["sequence_epoch"] > 0)
+
+
+def test_a_resumed_run_does_not_run_the_sequence_stage_again(sequence_run, caplog):
+    # resuming a finished run (as after a kill during its test evaluation) must keep the fuser it chose
+    last = sequence_run.run_dir / "checkpoints" / "last.ckpt"
+    best = sequence_run.run_dir / "checkpoints" / "best.ckpt"
+    before = load_checkpoint(best)
+    with caplog.at_level("INFO"):
+        run_training(Config.from_dict(load_checkpoint(last).config), resume_from=last, progress=False,
+                     evaluate_test=False)
+    after = load_checkpoint(best)
+    assert "sequence stage: already done" in caplog.text
+    assert after.metrics == before.metrics
+    assert all(torch.equal(after.model_state[key], before.model_state[key])
+               for key in before.model_state if key.startswith("sequence."))
+
+
+def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_run, phantom_dir, monkeypatch):
+    # an averaged file can hold half a trained fuser (its flag 0.5): the stage's baseline must be the single frame,
+    # so with no epoch to train it keeps the single frame, marked untrained
+    from cardiac_dreamer.models.registry import model_from_checkpoint
+    from cardiac_dreamer.models.sequence import chain_set
+    from cardiac_dreamer.training import sequence_stage
+    from cardiac_dreamer.training.sequence_stage import fit_sequence_estimator
+
+    monkeypatch.setattr(sequence_stage, "EPOCHS", 0)
+
+    checkpoint = load_checkpoint(sequence_run.run_dir / "checkpoints" / "best.ckpt")
+    model = model_from_checkpoint(checkpoint, "best.ckpt")
+    with torch.no_grad():
+        model.sequence.out.weight.normal_()
+        model.sequence.trained.fill_(0.5)
+    records = read_records(phantom_dir)
+    chains, _ = chain_set(model, records, 3, 64, torch.device("cpu"))
+    result = fit_sequence_estimator(model, chains, chains, seed=0)
+    assert result["val_sequence_error_std"] == result["val_single_frame_error_std"]
+    assert not model.sequence.is_trained
+
+
+def test_data_without_frame_numbers_is_refused_before_training(phantom_dir, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(phantom_dir, data)
+    for transitions in data.glob("*/transitions_dataset.json"):
+        entries = json.loads(transitions.read_text())
+        transitions.write_text(json.dumps([{key: value for key, value in entry.items()
+                                            if not key.startswith("frame_")} for entry in entries]))
+    config = apply_overrides(Config(), {"data.data_dir": str(data), "data.image_size": 64,
+                                        "model.backbone": TINY_BACKBONE, "model.d_model": 16, "model.num_heads": 2,
+                                        "model.num_layers": 1, "model.sequence_frames": 3,
+                                        "training.device": "cpu", "training.num_workers": 0})
+    with pytest.raises(DataError, match="needs frame numbers"):
+        run_training(config, tmp_path / "runs", progress=False, evaluate_test=False)
+    assert not list((tmp_path / "runs").glob("run_*"))
+
+
+def test_the_phantom_never_chains_two_sweeps_of_one_patient(tmp_path):
+    # over 580 pairs a patient gets a second sweep, which starts far from the view where the first ended at it
+    folder, = generate_phantom(tmp_path, num_patients=1, pairs_per_patient=700, image_size=16)
+    segments = sweep_segments(read_records(tmp_path))
+    assert len(segments) == 2
+    for segment in segments:
+        assert len({frame.image.name.split("_")[2] for frame in segment}) == 1  # frames_PPPP_SS_FFFF.png: one SS
 
 
 def test_only_a_trained_sequential_estimator_is_used():

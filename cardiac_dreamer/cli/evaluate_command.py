@@ -167,12 +167,13 @@ _non_negative_float = _number(float, 0.0, "a finite number >= 0")
 
 
 def _mm_and_degrees(value: str) -> Tuple[float, float]:
-    """``20mm,20deg``, ``20,20`` or ``20`` (both) -> (mm, degrees)."""
+    """``20mm,20deg``, ``20,20`` or ``20`` (both) -> (mm, degrees); one value with a unit (``20deg``) is refused,
+    since it would set the other unit too."""
     parts = [part.strip() for part in value.split(",")]
     found = [re.fullmatch(r"([0-9.]+)\s*(mm|deg)?", part) for part in parts]
-    if not 1 <= len(parts) <= 2 or not all(found) or \
-            (len(parts) == 2 and [match.group(2) for match in found] not in ([None, None], ["mm", "deg"])):
-        raise argparse.ArgumentTypeError(f"expected e.g. 20mm,20deg, got {value!r}")
+    units = [match.group(2) for match in found if match]
+    if not 1 <= len(parts) <= 2 or not all(found) or units not in ([None], [None, None], ["mm", "deg"]):
+        raise argparse.ArgumentTypeError(f"expected e.g. 20mm,20deg (or 20 for both), got {value!r}")
     numbers = [_non_negative_float(match.group(1)) for match in found]
     return (numbers[0], numbers[-1])
 
@@ -190,8 +191,8 @@ def _history_list(value: str) -> Tuple[int, ...]:
 def _planner_list(value: str) -> Tuple[str, ...]:
     planners = tuple(part.strip() for part in value.split(",") if part.strip())
     unknown = [planner for planner in planners if planner not in PLANNERS]
-    if unknown or not planners:
-        raise argparse.ArgumentTypeError(f"planners are {', '.join(PLANNERS)}, got {value!r}")
+    if unknown or not planners or len(set(planners)) != len(planners):
+        raise argparse.ArgumentTypeError(f"planners are {', '.join(PLANNERS)}, each at most once, got {value!r}")
     return planners
 
 

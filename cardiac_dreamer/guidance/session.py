@@ -156,9 +156,14 @@ class GuidanceSession:
         return cls(load_model(path, device, precision), SessionSettings(**settings))
 
     @property
+    def sequence_frames(self) -> int:
+        """K, the most frames the checkpoint's trained sequential estimator fuses; 0 without one."""
+        return _sequence_frames(self.predictor)
+
+    @property
     def fuses_sequentially(self) -> bool:
         """Whether past looks are fused by the checkpoint's sequential estimator rather than the median."""
-        return bool(_sequence_frames(self.predictor)) and self.settings.history > 0
+        return bool(self.sequence_frames) and self.settings.history > 0
 
     @property
     def composition(self) -> str:
@@ -226,7 +231,7 @@ class GuidanceSession:
         self._moves = torch.cat([self._moves, torch.zeros_like(current)])[-keep:]
         if len(self._own) < 2:
             return median
-        frames = _sequence_frames(self.predictor)  # the current frame first, then back in time
+        frames = self.sequence_frames  # the current frame first, then back in time
         features = torch.stack(self._features[::-1][:frames])  # [T, 512]
         return self.predictor.fuse(features, self._own.flip(0)[:frames].numpy(), self._moves.flip(0)[:frames].numpy())
 
@@ -243,7 +248,7 @@ class GuidanceSession:
 
     def _fused_estimates(self) -> torch.Tensor:
         """``[k, 6]``: the estimates the fused pose rests on (the sequential estimator reads at most its K)."""
-        frames = _sequence_frames(self.predictor) if self.fuses_sequentially else 0
+        frames = self.sequence_frames if self.fuses_sequentially else 0
         return self._estimates[-frames:] if frames else self._estimates
 
     def _spread(self, pose: np.ndarray, fused: torch.Tensor) -> tuple[Optional[float], Optional[float]]:

@@ -46,9 +46,15 @@ class SequenceEstimator(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
         self.out_norm = nn.LayerNorm(WIDTH)
         self.out = nn.Linear(WIDTH, 6)
-        nn.init.zeros_(self.out.weight)  # untrained = the current frame's own estimate
-        nn.init.zeros_(self.out.bias)
         self.register_buffer("trained", torch.zeros(()))  # 1 once the sequence stage has fitted it
+        self.untrain()
+
+    @torch.no_grad()
+    def untrain(self) -> None:
+        """Make the output the current frame's own estimate (a zero correction) and mark it untrained."""
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.trained.zero_()
 
     @property
     def is_trained(self) -> bool:

@@ -34,6 +34,9 @@ WALK_SPREAD = 0.6  # the walk's stationary std before the tanh: most poses withi
 
 
 SWEEP_FRAMES = 584  # frames of one sweep: the real export's 580 pairs, gaps up to 4
+SWEEP_BREAK = 16  # frame numbers left out between two sweeps, more than a chain steps over (data.chains), so the end
+# of one sweep is never chained to the start of the next
+SWEEP_STRIDE = SWEEP_FRAMES + SWEEP_BREAK
 SWEEP_GAPS = {1: 0.37, 2: 0.45, 3: 0.16, 4: 0.02}  # frames between t1 and t2, and their shares in a real export
 SWEEP_CONVERGED = 2.0 / 3.0  # share of the sweep after which the probe hovers at the view
 # per axis (x, y, z mm; roll, pitch, yaw degrees): where the sweep ends, how far from there it starts, how far it
@@ -101,18 +104,20 @@ def plan_trajectory(mode: str, rng: np.random.Generator, frames: int, pairs: int
 
 def sweeps(rng: np.random.Generator, num_pairs: int) -> Trajectory:
     """As many sweeps as ``num_pairs`` needs (up to ``SWEEP_FRAMES - 4`` pairs each), their frames numbered on:
-    sweep ``s``'s frame ``k`` is frame ``s * SWEEP_FRAMES + k``. Pairs start evenly along each sweep."""
+    sweep ``s``'s frame ``k`` is frame ``s * SWEEP_STRIDE + k`` (the numbers between two sweeps are never
+    written; their poses repeat the sweep's last). Pairs start evenly along each sweep."""
     longest = max(SWEEP_GAPS)
     count = -(-num_pairs // (SWEEP_FRAMES - longest))
     shares = np.array(list(SWEEP_GAPS.values()))
     poses, pairs = [], []
     for sweep, pairs_here in enumerate(np.diff(np.linspace(0, num_pairs, count + 1).round().astype(int))):
-        poses.append(sweep_poses(rng, SWEEP_FRAMES))
+        sweep_frames = sweep_poses(rng, SWEEP_FRAMES)
+        poses += [sweep_frames, np.repeat(sweep_frames[-1:], SWEEP_BREAK, axis=0)]
         starts = np.linspace(0, SWEEP_FRAMES - 1 - longest, pairs_here).round().astype(int)
         quota = np.floor(shares * pairs_here).astype(int)  # the real shares, exactly up to rounding
         quota[np.argsort(quota - shares * pairs_here)[: pairs_here - quota.sum()]] += 1
         gaps = rng.permutation(np.repeat(list(SWEEP_GAPS), quota))
-        pairs.append(sweep * SWEEP_FRAMES + np.stack([starts, starts + gaps], 1))
+        pairs.append(sweep * SWEEP_STRIDE + np.stack([starts, starts + gaps], 1))
     return Trajectory(_labels(np.concatenate(poses)), np.concatenate(pairs), files="pair")
 
 

@@ -26,7 +26,7 @@ from ..errors import ConfigError, OutputError
 from .patient import (
     DEFAULT_VERSION, GENERATOR_VERSIONS, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
 )
-from .trajectories import LABEL_DECIMALS, SWEEP_FRAMES, Trajectory, plan_trajectory, resolve_counts
+from .trajectories import LABEL_DECIMALS, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts
 
 try:
     import fcntl
@@ -224,7 +224,7 @@ def _write_frame_files(folder: Path, patient: PhantomPatient, trajectory: Trajec
 
 def _file_name(patient_index: int, frame: int, files: str) -> str:
     """``frames_<patient>_<scan>_<frame>.png``: sweeps are scans 01, 02... (frame numbered within the sweep)."""
-    scan, frame = divmod(frame, SWEEP_FRAMES) if files == "pair" else (0, frame)
+    scan, frame = divmod(frame, SWEEP_STRIDE) if files == "pair" else (0, frame)
     return f"frames_{patient_index:04d}_{scan + 1:02d}_{frame:04d}.png"
 
 

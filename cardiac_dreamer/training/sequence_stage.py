@@ -9,7 +9,8 @@ chain keeps a random number of its past frames (0 to K-1), so the estimator serv
 SmoothL1 on the standardized at1; the epoch with the lowest validation error (full chains of the validation
 patients, mean over the six axes in training stds) is kept, the untrained fuser (the single frame) included, so
 the stage never leaves a fuser worse on the validation patients than the image alone: when no epoch beats the single
-frame, the fuser stays marked untrained and the checkpoint guides as one without it.
+frame, the fuser stays marked untrained and the checkpoint guides as one without it. A resumed run whose deployed
+checkpoint already went through the stage keeps it as it is (the stage is not run twice).
 """
 from __future__ import annotations
 
@@ -22,23 +23,47 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
+from ..data.chains import build_chains
+from ..data.prepare import PreparedData
 from ..data.records import TransitionRecord
 from ..errors import DataError
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import ModelCheckpoint, load_checkpoint, save_checkpoint
 from ..io.fileio import link_or_copy
 from ..models.registry import model_from_checkpoint
 from ..models.sequence import ChainSet, chain_set, fuse, fuse_chains
 from ..models.system import GuidanceModel
+from ..names import AVERAGED_CHECKPOINT
 
 log = logging.getLogger(__name__)
 
 EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY = 30, 128, 1e-3, 0.01
+STAGE_DONE = "sequence_epoch"  # the checkpoint metric the stage writes: its presence says the stage ran
+
+
+def sequence_records(prepared: PreparedData) -> Dict[str, Sequence[TransitionRecord]]:
+    """The records the stage fits (the training patients with labels: in a label-scarce run the fuser learns from
+    the labels the model had) and selects on (the validation patients)."""
+    labelled = prepared.labelled_patients
+    return {"train": [record for record in prepared.records["train"]
+                      if labelled is None or record.patient_id in labelled],
+            "val": list(prepared.records.get("val", []))}
+
+
+def check_frame_numbers(records: Dict[str, Sequence[TransitionRecord]], frames: int, data_dir: str) -> None:
+    """Refuse, before training, data whose training or validation frames carry no frame numbers: the stage,
+    which runs after the whole fit, could not chain them (reads no image)."""
+    found = [len(build_chains(records[name], frames)) for name in ("train", "val")]
+    if not all(found):
+        raise DataError(f"{data_dir}: model.sequence_frames needs frame numbers (frame_t1, frame_t2 in the "
+                        f"transitions files) on the training and validation patients; found {found[0]} and "
+                        f"{found[1]} numbered frames")
 
 
 def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet, seed: int) -> Dict[str, float]:
     """Train ``model.sequence`` in place and keep its best validation epoch; the validation errors (mean absolute,
     in training stds) of the single frame and of the kept fuser, and the epoch kept."""
     estimator = model.sequence.cpu().requires_grad_(True)
+    estimator.untrain()  # the single frame is the baseline, whatever the file held (e.g. an average of fusers)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(estimator.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
     best_score, best_epoch, best_state = _validation_error(model, val), 0, copy.deepcopy(estimator.state_dict())
@@ -66,7 +91,7 @@ def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet,
                     "stds); the checkpoint keeps guiding from the single frame (and the median of a history)",
                     single)
     return {"val_sequence_error_std": best_score, "val_single_frame_error_std": single,
-            "sequence_epoch": float(best_epoch)}
+            STAGE_DONE: float(best_epoch)}
 
 
 def _random_history(present: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -93,21 +118,35 @@ def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[Tran
     ``averaged.ckpt``) on the training patients' chains, select it on the validation patients', and write it into
     that file (and the files that are the same file: ``best.ckpt``, the final model when the last epoch was best)."""
     checkpoint = load_checkpoint(checkpoint_path)
+    links = [path for path in (best_link, final_model) if path is not None and path.exists()]
+    if STAGE_DONE in checkpoint.metrics:  # a resumed run: the stage ran; a kill may have come before the links
+        log.info("sequence stage: already done for %s (kept)", checkpoint_path.name)
+        for path in links:
+            if _left_behind(path, checkpoint_path, checkpoint):
+                link_or_copy(checkpoint_path, path)
+        return {key: checkpoint.metrics[key] for key in ("val_sequence_error_std", "val_single_frame_error_std",
+                                                         STAGE_DONE) if key in checkpoint.metrics}
+    check_frame_numbers(records, config.model.sequence_frames, config.data.data_dir)
     model = model_from_checkpoint(checkpoint, str(checkpoint_path))
     frames, size = config.model.sequence_frames, config.data.image_size
     train, _ = chain_set(model, records["train"], frames, size, device)
     val, _ = chain_set(model, records["val"], frames, size, device)
-    if not len(train) or not len(val):
-        raise DataError(f"{config.data.data_dir}: model.sequence_frames needs frame numbers (frame_t1, frame_t2 in "
-                        "the transitions files) on the training and validation patients; found "
-                        f"{len(train)} and {len(val)} numbered frames")
     model.cpu()
     result = fit_sequence_estimator(model, train, val, config.training.seed)
-    same = [path for path in (best_link, final_model) if path is not None and path.exists()
-            and path.samefile(checkpoint_path)]
+    same = [path for path in links if path.samefile(checkpoint_path)]
     checkpoint.model_state = model.state_dict()
     checkpoint.metrics = {**checkpoint.metrics, **result}
     save_checkpoint(checkpoint_path, checkpoint)  # a new file: the hard links still hold the old one
     for path in same:
         link_or_copy(checkpoint_path, path)
     return result
+
+
+def _left_behind(link: Path, deployed: Path, checkpoint: ModelCheckpoint) -> bool:
+    """Whether ``link`` is the deployed top-k file as it was before the stage rewrote it (same epoch and step,
+    without the stage's result): a kill between the rewrite and the re-linking leaves it so."""
+    if deployed.name == AVERAGED_CHECKPOINT or link.samefile(deployed):
+        return False  # best.ckpt and the final model are never the averaged file
+    other = load_checkpoint(link)
+    return (STAGE_DONE not in other.metrics and other.epoch == checkpoint.epoch
+            and other.global_step == checkpoint.global_step)

@@ -36,9 +36,13 @@ class SessionPolicy:
     def __init__(self, name: str, session: GuidanceSession):
         self.name, self.session = name, session
         settings = session.settings
-        fusion = "the sequential estimator's fusion" if session.fuses_sequentially else "the median"
+        looks = settings.history + 1
+        if session.fuses_sequentially:
+            fusion, looks = "the sequential estimator's fusion", min(looks, session.sequence_frames)
+        else:
+            fusion = "the median"
         self.description = (f"the model's GuidanceSession, history {settings.history} (moves on {fusion} of "
-                            f"{settings.history + 1} looks at each pose), planner '{settings.planner}', says "
+                            f"{looks} looks at each pose), planner '{settings.planner}', says "
                             f"arrived within {settings.arrival_mm:g} mm / {settings.arrival_deg:g} degrees")
 
     def start(self) -> None:

@@ -50,8 +50,9 @@ class NavigationSettings:
         for history in self.histories:
             self.session_settings(history)  # validates the range
         unknown = [planner for planner in self.planners if planner not in PLANNERS]
-        if unknown or not self.planners:
-            raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, got {list(self.planners)}")
+        if unknown or not self.planners or len(set(self.planners)) != len(self.planners):
+            raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, each at most once, got "
+                              f"{list(self.planners)}")
         if self.split not in SPLIT_CHOICES:
             raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
         if self.start_range is not None:

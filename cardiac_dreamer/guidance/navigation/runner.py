@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ...errors import ConfigError
 from ...evaluation.loading import load_run
 from ...evaluation.predictor import Predictor
-from ...io.run_dir import RunDirectory, report_directory
+from ...io.run_dir import RunDirectory, removed_if_left_empty, report_directory
 from ..session import GuidanceSession
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
@@ -64,32 +64,35 @@ def navigate_checkpoint(
     # are navigated: the report goes into neither
     user_data = [Path(folder) for folder in (source_dir, data_dir, checkpoint.data_dir)
                  if folder and Path(folder).is_dir()]
+    made_here = output_dir is None or not Path(output_dir).exists()
     output_dir = report_directory(output_dir, RunDirectory.of_checkpoint(checkpoint_path).root / "navigation",
                                   user_data, "navigation output")
     policies = baseline_policies(predictor.composition, model.pose_mean.double().cpu().numpy()) + model_policies
     started = time.perf_counter()
-    episodes = run_policies(policies, patients, settings, predictor.composition, progress)
-    result = NavigationResult(
-        episodes=episodes,
-        policies={policy.name: policy.description for policy in policies},
-        patients=patients,
-        settings=settings,
-        metadata={
-            "checkpoint": str(checkpoint_path.resolve()),
-            "epoch": checkpoint.epoch,
-            "variant": config.model.variant,
-            "composition": predictor.composition,
-            "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model" for planner in skipped},
-            "image_size": config.data.image_size,
-            "training_range": range_record(low, high, RANGE_SOURCE),
-            "device": str(predictor.device),
-            "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
-            "has no phantom data here",
-            "episodes_seconds": round(time.perf_counter() - started, 2),
-            "navigated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-    )
-    write_report(result, output_dir)
+    with removed_if_left_empty(output_dir, made_here):  # a failure leaves no empty folder behind
+        episodes = run_policies(policies, patients, settings, predictor.composition, progress)
+        result = NavigationResult(
+            episodes=episodes,
+            policies={policy.name: policy.description for policy in policies},
+            patients=patients,
+            settings=settings,
+            metadata={
+                "checkpoint": str(checkpoint_path.resolve()),
+                "epoch": checkpoint.epoch,
+                "variant": config.model.variant,
+                "composition": predictor.composition,
+                "planners_skipped": {planner: "the checkpoint is a 'direct' model: no world model"
+                                     for planner in skipped},
+                "image_size": config.data.image_size,
+                "training_range": range_record(low, high, RANGE_SOURCE),
+                "device": str(predictor.device),
+                "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
+                "has no phantom data here",
+                "episodes_seconds": round(time.perf_counter() - started, 2),
+                "navigated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
+        write_report(result, output_dir)
     return result, output_dir
 
 
