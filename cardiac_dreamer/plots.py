@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .io.fileio import atomic_open
 from .geometry import AXIS_NAMES, AXIS_UNITS
@@ -260,8 +260,16 @@ def _plot_series(ax: Axes, rows, keys: Sequence[tuple[str, str]], title: str, lo
             ax.plot(epochs, values, marker="o", markersize=3, linestyle=style, color=f"C{index // 2}", label=label)
     if log_scale and ax.lines:
         ax.set_yscale("log")
+        # plain "4e-04" labels: the default ones are math markup, which save_figure draws as written
+        ax.yaxis.set_major_formatter(LogFormatter())
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set(title=title, xlabel="epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_epoch_locator())
+
+
+def _epoch_locator() -> MaxNLocator:
+    """Whole epochs only, even for a run of one epoch (where the default falls back to fractions)."""
+    return MaxNLocator(integer=True, min_n_ticks=1)
 
 
 def _best_val(rows) -> tuple[float, float] | None:
@@ -290,7 +298,7 @@ def _draw_val_mae(ax: Axes, rows) -> None:
             label = f"{name} ({unit})"
             target.plot(epochs, values, marker="o", markersize=3, linestyle=style, color=f"C{index}", label=label)
     ax.set(title="Validation MAE per axis", xlabel="epoch", ylabel="MAE (mm)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_epoch_locator())
     twin.set_ylabel("MAE (deg)")
     handles, labels = (a + b for a, b in zip(ax.get_legend_handles_labels(), twin.get_legend_handles_labels()))
     twin.legend(handles, labels, fontsize=8) if handles else _no_data(ax)  # on the twin, which is drawn on top

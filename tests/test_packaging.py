@@ -53,3 +53,15 @@ def test_the_public_names_are_listed_for_tab_completion_before_first_use():
             "assert set(cardiac_dreamer.__all__) <= set(names), names; "
             "assert 'import_module' not in names; import sys; assert 'cardiac_dreamer.training' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_guides_quick_start_script_trains_on_data_processed_from_a_checkout(phantom_dir, tmp_path):
+    # the guide's scripts/run_channel.sh is bin/run_channel.sh: data/processed into outputs/, extra flags passed on
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "processed").symlink_to(phantom_dir)
+    script = Path(__file__).resolve().parents[1] / "bin" / "run_channel.sh"
+    result = subprocess.run([str(script), "--check_data"], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"data directory: {phantom_dir.resolve()}" in result.stdout + result.stderr
+    assert "--token_type channel" in script.read_text() and "--token_type channel" in (
+        script.with_name("run_training.bat").read_text())

@@ -78,6 +78,39 @@ def test_training_summary_works_with_a_single_epoch(tmp_path):
     assert_png(path)
 
 
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The figures the plots save, drawn: their tick labels are what a user reads."""
+    figures, save = [], plots.save_figure
+
+    def keep(fig, path, dpi):
+        figures.append(fig)
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    return figures
+
+
+def tick_labels(figure, axis: str, xlabel: str = None):
+    """The tick labels on ``axis`` of the figure's panels (those whose x axis is ``xlabel``, when given)."""
+    return [label.get_text() for ax in figure.axes if xlabel is None or ax.get_xlabel() == xlabel
+            for minor in (False, True) for label in getattr(ax, f"get_{axis}ticklabels")(minor=minor)
+            if label.get_text()]
+
+
+def test_the_learning_rate_axis_reads_as_numbers_not_math_markup(tmp_path, drawn_figures):
+    rows = [{**epoch_row(epoch, 1.0 / (epoch + 1)), "learning_rate": 4e-4 * 0.3 ** epoch} for epoch in range(4)]
+    plots.plot_training_summary(tmp_path / "t.png", rows, {}, dpi=DPI)
+    labels = tick_labels(drawn_figures[0], "y")
+    assert any("e" in label for label in labels) and not any("$" in label for label in labels), labels
+
+
+def test_one_epoch_is_ticked_as_whole_epochs(tmp_path, drawn_figures):
+    plots.plot_training_summary(tmp_path / "t.png", [epoch_row(0, 0.5)], {}, dpi=DPI)
+    labels = tick_labels(drawn_figures[0], "x", xlabel="epoch")
+    assert labels and all(float(label.replace("\N{MINUS SIGN}", "-")).is_integer() for label in labels), labels
+
+
 def test_training_summary_skips_missing_none_and_nan_values(tmp_path):
     rows = [epoch_row(0, 1.0), {"epoch": 1, "train_total_loss": math.nan, "val_loss": None}, epoch_row(2, 0.5)]
     rows[2]["learning_rate"] = "nan"

@@ -1,0 +1,7 @@
+@echo off
+rem The guide's Quick Start (scripts\run_training.bat): train on data\processed into outputs\ with channel
+rem tokens, from a checkout. Extra arguments are passed on. Double-clicked, the window stays open at the end.
+python "%~dp0cardiac-train" --data_dir data\processed --output_dir outputs --token_type channel %*
+set status=%errorlevel%
+pause
+exit /b %status%
