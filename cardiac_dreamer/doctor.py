@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .config import DataConfig
+from .data.chains import check_frame_numbers
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import scan_images
 from .data.transforms import TWELVE_BIT_MAX
@@ -98,11 +99,12 @@ class DataReport:
         return "\n".join(lines)
 
 
-def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport:
+def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_frames: int = 0) -> DataReport:
     """Check ``cfg.data_dir`` against every data rule; a :class:`DataReport` when it passes.
 
     Raises one :class:`DataError` naming the number of problems and the first (each is logged); a missing data
-    directory or one without patient folders stops at once. ``composition`` (the model's) adds a mismatch warning.
+    directory or one without patient folders stops at once. ``composition`` (the model's) adds a mismatch warning;
+    ``sequence_frames`` (``model.sequence_frames``) the frame numbers the sequence stage needs.
     """
     data_dir = Path(cfg.data_dir)
     folders = find_patient_folders(data_dir)
@@ -118,6 +120,8 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None) -> DataReport
     if not problems:
         try:
             prepared = prepare_data(cfg)
+            if sequence_frames:
+                check_frame_numbers(prepared.sequence_records(), sequence_frames, cfg.data_dir)
         except DataError as error:
             problems.append(str(error))
     if problems:

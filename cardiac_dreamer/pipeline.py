@@ -35,7 +35,8 @@ from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, set_lates
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
-from .training.sequence_stage import check_frame_numbers, sequence_records, train_sequence_stage
+from .data.chains import check_frame_numbers
+from .training.sequence_stage import train_sequence_stage
 from .training.trainer import FitResult, Trainer
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def run_training(
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
     verify_undecoded_images(datasets.values(), config.data.image_size)  # not found mid-epoch, after writing
     if config.model.sequence_frames:  # the sequence stage runs after the fit: its data is checked before it
-        check_frame_numbers(sequence_records(prepared), config.model.sequence_frames, config.data.data_dir)
+        check_frame_numbers(prepared.sequence_records(), config.model.sequence_frames, config.data.data_dir)
     consistency = check_label_consistency(prepared.records["train"])
     if consistency.mode != config.model.composition:
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
@@ -157,8 +158,8 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composit
         _plot_dataset(run, prepared, composition)
     fit = trainer.fit(run=run)
     if config.model.sequence_frames and dist.is_main_process() and fit.deployed_checkpoint is not None:
-        train_sequence_stage(fit.deployed_checkpoint, sequence_records(prepared), config, device, run.final_model,
-                             run.best_checkpoint)
+        train_sequence_stage(fit.deployed_checkpoint, prepared.sequence_records(), config, device,
+                             run.final_model, run.best_checkpoint)
     return fit
 
 

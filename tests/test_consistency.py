@@ -46,6 +46,21 @@ def test_labels_following_neither_rule_match_neither():
     assert "match neither rule" in report.summary()
 
 
+def test_one_mistyped_label_is_named_by_its_file_and_entry():
+    at1 = torch.tensor([[float(i), 0, 0, 10.0, 0, 0] for i in range(6)], dtype=torch.float64)
+    move = torch.full((6, 6), 0.5, dtype=torch.float64)
+    at2 = apply_move(at1, move, "additive")
+    at2[4, 3] += 30.0  # one roll typed 30 degrees off
+    path = Path("/unused.png")
+    records = [TransitionRecord("p", "p", i, path, path, "a", "b", tuple(a.tolist()), tuple(m.tolist()),
+                                tuple(b.tolist()), source=Path("/data/p/transitions_dataset.json"))
+               for i, (a, m, b) in enumerate(zip(at1, move, at2))]
+    report = check_label_consistency(records)
+    assert report.mode == "additive" and report.breaking == 1
+    assert report.summary().endswith("1 of the 6 pairs break it, the furthest /data/p/transitions_dataset.json: "
+                                     "entry 4)")
+
+
 def test_angles_are_compared_on_the_circle():
     at2 = apply_move(AT1, MOVE, "additive")
     at2[1, 5] -= 360.0  # 185 deg written as -175 deg

@@ -191,13 +191,35 @@ def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_
     assert not model.sequence.is_trained
 
 
-def test_data_without_frame_numbers_is_refused_before_training(phantom_dir, tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(phantom_dir, data)
-    for transitions in data.glob("*/transitions_dataset.json"):
+def without_frame_numbers(source, data, patients=("phantom_01", "phantom_02", "phantom_03", "phantom_04")):
+    """A copy of ``source`` whose ``patients`` have no frame_t1 / frame_t2."""
+    shutil.copytree(source, data)
+    for patient in patients:
+        transitions = data / patient / "transitions_dataset.json"
         entries = json.loads(transitions.read_text())
         transitions.write_text(json.dumps([{key: value for key, value in entry.items()
                                             if not key.startswith("frame_")} for entry in entries]))
+    return data
+
+
+def test_check_data_applies_the_sequence_stages_rule_and_names_the_patients(phantom_dir, tmp_path, caplog):
+    from cardiac_dreamer.config import DataConfig
+    from cardiac_dreamer.doctor import check_data
+
+    data = without_frame_numbers(phantom_dir, tmp_path / "data", patients=("phantom_01", "phantom_03"))
+    split = {"data_dir": str(data), "manual_splits": True, "train_patients": ["phantom_01", "phantom_02"],
+             "val_patients": ["phantom_03"], "test_patients": ["phantom_04"]}
+    with pytest.raises(DataError, match=r"the validation patients have none \(phantom_03\)"):
+        check_data(DataConfig(**split), sequence_frames=3)
+    check_data(DataConfig(**split))  # the data itself is fine without the switch
+    with caplog.at_level("WARNING"):
+        check_data(DataConfig(**{**split, "val_patients": ["phantom_04"], "test_patients": ["phantom_03"]}),
+                   sequence_frames=3)
+    assert "left out of the sequence stage (patients phantom_01)" in caplog.text
+
+
+def test_data_without_frame_numbers_is_refused_before_training(phantom_dir, tmp_path):
+    data = without_frame_numbers(phantom_dir, tmp_path / "data")
     config = apply_overrides(Config(), {"data.data_dir": str(data), "data.image_size": 64,
                                         "model.backbone": TINY_BACKBONE, "model.d_model": 16, "model.num_heads": 2,
                                         "model.num_layers": 1, "model.sequence_frames": 3,

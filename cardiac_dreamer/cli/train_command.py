@@ -227,7 +227,8 @@ def _output_dir(args: argparse.Namespace) -> Path:
 def _check_data(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
     from ..doctor import check_data
 
-    print(check_data(config.data, composition=config.model.composition).summary())
+    print(check_data(config.data, composition=config.model.composition,
+                     sequence_frames=config.model.sequence_frames).summary())
     return 0
 
 

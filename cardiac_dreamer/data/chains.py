@@ -11,13 +11,17 @@ segment: the probe's path in between is unknown). Records without frame numbers 
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
+from ..errors import DataError
 from .records import TransitionRecord
+
+logger = logging.getLogger(__name__)
 
 MAX_FRAME_STEP = 8  # frames (about a quarter second at 30 per second): a longer jump breaks a chain
 
@@ -77,3 +81,23 @@ def build_chains(records: Sequence[TransitionRecord], frames: int) -> Chains:
         rows.append(np.where(positions >= 0, positions + start, -1))
     index = np.concatenate(rows) if rows else np.zeros((0, frames), dtype=np.int64)
     return Chains(flat, index.astype(np.int64))
+
+
+def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frames: int, data_dir) -> None:
+    """Refuse data whose training or validation patients (``records["train"]``, ``["val"]``) hold no numbered
+    frames to chain, naming the patients without numbers, and say which patients are left out for having none.
+    Reads no image: cheap enough to run before training and in ``--check_data``."""
+    unnumbered = {name: sorted({record.patient_id for record in split
+                                if record.frame_t1 is None or record.frame_t2 is None})
+                  for name, split in records.items()}
+    empty = [name for name, split in records.items() if not len(build_chains(split, frames))]
+    if empty:
+        names = {"train": "training", "val": "validation"}
+        missing = ", ".join(patient for name in empty for patient in unnumbered[name]) or "none of its pairs chain"
+        raise DataError(f"{data_dir}: model.sequence_frames needs frame numbers (frame_t1, frame_t2 in the "
+                        f"transitions files); the {' and '.join(names[name] for name in empty)} patients have none "
+                        f"({missing})")
+    left_out = sorted(set().union(*unnumbered.values()))
+    if left_out:
+        logger.warning("model.sequence_frames: pairs without frame numbers are left out of the sequence stage "
+                       "(patients %s)", ", ".join(left_out))

@@ -14,6 +14,8 @@ from ..errors import DataError
 from ..geometry import COMPOSITION_MODES, apply_move, pose_error
 from .records import TransitionRecord
 
+TOL_MM, TOL_DEG = 0.01, 0.01  # what an export's rounding leaves: beyond it, a pair follows neither rule
+
 
 @dataclass(frozen=True)
 class ConsistencyReport:
@@ -25,6 +27,8 @@ class ConsistencyReport:
     se3_residual_mm: float
     se3_residual_deg: float
     num_records: int
+    breaking: int = 0  # pairs that the closer rule leaves beyond the tolerances
+    worst: str = ""  # the file and entry of the pair it leaves furthest off (a typo in one entry is found there)
 
     def residual(self, mode: str) -> Tuple[float, float]:
         """``(max mm, max deg)`` left by ``mode``."""
@@ -32,7 +36,7 @@ class ConsistencyReport:
             raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
         return getattr(self, f"{mode}_residual_mm"), getattr(self, f"{mode}_residual_deg")
 
-    def matches(self, mode: str, tol_mm: float = 0.01, tol_deg: float = 0.01) -> bool:
+    def matches(self, mode: str, tol_mm: float = TOL_MM, tol_deg: float = TOL_DEG) -> bool:
         """Whether every label follows ``mode`` to within the tolerances (rounding in the export)."""
         mm, deg = self.residual(mode)
         return mm <= tol_mm and deg <= tol_deg
@@ -43,9 +47,11 @@ class ConsistencyReport:
         verdict = self.mode if self.matches(self.mode) else f"closest to {self.mode} but match neither rule"
         mm, deg = self.residual(self.mode)
         other_mm, other_deg = self.residual(other)
+        outliers = "" if self.matches(self.mode) else (
+            f"; {self.breaking} of the {self.num_records} pairs break it, the furthest {self.worst}")
         return (
             f"labels are {verdict} (max residual {mm:.4f} mm / {deg:.4f} deg; "
-            f"{other} would leave {other_mm:.4g} mm / {other_deg:.4g} deg; {self.num_records} pairs)"
+            f"{other} would leave {other_mm:.4g} mm / {other_deg:.4g} deg; {self.num_records} pairs{outliers})"
         )
 
 
@@ -56,10 +62,15 @@ def check_label_consistency(records: Sequence[TransitionRecord]) -> ConsistencyR
     at1 = torch.tensor([r.at1 for r in records], dtype=torch.float64)  # [N, 6]
     move = torch.tensor([r.action_change for r in records], dtype=torch.float64)
     at2 = torch.tensor([r.at2 for r in records], dtype=torch.float64)
-    residuals = {}
+    residuals, per_pair = {}, {}
     for mode in COMPOSITION_MODES:
         residual = pose_error(apply_move(at1, move, mode), at2).abs()  # [N, 6] mm and degrees
+        per_pair[mode] = torch.stack([residual[:, :3].amax(1), residual[:, 3:].amax(1)], 1)  # [N, 2] mm, deg
         residuals[f"{mode}_residual_mm"] = residual[:, :3].max().item()
         residuals[f"{mode}_residual_deg"] = residual[:, 3:].max().item()
     total = {mode: residuals[f"{mode}_residual_mm"] + residuals[f"{mode}_residual_deg"] for mode in COMPOSITION_MODES}
-    return ConsistencyReport(mode=min(COMPOSITION_MODES, key=total.get), num_records=len(records), **residuals)
+    closer = min(COMPOSITION_MODES, key=total.get)
+    off = per_pair[closer]
+    breaking = int(((off[:, 0] > TOL_MM) | (off[:, 1] > TOL_DEG)).sum())
+    return ConsistencyReport(mode=closer, num_records=len(records), breaking=breaking,
+                             worst=records[int(off.sum(1).argmax())].where(), **residuals)

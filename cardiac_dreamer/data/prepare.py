@@ -33,6 +33,14 @@ class PreparedData:
     grouping: Dict[str, str] = field(default_factory=dict)  # folder -> patient id
     labelled_patients: Optional[List[str]] = None  # label-scarce runs: the training patients whose labels count
 
+    def sequence_records(self) -> Dict[str, List[TransitionRecord]]:
+        """What the sequence stage fits on (the training patients with labels: in a label-scarce run the fuser
+        learns from the labels the model had) and selects on (the validation patients)."""
+        labelled = self.labelled_patients
+        return {"train": [record for record in self.records["train"]
+                          if labelled is None or record.patient_id in labelled],
+                "val": list(self.records.get("val", []))}
+
 
 def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
                  grouping: Optional[Dict[str, str]] = None) -> PreparedData:

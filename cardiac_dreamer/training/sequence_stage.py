@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Config
-from ..data.chains import build_chains
-from ..data.prepare import PreparedData
+from ..data.chains import check_frame_numbers
 from ..data.records import TransitionRecord
 from ..errors import DataError
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint, save_checkpoint
@@ -38,25 +37,6 @@ log = logging.getLogger(__name__)
 
 EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY = 30, 128, 1e-3, 0.01
 STAGE_DONE = "sequence_epoch"  # the checkpoint metric the stage writes: its presence says the stage ran
-
-
-def sequence_records(prepared: PreparedData) -> Dict[str, Sequence[TransitionRecord]]:
-    """The records the stage fits (the training patients with labels: in a label-scarce run the fuser learns from
-    the labels the model had) and selects on (the validation patients)."""
-    labelled = prepared.labelled_patients
-    return {"train": [record for record in prepared.records["train"]
-                      if labelled is None or record.patient_id in labelled],
-            "val": list(prepared.records.get("val", []))}
-
-
-def check_frame_numbers(records: Dict[str, Sequence[TransitionRecord]], frames: int, data_dir: str) -> None:
-    """Refuse, before training, data whose training or validation frames carry no frame numbers: the stage,
-    which runs after the whole fit, could not chain them (reads no image)."""
-    found = [len(build_chains(records[name], frames)) for name in ("train", "val")]
-    if not all(found):
-        raise DataError(f"{data_dir}: model.sequence_frames needs frame numbers (frame_t1, frame_t2 in the "
-                        f"transitions files) on the training and validation patients; found {found[0]} and "
-                        f"{found[1]} numbered frames")
 
 
 def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet, seed: int) -> Dict[str, float]:
@@ -126,11 +106,12 @@ def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[Tran
                 link_or_copy(checkpoint_path, path)
         return {key: checkpoint.metrics[key] for key in ("val_sequence_error_std", "val_single_frame_error_std",
                                                          STAGE_DONE) if key in checkpoint.metrics}
-    check_frame_numbers(records, config.model.sequence_frames, config.data.data_dir)
     model = model_from_checkpoint(checkpoint, str(checkpoint_path))
     frames, size = config.model.sequence_frames, config.data.image_size
     train, _ = chain_set(model, records["train"], frames, size, device)
     val, _ = chain_set(model, records["val"], frames, size, device)
+    if not len(train) or not len(val):  # training checks this before the fit; a direct caller may not have
+        check_frame_numbers(records, frames, config.data.data_dir)
     model.cpu()
     result = fit_sequence_estimator(model, train, val, config.training.seed)
     same = [path for path in links if path.samefile(checkpoint_path)]
