@@ -50,6 +50,7 @@ class DataReport:
     consistency: ConsistencyReport
     composition: Optional[str] = None  # the model's composition mode, when the caller knows it
     dim_images: int = 0  # 16-bit files holding 12-bit values: nearly black once scaled
+    first_dim_image: str = ""  # the first of them
 
     @property
     def num_pairs(self) -> int:
@@ -78,7 +79,8 @@ class DataReport:
         if self.dim_images:
             lines.append(f"  warning: {self.dim_images} 16-bit images hold no value above {TWELVE_BIT_MAX} (12-bit "
                          "data?): 16-bit images are scaled by 1/257, so these train nearly black (gray 16 of 255 at "
-                         "most); export them over the full 16-bit range, or as 8-bit")
+                         f"most; the first: {self.first_dim_image}); export them over the full 16-bit range, or "
+                         "as 8-bit")
         lines.append("labels, min..max (mm, deg):")
         for label, ranges in self.label_ranges.items():
             cells = "  ".join(f"{axis} {low:.4g}..{high:.4g}"
@@ -134,6 +136,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         image_sizes=images.sizes,
         image_modes=images.modes,
         dim_images=images.dim,
+        first_dim_image=images.first_dim,
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
         composition=composition,

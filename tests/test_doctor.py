@@ -126,7 +126,8 @@ def test_16_bit_images_holding_12_bit_values_are_warned_of_as_nearly_black(real_
     Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)).save(full)  # the full 16-bit range: fine
     assert "hold no value above" not in check_data(data_config(real_export)).summary()
     Image.fromarray(np.full((64, 64), 4000, dtype=np.uint16)).save(twelve)  # 12-bit data: gray 16 of 255
-    assert "warning: 1 16-bit images hold no value above 4095" in check_data(data_config(real_export)).summary()
+    summary = check_data(data_config(real_export)).summary()
+    assert "warning: 1 16-bit images hold no value above 4095" in summary and f"the first: {twelve})" in summary
 
 
 def test_the_check_data_flag_prints_the_summary_and_creates_no_run(real_export, tmp_path, capsys):

@@ -175,6 +175,13 @@ def test_a_batch_size_that_is_not_a_positive_integer_is_refused(checkpoint, batc
         evaluate_checkpoint(checkpoint, batch_size=batch_size, device="cpu")
 
 
+def test_evaluating_training_patients_says_they_were_trained_on(checkpoint, tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        evaluate_checkpoint(checkpoint, split="train", patients="phantom_01", output_dir=tmp_path / "train",
+                            device="cpu", progress=False)
+    assert "evaluating patients the model trained on (phantom_01)" in caplog.text
+
+
 def test_an_unknown_split_is_refused(checkpoint):
     with pytest.raises(ConfigError, match="split"):
         evaluate_checkpoint(checkpoint, split="holdout", device="cpu")

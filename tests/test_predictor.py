@@ -186,6 +186,11 @@ def test_an_unusable_in_memory_image_is_one_data_error(predictor, image):
         predictor.predict(image)
 
 
+def test_a_path_from_a_transitions_file_with_backslashes_is_read(predictor, image_paths):
+    windows = image_paths[0].parent.parent / f"ft1\\{image_paths[0].name}"  # as the export's JSON writes it
+    np.testing.assert_array_equal(predictor.preprocess(windows)[0], predictor.preprocess(image_paths[0])[0])
+
+
 def test_a_missing_image_file_names_the_path(predictor, tmp_path):
     with pytest.raises(DataError, match="nowhere.png"):
         predictor.predict(tmp_path / "nowhere.png")

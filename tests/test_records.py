@@ -83,6 +83,13 @@ def test_data_dir_without_patient_folder_is_a_data_error(tmp_path):
     assert_one_line_naming(error, str(tmp_path))
 
 
+def test_a_patient_folder_given_as_the_data_directory_points_to_its_parent(tmp_path, make_real_export):
+    data_dir = make_real_export(tmp_path / "data", pairs=2, size=32)
+    patient = data_dir / find_patient_folders(data_dir)[0]
+    with pytest.raises(DataError, match=f"so it is one patient: pass the folder above it, {data_dir}$"):
+        find_patient_folders(patient)
+
+
 def test_max_pairs_per_patient_spreads_the_entries_kept_over_the_whole_folder(tmp_path, make_real_export):
     data_dir = make_real_export(tmp_path / "data", pairs=10, size=32)
     records = read_records(data_dir, max_pairs_per_patient=4)

@@ -87,6 +87,12 @@ def test_manual_split_errors_name_the_patient(train, val, test, problem):
         manual_split(["a", "b", "c"], train, val, test)
 
 
+def test_a_mistyped_patient_gets_the_closest_name_and_the_patients():
+    with pytest.raises(DataError, match=r"'data_0513_2' does not exist in the data directory \(did you mean "
+                                        r"'data_0513_02'\? its patients: data_0513_01, data_0513_02\)"):
+        manual_split(["data_0513_01", "data_0513_02"], train=["data_0513_2"], val=["data_0513_01"])
+
+
 def test_two_folders_of_one_patient_in_two_splits_are_named_as_the_user_wrote_them():
     grouping = {"scan_1": "anna", "scan_2": "anna"}
     with pytest.raises(DataError, match=r"patient 'anna' \(the grouping file puts 'scan_1' and 'scan_2' in it\) "

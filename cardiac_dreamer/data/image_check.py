@@ -35,6 +35,7 @@ class ImageScan:
     sizes: Counter = field(default_factory=Counter)  # (width, height) -> number of usable files
     modes: Counter = field(default_factory=Counter)  # PIL mode -> number of usable files
     dim: int = 0  # usable 16-bit files holding values of 12 bits at most: nearly black once scaled (see doctor)
+    first_dim: str = ""  # the first of them, so the user can look at one
     problems: List[str] = field(default_factory=list)  # one line each: "<json>: entry <i>: <image>: <problem>"
     seconds: float = 0.0
 
@@ -48,7 +49,7 @@ class _Outcome(NamedTuple):
     size: Optional[Tuple[int, int]]
     mode: Optional[str]
     problem: Optional[str]
-    dim: bool = False
+    dim_path: str = ""  # the file, when it is a 16-bit one holding 12-bit values
 
 
 def verify_images(
@@ -115,7 +116,7 @@ def _check_image(path: Path, image_size: int) -> _Outcome:
     try:
         with open_image(path) as image:
             image_to_gray(image, image_size, source=str(path))
-            return _Outcome(image.size, image.mode, None, dim_sixteen_bit(image))
+            return _Outcome(image.size, image.mode, None, str(path) if dim_sixteen_bit(image) else "")
     except DataError as error:
         return _Outcome(None, None, str(error))
 
@@ -132,7 +133,9 @@ def _first_owners(records: Sequence[TransitionRecord]) -> Dict[Path, TransitionR
 def _count(scan: ImageScan, outcome: _Outcome) -> None:
     scan.sizes[outcome.size] += 1
     scan.modes[outcome.mode] += 1
-    scan.dim += outcome.dim
+    if outcome.dim_path:
+        scan.dim += 1
+        scan.first_dim = scan.first_dim or outcome.dim_path
 
 
 def _finished(scan: ImageScan, started: float) -> ImageScan:

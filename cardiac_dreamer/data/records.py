@@ -89,7 +89,9 @@ def find_patient_folders(data_dir: PathLike) -> List[str]:
         raise DataError(f"{data_dir}: cannot list the data directory ({os_reason(error)})") from None
     folders = [child.name for child in children if _is_patient_folder(child)]
     if not folders:
-        raise DataError(f"{data_dir}: no patient folder (no sub-folder holds {TRANSITIONS_FILE})")
+        itself = (f"; this folder holds {TRANSITIONS_FILE} itself, so it is one patient: pass the folder above it, "
+                  f"{data_dir.resolve().parent}") if (data_dir / TRANSITIONS_FILE).is_file() else ""
+        raise DataError(f"{data_dir}: no patient folder (no sub-folder holds {TRANSITIONS_FILE}){itself}")
     _warn_of_skipped_folders(data_dir, [child for child in children if child.name not in folders])
     return folders
 

@@ -6,6 +6,7 @@ patient, declared in a grouping JSON file ``{folder: patient_id}``.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -151,7 +152,8 @@ def manual_split(
         for raw in names:
             patient = raw if raw in known else grouping.get(raw)
             if patient not in known:
-                raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory")
+                raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory"
+                                f"{_suggestion(raw, sorted(known | set(grouping)))}")
             if patient in listed_as:
                 first_split, first_raw = listed_as[patient]
                 written = {raw, first_raw} - {patient}
@@ -191,3 +193,10 @@ def kfold_splits(patients: Iterable[str], k: int, seed: int = 42, test: Sequence
         )
         for i in range(k)
     ]
+
+
+def _suggestion(name: str, names: Sequence[str], shown: int = 8) -> str:
+    """`` (did you mean 'x'? its patients: a, b, ...)``: what a mistyped name was probably meant to be."""
+    close = difflib.get_close_matches(name, names, n=1)
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f" ({f'did you mean {close[0]!r}? ' if close else ''}its patients: {listed})"

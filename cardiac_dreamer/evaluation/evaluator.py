@@ -361,6 +361,11 @@ def evaluate_checkpoint(
     if patient_split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
     chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
+    trained_on = sorted(chosen & set(patient_split.train))
+    if trained_on:
+        log.warning("evaluating patients the model trained on (%s): their figures say little about new patients "
+                    "(the test split holds those)", ", ".join(trained_on))
+    log.info("evaluating %s on the %s split", checkpoint_path, split)
     data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]

@@ -128,7 +128,8 @@ class Predictor:
         it, so a planner comparing K candidate moves pays one backbone pass per frame, not K + 1."""
         batch, _ = self.preprocess(image)  # uint8 [1, 1, S, S]; a batch of one is one image
         if len(batch) != 1:
-            raise DataError(f"look takes one image, got a batch of {len(batch)}")
+            raise DataError(f"a session reads one image per frame, got a batch of {len(batch)} (a numpy N x H x W "
+                            "array is N gray images: give one image as H x W or H x W x C)")
         with self.inference():
             features = self.model.backbone(images_to_float(batch.to(self.device)))  # [1, 512, h, w]
             pose = self.model.estimate(features)[0].double().cpu().numpy()
@@ -151,7 +152,7 @@ class Predictor:
 
     def _to_gray_array(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
-            return read_grayscale(Path(image), self.image_size)
+            return read_grayscale(_local_path(image), self.image_size)
         if isinstance(image, torch.Tensor):
             image = _tensor_to_array(image)
         if isinstance(image, np.ndarray):
@@ -190,6 +191,17 @@ class Look:
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto", precision: str = "32") -> Predictor:
     """``load_model("run/checkpoints/best.ckpt").predict(images)``: see :class:`Predictor`."""
     return Predictor.from_checkpoint(path, device, precision=precision)
+
+
+def _local_path(path: PathLike) -> Path:
+    """``path``, or the same path with a Windows export's backslashes as separators where only that exists (a path
+    taken from a transitions file, as training reads them)."""
+    path = Path(path)
+    if os.sep == "/" and "\\" in str(path) and not path.exists():
+        forward = Path(str(path).replace("\\", "/"))
+        if forward.exists():
+            return forward
+    return path
 
 
 def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:

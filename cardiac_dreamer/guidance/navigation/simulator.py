@@ -139,7 +139,10 @@ def start_pose(settings: EpisodeSettings, episode: int) -> np.ndarray:
         usable = ((candidates >= low) & (candidates <= high)).all(-1) & ~within(candidates, ARRIVAL_MM, ARRIVAL_DEG)
         if usable.any():
             return candidates[np.argmax(usable)]
-    raise ConfigError("the start box holds almost no pose outside the view; widen --start_range")
+    drawn = "pose" if settings.starts == "box" else "pose of a phantom sweep"
+    raise ConfigError(f"the start box ({box_text(low, high)}) holds almost no {drawn} outside the view (without "
+                      "--start_range it is the range of the checkpoint's training poses); give --start_range, e.g. "
+                      "20mm,20deg, for a box centred on the view")
 
 
 def follow(suggested: np.ndarray, follow_noise: float, rng: np.random.Generator) -> np.ndarray:
