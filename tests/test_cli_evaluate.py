@@ -110,6 +110,11 @@ def test_a_grouped_run_is_evaluated_after_its_data_and_grouping_file_moved(phant
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["samples"] == 12 and list(metrics["per_patient"]) == ["carl"]
+    by_folder = tmp_path / "by_folder"  # a folder name stands for its patient, as training's split lists take it
+    code = main(["--checkpoint", str(checkpoint), "--data_dir", str(moved), "--split", "train", "--patients",
+                 "phantom_02", "--output_dir", str(by_folder), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert list(json.loads((by_folder / "metrics.json").read_text())["per_patient"]) == ["anna"]
 
 
 def test_the_command_line_prints_no_traceback(tmp_path):

@@ -126,6 +126,12 @@ def test_predictions_csv_has_one_row_per_sample_with_labels_and_predictions_per_
     assert float(first["guidance_yaw_deg"]) == pytest.approx(report.guidance[0, 5], abs=1e-4)
 
 
+def test_a_report_prints_as_one_line_not_its_arrays(evaluated_all):
+    report, _ = evaluated_all
+    assert repr(report) == ("EvaluationReport(48 pairs of 4 patients: phantom_01, phantom_02, phantom_03, phantom_04; "
+                            ".metrics holds the figures)")
+
+
 def test_metrics_json_counts_the_samples_and_patients_evaluated(evaluated_all):
     _, output_dir = evaluated_all
     metrics = json.loads((output_dir / "metrics.json").read_text())

@@ -196,6 +196,13 @@ def test_a_missing_image_file_names_the_path(predictor, tmp_path):
         predictor.predict(tmp_path / "nowhere.png")
 
 
+def test_a_predictor_and_its_report_print_what_they_are_in_one_line(predictor, checkpoint):
+    from cardiac_dreamer.guidance.session import GuidanceSession
+
+    assert repr(predictor) == "Predictor(variant='dreamer', image_size=64, composition='additive', device='cpu')"
+    assert "history=0" in repr(GuidanceSession(predictor)) and "\n" not in repr(GuidanceSession(predictor))
+
+
 def test_a_foreign_file_is_not_loaded(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.ckpt")
     with pytest.raises(CheckpointError, match="not a cardiac_dreamer checkpoint"):

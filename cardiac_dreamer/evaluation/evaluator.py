@@ -120,6 +120,12 @@ class EvaluationReport:
     metadata: Dict[str, Any] = field(default_factory=dict)  # checkpoint, split, data directory...
     sequence: Optional[Dict[str, Any]] = None  # sequence_metrics(): checkpoints with a sequential estimator only
 
+    def __repr__(self) -> str:
+        """One line for a notebook cell (the arrays are thousands of numbers): what was evaluated."""
+        patients = sorted(set(self.patient_ids))
+        return (f"EvaluationReport({len(self.labels)} pairs of {len(patients)} patients: {', '.join(patients[:4])}"
+                f"{' ...' if len(patients) > 4 else ''}; .metrics holds the figures)")
+
     @property
     def mean_predictions(self) -> np.ndarray:
         return np.tile(self.train_mean, (len(self.labels), 1))
@@ -360,6 +366,8 @@ def evaluate_checkpoint(
     model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
     if patient_split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
+    if patients and checkpoint.grouping:  # a folder name stands for its patient, as in training's split lists
+        patients = [checkpoint.grouping.get(name, name) for name in patients]
     chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
     trained_on = sorted(chosen & set(patient_split.train))
     if trained_on:

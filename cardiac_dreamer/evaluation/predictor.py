@@ -58,6 +58,11 @@ class Predictor:
                         "deployed checkpoint, checkpoints/averaged.ckpt when the run averaged its top-k, and keeps "
                         "it untrained when no epoch beat the single frame): history is fused by the median")
 
+    def __repr__(self) -> str:
+        sequence = f", sequence_frames={self.sequence_frames}" if self.sequence_frames else ""
+        return (f"Predictor(variant={self.model.variant!r}, image_size={self.image_size}, "
+                f"composition={self.composition!r}, device={str(self.device)!r}{sequence})")
+
     @classmethod
     def from_checkpoint(cls, path: PathLike, device: Union[str, torch.device] = "auto",
                         precision: str = "32") -> "Predictor":

@@ -146,6 +146,9 @@ class GuidanceSession:
         self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # the last (fused pose, suggested move): the
         # move the estimates above chose
 
+    def __repr__(self) -> str:
+        return f"GuidanceSession({self.settings}, looks held {len(self._estimates)}, {self.predictor!r})"
+
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto",
                         precision: str = "32", **settings) -> "GuidanceSession":
