@@ -16,7 +16,7 @@ import torch
 
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.data import TransitionsDataset, read_records
-from cardiac_dreamer.errors import OutputError
+from cardiac_dreamer.errors import DataError, OutputError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.io.fileio import write_json
 from cardiac_dreamer.training.loggers import CSVMetricsWriter, read_rows
@@ -360,7 +360,7 @@ def test_the_notebook_api_refuses_nonsense(trained_run, phantom_dir):
     image = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[0]
     with pytest.raises(ValueError, match="finite"):
         model.predict(image, moves=[float("nan"), 0, 0, 0, 0, 0])
-    with pytest.raises(ValueError, match="at least one pixel"):
+    with pytest.raises(DataError, match="at least one pixel"):
         model.predict(np.zeros((0, 0), dtype=np.uint8))
 
 
