@@ -39,14 +39,15 @@ def move_transfer_slopes(model: torch.nn.Module, images: torch.Tensor, seed: int
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     count = len(images)
+    features = model.backbone(images)  # once: only the move differs between the seven passes below
     zero = torch.zeros(count, len(AXIS_NAMES), device=images.device)
-    base = model(images, zero)["at2"]
+    base = model.imagine(features, zero)["at2"]
     slopes = []
     for axis in range(len(AXIS_NAMES)):
         size = torch.randn(count, generator=generator).to(images.device) * model.move_std[axis] * SLOPE_MOVE_STDS
         move = zero.clone()
         move[:, axis] = size
-        change = model(images, move)["at2"][:, axis] - base[:, axis]
+        change = model.imagine(features, move)["at2"][:, axis] - base[:, axis]
         slopes.append(float((change * size).sum() / size.square().sum()))
     model.train(was_training)
     return slopes
