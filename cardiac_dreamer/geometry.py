@@ -9,6 +9,7 @@ Rotation matrices use ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 COMPOSITION_MODES = ("additive", "se3")
@@ -75,6 +76,13 @@ def move_between(pose_from: torch.Tensor, pose_to: torch.Tensor, mode: str = "ad
 def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
     """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error."""
     return torch.remainder(angles + 180.0, 360.0) - 180.0
+
+
+def folded_poses(poses) -> np.ndarray:
+    """A float64 copy of poses ``[..., 6]`` (array-like) with their angles folded into [-180, 180)."""
+    poses = np.array(poses, dtype=np.float64)
+    poses[..., 3:] = wrap_degrees(torch.from_numpy(poses[..., 3:])).numpy()
+    return poses
 
 
 def pose_error(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def run_training(
     if config.model.sequence_frames:  # the sequence stage runs after the fit: its data is checked before it
         check_frame_numbers(prepared.sequence_records(), config.model.sequence_frames, config.data.data_dir)
     consistency = check_label_consistency(prepared.records["train"])
-    if consistency.mode != config.model.composition:
+    if not consistency.matches(config.model.composition):  # the rule --check_data warns by
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
 
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
@@ -148,14 +148,14 @@ def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
                               "resume a run from its own last.ckpt")
 
 
-def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, composition: str, config: Config,
+def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, label_rule: str, config: Config,
            device, argv: Optional[Sequence[str]], resume_from: Optional[Path]) -> FitResult:
     """Write the run's records (rank 0), then train."""
     if dist.is_main_process():
         write_experiment_config(run, config.to_dict(), device, argv,
                                 extra={"resumed_from": str(resume_from) if resume_from else None})
-        write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, composition))
-        _plot_dataset(run, prepared, composition)
+        write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, label_rule))
+        _plot_dataset(run, prepared, label_rule)
     fit = trainer.fit(run=run)
     if config.model.sequence_frames and dist.is_main_process() and fit.deployed_checkpoint is not None:
         train_sequence_stage(fit.deployed_checkpoint, prepared.sequence_records(), config, device,

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..geometry import AXIS_NAMES, AXIS_UNITS, pose_error, pose_to_matrix, wrap_degrees
+from ..geometry import AXIS_NAMES, AXIS_UNITS, folded_poses, pose_error, pose_to_matrix
 
 Metrics = Dict[str, Optional[float]]  # None: no sample to measure on
 
@@ -74,7 +74,7 @@ def rotation_errors(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 def direction_agreement(labels: np.ndarray, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(agrees, counts)``, boolean ``[N, 6]`` each: the signs of predicted and true at1 agree, and the true value
     has a direction at all (is not exactly 0). Angles are folded into [-180, 180) first."""
-    signs = [np.sign(_wrapped(poses)) for poses in (labels, predictions)]
+    signs = [np.sign(folded_poses(_as_poses(poses))) for poses in (labels, predictions)]
     counts = signs[0] != 0
     return (signs[0] == signs[1]) & counts, counts
 
@@ -136,7 +136,3 @@ def _as_poses(values) -> np.ndarray:
     return poses
 
 
-def _wrapped(values) -> np.ndarray:
-    poses = _as_poses(values)
-    poses[:, 3:] = wrap_degrees(torch.from_numpy(poses[:, 3:])).numpy()
-    return poses

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import ConfigError
 from ..evaluation.metrics import rotation_errors, translation_errors
-from ..geometry import COMPOSITION_MODES, apply_move, move_between, undo_move, wrap_degrees
+from ..geometry import COMPOSITION_MODES, apply_move, folded_poses, move_between, undo_move
 
 PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
@@ -275,7 +275,7 @@ class GuidanceSession:
     def _threshold_units(self, poses: np.ndarray) -> np.ndarray:
         """``[K, 6] -> [K]``: the largest |component| / its arrival threshold."""
         limits = np.repeat([self.settings.arrival_mm, self.settings.arrival_deg], 3)
-        return (np.abs(_folded(poses)) / limits).max(-1)
+        return (np.abs(folded_poses(poses)) / limits).max(-1)
 
 
 def plan_candidates(suggested: np.ndarray) -> np.ndarray:
@@ -293,7 +293,7 @@ def suggested_move(pose: np.ndarray, composition: str) -> np.ndarray:
 
 def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, np.ndarray]:
     """``[..., 6]``: every |translation| <= ``limit_mm`` and every |angle| <= ``limit_deg`` (angles folded)."""
-    folded = np.abs(_folded(poses))
+    folded = np.abs(folded_poses(poses))
     inside = (folded[..., :3] <= limit_mm).all(-1) & (folded[..., 3:] <= limit_deg).all(-1)
     return bool(inside) if np.ndim(inside) == 0 else inside
 
@@ -320,10 +320,6 @@ def _rms(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(values))))
 
 
-def _folded(poses: np.ndarray) -> np.ndarray:
-    poses = np.array(poses, dtype=np.float64)
-    poses[..., 3:] = wrap_degrees(torch.from_numpy(poses[..., 3:])).numpy()
-    return poses
 
 
 __all__ = [

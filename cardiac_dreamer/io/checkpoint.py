@@ -92,10 +92,6 @@ class TrainingState(ModelCheckpoint):
     rng: Dict[str, Any] = field(default_factory=dict)
     nonfinite_steps: int = 0
 
-    def model_checkpoint(self) -> ModelCheckpoint:
-        """The model part alone, as the top-k files hold it."""
-        return ModelCheckpoint(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelCheckpoint)})
-
 
 # field -> (accepted types, description): what from_dict enforces before anything trusts a value.
 _FIELD_TYPES = {

@@ -6,7 +6,7 @@ costs one backbone pass over the training and validation frames and a few thousa
 
 How: chains of K frames from the training patients' sweeps (:mod:`cardiac_dreamer.data.chains`); each training
 chain keeps a random number of its past frames (0 to K-1), so the estimator serves any history a session has;
-SmoothL1 on the standardized at1; the epoch with the lowest validation error (full chains of the validation
+the main task's pose loss (SmoothL1 in training stds, ``loss.smooth_l1_beta``); the epoch with the lowest validation error (full chains of the validation
 patients, mean over the six axes in training stds) is kept, the untrained fuser (the single frame) included, so
 the stage never leaves a fuser worse on the validation patients than the image alone: when no epoch beats the single
 frame, the fuser stays marked untrained and the checkpoint guides as one without it. A resumed run whose deployed
@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..config import Config
 from ..data.chains import check_frame_numbers
 from ..data.records import TransitionRecord
-from ..errors import DataError
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint, save_checkpoint
 from ..io.fileio import link_or_copy
+from ..losses import pose_loss
 from ..models.registry import model_from_checkpoint
 from ..models.sequence import ChainSet, chain_set, fuse, fuse_chains
 from ..models.system import GuidanceModel
@@ -39,7 +38,8 @@ EPOCHS, BATCH_SIZE, LR, WEIGHT_DECAY = 30, 128, 1e-3, 0.01
 STAGE_DONE = "sequence_epoch"  # the checkpoint metric the stage writes: its presence says the stage ran
 
 
-def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet, seed: int) -> Dict[str, float]:
+def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet, seed: int,
+                           beta: float = 1.0) -> Dict[str, float]:
     """Train ``model.sequence`` in place and keep its best validation epoch; the validation errors (mean absolute,
     in training stds) of the single frame and of the kept fuser, and the epoch kept."""
     estimator = model.sequence.cpu().requires_grad_(True)
@@ -53,7 +53,7 @@ def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet,
         for rows in torch.randperm(len(train), generator=generator).split(BATCH_SIZE):
             present = _random_history(train.present[rows], generator)
             predicted = fuse(model, train.features[rows], train.estimates[rows], train.moves[rows], present)
-            loss = F.smooth_l1_loss((predicted - train.targets[rows]) / model.pose_std, torch.zeros_like(predicted))
+            loss = pose_loss(predicted, train.targets[rows], model.pose_std, beta)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -113,7 +113,7 @@ def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[Tran
     if not len(train) or not len(val):  # training checks this before the fit; a direct caller may not have
         check_frame_numbers(records, frames, config.data.data_dir)
     model.cpu()
-    result = fit_sequence_estimator(model, train, val, config.training.seed)
+    result = fit_sequence_estimator(model, train, val, config.training.seed, config.loss.smooth_l1_beta)
     same = [path for path in links if path.samefile(checkpoint_path)]
     checkpoint.model_state = model.state_dict()
     checkpoint.metrics = {**checkpoint.metrics, **result}
