@@ -12,6 +12,7 @@ from .geometry import AXIS_NAMES, AXIS_UNITS
 
 TRANSITIONS_FILE = "transitions_dataset.json"  # one per patient folder
 SPLIT_NAMES = ("train", "val", "test")
+SPLIT_CHOICES = SPLIT_NAMES + ("all",)  # what evaluation and navigation take: one split, or the three together
 
 # The terms of the objective, as logged with a train_ / val_ prefix (val_total_loss is logged as val_loss).
 LOSS_NAMES = ("total_loss", "main_task_loss", "aux_t2_action_loss", "consistency_loss", "latent_loss")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cardiac_dreamer.cli.evaluate_command import main
+from cardiac_dreamer.data import PatientSplit
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.guidance.navigation import EpisodeSettings, follow, run_episode
 from cardiac_dreamer.guidance.navigation.patients import FRESH_FIRST_INDEX, resolve_patients
@@ -230,6 +231,14 @@ def test_without_phantom_data_fresh_patients_beyond_the_written_ones_are_used(ru
     checkpoint.data_dir = str(tmp_path / "gone")
     patients, source = resolve_patients(checkpoint, run_checkpoint, 64)
     assert source is None and patients[0].name == f"phantom_{FRESH_FIRST_INDEX}" and "fresh" in patients[0].source
+
+
+def test_a_grouped_folder_name_stands_for_its_patient_in_navigation(phantom_dir, tmp_path):
+    grouping = {"phantom_01": "anna", "phantom_02": "anna", "phantom_03": "ben", "phantom_04": "carl"}
+    split = PatientSplit(train=["anna"], val=["ben"], test=["carl"])
+    checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir, split, grouping=grouping)
+    patients, _ = resolve_patients(load_checkpoint(checkpoint), checkpoint, 64, names=["phantom_04"])
+    assert [patient.name for patient in patients] == ["carl"]
 
 
 def test_an_unknown_patient_is_refused(run_checkpoint):

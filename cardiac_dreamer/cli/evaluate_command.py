@@ -12,7 +12,8 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from ..errors import CardiacDreamerError
-from ..evaluation.evaluator import SPLIT_CHOICES, evaluate_checkpoint
+from ..evaluation.evaluator import evaluate_checkpoint
+from ..names import SPLIT_CHOICES
 from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
 from ..guidance.session import PLANNERS
 from .common import CommandParser, add_flag, configure_logging, interrupted_exit_code, report_error, \

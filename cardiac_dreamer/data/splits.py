@@ -63,6 +63,26 @@ class PatientSplit:
         """Every patient of the split, train then val then test."""
         return self.train + self.val + self.test
 
+    def select(self, split: str, names: Optional[Sequence[str]] = None, grouping: Optional[Mapping[str, str]] = None,
+               source: str = "patient split") -> List[str]:
+        """The patients of ``split`` (every split for ``"all"``), narrowed to ``names`` (patient ids, or folder
+        names that ``grouping`` maps to their patient, as a manual split takes them); DataError naming ``source``
+        when none are left or a name is not in the split."""
+        splits = SPLIT_NAMES if split == "all" else (split,)
+        in_split = [patient for name in splits for patient in getattr(self, name)]
+        if not in_split:
+            counts = ", ".join(f"{name}: {len(getattr(self, name))}" for name in SPLIT_NAMES)
+            raise DataError(f"{source}: the {split} split of this checkpoint has no patients ({counts}); choose "
+                            "another split")
+        if not names:
+            return in_split
+        wanted = [(grouping or {}).get(name, name) for name in names]
+        unknown = [name for name, patient in zip(names, wanted) if patient not in in_split]
+        if unknown:
+            raise DataError(f"{source}: patient(s) {', '.join(unknown)} not in the {split} split (its patients: "
+                            f"{', '.join(in_split)})")
+        return [patient for patient in in_split if patient in set(wanted)]
+
 
 def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, str]:
     """``{folder: patient_id}`` for every folder in ``folders``; folders the file does not name are their own

@@ -41,15 +41,14 @@ from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
 from ..data.records import TransitionRecord
-from ..data.splits import PatientSplit
 from ..runtime.devices import select_device
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError
 from ..io.fileio import atomic_open, write_json
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
-from ..names import SPLIT_NAMES
+from ..names import SPLIT_CHOICES, SPLIT_NAMES
 from ..io.run_dir import RunDirectory, removed_if_left_empty, report_directory
 from ..task import GuidanceTask, LatentTarget
 from .diagnostics import WorldModelErrors, move_transfer_slopes
@@ -59,7 +58,6 @@ from .sequence import sequence_line, sequence_metrics
 
 log = logging.getLogger(__name__)
 
-SPLIT_CHOICES = SPLIT_NAMES + ("all",)
 PathLike = Union[str, os.PathLike]
 PLOT_FILES = ("predicted_vs_true.png", "error_histograms.png", "per_patient_mae.png")
 TASK_DEFINITIONS = {
@@ -366,9 +364,7 @@ def evaluate_checkpoint(
     model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
     if patient_split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
-    if patients and checkpoint.grouping:  # a folder name stands for its patient, as in training's split lists
-        patients = [checkpoint.grouping.get(name, name) for name in patients]
-    chosen = set(chosen_patients(patient_split, split, patients, checkpoint_path))
+    chosen = set(patient_split.select(split, patients, checkpoint.grouping, str(checkpoint_path)))
     trained_on = sorted(chosen & set(patient_split.train))
     if trained_on:
         log.warning("evaluating patients the model trained on (%s): their figures say little about new patients "
@@ -431,28 +427,6 @@ def _pixel_ridge(train: Sequence[TransitionRecord], evaluated: Sequence[Transiti
         log.warning("pixel ridge baseline skipped: the checkpoint's split has no training pairs here")
         return None
     return PixelRidge(train, image_size).predict(evaluated)
-
-
-def chosen_patients(
-    patient_split: PatientSplit, split: str, patients: Optional[Sequence[str]], checkpoint_path: Path
-) -> List[str]:
-    """The patients of ``split`` (every split for ``all``), narrowed to ``patients``; DataError when none."""
-    names = SPLIT_NAMES if split == "all" else (split,)
-    in_split = [patient for name in names for patient in getattr(patient_split, name)]
-    if not in_split:
-        counts = ", ".join(f"{name}: {len(getattr(patient_split, name))}" for name in SPLIT_NAMES)
-        raise DataError(
-            f"{checkpoint_path}: the {split} split of this checkpoint has no patients ({counts}); choose another split"
-        )
-    if not patients:
-        return in_split
-    unknown = [patient for patient in patients if patient not in in_split]
-    if unknown:
-        raise DataError(
-            f"{checkpoint_path}: patient(s) {', '.join(unknown)} not in the {split} split "
-            f"(its patients: {', '.join(in_split)})"
-        )
-    return [patient for patient in in_split if patient in set(patients)]
 
 
 def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:

@@ -20,7 +20,6 @@ from ...io.checkpoint import ModelCheckpoint
 from ...io.fileio import read_json
 from ...data.splits import PatientSplit, folders_by_patient
 from ...errors import DataError
-from ...evaluation.evaluator import chosen_patients
 from ...phantom import DEFAULT_VERSION, PATIENT_FILE, PhantomPatient
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,8 @@ def resolve_patients(
     if explicit and not directory.is_dir():
         raise DataError(f"{directory}: data directory not found")
     if checkpoint.split is not None and directory is not None and directory.is_dir():
-        chosen = chosen_patients(PatientSplit.from_dict(checkpoint.split), split, names, checkpoint_path)
+        chosen = PatientSplit.from_dict(checkpoint.split).select(split, names, checkpoint.grouping,
+                                                                  str(checkpoint_path))
         folders = _phantom_folders(directory, chosen, checkpoint.grouping)
         if folders:
             return [NavigationPatient(patient, PhantomPatient.from_folder(folder),

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...errors import ConfigError
-from ...evaluation.evaluator import SPLIT_CHOICES
+from ...names import SPLIT_CHOICES
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, PLANNERS, SessionSettings
 from . import scoring
 from .patients import NavigationPatient
