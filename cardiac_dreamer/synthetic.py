@@ -11,10 +11,10 @@ proportions; a beating heart and a breathing shift. ``v3`` (below) is the static
 some tests were calibrated on; ``--phantom v3`` or ``generate_phantom(..., version="v3")`` writes it.
 :mod:`cardiac_dreamer.phantom.checks` compares an export with the real figures (``--table``).
 
-v3 in detail: The code lives in :mod:`cardiac_dreamer.phantom` (anatomy ->
-rendering -> patient -> trajectories -> writer); this module is its public face and command line.
+The code lives in :mod:`cardiac_dreamer.phantom` (anatomy -> rendering -> patient -> trajectories -> writer); this
+module is its public face and command line.
 
-What is simulated. Each patient is a static 3-D heart in a voxel volume (2 mm): four chambers (blood cavities in
+v3, what v4 builds on. Each patient is a static 3-D heart in a voxel volume (2 mm): four chambers (blood cavities in
 myocardial walls), mitral and tricuspid valves, papillary muscles, the left ventricular outflow tract (anterior:
 the five-chamber view) and the coronary sinus (posterior), pericardium, epicardial fat, the chest wall above the
 apex, and lungs just outside the target sector, with a static tissue texture. A frame is the volume's slice at the
@@ -22,7 +22,8 @@ probe pose, seen through a 90-degree, 160 mm sector with depth attenuation, fres
 gamma. Patients differ only a little (a few % of size, ~1 mm and ~2 degrees of jitter, a target view aimed ~1 mm /
 ~1 degree differently), so the pose -> image mapping learnt on some patients applies to others.
 
-What is not simulated: cardiac motion, breathing, Doppler, shadowing and reverberation, beam width, probe pressure.
+Not simulated in either: Doppler, shadowing and reverberation, beam width, probe pressure (v3 has no cardiac motion
+or breathing either; v4 has both).
 
 The pose ``at = [x, y, z, roll, pitch, yaw]`` (mm, degrees) is the probe relative to the target view (x lateral,
 y elevation, z depth); labels are additive, ``at2 == at1 + action_change``. How each axis shows in the image:
