@@ -172,6 +172,13 @@ def test_channels_first_and_half_precision_tensors_are_read_like_their_image(pre
     assert predictor.preprocess(as_bf16)[0].shape == (1, 1, 64, 64)
 
 
+def test_gray_frames_stacked_as_a_3d_tensor_are_refused_not_read_as_one_colour_image(predictor, image_paths):
+    gray = torch.from_numpy(np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths * 2]))
+    with pytest.raises(DataError, match=r"\[N, 1, H, W\]"):
+        predictor.predict(gray[:2])  # [2, H, W]
+    assert predictor.predict(gray[:, None]).shape == (4, 6)
+
+
 def test_look_takes_a_batch_of_one_and_refuses_a_larger_one(predictor, image_paths):
     gray = np.stack([np.asarray(Image.open(path).convert("L")) for path in image_paths])  # [2, H, W]
     np.testing.assert_allclose(predictor.look(gray[:1]).pose, predictor.look(gray[0]).pose)

@@ -261,6 +261,29 @@ def test_a_frame_that_cannot_be_read_keeps_the_move_made_before_it():
     np.testing.assert_allclose(guidance.pose, [10.0, 0, 0, 0, 0, 0])
 
 
+def test_a_suggested_move_split_by_an_unreadable_frame_still_drops_the_looks_that_chose_it():
+    # The model reads 40 mm as 40 and sends the probe 40 mm back; a frame half-way is lost. Judged on the whole
+    # move, the looks that chose it are dropped; judged half by half, they stayed and read "arrived" at 0 mm.
+    session = GuidanceSession(UnreadableFrames(), SessionSettings(history=2))
+    far = np.array([40.0, 0, 0, 0, 0, 0])
+    for move in (None, np.zeros(6), np.zeros(6)):
+        chosen = session.update(far, executed_move=move)
+    np.testing.assert_allclose(chosen.move, -far)
+    with pytest.raises(ValueError, match="no frame"):
+        session.update(None, executed_move=[-20.0, 0, 0, 0, 0, 0])
+    after = session.update(np.zeros(6), executed_move=[-20.0, 0, 0, 0, 0, 0])
+    assert after.frames_fused == 1 and not after.arrived  # holds still for fresh looks
+
+
+def test_making_the_direct_move_under_the_imagine_planner_drops_the_looks_that_chose_it():
+    session = GuidanceSession(KnownPredictor(move_gain=0.8), SessionSettings(history=2, planner="imagine"))
+    pose = np.array([40.0, 0, 0, 0, 0, 0])
+    for move in (None, np.zeros(6), np.zeros(6)):
+        session.update(pose, executed_move=move)
+    after = session.update(np.zeros(6), executed_move=-pose)  # the inverse of the estimate, not the suggestion
+    assert after.frames_fused == 1 and not after.move.any()
+
+
 def test_making_the_imagine_planners_move_drops_the_looks_that_chose_it():
     # The world model believes moves fall short by 20 %, so it suggests 1.25x the inverse of the estimate: not
     # the inverse, yet the move the looks chose. Once made, those looks must not judge it: hold still and look again.

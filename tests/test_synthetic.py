@@ -282,6 +282,22 @@ def test_only_the_patient_folders_it_wrote_are_replaced(tmp_path):
     assert not (tmp_path / "phantom_02").exists()  # the earlier phantom's own folder is gone
 
 
+def test_a_file_browsers_litter_does_not_stop_a_rewrite(tmp_path):
+    first = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
+    (first[0] / ".DS_Store").write_bytes(b"\0")  # Finder, after showing the folder
+    assert len(_entries(generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32)[0])) == 5
+
+
+def test_a_patient_folder_holding_the_users_files_is_refused_before_anything_is_deleted(tmp_path):
+    first = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
+    (first[0] / "my_notes.txt").write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(OutputError, match=f"^{first[0]}: holds what the phantom writer did not put there "
+                                          r"\(my_notes.txt\)"):
+        generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32)
+    assert sorted(tmp_path.rglob("*")) == before  # the marker and the other patient are still there
+
+
 def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="output directory is empty"):

@@ -209,13 +209,20 @@ def _local_path(path: PathLike) -> Path:
     return path
 
 
+_TENSOR_CHANNELS = (1, 3, 4)  # a 3-D tensor is one image, channels first: gray, RGB, RGBA (torchvision's layout)
+
+
 def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
-    """``[H, W]`` or channels-first ``[C, H, W]`` (torchvision's layout) -> ``H x W`` or ``H x W x C``; half
-    precision floats widened, since numpy has no bf16."""
+    """``[H, W]`` or channels-first ``[C, H, W]`` -> ``H x W`` or ``H x W x C``; half precision floats widened,
+    since numpy has no bf16. Gray frames stacked as ``[N, H, W]`` are refused: with N of 3 they would pass for one
+    colour image, so a batch of gray images is ``[N, 1, H, W]``."""
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
         tensor = tensor.float()
-    if tensor.ndim == 3 and tensor.shape[0] in _CHANNEL_COUNTS:
+    if tensor.ndim == 3:
+        if tensor.shape[0] not in _TENSOR_CHANNELS:
+            raise DataError(f"a 3-D tensor is one image [C, H, W] with C of {_TENSOR_CHANNELS}, got "
+                            f"{list(tensor.shape)}; give a batch of gray images as [N, 1, H, W]")
         tensor = tensor.permute(1, 2, 0)
     return tensor.numpy()
 

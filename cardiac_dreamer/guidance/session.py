@@ -8,9 +8,10 @@ Fusion rule: the per-component **median** of the current estimate and the last `
 **that are independent of the move being judged**. An estimate that chose a move is not evidence about where that
 move led: the move was built to cancel it, so carried forward it reads "at the view" whatever the move achieved
 (a model that reads 20 mm as 10 sends the probe to 10 mm, where the carried estimate says 0). So once the probe
-makes the move the session suggested (the fused pose, carried through the executed move, lands within the arrival
-threshold), the estimates that chose it are dropped and the next frame is judged on its own. Estimates carried
-through moves the session did not choose (the sonographer went elsewhere) stay.
+makes the move the session suggested (the fused pose, carried through the moves executed since, lands within the
+arrival threshold, or those moves are the planner's suggestion within it), the estimates that chose it are dropped
+and the next frame is judged on its own. Estimates carried through moves the session did not choose (the
+sonographer went elsewhere) stay.
 
 History therefore pays where looks are independent: at one pose. Until the fused pose rests on ``history + 1``
 looks, the session asks the sonographer to hold still (a zero move, not arrived) and looks again; it moves or says
@@ -143,8 +144,9 @@ class GuidanceSession:
         self._features: List[torch.Tensor] = []
         self._own = torch.zeros(0, 6, dtype=torch.float64)
         self._moves = torch.zeros(0, 6, dtype=torch.float64)
-        self._last: Optional[tuple[np.ndarray, np.ndarray]] = None  # the last (fused pose, suggested move): the
-        # move the estimates above chose
+        # The last (fused pose, suggested move, move made since), float64 [6] each: the move the estimates above
+        # chose, and how far the probe has gone since (over frames the model could not read too).
+        self._last: Optional[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
     def __repr__(self) -> str:
         return f"GuidanceSession({self.settings}, looks held {len(self._estimates)}, {self.predictor!r})"
@@ -201,7 +203,7 @@ class GuidanceSession:
             arrived, move = self.within_arrival(pose), suggested_move(pose, self.composition)
             if self.settings.planner == "imagine":
                 move = self._imagine_best(look, move)
-        self._last = (pose, move)
+        self._last = (torch.from_numpy(pose), torch.from_numpy(move), torch.zeros(6, dtype=torch.float64))
         fused = self._fused_estimates()
         spread_mm, spread_deg = self._spread(pose, fused)
         return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(fused),
@@ -218,11 +220,13 @@ class GuidanceSession:
             self.reset()
             return
         move = _executed_move(executed_move)
-        made_it = self._made_the_suggested_move(move)
-        self._last = None  # judged once: a later move is not this suggestion's
-        if made_it:
-            self.reset()
-        elif len(self._estimates):
+        if self._last is not None:
+            pose, suggested, moved = self._last
+            self._last = (pose, suggested, apply_move(moved, move, self.composition))
+            if self._made_the_suggested_move(*self._last):
+                self.reset()
+                return
+        if len(self._estimates):
             self._estimates = apply_move(self._estimates, move.expand_as(self._estimates), self.composition)
             self._moves = apply_move(self._moves, move.expand_as(self._moves), self.composition)  # accumulated
 
@@ -238,16 +242,16 @@ class GuidanceSession:
         features = torch.stack(self._features[::-1][:frames])  # [T, 512]
         return self.predictor.fuse(features, self._own.flip(0)[:frames].numpy(), self._moves.flip(0)[:frames].numpy())
 
-    def _made_the_suggested_move(self, move: torch.Tensor) -> bool:
-        """Whether ``move`` is the (non-zero) move the last fused pose chose, within the arrival threshold: it
-        lands that pose where the suggestion would have (the view, for the direct planner), so the estimates that
-        chose it would judge it right by construction."""
-        if self._last is None or not move.any() or not np.any(self._last[1]):
+    def _made_the_suggested_move(self, pose: torch.Tensor, suggested: torch.Tensor, moved: torch.Tensor) -> bool:
+        """Whether the (non-zero) move ``moved`` since the fused ``pose`` chose ``suggested`` would be judged right
+        by the estimates that chose it: carried through it, they read "arrived" (the direct planner's move, made by
+        any planner), or it is the suggested move itself, within the arrival threshold (the imagine planner's)."""
+        if not moved.any() or not suggested.any():
             return False
-        pose, suggested = (torch.from_numpy(values) for values in self._last)
-        landed = apply_move(pose, move, self.composition)
+        landed = apply_move(pose, moved, self.composition)
         intended = apply_move(pose, suggested, self.composition)
-        return self.within_arrival(move_between(intended, landed, self.composition).numpy())
+        return bool(self.within_arrival(landed.numpy())
+                    or self.within_arrival(move_between(intended, landed, self.composition).numpy()))
 
     def _fused_estimates(self) -> torch.Tensor:
         """``[k, 6]``: the estimates the fused pose rests on (the sequential estimator reads at most its K)."""

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 MARKER_FILE = "phantom.json"  # the directory's marker: written last, it says the phantom is complete
 LOCK_FILE = ".phantom.lock"
 PATIENT_ENTRIES = {"ft1", "ft2", TRANSITIONS_FILE, PATIENT_FILE}  # all a patient folder of ours holds
+SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what a file browser leaves in a folder it shows
 
 
 def generate_phantom(
@@ -103,7 +104,7 @@ def generate_phantom(
             if _is_complete(output_dir, params, folders):  # another process wrote it while this one waited
                 logger.info("reusing the phantom another process wrote in %s", output_dir)
                 return folders
-            _remove_previous(output_dir)
+            _remove_previous(output_dir, folders)
             for index, folder in enumerate(folders, start=1):
                 patient = PhantomPatient(index, seed, image_size, version)
                 _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
@@ -161,23 +162,32 @@ def _lock_on_windows(handle: IO[bytes]) -> None:
             continue
 
 
-def _remove_previous(output_dir: Path) -> None:
+def _remove_previous(output_dir: Path, folders: Sequence[Path]) -> None:
     """Delete the marker and the patient folders of an earlier phantom here (complete, or cut short by a crash), so
     no stale patient outlives a new one. A folder is removed only when it holds nothing but what this writer puts in
-    a patient folder: whatever else sits in ``output_dir`` stays."""
+    a patient folder (and a file browser's litter); one holding anything else is refused, before anything is
+    deleted, when the new phantom needs its name, and left alone otherwise."""
+    previous = sorted(folder for folder in output_dir.glob("phantom_*") if folder.is_dir() or folder.is_symlink())
+    for folder in previous:
+        foreign = _foreign_entries(folder)
+        if foreign and folder in folders:
+            raise OutputError(f"{folder}: holds what the phantom writer did not put there ({', '.join(foreign[:3])}); "
+                              "move it away to write the phantom here (nothing was deleted)")
     (output_dir / MARKER_FILE).unlink(missing_ok=True)
-    for folder in sorted(output_dir.glob("phantom_*")):
-        if _written_here(folder):
+    for folder in previous:
+        if not _foreign_entries(folder):
             logger.warning("replacing phantom folder %s", folder)
             shutil.rmtree(folder)
 
 
-def _written_here(folder: Path) -> bool:
-    """A real folder (not a link) whose entries are a phantom patient's, or temporary files of one being written."""
-    if folder.is_symlink() or not folder.is_dir():
-        return False
-    return all(child.name in PATIENT_ENTRIES or (child.name.startswith(".") and child.name.endswith(".tmp"))
-               for child in folder.iterdir())
+def _foreign_entries(folder: Path) -> List[str]:
+    """What a patient folder holds besides a phantom patient's files, temporary files of one being written and a
+    file browser's litter (the folder itself when it is a link)."""
+    if folder.is_symlink():
+        return [f"{folder.name} is a link"]
+    return sorted(child.name for child in folder.iterdir()
+                  if child.name not in PATIENT_ENTRIES | SYSTEM_FILES and not child.name.startswith("._")
+                  and not (child.name.startswith(".") and child.name.endswith(".tmp")))
 
 
 def _write_patient(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
