@@ -169,6 +169,20 @@ def test_a_resumed_run_does_not_run_the_sequence_stage_again(sequence_run, caplo
                for key in before.model_state if key.startswith("sequence."))
 
 
+def test_a_resume_relinks_a_best_checkpoint_that_a_kill_left_before_the_stage(sequence_run, tmp_path):
+    # killed after the stage rewrote the deployed top-k file but before best.ckpt was linked to the new file
+    from cardiac_dreamer.training.sequence_stage import train_sequence_stage
+
+    deployed = tmp_path / "cardiac_dreamer-epoch=00.ckpt"
+    checkpoint = load_checkpoint(sequence_run.run_dir / "checkpoints" / "best.ckpt")
+    save_checkpoint(deployed, checkpoint)
+    checkpoint.metrics = {key: value for key, value in checkpoint.metrics.items() if key != "sequence_epoch"}
+    best = save_checkpoint(tmp_path / "best.ckpt", checkpoint)  # the old file, without the stage
+    config = Config.from_dict(checkpoint.config)
+    train_sequence_stage(deployed, {}, config, torch.device("cpu"), best_link=best)
+    assert best.samefile(deployed)
+
+
 def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_run, phantom_dir, monkeypatch):
     # an averaged file can hold half a trained fuser (its flag 0.5): the stage's baseline must be the single frame,
     # so with no epoch to train it keeps the single frame, marked untrained
