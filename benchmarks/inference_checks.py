@@ -22,7 +22,7 @@ from cardiac_dreamer.data import read_records
 from cardiac_dreamer.evaluation import Predictor, load_run
 from cardiac_dreamer.evaluation.metrics import summarize
 from cardiac_dreamer.evaluation.sequence import moves_only_predictions
-from cardiac_dreamer.models.sequence import chain_set
+from cardiac_dreamer.models.sequence_inputs import chain_set
 
 
 def errors(labels: np.ndarray, predicted: np.ndarray) -> str:

@@ -19,8 +19,8 @@ from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.evaluation.sequence import moves_only_predictions
-from cardiac_dreamer.models.sequence import ChainSet, chain_inputs, chain_moves, current_poses, frame_poses, \
-    sequence_frames
+from cardiac_dreamer.models.sequence import sequence_frames
+from cardiac_dreamer.models.sequence_inputs import ChainSet, chain_inputs, chain_moves, current_poses, frame_poses
 from cardiac_dreamer.pipeline import run_training
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.runtime import devices
@@ -187,7 +187,7 @@ def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_
     # an averaged file can hold half a trained fuser (its flag 0.5): the stage's baseline must be the single frame,
     # so with no epoch to train it keeps the single frame, marked untrained
     from cardiac_dreamer.models.registry import model_from_checkpoint
-    from cardiac_dreamer.models.sequence import chain_set
+    from cardiac_dreamer.models.sequence_inputs import chain_set
     from cardiac_dreamer.training import sequence_stage
     from cardiac_dreamer.training.sequence_stage import fit_sequence_estimator
 

@@ -18,8 +18,8 @@ import torch
 
 from ..data.chains import build_chains
 from ..data.records import TransitionRecord
-from ..models.sequence import ChainSet, chain_moves, chain_set, current_poses, frame_poses, fuse_chains, \
-    sequence_frames
+from ..models.sequence import sequence_frames
+from ..models.sequence_inputs import ChainSet, chain_moves, chain_set, current_poses, frame_poses, fuse_chains
 from ..models.system import GuidanceModel
 from .baselines import fit_ridge
 from .metrics import summarize

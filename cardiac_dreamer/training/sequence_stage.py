@@ -28,7 +28,8 @@ from ..io.checkpoint import ModelCheckpoint, load_checkpoint, save_checkpoint
 from ..io.fileio import link_or_copy
 from ..losses import pose_loss
 from ..models.registry import model_from_checkpoint
-from ..models.sequence import ChainSet, chain_set, fuse, fuse_chains
+from ..models.sequence import fuse
+from ..models.sequence_inputs import ChainSet, chain_set, fuse_chains
 from ..models.system import GuidanceModel
 from ..names import AVERAGED_CHECKPOINT
 
