@@ -38,7 +38,7 @@ import numpy as np
 from . import plots
 from .evaluation.baselines import PixelRidge, move_only_predictions, train_mean_predictions
 from .config import Config, apply_overrides, with_absolute_paths
-from .data.prepare import _labelled_patients, read_grouped_records
+from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
 from .errors import ConfigError, DataError, Interrupted
@@ -299,7 +299,7 @@ def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]
     results: Dict[str, List[Dict[str, Any]]] = {name: [] for name in BASELINES}
     for index, fold in enumerate(plan.folds):
         split = plan.run_split(index)
-        labelled = _labelled_patients(plan.config.data, split)  # the patients whose labels the fold's model had
+        labelled = choose_labelled_patients(plan.config.data, split)  # the patients whose labels the fold's model had
         train = of(split.train if labelled is None else labelled)
         val, scored, held_out = of(split.val), of(fold.val), of(fold.test)
         ridge = PixelRidge(train, plan.config.data.image_size)  # deterministic: one fit serves every seed

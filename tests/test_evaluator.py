@@ -12,7 +12,7 @@ from torch import nn
 from cardiac_dreamer.evaluation.baselines import PixelRidge
 from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
-from cardiac_dreamer.data.prepare import _labelled_patients
+from cardiac_dreamer.data.prepare import choose_labelled_patients
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint, load_model
 from test_predictor import PHANTOM_SPLIT, save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
@@ -244,7 +244,7 @@ def test_in_a_label_scarce_run_the_pixel_ridge_learns_from_the_labelled_patients
     payload["config"]["data"]["label_fraction"] = 0.5  # one of the two training patients keeps its labels
     torch.save(payload, path)
     report, _ = evaluate_checkpoint(path, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
-    labelled = _labelled_patients(DataConfig(label_fraction=0.5), PHANTOM_SPLIT)
+    labelled = choose_labelled_patients(DataConfig(label_fraction=0.5), PHANTOM_SPLIT)
     assert len(labelled) == 1
     train = read_records(phantom_dir, labelled)
     test = read_records(phantom_dir, PHANTOM_SPLIT.test)

@@ -11,8 +11,9 @@ Guarantees:
 * A pack is valid for exactly one list of image files at one size, and only while every file is the one it decoded:
   the header stores a digest of (path, inode, bytes, mtime_ns, ctime_ns) of every image, and a mismatch rebuilds the
   pack. The change time is set by the system on every write or replacement, so a file swapped for another of the
-  same size with its modification time restored (``cp -p``, ``rsync -a``) is caught; a ``chmod`` costs a rebuild. Files are stat'ed *before* they are decoded, so a file changed mid-build leaves a
-  digest that no longer matches and the next run rebuilds.
+  same size with its modification time restored (``cp -p``, ``rsync -a``) is caught; a ``chmod`` costs a rebuild.
+  Files are stat'ed *before* they are decoded, so a file changed mid-build leaves a digest that no longer matches
+  and the next run rebuilds.
 * Writes are atomic (temporary file, fsync, rename): a crash never leaves a pack that looks complete.
 * Two processes wanting the same pack take turns on a ``flock``: the second finds the first's pack and reuses it.
 * Packs live in a cache directory (:func:`default_cache_dir`), never in the data directory. Deleting the directory

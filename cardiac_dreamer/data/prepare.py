@@ -33,13 +33,16 @@ class PreparedData:
     grouping: Dict[str, str] = field(default_factory=dict)  # folder -> patient id
     labelled_patients: Optional[List[str]] = None  # label-scarce runs: the training patients whose labels count
 
-    def sequence_records(self) -> Dict[str, List[TransitionRecord]]:
-        """What the sequence stage fits on (the training patients with labels: in a label-scarce run the fuser
-        learns from the labels the model had) and selects on (the validation patients)."""
+    def labelled_training_records(self) -> List[TransitionRecord]:
+        """The training records whose labels count: all of them, or in a label-scarce run the labelled patients'
+        (what the baselines and the sequence stage learn from, so they have the labels the model had)."""
         labelled = self.labelled_patients
-        return {"train": [record for record in self.records["train"]
-                          if labelled is None or record.patient_id in labelled],
-                "val": list(self.records.get("val", []))}
+        return [record for record in self.records["train"] if labelled is None or record.patient_id in labelled]
+
+    def sequence_records(self) -> Dict[str, List[TransitionRecord]]:
+        """What the sequence stage fits on (the labelled training records) and selects on (the validation
+        patients')."""
+        return {"train": self.labelled_training_records(), "val": list(self.records.get("val", []))}
 
 
 def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
@@ -64,7 +67,7 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
 
     split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
     by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}
-    labelled = _labelled_patients(cfg, split)
+    labelled = choose_labelled_patients(cfg, split)
     stats = NormalizationStats.fit(by_split["train"], labelled)
     for name in SPLIT_NAMES:
         logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
@@ -134,7 +137,7 @@ def dataset_from_config(
     )
 
 
-def _labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:
+def choose_labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:
     """The training patients whose labels count: all (None) unless ``label_fraction`` < 1, then a seeded choice
     of ``round(fraction * patients)`` of them, at least one."""
     if cfg.label_fraction >= 1.0:

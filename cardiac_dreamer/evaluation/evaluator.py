@@ -381,8 +381,7 @@ def evaluate_checkpoint(
     with removed_if_left_empty(output_dir, made_here):
         target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
         report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
-        labelled = prepared.labelled_patients  # label-scarce runs: the ridge gets the labels the model had
-        train = [r for r in prepared.records["train"] if labelled is None or r.patient_id in labelled]
+        train = prepared.labelled_training_records()  # label-scarce runs: the ridge gets the labels the model had
         if train:  # the mean of what is predicted, at1, as --cv's train_mean (the model's pose mean also counts at2)
             report.train_mean = np.mean([record.at1 for record in train], axis=0)
         report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
