@@ -7,10 +7,11 @@ costs one backbone pass over the training and validation frames and a few thousa
 How: chains of K frames from the training patients' sweeps (:mod:`cardiac_dreamer.data.chains`); each training
 chain keeps a random number of its past frames (0 to K-1), so the estimator serves any history a session has;
 the main task's pose loss (SmoothL1 in training stds, ``loss.smooth_l1_beta``); the epoch with the lowest
-validation error (full chains of the validation patients, mean over the six axes in training stds) is kept, the untrained fuser (the single frame) included, so
-the stage never leaves a fuser worse on the validation patients than the image alone: when no epoch beats the single
-frame, the fuser stays marked untrained and the checkpoint guides as one without it. A resumed run whose deployed
-checkpoint already went through the stage keeps it as it is (the stage is not run twice).
+validation error (full chains of the validation patients, mean over the six axes in training stds) is kept, the
+untrained fuser (the single frame) included, so the stage never leaves a fuser worse on the validation patients than
+the image alone: when no epoch beats the single frame, the fuser stays marked untrained and the checkpoint guides as
+one without it. A resumed run whose deployed checkpoint already went through the stage keeps it as it is (the stage
+is not run twice).
 """
 from __future__ import annotations
 
