@@ -282,6 +282,11 @@ def test_only_the_patient_folders_it_wrote_are_replaced(tmp_path):
     assert not (tmp_path / "phantom_02").exists()  # the earlier phantom's own folder is gone
 
 
+def test_a_new_folder_holding_only_a_file_browsers_litter_is_written_into(tmp_path):
+    (tmp_path / ".DS_Store").write_bytes(b"\0")  # a folder made in Finder
+    assert len(generate_phantom(tmp_path, num_patients=1, pairs_per_patient=2, image_size=32)) == 1
+
+
 def test_a_file_browsers_litter_does_not_stop_a_rewrite(tmp_path):
     first = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
     (first[0] / ".DS_Store").write_bytes(b"\0")  # Finder, after showing the folder

@@ -122,7 +122,8 @@ def _refuse_foreign(output_dir: Path) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: the phantom's output directory is a file; name a folder")
     try:
-        names = sorted(child.name for child in output_dir.iterdir()) if output_dir.is_dir() else []
+        names = sorted(child.name for child in output_dir.iterdir()
+                       if child.name not in SYSTEM_FILES) if output_dir.is_dir() else []
     except OSError as error:
         raise OutputError(f"{output_dir}: cannot read the phantom's output directory ({os_reason(error)})") from None
     if names and LOCK_FILE not in names and MARKER_FILE not in names:
