@@ -6,7 +6,7 @@ has one spelling that the trainer, the loggers, the plots, evaluation and cross-
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from .geometry import AXIS_NAMES, AXIS_UNITS
 
@@ -18,13 +18,14 @@ SPLIT_CHOICES = SPLIT_NAMES + ("all",)  # what evaluation and navigation take: o
 LOSS_NAMES = ("total_loss", "main_task_loss", "aux_t2_action_loss", "consistency_loss", "latent_loss")
 MONITOR = "val_main_task_loss"  # early stopping, the LR plateau and the top-k checkpoints all follow it
 VAL_MAE_NAMES = tuple(f"val_mae_{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))
-CSV_COLUMNS = (
-    "epoch", "step", "learning_rate",
-    *(f"train_{name}" for name in LOSS_NAMES),
-    "val_loss", *(f"val_{name}" for name in LOSS_NAMES[1:]),
-    *VAL_MAE_NAMES,
-    "nonfinite_steps",
-)
+
+
+def csv_columns(loss_names: Sequence[str], error_names: Sequence[str]) -> Tuple[str, ...]:
+    """``metrics.csv``'s columns for a task's loss terms and validation errors (the first term, the objective, is
+    logged as ``val_loss``); for the guidance task ``epoch, step, learning_rate, train_total_loss, ...``."""
+    return ("epoch", "step", "learning_rate", *(f"train_{name}" for name in loss_names),
+            "val_loss", *(f"val_{name}" for name in loss_names[1:]), *error_names, "nonfinite_steps")
+
 
 # Checkpoint files inside a run directory.
 CHECKPOINT_PREFIX = "cardiac_dreamer"
@@ -33,15 +34,15 @@ LAST_CHECKPOINT = f"last{CHECKPOINT_SUFFIX}"  # the full training state, every e
 BEST_CHECKPOINT = f"best{CHECKPOINT_SUFFIX}"  # a hard link to the best top-k file
 FINAL_MODEL = f"final_model{CHECKPOINT_SUFFIX}"
 AVERAGED_CHECKPOINT = f"averaged{CHECKPOINT_SUFFIX}"  # the mean of the top-k weights (training.average_top_k)
-TOPK_GLOB = f"{CHECKPOINT_PREFIX}-epoch=*-{MONITOR}=*{CHECKPOINT_SUFFIX}"
-_TOPK_PATTERN = re.compile(
-    rf"^{re.escape(CHECKPOINT_PREFIX)}-epoch=(\d+)-{re.escape(MONITOR)}=([0-9.]+){re.escape(CHECKPOINT_SUFFIX)}$"
+TOPK_GLOB = f"{CHECKPOINT_PREFIX}-epoch=*-*=*{CHECKPOINT_SUFFIX}"
+_TOPK_PATTERN = re.compile(  # the monitored metric's name is the task's: any metric name matches
+    rf"^{re.escape(CHECKPOINT_PREFIX)}-epoch=(\d+)-[A-Za-z_]\w*=([0-9.]+){re.escape(CHECKPOINT_SUFFIX)}$"
 )
 
 
-def topk_filename(epoch: int, score: float) -> str:
-    """``cardiac_dreamer-epoch=03-val_main_task_loss=0.1234.ckpt``."""
-    return f"{CHECKPOINT_PREFIX}-epoch={epoch:02d}-{MONITOR}={score:.4f}{CHECKPOINT_SUFFIX}"
+def topk_filename(monitor: str, epoch: int, score: float) -> str:
+    """``cardiac_dreamer-epoch=03-val_main_task_loss=0.1234.ckpt``: the epoch and its score on ``monitor``."""
+    return f"{CHECKPOINT_PREFIX}-epoch={epoch:02d}-{monitor}={score:.4f}{CHECKPOINT_SUFFIX}"
 
 
 def parse_topk_filename(name: str) -> Optional[Tuple[int, float]]:

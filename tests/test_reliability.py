@@ -19,6 +19,7 @@ from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.errors import DataError, OutputError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.io.fileio import write_json
+from cardiac_dreamer.names import LOSS_NAMES, VAL_MAE_NAMES, csv_columns
 from cardiac_dreamer.training.loggers import CSVMetricsWriter, read_rows
 from test_bad_input import snapshot
 from test_trainer import TINY_BACKBONE
@@ -79,7 +80,7 @@ def fill(directory: Path) -> None:
 def test_a_full_disk_refuses_json_and_csv_rows_whole_and_keeps_what_was_there(tmp_path):
     with small_filesystem(tmp_path / "disk", "256k") as disk:
         config = write_json(disk / "experiment_config.json", {"seed": 1})
-        csv = CSVMetricsWriter(disk / "metrics.csv")
+        csv = CSVMetricsWriter(disk / "metrics.csv", csv_columns(LOSS_NAMES, VAL_MAE_NAMES))
         csv.write({"epoch": 0, "step": 1, "train_total_loss": 0.5})
         before_csv = (disk / "metrics.csv").read_bytes()
         fill(disk)

@@ -18,6 +18,7 @@ from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.errors import CheckpointError, OutputError
 from cardiac_dreamer.io.fileio import atomic_open, write_json
 from cardiac_dreamer.io.run_dir import RunDirectory
+from cardiac_dreamer.names import MONITOR
 from cardiac_dreamer.training.top_k import TopKCheckpoints
 from test_trainer import fit, tiny_config
 
@@ -158,7 +159,7 @@ def test_resuming_removes_the_temporary_files_of_saves_a_kill_interrupted(tmp_pa
     (tmp_path / ".last.ckpt.k2j4x.tmp").write_bytes(b"half a checkpoint")
     (tmp_path / ".best.ckpt.link.tmp").write_bytes(b"")
     (tmp_path / "last.ckpt").write_bytes(b"kept")
-    TopKCheckpoints(tmp_path, k=3).load_state_dict({"k": 3, "entries": []})
+    TopKCheckpoints(tmp_path, MONITOR, k=3).load_state_dict({"k": 3, "entries": []})
     assert os.listdir(tmp_path) == ["last.ckpt"]
 
 

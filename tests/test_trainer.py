@@ -14,7 +14,7 @@ from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.runtime.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.models import build_model
-from cardiac_dreamer.names import CSV_COLUMNS
+from cardiac_dreamer.names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES, csv_columns
 from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
 from cardiac_dreamer.training.callbacks import EarlyStopping
@@ -75,7 +75,7 @@ def test_run_writes_checkpoints_logs_and_every_guide_metric(phantom_dir, tmp_pat
     assert not run.averaged_checkpoint.exists() and result.deployed_checkpoint == result.best_checkpoint
     assert any(p.name.startswith("events.out.tfevents") for p in (run.logs / "cardiac_dreamer").iterdir())
     header, *rows = csv_rows(run)
-    assert header[:2] == ["epoch", "step"]
+    assert header == list(csv_columns(LOSS_NAMES, VAL_MAE_NAMES))
     assert set(GUIDE_METRICS) <= set(header)
     epoch_rows = [dict(zip(header, row)) for row in rows if row[header.index("val_loss")]]
     assert [row["epoch"] for row in epoch_rows] == ["0", "1"]
@@ -195,7 +195,7 @@ def test_precision_16_on_cpu_falls_back_with_one_line_and_trains(phantom_dir, tm
 
 
 def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):
-    registry = TopKCheckpoints(tmp_path, k=3)
+    registry = TopKCheckpoints(tmp_path, MONITOR, k=3)
     saved = lambda path: path.write_bytes(path.name.encode())  # noqa: E731
     for epoch, score in enumerate([5.0, 4.0, 6.0, 3.0, float("nan"), 2.0, 7.0]):
         registry.add(epoch, score, saved)
@@ -206,14 +206,14 @@ def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):
 
 
 def test_top_k_registry_is_reconciled_with_the_disk_on_resume(tmp_path):
-    registry = TopKCheckpoints(tmp_path, k=3)
+    registry = TopKCheckpoints(tmp_path, MONITOR, k=3)
     saved = lambda path: path.write_bytes(b"x")  # noqa: E731
     for epoch, score in enumerate([3.0, 2.0]):
         registry.add(epoch, score, saved)
     state = registry.state_dict()
     stray = registry.add(2, 1.0, saved)  # written after the state was saved, e.g. just before a crash
     (tmp_path / state["entries"][1]["file"]).unlink()  # and one recorded file lost
-    resumed = TopKCheckpoints(tmp_path, k=3)
+    resumed = TopKCheckpoints(tmp_path, MONITOR, k=3)
     resumed.load_state_dict(state)
     assert not stray.exists()
     assert [e["score"] for e in resumed.entries] == [2.0]
@@ -270,7 +270,6 @@ def test_non_finite_losses_stop_the_run_and_keep_earlier_checkpoints(phantom_dir
         fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run,
             task_factory=PoisonedTask.for_training)
     assert run.last_checkpoint.read_bytes() == before
-    assert list(CSV_COLUMNS)[:2] == ["epoch", "step"]
 
 
 def test_an_unknown_or_absent_device_is_a_config_error():
@@ -327,18 +326,8 @@ class LineTask:
         pass
 
 
-class CsvLineTask(LineTask):
-    """LineTask under two of the guide's loss names, so that metrics.csv holds its losses."""
-
-    loss_names = ("total_loss", "main_task_loss")
-
-    def step(self, engine, batch):
-        outputs, losses = super().step(engine, batch)
-        return outputs, {"total_loss": losses["squared_error"], "main_task_loss": losses["absolute_error"]}
-
-
 def line_run(tmp_path, **overrides):
-    """CsvLineTask trained on 32 points, batch 8 (4 steps an epoch), one step row per step; its metrics.csv rows."""
+    """LineTask trained on 32 points, batch 8 (4 steps an epoch), one step row per step; its metrics.csv rows."""
     x = torch.linspace(-1, 1, 32)[:, None]
     samples = [{"x": value, "y": 2 * value + 1} for value in x]
     config = apply_overrides(Config(), {
@@ -348,7 +337,7 @@ def line_run(tmp_path, **overrides):
     })
     torch.manual_seed(0)
     run = RunDirectory.create(tmp_path)
-    Trainer(config, run, progress=False, task_factory=CsvLineTask).fit(torch.nn.Linear(1, 1), samples, samples)
+    Trainer(config, run, progress=False, task_factory=LineTask).fit(torch.nn.Linear(1, 1), samples, samples)
     return read_rows(run.metrics_csv)
 
 
@@ -357,7 +346,7 @@ def test_a_step_row_holds_the_steps_loss_over_all_its_micro_batches(tmp_path):
     accumulated = line_run(tmp_path / "accumulated", **{"training.batch_size": 4,
                                                         "training.accumulate_grad_batches": 2})
     first = [next(row for row in rows if row["step"] == 1) for rows in (whole, accumulated)]
-    for name in ("train_total_loss", "train_main_task_loss"):
+    for name in ("train_squared_error", "train_absolute_error"):
         assert first[1][name] == pytest.approx(first[0][name], rel=1e-5)
 
 
@@ -388,10 +377,17 @@ def test_another_task_with_other_keys_and_losses_trains_with_the_same_trainer(tm
         "training.device": "cpu", "training.scheduler": "none", "training.batchnorm_refresh_batches": 0,
     })
     torch.manual_seed(0)
-    trainer = Trainer(config, RunDirectory.create(tmp_path), progress=False, task_factory=LineTask)
+    run = RunDirectory.create(tmp_path)
+    trainer = Trainer(config, run, progress=False, task_factory=LineTask)
     result = trainer.fit(torch.nn.Linear(1, 1), samples, samples)
     assert isinstance(trainer.optimizer, torch.optim.SGD)
     assert result.epochs_completed == 6 and result.best_checkpoint.is_file()
+    # what it writes speaks its own names: the top-k files rank by its monitor, metrics.csv holds its terms
+    assert all("-val_loss=" in path.name for path in trainer.top_k.paths) and len(trainer.top_k.paths) == 3
+    header = run.metrics_csv.read_text().splitlines()[0].split(",")
+    assert header == list(csv_columns(LineTask.loss_names, LineTask.error_names))
+    assert {"train_squared_error", "val_absolute_error", "val_error_y"} <= set(header)
+    assert all(row["val_error_y"] is not None for row in read_rows(run.metrics_csv) if row["val_loss"] is not None)
     metrics = trainer.validate()
     assert set(metrics) == {"val_loss", "val_absolute_error", "val_error_y"}
     assert metrics["val_loss"] < 0.01 and metrics["val_error_y"] < 0.1  # it learned the line

@@ -64,7 +64,7 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
         if error.filename is None:  # PIL's own "cannot identify image file": not the operating system's refusal
             raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
         raise DataError(f"{path}: cannot read image ({os_reason(error)})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise DataError(  # PIL's own limit, higher than ours, stopped it: the header claims even more pixels
             f"{path}: image too large: its header claims more pixels than the {MAX_IMAGE_PIXELS}-pixel limit "
             "(refused before decoding)"

@@ -13,7 +13,7 @@ from ..errors import ConfigError
 
 @dataclass
 class EarlyStopping:
-    """Stop when ``val_main_task_loss`` has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` epochs.
 
     A non-finite value never counts as an improvement. ``patience`` 0 disables stopping.
     """
@@ -47,7 +47,7 @@ class LRSchedule:
     """One scheduler behind two hooks: ``after_optimizer_step`` and ``after_validation``.
 
     ``cosine`` (linear warmup, then cosine to ``min_lr``) and ``onecycle`` are functions of the optimizer step;
-    ``plateau`` halves the rate when ``val_main_task_loss`` stalls; ``none`` keeps it constant.
+    ``plateau`` halves the rate when the monitored metric stalls; ``none`` keeps it constant.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainingConfig, steps_per_epoch: int):
@@ -78,9 +78,10 @@ class LRSchedule:
         if self.kind in ("cosine", "onecycle"):
             self.scheduler.step()
 
-    def after_validation(self, val_main_task_loss: float) -> None:
-        if self.kind == "plateau" and math.isfinite(val_main_task_loss):
-            self.scheduler.step(val_main_task_loss)
+    def after_validation(self, score: float) -> None:
+        """Feed the plateau schedule the epoch's monitored metric (NaN is no evidence of a stall)."""
+        if self.kind == "plateau" and math.isfinite(score):
+            self.scheduler.step(score)
 
     def state_dict(self) -> Dict[str, Any]:
         return self.scheduler.state_dict() if self.scheduler is not None else {}

@@ -15,11 +15,10 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import OutputError
 from ..io.fileio import atomic_open, cannot_write
-from ..names import CSV_COLUMNS, MONITOR
 from ..io.run_dir import RunDirectory
 
 log = logging.getLogger(__name__)
@@ -28,15 +27,15 @@ log = logging.getLogger(__name__)
 class CSVMetricsWriter:
     """Appends rows with a fixed set of columns; a resumed run continues the same file under one header."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, columns: Sequence[str]):
+        self.path, self.columns = path, tuple(columns)
         if self.path.exists():
             drop_torn_tail(self.path)
         if not self.path.exists() or self.path.stat().st_size == 0:
-            self._append(CSV_COLUMNS)
+            self._append(self.columns)
 
     def write(self, row: Mapping[str, float]) -> None:
-        self._append([_format(row.get(column)) for column in CSV_COLUMNS])
+        self._append([_format(row.get(column)) for column in self.columns])
 
     def _append(self, cells) -> None:
         """One line, appended whole or not at all: on a failed write the file is cut back to its old length."""
@@ -66,9 +65,9 @@ class CSVMetricsWriter:
             return
         with atomic_open(self.path, "w", newline="") as stream:  # a kill mid-rewrite must not lose the log
             writer = csv.writer(stream)
-            writer.writerow(CSV_COLUMNS)
+            writer.writerow(self.columns)
             for row in kept:
-                writer.writerow([_format(row.get(column)) for column in CSV_COLUMNS])
+                writer.writerow([_format(row.get(column)) for column in self.columns])
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -121,16 +120,17 @@ def _read_rows(path: Path) -> Tuple[List[Dict[str, Optional[float]]], int]:
 
 def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:
     """The per-epoch rows (those holding validation results), oldest first."""
-    return [row for row in read_rows(path) if row.get(MONITOR) is not None]
+    return [row for row in read_rows(path) if row.get("val_loss") is not None]
 
 
 class MetricLogger:
-    """Writes each metrics dict to TensorBoard and the CSV; create it on rank 0 only."""
+    """Writes each metrics dict to TensorBoard and the CSV (in ``columns``: see :func:`~cardiac_dreamer.names.csv_columns`);
+    create it on rank 0 only."""
 
-    def __init__(self, run: RunDirectory):
+    def __init__(self, run: RunDirectory, columns: Sequence[str]):
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
-        self.csv = CSVMetricsWriter(run.metrics_csv)
+        self.csv = CSVMetricsWriter(run.metrics_csv, columns)
         self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard))
 
     def log_step(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:

@@ -19,9 +19,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TopKCheckpoints:
-    """The best ``k`` checkpoints (lower score is better), plus ``best.ckpt`` linked to the first."""
+    """The best ``k`` checkpoints by ``monitor`` (lower is better; its name goes into the file names), plus
+    ``best.ckpt`` linked to the first."""
 
     directory: Path
+    monitor: str
     k: int = 3
     entries: List[Dict[str, Any]] = field(default_factory=list)  # {"epoch", "score", "file"}, best first
 
@@ -51,7 +53,7 @@ class TopKCheckpoints:
         """Save a new top-k file through ``save(path)`` when ``score`` ranks; evict and delete what falls out."""
         if not self.qualifies(score):
             return None
-        path = self.directory / topk_filename(epoch, score)
+        path = self.directory / topk_filename(self.monitor, epoch, score)
         save(path)
         kept = [e for e in self.entries if e["file"] != path.name]
         self._keep_best(kept + [{"epoch": epoch, "score": float(score), "file": path.name}])

@@ -24,6 +24,7 @@ from ..runtime.devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError, ConfigError
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
+from ..names import csv_columns
 from ..task import GuidanceTask, Task
 from ..runtime.threads import pin_threads, thread_governor
 from . import distributed as dist
@@ -158,11 +159,11 @@ class Trainer:
         if model is not None:
             self.setup(model, train_set, val_set, resume_from)
         self.run = run or self.run
-        self.top_k = TopKCheckpoints(self.run.checkpoints, self.cfg.save_top_k)
+        self.top_k = TopKCheckpoints(self.run.checkpoints, self.task.monitor, self.cfg.save_top_k)
         main = dist.is_main_process()
         if self.resumed_top_k is not None and main:
             self.top_k.load_state_dict(self.resumed_top_k)  # reconciled with the files now on disk
-        logger = MetricLogger(self.run) if main else None
+        logger = MetricLogger(self.run, csv_columns(self.task.loss_names, self.task.error_names)) if main else None
         if main and self.resumed_top_k is not None:
             logger.csv.truncate_after(self.global_step)
         # A run resumed from the checkpoint of the epoch that stopped it early trains no further epoch.
