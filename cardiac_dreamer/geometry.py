@@ -9,8 +9,12 @@ Rotation matrices use ``R = Rz(yaw) @ Ry(pitch) @ Rx(roll)``.
 """
 from __future__ import annotations
 
+from typing import Any, Optional
+
 import numpy as np
 import torch
+
+from .errors import DataError
 
 COMPOSITION_MODES = ("additive", "se3")
 AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
@@ -91,6 +95,29 @@ def pose_error(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
     return torch.cat([diff[..., :3], wrap_degrees(diff[..., 3:])], -1)
 
 
+def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> torch.Tensor:
+    """Moves in mm and degrees as float64 from a list, array or tensor: ``[6]`` when ``count`` is None, else
+    ``[count, 6]``, where one ``[6]`` move serves every row. Anything else is one :class:`DataError` naming
+    ``what``: a user's move is input, refused like a user's image."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().double()
+    try:
+        moves = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        moves = None
+    if moves is not None and count is None and moves.size == 6:
+        moves = moves.reshape(6)
+    elif moves is not None and moves.shape == (6,):
+        moves = np.broadcast_to(moves, (count, 6))
+    wanted = (6,) if count is None else (count, 6)
+    if moves is None or moves.shape != wanted or not np.isfinite(moves).all():
+        form = "6 finite numbers" if count is None else f"finite numbers, [6] or [{count}, 6] (one per image),"
+        got = repr(values) if moves is None or moves.ndim == 0 else (
+            f"shape {list(moves.shape)}" if moves.shape != wanted else "NaN or infinity")
+        raise DataError(f"{what} must be {form} (mm, degrees); got {got}")
+    return torch.from_numpy(np.array(moves))
+
+
 def _check_mode(mode: str) -> None:
     if mode not in COMPOSITION_MODES:
         raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
@@ -98,6 +125,7 @@ def _check_mode(mode: str) -> None:
 
 __all__ = [
     "AXIS_NAMES",
+    "as_moves",
     "AXIS_UNITS",
     "COMPOSITION_MODES",
     "apply_move",

@@ -132,14 +132,17 @@ def test_one_move_applies_to_every_image(predictor, image_paths):
 
 
 def test_moves_of_the_wrong_count_are_refused(predictor, image_paths):
-    with pytest.raises(ValueError, match="moves"):
+    with pytest.raises(DataError, match=r"moves must be finite numbers, \[6\] or \[2, 6\] \(one per image\), \(mm, "
+                                         r"degrees\); got shape \[3, 6\]"):
         predictor.predict(image_paths, np.zeros((3, 6)))
+    with pytest.raises(DataError, match="moves must be .* got 'left'"):
+        predictor.predict(image_paths, "left")
 
 
 def test_a_direct_model_cannot_imagine_moves(phantom_dir, tmp_path, image_paths):
     direct = load_model(save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct"), device="cpu")
     assert direct.predict(image_paths).shape == (2, 6)
-    with pytest.raises(ValueError, match="direct"):
+    with pytest.raises(ConfigError, match="direct"):
         direct.predict(image_paths, np.zeros(6))
 
 

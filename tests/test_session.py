@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from cardiac_dreamer.errors import ConfigError
+from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.geometry import apply_move
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings, suggested_move
@@ -203,7 +203,7 @@ def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
     session.update(np.zeros(6))
     if move is None:
         return  # None is the documented "motion unknown"
-    with pytest.raises(ValueError, match="6 finite numbers"):
+    with pytest.raises(DataError, match="executed_move must be 6 finite numbers"):
         session.update(np.zeros(6), executed_move=move)
 
 

@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 
 from ..config import normalize_precision
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
+from ..geometry import as_moves
 from ..runtime.devices import resolve_precision, select_device
 from ..models.registry import can_imagine
 from ..models.sequence import fuse, sequence_frames
@@ -96,7 +97,7 @@ class Predictor:
         ``[T, 512]`` (:attr:`Look.pooled`), their own estimates ``[T, 6]`` and the moves from each to the present
         ``[T, 6]`` (mm, degrees; zeros for the current frame)."""
         if not self.sequence_frames:
-            raise ValueError("this checkpoint has no trained sequential estimator (model.sequence_frames)")
+            raise ConfigError("this checkpoint has no trained sequential estimator (model.sequence_frames)")
         features = features.to(self.device, torch.float32)[None]  # [T, 512] -> [1, T, 512]
         estimates, moves = (torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.device)[None]
                             for values in (estimates, moves))  # [T, 6] -> [1, T, 6]
@@ -117,8 +118,8 @@ class Predictor:
         key, move = "at1", None
         if moves is not None:
             if not self.can_imagine:
-                raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
-            key, move = "at2", _moves(moves, len(batch))
+                raise ConfigError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
+            key, move = "at2", as_moves(moves, len(batch)).float()
         outputs = []
         with self.inference():
             for start in range(0, len(batch), self.batch_size):
@@ -187,8 +188,8 @@ class Look:
         """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees)."""
         model = self.predictor.model
         if not can_imagine(model):
-            raise ValueError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
-        moves = _moves(moves, len(moves) if np.ndim(moves) == 2 else 1).to(self.features.device)  # [K, 6]
+            raise ConfigError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
+        moves = as_moves(moves, len(moves) if np.ndim(moves) == 2 else 1).float().to(self.features.device)  # [K, 6]
         with self.predictor.inference():
             return model.imagine_moves(self.features, moves).double().cpu().numpy()
 
@@ -259,19 +260,3 @@ def _is_stack(images: Any) -> bool:
 
 def _unstack(images: Any) -> List[ImageInput]:
     return list(images)  # a tensor's items are [C, H, W]: _tensor_to_array reads them
-
-
-def _moves(moves: Any, count: int) -> torch.Tensor:
-    """Physical moves ``[count, 6]`` float32 from ``[count, 6]`` or one ``[6]`` move for all; finite only."""
-    try:
-        values = np.asarray(moves.cpu() if isinstance(moves, torch.Tensor) else moves, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"moves must be numbers (mm and degrees), got {moves!r}") from None
-    moves = torch.from_numpy(values)
-    if moves.shape == (6,):
-        moves = moves.expand(count, 6)
-    if moves.shape != (count, 6):
-        raise ValueError(f"moves must be [6] or [{count}, 6] (one per image), got {list(moves.shape)}")
-    if not torch.isfinite(moves).all():
-        raise ValueError("moves must be finite numbers (mm and degrees); got NaN or infinity")
-    return moves.float()

@@ -42,7 +42,7 @@ import torch
 
 from ..errors import ConfigError
 from ..evaluation.metrics import rotation_errors, translation_errors
-from ..geometry import COMPOSITION_MODES, apply_move, folded_poses, move_between, undo_move
+from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move
 
 PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
@@ -219,7 +219,7 @@ class GuidanceSession:
         if executed_move is None:
             self.reset()
             return
-        move = _executed_move(executed_move)
+        move = as_moves(executed_move, what="executed_move")
         if self._last is not None:
             pose, suggested, moved = self._last
             self._last = (pose, suggested, apply_move(moved, move, self.composition))
@@ -305,19 +305,6 @@ def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, 
 def _is_number(value, kind: type) -> bool:
     """A number of ``kind`` (``numbers.Integral``, ``numbers.Real``; numpy's count), never a bool."""
     return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
-
-
-def _executed_move(executed_move) -> torch.Tensor:
-    """float64 ``[6]`` from a list, array or tensor of 6 finite numbers; one ValueError naming what came instead."""
-    if isinstance(executed_move, torch.Tensor):
-        executed_move = executed_move.detach().cpu().double()
-    try:
-        move = np.asarray(executed_move, dtype=np.float64)
-    except (TypeError, ValueError):
-        move = None
-    if move is None or move.size != 6 or not np.isfinite(move).all():
-        raise ValueError(f"executed_move must be 6 finite numbers (mm, degrees), got {executed_move!r}")
-    return torch.from_numpy(move.reshape(6))
 
 
 def _rms(values: np.ndarray) -> float:
