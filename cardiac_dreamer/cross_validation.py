@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .evaluation.baselines import PixelRidge, move_only_predictions, train_mean_predictions
+from .evaluation.baselines import BASELINES, SEED_FREE, BaselineData
 from .config import Config, apply_overrides, with_absolute_paths
 from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
@@ -55,9 +55,7 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "cv_plan.json"
 RESULT_FILE = "fold_result.json"
 VARIANTS = ("dreamer", "direct")  # the comparison's order: the world model, then its baseline
-BASELINES = ("move_only", "pixel_ridge", "train_mean")
 RESULT_KEYS = ("fold", "seed", "split", "samples", "metrics", "per_patient")  # what the summary reads of a fold
-SEED_FREE = ("pixel_ridge", "train_mean")  # one fit serves every seed: each fold is one vote, not one per seed
 METRICS = tuple(pose_metrics.axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm",
                                                                             "rotation_error_deg")
 METRIC_LABELS = {
@@ -302,14 +300,13 @@ def baseline_results(plan: CrossValidationPlan) -> Dict[str, List[Dict[str, Any]
         labelled = choose_labelled_patients(plan.config.data, split)  # the patients whose labels the fold's model had
         train = of(split.train if labelled is None else labelled)
         val, scored, held_out = of(split.val), of(fold.val), of(fold.test)
-        ridge = PixelRidge(train, plan.config.data.image_size)  # deterministic: one fit serves every seed
+        fitted = {}
         for seed in plan.seeds:
-            predictions = {
-                "move_only": lambda evaluated: move_only_predictions(train, val, evaluated, seed),
-                "pixel_ridge": ridge.predict,
-                "train_mean": lambda evaluated: train_mean_predictions(train, evaluated),
-            }
-            for name, predict in predictions.items():
+            data = BaselineData(train, val, plan.config.data.image_size, seed)
+            for name, fit in BASELINES.items():
+                if name not in fitted or name not in SEED_FREE:  # a seed-free baseline is fitted once a fold
+                    fitted[name] = fit(data)
+                predict = fitted[name]
                 results[name].append({
                     "variant": name, "fold": index + 1, "seed": seed, "split": split.to_dict(),
                     "samples": len(scored), **_scores(scored, predict(scored)),

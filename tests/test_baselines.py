@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from cardiac_dreamer.evaluation.baselines import (
-    RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, pixel_ridge_predictions, pooled_pixels,
+    RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, pooled_pixels,
     train_mean_predictions,
 )
 from cardiac_dreamer.data import TransitionRecord
@@ -72,7 +72,7 @@ def test_the_pixel_ridge_recovers_a_pose_written_into_the_pixels(tmp_path):
     train = image_records(tmp_path, "a", 40, rng) + image_records(tmp_path, "b", 40, rng)
     test = image_records(tmp_path, "c", 30, rng)
     labels = np.array([r.at1 for r in test])
-    error = np.abs(pixel_ridge_predictions(train, test, image_size=64) - labels).mean(axis=0)
+    error = np.abs(PixelRidge(train, image_size=64).predict(test) - labels).mean(axis=0)
     mean_error = np.abs(train_mean_predictions(train, test) - labels).mean(axis=0)
     assert error[0] < 0.1 * mean_error[0] and error[5] < 0.1 * mean_error[5], (error, mean_error)
 
@@ -85,8 +85,8 @@ def test_the_pixel_ridge_penalty_is_chosen_on_the_training_frames_alone(tmp_path
     scored, noise = image_records(tmp_path, "c", 20, rng), image_records(tmp_path, "d", 20, rng, signal=False)
     ridge = PixelRidge(train, image_size=64)
     assert ridge.fit.penalties[0] < RIDGE_PENALTIES[-1]  # the planted signal wants little shrinkage
-    alone = pixel_ridge_predictions(train, scored, image_size=64)
-    beside_noise = pixel_ridge_predictions(train, scored + noise, image_size=64)
+    alone = ridge.predict(scored)
+    beside_noise = ridge.predict(scored + noise)
     np.testing.assert_array_equal(beside_noise[:len(scored)], alone)
     leaked = fit_ridge(*features_and_labels(ridge, train + noise), [r.patient_id for r in train + noise])
     assert not np.array_equal(leaked.penalties, ridge.fit.penalties)  # had they been seen, the choice would move

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from cardiac_dreamer.evaluation.baselines import PixelRidge
+from cardiac_dreamer.evaluation.baselines import BASELINES, PixelRidge, move_only_predictions
 from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
 from cardiac_dreamer.data.prepare import choose_labelled_patients
@@ -219,6 +219,25 @@ def test_the_pixel_ridge_is_fitted_on_the_checkpoints_training_patients_alone(ph
     train = [r for r in read_records(phantom_dir) if r.patient_id in PHANTOM_SPLIT.train]
     expected = PixelRidge(train, image_size=64).predict(evaluated)
     np.testing.assert_allclose(report.baselines["pixel_ridge"], expected)
+
+
+def test_the_move_only_baseline_is_the_one_cv_scores_fitted_on_the_checkpoints_patients(phantom_dir, evaluated_all):
+    report, output_dir = evaluated_all
+    records = {(r.folder, r.index): r for r in read_records(phantom_dir)}
+    evaluated = [records[key] for key in zip(report.folders, report.indices)]
+    train, val = (read_records(phantom_dir, patients) for patients in (PHANTOM_SPLIT.train, PHANTOM_SPLIT.val))
+    np.testing.assert_allclose(report.baselines["move_only"], move_only_predictions(train, val, evaluated, seed=0))
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["baselines"]["move_only"]["mae_x_mm"] == pytest.approx(
+        np.abs(report.baselines["move_only"][:, 0] - report.labels[:, 0]).mean())
+    assert "train_mean" not in metrics["baselines"] and "baselines.move_only" in metrics["definitions"]
+
+
+def test_a_baseline_added_to_the_registry_is_scored_by_the_report(phantom_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(BASELINES, "zero", lambda data: lambda evaluated: np.zeros((len(evaluated), 6)))
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", phantom_dir)
+    report, _ = evaluate_checkpoint(path, output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    assert report.metrics["baselines"]["zero"]["mae_x_mm"] == pytest.approx(np.abs(report.labels[:, 0]).mean())
 
 
 def test_the_training_mean_is_the_training_pairs_mean_at1(phantom_dir, evaluated_all):

@@ -12,10 +12,11 @@ linear model of the pixels.
 """
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 import torch
@@ -195,7 +196,25 @@ class PixelRidge:
             return np.stack(list(pool.map(one, paths)))
 
 
-def pixel_ridge_predictions(train: Sequence[TransitionRecord], evaluated: Sequence[TransitionRecord],
-                            image_size: int) -> np.ndarray:
-    """``[N, 6]``: :class:`PixelRidge` fitted on ``train``, predicting ``evaluated``."""
-    return PixelRidge(train, image_size).predict(evaluated)
+Baseline = Callable[[Sequence[TransitionRecord]], np.ndarray]  # evaluated pairs -> at1 [N, 6], mm and degrees
+
+
+@dataclass(frozen=True)
+class BaselineData:
+    """What a baseline learns from: the training pairs whose labels the model had, the validation pairs it may
+    select on (the training pairs when there are none), the model's image size and the run's seed."""
+
+    train: Sequence[TransitionRecord]
+    val: Sequence[TransitionRecord]
+    image_size: int
+    seed: int = 0
+
+
+# Every report and --cv score each of these, fitted on the same pairs as the model: a new baseline is one entry.
+BASELINES: Dict[str, Callable[[BaselineData], Baseline]] = {
+    "move_only": lambda data: functools.partial(move_only_predictions, data.train, data.val or data.train,
+                                                seed=data.seed),
+    "pixel_ridge": lambda data: PixelRidge(data.train, data.image_size).predict,
+    "train_mean": lambda data: functools.partial(train_mean_predictions, data.train),
+}
+SEED_FREE = ("pixel_ridge", "train_mean")  # deterministic: one fit serves every seed

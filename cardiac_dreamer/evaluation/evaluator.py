@@ -32,7 +32,7 @@ from ..models.system import GuidanceModel
 from ..names import SPLIT_CHOICES, SPLIT_NAMES
 from ..runtime.devices import select_device
 from ..task import GuidanceTask, LatentTarget
-from .baselines import PixelRidge
+from .baselines import BASELINES, BaselineData
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run
 from .report import EvaluationReport
@@ -159,10 +159,11 @@ def evaluate_checkpoint(
     with removed_if_left_empty(output_dir, made_here):
         target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
         report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
-        train = prepared.labelled_training_records()  # label-scarce runs: the ridge gets the labels the model had
-        if train:  # the mean of what is predicted, at1, as --cv's train_mean (the model's pose mean also counts at2)
-            report.train_mean = np.mean([record.at1 for record in train], axis=0)
-        report.baselines["pixel_ridge"] = _pixel_ridge(train, dataset.records, data_cfg.image_size)
+        train = prepared.labelled_training_records()  # label-scarce runs: the baselines get the labels the model had
+        report.baselines = _baselines(BaselineData(train, prepared.records["val"], data_cfg.image_size),
+                                      dataset.records)
+        if train:  # the mean of what is predicted, at1, as --cv's (the model's pose mean also counts at2)
+            report.train_mean = report.baselines.pop("train_mean")[0]
         report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)
         report.metadata = {
             "checkpoint": str(checkpoint_path.resolve()),
@@ -197,10 +198,9 @@ def _target_encoder(checkpoint: ModelCheckpoint, model: GuidanceModel,
     return target, ""
 
 
-def _pixel_ridge(train: Sequence[TransitionRecord], evaluated: Sequence[TransitionRecord],
-                 image_size: int) -> Optional[np.ndarray]:
-    """The pixel ridge's at1 for ``evaluated`` (in order), fitted on ``train``; None without training pairs."""
-    if not train:
-        log.warning("pixel ridge baseline skipped: the checkpoint's split has no training pairs here")
-        return None
-    return PixelRidge(train, image_size).predict(evaluated)
+def _baselines(data: BaselineData, evaluated: Sequence[TransitionRecord]) -> Dict[str, Optional[np.ndarray]]:
+    """Each baseline's at1 for ``evaluated`` (in order), fitted on ``data``; None for each without training pairs."""
+    if not data.train:
+        log.warning("baselines skipped: the checkpoint's split has no training pairs here")
+        return {name: None for name in BASELINES if name != "train_mean"}
+    return {name: fit(data)(evaluated) for name, fit in BASELINES.items()}

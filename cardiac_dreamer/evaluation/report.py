@@ -10,8 +10,9 @@ Three predictions of at1 are scored for every pair:
   the ``"direct"`` variant has none;
 * ``train_mean``: the training pairs' mean at1, the baseline any guidance must beat by a margin (``evaluate``
   alone has only the model's pose mean, which also counts at2);
-* ``baselines.pixel_ridge``: a ridge regression on pooled pixels fitted on the checkpoint's training patients
-  (:mod:`cardiac_dreamer.evaluation.baselines`), what a linear model makes of the same images.
+* ``baselines``: every other baseline of :mod:`cardiac_dreamer.evaluation.baselines`, fitted on the checkpoint's
+  training patients: ``pixel_ridge``, a ridge regression on pooled pixels (what a linear model makes of the same
+  images), and ``move_only``, the move alone.
 
 World models also get their diagnostics (:mod:`.diagnostics`): the move-transfer slopes, and how well the dreamed
 features predict the target encoder's view of image t2.
@@ -43,6 +44,9 @@ TASK_DEFINITIONS = {
     "16x16, 8x8 and 4x4 grids of cells, standardized) to at1, fitted on every distinct t1 frame of the checkpoint's "
     "training patients, its penalty per axis chosen by cross-validation over those patients only; null when it "
     "could not be fitted",
+    "baselines.move_only": "a small MLP from each pair's t1->t2 move alone (no image) to at1, fitted on the "
+    "checkpoint's training patients and selected on its validation patients: what the move says about the pose "
+    "(the composed prediction uses the move, so it must beat this); null when it could not be fitted",
     "guidance_vs_pixel_ridge": "guidance MAE / pixel ridge MAE per axis, and averaged over the six axes (below 1.0: "
     "the network reads more from the image than a linear model of its pooled pixels)",
     "guidance_sequence": "checkpoints with a sequential estimator (model.sequence_frames K): at1 of every "
