@@ -24,7 +24,8 @@ from ..data.dataset import TransitionsDataset
 from ..data.records import read_records
 from ..runtime.devices import select_device
 from ..errors import ConfigError
-from .throughput import SYNTHETIC_DATA, anonymous_mb, child_pids, peak_rss_mb, pss_mb, reset_peak_rss, with_data
+from ..runtime.memory import anonymous_mb, child_pids, peak_rss_mb, pss_mb, reset_peak_rss
+from .throughput import SYNTHETIC_DATA, with_data
 from ..training.reproducibility import seed_worker
 
 IMAGE_STORES = ("memory", "disk", "decode")

@@ -17,16 +17,14 @@ process: e.g. ``--precision 32,16``, or with and without ``training.activation_c
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import resource
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Subset
@@ -37,6 +35,7 @@ from ..data.dataset import TransitionsDataset
 from ..data.normalization import NormalizationStats
 from ..data.prepare import dataset_from_config, prepare_data
 from ..runtime.devices import FP32, cpu_supports_bf16
+from ..runtime.memory import peak_rss_mb, reset_peak_rss
 from ..errors import ConfigError
 from ..models.registry import build_model
 from ..names import SPLIT_NAMES
@@ -191,58 +190,6 @@ def device_peak_tflops(device: torch.device) -> Optional[float]:
         return None
     name = torch.cuda.get_device_name(device)
     return next((peak for key, peak in GPU_PEAK_TFLOPS.items() if key in name), None)
-
-
-def peak_rss_mb(pid: Union[int, str] = "self") -> Optional[float]:
-    """Peak resident set size of a process in MB since it started or since :func:`reset_peak_rss` (Linux
-    ``VmHWM``); for this process elsewhere, ``getrusage``'s lifetime peak. None for a process that is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        if pid != "self":
-            return None
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports kilobytes
-
-
-def reset_peak_rss() -> bool:
-    """Start this process's peak RSS afresh (Linux ``clear_refs``), so measurements in one process don't inherit
-    an earlier one's peak; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def pss_mb(pid: Union[int, str] = "self") -> Optional[float]:
-    """Proportional set size in MB: private pages plus a 1/n share of pages n processes map (a forked loader worker's
-    RSS counts everything it shares with its parent; its PSS does not). None where the kernel does not say."""
-    return _rollup_mb(pid, "Pss:")
-
-
-def anonymous_mb(pid: Union[int, str] = "self") -> Optional[float]:
-    """Memory not backed by a file, in MB: what the process really costs the system (file-backed pages, e.g. a
-    memory-mapped file, are page cache the kernel can drop). Pages shared after a fork count in each process."""
-    return _rollup_mb(pid, "Anonymous:")
-
-
-def _rollup_mb(pid: Union[int, str], field: str) -> Optional[float]:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as rollup:
-            return next(int(line.split()[1]) for line in rollup if line.startswith(field)) / 1024
-    except (OSError, StopIteration):
-        return None
-
-
-def child_pids() -> List[int]:
-    """This process's children (data-loader workers), from ``/proc``; empty where it cannot tell."""
-    pids = []
-    for children in Path("/proc/self/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            pids.extend(int(pid) for pid in children.read_text().split())
-    return sorted(pids)
 
 
 def with_data(config: Config, scratch: Path, needed: int):
