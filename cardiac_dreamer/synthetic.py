@@ -47,11 +47,6 @@ independent of ``at1``; and ``"sonographer"``, a walk drifting back to the view 
 """
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
-
-from .errors import CardiacDreamerError
 from .phantom import (
     DEFAULT_FRAMES_PER_PATIENT, DEFAULT_VERSION, GENERATOR_VERSION, MARKER_FILE, MOVE_LIMITS, PATIENT_FILE,
     POSE_LIMITS, TRAJECTORIES, TRANSITIONS_FILE, VERSIONS, PhantomPatient, generate_phantom,
@@ -63,56 +58,14 @@ __all__ = [
     "generate_phantom", "main",
 ]
 
-TRAJECTORY_HELP = (
-    "sweep: sweeps that start far from the view and converge to it, pairs 1-4 frames apart, each pair its own two "
-    "files (v4's default); random: independent pairs, the move independent of the pose (v3's default); "
-    "sonographer: a walk drifting back to the view, frames shared between pairs"
-)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m cardiac_dreamer.synthetic",
-        description="Write a synthetic echocardiography phantom in the real export format: OUTPUT_DIR/phantom_01, "
-                    "... each with ft1/, ft2/, transitions_dataset.json and phantom.json. A complete phantom with "
-                    "the same settings is reused.",
-    )
-    parser.add_argument("output_dir", help="where the patient folders go (created)")
-    parser.add_argument("--phantom", choices=VERSIONS, default=DEFAULT_VERSION,
-                        help="v4: sector-shaped exports, sweeps, patients that differ like people, a beating "
-                             "heart; v3: the static phantom of before, for results calibrated on it "
-                             "(default: %(default)s)")
-    parser.add_argument("--patients", type=int, default=6, help="patient folders to write (default: %(default)s)")
-    parser.add_argument("--pairs", type=int, default=None,
-                        help="pairs per patient (default: from --frames; sweep and random pairs use 2 files each)")
-    parser.add_argument("--frames", type=int, default=None,
-                        help=f"frames per patient (default: {DEFAULT_FRAMES_PER_PATIENT} when --pairs is not given)")
-    parser.add_argument("--trajectory", choices=TRAJECTORIES, default=None,
-                        help=f"how the probe moves (default: the version's). {TRAJECTORY_HELP}")
-    parser.add_argument("--image_size", type=int, default=224,
-                        help="side of the square images in pixels (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="the same seed writes the same files (default: %(default)s)")
-    parser.add_argument("--table", action="store_true",
-                        help="then print the phantom's statistics beside a real export's, and the two image "
-                             "checks (leave-one-patient-out probe R2, unseen-patient error ratio), as markdown")
-    return parser
-
 
 def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        folders = generate_phantom(args.output_dir, args.patients, args.pairs, args.image_size, args.seed,
-                                   frames_per_patient=args.frames, trajectory=args.trajectory, version=args.phantom)
-    except CardiacDreamerError as error:
-        parser.exit(2, f"error: {error}\n")
-    if args.table:
-        from .phantom.checks import comparison_table
+    """``python -m cardiac_dreamer.synthetic``, which lives in :mod:`cardiac_dreamer.cli.phantom_command`; imported
+    when called, since importing ``cli`` sets the process's thread policy and a notebook importing this module
+    should not get it."""
+    from .cli.phantom_command import main as command
 
-        print(comparison_table([Path(folder) for folder in folders]))
-    return 0
+    return command(argv)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ still reachable, and safe concurrent generation. Phantom v4's realism is checked
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +321,24 @@ def test_an_output_path_that_cannot_be_a_folder_is_one_line(tmp_path, where):
                              "--pairs", "2", "--image_size", "32"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"error: {output}")
+
+
+def test_a_phantom_stopped_by_sigterm_says_so_in_one_line_and_the_same_command_completes_it(tmp_path):
+    command = [sys.executable, "-m", "cardiac_dreamer.synthetic", str(tmp_path / "p"), "--patients", "2",
+               "--pairs", "100", "--image-size", "64"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "p").glob("phantom_01/ft1/*.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143 and "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "interrupted; the phantom is not complete: the same command writes it again"
+    assert not (tmp_path / "p" / "phantom.json").exists()  # not marked complete, so it is not reused as it is
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert (tmp_path / "p" / "phantom.json").is_file()
+    assert len(list((tmp_path / "p").glob("phantom_02/ft1/*.png"))) == 100
 
 
 def test_the_table_of_a_phantom_too_small_to_hold_out_frames_says_so(tmp_path):

@@ -40,7 +40,7 @@ from ..errors import ConfigError
 from ..models.registry import build_model
 from ..names import SPLIT_NAMES
 from ..io.run_dir import RunDirectory
-from ..synthetic import generate_phantom
+from ..phantom import generate_phantom
 from ..task import GuidanceTask
 from ..training.trainer import Trainer
 

@@ -1,4 +1,5 @@
-"""Command-line entry points (``cardiac-train``, ``cardiac-evaluate``, ``python -m cardiac_dreamer.train``).
+"""Command-line entry points (``cardiac-train``, ``cardiac-evaluate``, ``python -m cardiac_dreamer.train``,
+``python -m cardiac_dreamer.synthetic``).
 
 Side effects, on purpose: importing this package sets two process policies, each of which the user's own
 environment overrides.

@@ -315,7 +315,7 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused)."""
     from ..io.run_dir import ensure_writable
-    from ..synthetic import generate_phantom
+    from ..phantom import generate_phantom
 
     if not args.config:
         args.config = "debug"
