@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import reprlib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
@@ -251,14 +252,33 @@ def normalize_precision(value: Any, name: str = "training.precision") -> str:
 
 def merge(config: Config, values: Mapping[str, Any], source: str = "config") -> Config:
     """Return a new config: ``config`` with the nested ``values`` laid over it, every key and type checked."""
+    return merge_layers(config, [(values, source)])
+
+
+def merge_layers(config: Config, layers: Sequence[Tuple[Mapping[str, Any], str]]) -> Config:
+    """``config`` with each ``(nested values, source)`` laid over it in turn, each key and type checked as it comes
+    (errors name its source), and the rules between keys (d_model and num_heads, min_lr and lr) checked once, on
+    the result: a YAML file that the command line completes is not refused for what the command line changes."""
+    sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(Config)}
+    for values, source in layers:
+        _lay(sections, values, source)
+    try:
+        return Config(**{name: _section_class(name)(**entries) for name, entries in sections.items()})
+    except ConfigError as error:
+        sources = " + ".join(dict.fromkeys(source for values, source in layers if values)) or "config"
+        raise ConfigError(f"{sources}: {error}") from None
+
+
+def _lay(sections: Dict[str, Dict[str, Any]], values: Mapping[str, Any], source: str) -> None:
+    """Write the nested ``values`` into ``sections`` (plain dicts of each section's keys), each key and type
+    checked."""
     if values is None:
-        return config
+        return
     if not isinstance(values, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections (model, training, loss, data)")
-    sections = {f.name: dataclasses.asdict(getattr(config, f.name)) for f in dataclasses.fields(Config)}
     for section, entries in values.items():
         if section not in sections:
-            raise ConfigError(f"{source}: unknown section {section!r}{_suggest(section, sections)}")
+            raise ConfigError(f"{source}: unknown section {section!r}{_elsewhere(section, sections)}")
         if entries is None:
             continue
         if not isinstance(entries, Mapping):
@@ -267,25 +287,35 @@ def merge(config: Config, values: Mapping[str, Any], source: str = "config") -> 
             target_section, target_key = _SECTION_ALIASES.get((section, key), (section, key))
             known = sections[target_section]
             if target_key not in known:
-                raise ConfigError(f"{source}: unknown key {section}.{key}{_suggest(key, known)}")
+                raise ConfigError(f"{source}: unknown key {section}.{key}{_elsewhere(key, sections, section)}")
             section_cls = _section_class(target_section)
             known[target_key] = _coerce(section_cls, target_key, value, f"{source}: {section}.{key}")
-    try:
-        return Config(**{name: _section_class(name)(**entries) for name, entries in sections.items()})
-    except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
 
 
-def apply_overrides(config: Config, overrides: Mapping[str, Any], source: str = "command line") -> Config:
-    """Lay flat ``{"section.key": value}`` overrides (from flags) over ``config``; a ``None`` value sets the key to
-    None (an optional key cleared, or refused where the key needs a value)."""
+def _elsewhere(key: str, sections: Mapping[str, Mapping[str, Any]], section: Optional[str] = None) -> str:
+    """The hint for an unknown ``key`` (of ``section``; a section name when None): where that key lives when
+    another section has it (``lr`` is ``training.lr``), else the closest name."""
+    homes = [name for name, keys in sections.items() if name != section and key in keys]
+    if homes:
+        return f" (it is {homes[0]}.{key})"
+    return _suggest(key, sections if section is None else sections[section])
+
+
+def nest_overrides(overrides: Mapping[str, Any], source: str = "command line") -> Dict[str, Dict[str, Any]]:
+    """Flat ``{"section.key": value}`` overrides (from flags) as the nested mapping a YAML file holds."""
     nested: Dict[str, Dict[str, Any]] = {}
     for dotted, value in overrides.items():
         section, dot, key = str(dotted).partition(".")
         if not dot:
             raise ConfigError(f"{source}: {dotted!r} is not of the form section.key")
         nested.setdefault(section, {})[key] = value
-    return merge(config, nested, source)
+    return nested
+
+
+def apply_overrides(config: Config, overrides: Mapping[str, Any], source: str = "command line") -> Config:
+    """Lay flat ``{"section.key": value}`` overrides (from flags) over ``config``; a ``None`` value sets the key to
+    None (an optional key cleared, or refused where the key needs a value)."""
+    return merge(config, nest_overrides(overrides, source), source)
 
 
 # What the weights are: the model's shape and what it reads.
@@ -343,31 +373,81 @@ def preset_names() -> List[str]:
 
 
 def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
-    """A preset name (``debug``, ``production``, ``small_data``: :func:`preset_names`) or a path to a YAML file."""
+    """A preset name (``debug``, ``production``, ``small_data``: :func:`preset_names`) or a path to a YAML file. A
+    preset's bare name means the preset: a folder of that name here is not a config, and a file of that name is
+    refused as ambiguous (``./debug`` names the file)."""
     path = Path(name_or_path)
-    if path.suffix.lower() in (".yaml", ".yml") or path.exists():
-        # The guide writes configs/production.yaml; fall back to the shipped preset of that name.
-        if not path.exists() and (PRESET_DIR / path.name).exists():
-            return PRESET_DIR / path.name
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
+    if str(name_or_path) in preset_names():
+        if path.is_file():
+            raise ConfigError(f"{name_or_path}: both a preset and a file here; write ./{name_or_path} for the file")
+        return PRESET_DIR / f"{name_or_path}.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, not a config file")
+    if path.is_file():
         return path
-    preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if not preset.is_file():
-        raise ConfigError(
-            f"{name_or_path}: no such config file or preset (presets: {', '.join(preset_names())})"
-        )
-    return preset
+    if path.suffix.lower() in (".yaml", ".yml"):
+        # The guide writes configs/production.yaml; fall back to the shipped preset of that name.
+        if (PRESET_DIR / path.name).is_file():
+            return PRESET_DIR / path.name
+        raise ConfigError(f"{path}: config file not found")
+    raise ConfigError(f"{name_or_path}: no such config file or preset (presets: {', '.join(preset_names())})")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as people write configs. A key written twice is an error: PyYAML keeps the last one, so a second
+    ``training:`` block silently reset every key of the first. Integers are YAML 1.2's, written in decimal: YAML
+    1.1 read a seed of ``042`` as octal 34 and ``12:30`` as 750."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # the mapping refuses it below
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"{key!r} is written twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_INT = "tag:yaml.org,2002:int"
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+ConfigLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` read by :class:`ConfigLoader`; raises ``yaml.YAMLError`` (or ValueError, RecursionError)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
+
+
+def parse_override(dotted: str, text: str) -> Any:
+    """The value of ``--set section.key=text``: YAML (0.05, true, null, [a, b]), except that a key holding text
+    (a path, a list of patient names) takes the text as written, so a patient named 007 stays ``'007'``."""
+    section, _, key = dotted.partition(".")
+    section, key = _SECTION_ALIASES.get((section, key), (section, key))
+    hint = typing.get_type_hints(_SECTIONS[section]).get(key) if section in _SECTIONS else None
+    if hint not in (str, Optional[str], List[str]):
+        return parse_yaml(text)
+    if text.strip() in ("null", "~", ""):
+        return None
+    return yaml.load(text, Loader=yaml.BaseLoader) if hint is List[str] else text  # noqa: S506 (every value a string)
 
 
 def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})") from None
     try:
-        values = yaml.safe_load(text)
+        values = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -408,7 +488,7 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     if key == "precision":
-        return normalize_precision(value)
+        return normalize_precision(value, where)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -429,10 +509,15 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
         if value is False and key == "disk_cache":  # YAML 1.1 reads the bare word off as false
             return "off"
     elif typing.get_origin(hint) in (list, List):
+        if value is None:  # null clears a list, as it clears an optional key
+            return []
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
             return list(value)
+        if isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list of names, got {reprlib.repr(value)} (quote names that look "
+                              "like numbers: ['001', '002'])")
     type_name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{where} must be of type {type_name}, got {reprlib.repr(value)}")
 

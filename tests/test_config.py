@@ -258,3 +258,72 @@ def test_a_huge_value_is_shortened_in_the_message():
 def test_an_override_without_a_section_is_a_config_error():
     with pytest.raises(ConfigError, match="'lr' is not of the form section.key"):
         apply_overrides(Config(), {"lr": 1e-3})
+
+
+def test_a_key_or_section_written_twice_is_refused_with_its_line(tmp_path):
+    path = write(tmp_path, """\
+        training:
+          lr: 1.0e-3
+          max_epochs: 50
+        training:
+          batch_size: 8
+        """)
+    with pytest.raises(ConfigError, match=r"config.yaml: invalid YAML at line 4: 'training' is written twice"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="line 3: 'lr' is written twice"):
+        load_config(write(tmp_path, "training:\n  lr: 1.0e-3\n  lr: 2.0e-3\n", "twice.yaml"))
+
+
+def test_integers_are_read_in_decimal_as_the_matching_flag_reads_them(tmp_path):
+    args = build_parser().parse_args(["--set", "training.seed=042", "--set", "data.test_patients=[007, 2024]"])
+    config = resolve_config(args)
+    assert config.training.seed == 42 == resolve_config(build_parser().parse_args(["--seed", "042"])).training.seed
+    assert config.data.test_patients == ["007", "2024"]  # names that look like numbers, kept as written
+    with pytest.raises(ConfigError, match=r"must be a list of names, got \[7, 2024\] \(quote names"):
+        load_config(write(tmp_path, "data:\n  test_patients: [007, 2024]\n", "numbers.yaml"))
+    with pytest.raises(ConfigError, match="training.max_epochs must be of type int, got '12:30'"):
+        resolve_config(build_parser().parse_args(["--set", "training.max_epochs=12:30"]))  # YAML 1.1: 750
+    assert load_config(write(tmp_path, "training:\n  seed: 010\n")).training.seed == 10
+
+
+def test_a_preset_name_means_the_preset_whatever_the_current_directory_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "debug").mkdir()  # a folder named like a preset: --config debug and --demo still get the preset
+    assert resolve_config(build_parser().parse_args(["--config", "debug"])) == load_config("debug")
+    (tmp_path / "small_data").write_text("")  # a file named like one is ambiguous: refused, not read as empty
+    with pytest.raises(ConfigError, match=r"small_data: both a preset and a file here; write ./small_data"):
+        resolve_config(build_parser().parse_args(["--config", "small_data"]))
+    (tmp_path / "mine.yaml").mkdir()
+    with pytest.raises(ConfigError, match="mine.yaml: is a directory, not a config file"):
+        load_config("mine.yaml")
+
+
+def test_rules_between_keys_are_checked_once_yaml_and_flags_are_laid_together(tmp_path):
+    path = write(tmp_path, "model:\n  d_model: 64\ndata:\n  test_patients: [p5]\n")
+    config = resolve_config(build_parser().parse_args(["--config", str(path), "--num_heads", "4",
+                                                       "--set", "data.test_patients=[]"]))
+    assert (config.model.d_model, config.model.num_heads) == (64, 4)
+    assert config.data.manual_splits is False  # the list the YAML gave was cleared: no manual split is left
+    with pytest.raises(ConfigError, match=r"config.yaml \+ command line: model.d_model \(64\) must be divisible by "
+                                          r"model.num_heads \(5\)"):
+        resolve_config(build_parser().parse_args(["--config", str(path), "--num_heads", "5"]))
+
+
+def test_a_key_in_the_wrong_section_is_told_where_it_lives(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key model.lambda_latent \(it is loss.lambda_latent\)"):
+        resolve_config(build_parser().parse_args(["--set", "model.lambda_latent=1"]))
+    with pytest.raises(ConfigError, match=r"unknown section 'max_epochs' \(it is training.max_epochs\)"):
+        load_config(write(tmp_path, "max_epochs: 5\n"))
+    with pytest.raises(ConfigError, match=r"config.yaml: training.precision must be 32, 16 or bf16, got 8"):
+        load_config(write(tmp_path, "training:\n  precision: 8\n"))
+
+
+def test_a_key_given_twice_on_the_command_line_is_refused_not_guessed(tmp_path):
+    with pytest.raises(ConfigError, match=r"training.lr is also set by a flag to 0.5; give it once"):
+        resolve_config(build_parser().parse_args(["--lr", "0.5", "--set", "training.lr=0.1"]))
+    with pytest.raises(ConfigError, match="also set by another --set"):
+        resolve_config(build_parser().parse_args(["--set", "training.seed=1", "--set", "training.seed=2"]))
+    assert resolve_config(build_parser().parse_args(["--lr", "0.5", "--set", "training.lr=0.5"])).training.lr == 0.5
+    with pytest.raises(SystemExit) as stopped:
+        build_parser().parse_args(["--config", "debug", "--config", "small_data"])
+    assert stopped.value.code == 2

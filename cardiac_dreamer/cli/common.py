@@ -31,6 +31,15 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
+class StoreOnce(argparse.Action):
+    """A flag given at most once: a second ``--config`` silently replaced the first."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} is given twice: give it once")
+        setattr(namespace, self.dest, values)
+
+
 def add_flag(container: Union[argparse.ArgumentParser, argparse._ArgumentGroup], flag: str, **kwargs) -> None:
     """``--data_dir`` that also answers to ``--data-dir``: the guide writes underscores, most tools hyphens."""
     names = [flag] + ([flag.replace("_", "-")] if "_" in flag else [])

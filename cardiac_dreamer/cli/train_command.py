@@ -14,12 +14,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..config import PRECISIONS, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, apply_overrides, load_yaml, \
-    merge, preset_names, resolve_config_path
+from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, \
+    apply_overrides, load_yaml, merge_layers, nest_overrides, parse_override, preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
-from .common import CommandParser, add_flag, configure_logging, interrupted_exit_code, report_error, \
+from .common import CommandParser, StoreOnce, add_flag, configure_logging, interrupted_exit_code, report_error, \
     sigterm_as_ctrl_c
 
 DEMO_PATIENTS = 6  # the demo phantom (v4): 4 train, 1 val, 1 test patient; 250 sweep pairs each
@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
              help="with --cv: repeat every fold with N consecutive training seeds (mean ± std over folds x seeds)")
 
     configuration = groups["configuration"]
-    add_flag(configuration, "--config", metavar="PRESET_OR_YAML",
+    add_flag(configuration, "--config", metavar="PRESET_OR_YAML", action=StoreOnce,
              help=f"preset name ({', '.join(preset_names())}) or path to a YAML file (default: the guide's values)")
     add_flag(configuration, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
              help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
@@ -144,27 +144,34 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         overrides["data.manual_splits"] = True
     if args.deterministic:
         overrides["training.deterministic"] = True
+    given_by = {key: "a flag" for key in overrides}
     for assignment in args.set:
         key, sep, value = assignment.partition("=")
+        key = key.strip()
         if not sep or "." not in key:
-            raise CardiacDreamerError(f"--set {assignment!r}: expected SECTION.KEY=VALUE")
+            raise ConfigError(f"--set {assignment!r}: expected SECTION.KEY=VALUE")
         try:
-            overrides[key.strip()] = yaml.safe_load(value)  # YAML scalars: 0.05, true, null, [a, b]
+            parsed = parse_override(key, value)
         except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(f"--set {assignment[:200]!r}: the value is not valid YAML") from None
+        if key in overrides and overrides[key] != parsed:  # which should win is a guess: ask
+            raise ConfigError(f"--set {assignment[:200]!r}: {key} is also set by {given_by[key]} to "
+                              f"{overrides[key]!r}; give it once")
+        overrides[key], given_by[key] = parsed, "another --set"
     return overrides
 
 
 def resolve_config(args: argparse.Namespace, base: Optional[Config] = None,
                    preset: Optional[Dict[str, Any]] = None) -> Config:
-    """Defaults (or ``base``) < YAML < ``preset`` (the demo's settings) < flags."""
-    config = base if base is not None else Config()
+    """Defaults (or ``base``) < YAML < ``preset`` (the demo's settings) < flags, checked as one config."""
+    layers = []
     if args.config:
         path = resolve_config_path(args.config)
-        config = merge(config, load_yaml(path), source=str(path))
+        layers.append((load_yaml(path), str(path)))
     if preset:
-        config = apply_overrides(config, preset, source="--demo")
-    return apply_overrides(config, flag_overrides(args))
+        layers.append((nest_overrides(preset, "--demo"), "--demo"))
+    layers.append((nest_overrides(flag_overrides(args)), "command line"))
+    return merge_layers(base if base is not None else Config(), layers)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -318,7 +325,7 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     from ..phantom import generate_phantom
 
     if not args.config:
-        args.config = "debug"
+        args.config = str(PRESET_DIR / "debug.yaml")  # the preset, whatever the current directory holds
     config = resolve_config(args, preset=DEMO_SETTINGS)
     if args.data_dir is None and config.data.data_dir == DataConfig().data_dir:  # no data directory given anywhere
         demo_data = output_dir / "demo_data"
