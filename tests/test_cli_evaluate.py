@@ -47,6 +47,22 @@ def test_evaluation_writes_metrics_predictions_and_plots(checkpoint, tmp_path, c
     assert "x (mm)" in table and str(output) in table
 
 
+def test_a_folder_holding_an_earlier_report_is_refused_and_kept(checkpoint, tmp_path, capsys):
+    output = tmp_path / "evaluation"
+    assert main(["--checkpoint", str(checkpoint), "--output_dir", str(output), "--device", "cpu"]) == 0
+    capsys.readouterr()
+    before = {path.name: path.read_bytes() for path in output.iterdir()}
+    code = main(["--checkpoint", str(checkpoint), "--split", "train", "--output_dir", str(output), "--device", "cpu"])
+    assert_one_error_line(capsys, code, str(output), "holds an earlier report (metrics.json)", "a new folder")
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == before
+    code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "2", "--output_dir", str(output),
+                 "--device", "cpu"])  # a navigation beside it is another report: its own files, none of these
+    assert code == 0 and (output / "navigation.json").is_file()
+    code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "2", "--output_dir", str(output),
+                 "--device", "cpu"])
+    assert_one_error_line(capsys, code, "holds an earlier report (navigation.json)")
+
+
 def test_a_missing_checkpoint_is_one_error_line(tmp_path, capsys):
     assert_one_error_line(capsys, main(["--checkpoint", str(tmp_path / "nothing.ckpt")]), "checkpoint not found")
 

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 PLOT_FILES = ("predicted_vs_true.png", "error_histograms.png", "per_patient_mae.png")
+METRICS_FILE, PREDICTIONS_FILE = "metrics.json", "predictions.csv"
+REPORT_FILES = (METRICS_FILE, PREDICTIONS_FILE, *PLOT_FILES)  # what an evaluation writes
 
 
 def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
@@ -27,7 +29,7 @@ def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
     per_patient = {patient: mae_per_axis(entry["guidance"])
                    for patient, entry in report.metrics["per_patient"].items()}
     written = [
-        write_json(output_dir / "metrics.json", report.metrics),
+        write_json(output_dir / METRICS_FILE, report.metrics),
         _write_predictions(report, output_dir),
         plots.plot_predicted_vs_true(
             output_dir / PLOT_FILES[0], report.labels, report.guidance, title="guidance (image alone)"
@@ -42,7 +44,7 @@ def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
 def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:
     """``predictions.csv``: one row per pair, the label and each prediction per axis in mm and degrees (the
     composed columns are empty for direct models)."""
-    path = output_dir / "predictions.csv"
+    path = output_dir / PREDICTIONS_FILE
     kinds = ("label", "guidance", "composed")
     columns = [f"{kind}_{name}_{unit}" for kind in kinds for name, unit in zip(AXIS_NAMES, AXIS_UNITS)]
     with atomic_open(path, "w") as stream:
