@@ -323,10 +323,10 @@ ARCHITECTURE_KEYS = (("model", "variant"), ("model", "backbone"), ("model", "tok
                      ("model", "num_heads"), ("model", "num_layers"), ("model", "dim_feedforward"),
                      ("model", "sequence_frames"), ("data", "image_size"))
 # What a run is from its first epoch: its architecture, and the settings whose state a resume restores from the
-# checkpoint over the config (the optimizer's rate and decay, the schedule, the seed, the patients' split and
-# subset), so that a change there would be recorded but never applied.
+# checkpoint over the config (the optimizer's rate, decay and parameter groups, the schedule, the seed, the patients'
+# split and subset), so that a change there would be recorded but never applied.
 RUN_KEYS = ARCHITECTURE_KEYS + (
-    ("training", "lr"), ("training", "weight_decay"), ("training", "scheduler"), ("training", "warmup_epochs"),
+    ("model", "freeze_backbone_layers"), ("training", "lr"), ("training", "weight_decay"), ("training", "scheduler"), ("training", "warmup_epochs"),
     ("training", "plateau_factor"), ("training", "plateau_patience"), ("training", "min_lr"), ("training", "seed"),
     ("data", "manual_splits"), ("data", "train_patients"), ("data", "val_patients"), ("data", "test_patients"),
     ("data", "train_ratio"), ("data", "val_ratio"), ("data", "test_ratio"), ("data", "split_seed"),

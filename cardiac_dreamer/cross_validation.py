@@ -48,6 +48,7 @@ from .io.fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .pipeline import run_training
 from .io.run_dir import ensure_outside, timestamped_directory
+from .names import TEST_EVALUATION
 from .training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
     test_metrics = None
     if held_out:
         test_report, _ = evaluate_checkpoint(checkpoint, split="test", patients=held_out,
-                                             output_dir=outcome.run_dir / "test_evaluation",
+                                             output_dir=outcome.run_dir / TEST_EVALUATION,
                                              batch_size=config.training.batch_size, device=config.training.device,
                                              progress=progress)
         test_metrics = _pick(test_report.metrics["guidance"])

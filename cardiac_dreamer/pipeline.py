@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
@@ -17,8 +18,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from . import plots
-from .io.checkpoint import load_training_state
-from .config import ARCHITECTURE_KEYS, Config, changed_keys, with_absolute_paths
+from .io.checkpoint import TrainingState, load_training_state
+from .config import Config, changed_keys, run_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
@@ -30,8 +31,9 @@ from .evaluation import EvaluationReport, evaluate_checkpoint
 from .io.fileio import read_json, remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models.registry import build_model
-from .names import MONITOR, SPLIT_NAMES
-from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, set_latest, write_experiment_config
+from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
+from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, hand_back_latest, set_latest, \
+    write_experiment_config
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
@@ -73,8 +75,9 @@ def run_training(
     else:
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)
-        _check_own_run(resume_from, resume_state.config)
+        _check_own_run(resume_from, resume_state)
         split = PatientSplit.from_dict(resume_state.split or {})
+    run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
     prepared = prepare_data(config.data, split)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
@@ -89,7 +92,7 @@ def run_training(
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
     model = build_model(config, prepared.stats)
     metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),
-                "grouping": prepared.grouping}
+                "grouping": prepared.grouping, "run_id": run_id}
     trainer = Trainer(config, metadata=metadata, progress=progress)
     trainer.setup(model, datasets["train"], datasets["val"], resume_from=resume_from)  # no file written yet
 
@@ -99,37 +102,39 @@ def run_training(
     else:
         run = _create_run(output_dir, config.data.data_dir)
     new = resume_state is None
+    report, evaluation_dir = None, None
     with run.lock() if dist.is_main_process() else contextlib.nullcontext():  # rank 0 speaks for the run
-        if not new:
-            remove_stale_temporaries(run.root)  # e.g. a final_model.ckpt write that a kill interrupted
+        if not new:  # writes a kill interrupted: a final_model.ckpt, a plot, a CSV rewrite, the test evaluation
+            for folder in (run.root, run.plots, run.metrics_csv.parent, run.root / TEST_EVALUATION):
+                remove_stale_temporaries(folder)
         latest_before = set_latest(run.root.parent, run.root.name) if new and dist.is_main_process() else None
         try:
             fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
+            if dist.is_main_process():  # an interruption here leaves a complete run: the resume hint finishes it
+                rows = epoch_rows(run.metrics_csv)
+                plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows),
+                                            first_ranked_epoch=config.training.pretrain_epochs)
+                if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
+                    report, evaluation_dir = evaluate_checkpoint(
+                        fit.deployed_checkpoint, split="test", output_dir=run.root / TEST_EVALUATION,
+                        batch_size=config.training.batch_size, device=config.training.device, progress=progress)
         except BaseException as error:
             _forget_unstarted(run, new, latest_before)
             if isinstance(error, KeyboardInterrupt):
                 raise Interrupted(_resume_hint(run)) from None
             raise
-
-    report, evaluation_dir = None, None
-    if dist.is_main_process():
-        rows = epoch_rows(run.metrics_csv)
-        plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows))
-        if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
-            report, evaluation_dir = evaluate_checkpoint(
-                fit.deployed_checkpoint, split="test", output_dir=run.root / "test_evaluation",
-                batch_size=config.training.batch_size, device=config.training.device, progress=progress)
     dist.barrier()
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
 
 
-def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
+def _check_own_run(checkpoint: Path, state: TrainingState) -> None:
     """Refuse to resume a training state anywhere but in its own run, before anything is written.
 
     Why: a resume writes into the checkpoint's run (config, metrics, top-k files, which it reconciles with its
     registry by deleting the files it does not know). A ``last.ckpt`` copied elsewhere would write beside the copy;
-    one copied into another run would delete that run's checkpoints. So it must sit in ``RUN/checkpoints/`` beside
-    ``RUN/experiment_config.json``, whose architecture must be its own."""
+    one copied into another run, even of the same command with another seed, would delete that run's checkpoints.
+    So it must sit in ``RUN/checkpoints/`` beside ``RUN/experiment_config.json``, whose run id (runs begun before
+    the id have none) and run keys (the settings a resume cannot change) are its own."""
     run = RunDirectory.of_checkpoint(checkpoint)
     if Path(checkpoint).resolve().parent.name != "checkpoints" or not run.experiment_config.is_file():
         raise CheckpointError(f"{checkpoint}: not in a run (RUN/checkpoints/ beside RUN/experiment_config.json); "
@@ -140,9 +145,12 @@ def _check_own_run(checkpoint: Path, stored: Dict[str, Any]) -> None:
     except (KeyError, TypeError, ConfigError) as error:
         raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
                               "resumed") from None
-    own = Config.from_dict(stored, source=f"{checkpoint} config")
+    if state.run_id and recorded.get("run_id") and state.run_id != recorded["run_id"]:
+        raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in (run id {state.run_id}, the "
+                              f"run's {recorded['run_id']}); resume a run from its own last.ckpt")
+    own = Config.from_dict(state.config, source=f"{checkpoint} config")
     differing = [f"{key} {mine!r} (the run: {theirs!r})"
-                 for key, theirs, mine in changed_keys(run_config, own, ARCHITECTURE_KEYS)]
+                 for key, theirs, mine in changed_keys(run_config, own, run_keys(own.training.scheduler))]
     if differing:
         raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in ({', '.join(differing)}); "
                               "resume a run from its own last.ckpt")
@@ -153,7 +161,8 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, label_ru
     """Write the run's records (rank 0), then train."""
     if dist.is_main_process():
         write_experiment_config(run, config.to_dict(), device, argv,
-                                extra={"resumed_from": str(resume_from) if resume_from else None})
+                                extra={"run_id": trainer.metadata["run_id"],
+                                       "resumed_from": str(resume_from) if resume_from else None})
         write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, label_rule))
         _plot_dataset(run, prepared, label_rule)
     fit = trainer.fit(run=run)
@@ -166,13 +175,16 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, label_ru
 def _forget_unstarted(run: RunDirectory, new: bool, latest_before: Optional[str]) -> None:
     """A run this call created that failed before its first training state holds nothing to resume: remove it, so
     a mistake or an interruption leaves no half-made run behind (a resumed run is always kept), and hand
-    ``latest`` back to the run it named before."""
+    ``latest`` back to the run it named before, unless a newer run has taken it since."""
     if new and dist.is_main_process() and not run.last_checkpoint.exists():
         shutil.rmtree(run.root, ignore_errors=True)
-        set_latest(run.root.parent, latest_before)
+        hand_back_latest(run.root.parent, run.root.name, latest_before)
 
 
 def _resume_hint(run: RunDirectory) -> str:
+    if run.final_model.exists():  # stopped in the plots or the test evaluation: the resume trains nothing more
+        return (f"training finished in {run.root}, not the summary plot and test evaluation that follow it; finish "
+                f"them with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}")
     if run.last_checkpoint.exists():
         return f"continue with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}"
     return "stopped before the first epoch ended: there is nothing to resume, start again"

@@ -94,6 +94,12 @@ def _text_panel(ax: Axes, title: str, lines: Sequence[str], color: str = "black"
     ax.text(0.0, 1.0, "\n".join(lines), va="top", color=color, transform=ax.transAxes, **text_kwargs)
 
 
+def _ranks(row: Mapping[str, object], first_ranked_epoch: int) -> bool:
+    """Whether an epoch row could have given the best checkpoint (a row without an epoch is taken to)."""
+    epoch = _finite(row.get("epoch"))
+    return epoch is None or epoch >= first_ranked_epoch
+
+
 def _finite(value) -> float | None:
     """``value`` as a float, or None when missing, None, NaN/inf or not a number (e.g. an empty CSV cell)."""
     try:
@@ -226,20 +232,25 @@ def plot_training_summary(
     epoch_rows: Sequence[Mapping[str, object]],
     final_metrics: Mapping[str, object],
     *,
+    first_ranked_epoch: int = 0,
     dpi: int = DEFAULT_DPI,
 ) -> Path:
-    """``training_summary.png`` from the per-epoch log rows; missing, None, NaN or empty values are skipped."""
+    """``training_summary.png`` from the per-epoch log rows; missing, None, NaN or empty values are skipped. The
+    best epoch is chosen from ``first_ranked_epoch`` on: pre-training epochs (``training.pretrain_epochs``) rank no
+    checkpoint, so none of them is the best."""
     fig = figure(15, 8, "Training summary")
     total_ax, main_ax, lr_ax, component_ax, mae_ax, text_ax = fig.subplots(2, 3).ravel()
     _plot_series(total_ax, epoch_rows, TOTAL_LOSSES, "Total loss")
     _plot_series(main_ax, epoch_rows, MAIN_LOSSES, "Main task loss")
-    _mark_best(main_ax, epoch_rows)
+    ranked = [row for row in epoch_rows if _ranks(row, first_ranked_epoch)]
+    _mark_best(main_ax, ranked)
     _plot_series(lr_ax, epoch_rows, (("learning_rate", "learning rate"),), "Learning rate", log_scale=True)
     _plot_series(component_ax, epoch_rows, COMPONENT_LOSSES, "Component losses")
     for ax in (total_ax, main_ax, lr_ax, component_ax):
         ax.legend(fontsize=8) if ax.get_legend_handles_labels()[0] else _no_data(ax)
     _draw_val_mae(mae_ax, epoch_rows)
-    _text_panel(text_ax, "Final metrics", _summary_lines(epoch_rows, final_metrics), family="monospace", fontsize=8)
+    _text_panel(text_ax, "Final metrics", _summary_lines(epoch_rows, ranked, final_metrics), family="monospace",
+                fontsize=8)
     return save_figure(fig, path, dpi)
 
 
@@ -304,11 +315,11 @@ def _draw_val_mae(ax: Axes, rows) -> None:
     twin.legend(handles, labels, fontsize=8) if handles else _no_data(ax)  # on the twin, which is drawn on top
 
 
-def _summary_lines(rows, final_metrics: Mapping[str, object]) -> list[str]:
-    """One line per metric name: what the rows tell (best epoch and loss, final losses), then ``final_metrics``,
-    whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
+def _summary_lines(rows, ranked, final_metrics: Mapping[str, object]) -> list[str]:
+    """One line per metric name: what the rows tell (the best of the ``ranked`` rows, the final losses), then
+    ``final_metrics``, whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
     values: dict[str, object] = {}
-    best = _best_val(rows)
+    best = _best_val(ranked)
     if best is not None:
         values.update({"best epoch": f"{best[0]:g}", f"best_{MONITOR}": best[1]})
     for key in FINAL_LOSSES:

@@ -130,9 +130,19 @@ def test_best_val_is_the_lowest_finite_val_main_task_loss():
 
 def test_training_summary_lists_the_best_loss_once():
     rows = [epoch_row(0, 0.9), epoch_row(1, 0.4)]
-    lines = plots._summary_lines(rows, {"best_val_main_task_loss": 0.4, "epochs_completed": 2})
+    lines = plots._summary_lines(rows, rows, {"best_val_main_task_loss": 0.4, "epochs_completed": 2})
     assert [line for line in lines if "best_val_main_task_loss" in line] == ["best_val_main_task_loss: 0.4"]
     assert "best epoch: 1" in lines and "epochs_completed: 2" in lines
+
+
+def test_a_pre_training_epoch_is_never_named_the_best(tmp_path, drawn_figures):
+    rows = [epoch_row(0, 0.3), epoch_row(1, 0.8), epoch_row(2, 0.5)]  # epoch 0: latent term alone, ranks nothing
+    plots.plot_training_summary(tmp_path / "t.png", rows, {}, first_ranked_epoch=1, dpi=DPI)
+    texts = [text.get_text() for ax in drawn_figures[0].axes for text in ax.texts]
+    legends = [text.get_text() for ax in drawn_figures[0].axes if ax.get_legend()
+               for text in ax.get_legend().get_texts()]
+    assert "best val (epoch 2)" in legends and "best val (epoch 0)" not in legends
+    assert any("best epoch: 2" in text for text in texts), texts
 
 
 def bar_heights(fig):

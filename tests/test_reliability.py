@@ -131,7 +131,7 @@ def test_a_resume_with_a_changed_architecture_is_refused_before_the_run_is_touch
     before = snapshot(trained_run)
     result = run_cli("--resume_from_checkpoint", trained_run / "checkpoints" / "last.ckpt", "--d_model", 64,
                      "--max_epochs", 2)
-    one_error_line(result, "last.ckpt", "do not fit the configured model")
+    one_error_line(result, "last.ckpt", "trained with model.d_model 16 and cannot change it to 64 on resume")
     assert snapshot(trained_run) == before
 
 
@@ -157,6 +157,11 @@ CRAFTED = {
     "NaN weights": (_nan_weight, "holds NaN or infinite values"),
     "another run's model": (lambda payload: payload["config"]["model"].update(variant="direct"),
                             "not a checkpoint of the run it sits in (model.variant 'direct' (the run: 'dreamer')"),
+    "another run of the same model": (lambda payload: payload.update(run_id="0" * 32),
+                                      f"not a checkpoint of the run it sits in (run id {'0' * 32}, the run's "),
+    "an older run's seed, without an id": (lambda payload: (payload.pop("run_id"),
+                                                           payload["config"]["training"].update(seed=7)),
+                                           "not a checkpoint of the run it sits in (training.seed 7 (the run: 42)"),
 }
 
 
@@ -282,6 +287,29 @@ def test_ctrl_c_or_sigterm_in_the_first_epoch_says_there_is_nothing_to_resume_an
     assert process.returncode == exit_code and "Traceback" not in err, err
     assert "nothing to resume" in err.strip().splitlines()[-1]
     assert not list(output.glob("run_*"))
+
+
+def test_sigterm_after_training_says_the_run_is_complete_and_the_resume_finishes_its_evaluation(phantom_dir,
+                                                                                                 tmp_path):
+    output = tmp_path / "out"
+    process = interruptible_training("--data_dir", str(phantom_dir), "--output_dir", str(output), "--max_epochs", "1",
+                                     *TINY, *SPLIT, "--test_patients", "phantom_04")
+    wait_for(lambda: any(output.glob("run_*/final_model.ckpt")) or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)  # in the plots or the test evaluation, which follow the last checkpoint
+    _, err = process.communicate(timeout=120)
+    (run,) = output.glob("run_*")
+    assert process.returncode == 143 and "Traceback" not in err, err
+    last = run / "checkpoints" / "last.ckpt"
+    assert err.strip().splitlines()[-1] == (f"interrupted; training finished in {run}, not the summary plot and test "
+                                            f"evaluation that follow it; finish them with: cardiac-train "
+                                            f"--resume_from_checkpoint {last}")
+    epochs = [row["epoch"] for row in read_rows(run / "logs" / "cardiac_dreamer_csv" / "metrics.csv")
+              if row["val_loss"] is not None]
+    finished = run_cli("--resume_from_checkpoint", last)
+    assert finished.returncode == 0, finished.stderr
+    assert (run / "test_evaluation" / "metrics.json").is_file()
+    assert [row["epoch"] for row in read_rows(run / "logs" / "cardiac_dreamer_csv" / "metrics.csv")
+            if row["val_loss"] is not None] == epochs == [0]  # nothing trained again
 
 
 def test_ctrl_c_in_a_cross_validation_fold_says_how_to_resume_the_cross_validation(long_epoch_phantom, tmp_path):

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from cardiac_dreamer.errors import ConfigError
-from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE, RunDirectory, latest_run, set_latest
+from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE, RunDirectory, hand_back_latest, latest_run, set_latest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="runs are locked with flock on POSIX only")
 
@@ -75,6 +75,20 @@ def test_latest_is_a_relative_symlink_to_the_newest_run(tmp_path):
     assert (link / "checkpoints").is_dir()
     moved = tmp_path.rename(tmp_path.with_name("moved"))
     assert latest_run(moved) == moved / second.name and (moved / LATEST / "checkpoints").is_dir()
+
+
+def test_a_run_removed_again_hands_latest_back_unless_a_newer_run_took_it(tmp_path):
+    older, failing, newer = (tmp_path / f"run_{i}" for i in range(3))
+    for run in (older, failing, newer):
+        run.mkdir()
+    set_latest(tmp_path, older.name)
+    before = set_latest(tmp_path, failing.name)
+    hand_back_latest(tmp_path, failing.name, before)
+    assert latest_run(tmp_path) == older  # no newer run: back to the one it named before
+    set_latest(tmp_path, failing.name)
+    set_latest(tmp_path, newer.name)  # a newer run started while the failing one was still setting up
+    hand_back_latest(tmp_path, failing.name, before)
+    assert latest_run(tmp_path) == newer
 
 
 def test_latest_is_removed_when_handed_back_to_no_run(tmp_path):

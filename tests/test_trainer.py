@@ -1,4 +1,5 @@
 """Trainer behaviour users rely on: accumulation, clipping, precision fallback, checkpoints, stopping, resume."""
+import contextlib
 import csv
 import logging
 import math
@@ -199,6 +200,7 @@ def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):
     saved = lambda path: path.write_bytes(path.name.encode())  # noqa: E731
     for epoch, score in enumerate([5.0, 4.0, 6.0, 3.0, float("nan"), 2.0, 7.0]):
         registry.add(epoch, score, saved)
+        registry.delete_evicted()  # as the trainer does, once the epoch's training state is saved
     kept = sorted(p.name for p in tmp_path.glob("cardiac_dreamer-*.ckpt"))
     assert [e["score"] for e in registry.entries] == [2.0, 3.0, 4.0]
     assert kept == sorted(e["file"] for e in registry.entries)
@@ -393,3 +395,71 @@ def test_another_task_with_other_keys_and_losses_trains_with_the_same_trainer(tm
     assert metrics["val_loss"] < 0.01 and metrics["val_error_y"] < 0.1  # it learned the line
     weights = load_checkpoint(result.best_checkpoint).model_state
     assert weights["weight"].item() == pytest.approx(2.0, abs=0.2)
+
+
+def test_an_evicted_top_k_file_stays_until_the_state_without_it_is_saved(tmp_path):
+    registry = TopKCheckpoints(tmp_path, MONITOR, k=2)
+    saved = lambda path: path.write_bytes(path.name.encode())  # noqa: E731
+    for epoch, score in enumerate([3.0, 2.0]):
+        registry.add(epoch, score, saved)
+    state = registry.state_dict()  # the training state of epoch 1, on disk
+    registry.add(2, 1.0, saved)  # epoch 2 evicts epoch 0 ... and the process is killed before last.ckpt is saved
+    resumed = TopKCheckpoints(tmp_path, MONITOR, k=2)
+    resumed.load_state_dict(state)
+    assert [entry["score"] for entry in resumed.entries] == [2.0, 3.0]  # epoch 0 is still there to be averaged
+    assert all(path.is_file() for path in resumed.paths) and not (tmp_path / registry.entries[0]["file"]).exists()
+
+
+class DivergingLineTask(LineTask):
+    """The loss turns NaN from the second step of epoch 1 on: a run that diverges across an epoch's end."""
+
+    def start_epoch(self, epoch):
+        self.epoch, self.batch = epoch, 0
+        return True
+
+    def step(self, engine, batch):
+        outputs, losses = super().step(engine, batch)
+        if engine.training:
+            self.batch += 1
+            if (self.epoch, self.batch) >= (1, 2):
+                losses = {name: value * float("nan") for name, value in losses.items()}
+        return outputs, losses
+
+
+def test_a_streak_of_non_finite_steps_survives_a_resume(tmp_path):
+    x = torch.linspace(-1, 1, 32)[:, None]
+    samples = [{"x": value, "y": 2 * value + 1} for value in x]
+    config = apply_overrides(Config(), {
+        "training.batch_size": 8, "training.num_workers": 0, "training.lr": 0.2, "training.device": "cpu",
+        "training.scheduler": "none", "training.batchnorm_refresh_batches": 0, "training.early_stop_patience": 0,
+        "training.max_consecutive_nonfinite": 4})
+
+    def train(root, max_epochs, resume=None):
+        torch.manual_seed(0)
+        run = RunDirectory(root) if resume else RunDirectory.create(root)
+        trainer = Trainer(apply_overrides(config, {"training.max_epochs": max_epochs}), run, progress=False,
+                          task_factory=DivergingLineTask)
+        with pytest.raises(TrainingDiverged) if max_epochs > 2 else contextlib.nullcontext():
+            trainer.fit(torch.nn.Linear(1, 1), samples, samples, resume_from=resume)
+        return run
+
+    straight = train(tmp_path / "straight", 5)
+    stopped = train(tmp_path / "stopped", 2)  # 3 of 4 steps of epoch 1 were NaN when it stopped
+    train(stopped.root, 5, resume=stopped.last_checkpoint)
+    assert (load_checkpoint(stopped.last_checkpoint).epoch == load_checkpoint(straight.last_checkpoint).epoch == 1)
+
+
+def test_tensorboard_drops_what_a_resume_redoes(phantom_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, _, run = fit(tiny_config(phantom_dir, **{"training.max_epochs": 1}), tmp_path)
+    after_epoch_0 = run.last_checkpoint.read_bytes()
+    fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run)
+    run.last_checkpoint.write_bytes(after_epoch_0)  # as if killed before epoch 1's state was saved: epoch 1 is redone
+    fit(tiny_config(phantom_dir, **{"training.max_epochs": 2}), None, resume_from=run.last_checkpoint, run=run)
+    last = load_checkpoint(run.last_checkpoint)
+    epochs = EventAccumulator(str(run.tensorboard)).Reload().Scalars(MONITOR)
+    steps = EventAccumulator(str(run.tensorboard / "steps")).Reload().Scalars("step/train_total_loss")
+    assert [event.step for event in epochs] == [0, 1]
+    assert [event.step for event in steps] == sorted({event.step for event in steps})  # each step once, in order
+    assert steps[-1].step == last.global_step

@@ -334,3 +334,6 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})
     return config
 
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -51,6 +51,7 @@ class ModelCheckpoint:
     grouping: Optional[Dict[str, str]] = None  # folder -> patient id
     library_version: str = __version__
     target_encoder: Optional[Dict[str, torch.Tensor]] = None  # the latent target's state dict; absent in old files
+    run_id: Optional[str] = None  # the run that wrote it (experiment_config.json holds the same); absent in old files
 
     def to_dict(self) -> Dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -91,6 +92,7 @@ class TrainingState(ModelCheckpoint):
     task_state: Dict[str, Any] = field(default_factory=dict)  # e.g. the EMA latent-target encoder
     rng: Dict[str, Any] = field(default_factory=dict)
     nonfinite_steps: int = 0
+    consecutive_nonfinite: int = 0  # the streak that stops a diverging run; absent in older files
 
 
 # field -> (accepted types, description): what from_dict enforces before anything trusts a value.
@@ -105,6 +107,7 @@ _FIELD_TYPES = {
     "grouping": ((dict, type(None)), "a dict"),
     "library_version": (str, "a string"),
     "target_encoder": ((dict, type(None)), "a dict of tensors"),
+    "run_id": ((str, type(None)), "a string"),
     "optimizer_state": (dict, "a dict"),
     "scheduler_state": (dict, "a dict"),
     "scaler_state": (dict, "a dict"),
@@ -113,6 +116,7 @@ _FIELD_TYPES = {
     "task_state": (dict, "a dict"),
     "rng": (dict, "a dict"),
     "nonfinite_steps": (int, "an integer"),
+    "consecutive_nonfinite": (int, "an integer"),
 }
 
 

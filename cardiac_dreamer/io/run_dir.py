@@ -181,6 +181,14 @@ def set_latest(output_dir: Path, name: Optional[str]) -> Optional[str]:
     return before.name if before is not None else None
 
 
+def hand_back_latest(output_dir: Path, name: str, before: Optional[str]) -> None:
+    """Point ``latest`` back at ``before`` if it still names the run ``name`` (removed again): a newer run that
+    took it meanwhile keeps it."""
+    current = latest_run(output_dir)
+    if current is not None and current.name == name:
+        set_latest(output_dir, before)
+
+
 def _replace_link(link: Path, name: str) -> None:
     """A relative symlink swapped in atomically; a one-line text file where symlinks are impossible."""
     temporary = link.with_name(f".{link.name}.{os.getpid()}.tmp")

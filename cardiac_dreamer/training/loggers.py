@@ -125,18 +125,28 @@ def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:
 
 class MetricLogger:
     """Writes each metrics dict to TensorBoard and the CSV (in ``columns``: see :func:`~cardiac_dreamer.names.csv_columns`);
-    create it on rank 0 only."""
+    create it on rank 0 only.
 
-    def __init__(self, run: RunDirectory, columns: Sequence[str]):
+    TensorBoard gets two writers: epoch values against the epoch in ``logs/cardiac_dreamer/``, step values against
+    the optimizer step in ``logs/cardiac_dreamer/steps/``. A resumed run (``resumed_at``: the epoch and the step it
+    continues from) has TensorBoard drop what each logged from there on, as the CSV is cut: redone epochs and steps
+    are drawn once. One writer could not do that, its purge being by step whatever the axis."""
+
+    def __init__(self, run: RunDirectory, columns: Sequence[str], resumed_at: Optional[Tuple[int, int]] = None):
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
         self.csv = CSVMetricsWriter(run.metrics_csv, columns)
-        self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard))
+        steps = run.tensorboard / "steps"
+        if resumed_at is not None and not steps.exists():  # a run begun before the step writer: nothing to purge by
+            resumed_at = None
+        epoch, step = resumed_at if resumed_at is not None else (None, None)
+        self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard), purge_step=epoch)
+        self.step_tensorboard = SummaryWriter(log_dir=str(steps), purge_step=step)
 
     def log_step(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
         with self._tensorboard_errors():
             for name, value in metrics.items():
-                self.tensorboard.add_scalar(f"step/{name}", value, step)
+                self.step_tensorboard.add_scalar(f"step/{name}", value, step)
         self.csv.write({"epoch": epoch, "step": step, **metrics})
 
     def log_epoch(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
@@ -149,6 +159,7 @@ class MetricLogger:
     def close(self) -> None:
         with self._tensorboard_errors():
             self.tensorboard.close()
+            self.step_tensorboard.close()
 
     @contextlib.contextmanager
     def _tensorboard_errors(self):

@@ -1,7 +1,9 @@
 """The top-k checkpoint registry: the best ``k`` model checkpoints by the monitored metric, and ``best.ckpt``.
 
 Its state is saved in every training state and reconciled with the files on disk on resume, so a resumed run
-never keeps more than ``k`` files nor lets a worse model take ``best.ckpt``.
+never keeps more than ``k`` files nor lets a worse model take ``best.ckpt``. A file that falls out of the top k
+stays on disk until the training state that no longer lists it is saved (:meth:`TopKCheckpoints.delete_evicted`):
+a kill in between resumes from a state that still names it, and finds it.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class TopKCheckpoints:
     monitor: str
     k: int = 3
     entries: List[Dict[str, Any]] = field(default_factory=list)  # {"epoch", "score", "file"}, best first
+    evicted: List[Path] = field(default_factory=list)  # fallen out of the top k, deleted once the state is saved
 
     @property
     def best_path(self) -> Optional[Path]:
@@ -50,14 +53,21 @@ class TopKCheckpoints:
         return len(self.entries) < self.k or score < self.entries[-1]["score"]
 
     def add(self, epoch: int, score: float, save: Callable[[Path], None]) -> Optional[Path]:
-        """Save a new top-k file through ``save(path)`` when ``score`` ranks; evict and delete what falls out."""
+        """Save a new top-k file through ``save(path)`` when ``score`` ranks; what falls out is evicted (deleted by
+        :meth:`delete_evicted`, once the training state without it is saved)."""
         if not self.qualifies(score):
             return None
         path = self.directory / topk_filename(self.monitor, epoch, score)
         save(path)
         kept = [e for e in self.entries if e["file"] != path.name]
-        self._keep_best(kept + [{"epoch": epoch, "score": float(score), "file": path.name}])
+        self._keep_best(kept + [{"epoch": epoch, "score": float(score), "file": path.name}], defer=True)
         return path
+
+    def delete_evicted(self) -> None:
+        """Delete the files evicted since the last call: call it after saving the training state."""
+        for path in self.evicted:
+            path.unlink(missing_ok=True)
+        self.evicted = []
 
     def state_dict(self) -> Dict[str, Any]:
         return {"k": self.k, "entries": [dict(entry) for entry in self.entries]}
@@ -84,11 +94,13 @@ class TopKCheckpoints:
                 log.info("removing %s: not in the resumed run's top-%d", path.name, self.k)
                 path.unlink(missing_ok=True)
 
-    def _keep_best(self, entries: List[Dict[str, Any]]) -> None:
-        """Rank ``entries``, delete the files beyond the first ``k`` and point ``best.ckpt`` at the first."""
+    def _keep_best(self, entries: List[Dict[str, Any]], defer: bool = False) -> None:
+        """Rank ``entries``, delete the files beyond the first ``k`` (or, with ``defer``, mark them evicted) and
+        point ``best.ckpt`` at the first."""
         entries = sorted(entries, key=lambda entry: (entry["score"], entry["epoch"]))
-        for evicted in entries[self.k:]:
-            (self.directory / evicted["file"]).unlink(missing_ok=True)
+        self.evicted += [self.directory / entry["file"] for entry in entries[self.k:]]
+        if not defer:
+            self.delete_evicted()
         self.entries = entries[: self.k]
         if self.entries:
             link_or_copy(self.best_path, self.directory / BEST_CHECKPOINT)

@@ -163,11 +163,17 @@ class Trainer:
         main = dist.is_main_process()
         if self.resumed_top_k is not None and main:
             self.top_k.load_state_dict(self.resumed_top_k)  # reconciled with the files now on disk
-        logger = MetricLogger(self.run, csv_columns(self.task.loss_names, self.task.error_names)) if main else None
+        resumed_at = (self.epoch, self.global_step + 1) if self.resumed_top_k is not None else None
+        logger = MetricLogger(self.run, csv_columns(self.task.loss_names, self.task.error_names),
+                              resumed_at) if main else None
         if main and self.resumed_top_k is not None:
             logger.csv.truncate_after(self.global_step)
         # A run resumed from the checkpoint of the epoch that stopped it early trains no further epoch.
         stop_reason = "early_stopping" if self.early_stopping.stopped else "max_epochs"
+        if self.early_stopping.stopped and self.epoch < self.cfg.max_epochs:
+            log.warning("early stopping ended this run (%d epochs without improvement): it trains no further epoch; "
+                        "raise training.early_stop_patience (now %d) to go on", self.early_stopping.wait,
+                        self.early_stopping.patience)
         try:
             while self.epoch < self.cfg.max_epochs and not self.early_stopping.stopped:
                 epoch = self.epoch
@@ -384,6 +390,7 @@ class Trainer:
             top_k=self.top_k.state_dict(),
             task_state=self.task.state_dict(),
             nonfinite_steps=self.nonfinite_steps,
+            consecutive_nonfinite=self.consecutive_nonfinite,
             rng=rng_state(),
         )
 
@@ -401,10 +408,20 @@ class Trainer:
         if score is not None:
             self.top_k.add(epoch, score, lambda path: save_checkpoint(path, self._model_checkpoint(epoch, metrics)))
         save_checkpoint(self.run.last_checkpoint, self._training_state(epoch, metrics))
+        self.top_k.delete_evicted()  # only now: a state that no longer lists them is on disk
 
     def _restore(self, path: Path) -> None:
         """Load a training state saved by ``_training_state`` into memory; the GradScaler already exists."""
         state = load_training_state(path)
+        # the optimizer, schedule and split come back from the file, so a change to them would not apply; checked
+        # first, so that a changed architecture is named as the key, not as the weights that no longer fit
+        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config,
+                               run_keys(self.cfg.scheduler)) if state.config else []
+        if changes:
+            key, trained, asked = changes[0]
+            raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
+                              f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
+                              f"{_shown(trained)}, or start a new run")
         try:
             dist.unwrap(self.model).load_state_dict(state.model_state)
         except RuntimeError as error:
@@ -416,14 +433,6 @@ class Trainer:
         if broken is not None:  # training would go on from NaN and save NaN models
             raise CheckpointError(f"{path}: weight {broken} holds NaN or infinite values; resume from an earlier "
                                   "run or retrain")
-        # the optimizer, schedule and split come back from the file, so a change to them would not apply
-        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config,
-                               run_keys(self.cfg.scheduler)) if state.config else []
-        if changes:
-            key, trained, asked = changes[0]
-            raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
-                              f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
-                              f"{_shown(trained)}, or start a new run")
         parts = (
             ("optimizer_state", lambda: self.optimizer.load_state_dict(state.optimizer_state)),
             ("scheduler_state", lambda: self.schedule.load_state_dict(state.scheduler_state)),
@@ -441,7 +450,7 @@ class Trainer:
                 raise CheckpointError(f"{path}: its {name} cannot be restored ({detail}); the file is damaged or was "
                                       "not written by cardiac-train") from None
         self.resumed_top_k = state.top_k  # reconciled with the disk when training starts, not before
-        self.nonfinite_steps = state.nonfinite_steps
+        self.nonfinite_steps, self.consecutive_nonfinite = state.nonfinite_steps, state.consecutive_nonfinite
         self.epoch = state.epoch + 1
         self.global_step = state.global_step
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
