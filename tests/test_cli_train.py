@@ -135,6 +135,15 @@ def test_demo_uses_a_data_directory_given_any_way_instead_of_writing_a_phantom(p
     assert not (tmp_path / "out" / "demo_data").exists()
 
 
+def test_a_demo_at_another_image_size_gets_its_own_phantom_folder(tmp_path, capsys):
+    """Rewriting OUTPUT_DIR/demo_data at another size would change the data under the runs made on it."""
+    (tmp_path / "demo_data").mkdir()
+    (tmp_path / "demo_data" / "kept.txt").write_text("the 64 px demo's folder")
+    assert main(["--demo", "--check_data", "--output_dir", str(tmp_path), "--image_size", "32"]) == 0
+    assert f"data directory: {(tmp_path / 'demo_data_32px').resolve()}" in capsys.readouterr().out
+    assert [path.name for path in (tmp_path / "demo_data").iterdir()] == ["kept.txt"]
+
+
 def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "cardiac_dreamer.train", "--demo", "--output_dir", str(tmp_path),

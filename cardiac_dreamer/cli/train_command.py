@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import yaml
 
 from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, \
-    apply_overrides, load_yaml, merge_layers, nest_overrides, parse_override, preset_names, resolve_config_path
+    apply_overrides, load_config, load_yaml, merge_layers, nest_overrides, parse_override, preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
@@ -320,7 +320,8 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 
 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
-    """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused)."""
+    """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused). Another image
+    size gets its own folder (``demo_data_96px``): rewriting the first would change the data of the runs made on it."""
     from ..io.run_dir import ensure_writable
     from ..phantom import generate_phantom
 
@@ -328,7 +329,9 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
         args.config = str(PRESET_DIR / "debug.yaml")  # the preset, whatever the current directory holds
     config = resolve_config(args, preset=DEMO_SETTINGS)
     if args.data_dir is None and config.data.data_dir == DataConfig().data_dir:  # no data directory given anywhere
-        demo_data = output_dir / "demo_data"
+        size = config.data.image_size
+        usual = load_config(PRESET_DIR / "debug.yaml").data.image_size
+        demo_data = output_dir / ("demo_data" if size == usual else f"demo_data_{size}px")
         ensure_writable(output_dir)
         generate_phantom(demo_data, num_patients=DEMO_PATIENTS, image_size=config.data.image_size, seed=0)
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})
