@@ -185,7 +185,9 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
         raise ConfigError(f"cross-validation needs --seeds >= 1, got {seeds}")
     _, grouping = read_grouped_records(config.data)  # reads and validates every folder before anything is written
     patients = sorted(set(grouping.values()))
-    test = [name if name in patients else grouping.get(name, name) for name in config.data.test_patients]
+    # a person held out by naming their scans' folders is held out once
+    test = list(dict.fromkeys(name if name in patients else grouping.get(name, name)
+                              for name in config.data.test_patients))
     folds = kfold_splits(patients, k, seed=config.data.split_seed, test=test)
     inner = [_inner_validation(fold.train, config.data.split_seed + index) for index, fold in enumerate(folds)]
     variants = list(VARIANTS) if compare else [config.model.variant]

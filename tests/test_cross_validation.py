@@ -56,8 +56,9 @@ def test_seeds_are_consecutive_training_seeds(grouped_export):
     assert plan_cross_validation(config, seeds=3).seeds == [7, 8, 9]
 
 
-def test_held_out_test_patients_are_in_no_fold(grouped_export):
-    plan = plan_cross_validation(grouped_config(grouped_export, **{"data.test_patients": ["data_0514_01"]}))
+@pytest.mark.parametrize("held_out", [["data_0514_01"], ["data_0513_01", "data_0514_01"]], ids=["a scan", "both"])
+def test_held_out_test_patients_are_in_no_fold(grouped_export, held_out):
+    plan = plan_cross_validation(grouped_config(grouped_export, **{"data.test_patients": held_out}))
     for fold in plan.folds:
         assert fold.test == ["anna"]
         assert "anna" not in fold.train + fold.val
