@@ -23,7 +23,7 @@ FRAMES_PER_POSE = 8
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint of a run (or its run directory)")
     parser.add_argument("--mm", default="-10,-5,0,5,10", help="true values of x, y and z")
     parser.add_argument("--deg", default="-30,-20,-10,0,10,20,30,40", help="true values of roll, pitch and yaw")

@@ -28,6 +28,7 @@ from cardiac_dreamer.benchmarking.throughput import run_benchmark
 def main(argv=None) -> int:
     parser = build_parser()
     parser.prog = "benchmarks/benchmark.py"
+    parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--steps", type=int, default=10, help="measured training steps (after warm-up)")
     parser.add_argument("--warmup", type=int, default=2, help="steps run first and not measured")
     parser.add_argument("--rounds", type=int, default=2, help="Trainer/bare-loop alternations for the overhead")

@@ -8,7 +8,8 @@ the slower of the two to the one alone (issue 22's target: at most 2.6x). Run it
     python benchmarks/contention.py --keep demo_logs  # and keep what each demo printed (the alone one: the demo)
 
 Prints one JSON line per (code, demos at once): every demo's wall seconds and the slowdown against the same code
-alone, then a last line ``two together / one alone: R.RRx (target <= 2.6x)`` for this tree. The demo data is
+alone, then a last line ``{"two_together_vs_one_alone": R, "target": 2.6}`` for this tree (exit code 1 above the
+target). The demo data is
 written once, outside the timings; any OMP_* variable of the caller's is removed, so each tree's own policy decides
 (and its thread governor re-decides while training).
 """
@@ -38,9 +39,10 @@ def export_tree(ref: str, target: Path) -> Path:
     return target
 
 
-def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int, keep: Optional[Path] = None) -> list:
+def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int, keep: Optional[Path] = None,
+                 tag: str = "") -> list:
     """Start ``at_once`` demos together; each one's wall seconds. With ``keep``, each demo's printed output (its
-    final evaluation table included) is copied there as ``demo_<at_once>x_<n>.txt``."""
+    final evaluation table included) is copied there as ``demo_<tag><at_once>x_<n>.txt``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OMP_", "GOMP_"))}
     env["PYTHONPATH"] = str(tree)
     processes = []
@@ -58,12 +60,12 @@ def demo_seconds(tree: Path, data_dir: Path, scratch: Path, at_once: int, keep: 
         seconds.append(time.perf_counter() - started)
         if keep is not None:
             keep.mkdir(parents=True, exist_ok=True)
-            shutil.copy(output / "log.txt", keep / f"demo_{at_once}x_{number + 1}.txt")
+            shutil.copy(output / "log.txt", keep / f"demo_{tag}{at_once}x_{number + 1}.txt")
     return seconds
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", help="git ref of older code to measure too (default: this tree only)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="copy each demo's printed output into this folder")
@@ -83,14 +85,15 @@ def main(argv=None) -> int:
         for code, tree in trees.items():
             alone = None
             for at_once in (1, 2):
-                seconds = [s for _ in range(args.repeats)
-                           for s in demo_seconds(tree, data_dir, scratch, at_once, args.keep)]
+                seconds = [s for repeat in range(args.repeats)
+                           for s in demo_seconds(tree, data_dir, scratch, at_once, args.keep,
+                                                 tag=f"{'before_' if tree != REPOSITORY else ''}r{repeat + 1}_")]
                 slowest = max(seconds)
                 alone = alone or slowest
                 ratio = slowest / alone
                 print(json.dumps({"code": code, "demos_at_once": at_once, "wall_s": seconds,
                                   "slowdown_vs_alone": ratio, "cpus": len(os.sched_getaffinity(0))}), flush=True)
-        print(f"two together / one alone: {ratio:.2f}x (target <= {TARGET_RATIO}x)")
+        print(json.dumps({"two_together_vs_one_alone": ratio, "target": TARGET_RATIO}))
     return 0 if ratio <= TARGET_RATIO else 1
 
 

@@ -25,7 +25,7 @@ from cardiac_dreamer.geometry import AXIS_NAMES, AXIS_UNITS
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint of a run (or its run directory)")
     parser.add_argument("predictions", type=Path, help="predictions.csv of cardiac-evaluate on that checkpoint")
     args = parser.parse_args()

@@ -138,7 +138,7 @@ def check_config(dry_run: bool, data_dir: str) -> Config:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/gpu_check.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget_s", type=float, default=270.0, help="wall-clock budget for all runs (seconds)")
     parser.add_argument("--precisions", default="bf16,16", help="comma-separated precisions")
     parser.add_argument("--max_batch", type=int, default=1024, help="largest batch size probed")

@@ -62,7 +62,7 @@ def _norm_ratio(fused: np.ndarray, single: np.ndarray, axes: slice) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("predictions", type=Path, help="predictions.csv of a cardiac-evaluate run")
     parser.add_argument("data_dir", type=Path, help="the patient folders (for the frame numbers of each pair)")
     parser.add_argument("--frames", default="2,4,8", help="history lengths K to fuse, comma-separated")

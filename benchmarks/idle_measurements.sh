@@ -6,9 +6,9 @@
 # About 45 minutes on 2 cores: loader 5 min (plus the one-time pack build, 3 min), validation 2 min, memory 15 min,
 # contention 25 min.
 set -euo pipefail
+data=$(realpath "${1:?usage: idle_measurements.sh DATA_150K [OUT]}")  # both named from where it was started
+out=$(realpath "${2:-idle_measurements.jsonl}")
 cd "$(dirname "$0")/.."
-data=${1:?usage: idle_measurements.sh DATA_150K [OUT]}
-out=${2:-idle_measurements.jsonl}
 py=${PYTHON:-python}
 load=$(cut -d' ' -f1 /proc/loadavg)
 if [[ "${FORCE:-0}" != 1 ]] && awk "BEGIN {exit !($load >= 0.5)}"; then
@@ -20,5 +20,5 @@ $py benchmarks/validation_time.py "$data" --full_decode >> "$out"
 $py benchmarks/benchmark.py --data_only --config production --data_dir "$data" --stores disk,decode \
   --workers 0,2,4 --batches 100 >> "$out"
 bash benchmarks/memory.sh >> "$out"
-$py benchmarks/contention.py >> "$out"
+$py benchmarks/contention.py >> "$out" || true  # above its target it exits 1; its last line says so
 echo "{\"load_average_at_end\": $(cut -d' ' -f1 /proc/loadavg), \"ended\": \"$(date -Is)\"}" >> "$out"

@@ -31,7 +31,7 @@ def errors(labels: np.ndarray, predicted: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint of a run (or its run directory)")
     parser.add_argument("--frames", default="2,4,8", help="chain lengths K, comma-separated")
     args = parser.parse_args()

@@ -60,7 +60,7 @@ def brief_training(scratch: Path, overrides: Optional[Dict[str, Any]] = None, pa
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=6, help="training patients (default: 6)")
     parser.add_argument("--pairs", type=int, default=80, help="pairs per patient (default: 80)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")

@@ -22,7 +22,7 @@ from cardiac_dreamer.synthetic import DEFAULT_VERSION, TRAJECTORIES, VERSIONS, g
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output_dir")
     parser.add_argument("--pairs", type=int, default=150_000, help="pairs in all (split evenly over the patients)")
     parser.add_argument("--patients", type=int, default=30)

@@ -47,7 +47,7 @@ def centred_so_far(values):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("data_dir", type=Path)
     args = parser.parse_args()

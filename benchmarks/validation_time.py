@@ -26,7 +26,7 @@ def header_size(path):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir")
     parser.add_argument("--image_size", type=int, default=224)
     parser.add_argument("--full_decode", action="store_true", help="also time verify_images (decodes every image)")

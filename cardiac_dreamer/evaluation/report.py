@@ -185,9 +185,12 @@ class EvaluationReport:
         lines = [_ratio_line("predicting the training mean", metrics["guidance_vs_mean"])]
         if metrics["guidance_vs_pixel_ridge"]:
             lines.append(_ratio_line("the pixel ridge", metrics["guidance_vs_pixel_ridge"]))
-        else:
+        elif "pixel_ridge" in self.baselines:
             lines.append("guidance MAE vs the pixel ridge: n/a (the ridge could not be fitted on the training "
                          "patients)")
+        else:  # evaluate() alone: the baselines are fitted by evaluate_checkpoint, which knows the training patients
+            lines.append("guidance MAE vs the pixel ridge: n/a (not fitted here; evaluate_checkpoint fits the "
+                         "baselines on the checkpoint's training patients)")
         if self.sequence is not None:
             lines.append(sequence_line(self.sequence))
         world = self.world_model
