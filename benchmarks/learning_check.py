@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 import torch
-import yaml
 
-from cardiac_dreamer.config import Config, apply_overrides
+from cardiac_dreamer.config import Config, apply_overrides, parse_override
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.evaluation import evaluate, load_run
 from cardiac_dreamer.models import build_model
@@ -65,7 +64,7 @@ def main(argv=None) -> None:
     parser.add_argument("--pairs", type=int, default=80, help="pairs per patient (default: 80)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
-    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    overrides = {key: parse_override(key, value) for key, _, value in (item.partition("=") for item in args.set)}
     with tempfile.TemporaryDirectory() as scratch:
         model, held_out, settings, seconds = brief_training(Path(scratch), overrides, args.patients, args.pairs)
         metrics = evaluate(model, held_out, "cpu", progress=False).metrics

@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 import torch
-import yaml
 
-from cardiac_dreamer.config import apply_overrides, load_config
+from cardiac_dreamer.config import apply_overrides, load_config, parse_override
 from cardiac_dreamer.evaluation import Predictor
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.phantom import PhantomPatient
@@ -72,7 +71,7 @@ def main(argv=None) -> int:
     parser.add_argument("--precision", default="32", help="the Predictor's: 32, or bf16 (fp32 where the CPU lacks "
                         "native bf16; the line records what ran)")
     args = parser.parse_args(argv)
-    overrides = {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in args.set)}
+    overrides = {key: parse_override(key, value) for key, _, value in (item.partition("=") for item in args.set)}
     for preset in args.presets.split(","):
         for planner in args.planners.split(","):
             print(json.dumps(measure(preset, planner, args.history, args.updates, args.warmup, overrides,

@@ -289,7 +289,11 @@ def _lay(sections: Dict[str, Dict[str, Any]], values: Mapping[str, Any], source:
             if target_key not in known:
                 raise ConfigError(f"{source}: unknown key {section}.{key}{_elsewhere(key, sections, section)}")
             section_cls = _section_class(target_section)
-            known[target_key] = _coerce(section_cls, target_key, value, f"{source}: {section}.{key}")
+            where = f"{source}: {section}.{key}"
+            known[target_key] = _coerce(section_cls, target_key, value, where)
+            allowed = _range_of(section_cls, target_key)  # out of range in any layer, even one a later layer fixes
+            if allowed is not None and known[target_key] is not None and not _is_number_in(known[target_key], allowed):
+                raise _range_error(where, allowed, known[target_key])
 
 
 def _elsewhere(key: str, sections: Mapping[str, Mapping[str, Any]], section: Optional[str] = None) -> str:
@@ -395,12 +399,14 @@ def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
 
 class ConfigLoader(yaml.SafeLoader):
     """YAML as people write configs. A key written twice is an error: PyYAML keeps the last one, so a second
-    ``training:`` block silently reset every key of the first. Integers are YAML 1.2's, written in decimal: YAML
-    1.1 read a seed of ``042`` as octal 34 and ``12:30`` as 750."""
+    ``training:`` block silently reset every key of the first. Integers are YAML 1.2's: decimal unless written
+    ``0x`` or ``0o`` (YAML 1.1 read a seed of ``042`` as octal 34 and ``12:30`` as 750), ``1_000`` allowed."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # <<: *defaults, which later keys may override
+                continue
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, typing.Hashable):
                 continue  # the mapping refuses it below
@@ -416,8 +422,16 @@ ConfigLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != _INT]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-ConfigLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
+ConfigLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"),
+                                   list("-+0123456789"))
+
+
+def _integer(loader: ConfigLoader, node) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    return int(text, 0) if text[:2] in ("0o", "0x") else int(text, 10)
+
+
+ConfigLoader.add_constructor(_INT, _integer)
 
 
 def parse_yaml(text: str) -> Any:
@@ -425,17 +439,26 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
 
 
+def canonical_key(dotted: str) -> str:
+    """``section.key`` as the config holds it: ``model.lr`` is ``training.lr``."""
+    section, _, key = dotted.partition(".")
+    return ".".join(_SECTION_ALIASES.get((section, key), (section, key)))
+
+
 def parse_override(dotted: str, text: str) -> Any:
     """The value of ``--set section.key=text``: YAML (0.05, true, null, [a, b]), except that a key holding text
-    (a path, a list of patient names) takes the text as written, so a patient named 007 stays ``'007'``."""
-    section, _, key = dotted.partition(".")
-    section, key = _SECTION_ALIASES.get((section, key), (section, key))
+    (a path, a list of patient names) takes the text as written (quotes aside), so a patient named 007 stays
+    ``'007'``."""
+    section, _, key = canonical_key(dotted).partition(".")
     hint = typing.get_type_hints(_SECTIONS[section]).get(key) if section in _SECTIONS else None
     if hint not in (str, Optional[str], List[str]):
         return parse_yaml(text)
     if text.strip() in ("null", "~", ""):
         return None
-    return yaml.load(text, Loader=yaml.BaseLoader) if hint is List[str] else text  # noqa: S506 (every value a string)
+    quoted = len(text.strip()) > 1 and text.strip()[0] == text.strip()[-1] and text.strip()[0] in "'\""
+    if hint is List[str] or quoted:
+        return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (every value a string)
+    return text
 
 
 def load_yaml(path: Union[str, Path]) -> Dict[str, Any]:
@@ -504,10 +527,10 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
             except OverflowError:  # an integer beyond any float
                 raise _range_error(where, _range_of(section_cls, key), value) from None
     elif hint is str:
+        if key == "disk_cache" and (value is False or str(value).lower() in ("false", "no")):
+            return "off"  # YAML 1.1 reads the bare word off as false, and --set keeps the text
         if isinstance(value, (str, Path)):
             return str(value)
-        if value is False and key == "disk_cache":  # YAML 1.1 reads the bare word off as false
-            return "off"
     elif typing.get_origin(hint) in (list, List):
         if value is None:  # null clears a list, as it clears an optional key
             return []
@@ -561,8 +584,9 @@ def _range_error(name: str, allowed: Range, value: Any) -> ConfigError:
     return ConfigError(f"{name} must be in {allowed}, got {reprlib.repr(value)}")
 
 
-def _range_of(section_cls: type, key: str) -> Range:
-    return next(item.metadata["range"] for item in dataclasses.fields(section_cls) if item.name == key)
+def _range_of(section_cls: type, key: str) -> Optional[Range]:
+    """The range a numeric key allows; None for the others."""
+    return next(item.metadata.get("range") for item in dataclasses.fields(section_cls) if item.name == key)
 
 
 def _check_text(name: str, text: str) -> None:

@@ -108,8 +108,10 @@ def run_training(
             for folder in (run.root, run.plots, run.metrics_csv.parent, run.root / TEST_EVALUATION):
                 remove_stale_temporaries(folder)
         latest_before = set_latest(run.root.parent, run.root.name) if new and dist.is_main_process() else None
+        trained = False  # whether this call got through training (its last epoch and the sequence stage)
         try:
             fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
+            trained = True
             if dist.is_main_process():  # an interruption here leaves a complete run: the resume hint finishes it
                 rows = epoch_rows(run.metrics_csv)
                 plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows),
@@ -121,7 +123,7 @@ def run_training(
         except BaseException as error:
             _forget_unstarted(run, new, latest_before)
             if isinstance(error, KeyboardInterrupt):
-                raise Interrupted(_resume_hint(run)) from None
+                raise Interrupted(_resume_hint(run, trained)) from None
             raise
     dist.barrier()
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
@@ -181,8 +183,8 @@ def _forget_unstarted(run: RunDirectory, new: bool, latest_before: Optional[str]
         hand_back_latest(run.root.parent, run.root.name, latest_before)
 
 
-def _resume_hint(run: RunDirectory) -> str:
-    if run.final_model.exists():  # stopped in the plots or the test evaluation: the resume trains nothing more
+def _resume_hint(run: RunDirectory, trained: bool) -> str:
+    if trained:  # stopped in the summary plot or the test evaluation: the resume trains nothing more
         return (f"training finished in {run.root}, not the summary plot and test evaluation that follow it; finish "
                 f"them with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}")
     if run.last_checkpoint.exists():

@@ -318,12 +318,26 @@ def test_a_key_in_the_wrong_section_is_told_where_it_lives(tmp_path):
         load_config(write(tmp_path, "training:\n  precision: 8\n"))
 
 
-def test_a_key_given_twice_on_the_command_line_is_refused_not_guessed(tmp_path):
-    with pytest.raises(ConfigError, match=r"training.lr is also set by a flag to 0.5; give it once"):
-        resolve_config(build_parser().parse_args(["--lr", "0.5", "--set", "training.lr=0.1"]))
-    with pytest.raises(ConfigError, match="also set by another --set"):
-        resolve_config(build_parser().parse_args(["--set", "training.seed=1", "--set", "training.seed=2"]))
-    assert resolve_config(build_parser().parse_args(["--lr", "0.5", "--set", "training.lr=0.5"])).training.lr == 0.5
+def test_set_wins_over_a_flag_the_later_set_over_the_earlier_and_a_second_config_is_refused(tmp_path):
+    assert resolve_config(build_parser().parse_args(["--lr", "0.5", "--set", "training.lr=0.1"])).training.lr == 0.1
+    assert resolve_config(build_parser().parse_args(["--set", "training.seed=1", "--set", "training.seed=2"])
+                          ).training.seed == 2
+    for extra in ([], ["--d_model", "768"]):  # model.lr is training.lr, whatever else is given
+        args = build_parser().parse_args(["--lr", "0.5", "--set", "model.lr=0.1", *extra])
+        assert resolve_config(args).training.lr == 0.1
     with pytest.raises(SystemExit) as stopped:
         build_parser().parse_args(["--config", "debug", "--config", "small_data"])
     assert stopped.value.code == 2
+
+
+def test_yaml_still_reads_merge_keys_underscores_and_explicit_bases(tmp_path):
+    config = load_config(write(tmp_path, "training:\n  max_epochs: 1_000\n  seed: 0x10\n"))
+    assert (config.training.max_epochs, config.training.seed) == (1000, 16)
+    merged = load_config(write(tmp_path, "training:\n  <<: {max_epochs: 3, seed: 5}\n  seed: 9\n", "merged.yaml"))
+    assert (merged.training.max_epochs, merged.training.seed) == (3, 9)  # a merged key may be overridden
+
+
+def test_set_of_a_text_key_takes_quotes_off_and_off_words_for_the_cache(tmp_path):
+    config = resolve_config(build_parser().parse_args(["--set", "data.grouping_file='my groups.json'",
+                                                       "--set", "data.disk_cache=false"]))
+    assert (config.data.grouping_file, config.data.disk_cache) == ("my groups.json", "off")

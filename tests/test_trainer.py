@@ -235,12 +235,13 @@ def test_training_stops_early_when_validation_stalls(phantom_dir, tmp_path):
                                          "training.min_delta": 1e6})
     _, result, run = fit(config, tmp_path)
     assert (result.stop_reason, result.epochs_completed) == ("early_stopping", 2)
-    ranked = sorted(path.name for path in run.checkpoints.glob("epoch=*.ckpt"))
+    ranked = sorted(path.name for path in run.checkpoints.glob("cardiac_dreamer-epoch=*.ckpt"))
+    assert len(ranked) == 2
     # Resuming the stopped run (as --resume_cv does for a fold interrupted while it was evaluated) trains no more:
     # an extra epoch would join the top-k and could become best.ckpt.
     _, resumed, _ = fit(config, None, resume_from=run.last_checkpoint, run=run)
     assert (resumed.stop_reason, resumed.epochs_completed) == ("early_stopping", 2)
-    assert sorted(path.name for path in run.checkpoints.glob("epoch=*.ckpt")) == ranked
+    assert sorted(path.name for path in run.checkpoints.glob("cardiac_dreamer-epoch=*.ckpt")) == ranked
     assert resumed.best_checkpoint == result.best_checkpoint
 
 
@@ -463,3 +464,22 @@ def test_tensorboard_drops_what_a_resume_redoes(phantom_dir, tmp_path):
     assert [event.step for event in epochs] == [0, 1]
     assert [event.step for event in steps] == sorted({event.step for event in steps})  # each step once, in order
     assert steps[-1].step == last.global_step
+
+
+def test_a_run_begun_before_the_step_folder_keeps_its_one_tensorboard_writer_and_its_curves(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from cardiac_dreamer.training.loggers import MetricLogger
+
+    run = RunDirectory.create(tmp_path)
+    older = SummaryWriter(log_dir=str(run.tensorboard))  # the layout of before: step values beside epoch values
+    for step in range(1, 9):
+        older.add_scalar("step/train_total_loss", 1.0 / step, step)
+    older.close()
+    logger = MetricLogger(run, csv_columns(LOSS_NAMES, VAL_MAE_NAMES), resumed_at=(1, 5))
+    logger.log_step({"train_total_loss": 0.1}, epoch=1, step=9)
+    logger.close()
+    assert not (run.tensorboard / "steps").exists()
+    steps = EventAccumulator(str(run.tensorboard)).Reload().Scalars("step/train_total_loss")
+    assert [event.step for event in steps] == list(range(1, 10))  # nothing of before purged, the new step beside

@@ -60,10 +60,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except KeyboardInterrupt:
             print("interrupted; the phantom is not complete: the same command writes it again", file=sys.stderr)
             return interrupted_exit_code()
-    if args.table:
-        from ..phantom.checks import comparison_table
+        if args.table:
+            from ..phantom.checks import comparison_table
 
-        print(comparison_table([Path(folder) for folder in folders]))
+            try:
+                print(comparison_table([Path(folder) for folder in folders]))
+            except KeyboardInterrupt:
+                print("interrupted; the phantom is complete, its table was not printed", file=sys.stderr)
+                return interrupted_exit_code()
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import yaml
 
 from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, \
-    apply_overrides, load_config, load_yaml, merge_layers, nest_overrides, parse_override, preset_names, resolve_config_path
+    apply_overrides, canonical_key, load_config, load_yaml, merge_layers, nest_overrides, parse_override, \
+    preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
@@ -144,20 +145,15 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         overrides["data.manual_splits"] = True
     if args.deterministic:
         overrides["training.deterministic"] = True
-    given_by = {key: "a flag" for key in overrides}
-    for assignment in args.set:
-        key, sep, value = assignment.partition("=")
-        key = key.strip()
-        if not sep or "." not in key:
+    for assignment in args.set:  # after the flags, in order: for one key, the last --set wins
+        written, sep, value = assignment.partition("=")
+        if not sep or "." not in written:
             raise ConfigError(f"--set {assignment!r}: expected SECTION.KEY=VALUE")
+        key = canonical_key(written.strip())  # model.lr is training.lr, so it replaces --lr as training.lr does
         try:
-            parsed = parse_override(key, value)
+            overrides[key] = parse_override(key, value)
         except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(f"--set {assignment[:200]!r}: the value is not valid YAML") from None
-        if key in overrides and overrides[key] != parsed:  # which should win is a guess: ask
-            raise ConfigError(f"--set {assignment[:200]!r}: {key} is also set by {given_by[key]} to "
-                              f"{overrides[key]!r}; give it once")
-        overrides[key], given_by[key] = parsed, "another --set"
     return overrides
 
 

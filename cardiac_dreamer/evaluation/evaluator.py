@@ -160,8 +160,8 @@ def evaluate_checkpoint(
         target, target_note = _target_encoder(checkpoint, model, checkpoint_path)
         report = evaluate(model, dataset, device, batch_size, progress, config.loss, target, target_note)
         train = prepared.labelled_training_records()  # label-scarce runs: the baselines get the labels the model had
-        report.baselines = _baselines(BaselineData(train, prepared.records["val"], data_cfg.image_size),
-                                      dataset.records)
+        report.baselines = _baselines(BaselineData(train, prepared.records["val"], data_cfg.image_size,
+                                                   config.training.seed), dataset.records)
         if train:  # the mean of what is predicted, at1, as --cv's (the model's pose mean also counts at2)
             report.train_mean = report.baselines.pop("train_mean")[0]
         report.sequence = sequence_metrics(model, dataset.records, data_cfg.image_size, device, train)

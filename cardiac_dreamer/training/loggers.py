@@ -130,18 +130,18 @@ class MetricLogger:
     TensorBoard gets two writers: epoch values against the epoch in ``logs/cardiac_dreamer/``, step values against
     the optimizer step in ``logs/cardiac_dreamer/steps/``. A resumed run (``resumed_at``: the epoch and the step it
     continues from) has TensorBoard drop what each logged from there on, as the CSV is cut: redone epochs and steps
-    are drawn once. One writer could not do that, its purge being by step whatever the axis."""
+    are drawn once. One writer could not do that, its purge being by step whatever the axis; so a run begun before
+    the two (its step values beside its epoch values) keeps one writer and purges nothing."""
 
     def __init__(self, run: RunDirectory, columns: Sequence[str], resumed_at: Optional[Tuple[int, int]] = None):
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
         self.csv = CSVMetricsWriter(run.metrics_csv, columns)
         steps = run.tensorboard / "steps"
-        if resumed_at is not None and not steps.exists():  # a run begun before the step writer: nothing to purge by
-            resumed_at = None
-        epoch, step = resumed_at if resumed_at is not None else (None, None)
+        one_writer = not steps.exists() and any(run.tensorboard.glob("events.out.tfevents*"))
+        epoch, step = resumed_at if resumed_at is not None and not one_writer else (None, None)
         self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard), purge_step=epoch)
-        self.step_tensorboard = SummaryWriter(log_dir=str(steps), purge_step=step)
+        self.step_tensorboard = self.tensorboard if one_writer else SummaryWriter(log_dir=str(steps), purge_step=step)
 
     def log_step(self, metrics: Mapping[str, float], epoch: int, step: int) -> None:
         with self._tensorboard_errors():
@@ -158,8 +158,8 @@ class MetricLogger:
 
     def close(self) -> None:
         with self._tensorboard_errors():
-            self.tensorboard.close()
-            self.step_tensorboard.close()
+            for writer in {id(w): w for w in (self.tensorboard, self.step_tensorboard)}.values():
+                writer.close()
 
     @contextlib.contextmanager
     def _tensorboard_errors(self):

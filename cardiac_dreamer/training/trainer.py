@@ -171,9 +171,9 @@ class Trainer:
         # A run resumed from the checkpoint of the epoch that stopped it early trains no further epoch.
         stop_reason = "early_stopping" if self.early_stopping.stopped else "max_epochs"
         if self.early_stopping.stopped and self.epoch < self.cfg.max_epochs:
-            log.warning("early stopping ended this run (%d epochs without improvement): it trains no further epoch; "
-                        "raise training.early_stop_patience (now %d) to go on", self.early_stopping.wait,
-                        self.early_stopping.patience)
+            log.info("early stopping ended this run (%d epochs without improvement): no further epoch is trained; a "
+                     "larger training.early_stop_patience (now %d) trains on", self.early_stopping.wait,
+                     self.early_stopping.patience)
         try:
             while self.epoch < self.cfg.max_epochs and not self.early_stopping.stopped:
                 epoch = self.epoch
