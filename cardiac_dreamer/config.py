@@ -453,9 +453,10 @@ def parse_override(dotted: str, text: str) -> Any:
     hint = typing.get_type_hints(_SECTIONS[section]).get(key) if section in _SECTIONS else None
     if hint not in (str, Optional[str], List[str]):
         return parse_yaml(text)
-    if text.strip() in ("null", "~", ""):
+    stripped = text.strip()
+    if stripped in ("null", "~", ""):
         return None
-    quoted = len(text.strip()) > 1 and text.strip()[0] == text.strip()[-1] and text.strip()[0] in "'\""
+    quoted = len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in "'\""
     if hint is List[str] or quoted:
         return yaml.load(text, Loader=yaml.BaseLoader)  # noqa: S506 (every value a string)
     return text
