@@ -35,10 +35,14 @@ BEST_CHECKPOINT = f"best{CHECKPOINT_SUFFIX}"  # a hard link to the best top-k fi
 FINAL_MODEL = f"final_model{CHECKPOINT_SUFFIX}"
 AVERAGED_CHECKPOINT = f"averaged{CHECKPOINT_SUFFIX}"  # the mean of the top-k weights (training.average_top_k)
 TEST_EVALUATION = "test_evaluation"  # the run's evaluation on its held-out patients, inside the run directory
-TOPK_GLOB = f"{CHECKPOINT_PREFIX}-epoch=*-*=*{CHECKPOINT_SUFFIX}"
 _TOPK_PATTERN = re.compile(  # the monitored metric's name is the task's: any metric name matches
     rf"^{re.escape(CHECKPOINT_PREFIX)}-epoch=(\d+)-[A-Za-z_]\w*=([0-9.]+){re.escape(CHECKPOINT_SUFFIX)}$"
 )
+
+
+def topk_glob(monitor: str) -> str:
+    """The pattern of the top-k files ranked by ``monitor``: only those are a run's to delete."""
+    return f"{CHECKPOINT_PREFIX}-epoch=*-{monitor}=*{CHECKPOINT_SUFFIX}"
 
 
 def topk_filename(monitor: str, epoch: int, score: float) -> str:

@@ -208,6 +208,8 @@ def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):
 
 
 def test_top_k_registry_is_reconciled_with_the_disk_on_resume(tmp_path):
+    mine = tmp_path / "cardiac_dreamer-epoch=07-my_own_metric=0.1000.ckpt"  # named like ours, ranked by another name
+    mine.write_bytes(b"the user's")
     registry = TopKCheckpoints(tmp_path, MONITOR, k=3)
     saved = lambda path: path.write_bytes(b"x")  # noqa: E731
     for epoch, score in enumerate([3.0, 2.0]):
@@ -217,7 +219,7 @@ def test_top_k_registry_is_reconciled_with_the_disk_on_resume(tmp_path):
     (tmp_path / state["entries"][1]["file"]).unlink()  # and one recorded file lost
     resumed = TopKCheckpoints(tmp_path, MONITOR, k=3)
     resumed.load_state_dict(state)
-    assert not stray.exists()
+    assert not stray.exists() and mine.read_bytes() == b"the user's"
     assert [e["score"] for e in resumed.entries] == [2.0]
     assert os.path.samefile(tmp_path / "best.ckpt", resumed.best_path)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..io.fileio import link_or_copy, remove_stale_temporaries
-from ..names import BEST_CHECKPOINT, TOPK_GLOB, parse_topk_filename, topk_filename
+from ..names import BEST_CHECKPOINT, parse_topk_filename, topk_filename, topk_glob
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class TopKCheckpoints:
             log.info("removed %s: left by a save that was interrupted", stale.name)
         self._keep_best([dict(e) for e in state.get("entries", []) if (self.directory / e["file"]).is_file()])
         kept = {entry["file"] for entry in self.entries}
-        for path in self.directory.glob(TOPK_GLOB):
+        for path in self.directory.glob(topk_glob(self.monitor)):
             if parse_topk_filename(path.name) and path.name not in kept:
                 log.info("removing %s: not in the resumed run's top-%d", path.name, self.k)
                 path.unlink(missing_ok=True)
