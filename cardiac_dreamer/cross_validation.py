@@ -35,7 +35,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from . import plots
 from .evaluation.baselines import BASELINES, SEED_FREE, BaselineData
 from .config import Config, apply_overrides, with_absolute_paths
 from .data.prepare import choose_labelled_patients, read_grouped_records
@@ -418,6 +417,8 @@ def run_labels(runs: Sequence[Mapping[str, Any]]) -> List[str]:
 
 def write_summary(cv_dir: Path, summary: Mapping[str, Any]) -> None:
     """``cv_summary.json``, ``cv_summary.png`` (each run and the mean ± std per metric) and ``cv_summary.txt``."""
+    from . import plots  # matplotlib only once there is something to draw: refusals stay quick
+
     write_json(cv_dir / "cv_summary.json", summary)
     results = summary["results"]
     plots.plot_cv_summary(

@@ -5,12 +5,13 @@ class CardiacDreamerError(Exception):
     """Base class; ``str(error)`` is a complete one-line message for a user."""
 
 
-class DataError(CardiacDreamerError):
-    """A data directory, transitions file, image or patient list is unusable."""
+class DataError(CardiacDreamerError, ValueError):
+    """A data directory, transitions file, image, move or patient list is unusable. Also a ``ValueError``, so code
+    that caught the ``ValueError`` a bad move once raised still catches it."""
 
 
-class ConfigError(CardiacDreamerError):
-    """A configuration file, key or value is invalid."""
+class ConfigError(CardiacDreamerError, ValueError):
+    """A configuration file, key or value is invalid (also a ``ValueError``: a bad argument, as Python has it)."""
 
 
 class CheckpointError(CardiacDreamerError):

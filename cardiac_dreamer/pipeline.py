@@ -17,7 +17,6 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
-from . import plots
 from .io.checkpoint import TrainingState, load_training_state
 from .config import Config, changed_keys, run_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
@@ -113,6 +112,8 @@ def run_training(
             fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
             trained = True
             if dist.is_main_process():  # an interruption here leaves a complete run: the resume hint finishes it
+                from . import plots  # matplotlib only once there is something to draw: refusals stay quick
+
                 rows = epoch_rows(run.metrics_csv)
                 plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows),
                                             first_ranked_epoch=config.training.pretrain_epochs)
@@ -238,6 +239,8 @@ def _target_stats(vectors) -> Dict[str, Dict[str, float]]:
 
 def _plot_dataset(run: RunDirectory, prepared: PreparedData, composition_summary: str) -> None:
     """A preview pair from the first patient of each split, read the way training reads images."""
+    from . import plots  # matplotlib only once there is something to draw: refusals stay quick
+
     size = 128
     pairs = []
     for name in SPLIT_NAMES:

@@ -139,6 +139,15 @@ def test_moves_of_the_wrong_count_are_refused(predictor, image_paths):
         predictor.predict(image_paths, "left")
 
 
+def test_notebook_code_catching_value_error_still_catches_bad_moves_and_a_direct_model_asked_to_imagine(
+        predictor, phantom_dir, tmp_path, image_paths):
+    with pytest.raises(ValueError, match="moves must be"):  # what predict raised for a bad move before DataError
+        predictor.predict(image_paths, "left")
+    direct = load_model(save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct"), device="cpu")
+    with pytest.raises(ValueError, match="direct"):
+        direct.predict(image_paths, np.zeros(6))
+
+
 def test_a_direct_model_cannot_imagine_moves(phantom_dir, tmp_path, image_paths):
     direct = load_model(save_tiny_checkpoint(tmp_path / "direct.ckpt", phantom_dir, variant="direct"), device="cpu")
     assert direct.predict(image_paths).shape == (2, 6)

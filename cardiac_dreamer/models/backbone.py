@@ -20,23 +20,30 @@ from urllib.parse import urlparse
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
 
+from ..config import BACKBONES
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 FEATURE_CHANNELS = 512  # both depths end in 512 channels (basic blocks)
 STRIDE = 32
-# model.backbone -> (torchvision builder, its ImageNet weights)
-BACKBONES = {
-    "resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
-    "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1),
-}
 DEFAULT_BACKBONE = "resnet34"  # the guide's; checkpoints written before model.backbone existed are this
 DOWNLOAD_TIMEOUT_S = 30  # per network operation: a machine whose packets vanish fails in seconds, not minutes
 # Freezing groups in network order: 1 = stem, 2..5 = layer1..layer4.
 _FREEZE_GROUPS = (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+
+
+def _torchvision(name: str) -> Any:
+    """``(builder, ImageNet weights)`` of torchvision for the backbone ``name``.
+
+    Imported here, not with this module: torchvision imports ``torch._dynamo`` (about 2 s on 2 cores), which a
+    command that refuses a bad config or bad data before building any model should not make its user wait for.
+    """
+    from torchvision import models
+
+    return {"resnet18": (models.resnet18, models.ResNet18_Weights.IMAGENET1K_V1),
+            "resnet34": (models.resnet34, models.ResNet34_Weights.IMAGENET1K_V1)}[name]
 
 
 class Backbone(nn.Sequential):
@@ -47,7 +54,7 @@ class Backbone(nn.Sequential):
     """
 
     def __init__(self, frozen: List[nn.Module], name: str = DEFAULT_BACKBONE) -> None:
-        trunk = BACKBONES[name][0](weights=None)
+        trunk = _torchvision(name)[0](weights=None)
         trunk.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
         names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
         super().__init__(OrderedDict((part, getattr(trunk, part)) for part in names))
@@ -94,7 +101,7 @@ def build_backbone(
 
 def hub_file(name: str) -> Path:
     """Where torchvision keeps ``name``'s ImageNet weights: ``<torch hub dir>/checkpoints/<file of the URL>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(BACKBONES[name][1].url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(_torchvision(name)[1].url).path)
 
 
 def imagenet_state(name: str) -> Any:
@@ -102,7 +109,7 @@ def imagenet_state(name: str) -> Any:
     cached = hub_file(name)
     try:
         with _network_timeout(DOWNLOAD_TIMEOUT_S):
-            return BACKBONES[name][1].get_state_dict(progress=False, check_hash=True, map_location="cpu",
+            return _torchvision(name)[1].get_state_dict(progress=False, check_hash=True, map_location="cpu",
                                                      weights_only=True)
     except OSError as error:  # urllib's URLError, a timeout, a refused connection, a full cache disk
         if cached.exists():
