@@ -19,7 +19,7 @@ from cardiac_dreamer.guidance.navigation.result import NavigationResult, Navigat
 from cardiac_dreamer.guidance.navigation.scoring import (hierarchical_bootstrap_interval, paired_differences, summarize,
                                                 wilson_interval)
 from cardiac_dreamer.guidance.navigation.simulator import start_pose
-from cardiac_dreamer.guidance.navigation.starts import inside, start_box
+from cardiac_dreamer.guidance.navigation.starts import inside, start_box, start_kind
 from cardiac_dreamer.io.checkpoint import load_checkpoint
 from cardiac_dreamer.phantom.patient import PATIENT_FILE
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings, within
@@ -231,6 +231,9 @@ def test_without_phantom_data_fresh_patients_beyond_the_written_ones_are_used(ru
     checkpoint.data_dir = str(tmp_path / "gone")
     patients, source = resolve_patients(checkpoint, run_checkpoint, 64)
     assert source is None and patients[0].name == f"phantom_{FRESH_FIRST_INDEX}" and "fresh" in patients[0].source
+    # starts uniform in the box, as for any patients not written as sweeps: real data's training range need not
+    # hold a pose of a phantom sweep (a real export's checkpoint then failed after searching 10,000 sweeps)
+    assert start_kind(patient.trajectory for patient in patients) == "box"
 
 
 def test_a_grouped_folder_name_stands_for_its_patient_in_navigation(phantom_dir, tmp_path):

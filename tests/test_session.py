@@ -123,6 +123,33 @@ def test_the_estimates_that_chose_a_move_do_not_judge_where_it_led():
     np.testing.assert_allclose(after.pose, [6.0, 0, 0, 0, 0, 0])
 
 
+@pytest.mark.parametrize("hand", [0.6, 1.2, 1.5])
+def test_a_suggested_move_made_long_or_short_still_drops_the_looks_that_chose_it(hand):
+    # The model reads 0.7x the pose: at 40 mm it reads 28 and sends the probe 28 mm. A hand that makes 1.2x of it
+    # lands at 6.4 mm; carried through that move the looks that chose it read 28 - 33.6 = -5.6, and with the fresh
+    # look (4.5) their mean said "arrived" 6.4 mm from the view. They chose the move, so they may not judge it.
+    predictor = KnownPredictor()
+    predictor.predict = lambda images, moves=None: 0.7 * np.asarray(images, dtype=np.float64)
+    session = GuidanceSession(predictor, SessionSettings(history=1))
+    far = np.array([40.0, 0, 0, 0, 0, 0])
+    session.update(far)
+    chosen = session.update(far, executed_move=np.zeros(6))
+    made = hand * chosen.move
+    after = session.update(far + made, executed_move=made)
+    assert after.frames_fused == 1 and not after.arrived and not after.move.any()  # holds still for a fresh look
+
+
+def test_a_move_in_another_direction_keeps_the_looks():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
+    far = np.array([40.0, 0, 0, 0, 0, 0])
+    for move in (None, np.zeros(6), np.zeros(6)):
+        chosen = session.update(far, executed_move=move)
+    elsewhere = np.array([0.0, 10.0, 0, 0, 0, 0])  # the sonographer went elsewhere: the looks still hold
+    after = session.update(far + elsewhere, executed_move=elsewhere)
+    assert chosen.move[0] < 0 and after.frames_fused == 3
+    np.testing.assert_allclose(after.pose, far + elsewhere)
+
+
 def test_the_session_holds_still_until_history_plus_one_looks_decide():
     session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
     near, outside = np.array([3.0, 0, 0, 0, 0, 0]), np.array([7.0, 0, 0, 0, 0, 0])
@@ -205,6 +232,20 @@ def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
         return  # None is the documented "motion unknown"
     with pytest.raises(DataError, match="executed_move must be 6 finite numbers"):
         session.update(np.zeros(6), executed_move=move)
+
+
+def test_a_bad_move_drops_the_history_so_a_loop_that_skips_it_fuses_no_stale_look():
+    # A tracker's dropout (NaN) is refused like an unreadable frame; the probe moved by an unknown amount, so the
+    # looks before it no longer say where it is: the next frame is judged on its own, not with 30 mm stale looks.
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
+    far = np.array([30.0, 0, 0, 0, 0, 0])
+    session.update(far)
+    session.update(far, executed_move=np.zeros(6))
+    with pytest.raises(DataError, match="executed_move"):
+        session.update(far, executed_move=[np.nan] * 6)
+    guidance = session.update(np.array([10.0, 0, 0, 0, 0, 0]), executed_move=np.zeros(6))
+    assert guidance.frames_fused == 1
+    np.testing.assert_allclose(guidance.pose, [10.0, 0, 0, 0, 0, 0])
 
 
 def test_a_tensor_move_that_requires_grad_is_a_move():
@@ -330,6 +371,11 @@ def test_imagining_from_one_encoding_matches_imagining_from_the_image(tiny_check
     look = predictor.look(frame)
     np.testing.assert_allclose(look.pose, predictor.predict(frame), atol=1e-5)
     np.testing.assert_allclose(look.imagine(moves), predictor.predict([frame] * 5, moves), atol=1e-4)
+
+
+def test_from_checkpoint_refuses_a_bad_setting_before_loading_the_model(tmp_path):
+    with pytest.raises(ConfigError, match="history"):  # not the missing file: the settings are checked first
+        GuidanceSession.from_checkpoint(tmp_path / "absent.ckpt", device="cpu", history=-1)
 
 
 def test_from_checkpoint_builds_the_same_session_as_the_predictor(tiny_checkpoint):

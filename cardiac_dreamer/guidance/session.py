@@ -9,8 +9,9 @@ Fusion rule: the per-component **median** of the current estimate and the last `
 move led: the move was built to cancel it, so carried forward it reads "at the view" whatever the move achieved
 (a model that reads 20 mm as 10 sends the probe to 10 mm, where the carried estimate says 0). So once the probe
 makes the move the session suggested (the fused pose, carried through the moves executed since, lands within the
-arrival threshold, or those moves are the planner's suggestion within it), the estimates that chose it are dropped
-and the next frame is judged on its own. Estimates carried through moves the session did not choose (the
+arrival threshold, or those moves are the planner's suggestion within the threshold plus half of each of its
+components: a hand overshoots or falls short), the estimates that chose it are dropped and the next frame is judged
+on its own. Estimates carried through moves the session did not choose (the
 sonographer went elsewhere) stay.
 
 History therefore pays where looks are independent: at one pose. Until the fused pose rests on ``history + 1``
@@ -40,7 +41,7 @@ from typing import List, Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..evaluation.metrics import rotation_errors, translation_errors
 from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move
 
@@ -84,8 +85,9 @@ class Guidance:
     in mm and degrees, relative to the target view.
 
     ``spread_mm`` / ``spread_deg``: the root mean square distance (Euclidean translation, geodesic rotation) of
-    the fused estimates from their median, the session's own measure of how much its looks disagree; None when
-    one frame is all it has (nothing to compare: no confidence claimed).
+    the fused estimates from the fused pose (their median, or the sequential estimator's pose), the session's own
+    measure of how much its looks disagree; None when one frame is all it has (nothing to compare: no confidence
+    claimed).
     """
 
     pose: np.ndarray  # [6] fused estimate of the probe pose
@@ -158,7 +160,8 @@ class GuidanceSession:
         ("bf16" for speed on hardware that has it), ``settings`` are :class:`SessionSettings` fields."""
         from ..evaluation.predictor import load_model
 
-        return cls(load_model(path, device, precision), SessionSettings(**settings))
+        checked = SessionSettings(**settings)  # a bad setting is refused before the model loads
+        return cls(load_model(path, device, precision), checked)
 
     @property
     def sequence_frames(self) -> int:
@@ -215,11 +218,17 @@ class GuidanceSession:
 
     def _carry(self, executed_move: Optional[Sequence[float]]) -> None:
         """Move every past estimate through the move executed since; unknown motion (None) drops them, and so does
-        the move they chose (:meth:`_made_the_suggested_move`)."""
+        the move they chose (:meth:`_made_the_suggested_move`). A move that is not one (NaN from a tracker's dropout)
+        is unknown motion too: the history is dropped, then the :class:`DataError` raised, so a loop that skips the
+        frame never fuses looks the probe has moved away from."""
         if executed_move is None:
             self.reset()
             return
-        move = as_moves(executed_move, what="executed_move")
+        try:
+            move = as_moves(executed_move, what="executed_move")
+        except DataError:
+            self.reset()
+            raise
         if self._last is not None:
             pose, suggested, moved = self._last
             self._last = (pose, suggested, apply_move(moved, move, self.composition))
@@ -245,13 +254,16 @@ class GuidanceSession:
     def _made_the_suggested_move(self, pose: torch.Tensor, suggested: torch.Tensor, moved: torch.Tensor) -> bool:
         """Whether the (non-zero) move ``moved`` since the fused ``pose`` chose ``suggested`` would be judged right
         by the estimates that chose it: carried through it, they read "arrived" (the direct planner's move, made by
-        any planner), or it is the suggested move itself, within the arrival threshold (the imagine planner's)."""
+        any planner), or it is the suggested move, within the arrival threshold plus half of each of its components
+        (the imagine planner's, or any planner's made by a hand that overshoots or falls short: a 40 mm move made
+        as 48 mm is the move those looks chose, and carried through it they would read "near the view")."""
         if not moved.any() or not suggested.any():
             return False
         landed = apply_move(pose, moved, self.composition)
         intended = apply_move(pose, suggested, self.composition)
-        return bool(self.within_arrival(landed.numpy())
-                    or self.within_arrival(move_between(intended, landed, self.composition).numpy()))
+        missed = np.abs(folded_poses(move_between(intended, landed, self.composition).numpy()))  # [6]
+        tolerance = self._thresholds() + 0.5 * np.abs(folded_poses(suggested.numpy()))
+        return bool(self.within_arrival(landed.numpy()) or (missed <= tolerance).all())
 
     def _fused_estimates(self) -> torch.Tensor:
         """``[k, 6]``: the estimates the fused pose rests on (the sequential estimator reads at most its K)."""
@@ -278,8 +290,11 @@ class GuidanceSession:
 
     def _threshold_units(self, poses: np.ndarray) -> np.ndarray:
         """``[K, 6] -> [K]``: the largest |component| / its arrival threshold."""
-        limits = np.repeat([self.settings.arrival_mm, self.settings.arrival_deg], 3)
-        return (np.abs(folded_poses(poses)) / limits).max(-1)
+        return (np.abs(folded_poses(poses)) / self._thresholds()).max(-1)
+
+    def _thresholds(self) -> np.ndarray:
+        """``[6]``: the arrival threshold of each component (mm, then degrees)."""
+        return np.repeat([self.settings.arrival_mm, self.settings.arrival_deg], 3)
 
 
 def plan_candidates(suggested: np.ndarray) -> np.ndarray:

@@ -98,6 +98,8 @@ def _written_trajectory(folder: Path) -> str:
 
 
 def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[NavigationPatient]:
+    """New phantom hearts for a checkpoint trained on other data. They start uniform in the box ("random"): the
+    training range of real data need not hold a single pose of a phantom sweep."""
     indices = list(range(FRESH_FIRST_INDEX, FRESH_FIRST_INDEX + FRESH_COUNT))
     if names:
         parsed = [_FRESH_NAME.match(name) for name in names]
@@ -108,5 +110,5 @@ def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[Nav
         indices = [int(match.group(1)) for match in parsed]
     return [NavigationPatient(f"phantom_{index}", PhantomPatient(index, FRESH_SEED, image_size, DEFAULT_VERSION),
                               f"fresh phantom {DEFAULT_VERSION} patient {index} of seed {FRESH_SEED} "
-                              "(generated for navigation)")
+                              "(generated for navigation)", trajectory="random")
             for index in indices]
