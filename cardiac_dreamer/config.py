@@ -568,6 +568,8 @@ def _check_fields(section: str, values: Any) -> None:
             raise _range_error(name, allowed, value)
         for text in _texts(value):
             _check_text(name, text)
+        if name in PATH_KEYS and isinstance(value, str) and not value.strip():  # "" would read as "." or as unset
+            raise ConfigError(f"{name} is empty (an unset shell variable?): give a path, or leave the key out")
 
 
 def _texts(value: Any) -> List[str]:

@@ -341,3 +341,16 @@ def test_set_of_a_text_key_takes_quotes_off_and_off_words_for_the_cache(tmp_path
     config = resolve_config(build_parser().parse_args(["--set", "data.grouping_file='my groups.json'",
                                                        "--set", "data.disk_cache=false"]))
     assert (config.data.grouping_file, config.data.disk_cache) == ("my groups.json", "off")
+
+
+@pytest.mark.parametrize("key", ["data.data_dir", "data.grouping_file", "data.disk_cache_dir",
+                                 "model.pretrained_weights"])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder_or_as_no_file(key):
+    # "$GROUPS" with the variable unset: read as "no grouping", one person's scans were split between train and val
+    with pytest.raises(ConfigError, match=f"{key} is empty"):
+        apply_overrides(Config(), {key: "  "})
+
+
+def test_an_empty_grouping_file_flag_is_refused():
+    with pytest.raises(ConfigError, match="data.grouping_file is empty"):
+        resolve_config(build_parser().parse_args(["--data_dir", "d", "--grouping_file", ""]))

@@ -1,6 +1,7 @@
 """TransitionsDataset and image transforms: 1-channel tensors, each image decoded once, precise decoding errors."""
 import dataclasses
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 import cardiac_dreamer.data.dataset as dataset_module
+import cardiac_dreamer.data.transforms as transforms
 from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import (
     IMAGE_MEAN,
@@ -184,6 +186,19 @@ def test_read_grayscale_scales_16_bit_images_instead_of_clipping(tmp_path):
     path = tmp_path / "sixteen.png"
     Image.fromarray(np.array([[0, 32896], [65535, 257]], dtype=np.uint16)).save(path)
     assert read_grayscale(path, 2).tolist() == [[0, 128], [255, 1]]
+
+
+def test_training_on_12_bit_values_in_16_bit_files_says_so_once(tmp_path, monkeypatch, caplog):
+    """Only --check_data used to warn: a run trained on gray levels 0-16 without a word."""
+    monkeypatch.setattr(transforms, "_TWELVE_BIT_WARNED", threading.Event())
+    paths = [tmp_path / f"twelve_{index}.png" for index in range(2)]
+    for path in paths:
+        Image.fromarray(np.array([[0, 4080], [2048, 16]], dtype=np.uint16)).save(path)
+    with caplog.at_level(logging.WARNING, logger="cardiac_dreamer.data.transforms"):
+        assert read_grayscale(paths[0], 2).max() <= 16
+        read_grayscale(paths[1], 2)
+    (record,) = caplog.records
+    assert str(paths[0]) in record.getMessage() and "12-bit" in record.getMessage()
 
 
 def test_read_grayscale_reads_a_big_endian_16_bit_tiff(tmp_path):

@@ -141,8 +141,9 @@ def test_read_grouping_maps_unlisted_folders_to_themselves(tmp_path):
         ('["scan_1"]', "expected a JSON object"),
         ('{"scan_1": 5}', "'scan_1' must map to a non-empty patient id"),
         ('{"scan_9": "anna"}', "'scan_9' is not a patient folder"),
+        ('{"scan_1": "anna ", "scan_2": "anna"}', "'scan_1' has leading or trailing spaces .*write it as 'anna'"),
     ],
-    ids=["missing", "invalid-json", "not-a-mapping", "not-a-string", "unknown-folder"],
+    ids=["missing", "invalid-json", "not-a-mapping", "not-a-string", "unknown-folder", "stray-space"],
 )
 def test_bad_grouping_file_is_a_data_error_naming_it(tmp_path, text, problem):
     path = tmp_path / "grouping.json"

@@ -14,7 +14,9 @@ from ..errors import DataError
 from ..geometry import COMPOSITION_MODES, apply_move, pose_error
 from .records import TransitionRecord
 
-TOL_MM, TOL_DEG = 0.01, 0.01  # what an export's rounding leaves: beyond it, a pair follows neither rule
+# What an export's rounding leaves: with at1, the move and at2 each rounded to 2 decimals, at2 - (at1 + move) is
+# 0 or 0.01, which floats carry a hair above 0.01 (0.67 - 0.33 - 0.33). Beyond it, a pair follows neither rule.
+TOL_MM = TOL_DEG = 0.0101
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,9 @@ def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, s
                 f"{path}: folder {shown(folder)} must map to a non-empty patient id string, got {shown(patient)}"
             )
         refuse_unsafe_text(patient, f"{path}: the patient id of folder {shown(folder)},")
+        if patient != patient.strip():  # "anna " and "anna" would be two people, one in train and one in val
+            raise DataError(f"{path}: the patient id of folder {shown(folder)} has leading or trailing spaces "
+                            f"({shown(patient)}); write it as {shown(patient.strip())}")
         if folder not in known:
             raise DataError(f"{path}: folder {shown(folder)} is not a patient folder of the data directory")
     return {folder: mapping.get(folder, folder) for folder in folders}

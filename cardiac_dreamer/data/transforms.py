@@ -6,6 +6,7 @@ photometric: a geometric change (flip, shift, rotation) would change the probe p
 """
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 TWELVE_BIT_MAX = 4095
 _WARNINGS_LOCK = threading.Lock()  # see _open_header
+_TWELVE_BIT_WARNED = threading.Event()  # said once per process: a folder of 12-bit data would say it per image
+
+log = logging.getLogger(__name__)
 
 
 def read_grayscale(path: Union[str, Path], size: int) -> np.ndarray:
@@ -160,8 +164,13 @@ def _to_gray(image: Image.Image, source: str) -> Image.Image:
     if image.mode == "L":
         return image.copy()
     if image.mode in _SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float32).clip(0, 65535) / 257.0  # 65535 -> 255
-        return Image.fromarray(np.rint(values).astype(np.uint8))  # 2-D uint8 -> mode "L"
+        values = np.asarray(image, dtype=np.float32).clip(0, 65535)
+        if values.max() <= TWELVE_BIT_MAX and not _TWELVE_BIT_WARNED.is_set():
+            _TWELVE_BIT_WARNED.set()  # training would otherwise go on, silently, on gray levels 0-16
+            log.warning("%s: a 16-bit image with no value above %d (12-bit data?) trains nearly black once scaled "
+                        "as 16-bit (gray 16 of 255 at most); export 8-bit or full-range 16-bit images "
+                        "(cardiac-train --check_data counts them)", source, TWELVE_BIT_MAX)
+        return Image.fromarray(np.rint(values / 257.0).astype(np.uint8))  # 65535 -> 255; 2-D uint8 -> mode "L"
     try:
         return image.convert("L")
     except ValueError as error:  # a mode PIL has no gray conversion for, e.g. LAB
