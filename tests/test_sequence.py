@@ -1,5 +1,6 @@
 """Sequential guidance: chains of frames from the sweeps, the second training stage that fits the sequential
 estimator into the checkpoint, its evaluation beside the single frame, and the session that fuses with it."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import read_records
-from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains, sweep_segments
+from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains, check_frame_numbers, sweep_segments
 from cardiac_dreamer.data.records import TransitionRecord
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate_checkpoint, load_model
@@ -241,6 +242,16 @@ def test_data_without_frame_numbers_is_refused_before_training(phantom_dir, tmp_
     with pytest.raises(DataError, match="needs frame numbers"):
         run_training(config, tmp_path / "runs", progress=False, evaluate_test=False)
     assert not list((tmp_path / "runs").glob("run_*"))
+
+
+def test_a_folder_holding_two_sweeps_numbered_alike_is_refused_naming_the_frame():
+    # Chained by number, the second sweep's frames were dropped or mixed into the first's timeline, silently.
+    first = [record("p1", 0, 1), record("p1", 1, 2)]
+    second = dataclasses.replace(record("p1", 0, 1), index=7, at1=(9.0,) * 6, at2=(9.5,) * 6)
+    check_frame_numbers({"train": first, "val": [record("p2", 0, 1)]}, 3, "data")  # one sweep each: fine
+    with pytest.raises(DataError, match=r"p1: entry 7: frame 0 has another pose than in p1: entry 0: "
+                                        r"model.sequence_frames chains .* one folder holds one sweep"):
+        check_frame_numbers({"train": first + [second], "val": [record("p2", 0, 1)]}, 3, "data")
 
 
 def test_the_phantom_never_chains_two_sweeps_of_one_patient(tmp_path):

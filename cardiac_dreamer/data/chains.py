@@ -19,6 +19,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataError
+from .consistency import TOL_MM
 from .records import TransitionRecord
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,11 @@ def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frame
     """Refuse data whose training or validation patients (``records["train"]``, ``["val"]``) hold no numbered
     frames to chain, naming the patients without numbers, and say which patients are left out for having none.
     Reads no image: cheap enough to run before training and in ``--check_data``."""
+    for split in records.values():
+        renumbered = _renumbered_frame(split)
+        if renumbered:
+            raise DataError(f"{renumbered}: model.sequence_frames chains a folder's frames by number, so one folder "
+                            "holds one sweep (number a second sweep's frames apart, or give it its own folder)")
     unnumbered = {name: sorted({record.patient_id for record in split
                                 if record.frame_t1 is None or record.frame_t2 is None})
                   for name, split in records.items()}
@@ -101,3 +107,17 @@ def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frame
     if left_out:
         logger.warning("model.sequence_frames: pairs without frame numbers are left out of the sequence stage "
                        "(patients %s)", ", ".join(left_out))
+
+
+def _renumbered_frame(records: Sequence[TransitionRecord]) -> str:
+    """The first frame a folder labels with two poses (two sweeps numbered alike), described; "" when none. Pairs
+    sharing a frame label it alike, to the export's rounding."""
+    first: Dict[Tuple[str, str, int], Tuple[Tuple[float, ...], str]] = {}
+    for record in records:
+        for number, pose in ((record.frame_t1, record.at1), (record.frame_t2, record.at2)):
+            if number is None:
+                continue
+            seen, where = first.setdefault((record.patient_id, record.folder, number), (pose, record.where()))
+            if max(abs(a - b) for a, b in zip(seen, pose)) > TOL_MM:
+                return f"{record.where()}: frame {number} has another pose than in {where}"
+    return ""
