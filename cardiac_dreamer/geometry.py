@@ -89,6 +89,20 @@ def folded_poses(poses) -> np.ndarray:
     return poses
 
 
+def mean_pose(poses) -> np.ndarray:
+    """``[N, 6] -> [6]``: the mean pose, angles averaged on the circle.
+
+    Why: labels of 179 and -179 deg lie 2 deg apart and average to 180, not 0. Each angle is averaged as its offset
+    from the circular mean (the direction of the mean unit vector), so labels that all lie within 180 deg of that
+    direction, as poses relative to a view do, average exactly as numbers."""
+    poses = np.asarray(poses, dtype=np.float64)
+    radians = np.radians(poses[:, 3:])
+    centre = np.degrees(np.arctan2(np.sin(radians).mean(0), np.cos(radians).mean(0)))
+    offsets = wrap_degrees(torch.from_numpy(poses[:, 3:] - centre)).numpy()
+    angles = wrap_degrees(torch.from_numpy(centre + offsets.mean(0))).numpy()
+    return np.concatenate([poses[:, :3].mean(0), angles])
+
+
 def pose_error(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
     """Signed per-component error ``actual - expected`` in mm and degrees, angles folded into [-180, 180)."""
     diff = actual - expected
@@ -130,6 +144,7 @@ __all__ = [
     "COMPOSITION_MODES",
     "apply_move",
     "matrix_to_pose",
+    "mean_pose",
     "move_between",
     "pose_error",
     "pose_to_matrix",

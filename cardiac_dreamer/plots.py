@@ -23,7 +23,7 @@ from matplotlib.text import Text
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .io.fileio import atomic_open
-from .geometry import AXIS_NAMES, AXIS_UNITS
+from .geometry import AXIS_NAMES, AXIS_UNITS, folded_poses
 from .names import MONITOR, SPLIT_NAMES
 
 log = logging.getLogger(__name__)
@@ -338,18 +338,25 @@ def _pose_arrays(labels, predictions) -> tuple[np.ndarray, np.ndarray]:
     return labels, predictions
 
 
+def _signed_errors(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """``predictions - labels`` with angles folded into [-180, 180), as ``metrics.json`` scores them (a label of
+    179 deg read as -179 is 2 deg off, not 358)."""
+    return folded_poses(predictions - labels)
+
+
 def plot_predicted_vs_true(
     path: str | os.PathLike, labels, predictions, title: str = "", *, dpi: int = DEFAULT_DPI
 ) -> Path:
     """Per axis, predicted against true value in physical units, with the identity line and the MAE."""
     labels, predictions = _pose_arrays(labels, predictions)  # [N, 6] each
     fig, axes = _axis_panels(title or "Predicted vs true")
-    for ax, name, unit, true, pred in zip(axes, AXIS_NAMES, AXIS_UNITS, labels.T, predictions.T):
+    errors = _signed_errors(labels, predictions)
+    for ax, name, unit, true, pred, error in zip(axes, AXIS_NAMES, AXIS_UNITS, labels.T, predictions.T, errors.T):
         ax.scatter(true, pred, s=6, alpha=0.5)
         low, high = min(true.min(), pred.min()), max(true.max(), pred.max())
         ax.plot([low, high], [low, high], color="black", linewidth=1, linestyle="--")
         ax.set(
-            title=f"{name}: MAE {np.abs(pred - true).mean():.3g} {unit}",
+            title=f"{name}: MAE {np.abs(error).mean():.3g} {unit}",
             xlabel=f"true {name} ({unit})",
             ylabel=f"predicted {name} ({unit})",
         )
@@ -360,7 +367,7 @@ def plot_error_histograms(path: str | os.PathLike, labels, predictions, *, dpi: 
     """Per axis, the distribution of the signed error (predicted - true) in physical units."""
     labels, predictions = _pose_arrays(labels, predictions)
     fig, axes = _axis_panels("Signed error per axis")
-    for ax, name, unit, errors in zip(axes, AXIS_NAMES, AXIS_UNITS, (predictions - labels).T):
+    for ax, name, unit, errors in zip(axes, AXIS_NAMES, AXIS_UNITS, _signed_errors(labels, predictions).T):
         ax.hist(errors, bins=30)
         ax.axvline(0.0, color="black", linewidth=1)
         ax.set(

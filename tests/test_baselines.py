@@ -21,6 +21,14 @@ def test_the_mean_baseline_predicts_the_training_pairs_mean_at1_everywhere():
     np.testing.assert_allclose(predicted, np.tile([2.0, 2, 2, 2, 5, 6], (3, 1)))
 
 
+def test_the_mean_baseline_averages_angles_on_the_circle():
+    # Yaw labels of 170 to -170 deg lie around 180: their mean is 180 (here -180), not 0, which would be 178 deg off.
+    at1 = np.zeros((4, 6))
+    at1[:, 0], at1[:, 5] = [1.0, 2, 3, 4], [170.0, 175, -175, -170]
+    predicted = train_mean_predictions(records(at1, np.zeros((4, 6))), records(at1[:1], np.zeros((1, 6))))
+    np.testing.assert_allclose(predicted, [[2.5, 0, 0, 0, 0, -180.0]], atol=1e-9)
+
+
 def test_a_move_that_reveals_the_pose_is_learnt_by_the_move_only_baseline():
     rng = np.random.default_rng(0)
     at1 = rng.uniform(-10, 10, (600, 6))

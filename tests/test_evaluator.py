@@ -88,6 +88,21 @@ def test_the_guidance_is_compared_with_predicting_the_training_mean(three_pairs)
     assert metrics["guidance_vs_mean"]["worst_axis"] == "mae_x_mm"
 
 
+class PresetDirectModel(PresetModel):
+    """The preset answers of a model without a world model: no composed prediction."""
+
+    def forward(self, image_t1, move=None):
+        return {"at1": super().forward(image_t1, move)["at1"]}
+
+
+def test_a_direct_models_report_has_the_same_keys_overall_and_per_patient(three_pairs):
+    labels = torch.tensor([r.at1 for r in three_pairs.records])
+    metrics = evaluate(PresetDirectModel(labels, STATS), three_pairs, "cpu", progress=False).metrics
+    (patient,) = metrics["per_patient"].values()
+    assert metrics["composed"] is None and patient["composed"] is None
+    assert {"samples", "guidance", "train_mean", "guidance_vs_mean", "baselines", "guidance_vs_pixel_ridge"} <= set(patient)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(phantom_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("run_x")
@@ -208,7 +223,11 @@ def test_metrics_json_scores_the_pixel_ridge_with_the_guidances_mae_keys(evaluat
     assert len(mae_keys) == 6 and mae_keys <= set(ridge)
     for key in mae_keys:
         assert metrics["guidance_vs_pixel_ridge"][key] == pytest.approx(metrics["guidance"][key] / ridge[key])
-    assert set(metrics["per_patient"]["phantom_04"]["baselines"]["pixel_ridge"]) >= mae_keys
+    patient = metrics["per_patient"]["phantom_04"]
+    assert set(patient["baselines"]["pixel_ridge"]) >= mae_keys
+    for key in mae_keys:
+        assert patient["guidance_vs_pixel_ridge"][key] == pytest.approx(
+            patient["guidance"][key] / patient["baselines"]["pixel_ridge"][key])
     assert {"baselines.pixel_ridge", "guidance_vs_pixel_ridge"} <= set(metrics["definitions"])
 
 

@@ -183,6 +183,17 @@ def test_evaluation_plot_writes_png(tmp_path, draw):
     assert_png(draw(tmp_path / "eval.png"))
 
 
+def test_angle_errors_across_180_degrees_are_plotted_as_metrics_json_scores_them(tmp_path, drawn_figures):
+    # A yaw of 179 deg read as -179 is 2 deg off; the panels must not say 358.
+    labels, predictions = np.zeros((2, 6)), np.zeros((2, 6))
+    labels[:, 5], predictions[:, 5] = 179.0, -179.0
+    plots.plot_predicted_vs_true(tmp_path / "scatter.png", labels, predictions, dpi=DPI)
+    plots.plot_error_histograms(tmp_path / "errors.png", labels, predictions, dpi=DPI)
+    scatter, histograms = (figure.axes[5].get_title() for figure in drawn_figures)
+    assert scatter == "yaw: MAE 2 deg"
+    assert histograms == "yaw: mean +2, std 0 deg"
+
+
 def test_evaluation_plots_reject_mismatched_shapes(tmp_path):
     with pytest.raises(ValueError, match="must both be"):
         plots.plot_predicted_vs_true(tmp_path / "e.png", poses(0, n=5), poses(1, n=4), dpi=DPI)

@@ -25,6 +25,7 @@ from torch import nn
 from ..data.normalization import AxisStats
 from ..data.records import TransitionRecord
 from ..data.transforms import images_to_float, read_grayscale
+from ..geometry import mean_pose
 from ..runtime.threads import usable_cpus
 
 MOVE_ONLY_HIDDEN = 64
@@ -36,8 +37,9 @@ RIDGE_BLOCKS = 5  # contiguous cross-validation blocks when the training frames 
 
 
 def train_mean_predictions(train: Sequence[TransitionRecord], evaluated: Sequence[TransitionRecord]) -> np.ndarray:
-    """``[N, 6]``: the training pairs' mean at1 (mm, degrees) for each evaluated pair."""
-    mean = np.mean([record.at1 for record in train], axis=0)
+    """``[N, 6]``: the training pairs' mean at1 (mm, degrees; angles averaged on the circle) for each evaluated
+    pair."""
+    mean = mean_pose([record.at1 for record in train])
     return np.tile(mean, (len(evaluated), 1))
 
 

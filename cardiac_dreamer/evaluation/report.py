@@ -134,16 +134,7 @@ class EvaluationReport:
             "guidance_vs_pixel_ridge": mean_ratio(overall["guidance"], ridge) if ridge else None,
             "move_transfer_slope": self.move_transfer_slope,
             "world_model": self.world_model,
-            "per_patient": {
-                patient: {
-                    "samples": by_patient["guidance"][patient]["samples"],
-                    **{task: by_patient[task][patient] for task in by_patient},
-                    "guidance_vs_mean": mean_ratio(by_patient["guidance"][patient],
-                                                   by_patient["train_mean"][patient]),
-                    "baselines": {name: values[patient] for name, values in baselines_by_patient.items()},
-                }
-                for patient in patients
-            },
+            "per_patient": {patient: _patient_block(patient, by_patient, baselines_by_patient) for patient in patients},
             **({"guidance_sequence": self.sequence} if self.sequence is not None else {}),
             "definitions": {**TASK_DEFINITIONS, **DEFINITIONS},
         }
@@ -208,6 +199,22 @@ class EvaluationReport:
 def _ratio_line(baseline: str, ratio: Dict[str, Any]) -> str:
     return (f"guidance MAE vs {baseline}: {_ratio_text(ratio['mean'])} averaged over the six axes, "
             f"{_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
+
+
+def _patient_block(patient: str, by_patient: Dict[str, Dict[str, Any]],
+                   baselines_by_patient: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """One patient's figures, with the keys of the whole report's (``composed`` null for a direct model)."""
+    guidance = by_patient["guidance"][patient]
+    ridge = baselines_by_patient.get("pixel_ridge", {}).get(patient)
+    return {
+        "samples": guidance["samples"],
+        "guidance": guidance,
+        "composed": by_patient["composed"][patient] if "composed" in by_patient else None,
+        "train_mean": by_patient["train_mean"][patient],
+        "guidance_vs_mean": mean_ratio(guidance, by_patient["train_mean"][patient]),
+        "baselines": {name: values[patient] for name, values in baselines_by_patient.items()},
+        "guidance_vs_pixel_ridge": mean_ratio(guidance, ridge) if ridge else None,
+    }
 
 
 def mean_ratio(task: Dict[str, Any], baseline: Dict[str, Any]) -> Dict[str, Any]:
