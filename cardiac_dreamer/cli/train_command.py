@@ -115,9 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
              help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")
 
     add_flag(groups["data"], "--manual_splits", action="store_true", default=None,
-             help="use --train_patients/--val_patients/--test_patients instead of the automatic 70/15/15 split")
+             help="use --train_patients/--val_patients/--test_patients instead of the automatic 70/15/15 split "
+                  "(default: off; data.manual_splits)")
     add_flag(groups["training"], "--deterministic", action="store_true", default=None,
-             help="deterministic algorithms (default: off)")
+             help="deterministic algorithms (default: off; training.deterministic)")
     for section in ("data", "model", "training"):
         _add_config_flags(groups[section], CONFIG_FLAGS[section])
 
