@@ -8,10 +8,10 @@ its checkpoints.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -29,7 +29,7 @@ from .errors import CheckpointError, ConfigError, DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
 from .io.fileio import read_json, remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
-from .models.registry import build_model
+from .models.registry import build_model, without_imagenet_start
 from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
 from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, hand_back_latest, set_latest, \
     write_experiment_config
@@ -43,7 +43,7 @@ from .training.trainer import FitResult, Trainer
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclasses.dataclass
 class TrainingOutcome:
     run_dir: Path
     fit: FitResult
@@ -89,7 +89,9 @@ def run_training(
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
 
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
-    model = build_model(config, prepared.stats)
+    # A resumed run's weights come from last.ckpt: its ImageNet start file need not be here any more.
+    start = config if resume_state is None else dataclasses.replace(config, model=without_imagenet_start(config.model))
+    model = build_model(start, prepared.stats)
     metadata = {"split": prepared.split.to_dict(), "data_dir": str(Path(config.data.data_dir).resolve()),
                 "grouping": prepared.grouping, "run_id": run_id}
     trainer = Trainer(config, metadata=metadata, progress=progress)

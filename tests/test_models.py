@@ -253,11 +253,24 @@ def offline_hub(tmp_path, monkeypatch):
 
 def test_pretrained_weights_load_through_torchvisions_api_from_the_hub_cache(offline_hub):
     offline_hub.mkdir(parents=True)
-    state = resnet18().state_dict()  # random weights stand in for ImageNet's, under the name torchvision expects
+    # random weights stand in for ImageNet's, under the name torchvision expects and, like its 2017 files, without
+    # BatchNorm's batch counters (num_batches_tracked)
+    state = {key: value for key, value in resnet18().state_dict().items() if not key.endswith("num_batches_tracked")}
     torch.save(state, offline_hub / "resnet18-f37072fd.pth")
     backbone = build_backbone(pretrained=True, name="resnet18")
     assert torch.equal(backbone.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
     assert torch.equal(backbone.conv1.weight, state["conv1.weight"].mean(dim=1, keepdim=True))
+    assert backbone.bn1.num_batches_tracked.item() == 0
+
+
+def test_a_weights_file_holding_a_pickled_model_is_refused_naming_what_and_running_nothing(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(resnet18(), path)  # the whole module pickled, not its state dict
+    with pytest.raises(ConfigError) as error:
+        CardiacDreamer(pretrained=True, pretrained_weights=str(path), image_size=64, **TINY)
+    message = str(error.value)
+    assert message.startswith(f"{path}: refused to read backbone weights") and "nothing in it was run" in message
+    assert "torchvision.models.resnet.ResNet" in message and "\x1b" not in message and "\n" not in message
 
 
 def test_a_damaged_file_in_the_hub_cache_is_named_with_how_to_replace_it(offline_hub):

@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
+from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
+from cardiac_dreamer.pipeline import run_training
 from cardiac_dreamer.data import TransitionsDataset, read_records
 from cardiac_dreamer.errors import DataError, OutputError
 from cardiac_dreamer.evaluation import load_model
@@ -22,7 +25,7 @@ from cardiac_dreamer.io.fileio import write_json
 from cardiac_dreamer.names import LOSS_NAMES, VAL_MAE_NAMES, csv_columns
 from cardiac_dreamer.training.loggers import CSVMetricsWriter, read_rows
 from test_bad_input import snapshot
-from test_trainer import TINY_BACKBONE
+from test_trainer import TINY_BACKBONE, tiny_config
 
 TINY = ["--image_size", "64", "--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--batch_size", "4",
         "--num_workers", "0", "--no_progress", "--device", "cpu", "--set", "data.max_pairs_per_patient=4",
@@ -189,6 +192,19 @@ def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, 
                      "--set", f"model.pretrained_weights={tmp_path / 'absent.pth'}")
     one_error_line(result, "absent.pth")
     assert not list((tmp_path / "out").glob("run_*"))
+
+
+def test_a_resumed_run_needs_no_longer_the_imagenet_file_it_started_from(phantom_dir, tmp_path):
+    # the weights come from last.ckpt; an offline machine, or the start file moved away, must not stop a resume
+    weights = tmp_path / "imagenet.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 1, "model.pretrained_weights": str(weights)})
+    first = run_training(config, output_dir=tmp_path / "out", progress=False, evaluate_test=False)
+    weights.unlink()
+    last = first.run_dir / "checkpoints" / "last.ckpt"
+    longer = apply_overrides(Config.from_dict(load_checkpoint(last).config), {"training.max_epochs": 2})
+    resumed = run_training(longer, resume_from=last, progress=False, evaluate_test=False)
+    assert resumed.run_dir == first.run_dir and resumed.fit.epochs_completed == 2
 
 
 # ------------------------------------------------------------------------------------------ outputs and the data

@@ -20,6 +20,8 @@ from cardiac_dreamer.io.fileio import atomic_open, write_json
 from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.names import MONITOR
 from cardiac_dreamer.training.top_k import TopKCheckpoints
+from cardiac_dreamer.evaluation import load_model
+from test_predictor import save_tiny_checkpoint
 from test_trainer import fit, tiny_config
 
 
@@ -91,7 +93,7 @@ FOREIGN = {
     "state-dict": ({"w": torch.zeros(1), "b": torch.zeros(1)}, "a bare state dict of 2 tensors"),
     "tensor": (torch.zeros(3, 4), "a single tensor of shape (3, 4)"),
     "list": ([1, 2, 3], "a list"),
-    "other-dict": ({"model": 1, "step": 2}, "a dict with keys model, step"),
+    "other-dict": ({"model": 1, "step": 2}, "a dict with keys 'model', 'step'"),
 }
 
 
@@ -129,6 +131,30 @@ def test_a_damaged_checkpoint_is_an_unreadable_file_not_a_crash(tmp_path, damage
     path.write_bytes({"truncated": data[: len(data) // 2], "text": b"hello, not a checkpoint", "empty": b""}[damage])
     with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_checkpoint_damaged_inside_is_refused_naming_the_damaged_part(tmp_path):
+    # torch.load does not check the archive's checksums: bytes flipped inside a weight loaded and predicted nonsense
+    path = save_checkpoint(tmp_path / "x.ckpt", small_checkpoint(model_state={"w": torch.zeros(100_000)}))
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(255 - byte for byte in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"x\.ckpt: damaged: its part \S+ does not match its checksum"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_whose_weights_hold_nan_is_refused_before_it_predicts(phantom_dir, tmp_path, capsys):
+    (tmp_path / "run_x" / "checkpoints").mkdir(parents=True)
+    path = save_tiny_checkpoint(tmp_path / "run_x" / "checkpoints" / "best.ckpt", phantom_dir)
+    checkpoint = load_checkpoint(path)
+    checkpoint.model_state["backbone.conv1.weight"][0, 0, 0, 0] = float("nan")
+    save_checkpoint(path, checkpoint)
+    with pytest.raises(CheckpointError, match=r"weights hold NaN or infinite values \(backbone\.conv1\.weight\)"):
+        load_model(path)
+    assert evaluate_cli.main(["--checkpoint", str(path), "--output_dir", str(tmp_path / "eval")]) != 0
+    assert "NaN or infinite" in one_error_line(capsys)
+    assert not (tmp_path / "eval").exists()
 
 
 def test_a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

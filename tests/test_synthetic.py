@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cardiac_dreamer.data.chains import MAX_FRAME_STEP
 from cardiac_dreamer.errors import ConfigError, DataError, OutputError
 from cardiac_dreamer.synthetic import (
     MARKER_FILE, MOVE_LIMITS, PATIENT_FILE, POSE_LIMITS, PhantomPatient, generate_phantom,
@@ -118,6 +119,14 @@ def test_random_pairs_use_their_own_frames(random_pairs):
     """No frame serves two random pairs: each pair is an independent draw."""
     frames = [entry[key] for entry in random_pairs for key in ("frame_t1", "frame_t2")]
     assert len(set(frames)) == 2 * len(random_pairs)
+
+
+def test_random_pairs_are_numbered_too_far_apart_to_be_chained_into_a_sweep(random_pairs):
+    # numbered on, t2 of one pair beside t1 of the next read as a sweep jumping ~13 mm / ~19 deg in one frame: a
+    # move that gives the pose away to the sequential estimator
+    for before, after in zip(random_pairs, random_pairs[1:]):
+        assert after["frame_t2"] - after["frame_t1"] == 1
+        assert after["frame_t1"] - before["frame_t2"] > MAX_FRAME_STEP
 
 
 def test_a_frame_shared_by_two_pairs_has_one_pose(sonographer):

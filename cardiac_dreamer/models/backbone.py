@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import reprlib
 import socket
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..config import BACKBONES
 from ..errors import ConfigError
+from ..io.checkpoint import unpickler_complaint
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,9 @@ def read_weights_file(path: Path) -> Any:
     """What the torch file ``path`` holds, loaded without executing code (``weights_only``)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ConfigError(f"{path}: refused to read backbone weights: the file holds pickled Python objects, not "
+                          f"plain tensors ({unpickler_complaint(error)}); nothing in it was run") from None
     except Exception as error:  # torch.load's unpickler raises all kinds on a damaged file (IndexError, EOFError...)
         raise ConfigError(f"{path}: cannot read backbone weights ({_first_line(error)})") from None
 
@@ -168,7 +173,8 @@ def checked_state(state: Any, expected: Mapping[str, torch.Tensor], path: Path, 
         if value.dtype.is_floating_point and not torch.isfinite(value).all():
             raise ConfigError(f"{entry} holds NaN or infinite values")
         kept[key] = value
-    missing = next((key for key in expected if key not in kept), None)
+    # torchvision's ImageNet files predate BatchNorm's batch counter (num_batches_tracked): BatchNorm starts it at 0
+    missing = next((key for key in expected if key not in kept and not key.endswith(".num_batches_tracked")), None)
     if missing is not None:
         raise ConfigError(f"{path}: entry {missing!r} is missing; not {what} (model.backbone is {name})")
     return kept

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..io.checkpoint import ModelCheckpoint
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..data.normalization import NormalizationStats
 from ..errors import CheckpointError, ConfigError, DataError
 from .dreamer import LatentPredictor
@@ -58,12 +58,12 @@ def model_from_checkpoint(checkpoint: ModelCheckpoint, source: str = "checkpoint
     ImageNet start, which need not exist here.
     """
     config = Config.from_dict(checkpoint.config, source=f"{source}: config")
-    model_cfg = dataclasses.replace(config.model, pretrained=False, pretrained_weights=None)
+    model_cfg = without_imagenet_start(config.model)
     model_class = variant_class(model_cfg.variant)
     with torch.device("meta"):
         skeleton = model_class(model_cfg, image_size=config.data.image_size)
     state = _with_identity_latent_predictor(skeleton.state_dict(), checkpoint.model_state)
-    _check_state_shapes(skeleton.state_dict(), state, source)
+    _check_state(skeleton.state_dict(), state, source)
     model = model_class(model_cfg, image_size=config.data.image_size)
     model.load_state_dict(state)
     try:
@@ -84,13 +84,28 @@ def _with_identity_latent_predictor(expected: Mapping[str, torch.Tensor],
     return {**found, **{f"latent_predictor.{name}": value for name, value in identity.items()}}
 
 
-def _check_state_shapes(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:
+def without_imagenet_start(model_cfg: ModelConfig) -> ModelConfig:
+    """``model_cfg`` building from random weights: for a model whose saved weights replace any ImageNet start, which
+    need not exist on this machine (an evaluation, a resumed run)."""
+    return dataclasses.replace(model_cfg, pretrained=False, pretrained_weights=None)
+
+
+def _check_state(expected: Mapping[str, torch.Tensor], found: Mapping[str, torch.Tensor], source: str) -> None:
+    """Every entry of the model present, of its shape and kind of number, and finite: a weight of NaN predicts
+    NaN for every image, and the evaluation's plots then fail with a traceback."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     if missing or unexpected:
         detail = f"missing {', '.join(missing[:3])}" if missing else f"unexpected {', '.join(unexpected[:3])}"
         raise CheckpointError(f"{source}: weights do not fit the recorded model ({detail})")
     for key, tensor in expected.items():
-        if tuple(found[key].shape) != tuple(tensor.shape):
+        value = found[key]
+        if tuple(value.shape) != tuple(tensor.shape):
             raise CheckpointError(f"{source}: weights do not fit the recorded model ({key} has shape "
-                                  f"{tuple(found[key].shape)}, the model needs {tuple(tensor.shape)})")
+                                  f"{tuple(value.shape)}, the model needs {tuple(tensor.shape)})")
+        if value.is_complex() or value.dtype.is_floating_point != tensor.dtype.is_floating_point:
+            raise CheckpointError(f"{source}: weights do not fit the recorded model ({key} holds {value.dtype}, "
+                                  f"the model needs {tensor.dtype})")
+        if value.dtype.is_floating_point and not torch.isfinite(value).all():
+            raise CheckpointError(f"{source}: weights hold NaN or infinite values ({key}); the run diverged or the "
+                                  "file was altered")

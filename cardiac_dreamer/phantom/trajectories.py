@@ -33,10 +33,12 @@ WALK_MEMORY = 0.85  # per-frame autocorrelation of the sonographer walk: ~7 fram
 WALK_SPREAD = 0.6  # the walk's stationary std before the tanh: most poses within 0.8 of the limits
 
 
+# Frame numbers left out between two sweeps, or two independent pairs: more than a chain steps over (data.chains), so
+# the sequential estimator never chains the end of one to the start of the next, a jump no probe makes
+FRAME_BREAK = 16
 SWEEP_FRAMES = 584  # frames of one sweep: the real export's 580 pairs, gaps up to 4
-SWEEP_BREAK = 16  # frame numbers left out between two sweeps, more than a chain steps over (data.chains), so the end
-# of one sweep is never chained to the start of the next
-SWEEP_STRIDE = SWEEP_FRAMES + SWEEP_BREAK
+SWEEP_STRIDE = SWEEP_FRAMES + FRAME_BREAK
+RANDOM_PAIR_STRIDE = 2 + FRAME_BREAK
 SWEEP_GAPS = {1: 0.37, 2: 0.45, 3: 0.16, 4: 0.02}  # frames between t1 and t2, and their shares in a real export
 SWEEP_CONVERGED = 2.0 / 3.0  # share of the sweep after which the probe hovers at the view
 # per axis (x, y, z mm; roll, pitch, yaw degrees): where the sweep ends, how far from there it starts, how far it
@@ -112,7 +114,7 @@ def sweeps(rng: np.random.Generator, num_pairs: int) -> Trajectory:
     poses, pairs = [], []
     for sweep, pairs_here in enumerate(np.diff(np.linspace(0, num_pairs, count + 1).round().astype(int))):
         sweep_frames = sweep_poses(rng, SWEEP_FRAMES)
-        poses += [sweep_frames, np.repeat(sweep_frames[-1:], SWEEP_BREAK, axis=0)]
+        poses += [sweep_frames, np.repeat(sweep_frames[-1:], FRAME_BREAK, axis=0)]
         starts = np.linspace(0, SWEEP_FRAMES - 1 - longest, pairs_here).round().astype(int)
         quota = np.floor(shares * pairs_here).astype(int)  # the real shares, exactly up to rounding
         quota[np.argsort(quota - shares * pairs_here)[: pairs_here - quota.sum()]] += 1
@@ -142,11 +144,14 @@ def sweep_poses(rng: np.random.Generator, num_frames: int) -> np.ndarray:
 
 
 def random_pairs(rng: np.random.Generator, num_pairs: int) -> Trajectory:
-    """Independent pairs: frame ``2i`` is t1 and ``2i + 1`` is t2 of pair ``i``; the move is independent of at1."""
+    """Independent pairs: frame ``s i`` is t1 and ``s i + 1`` is t2 of pair ``i`` (``s`` = ``RANDOM_PAIR_STRIDE``;
+    the numbers between are never written); the move is independent of at1."""
     at1 = _labels(rng.uniform(-1.0, 1.0, (num_pairs, 6)) * (POSE_LIMITS - MOVE_LIMITS))
     move = _labels(rng.uniform(-1.0, 1.0, (num_pairs, 6)) * MOVE_LIMITS)
-    poses = np.stack([at1, _labels(at1 + move)], 1).reshape(-1, 6)  # [P, 2, 6] -> [2P, 6]
-    return Trajectory(poses, np.arange(2 * num_pairs).reshape(num_pairs, 2))
+    poses = np.zeros((num_pairs, RANDOM_PAIR_STRIDE, 6))
+    poses[:, 0], poses[:, 1] = at1, _labels(at1 + move)
+    starts = np.arange(num_pairs) * RANDOM_PAIR_STRIDE
+    return Trajectory(poses.reshape(-1, 6), np.stack([starts, starts + 1], 1))
 
 
 def sonographer_walk(rng: np.random.Generator, num_frames: int, num_pairs: int) -> Trajectory:
