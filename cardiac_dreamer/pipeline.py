@@ -129,6 +129,7 @@ def run_training(
                 raise Interrupted(_resume_hint(run, trained)) from None
             raise
     dist.barrier()
+    dist.destroy_process_group()  # joined above; left open, NCCL warns at exit that resources may leak
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
 
 

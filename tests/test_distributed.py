@@ -30,6 +30,7 @@ def launch(command):
     finished = subprocess.run(command, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
                               timeout=600)
     assert finished.returncode == 0, finished.stderr[-3000:]
+    return finished
 
 
 def epoch_rows(output_dir):
@@ -42,7 +43,7 @@ def epoch_rows(output_dir):
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without torch.distributed")
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(phantom_dir, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    launch(torchrun + ["-m", "cardiac_dreamer.train", *run_args(phantom_dir, tmp_path / "ddp", PER_RANK_BATCH)])
+    ddp = launch(torchrun + ["-m", "cardiac_dreamer.train", *run_args(phantom_dir, tmp_path / "ddp", PER_RANK_BATCH)])
     launch([sys.executable, "-m", "cardiac_dreamer.train",
             *run_args(phantom_dir, tmp_path / "single", 2 * PER_RANK_BATCH)])
 
@@ -50,6 +51,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(phantom
     _, single_rows = epoch_rows(tmp_path / "single")
     assert len(ddp_runs) == 1  # rank 1 joined rank 0's run directory
     assert len(ddp_rows) == 1  # and wrote no rows of its own
+    assert ddp.stdout.count("run directory:") == 1  # nor printed the run's summary again
     assert ddp_rows[0]["step"] == single_rows[0]["step"]
     assert float(ddp_rows[0]["val_main_task_loss"]) == pytest.approx(
         float(single_rows[0]["val_main_task_loss"]), rel=1e-3)

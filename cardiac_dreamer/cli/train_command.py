@@ -257,11 +257,14 @@ def _cross_validate(args: argparse.Namespace, config: Config, argv: List[str]) -
 
 def _train(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
     from ..pipeline import run_training
+    from ..training import distributed as dist
 
     output_dir = _output_dir(args)
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
     outcome = run_training(config, output_dir=output_dir, resume_from=resume, argv=argv,
                            progress=not args.no_progress)
+    if not dist.is_main_process():  # under torchrun rank 0 speaks for the run, once
+        return 0
     fit = outcome.fit
     print(f"run directory: {outcome.run_dir}")
     if fit.best_checkpoint is not None:

@@ -30,7 +30,11 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+    """This process's rank: the group's, or torchrun's ``RANK`` before it joins and after it leaves (a rank 1 that
+    has left the group is still not the one that speaks for the run)."""
+    if is_distributed():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def local_rank() -> int:
