@@ -63,5 +63,6 @@ def test_the_guides_quick_start_script_trains_on_data_processed_from_a_checkout(
     result = subprocess.run([str(script), "--check_data"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert f"data directory: {phantom_dir.resolve()}" in result.stdout + result.stderr
-    assert "--token_type channel" in script.read_text() and "--token_type channel" in (
-        script.with_name("run_training.bat").read_text())
+    batch = script.with_name("run_training.bat").read_bytes()
+    assert "--token_type channel" in script.read_text() and b"--token_type channel" in batch
+    assert batch.count(b"\n") == batch.count(b"\r\n")  # cmd.exe misreads batch files with bare LF line ends
