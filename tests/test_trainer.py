@@ -18,7 +18,7 @@ from cardiac_dreamer.models import build_model
 from cardiac_dreamer.names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES, csv_columns
 from cardiac_dreamer.io.run_dir import RunDirectory
 from cardiac_dreamer.task import GuidanceTask
-from cardiac_dreamer.training.callbacks import EarlyStopping
+from cardiac_dreamer.training.callbacks import EarlyStopping, LRSchedule
 from cardiac_dreamer.training.gradient_step import GradientStep
 from cardiac_dreamer.training.loggers import read_rows
 from cardiac_dreamer.training.top_k import TopKCheckpoints
@@ -247,6 +247,16 @@ def test_training_stops_early_when_validation_stalls(phantom_dir, tmp_path):
     assert resumed.best_checkpoint == result.best_checkpoint
 
 
+def test_a_run_resumed_without_averaging_deploys_its_best_epoch_not_an_old_average(phantom_dir, tmp_path):
+    config = tiny_config(phantom_dir, **{"training.max_epochs": 2, "training.average_top_k": True})
+    _, _, run = fit(config, tmp_path)
+    assert run.deployed_checkpoint == run.averaged_checkpoint
+    longer = apply_overrides(config, {"training.max_epochs": 3, "training.average_top_k": False})
+    _, resumed, _ = fit(longer, None, resume_from=run.last_checkpoint, run=run)
+    assert not run.averaged_checkpoint.exists()  # it averaged epochs the run has moved past
+    assert run.deployed_checkpoint == run.best_checkpoint and resumed.deployed_checkpoint.samefile(run.best_checkpoint)
+
+
 def test_resumed_run_ends_with_the_same_weights_and_metrics_as_an_uninterrupted_one(phantom_dir, tmp_path):
     config = tiny_config(phantom_dir, **{"training.deterministic": True, "training.max_epochs": 3,
                                          "data.augment": True})
@@ -361,6 +371,36 @@ def test_the_logged_learning_rate_is_the_one_each_step_and_epoch_trained_with(tm
     assert steps[1] == pytest.approx(0.2 / 5) and steps[4] == pytest.approx(0.2 * 4 / 5)  # warmup: (k + 1) / 5
     epoch_0 = next(row for row in rows if row.get("val_loss") is not None)
     assert epoch_0["learning_rate"] == pytest.approx(steps[4])  # the epoch's last step, not the next one
+
+
+def schedule_rates(cfg, steps_per_epoch: int, steps: int, state=None):
+    """The rate each of ``steps`` optimizer steps trains with under an LRSchedule (restored from ``state``), and
+    the schedule's state after them."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    schedule = LRSchedule(optimizer, cfg, steps_per_epoch)
+    if state is not None:
+        schedule.load_state_dict(state)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.after_optimizer_step()
+    return rates, schedule.state_dict()
+
+
+def test_a_cosine_run_extended_on_resume_trains_its_next_step_on_the_longer_plan():
+    short, longer = (apply_overrides(Config(), {"training.scheduler": "cosine", "training.max_epochs": epochs,
+                                                "training.warmup_epochs": 0}).training for epochs in (2, 3))
+    _, finished = schedule_rates(short, steps_per_epoch=3, steps=6)  # its last rate is min_lr
+    resumed, _ = schedule_rates(longer, steps_per_epoch=3, steps=3, state=finished)
+    planned, _ = schedule_rates(longer, steps_per_epoch=3, steps=9)
+    assert resumed == pytest.approx(planned[6:], rel=1e-12)
+
+
+def test_a_one_cycle_run_ends_its_last_step_at_the_cycles_floor():
+    cfg = apply_overrides(Config(), {"training.scheduler": "onecycle", "training.max_epochs": 2}).training
+    rates, _ = schedule_rates(cfg, steps_per_epoch=3, steps=6)
+    assert rates[-1] == pytest.approx(min(rates)) and rates[-1] < cfg.lr * 1e-4
 
 
 def test_label_terms_weigh_by_the_labelled_pairs_they_averaged_over():

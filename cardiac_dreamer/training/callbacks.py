@@ -70,8 +70,9 @@ class LRSchedule:
 
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         elif self.kind == "onecycle":
+            # stepped after each of the run's optimizer steps, so its last rate (the cycle's floor) is the last used
             self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=cfg.lr, total_steps=total_steps + 1, pct_start=0.3
+                optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=0.3
             )
 
     def after_optimizer_step(self) -> None:
@@ -89,7 +90,13 @@ class LRSchedule:
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         if self.scheduler is None or not state:
             return
-        if self.kind == "onecycle" and state.get("total_steps") != self.scheduler.total_steps:
+        # a one-cycle run saved before its plan was fixed counts one step more: it goes on with that plan
+        if self.kind == "onecycle" and state.get("total_steps") - self.scheduler.total_steps not in (0, 1):
             raise ConfigError("training.scheduler onecycle is planned for the run's length and cannot be extended "
                               "on resume; keep max_epochs, or use cosine or plateau")
         self.scheduler.load_state_dict(state)
+        if self.kind == "cosine":  # the optimizer holds the rate of the old plan's step; a longer run has its own
+            step = self.scheduler.last_epoch
+            rates = [base * factor(step) for base, factor in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas)]
+            for group, rate in zip(self.scheduler.optimizer.param_groups, rates):
+                group["lr"] = rate

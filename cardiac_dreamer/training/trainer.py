@@ -213,6 +213,10 @@ class Trainer:
                 averaged = save_checkpoint(self.run.averaged_checkpoint, average_checkpoints(self.top_k.paths))
                 log.info("averaged checkpoint: the mean of the weights of epochs %s",
                          ", ".join(str(entry["epoch"]) for entry in self.top_k.entries))
+            elif self.run.averaged_checkpoint.exists():  # of epochs since superseded: it must not be deployed
+                self.run.averaged_checkpoint.unlink()
+                log.info("removed %s: averaged before this resume, of epochs the run has moved past",
+                         self.run.averaged_checkpoint)
         dist.barrier()
         return FitResult(self.top_k.best_path, self.top_k.best_score, self.epoch, self.global_step,
                          stop_reason, final, averaged)
