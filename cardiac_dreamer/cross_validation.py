@@ -37,6 +37,7 @@ import numpy as np
 
 from .evaluation.baselines import BASELINES, SEED_FREE, BaselineData
 from .config import Config, apply_overrides, with_absolute_paths
+from .data.image_check import verify_images
 from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
 from .data.splits import PatientSplit, kfold_splits
@@ -145,6 +146,7 @@ def run_cross_validation(
     if resume_dir is not None:
         cv_dir = Path(resume_dir)
         plan = read_plan(cv_dir)
+        _check_same_grouping(plan, cv_dir)
         log.info("resuming cross-validation %s", cv_dir)
     else:
         plan = plan_cross_validation(config, compare, seeds)
@@ -182,7 +184,9 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
         raise ConfigError(f"cross-validation needs data.cv_folds >= 2 (--cv K), got {k}")
     if seeds < 1:
         raise ConfigError(f"cross-validation needs --seeds >= 1, got {seeds}")
-    _, grouping = read_grouped_records(config.data)  # reads and validates every folder before anything is written
+    # every folder and every image validated before anything is written
+    records, grouping = read_grouped_records(config.data)
+    verify_images(records, config.data.image_size)
     patients = sorted(set(grouping.values()))
     # a person held out by naming their scans' folders is held out once
     test = list(dict.fromkeys(name if name in patients else grouping.get(name, name)
@@ -204,6 +208,20 @@ def _inner_validation(train: Sequence[str], seed: int) -> List[str]:
         raise ConfigError(f"cross-validation: a fold has {len(train)} training patient(s); it needs 2 or more (one "
                           "selects the checkpoint): use fewer folds or more patients")
     return [random.Random(seed).choice(sorted(train))]
+
+
+def _check_same_grouping(plan: CrossValidationPlan, cv_dir: Path) -> None:
+    """Refuse to resume when the data's folders or their people have changed since the plan: the folds and
+    baselines left to run would read another grouping than the finished ones, and the table would mix the two."""
+    _, grouping = read_grouped_records(plan.config.data)
+    changed = sorted(set(grouping) ^ set(plan.grouping)) + sorted(
+        folder for folder in set(grouping) & set(plan.grouping) if grouping[folder] != plan.grouping[folder])
+    if changed:
+        folder = changed[0]
+        now, then = grouping.get(folder, "no folder"), plan.grouping.get(folder, "no folder")
+        raise DataError(f"{cv_dir / PLAN_FILE}: the data changed since this cross-validation started ({folder}: "
+                          f"now {now}, then {then}; {len(changed)} folder(s) differ); restore it, or start a new "
+                          "--cv")
 
 
 def read_plan(cv_dir: Path) -> CrossValidationPlan:

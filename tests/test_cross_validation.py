@@ -213,6 +213,27 @@ def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, 
     assert code == 2 and len(err) == 1 and flags[0] in err[0] and "plan stored in" in err[0] and "--cv K" not in err[0]
 
 
+def test_resume_cv_refuses_data_whose_people_changed_since_the_plan(compared, tmp_path, capsys):
+    # the folds left to run and the baselines would read another grouping than the finished folds did
+    cv_dir = copy_of(compared, tmp_path)
+    plan = json.loads((cv_dir / PLAN_FILE).read_text())
+    plan["grouping"]["phantom_02"] = "bob"  # as if a grouping file had said so when the cv started
+    (cv_dir / PLAN_FILE).write_text(json.dumps(plan))
+    code = main(["--resume_cv", str(cv_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "the data changed since this cross-validation started (phantom_02: now phantom_02, then bob" in err[0]
+
+
+def test_a_cv_on_an_unreadable_image_writes_nothing(grouped_export, tmp_path, capsys):
+    image = sorted((grouped_export / "data_0513_03" / "ft1").glob("*.png"))[0]
+    image.write_bytes(image.read_bytes()[:40])  # cut short
+    code = main(["--data_dir", str(grouped_export), "--output_dir", str(tmp_path / "out"), "--cv", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and image.name in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_cv_output_inside_the_data_is_refused_before_anything_is_written(grouped_export, capsys):
     before = sorted(grouped_export.rglob("*"))
     code = main(["--data_dir", str(grouped_export), "--output_dir", str(grouped_export / "data_0513_02"),
