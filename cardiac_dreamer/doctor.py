@@ -4,10 +4,10 @@ every rule training applies and summarises it, without training or writing anyth
 It runs the readers training runs (records; every image checked by :mod:`~cardiac_dreamer.data.image_check`, as
 training does before it writes anything; grouping, split, label consistency), so a directory that passes here loads
 in training, and fails with the same messages when it does not. Problems are collected rather than stopping at the
-first, so one pass over a broken export lists what to fix: every entry of every patient folder is read and the
-images of every good entry decoded; each problem is logged, and one :class:`DataError` names how many there are and
-the first. Grouping and split problems are reported once the records are clean, because the split is computed from
-them.
+first, so one pass over a broken export lists what to fix: the grouping file is read, every entry of every patient
+folder, images shared between patients looked for, and the images of every good entry training keeps decoded
+(``data.max_pairs_per_patient`` keeps some); each problem is logged, and one :class:`DataError` names how many there
+are and the first. Split problems are reported once the records are clean, because the split is computed from them.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -24,13 +24,16 @@ from .data.chains import check_frame_numbers
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import scan_images
 from .data.transforms import TWELVE_BIT_MAX
-from .data.prepare import PreparedData, prepare_data
-from .data.records import TransitionRecord, find_patient_folders, read_patient_records
+from .data.prepare import PreparedData, folder_grouping, prepare_data
+from .data.records import (
+    TransitionRecord, evenly_spaced, find_patient_folders, read_patient_records, refuse_images_shared_between_patients,
+)
 from .data.splits import SPLIT_NAMES, folders_by_patient
 from .errors import DataError
 from .geometry import AXIS_NAMES, AXIS_UNITS
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_LOGGED_PROBLEMS = 20  # a directory of missing images should not flood the terminal
 LABELS = ("at1", "action_change", "at2")  # record fields, mm and degrees
@@ -111,13 +114,16 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
     data_dir = Path(cfg.data_dir)
     folders = find_patient_folders(data_dir)
     problems: List[str] = []
-    records: List[TransitionRecord] = []
+    grouping = _collected(problems, folder_grouping, cfg, folders) or {}
+    by_folder: List[List[TransitionRecord]] = []
     for folder in folders:
-        try:
-            records.extend(read_patient_records(data_dir, folder, problems=problems))
-        except DataError as error:
-            problems.append(str(error))
-    images = scan_images(records, cfg.image_size)
+        by_folder.append(_collected(problems, read_patient_records, data_dir, folder, grouping.get(folder, folder),
+                                    problems=problems) or [])
+    records = [record for records in by_folder for record in records]
+    _collected(problems, refuse_images_shared_between_patients, records)
+    # training decodes the images of the entries it keeps (data.max_pairs_per_patient spreads them over a folder)
+    images = scan_images([record for records in by_folder
+                          for record in evenly_spaced(records, cfg.max_pairs_per_patient)], cfg.image_size)
     problems.extend(images.problems)
     if not problems:
         try:
@@ -141,6 +147,15 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         consistency=check_label_consistency(records),
         composition=composition,
     )
+
+
+def _collected(found: List[str], check: Callable[..., T], *args, **kwargs) -> Optional[T]:
+    """``check(*args, **kwargs)``, or None with its DataError appended to ``found``: one pass lists them all."""
+    try:
+        return check(*args, **kwargs)
+    except DataError as error:
+        found.append(str(error))
+        return None
 
 
 def _label_ranges(records: Sequence[TransitionRecord]) -> Dict[str, List[Tuple[float, float]]]:

@@ -158,6 +158,26 @@ def test_a_subset_is_described_as_spread_over_each_folder(real_export):
     assert "training will use 2 pairs of each folder, spread evenly over it" in summary
 
 
+def test_a_patient_folder_linked_in_twice_is_reported_beside_the_other_problems(real_export, caplog):
+    # the leak check ran only on clean records, so it surfaced on the next pass, after the other fix
+    (real_export / "data_0513_04").symlink_to(real_export / "data_0513_01", target_is_directory=True)
+    image = real_export / "data_0513_02" / "ft2" / "frames_0513_02_0001.png"
+    image.write_bytes(b"not an image")
+    with caplog.at_level(logging.ERROR), pytest.raises(DataError, match=r"and 1 more problems"):
+        check_data(data_config(real_export))
+    logged = " ".join(record.getMessage() for record in caplog.records if record.levelno == logging.ERROR)
+    assert "cannot decode image" in logged and "data_0513_04" in logged
+
+
+def test_an_image_training_leaves_out_of_its_subset_is_not_a_problem_as_in_training(real_export):
+    # 2 pairs of 4 kept per folder: the first and the last entry (data.max_pairs_per_patient)
+    image = real_export / "data_0513_02" / "ft1" / "frames_0513_02_0001.png"  # entry 1's t1 image only
+    image.write_bytes(b"not an image")
+    check_data(data_config(real_export, **{"data.max_pairs_per_patient": 2}))
+    with pytest.raises(DataError, match="cannot decode image"):
+        check_data(data_config(real_export))
+
+
 def test_a_transitions_file_that_is_a_directory_is_reported_not_skipped(real_export, capsys):
     path = real_export / "data_0513_03" / TRANSITIONS_FILE
     path.unlink()

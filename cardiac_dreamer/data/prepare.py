@@ -91,11 +91,14 @@ def read_grouped_records(cfg: DataConfig, recorded: Optional[Dict[str, str]] = N
     folders = find_patient_folders(cfg.data_dir)
     if recorded is not None:
         grouping = {folder: recorded.get(folder, folder) for folder in folders}
-    elif cfg.grouping_file:
-        grouping = read_grouping(_grouping_path(cfg), folders)
     else:
-        grouping = {folder: folder for folder in folders}
+        grouping = folder_grouping(cfg, folders)
     return read_records(cfg.data_dir, folders, grouping, cfg.max_pairs_per_patient), grouping
+
+
+def folder_grouping(cfg: DataConfig, folders: Sequence[str]) -> Dict[str, str]:
+    """``{folder: patient_id}`` from ``cfg.grouping_file``, every folder its own patient without one."""
+    return read_grouping(_grouping_path(cfg), folders) if cfg.grouping_file else {folder: folder for folder in folders}
 
 
 def build_datasets(

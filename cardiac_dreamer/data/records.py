@@ -156,7 +156,7 @@ def read_records(
     folders = find_patient_folders(data_dir) if folders is None else list(folders)
     grouping = grouping or {}
     by_folder = [read_patient_records(data_dir, folder, grouping.get(folder, folder)) for folder in folders]
-    _refuse_images_shared_between_patients(record for records in by_folder for record in records)
+    refuse_images_shared_between_patients(record for records in by_folder for record in records)
     records = [record for records in by_folder for record in evenly_spaced(records, max_pairs_per_patient)]
     logger.info("read %d transitions from %d patient folders in %s", len(records), len(folders), data_dir)
     return records
@@ -227,7 +227,7 @@ def _refuse_non_utf8_name(path: Path, what: str) -> None:
                     "folder in reports, plots and JSON files)")
 
 
-def _refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
+def refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
     """One image under two patients would put the same picture in two splits. Refused: one file reached from
     both (a symlinked image or patient folder, seen through as paths are resolved; a hard link, the same device
     and inode) and a copy (the same labels and the same bytes: a patient folder copied under another name).
