@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from .config import Config, apply_overrides, with_absolute_paths
 from .data.image_check import verify_images
 from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
-from .data.splits import PatientSplit, kfold_splits
+from .data.splits import PatientSplit, cross_validation_folds
 from .errors import ConfigError, DataError, Interrupted
 from .evaluation import evaluate_checkpoint
 from .evaluation import metrics as pose_metrics
@@ -187,12 +186,7 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
     # every folder and every image validated before anything is written
     records, grouping = read_grouped_records(config.data)
     verify_images(records, config.data.image_size)
-    patients = sorted(set(grouping.values()))
-    # a person held out by naming their scans' folders is held out once
-    test = list(dict.fromkeys(name if name in patients else grouping.get(name, name)
-                              for name in config.data.test_patients))
-    folds = kfold_splits(patients, k, seed=config.data.split_seed, test=test)
-    inner = [_inner_validation(fold.train, config.data.split_seed + index) for index, fold in enumerate(folds)]
+    folds, inner = cross_validation_folds(k, config.data.split_seed, grouping, config.data.test_patients)
     variants = list(VARIANTS) if compare else [config.model.variant]
     seed_list = [config.training.seed + offset for offset in range(seeds)]
     plan = CrossValidationPlan(config, variants, folds, inner, seed_list, grouping)
@@ -200,14 +194,6 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
         for seed in seed_list:
             plan.fold_config(variant, seed)
     return plan
-
-
-def _inner_validation(train: Sequence[str], seed: int) -> List[str]:
-    """One seeded patient of a fold's training patients: it selects the checkpoint, the rest train."""
-    if len(train) < 2:
-        raise ConfigError(f"cross-validation: a fold has {len(train)} training patient(s); it needs 2 or more (one "
-                          "selects the checkpoint): use fewer folds or more patients")
-    return [random.Random(seed).choice(sorted(train))]
 
 
 def _check_same_grouping(plan: CrossValidationPlan, cv_dir: Path) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
@@ -28,7 +28,7 @@ from .data.prepare import PreparedData, folder_grouping, prepare_data
 from .data.records import (
     TransitionRecord, evenly_spaced, find_patient_folders, read_patient_records, refuse_images_shared_between_patients,
 )
-from .data.splits import SPLIT_NAMES, folders_by_patient
+from .data.splits import SPLIT_NAMES, PatientSplit, cross_validation_folds, folders_by_patient
 from .errors import DataError
 from .geometry import AXIS_NAMES, AXIS_UNITS
 
@@ -54,6 +54,8 @@ class DataReport:
     composition: Optional[str] = None  # the model's composition mode, when the caller knows it
     dim_images: int = 0  # 16-bit files holding 12-bit values: nearly black once scaled
     first_dim_image: str = ""  # the first of them
+    folds: List[PatientSplit] = field(default_factory=list)  # data.cv_folds: the folds --cv trains
+    inner_val: List[List[str]] = field(default_factory=list)  # and the patient each fold selects on
 
     @property
     def num_pairs(self) -> int:
@@ -92,6 +94,9 @@ class DataReport:
         lines.append(f"composition: {self.consistency.summary()}")
         if self.composition is not None and not self.consistency.matches(self.composition):
             lines.append(f"  warning: model.composition is {self.composition}; the labels do not follow it")
+        if self.folds:
+            lines += self._fold_lines()
+            return "\n".join(lines)
         how = "manual" if cfg.manual_splits else f"automatic, seed {cfg.split_seed}"
         lines.append(f"split ({how}):")
         for name in SPLIT_NAMES:
@@ -102,6 +107,18 @@ class DataReport:
         if unused:
             lines.append(f"  unused (in no split): {', '.join(unused)}")
         return "\n".join(lines)
+
+
+    def _fold_lines(self) -> List[str]:
+        patients = self.prepared.samples_per_patient
+        lines = [f"cross-validation ({len(self.folds)} folds, seed {self.config.split_seed}):"]
+        for index, (fold, inner) in enumerate(zip(self.folds, self.inner_val), start=1):
+            pairs = sum(patients.get(p, 0) for p in fold.val)
+            lines.append(f"  fold {index}: reports {', '.join(fold.val)} ({pairs} pairs); selects on "
+                         f"{', '.join(inner)}; trains on {len(fold.train) - len(inner)} patients")
+        if self.folds[0].test:
+            lines.append(f"  held out of every fold: {', '.join(self.folds[0].test)}")
+        return lines
 
 
 def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_frames: int = 0) -> DataReport:
@@ -125,9 +142,13 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
     images = scan_images([record for records in by_folder
                           for record in evenly_spaced(records, cfg.max_pairs_per_patient)], cfg.image_size)
     problems.extend(images.problems)
+    folds: List[PatientSplit] = []
+    inner: List[List[str]] = []
     if not problems:
         try:
-            prepared = prepare_data(cfg)
+            if cfg.cv_folds:  # --cv's folds, not the single run's split
+                folds, inner = cross_validation_folds(cfg.cv_folds, cfg.split_seed, grouping, cfg.test_patients)
+            prepared = prepare_data(cfg, folds[0] if folds else None)
             if sequence_frames:
                 check_frame_numbers(prepared.sequence_records(), sequence_frames, cfg.data_dir)
         except DataError as error:
@@ -146,6 +167,8 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
         composition=composition,
+        folds=folds,
+        inner_val=inner,
     )
 
 

@@ -170,7 +170,6 @@ def usage_error(capsys, argv):
 
 @pytest.mark.parametrize("argv, first, second", [
     (["--check_data", "--benchmark"], "--check_data", "--benchmark"),
-    (["--check_data", "--cv", "3"], "--check_data", "--cv"),
     (["--benchmark", "--cv", "3"], "--benchmark", "--cv"),
     (["--cv", "3", "--resume_cv", "cv_x"], "--cv", "--resume_cv"),
     (["--resume-from-checkpoint", "last.ckpt", "--benchmark"], "--benchmark", "--resume_from_checkpoint"),

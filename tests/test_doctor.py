@@ -9,6 +9,7 @@ from PIL import Image
 from cardiac_dreamer.cli import train_command as train_cli
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data import TRANSITIONS_FILE, read_patient_records
+from cardiac_dreamer.cross_validation import plan_cross_validation
 from cardiac_dreamer.doctor import check_data
 from cardiac_dreamer.errors import DataError
 from test_bad_input import snapshot
@@ -176,6 +177,24 @@ def test_an_image_training_leaves_out_of_its_subset_is_not_a_problem_as_in_train
     check_data(data_config(real_export, **{"data.max_pairs_per_patient": 2}))
     with pytest.raises(DataError, match="cannot decode image"):
         check_data(data_config(real_export))
+
+
+def test_with_cv_folds_the_folds_are_checked_and_listed_as_cv_will_train_them(tmp_path, make_real_export, capsys):
+    folders = ("data_p1", "data_p2", "data_p3", "data_p4", "data_p5")
+    data_dir = make_real_export(tmp_path / "data", patients=folders, pairs=2, size=64)
+    cfg = data_config(data_dir, **{"data.cv_folds": 2, "data.test_patients": ["data_p5"]})
+    plan = plan_cross_validation(apply_overrides(Config(), {"data.data_dir": str(data_dir), "data.image_size": 64,
+                                                            "data.cv_folds": 2, "data.test_patients": ["data_p5"]}))
+    summary = check_data(cfg).summary()
+    assert "cross-validation (2 folds, seed 42):" in summary and "held out of every fold: data_p5" in summary
+    for index, (fold, inner) in enumerate(zip(plan.folds, plan.inner_val), start=1):
+        assert f"fold {index}: reports {', '.join(fold.val)} (4 pairs); selects on {inner[0]}; trains on 1 " in summary
+    assert train_cli.main(["--check_data", "--data_dir", str(data_dir), "--image_size", "64", "--cv", "2",
+                           "--test_patients", "data_p5"]) == 0
+    assert "cross-validation (2 folds, seed 42):" in capsys.readouterr().out
+    two_left = {"data.cv_folds": 2, "data.test_patients": ["data_p3", "data_p4", "data_p5"]}
+    with pytest.raises(DataError, match="a fold has 1 training patient"):  # what --cv 2 would refuse there
+        check_data(data_config(data_dir, **two_left))
 
 
 def test_a_transitions_file_that_is_a_directory_is_reported_not_skipped(real_export, capsys):

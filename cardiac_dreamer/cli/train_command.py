@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
              help="write the synthetic phantom into OUTPUT_DIR/demo_data (or use --data_dir) and train the debug "
              "preset on it; combines with --check_data, --benchmark and --cv")
     add_flag(modes, "--check_data", action="store_true",
-             help="validate the data directory against every rule, print a summary, and exit without training")
+             help="validate the data directory against every rule, print a summary, and exit without training "
+             "(with --cv K: the folds cross-validation would train)")
     add_flag(modes, "--benchmark", action="store_true",
              help="measure training throughput and memory for this config and print one JSON line")
     add_flag(modes, "--data_only", action="store_true",
@@ -304,6 +305,8 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     """The mode the flags select (None: plain training, or cross-validation when the config asks for folds); two
     modes at once, --demo where it has no place, or a modifier without its mode is a usage error naming both."""
     chosen = [mode for mode in MODES if getattr(args, mode.flag) not in (None, False, 0)]
+    if args.check_data and CROSS_VALIDATION in chosen:  # --check_data --cv K checks the folds --cv K would train
+        chosen.remove(CROSS_VALIDATION)
     empty = next((mode.flag for mode in chosen if isinstance(getattr(args, mode.flag), str)
                   and not getattr(args, mode.flag).strip()), None)
     if empty:  # an unset shell variable: training anew would not be what was asked

@@ -218,6 +218,23 @@ def kfold_splits(patients: Iterable[str], k: int, seed: int = 42, test: Sequence
     ]
 
 
+def cross_validation_folds(k: int, seed: int, grouping: Mapping[str, str], test_names: Sequence[str] = (),
+                           ) -> tuple[List[PatientSplit], List[List[str]]]:
+    """``(folds, inner)``: :func:`kfold_splits` of the grouping's patients, the ``test_names`` (patient ids or
+    folder names: a person held out by naming their scans' folders is held out once) outside all of them, and in
+    each fold one seeded training patient that selects the checkpoint."""
+    patients = sorted(set(grouping.values()))
+    test = list(dict.fromkeys(name if name in patients else grouping.get(name, name) for name in test_names))
+    folds = kfold_splits(patients, k, seed=seed, test=test)
+    inner = []
+    for index, fold in enumerate(folds):
+        if len(fold.train) < 2:
+            raise DataError(f"cross-validation: a fold has {len(fold.train)} training patient(s); it needs 2 or more "
+                            "(one selects the checkpoint): use fewer folds or more patients")
+        inner.append([random.Random(seed + index).choice(sorted(fold.train))])
+    return folds, inner
+
+
 def _suggestion(name: str, names: Sequence[str], shown: int = 8) -> str:
     """`` (did you mean 'x'? its patients: a, b, ...)``: what a mistyped name was probably meant to be."""
     close = difflib.get_close_matches(name, names, n=1)
