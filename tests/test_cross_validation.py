@@ -206,11 +206,15 @@ def test_a_fold_result_of_the_wrong_shape_is_one_line_naming_it(compared, tmp_pa
     assert code == 2 and len(err) == 1 and str(result) in err[0] and "delete it to redo the fold" in err[0], err
 
 
-@pytest.mark.parametrize("flags", [["--compare"], ["--seeds", "2"]])
-def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, capsys, flags):
+@pytest.mark.parametrize("flags, named", [(["--compare"], "--compare"), (["--seeds", "2"], "--seeds"),
+                                          (["--max_epochs", "5"], "training.max_epochs"),
+                                          (["--set", "training.lr=0.1"], "training.lr"), (["--config", "debug"], "--config")])
+def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, capsys, flags, named):
+    # the stored plan runs as it was: a setting given now would be ignored without a word
     code = main(["--resume_cv", str(compared.cv_dir), *flags])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and flags[0] in err[0] and "plan stored in" in err[0] and "--cv K" not in err[0]
+    assert code == 2 and len(err) == 1 and "plan stored in" in err[0] and "--cv K" not in err[0], err
+    assert err[0].startswith(f"error: {named}: ")
 
 
 def test_resume_cv_refuses_data_whose_people_changed_since_the_plan(compared, tmp_path, capsys):

@@ -185,6 +185,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) -> int:
     """The chosen mode, with every ending (an error, Ctrl-C, SIGTERM) turned into its message and exit code."""
     try:
+        if args.resume_cv and (args.config or flag_overrides(args)):  # they would be ignored, silently
+            given = "--config" if args.config else next(iter(flag_overrides(args)))
+            raise CardiacDreamerError(f"{given}: --resume_cv runs the plan stored in {args.resume_cv}, whose folds "
+                                      "keep the settings they started with; leave it out, or start a new --cv")
         config = _config(args, chosen)
         mode = chosen or (CROSS_VALIDATION if config.data.cv_folds else TRAINING)
         if (args.compare or args.seeds is not None) and mode is not CROSS_VALIDATION:
