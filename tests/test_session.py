@@ -256,6 +256,20 @@ def test_a_tensor_move_that_requires_grad_is_a_move():
                                [4.0, 0, 0, 0, 0, 0])
 
 
+def test_a_suggested_move_changed_in_place_by_the_caller_is_not_the_move_the_session_suggested():
+    # a loop that clips the returned move in place and makes it: the looks that chose -30 mm must stay, as they do
+    # when the loop clips a copy, since -5 mm is not the move they chose
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
+    far = np.array([30.0, 0, 0, 0, 0, 0])
+    guidance = session.update(far)
+    for _ in range(2):
+        guidance = session.update(far, executed_move=np.zeros(6))
+    np.clip(guidance.move, -5.0, 5.0, out=guidance.move)
+    after = session.update(far + guidance.move, executed_move=guidance.move)
+    assert after.frames_fused == 3
+    np.testing.assert_allclose(after.pose, [25.0, 0, 0, 0, 0, 0])
+
+
 class SequentialKnown(KnownPredictor):
     """A checkpoint with a trained sequential estimator of K = 3 frames that averages the carried estimates."""
 

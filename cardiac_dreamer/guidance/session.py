@@ -206,7 +206,8 @@ class GuidanceSession:
             arrived, move = self.within_arrival(pose), suggested_move(pose, self.composition)
             if self.settings.planner == "imagine":
                 move = self._imagine_best(look, move)
-        self._last = (torch.from_numpy(pose), torch.from_numpy(move), torch.zeros(6, dtype=torch.float64))
+        # copies: the caller owns the returned arrays (a loop may clip the move in place before making it)
+        self._last = (torch.tensor(pose), torch.tensor(move), torch.zeros(6, dtype=torch.float64))
         fused = self._fused_estimates()
         spread_mm, spread_deg = self._spread(pose, fused)
         return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(fused),
