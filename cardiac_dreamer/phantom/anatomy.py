@@ -121,11 +121,12 @@ def _chest_wall_center() -> Tuple[float, float, float]:
 def paint_volume(
     layers: Sequence[Ellipsoid], rng: np.random.Generator, box_mm: Tuple[np.ndarray, np.ndarray] = (
         VOLUME_MIN_MM, VOLUME_MAX_MM), voxel_mm: float = VOXEL_MM, echo_gradient: float = ECHO_GRADIENT_PER_MM,
+    background: float = TISSUE,
 ) -> torch.Tensor:
-    """Paint the layers on a voxel grid over ``box_mm`` (min, max corners) times a static texture:
-    ``[1, 1, Z, Y, X]`` float32 for grid_sample."""
+    """Paint the layers over ``background`` on a voxel grid over ``box_mm`` (min, max corners) times a static
+    texture (none when ``rng`` is None): ``[1, 1, Z, Y, X]`` float32 for grid_sample."""
     x, y, z = (np.arange(lo, hi + voxel_mm / 2, voxel_mm, dtype=np.float32) for lo, hi in zip(*box_mm))
-    volume = np.full((len(z), len(y), len(x)), TISSUE, dtype=np.float32)
+    volume = np.full((len(z), len(y), len(x)), background, dtype=np.float32)
     for layer in layers:
         rotation = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *layer.tilt], dtype=torch.float64))[:3, :3].numpy()
         box = _bounding_box(layer, rotation, (x, y, z))
@@ -143,7 +144,8 @@ def paint_volume(
         block = volume[box]
         block += inside * (layer.value - block)
     volume *= 1.0 + echo_gradient * y[None, :, None]
-    volume *= 1.0 + TEXTURE_STD * rng.standard_normal(volume.shape, dtype=np.float32)
+    if rng is not None:
+        volume *= 1.0 + TEXTURE_STD * rng.standard_normal(volume.shape, dtype=np.float32)
     return torch.from_numpy(volume)[None, None]
 
 

@@ -28,7 +28,7 @@ from .rendering import render_beating, render_slice
 
 VERSIONS = ("v4", "v3")
 DEFAULT_VERSION = "v4"
-GENERATOR_VERSIONS = {"v3": 3, "v4": 5}  # written into phantom.json; bump when a version's output changes
+GENERATOR_VERSIONS = {"v3": 3, "v4": 6}  # written into phantom.json; bump when a version's output changes
 GENERATOR_VERSION = GENERATOR_VERSIONS[DEFAULT_VERSION]
 PATIENT_FILE = "phantom.json"
 MIN_IMAGE_SIZE = 16
@@ -66,6 +66,7 @@ class PhantomPatient:
             if alike:
                 self.traits = self.traits.alike()
             self._volume = people.paint_phases(self.traits, rng)  # [2, 1, Z, Y, X]
+            self._wall = people.paint_wall(self.traits, rng)  # [2, 1, Z, Y, X]
             self._target = people.target_pose(self.traits)
 
     def __repr__(self) -> str:
@@ -94,7 +95,8 @@ class PhantomPatient:
         if self.traits is None:
             return render_slice(self._volume, self._target, pose, size, rng)
         cycle = tuple(rng.uniform(0.0, 1.0, 2)) if cycle is None else cycle
-        return render_beating(self._volume, people.BOX_MM, self._target, self.traits, pose, size, rng, cycle)
+        return render_beating(self._volume, people.BOX_MM, self._target, self.traits, pose, size, rng, cycle,
+                              self._wall, people.WALL_BOX_MM)
 
     def frame_cycle(self, frame: int) -> Optional[Tuple[float, float]]:
         """(cardiac, breathing) phase of frame number ``frame`` of this patient's sweeps (None for v3: static)."""

@@ -5,8 +5,9 @@ overstates how well a model generalises. Each patient draws :class:`Traits` (95 
 heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber proportions +-12 %, gain +-20 %,
 contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
 (aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
-proportions are what differ there. The chest wall under the probe (:func:`_window`) is painted over the heart, so
-the near field is alike in every patient and shows the probe's translations the same way in all.
+proportions are what differ there. The chest wall under the probe (:func:`_window`) is painted apart from the
+heart (:func:`paint_wall`) and shown above the pleura, so the near field is alike in every patient and shows the
+probe's translations the same way in all.
 
 Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
 per patient, end-diastole and end-systole (ventricles smaller with thicker walls, atria larger); a frame blends them
@@ -35,6 +36,9 @@ CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # as in v3: the section changes gra
 # the chest wall at the window: echo of its layers, the skin layer's depth and the pleura's thickness (mm)
 SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.9, 0.05, 0.95, 0.9  # dark muscle between bright lines
 SKIN_MM, PLEURA_MM = 9.0, 4.0
+# the chest wall seen by a probe anywhere on its sweeps (lateral and elevation out to the fan's corners, depth to
+# below the pleura), in the window's frame
+WALL_BOX_MM = (np.array([-130.0, -130.0, -30.0]), np.array([130.0, 130.0, 140.0]))
 HEART_CENTER_MM = np.array([0.0, 0.0, 65.0])  # a bigger heart grows about here: apex up, base down
 SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL = 0.78, 1.15, 1.45  # end-systole / end-diastole size factors
 
@@ -114,6 +118,17 @@ def paint_phases(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
     return torch.cat(volumes, 0)
 
 
+def paint_wall(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
+    """``[2, 1, Z, Y, X]`` over ``WALL_BOX_MM``: the chest wall's echo, and how much of the echo is the wall's (1
+    above the pleura's lower face, 0 below it, where the heart and the body show). Why apart from the heart: a
+    tilted probe's face stays on the skin, so the wall is sampled for the probe upright (``rendering._face_down``),
+    the heart for the probe as it is."""
+    echo = paint_volume(_window(traits), rng, WALL_BOX_MM, VOXEL_MM, 0.0)
+    pleura = replace(_window(traits)[0], value=1.0)
+    share = paint_volume([pleura], None, WALL_BOX_MM, VOXEL_MM, 0.0, background=0.0)
+    return torch.cat([echo, share], 0)
+
+
 def target_pose(traits: Traits) -> np.ndarray:
     """The patient's target view: at the acoustic window, aimed up the long axis of the average heart and off by
     ``traits.aim`` (the sonographer's own idea of the view); ``[4, 4]``."""
@@ -123,11 +138,12 @@ def target_pose(traits: Traits) -> np.ndarray:
 
 
 def heart_and_body(traits: Traits, systole: bool) -> List[Ellipsoid]:
-    """Painting order: lungs and fat, the heart placed by the patient's position and axis, the chest wall."""
+    """Painting order: lungs and fat, then the heart placed by the patient's position and axis (the chest wall is
+    painted apart: :func:`paint_wall`)."""
     turn = pose_to_matrix(torch.tensor([0.0, 0.0, 0.0, *traits.heart_tilt_deg], dtype=torch.float64)).numpy()
     shift = np.asarray(traits.heart_shift_mm)
     heart = [_moved(layer, turn[:3, :3], HEART_CENTER_MM, shift) for layer in _heart(traits, systole)]
-    return [*_body(), *heart, *_window(traits)]
+    return [*_body(), *heart]
 
 
 def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
@@ -166,9 +182,9 @@ def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
 
 
 def _window(traits: Traits) -> List[Ellipsoid]:
-    """The chest wall under the probe, painted over the heart (which lies behind it, never in it), so the near
-    field is alike in every patient but for the wall's thickness; why: translations must show there the same way
-    in every patient. Layers (depth at the target view): bright skin and subcutaneous fat (0-9 mm) over dark
+    """The chest wall under the probe, shown over the heart (which lies behind it, never in it), so the near field
+    is alike in every patient but for the wall's thickness; why: translations must show there the same way in every
+    patient. Layers (depth at the target view): bright skin and subcutaneous fat (0-9 mm) over dark
     muscle down to the leaning lower face (~32 mm, deeper posteriorly, so y shows) lined by the bright pleura; a
     bright costal cartilage right of the centre line (10-27 mm), whose edge x and pitch move sideways."""
     top = -PROBE_STANDOFF_MM

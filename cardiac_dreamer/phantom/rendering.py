@@ -5,7 +5,8 @@ once per step), so the sector grid is built once per image size and only the sec
 
 Two looks: v3 (a 90-degree fan whose square image shows the whole fan, half the pixels black, mild Gaussian
 speckle) and v4 (the fan of a real export: the square crops the fan's sides so ~27 % of the pixels are black;
-Rayleigh speckle grains, the patient's gain, contrast and attenuation, a beating heart and a breathing shift).
+Rayleigh speckle grains, the patient's gain, contrast and attenuation, a beating heart and a breathing shift, and a
+chest wall that follows the probe's face).
 """
 from __future__ import annotations
 
@@ -106,24 +107,40 @@ def render_slice(
 def render_beating(
     volumes: torch.Tensor, box_mm: Tuple[np.ndarray, np.ndarray], target: np.ndarray, traits: Traits,
     pose: Sequence[float], image_size: int, rng: np.random.Generator, cycle: Tuple[float, float],
+    wall: torch.Tensor, wall_box_mm: Tuple[np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """v4: the frame at ``pose`` at ``cycle`` = (cardiac, breathing) phase: ``[S, S]`` uint8, black outside the fan.
 
     ``volumes`` ``[2, 1, Z, Y, X]`` are end-diastole and end-systole; the frame blends their echoes by the
-    contraction. Breathing moves the heart against the probe, so the image moves although the pose does not.
+    contraction. Breathing moves the heart against the probe, so the image moves although the pose does not. Above
+    the pleura the frame shows the chest wall ``wall`` (``[2, 1, Z, Y, X]``: echo, and the wall's share of it) under
+    the probe's face.
     """
     grid = sector_grid(image_size, V4_WIDTH_MM)
     probe = target @ pose_to_matrix(torch.as_tensor(pose, dtype=torch.float64)).numpy()  # [4, 4] heart frame
+    wall_echo, wall_share = sample_sector(wall, wall_box_mm, _face_down(probe), grid.points_mm)  # [N] each
     probe[:3, 3] -= breathing_shift_mm(cycle[1], traits)
     diastole, systole = sample_sector(volumes, box_mm, probe, grid.points_mm)  # [N] each
     squeeze = contraction(cycle[0])
     echo = (1.0 - squeeze) * diastole + squeeze * systole
+    echo = wall_share * wall_echo + (1.0 - wall_share) * echo
     kept = COMPENSATED_GAIN + (1.0 - COMPENSATED_GAIN) * np.exp(-grid.distance_mm / traits.attenuation_mm)
     gain = (traits.gain * kept).astype(np.float32)
     shown = np.clip(echo * gain * _speckle(rng, image_size)[grid.pixel_index], 0.0, 1.0) ** traits.contrast
     image = np.zeros(image_size * image_size, dtype=np.uint8)
     image[grid.pixel_index] = np.round(shown * 255.0).astype(np.uint8)
     return image.reshape(image_size, image_size)
+
+
+def _face_down(probe: np.ndarray) -> np.ndarray:
+    """The probe at the same place and turned the same way about the beam, but facing straight in: the chest wall
+    under a tilted probe, whose face stays on the skin and whose near field follows it."""
+    lateral = probe[:2, 0]
+    cos, sin = lateral / max(float(np.hypot(*lateral)), 1e-9)
+    upright = np.eye(4)
+    upright[:2, :2] = [[cos, -sin], [sin, cos]]
+    upright[:3, 3] = probe[:3, 3]
+    return upright
 
 
 def _speckle(rng: np.random.Generator, image_size: int) -> np.ndarray:
