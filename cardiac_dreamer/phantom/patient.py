@@ -41,8 +41,8 @@ class PhantomPatient:
     for ``seed`` and ``version``: the same heart, the same target view.
 
     ``render`` is cheap (a few ms at 224 px on one CPU core): building the patient paints its volume once (~0.5 s,
-    v4 paints two: end-diastole and end-systole). ``alike`` (v4): the average patient's anatomy and look with this
-    patient's beat, breath and speckle (:meth:`~.people.Traits.alike`); no export writes it.
+    v4 paints three: end-diastole, end-systole and the chest wall). ``alike`` (v4): the average patient's anatomy
+    and look with this patient's beat, breath and speckle (:meth:`~.people.Traits.alike`); no export writes it.
     """
 
     def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION,

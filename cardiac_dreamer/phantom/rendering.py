@@ -136,7 +136,8 @@ def _face_down(probe: np.ndarray) -> np.ndarray:
     """The probe at the same place and turned the same way about the beam, but facing straight in: the chest wall
     under a tilted probe, whose face stays on the skin and whose near field follows it."""
     lateral = probe[:2, 0]
-    cos, sin = lateral / max(float(np.hypot(*lateral)), 1e-9)
+    length = float(np.hypot(*lateral))
+    cos, sin = lateral / length if length > 1e-6 else (1.0, 0.0)  # a beam lying flat on the skin: no turn to read
     upright = np.eye(4)
     upright[:2, :2] = [[cos, -sin], [sin, cos]]
     upright[:3, 3] = probe[:3, 3]
