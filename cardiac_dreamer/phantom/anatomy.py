@@ -14,7 +14,7 @@ shows near the probe, roll grows with depth and yaw with the distance from the c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -119,7 +119,7 @@ def _chest_wall_center() -> Tuple[float, float, float]:
 
 
 def paint_volume(
-    layers: Sequence[Ellipsoid], rng: np.random.Generator, box_mm: Tuple[np.ndarray, np.ndarray] = (
+    layers: Sequence[Ellipsoid], rng: Optional[np.random.Generator], box_mm: Tuple[np.ndarray, np.ndarray] = (
         VOLUME_MIN_MM, VOLUME_MAX_MM), voxel_mm: float = VOXEL_MM, echo_gradient: float = ECHO_GRADIENT_PER_MM,
     background: float = TISSUE,
 ) -> torch.Tensor:

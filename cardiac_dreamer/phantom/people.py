@@ -38,7 +38,7 @@ SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.9, 0.05, 0.95, 0.9  # dark muscle betwe
 SKIN_MM, PLEURA_MM = 9.0, 4.0
 # the chest wall seen by a probe anywhere on its sweeps (lateral and elevation out to the fan's corners, depth to
 # below the pleura), in the window's frame
-WALL_BOX_MM = (np.array([-130.0, -130.0, -30.0]), np.array([130.0, 130.0, 140.0]))
+WALL_BOX_MM = (np.array([-130.0, -130.0, -50.0]), np.array([130.0, 130.0, 140.0]))
 HEART_CENTER_MM = np.array([0.0, 0.0, 65.0])  # a bigger heart grows about here: apex up, base down
 SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL = 0.78, 1.15, 1.45  # end-systole / end-diastole size factors
 
@@ -123,9 +123,10 @@ def paint_wall(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
     above the pleura's lower face, 0 below it, where the heart and the body show). Why apart from the heart: a
     tilted probe's face stays on the skin, so the wall is sampled for the probe upright (``rendering._face_down``),
     the heart for the probe as it is."""
-    echo = paint_volume(_window(traits), rng, WALL_BOX_MM, VOXEL_MM, 0.0)
-    pleura = replace(_window(traits)[0], value=1.0)
-    share = paint_volume([pleura], None, WALL_BOX_MM, VOXEL_MM, 0.0, background=0.0)
+    layers = _window(traits)
+    echo = paint_volume(layers, rng, WALL_BOX_MM, VOXEL_MM, ECHO_GRADIENT_PER_MM)
+    share = paint_volume([replace(layer, value=1.0) for layer in layers], None, WALL_BOX_MM, VOXEL_MM, 0.0,
+                         background=0.0)
     return torch.cat([echo, share], 0)
 
 
@@ -186,7 +187,7 @@ def _window(traits: Traits) -> List[Ellipsoid]:
     is alike in every patient but for the wall's thickness; why: translations must show there the same way in every
     patient. Layers (depth at the target view): bright skin and subcutaneous fat (0-9 mm) over dark
     muscle down to the leaning lower face (~32 mm, deeper posteriorly, so y shows) lined by the bright pleura; a
-    bright costal cartilage right of the centre line (10-27 mm), whose edge x and pitch move sideways."""
+    bright costal cartilage right of the centre line (10-27 mm), whose edge x and yaw move sideways."""
     top = -PROBE_STANDOFF_MM
     wall = _chest_wall_center() + np.array([0.0, 0.0, traits.wall_mm])
     lean = (CHEST_WALL_LEAN_DEG, 0.0, 0.0)
