@@ -6,7 +6,7 @@ heart's position in the chest +-10 mm and its long axis +-15 degrees, chamber pr
 contrast, attenuation, heart and breathing rates). The target view is the acoustic window the probe rests on
 (aimed a little differently per patient), alike in every patient, so the heart's size, position, axis and
 proportions are what differ there. The chest wall under the probe (:func:`_window`) is painted apart from the
-heart (:func:`paint_wall`) and shown above the pleura, so the near field is alike in every patient and shows the
+heart (:func:`paint_wall`) and shown wherever it lies, so the near field is alike in every patient and shows the
 probe's translations the same way in all.
 
 Same heart frame as :mod:`.anatomy` (x lateral, y posterior, z from the apex to the base). Two volumes are painted
@@ -120,7 +120,7 @@ def paint_phases(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
 
 def paint_wall(traits: Traits, rng: np.random.Generator) -> torch.Tensor:
     """``[2, 1, Z, Y, X]`` over ``WALL_BOX_MM``: the chest wall's echo, and how much of the echo is the wall's (1
-    above the pleura's lower face, 0 below it, where the heart and the body show). Why apart from the heart: a
+    inside any of its layers, 0 below them, where the heart and the body show). Why apart from the heart: a
     tilted probe's face stays on the skin, so the wall is sampled for the probe upright (``rendering._face_down``),
     the heart for the probe as it is."""
     layers = _window(traits)

@@ -112,8 +112,8 @@ def render_beating(
     """v4: the frame at ``pose`` at ``cycle`` = (cardiac, breathing) phase: ``[S, S]`` uint8, black outside the fan.
 
     ``volumes`` ``[2, 1, Z, Y, X]`` are end-diastole and end-systole; the frame blends their echoes by the
-    contraction. Breathing moves the heart against the probe, so the image moves although the pose does not. Above
-    the pleura the frame shows the chest wall ``wall`` (``[2, 1, Z, Y, X]``: echo, and the wall's share of it) under
+    contraction. Breathing moves the heart against the probe, so the image moves although the pose does not. Where
+    the chest wall ``wall`` lies, the frame shows it (``[2, 1, Z, Y, X]``: echo, and the wall's share of it) under
     the probe's face.
     """
     grid = sector_grid(image_size, V4_WIDTH_MM)
