@@ -3,11 +3,12 @@
     python benchmarks/learning_check.py --set loss.lambda_consistency=0.5
     python benchmarks/learning_check.py --patients 3 --pairs 160 --set model.token_type=spatial
 
-Trains a tiny world model (the demo's ResNet-18, d_model 32, 1 layer, 64 px, 8 epochs in precision 16) as
-tests/test_world_model.py does (:func:`brief_training`), on ``--patients`` training patients plus one to validate and
-one held out, and prints one JSON line: the settings, seconds, the image-only guidance MAE over the training mean's
-per axis (``guidance_vs_mean``) and the move-transfer slopes. About 50 s on 2 CPU cores at the defaults
-(``--set model.backbone=resnet34``, the guide's backbone: about 90 s, and it learns less in so brief a training).
+Trains a tiny world model (the demo's ResNet-18 and channel tokens, d_model 32, 1 layer, 64 px, 8 epochs in
+precision 16) as tests/test_world_model.py does (:func:`brief_training`), on ``--patients`` training patients plus
+one to validate and one held out, and prints one JSON line: the settings, seconds, the image-only guidance MAE over
+the training mean's per axis (``guidance_vs_mean``) and the move-transfer slopes. About 50 s on 2 CPU cores at the
+defaults (``--set model.backbone=resnet34``, the guide's backbone: about 90 s, and it learns less in so brief a
+training).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from cardiac_dreamer.training import Trainer
 
 SETTINGS = {  # a tiny world model, trained briefly; tests/test_world_model.py trains it too
     "data.image_size": 64, "data.manual_splits": True,
-    "model.backbone": "resnet18", "model.d_model": 32, "model.num_heads": 2, "model.num_layers": 1,
+    "model.backbone": "resnet18", "model.token_type": "channel", "model.d_model": 32, "model.num_heads": 2,
+    "model.num_layers": 1,
     "training.batch_size": 16, "training.max_epochs": 8, "training.lr": 2e-3, "training.scheduler": "cosine",
     "training.warmup_epochs": 1, "training.precision": "16", "training.num_workers": 0,
 }

@@ -1,7 +1,7 @@
 """Per-update latency of a GuidanceSession on this machine: one JSON line per (preset, planner).
 
     OMP_NUM_THREADS=2 python benchmarks/session_latency.py --presets production,debug --planners direct,imagine
-    python benchmarks/session_latency.py --presets production --planners imagine --set model.token_type=spatial
+    python benchmarks/session_latency.py --presets production --planners imagine --set model.token_type=channel
     python benchmarks/session_latency.py --presets production --precision bf16   # where the CPU has native bf16
 
 An update is what a deployment pays per frame: preprocessing (gray conversion, resize), one backbone pass over the

@@ -32,7 +32,7 @@ def write(tmp_path, text, name="config.yaml"):
 def test_defaults_are_the_guides():
     config = Config()
     assert (config.model.d_model, config.model.num_heads, config.model.num_layers) == (768, 12, 6)
-    assert config.model.token_type == "channel"
+    assert config.model.token_type == "spatial"  # the guide names both; spatial is ten times cheaper to imagine with
     assert (config.training.batch_size, config.training.max_epochs, config.training.lr) == (16, 150, 2e-4)
     assert config.training.early_stop_patience == 20
     assert (config.loss.lambda_latent, config.loss.lambda_t2_action, config.loss.smooth_l1_beta) == (0.2, 1.0, 1.0)

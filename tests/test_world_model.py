@@ -2,7 +2,7 @@
 with a tiny transformer, the default loss weights): the image-only guidance of a held-out patient beats predicting the
 training mean, and the imagined pose moves by the move it is given on every axis.
 
-The training is brief (about 75 s on 2 CPU cores): 6 patients of 80 pairs, 8 epochs, the default channel tokens.
+The training is brief (about 75 s on 2 CPU cores): 6 patients of 80 pairs, 8 epochs, the demo's channel tokens.
 Measured with it: the guidance MAE is 0.45 of the training mean's averaged over the axes, move-transfer slopes
 0.78-1.00. Spatial tokens pass the same bars (0.41, slopes 0.87-0.97) but are left to ``python
 benchmarks/learning_check.py --set model.token_type=spatial``, to keep the suite's time; their shapes and gradients

@@ -4,11 +4,11 @@ Why: torch allocates CPU tensors with ``malloc``. glibc serves blocks above its 
 returns them to the system on ``free``; smaller ones come from the heap, which keeps what is freed. The threshold
 starts at 128 KiB but rises to the size of every mmapped block freed (up to 32 MiB), so after the first training
 step most activations (1-32 MB each at 224 px, batch 16) are carved from the heap, and the heap grows with
-fragmentation step after step: production fp32 at batch 16 peaked at 6.8 GB, and held 3-5 GB between steps where
-the live tensors are 1.8 GB. A fixed threshold of 1 MiB keeps every tensor of a megabyte or more on ``mmap``
-(peak 5.6 GB, 1.8 GB between steps). The price is time: every step's activations are fresh pages the kernel maps and
-zeroes, and a demo epoch on 2 CPU cores took 69.9 s against 43.8 s. So the policy is opt-in, for a CPU training
-that would not fit in memory otherwise: ``CARDIAC_DREAMER_HEAP_POLICY=mmap``.
+fragmentation step after step: production fp32 at batch 16 (with channel tokens) peaked at 6.8 GB, and held 3-5 GB
+between steps where the live tensors are 1.8 GB. A fixed threshold of 1 MiB keeps every tensor of a megabyte or more
+on ``mmap`` (peak 5.6 GB, 1.8 GB between steps). The price is time: every step's activations are fresh pages the
+kernel maps and zeroes, and a demo epoch on 2 CPU cores took 69.9 s against 43.8 s. So the policy is opt-in, for a
+CPU training that would not fit in memory otherwise: ``CARDIAC_DREAMER_HEAP_POLICY=mmap``.
 
 :func:`apply_heap_policy` sets it through ``mallopt`` (glibc only; elsewhere nothing happens). Any ``MALLOC_*_``
 variable or ``glibc.malloc`` tunable of the user's rules alone.
