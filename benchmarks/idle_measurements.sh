@@ -3,8 +3,8 @@
 # idle_measurements.jsonl). Refuses to start while the 1-minute load average is 0.5 or more (a busy 2-core machine
 # made a run 5.7x slower): FORCE=1 to run anyway, and then do not report the times.
 #   bash benchmarks/idle_measurements.sh DATA_150K [OUT]       # DATA_150K from benchmarks/make_phantom.py
-# About 45 minutes on 2 cores: loader 5 min (plus the one-time pack build, 3 min), validation 2 min, memory 15 min,
-# contention 25 min.
+# About 40 minutes on 2 cores: loader 5 min (plus the one-time pack build, 3 min), validation 2 min, memory a few
+# minutes (15 with channel tokens), contention 25 min.
 set -euo pipefail
 data=$(realpath "${1:?usage: idle_measurements.sh DATA_150K [OUT]}")  # both named from where it was started
 out=$(realpath "${2:-idle_measurements.jsonl}")

@@ -49,7 +49,8 @@ def measure(preset: str, planner: str, history: int, updates: int, warmup: int, 
         if number >= warmup:
             seconds.append(time.perf_counter() - started)
     return {
-        "preset": preset, "overrides": overrides, "image_size": config.data.image_size, "d_model": config.model.d_model,
+        "preset": preset, "overrides": overrides, "token_type": config.model.token_type,
+        "image_size": config.data.image_size, "d_model": config.model.d_model,
         "num_layers": config.model.num_layers, "precision": predictor.precision.name, "planner": planner,
         "history": history, "updates": updates,
         "update_median_ms": round(1000 * statistics.median(seconds), 2),
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="updates run first and not measured (more than "
                         "--history: the first ones hold still and plan nothing)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="change a preset's setting (e.g. model.token_type=spatial); repeatable")
+                        help="change a preset's setting (e.g. model.token_type=channel); repeatable")
     parser.add_argument("--precision", default="32", help="the Predictor's: 32, or bf16 (fp32 where the CPU lacks "
                         "native bf16; the line records what ran)")
     args = parser.parse_args(argv)

@@ -155,6 +155,8 @@ def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
     run = only_run_dir(tmp_path)
     for name in GUIDE_FILES:
         assert (run / name).exists(), name
+    # the demo's figures were measured with channel tokens, which its preset keeps while the default is spatial
+    assert json.loads((run / "experiment_config.json").read_text())["config"]["model"]["token_type"] == "channel"
 
 
 def usage_error(capsys, argv):

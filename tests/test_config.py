@@ -131,7 +131,7 @@ def test_precision_spellings_are_normalized():
 
 
 def test_config_round_trips_through_a_plain_dict():
-    config = apply_overrides(Config(), {"data.train_patients": "a,b", "model.token_type": "spatial"})
+    config = apply_overrides(Config(), {"data.train_patients": "a,b", "model.token_type": "channel"})  # not a default
     assert config.data.train_patients == ["a", "b"]
     assert Config.from_dict(config.to_dict()) == config
 

@@ -99,8 +99,9 @@ def run_benchmark(config: Config, steps: int = 10, warmup: int = 2, rounds: int 
     achieved = flops / step_median
     peak = peak_tflops if peak_tflops is not None else device_peak_tflops(trainer.device)
     result = {
-        "config": {"d_model": config.model.d_model, "num_heads": config.model.num_heads,
-                   "num_layers": config.model.num_layers, "image_size": config.data.image_size,
+        "config": {"token_type": config.model.token_type, "d_model": config.model.d_model,
+                   "num_heads": config.model.num_heads, "num_layers": config.model.num_layers,
+                   "image_size": config.data.image_size,
                    "batch_size": batch_size, "num_workers": config.training.num_workers,
                    "channels_last": config.training.channels_last, "compile": config.training.compile,
                    "activation_checkpointing": config.training.activation_checkpointing},

@@ -50,8 +50,8 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         # "32" gives the figures evaluation reports; "bf16" (or "16") trades ~0.1 mm / deg of rounding for speed
-        # where the hardware has it: on a CPU with native bf16 the production model imagines 2.1x faster with
-        # channel tokens, 1.6x with spatial ones (docs/performance.md). Elsewhere it falls back, saying so in one
+        # where the hardware has it: on a CPU with native bf16 the production model imagines 1.8x faster with
+        # spatial tokens, 1.9x with channel ones (docs/performance.md). Elsewhere it falls back, saying so in one
         # line, as training does. Whatever it computes in, what it returns is float32 or float64.
         self.precision = resolve_precision(normalize_precision(precision, "precision"), self.device)
         if model.config.sequence_frames and not self.sequence_frames:
