@@ -44,7 +44,7 @@ class Dreamer(nn.Module):
         num_layers: int = 6,
         dim_feedforward: int | None = None,
         dropout: float = 0.1,
-        token_type: str = "channel",
+        token_type: str = "spatial",
         attention_dropout: float = 0.0,
         activation_checkpointing: bool = False,
     ) -> None:
