@@ -138,6 +138,10 @@ class DataConfig:
     # Label-scarce experiments: the labels of this fraction of the training patients (at least one, seeded by
     # split_seed) are used; the other training patients' pairs train the world model as motion-only examples.
     label_fraction: float = ranged(1.0, 0.0, 1.0, low_open=True)
+    # 0: train on the export's pairs. N: each training pair's t2 is drawn again among the numbered frames of its
+    # sweep up to N frames after t1 (seeded by split_seed), so the world model sees moves of several mm and
+    # degrees, not only the export's sub-millimetre ones; validation and test keep the export's pairs.
+    pair_gap_frames: int = ranged(0, 0, 10**6)
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb
     cache_budget_mb: int = ranged(2048, 0, 10**7)  # 0 keeps no decoded image in memory
     # Above cache_budget_mb: "auto" decodes each patient's images once into a pack under disk_cache_dir and reads
@@ -337,7 +341,7 @@ RUN_KEYS = ARCHITECTURE_KEYS + (
     ("training", "plateau_factor"), ("training", "plateau_patience"), ("training", "min_lr"), ("training", "seed"),
     ("data", "manual_splits"), ("data", "train_patients"), ("data", "val_patients"), ("data", "test_patients"),
     ("data", "train_ratio"), ("data", "val_ratio"), ("data", "test_ratio"), ("data", "split_seed"),
-    ("data", "label_fraction"), ("data", "max_pairs_per_patient"))
+    ("data", "label_fraction"), ("data", "max_pairs_per_patient"), ("data", "pair_gap_frames"))
 
 
 # A schedule of optimizer steps (cosine, onecycle) is laid out by how many steps an epoch has: these set that.

@@ -77,7 +77,7 @@ def run_training(
         _check_own_run(resume_from, resume_state)
         split = PatientSplit.from_dict(resume_state.split or {})
     run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
-    prepared = prepare_data(config.data, split)
+    prepared = prepare_data(config.data, split, composition=config.model.composition)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
@@ -219,6 +219,8 @@ def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: st
             "at1": _target_stats([r.at1 for r in records]),
             "action_change": _target_stats([r.action_change for r in records]),
         }
+    if prepared.training_pairs != prepared.records["train"]:  # data.pair_gap_frames re-drew them along the sweeps
+        per_split["train"]["trained_action_change"] = _target_stats([r.action_change for r in prepared.training_pairs])
     return {
         "data_dir": str(Path(data_dir).resolve()),
         "patient_split": {p: name for name in SPLIT_NAMES for p in split[name]},

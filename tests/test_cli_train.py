@@ -95,6 +95,7 @@ def one_epoch_run(phantom_dir, tmp_path_factory):
     (["--lr", "1e-5"], "training.lr 0.0002"),  # the optimizer's restored state would keep the old rate
     (["--set", "training.weight_decay=0.5"], "training.weight_decay 0.01"),
     (["--test_patients", "phantom_01"], "data.manual_splits False"),  # the split comes from the checkpoint
+    (["--set", "data.pair_gap_frames=8"], "data.pair_gap_frames 0"),  # the pairs (and move statistics) it trained on
 ])
 def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming_it(one_epoch_run, capsys, flags,
                                                                                      named):

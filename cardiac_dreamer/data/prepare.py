@@ -12,10 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..config import DataConfig
+from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..errors import DataError
 from .dataset import TransitionsDataset
 from .normalization import NormalizationStats
+from .pair_gaps import regap_pairs
 from .records import TransitionRecord, find_patient_folders, read_records
 from .splits import SPLIT_NAMES, PatientSplit, automatic_split, manual_split, read_grouping
 
@@ -24,9 +28,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class PreparedData:
-    """Records of each split (``"train"``, ``"val"``, ``"test"``), the split, and the training statistics."""
+    """Records of each split (``"train"``, ``"val"``, ``"test"``) as exported, the pairs the model trains on, the
+    split, and the training statistics (of the pairs the model trains on)."""
 
     records: Dict[str, List[TransitionRecord]]
+    training_pairs: List[TransitionRecord]  # records["train"], each t2 re-drawn when data.pair_gap_frames is set
     split: PatientSplit
     stats: NormalizationStats
     samples_per_patient: Dict[str, int]  # every patient on disk, used or not
@@ -46,14 +52,15 @@ class PreparedData:
 
 
 def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
-                 grouping: Optional[Dict[str, str]] = None) -> PreparedData:
+                 grouping: Optional[Dict[str, str]] = None, composition: str = "additive") -> PreparedData:
     """Read and validate every patient folder of ``cfg.data_dir`` and split them by patient.
 
     The split comes from ``cfg`` (manual lists or a seeded automatic split) unless one is given, e.g. a fold of
     :func:`~cardiac_dreamer.data.kfold_splits` or the split stored in a checkpoint; a given split must only name
     patients that exist. ``grouping`` (a checkpoint's, ``{folder: patient_id}``) replaces ``cfg.grouping_file``.
-    Statistics are fitted on the training records (pose statistics on the labelled ones only, in label-scarce
-    runs): a new model takes them, a trained one carries its own.
+    Statistics are fitted on the pairs the model trains on (pose statistics on the labelled ones only, in
+    label-scarce runs): a new model takes them, a trained one carries its own. ``composition`` (the model's) turns
+    two poses into the move between them where ``cfg.pair_gap_frames`` re-draws the training pairs.
     """
     records, grouping = read_grouped_records(cfg, grouping)
     patients = sorted(set(grouping.values()))
@@ -68,11 +75,17 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
     split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
     by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}
     labelled = choose_labelled_patients(cfg, split)
-    stats = NormalizationStats.fit(by_split["train"], labelled)
+    training_pairs = regap_pairs(by_split["train"], cfg.pair_gap_frames, cfg.split_seed, composition)
+    stats = NormalizationStats.fit(training_pairs, labelled)
     for name in SPLIT_NAMES:
         logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
+    if cfg.pair_gap_frames:
+        moved = sum(pair.frame_t2 != record.frame_t2 for pair, record in zip(training_pairs, by_split["train"]))
+        logger.info("data.pair_gap_frames %d: %d of %d training pairs take a later t2 of their sweep; move std %s",
+                    cfg.pair_gap_frames, moved, len(training_pairs), _move_spread(training_pairs))
     return PreparedData(
         records=by_split,
+        training_pairs=training_pairs,
         split=split,
         stats=stats,
         samples_per_patient=dict(sorted(Counter(r.patient_id for r in records).items())),
@@ -114,7 +127,7 @@ def build_datasets(
         if not prepared.records[name]:
             continue
         datasets[name] = dataset_from_config(
-            prepared.records[name], cfg, normalize_images=normalize_images, cache_budget_mb=budget_mb,
+            prepared.training_pairs if name == "train" else prepared.records[name], cfg, normalize_images=normalize_images, cache_budget_mb=budget_mb,
             labelled_patients=prepared.labelled_patients if name == "train" else None,
         )
         budget_mb -= datasets[name].cache_mb
@@ -138,6 +151,12 @@ def dataset_from_config(
         disk_cache=cfg.disk_cache,
         disk_cache_dir=cfg.disk_cache_dir,
     )
+
+
+def _move_spread(records: Sequence[TransitionRecord]) -> str:
+    """The moves' std per axis, for the log: ``x 1.8 mm, ..., yaw 3.3 deg``."""
+    spread = np.std([record.action_change for record in records], axis=0) if records else np.zeros(6)
+    return ", ".join(f"{name} {value:.1f} {unit}" for name, value, unit in zip(AXIS_NAMES, spread, AXIS_UNITS))
 
 
 def choose_labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:

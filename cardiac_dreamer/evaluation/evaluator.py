@@ -148,7 +148,9 @@ def evaluate_checkpoint(
         log.warning("evaluating patients the model trained on (%s): their figures say little about new patients "
                     "(the test split holds those)", ", ".join(trained_on))
     log.info("evaluating %s on the %s split", checkpoint_path, split)
-    data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir))
+    # the export's pairs throughout: data.pair_gap_frames changes what a run trains on, never what it is scored on
+    data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir),
+                                   pair_gap_frames=0)
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
