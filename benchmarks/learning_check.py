@@ -49,7 +49,7 @@ def brief_training(scratch: Path, overrides: Optional[Dict[str, Any]] = None, pa
     # v3: the slopes and ratios in tests/test_world_model.py were measured on it (v4's moves are ~5x smaller)
     generate_phantom(data, num_patients=len(names), pairs_per_patient=pairs, image_size=64, seed=0, version="v3")
     config = apply_overrides(Config(), {**settings, "data.data_dir": str(data)})
-    prepared = prepare_data(config.data)
+    prepared = prepare_data(config.data, composition=config.model.composition)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     torch.manual_seed(0)
     model = build_model(config, prepared.stats)

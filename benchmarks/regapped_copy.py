@@ -41,8 +41,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.output_dir.exists():
         parser.error(f"{args.output_dir} exists; give a new folder")
+    folders = args.patients.split(",")
+    missing = [folder for folder in folders if not (args.data_dir / folder / TRANSITIONS_FILE).is_file()]
+    if missing:
+        parser.error(f"{args.data_dir} holds no patient folder {', '.join(missing)}")
     shutil.copytree(args.data_dir, args.output_dir, copy_function=_hard_link_or_copy)
-    for folder in args.patients.split(","):
+    for folder in folders:
         path = args.output_dir / folder / TRANSITIONS_FILE
         path.unlink()  # a hard link to the original's file: write a new one
         entries = json.loads((args.data_dir / folder / TRANSITIONS_FILE).read_text())

@@ -148,7 +148,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         try:
             if cfg.cv_folds:  # --cv's folds, not the single run's split
                 folds, inner = cross_validation_folds(cfg.cv_folds, cfg.split_seed, grouping, cfg.test_patients)
-            prepared = prepare_data(cfg, folds[0] if folds else None)
+            prepared = prepare_data(cfg, folds[0] if folds else None, composition=composition or "additive")
             if sequence_frames:
                 check_frame_numbers(prepared.sequence_records(), sequence_frames, cfg.data_dir)
         except DataError as error:

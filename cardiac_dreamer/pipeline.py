@@ -20,7 +20,7 @@ import numpy as np
 from .io.checkpoint import TrainingState, load_training_state
 from .config import Config, changed_keys, run_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
-from .data.image_check import verify_undecoded_images
+from .data.image_check import verify_images, verify_undecoded_images
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
@@ -84,6 +84,7 @@ def run_training(
     verify_undecoded_images(datasets.values(), config.data.image_size)  # not found mid-epoch, after writing
     if config.model.sequence_frames:  # the sequence stage runs after the fit: its data is checked before it
         check_frame_numbers(prepared.sequence_records(), config.model.sequence_frames, config.data.data_dir)
+        _verify_frames_left_out_of_training(prepared, config.data.image_size)
     consistency = check_label_consistency(prepared.records["train"])
     if not consistency.matches(config.model.composition):  # the rule --check_data warns by
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
@@ -203,6 +204,15 @@ def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:
     ensure_outside(Path(output_dir), data_dir, "output directory")
     root = RunDirectory.create(Path(output_dir)).root if dist.is_main_process() else None
     return RunDirectory(Path(dist.broadcast_object(str(root) if root else None)))
+
+
+def _verify_frames_left_out_of_training(prepared: PreparedData, image_size: int) -> None:
+    """The sequence stage reads every frame of the exported training pairs; the t2 images that data.pair_gap_frames
+    left out of training are checked now too, before anything is written."""
+    left_out = [record for record, pair in zip(prepared.records["train"], prepared.training_pairs)
+                if pair.image_t2 != record.image_t2]
+    if left_out:
+        verify_images(left_out, image_size)
 
 
 def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: str) -> Dict[str, Any]:

@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from cardiac_dreamer.config import DataConfig
+from cardiac_dreamer.config import Config, DataConfig, apply_overrides
 from cardiac_dreamer.data.chains import MAX_FRAME_STEP
 from cardiac_dreamer.data.pair_gaps import regap_pairs
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.data.records import TransitionRecord
+from cardiac_dreamer.errors import DataError
 from cardiac_dreamer.geometry import apply_move
+from cardiac_dreamer.pipeline import run_training
 from cardiac_dreamer.synthetic import generate_phantom
 from test_sequence import pose_of, record
+from test_trainer import TINY_BACKBONE
 
 
 def sweep(patient: str = "p1", frames: int = 40) -> list:
@@ -60,6 +63,12 @@ def test_a_pair_never_reaches_across_a_break_in_the_sweep_nor_into_another_folde
     assert regapped[2].frame_t2 == 1 and regapped[2].folder == "p1_scan2"
 
 
+def test_a_folder_holding_two_sweeps_numbered_alike_is_refused_naming_the_setting():
+    second = dataclasses.replace(record("p1", 0, 1), index=7, at1=(9.0,) * 6, at2=(9.5,) * 6)
+    with pytest.raises(DataError, match=r"p1: entry 7: frame 0 has another pose .* data.pair_gap_frames joins"):
+        regap_pairs(sweep() + [second], 10, seed=0)
+
+
 def test_pairs_without_frame_numbers_or_a_later_frame_are_kept_as_they_are():
     plain = TransitionRecord("p1", "p1", 0, Path("/a"), Path("/b"), "a", "b", (0.0,) * 6, (1.0,) * 6, (1.0,) * 6)
     last = record("p1", 5, 6)
@@ -80,3 +89,22 @@ def test_training_moves_grow_while_the_evaluated_pairs_and_the_exported_records_
     datasets = build_datasets(regapped, dataclasses.replace(base, pair_gap_frames=32))
     assert datasets["train"].records == regapped.training_pairs
     assert datasets["val"].records == exported.records["val"]
+
+
+def test_a_broken_frame_only_the_sequence_stage_reads_is_refused_before_the_run_is_made(tmp_path):
+    """Re-drawn pairs leave some exported t2 images out of training; the sequence stage still reads them, after
+    the fit, so they are checked before anything is written."""
+    generate_phantom(tmp_path / "data", num_patients=3, pairs_per_patient=60, image_size=32, seed=0)
+    settings = {"data.data_dir": str(tmp_path / "data"), "data.image_size": 32, "data.pair_gap_frames": 32,
+                "data.train_patients": ["phantom_01"], "data.val_patients": ["phantom_02"],
+                "data.test_patients": ["phantom_03"], "model.backbone": TINY_BACKBONE, "model.d_model": 16,
+                "model.num_heads": 2, "model.num_layers": 1, "model.sequence_frames": 3, "training.device": "cpu",
+                "training.num_workers": 0}
+    config = apply_overrides(Config(), settings)
+    prepared = prepare_data(config.data)
+    trained = {image for pair in prepared.training_pairs for image in (pair.image_t1, pair.image_t2)}
+    left_out = next(record.image_t2 for record in prepared.records["train"] if record.image_t2 not in trained)
+    left_out.write_bytes(b"not a png")
+    with pytest.raises(DataError, match=left_out.name):
+        run_training(config, tmp_path / "runs", progress=False, evaluate_test=False)
+    assert not list((tmp_path / "runs").glob("run_*"))

@@ -250,7 +250,7 @@ def test_a_folder_holding_two_sweeps_numbered_alike_is_refused_naming_the_frame(
     second = dataclasses.replace(record("p1", 0, 1), index=7, at1=(9.0,) * 6, at2=(9.5,) * 6)
     check_frame_numbers({"train": first, "val": [record("p2", 0, 1)]}, 3, "data")  # one sweep each: fine
     with pytest.raises(DataError, match=r"p1: entry 7: frame 0 has another pose than in p1: entry 0: "
-                                        r"model.sequence_frames chains .* one folder holds one sweep"):
+                                        r"model.sequence_frames joins .* one folder holds one sweep"):
         check_frame_numbers({"train": first + [second], "val": [record("p2", 0, 1)]}, 3, "data")
 
 

@@ -212,7 +212,7 @@ def _training_samples(config: Config, needed: int) -> Tuple[TransitionsDataset, 
     """``needed`` pairs from all splits in one uint8 dataset, the data's first pairs repeated when it has fewer (the
     benchmark measures steps, not generalization, and a large data set is not decoded for a few steps), and the
     training statistics a new model takes."""
-    prepared = prepare_data(config.data)
+    prepared = prepare_data(config.data, composition=config.model.composition)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name]]
     records = (records * math.ceil(needed / len(records)))[:needed]  # repeated images are decoded once
     return dataset_from_config(records, config.data), prepared.stats

@@ -29,13 +29,15 @@ MAX_FRAME_STEP = 8  # frames (about a quarter second at 30 per second): a longer
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame of a sweep: its image and its pose (at, mm and degrees)."""
+    """One frame of a sweep: its image (resolved, and as the transitions file writes it) and its pose (at, mm and
+    degrees)."""
 
     patient_id: str
     folder: str
     number: int
     image: Path
     pose: Tuple[float, ...]
+    image_rel: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,10 @@ def sweep_segments(records: Sequence[TransitionRecord]) -> List[List[Frame]]:
     by_folder: Dict[Tuple[str, str], Dict[int, Frame]] = {}
     for record in records:
         frames = by_folder.setdefault((record.patient_id, record.folder), {})
-        for number, image, pose in ((record.frame_t1, record.image_t1, record.at1),
-                                    (record.frame_t2, record.image_t2, record.at2)):
+        for number, image, image_rel, pose in ((record.frame_t1, record.image_t1, record.image_t1_rel, record.at1),
+                                               (record.frame_t2, record.image_t2, record.image_t2_rel, record.at2)):
             if number is not None and number not in frames:
-                frames[number] = Frame(record.patient_id, record.folder, number, image, pose)
+                frames[number] = Frame(record.patient_id, record.folder, number, image, pose, image_rel)
     segments: List[List[Frame]] = []
     for key in sorted(by_folder):
         ordered = [by_folder[key][number] for number in sorted(by_folder[key])]
@@ -89,10 +91,7 @@ def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frame
     frames to chain, naming the patients without numbers, and say which patients are left out for having none.
     Reads no image: cheap enough to run before training and in ``--check_data``."""
     for split in records.values():
-        renumbered = _renumbered_frame(split)
-        if renumbered:
-            raise DataError(f"{renumbered}: model.sequence_frames chains a folder's frames by number, so one folder "
-                            "holds one sweep (number a second sweep's frames apart, or give it its own folder)")
+        check_one_sweep_per_numbering(split, "model.sequence_frames")
     unnumbered = {name: sorted({record.patient_id for record in split
                                 if record.frame_t1 is None or record.frame_t2 is None})
                   for name, split in records.items()}
@@ -107,6 +106,15 @@ def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frame
     if left_out:
         logger.warning("model.sequence_frames: pairs without frame numbers are left out of the sequence stage "
                        "(patients %s)", ", ".join(left_out))
+
+
+def check_one_sweep_per_numbering(records: Sequence[TransitionRecord], setting: str) -> None:
+    """Refuse a folder that labels one frame number with two poses (two sweeps numbered alike): ``setting``, which
+    joins a folder's frames by number, would join the two sweeps."""
+    renumbered = _renumbered_frame(records)
+    if renumbered:
+        raise DataError(f"{renumbered}: {setting} joins a folder's frames by number, so one folder holds one sweep "
+                        "(number a second sweep's frames apart, or give it its own folder)")
 
 
 def _renumbered_frame(records: Sequence[TransitionRecord]) -> str:

@@ -5,24 +5,25 @@ std: 0.3-0.7), while guidance suggests moves of 5-20. A world model trained on s
 looks like, and its ``imagine`` planner ranks far larger moves than it ever saw. The numbered frames of a sweep
 (:mod:`cardiac_dreamer.data.chains`) give every pair of frames with the move between them exactly, so each training
 pair can be re-drawn with its t2 up to N frames after its t1. The t1 frames, and so what image-only guidance learns
-from, stay the export's; validation and test keep the export's pairs.
+from, stay the export's; validation and test keep the export's pairs. The re-drawn move is the difference of two
+labelled poses, which is the export's moves chained along the sweep (what a tracker gives), so a label-scarce run's
+unlabelled patients lend it no view label. Only later frames are drawn: a sweep that converges on the view makes
+the longer moves point toward it more often than the export's.
 """
 from __future__ import annotations
 
 import bisect
 import dataclasses
-from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..geometry import move_between
-from .chains import sweep_segments
+from .chains import Frame, check_one_sweep_per_numbering, sweep_segments
 from .records import TransitionRecord
 
 FrameKey = Tuple[str, str, int]  # patient, folder, frame number
-Frame = Tuple[int, Path, str, Tuple[float, ...]]  # number, image, image as written, pose
 Timeline = Tuple[List[int], List[Frame], int]  # a segment's frame numbers, its frames, one frame's place there
 
 
@@ -31,9 +32,11 @@ def regap_pairs(records: Sequence[TransitionRecord], max_gap_frames: int, seed: 
     """``records`` with each t2 re-drawn: a gap drawn uniformly from 1 to ``max_gap_frames`` frames, and the
     numbered frame of t1's sweep segment nearest t1 + gap that lies after t1 within ``max_gap_frames`` (the
     move between the two labelled poses under ``composition``). A record without frame numbers, or with no later
-    frame in reach, is kept as it is; ``max_gap_frames`` 0 keeps every record. Deterministic in ``seed``."""
+    frame in reach, is kept as it is; ``max_gap_frames`` 0 keeps every record. Deterministic in ``seed``. A folder
+    that numbers two sweeps alike is refused (DataError), as the sequence stage refuses it."""
     if not max_gap_frames:
         return list(records)
+    check_one_sweep_per_numbering(records, "data.pair_gap_frames")
     timelines = _timelines(records)
     rng = np.random.default_rng(seed)
     gaps = rng.integers(1, max_gap_frames + 1, len(records))
@@ -43,28 +46,22 @@ def regap_pairs(records: Sequence[TransitionRecord], max_gap_frames: int, seed: 
         if not reach:
             regapped.append(record)
             continue
-        number, image, image_rel, pose = min(reach, key=lambda frame: abs(frame[0] - record.frame_t1 - gap))
-        move = move_between(torch.tensor(record.at1, dtype=torch.float64), torch.tensor(pose, dtype=torch.float64),
-                            composition)
-        regapped.append(dataclasses.replace(record, image_t2=image, image_t2_rel=image_rel, at2=pose,
-                                            action_change=tuple(move.tolist()), frame_t2=number))
+        frame = min(reach, key=lambda later: abs(later.number - record.frame_t1 - gap))
+        move = move_between(torch.tensor(record.at1, dtype=torch.float64),
+                            torch.tensor(frame.pose, dtype=torch.float64), composition)
+        regapped.append(dataclasses.replace(record, image_t2=frame.image, image_t2_rel=frame.image_rel,
+                                            at2=frame.pose, action_change=tuple(move.tolist()), frame_t2=frame.number))
     return regapped
 
 
 def _timelines(records: Sequence[TransitionRecord]) -> Dict[FrameKey, Timeline]:
-    """Each numbered frame's segment (its frames in frame order) and its place there;
-    image and pose as the first pair naming the frame gives them (:func:`~.chains.sweep_segments`'s rule)."""
-    relative: Dict[FrameKey, str] = {}
-    for record in records:
-        for number, image_rel in ((record.frame_t1, record.image_t1_rel), (record.frame_t2, record.image_t2_rel)):
-            if number is not None:
-                relative.setdefault((record.patient_id, record.folder, number), image_rel)
+    """Each numbered frame's segment (:func:`~.chains.sweep_segments`: its frames in frame order) and its place
+    there."""
     timelines: Dict[FrameKey, Timeline] = {}
     for segment in sweep_segments(records):
-        keys = [(frame.patient_id, frame.folder, frame.number) for frame in segment]
-        frames = [(frame.number, frame.image, relative[key], frame.pose) for frame, key in zip(segment, keys)]
         numbers = [frame.number for frame in segment]
-        timelines.update((key, (numbers, frames, position)) for position, key in enumerate(keys))
+        timelines.update(((frame.patient_id, frame.folder, frame.number), (numbers, segment, position))
+                         for position, frame in enumerate(segment))
     return timelines
 
 

@@ -15,8 +15,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..config import DataConfig
-from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..errors import DataError
+from ..geometry import AXIS_NAMES, AXIS_UNITS
 from .dataset import TransitionsDataset
 from .normalization import NormalizationStats
 from .pair_gaps import regap_pairs
@@ -80,9 +80,7 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
     for name in SPLIT_NAMES:
         logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
     if cfg.pair_gap_frames:
-        moved = sum(pair.frame_t2 != record.frame_t2 for pair, record in zip(training_pairs, by_split["train"]))
-        logger.info("data.pair_gap_frames %d: %d of %d training pairs take a later t2 of their sweep; move std %s",
-                    cfg.pair_gap_frames, moved, len(training_pairs), _move_spread(training_pairs))
+        _log_regapped(cfg.pair_gap_frames, by_split["train"], training_pairs)
     return PreparedData(
         records=by_split,
         training_pairs=training_pairs,
@@ -153,10 +151,19 @@ def dataset_from_config(
     )
 
 
-def _move_spread(records: Sequence[TransitionRecord]) -> str:
-    """The moves' std per axis, for the log: ``x 1.8 mm, ..., yaw 3.3 deg``."""
-    spread = np.std([record.action_change for record in records], axis=0) if records else np.zeros(6)
-    return ", ".join(f"{name} {value:.1f} {unit}" for name, value, unit in zip(AXIS_NAMES, spread, AXIS_UNITS))
+def _log_regapped(gap_frames: int, exported: Sequence[TransitionRecord], trained: Sequence[TransitionRecord]) -> None:
+    """Say how many training pairs ``data.pair_gap_frames`` re-drew and their moves' std; warn when it re-drew none
+    (no frame numbers, or kept entries too far apart to chain), since the setting then does nothing."""
+    moved = sum(pair.frame_t2 != record.frame_t2 for pair, record in zip(trained, exported))
+    if not moved:
+        logger.warning("data.pair_gap_frames %d: no training pair has a numbered frame of its sweep within reach "
+                       "(frame_t1 / frame_t2 missing, or the entries kept too far apart), so it trains on the "
+                       "export's pairs", gap_frames)
+        return
+    spread = np.std([pair.action_change for pair in trained], axis=0)
+    logger.info("data.pair_gap_frames %d: %d of %d training pairs take a later t2 of their sweep; move std %s",
+                gap_frames, moved, len(trained),
+                ", ".join(f"{name} {value:.1f} {unit}" for name, value, unit in zip(AXIS_NAMES, spread, AXIS_UNITS)))
 
 
 def choose_labelled_patients(cfg: DataConfig, split: PatientSplit) -> Optional[List[str]]:
