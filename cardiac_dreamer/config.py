@@ -139,7 +139,7 @@ class DataConfig:
     # split_seed) are used; the other training patients' pairs train the world model as motion-only examples.
     label_fraction: float = ranged(1.0, 0.0, 1.0, low_open=True)
     # 0: train on the export's pairs. N: each training pair's t2 is drawn again among the numbered frames of its
-    # sweep up to N frames after t1 (seeded by split_seed), so the world model sees moves of several mm and
+    # sweep up to N frames before or after t1 (seeded by split_seed), so the world model sees moves of several mm and
     # degrees, not only the export's sub-millimetre ones; validation and test keep the export's pairs.
     pair_gap_frames: int = ranged(0, 0, 10**6)
     cache_images: bool = True  # keep decoded uint8 images in memory when they fit cache_budget_mb

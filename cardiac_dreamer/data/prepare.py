@@ -161,7 +161,7 @@ def _log_regapped(gap_frames: int, exported: Sequence[TransitionRecord], trained
                        "export's pairs", gap_frames)
         return
     spread = np.std([pair.action_change for pair in trained], axis=0)
-    logger.info("data.pair_gap_frames %d: %d of %d training pairs take a later t2 of their sweep; move std %s",
+    logger.info("data.pair_gap_frames %d: %d of %d training pairs take another t2 of their sweep; move std %s",
                 gap_frames, moved, len(trained),
                 ", ".join(f"{name} {value:.1f} {unit}" for name, value, unit in zip(AXIS_NAMES, spread, AXIS_UNITS)))
 
