@@ -4,11 +4,12 @@ larger than an export's.
     python benchmarks/regapped_copy.py DATA OUT --patients phantom_06 --gap_frames 96
     cardiac-evaluate --checkpoint RUN --data_dir OUT --split test
 
-Each chosen patient's pair keeps its t1 and takes as t2 a numbered frame of its sweep up to ``--gap_frames`` later,
-drawn as ``data.pair_gap_frames`` draws training pairs (:func:`cardiac_dreamer.data.pair_gaps.regap_pairs`, seed 0,
-additive labels). Run on the test patients, the evaluation's ``world_model`` section then says whether the dreamed
-features of t2 beat the same prediction without the move (``dreamed_without_move``) once moves are several mm and
-degrees. Other patients are copied as they are; images are hard-linked where the filesystem allows.
+Each chosen patient's pair keeps its t1 and takes as t2 a numbered frame of its sweep up to ``--gap_frames`` before
+or after it, drawn as ``data.pair_gap_frames`` draws training pairs
+(:func:`cardiac_dreamer.data.pair_gaps.regap_pairs`, seed 0, additive labels). Run on the test patients, the
+evaluation's ``world_model`` section then says whether the dreamed features of t2 beat the same prediction without
+the move (``dreamed_without_move``) once moves are several mm and degrees. Other patients are copied as they are;
+images are hard-linked where the filesystem allows.
 """
 from __future__ import annotations
 

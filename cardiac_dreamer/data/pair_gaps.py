@@ -5,11 +5,11 @@ std: 0.3-0.7), while guidance suggests moves of 5-20. A world model trained on s
 looks like, and its ``imagine`` planner ranks far larger moves than it ever saw. The numbered frames of a sweep
 (:mod:`cardiac_dreamer.data.chains`) give every pair of frames with the move between them exactly, so each training
 pair can be re-drawn with its t2 up to N frames before or after its t1. The t1 frames, and so what image-only
-guidance learns from, stay the export's; validation and test keep the export's pairs. The re-drawn move is the difference of two
-labelled poses, which is the export's moves chained along the sweep (what a tracker gives), so a label-scarce run's
-unlabelled patients lend it no view label. Earlier frames are drawn as often as later ones: on a sweep that
-converges on the view, later frames alone would make the longer moves point toward it, and the world model would
-never see a move away from it.
+guidance learns from, stay the export's; validation and test keep the export's pairs. The re-drawn move is the
+difference of two labelled poses, which is the export's moves chained along the sweep (what a tracker gives), so a
+label-scarce run's unlabelled patients lend it no view label. Earlier frames are drawn as often as later ones: on
+a sweep that converges on the view, later frames alone would make the longer moves point toward it, and the world
+model would never see a move away from it.
 """
 from __future__ import annotations
 
@@ -42,17 +42,19 @@ def regap_pairs(records: Sequence[TransitionRecord], max_gap_frames: int, seed: 
     timelines = _timelines(records)
     rng = np.random.default_rng(seed)
     gaps = rng.integers(1, max_gap_frames + 1, len(records)) * rng.choice([-1, 1], len(records))
-    regapped = []
-    for record, gap in zip(records, gaps):
+    chosen = {}  # position in records -> the frame its t2 becomes
+    for position, (record, gap) in enumerate(zip(records, gaps)):
         reach = _frames_within(timelines, record, max_gap_frames, later=gap > 0)
-        if not reach:
-            regapped.append(record)
-            continue
-        frame = min(reach, key=lambda other: abs(other.number - record.frame_t1 - gap))
-        move = move_between(torch.tensor(record.at1, dtype=torch.float64),
-                            torch.tensor(frame.pose, dtype=torch.float64), composition)
-        regapped.append(dataclasses.replace(record, image_t2=frame.image, image_t2_rel=frame.image_rel,
-                                            at2=frame.pose, action_change=tuple(move.tolist()), frame_t2=frame.number))
+        if reach:
+            chosen[position] = min(reach, key=lambda other: abs(other.number - record.frame_t1 - gap))
+    if not chosen:
+        return list(records)
+    moves = move_between(torch.tensor([records[position].at1 for position in chosen], dtype=torch.float64),
+                         torch.tensor([frame.pose for frame in chosen.values()], dtype=torch.float64), composition)
+    regapped = list(records)
+    for (position, frame), move in zip(chosen.items(), moves.tolist()):
+        regapped[position] = dataclasses.replace(records[position], image_t2=frame.image, image_t2_rel=frame.image_rel,
+                                                 at2=frame.pose, action_change=tuple(move), frame_t2=frame.number)
     return regapped
 
 
