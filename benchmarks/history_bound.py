@@ -1,6 +1,6 @@
 """How much could fusing a session's history help, on an evaluation's own predictions?
 
-    python benchmarks/history_bound.py RUN/test_evaluation/predictions.csv DATA_DIR [--frames 2,4,8] \
+    python benchmarks/history_bound.py RUN/test_evaluation/predictions.csv DATA_DIR [--frames 2,4,8] [--fitted] \
         [--stats RUN/dataset_stats.json]
 
 Each evaluated pair's image-only estimate is carried to the present frame by the pose change since (known to a
@@ -14,6 +14,11 @@ With ``--stats RUN/dataset_stats.json`` it also tries undoing the estimator's sh
 smaller than they are (``benchmarks/axis_response.py``) reads known moves smaller too, so each axis' gain is measured
 on the last K estimates against the moves between them (pulled toward 1 by a prior worth ``PRIOR_FRAMES`` frames one
 training std from the rest) and the estimate is stretched away from the training mean by its inverse.
+
+With ``--fitted`` it also bounds any learned fusion that weighs the K carried estimates linearly: per axis, the
+current estimate's correction is regressed on how far each earlier carried estimate lies from it, fitted on one half
+of the same patient's sweep and scored on the other (both ways), with the best of ``PENALTIES``. A fuser trained on
+other patients cannot know this patient better than its own other half does.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from cardiac_dreamer.names import TRANSITIONS_FILE
 COLUMNS = tuple(f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))  # predictions.csv: label_x_mm...
 PRIOR_FRAMES = 2.0  # the gain prior's weight, in frames one training std from the rest
 GAIN_RANGE = (0.3, 1.5)  # a measured gain outside this is noise, not the model
+PENALTIES = (0.0, 0.01, 0.1, 1.0, 10.0)  # --fitted's ridge penalties (toward the frame alone), per mean square input
 
 
 def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
@@ -57,6 +63,29 @@ def gain_calibrated(labels: np.ndarray, estimates: np.ndarray, frames: int, mean
     return calibrated
 
 
+def half_fitted_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
+    """``[n - frames + 1, len(PENALTIES), 6]`` errors, per penalty, of the current estimate corrected by a linear
+    fusion of the ``frames - 1`` earlier carried estimates fitted on the other half of the rows (the rows with a full
+    history, in sweep order)."""
+    carried = np.stack([estimates[i - frames + 1: i + 1] - labels[i - frames + 1: i + 1] + labels[i]
+                        for i in range(frames - 1, len(labels))])  # [m, frames, 6], the current frame last
+    current = carried[:, -1]
+    spread = carried[:, :-1] - current[:, None]  # [m, frames - 1, 6]: each earlier look's offset from now
+    now = labels[frames - 1:]
+    target = now - current  # the correction the current estimate needs
+    first = np.arange(len(current)) < len(current) // 2
+    errors = np.empty((len(PENALTIES),) + current.shape)
+    for p, penalty in enumerate(PENALTIES):
+        for fit in (first, ~first):
+            for axis in range(6):
+                inputs = spread[fit, :, axis]
+                gram = inputs.T @ inputs
+                weights = np.linalg.solve(gram + penalty * np.trace(gram) / len(gram) * np.eye(len(gram)),
+                                          inputs.T @ target[fit, axis])
+                errors[p, ~fit, axis] = current[~fit, axis] + spread[~fit, :, axis] @ weights - now[~fit, axis]
+    return errors.transpose(1, 0, 2)
+
+
 def _norm_ratio(fused: np.ndarray, single: np.ndarray, axes: slice) -> float:
     return float(np.linalg.norm(fused[:, axes], axis=1).mean() / np.linalg.norm(single[:, axes], axis=1).mean())
 
@@ -67,6 +96,8 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="the patient folders (for the frame numbers of each pair)")
     parser.add_argument("--frames", default="2,4,8", help="history lengths K to fuse, comma-separated")
     parser.add_argument("--stats", type=Path, help="the run's dataset_stats.json: also undo the gain (above)")
+    parser.add_argument("--fitted", action="store_true", help="also the best linear fusion fitted on the other "
+                        "half of the same patient (above)")
     args = parser.parse_args()
     pose_stats = json.loads(args.stats.read_text())["normalization"]["pose"] if args.stats else None
     with open(args.predictions, newline="") as stream:
@@ -96,6 +127,14 @@ def main() -> None:
                       + ", ".join(f"{name} {value:.2f}" for name, value in zip(AXIS_NAMES, per_axis))
                       + f"; translation error {_norm_ratio(stretched, single, slice(0, 3)):.2f}x,"
                       f" rotation error {_norm_ratio(stretched, single, slice(3, 6)):.2f}x")
+            if args.fitted and frames > 1:
+                fitted = half_fitted_errors(labels, estimates, frames)  # [m, penalties, 6]
+                own = single[frames - 1:]
+                ratios = [(_norm_ratio(fitted[:, p], own, slice(0, 3)), _norm_ratio(fitted[:, p], own, slice(3, 6)))
+                          for p in range(len(PENALTIES))]
+                print(f"  linear fusion fitted on the other half of this patient / single frame (same {len(own)} "
+                      "pairs), best penalty: translation error "
+                      f"{min(r[0] for r in ratios):.2f}x, rotation error {min(r[1] for r in ratios):.2f}x")
 
 
 if __name__ == "__main__":
