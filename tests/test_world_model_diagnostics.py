@@ -15,7 +15,7 @@ from cardiac_dreamer.task import LatentTarget
 from test_predictor import save_tiny_checkpoint
 from test_trainer import tiny_config
 
-LATENT_KEYS = {"dreamed", "copy", "target_t1", "dreamed_vs_copy"}
+LATENT_KEYS = {"dreamed", "copy", "target_t1", "dreamed_vs_copy", "dreamed_vs_target_t1"}
 MAE_KEYS = {"mae_x_mm", "mae_y_mm", "mae_z_mm", "mae_roll_deg", "mae_pitch_deg", "mae_yaw_deg"}
 
 
@@ -43,7 +43,10 @@ def test_a_dreamer_evaluation_reports_latent_and_at2_errors(trained):
     assert all(LATENT_KEYS | {"translation_mm", "rotation_deg"} <= set(q) for q in quartiles)
     assert set(world["at2_error"]) == {"dreamed", "at1_plus_move"}
     assert all(set(errors) == MAE_KEYS for errors in world["at2_error"].values())
-    assert "dreamed / copy" in trained.test_report.summary_table().splitlines()[-1]
+    assert latent["dreamed_vs_target_t1"] == pytest.approx(latent["dreamed"] / latent["target_t1"])
+    last_line = trained.test_report.summary_table().splitlines()[-1]
+    assert f"dreamed / target's t1 {latent['dreamed_vs_target_t1']:.2f}x" in last_line  # the fair "no change"
+    assert f"dreamed / the backbone's t1 {latent['dreamed_vs_copy']:.2f}x" in last_line
 
 
 def test_a_direct_model_has_no_world_model_diagnostics(phantom_dir, tmp_path):

@@ -116,7 +116,8 @@ class WorldModelErrors:
 
 def _latent_means(latent: Dict[str, np.ndarray], rows: np.ndarray) -> Dict[str, Optional[float]]:
     means = {name: float(values[rows].mean()) for name, values in latent.items()}
-    means["dreamed_vs_copy"] = means["dreamed"] / means["copy"] if means["copy"] > 0 else None
+    for reference in ("copy", "target_t1"):
+        means[f"dreamed_vs_{reference}"] = means["dreamed"] / means[reference] if means[reference] > 0 else None
     return means
 
 

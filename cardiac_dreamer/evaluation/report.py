@@ -60,8 +60,10 @@ TASK_DEFINITIONS = {
     "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the world "
     "model's latent prediction from image t1 and the move), dreamed_without_move (the same with a zero move: what "
     "the move adds is the gap between the two), copy (the backbone's t1 features unchanged: predicting "
-    "no change), target_t1 (the target encoder's view of image t1); dreamed_vs_copy below 1 means the world model "
-    "predicts better than no change; by_move_quartile: the same for the pairs in each quarter of move sizes (size: "
+    "no change in the backbone's space), target_t1 (the target encoder's view of image t1: no change in the "
+    "target's own space, the fair one); dreamed_vs_target_t1 below 1 means the world model predicts the next frame "
+    "better than the current frame does; dreamed_vs_copy below 1 can come from the latent predictor alone, which "
+    "carries the backbone's features into the target's space; by_move_quartile: the same for the pairs in each quarter of move sizes (size: "
     "norm of the move in training move stds; translation and rotation ranges in mm and degrees); null with a note "
     "when the checkpoint holds no target encoder",
     "world_model.at2_error": "world models: MAE per axis of at2 against the true at2, in mm and degrees: dreamed "
@@ -170,8 +172,8 @@ class EvaluationReport:
         return "\n".join(lines + self.headline())
 
     def headline(self) -> List[str]:
-        """The guidance against the training mean and the pixel ridge and, for world models, the dreamed / copy
-        latent error: the closing lines of every evaluation and of the demo."""
+        """The guidance against the training mean and the pixel ridge and, for world models, the dreamed latent error
+        against "no change": the closing lines of every evaluation and of the demo."""
         metrics = self.metrics
         lines = [_ratio_line("predicting the training mean", metrics["guidance_vs_mean"])]
         if metrics["guidance_vs_pixel_ridge"]:
@@ -191,8 +193,10 @@ class EvaluationReport:
                 lines.append(f"world model latent error: n/a ({world['note']})")
             else:
                 lines.append(f"world model latent error vs the target's view of t2: dreamed {latent['dreamed']:.4g}, "
-                             f"copy of t1 {latent['copy']:.4g}, dreamed / copy {_ratio_text(latent['dreamed_vs_copy'])}"
-                             " (below 1: the world model predicts better than no change)")
+                             f"the target's view of t1 {latent['target_t1']:.4g}, dreamed / target's t1 "
+                             f"{_ratio_text(latent['dreamed_vs_target_t1'])} (below 1: the world model predicts the "
+                             f"next frame better than the current frame does; dreamed / the backbone's t1 "
+                             f"{_ratio_text(latent['dreamed_vs_copy'])})")
         return lines
 
 
