@@ -33,6 +33,10 @@ VARIANTS = ("dreamer", "direct")
 TOKEN_TYPES = ("channel", "spatial")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 PRECISIONS = ("32", "16", "bf16")
+# loss.latent_prediction. "change": the target encoder's own view of image t1 plus what the dreamer changed (read by
+# the latent predictor), so a dreamer that changes nothing predicts "nothing changes". "features": the latent
+# predictor's reading of the dreamed t2 features (what runs before the key did; docs/objective.md measures both).
+LATENT_PREDICTIONS = ("change", "features")
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,11 @@ class LossConfig:
     smooth_l1_beta: float = ranged(1.0, 0.0, 1000.0, low_open=True)  # in training stds
     primary_task_only: bool = False
     latent_target_momentum: float = ranged(0.99, 0.0, 1.0, high_open=True)  # EMA of the latent target's backbone
+    latent_prediction: str = "change"  # what the latent term compares with the target's view of t2 (LATENT_PREDICTIONS)
 
     def __post_init__(self) -> None:
         _check_fields("loss", self)
+        _check_choice("loss.latent_prediction", self.latent_prediction, LATENT_PREDICTIONS)
 
 
 @dataclass
@@ -235,8 +241,23 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "Config":
-        """Build and validate a config from a nested dict; missing keys keep their defaults."""
-        return merge(cls(), values, source)
+        """Build and validate a config from a nested dict; missing keys keep their defaults, but a section that
+        lacks a key added since (:data:`_BEFORE_THE_KEY`) keeps what configs stored before it meant."""
+        return merge(cls(), _with_earlier_meanings(values), source)
+
+
+# Keys added after configs were first stored, and what a stored config (a checkpoint's, experiment_config.json) that
+# lacks one was trained with: an older run resumes and evaluates as it was trained.
+_BEFORE_THE_KEY = {("loss", "latent_prediction"): "features"}
+
+
+def _with_earlier_meanings(values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` with the keys of :data:`_BEFORE_THE_KEY` filled in where their section is given without them."""
+    filled = dict(values)
+    for (section, key), meaning in _BEFORE_THE_KEY.items():
+        if isinstance(values.get(section), Mapping) and key not in values[section]:
+            filled[section] = {**values[section], key: meaning}
+    return filled
 
 
 # Keys the guide shows in a section other than ours; accepted where they are written.

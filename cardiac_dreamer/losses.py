@@ -54,6 +54,18 @@ def latent_loss(predicted: torch.Tensor, target: torch.Tensor, beta: float) -> t
     return F.smooth_l1_loss(_channel_layer_norm(predicted), _channel_layer_norm(target.detach()), beta=beta)
 
 
+def latent_prediction(outputs: Mapping[str, torch.Tensor], target_t1: Optional[torch.Tensor]) -> torch.Tensor:
+    """What the latent term compares with the target's view of image t2 (``loss.latent_prediction``).
+
+    Given the target encoder's own view of image t1 ("change"), that view plus what the dreamer changed, so a
+    dreamer that changes nothing predicts "nothing changes" in the target's own space; without it ("features"), the
+    latent predictor's reading of the dreamed t2 features.
+    """
+    if target_t1 is None:
+        return outputs["latent_t2_pred"]
+    return target_t1 + outputs["latent_change_pred"]
+
+
 def _channel_layer_norm(features: torch.Tensor) -> torch.Tensor:
     positions_last = features.float().flatten(2).transpose(1, 2)  # [B, C, h, w] -> [B, h*w, C]
     # A tiny epsilon: the usual 1e-5 is a floor under the variance that features shrunk 100x would fall toward,

@@ -19,7 +19,7 @@ from .config import Config, LossConfig, TrainingConfig
 from .data.transforms import PhotometricAugment, images_to_float
 from .runtime.devices import FP32, Precision
 from .geometry import pose_error
-from .losses import compute_losses
+from .losses import compute_losses, latent_prediction
 from .models.registry import can_imagine
 from .names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 
@@ -151,7 +151,8 @@ class GuidanceTask:
 
     def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
         """Move a collated batch to the device; uint8 images become normalized floats there, batched, and the
-        t1 image of a training batch is augmented (the t2 image only feeds the latent target: kept clean)."""
+        t1 image of a training batch is augmented (the t2 image, and the t1 image's clean copy ``image_t1_clean``,
+        only feed the latent target: kept clean)."""
         batch = {key: raw[key].to(self.device, non_blocking=True) for key in LABEL_KEYS}
         if "labelled" in raw:
             batch["labelled"] = raw["labelled"].to(self.device, non_blocking=True)
@@ -160,6 +161,7 @@ class GuidanceTask:
             if images.dtype == torch.uint8:
                 images = images_to_float(images)
             if train and key == "image_t1" and self.augment is not None:
+                batch["image_t1_clean"] = images.contiguous(memory_format=self.memory_format)  # the target's t1
                 images = self.augment(images)
             batch[key] = images.contiguous(memory_format=self.memory_format)
         return batch
@@ -186,6 +188,9 @@ class GuidanceTask:
         if self.latent_target is not None and "latent_t2_pred" in outputs:
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
+                target_t1 = (self.latent_target(batch.get("image_t1_clean", batch["image_t1"]))
+                             if self.loss_cfg.latent_prediction == "change" else None)
+            outputs = {**outputs, "latent_t2_pred": latent_prediction(outputs, target_t1)}
         losses = compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target, self.label_free)
         return outputs, losses
 

@@ -136,6 +136,19 @@ def test_config_round_trips_through_a_plain_dict():
     assert Config.from_dict(config.to_dict()) == config
 
 
+def test_a_config_stored_before_latent_prediction_existed_keeps_the_objective_it_was_trained_with():
+    stored = Config().to_dict()
+    del stored["loss"]["latent_prediction"]  # a checkpoint's or experiment_config.json's config from before the key
+    assert Config.from_dict(stored).loss.latent_prediction == "features"
+    assert Config().loss.latent_prediction == "change"  # new runs
+    assert Config.from_dict({"model": {"variant": "direct"}}).loss.latent_prediction == "change"  # no loss section
+
+
+def test_an_unknown_latent_prediction_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match=r"loss\.latent_prediction must be one of change, features, got 'target'"):
+        apply_overrides(Config(), {"loss.latent_prediction": "target"})
+
+
 # ------------------------------------------------------------------------------------------ numeric ranges
 SECTIONS = {"model": ModelConfig, "training": TrainingConfig, "loss": LossConfig, "data": DataConfig}
 NUMERIC_KEYS = [

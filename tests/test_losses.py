@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from cardiac_dreamer.config import LossConfig
-from cardiac_dreamer.losses import compute_losses, latent_loss
+from cardiac_dreamer.config import LossConfig, ModelConfig
+from cardiac_dreamer.losses import compute_losses, latent_loss, latent_prediction
+from cardiac_dreamer.models import CardiacDreamer
 
 UNIT_STD = torch.ones(6)
 
@@ -119,3 +120,31 @@ def test_losses_are_float32_for_bf16_predictions():
     outputs = {key: value.detach().bfloat16() for key, value in outputs.items()}
     losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]).bfloat16())
     assert all(value.dtype == torch.float32 for value in losses.values())
+
+
+def tiny_dreamer() -> CardiacDreamer:
+    return CardiacDreamer(ModelConfig(d_model=32, num_heads=2, num_layers=1, token_type="spatial"), image_size=64).eval()
+
+
+def test_a_fresh_dreamer_predicts_nothing_changes_in_the_targets_own_space():
+    """loss.latent_prediction "change": the prediction starts at the target's own view of image t1 (the dreamer
+    starts as the identity), so the latent term begins at "nothing changes", not at a map between two encoders."""
+    model = tiny_dreamer()
+    features_t1, target_t1 = torch.randn(3, 512, 2, 2), torch.randn(3, 512, 2, 2)
+    with torch.no_grad():
+        model.latent_predictor.weight.normal_()  # a predictor that has left the identity
+        outputs = model.imagine(features_t1, torch.randn(3, 6))
+    assert torch.equal(latent_prediction(outputs, target_t1), target_t1)
+    assert torch.equal(latent_prediction(outputs, None), outputs["latent_t2_pred"])  # "features"
+
+
+def test_the_change_is_the_latent_predictors_reading_of_the_dreamed_features_less_the_t1_features():
+    model = tiny_dreamer()
+    with torch.no_grad():
+        for parameter in (model.dreamer.move_to_delta, model.latent_predictor.weight, model.latent_predictor.bias):
+            parameter.normal_()
+        features_t1 = torch.randn(2, 512, 2, 2)
+        outputs = model.imagine(features_t1, torch.randn(2, 6))
+        expected = outputs["latent_t2_pred"] - model.latent_predictor(features_t1)  # the bias cancels
+    assert outputs["latent_change_pred"].abs().max() > 0.1
+    torch.testing.assert_close(outputs["latent_change_pred"], expected, rtol=1e-4, atol=1e-4)

@@ -6,12 +6,13 @@ import torch
 
 from cardiac_dreamer.io.checkpoint import load_checkpoint
 from cardiac_dreamer.config import LossConfig
-from cardiac_dreamer.data import TransitionsDataset, read_records
+from cardiac_dreamer.data import PhotometricAugment, TransitionsDataset, read_records
 from cardiac_dreamer.errors import CheckpointError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint
 from cardiac_dreamer.models import CardiacDreamer
 from cardiac_dreamer.pipeline import run_training
-from cardiac_dreamer.task import LatentTarget
+from cardiac_dreamer.losses import latent_loss
+from cardiac_dreamer.task import GuidanceTask, LatentTarget
 from test_predictor import save_tiny_checkpoint
 from test_trainer import tiny_config
 
@@ -113,3 +114,61 @@ def test_the_copy_error_is_the_latent_distance_of_the_t1_features_to_the_target_
     assert latent["copy"] == pytest.approx(expected_copy, rel=1e-5)
     assert latent["target_t1"] == pytest.approx(expected_target_t1, rel=1e-5)
     assert latent["copy"] != pytest.approx(latent["target_t1"], rel=1e-3)  # the two references are told apart
+
+
+def perturbed_dreamer() -> CardiacDreamer:
+    """A small world model whose dreamer changes the features and whose latent predictor has left the identity."""
+    model = CardiacDreamer(d_model=16, num_heads=2, num_layers=1, image_size=64).eval()
+    with torch.no_grad():
+        model.dreamer.move_to_delta.normal_()
+        model.latent_predictor.weight.add_(0.1 * torch.randn_like(model.latent_predictor.weight))
+    return model
+
+
+@pytest.mark.parametrize("mode", ["change", "features"])
+def test_the_dreamed_error_is_measured_as_the_model_was_trained(phantom_dir, mode):
+    torch.manual_seed(0)
+    dataset = TransitionsDataset(read_records(phantom_dir, ["phantom_01"])[:6], image_size=64)
+    model = perturbed_dreamer()
+    target = LatentTarget(model.backbone, momentum=0.0)
+    metrics = evaluate(model, dataset, "cpu", batch_size=4, progress=False,
+                       loss_cfg=LossConfig(smooth_l1_beta=0.5, latent_prediction=mode), target_encoder=target).metrics
+    samples = [dataset[i] for i in range(len(dataset))]
+    images_t1, images_t2 = (torch.stack([sample[key] for sample in samples]) for key in ("image_t1", "image_t2"))
+    moves = torch.stack([sample["action_change"] for sample in samples])
+    with torch.no_grad():
+        outputs = model.imagine(model.backbone(images_t1), moves)
+        predicted = (target.encoder(images_t1) + outputs["latent_change_pred"] if mode == "change"
+                     else outputs["latent_t2_pred"])
+        expected = by_hand(predicted, target.encoder(images_t2), 0.5)
+    assert metrics["world_model"]["latent_error"]["dreamed"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_training_step_gives_the_target_image_t1_before_its_augmentation(phantom_dir):
+    torch.manual_seed(0)
+    dataset = TransitionsDataset(read_records(phantom_dir, ["phantom_01"])[:4], image_size=64)
+    model = perturbed_dreamer().train()
+    task = GuidanceTask(model, LossConfig(), torch.device("cpu"), augment=PhotometricAugment(),
+                        latent_target=LatentTarget(model.backbone, momentum=0.99))
+    raw = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    batch = task.prepare_batch(raw, train=True)
+    clean = task.prepare_batch(raw, train=False)["image_t1"]
+    assert torch.equal(batch["image_t1_clean"], clean) and not torch.equal(batch["image_t1"], clean)
+    outputs, losses = task.step(model, batch)
+    with torch.no_grad():
+        expected = latent_loss(task.latent_target(clean) + outputs["latent_change_pred"],
+                               task.latent_target(batch["image_t2"]), LossConfig().smooth_l1_beta)
+    assert float(losses["latent_loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_an_older_runs_checkpoint_is_evaluated_with_the_latent_prediction_it_was_trained_with(trained, tmp_path):
+    payload = torch.load(trained.fit.best_checkpoint, weights_only=True)
+    del payload["config"]["loss"]["latent_prediction"]  # as saved before the key existed
+    torch.save(payload, tmp_path / "older.ckpt")
+    payload["config"]["loss"]["latent_prediction"] = "features"
+    torch.save(payload, tmp_path / "features.ckpt")
+    dreamed = {name: evaluate_checkpoint(tmp_path / f"{name}.ckpt", output_dir=tmp_path / name, device="cpu",
+                                         progress=False)[0].metrics["world_model"]["latent_error"]["dreamed"]
+               for name in ("older", "features")}
+    assert dreamed["older"] == dreamed["features"]
+    assert dreamed["older"] != pytest.approx(trained.test_report.metrics["world_model"]["latent_error"]["dreamed"])

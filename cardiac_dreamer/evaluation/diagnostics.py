@@ -7,8 +7,8 @@ carries the whole move as error.
 
 :class:`WorldModelErrors` measures the dreamed t2 features against the EMA target encoder's view of image t2 in the
 latent loss's units, beside two references that need no world model: the t1 features left unchanged (``copy``) and
-the target's own view of image t1. A dreamer worse than ``copy`` predicts less than "nothing changes". Its at2 is
-likewise scored beside the image-only at1 plus the move, which arithmetic gives for free.
+the target's own view of image t1, the fair "nothing changes": a dreamer worse than that one predicts less than no
+change. Its at2 is likewise scored beside the image-only at1 plus the move, which arithmetic gives for free.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..geometry import AXIS_NAMES, apply_move
-from ..losses import latent_loss
+from ..losses import latent_loss, latent_prediction
 from ..models.registry import can_imagine
 from .metrics import axis_key, pose_errors
 
@@ -66,8 +66,9 @@ class WorldModelErrors:
     only the at2 errors are measured."""
 
     def __init__(self, target_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]], beta: float,
-                 composition: str, note: Optional[str] = None):
+                 composition: str, note: Optional[str] = None, latent_prediction: str = "change"):
         self.target_encoder, self.beta, self.composition, self.note = target_encoder, beta, composition, note
+        self.from_target_t1 = latent_prediction == "change"  # loss.latent_prediction, as the model was trained
         self.latent: Dict[str, List[torch.Tensor]] = {name: [] for name in LATENT_REFERENCES}
         self.moves: List[torch.Tensor] = []  # [B, 6] mm and degrees
         self.move_sizes: List[torch.Tensor] = []  # [B] in training move stds
@@ -86,11 +87,13 @@ class WorldModelErrors:
         self.move_sizes.append((move / model.move_std).norm(dim=-1).double().cpu())
         if self.target_encoder is None:
             return
-        target_t2 = self.target_encoder(batch["image_t2"])
+        target_t2, target_t1 = self.target_encoder(batch["image_t2"]), self.target_encoder(batch["image_t1"])
         features_t1 = model.backbone(batch["image_t1"])
-        still = model.imagine(features_t1, torch.zeros_like(move))["latent_t2_pred"]
-        for name, features in (("dreamed", outputs["latent_t2_pred"]), ("dreamed_without_move", still),
-                               ("copy", features_t1), ("target_t1", self.target_encoder(batch["image_t1"]))):
+        start = target_t1 if self.from_target_t1 else None
+        dreamed = latent_prediction(outputs, start)
+        still = latent_prediction(model.imagine(features_t1, torch.zeros_like(move)), start)
+        for name, features in (("dreamed", dreamed), ("dreamed_without_move", still), ("copy", features_t1),
+                               ("target_t1", target_t1)):
             self.latent[name].append(latent_distances(features, target_t2, self.beta).double().cpu())
 
     def result(self) -> Dict[str, Any]:

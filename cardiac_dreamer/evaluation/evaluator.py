@@ -75,7 +75,7 @@ def evaluate(
         if target_encoder is not None:
             target_encoder.encoder.to(device)
         world = WorldModelErrors(target_encoder, task.loss_cfg.smooth_l1_beta, model.config.composition,
-                                 note=target_note)
+                                 note=target_note, latent_prediction=task.loss_cfg.latent_prediction)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     try:
         for raw in tqdm(loader, desc="evaluate", unit="batch", dynamic_ncols=True,
