@@ -241,18 +241,26 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> "Config":
-        """Build and validate a config from a nested dict; missing keys keep their defaults, but a section that
-        lacks a key added since (:data:`_BEFORE_THE_KEY`) keeps what configs stored before it meant."""
+        """Build and validate a config from a nested dict; missing keys keep their defaults."""
+        return merge(cls(), values, source)
+
+    @classmethod
+    def from_stored(cls, values: Mapping[str, Any], source: str = "config") -> "Config":
+        """A config a run stored (a checkpoint's, experiment_config.json, a cross-validation plan): as
+        :meth:`from_dict`, but a key added since it was stored (:data:`_BEFORE_THE_KEY`) keeps what the run was
+        trained with, so an older run resumes and evaluates as it was trained."""
         return merge(cls(), _with_earlier_meanings(values), source)
 
 
-# Keys added after configs were first stored, and what a stored config (a checkpoint's, experiment_config.json) that
-# lacks one was trained with: an older run resumes and evaluates as it was trained.
+# Keys added after configs were first stored, and what a stored config that lacks one was trained with.
 _BEFORE_THE_KEY = {("loss", "latent_prediction"): "features"}
 
 
 def _with_earlier_meanings(values: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``values`` with the keys of :data:`_BEFORE_THE_KEY` filled in where their section is given without them."""
+    """``values`` with the keys of :data:`_BEFORE_THE_KEY` filled in where their section is stored without them
+    (anything but a mapping is left for :func:`merge` to refuse)."""
+    if not isinstance(values, Mapping):
+        return values
     filled = dict(values)
     for (section, key), meaning in _BEFORE_THE_KEY.items():
         if isinstance(values.get(section), Mapping) and key not in values[section]:
@@ -362,7 +370,8 @@ RUN_KEYS = ARCHITECTURE_KEYS + (
     ("training", "plateau_factor"), ("training", "plateau_patience"), ("training", "min_lr"), ("training", "seed"),
     ("data", "manual_splits"), ("data", "train_patients"), ("data", "val_patients"), ("data", "test_patients"),
     ("data", "train_ratio"), ("data", "val_ratio"), ("data", "test_ratio"), ("data", "split_seed"),
-    ("data", "label_fraction"), ("data", "max_pairs_per_patient"), ("data", "pair_gap_frames"))
+    ("data", "label_fraction"), ("data", "max_pairs_per_patient"), ("data", "pair_gap_frames"),
+    ("loss", "latent_prediction"))
 
 
 # A schedule of optimizer steps (cosine, onecycle) is laid out by how many steps an epoch has: these set that.

@@ -98,7 +98,7 @@ class CrossValidationPlan:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str) -> "CrossValidationPlan":
         try:
-            plan = cls(Config.from_dict(values["config"], source=f"{source}: config"), list(values["variants"]),
+            plan = cls(Config.from_stored(values["config"], source=f"{source}: config"), list(values["variants"]),
                        [PatientSplit.from_dict(fold) for fold in values["folds"]],
                        [list(patients) for patients in values["inner_val"]], [int(s) for s in values["seeds"]],
                        dict(values["grouping"]))

@@ -62,8 +62,8 @@ def latent_prediction(outputs: Mapping[str, torch.Tensor], target_t1: Optional[t
     latent predictor's reading of the dreamed t2 features.
     """
     if target_t1 is None:
-        return outputs["latent_t2_pred"]
-    return target_t1 + outputs["latent_change_pred"]
+        return outputs["latent_t2_features"]
+    return target_t1 + outputs["latent_change"]
 
 
 def _channel_layer_norm(features: torch.Tensor) -> torch.Tensor:
@@ -84,7 +84,8 @@ def compute_losses(
     """``total_loss`` and the four terms (the names of :data:`~cardiac_dreamer.names.LOSS_NAMES`) as scalars.
 
     ``outputs`` are the model's (poses in mm and degrees), ``batch`` holds the labels ``at1``, ``at2`` and
-    optionally the boolean ``labelled`` mask; ``target_features`` is the latent target for ``latent_t2_pred``.
+    optionally the boolean ``labelled`` mask; ``target_features`` is the latent target for ``latent_t2_pred`` (the
+    prediction :func:`latent_prediction` makes, which the task adds to the outputs).
     Terms a model or call does not produce (the ``"direct"`` variant has no dreamer; no target given) are zero. With
     ``cfg.primary_task_only`` the total is the main term alone, with ``label_free`` (self-supervised pre-training)
     the latent term alone; the others are still reported, detached.

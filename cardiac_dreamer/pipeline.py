@@ -148,14 +148,14 @@ def _check_own_run(checkpoint: Path, state: TrainingState) -> None:
                               "resume the run's own checkpoints/last.ckpt where training wrote it")
     recorded = read_json(run.experiment_config, "run config", CheckpointError)
     try:
-        run_config = Config.from_dict(recorded["config"], source=str(run.experiment_config))
+        run_config = Config.from_stored(recorded["config"], source=str(run.experiment_config))
     except (KeyError, TypeError, ConfigError) as error:
         raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
                               "resumed") from None
     if state.run_id and recorded.get("run_id") and state.run_id != recorded["run_id"]:
         raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in (run id {state.run_id}, the "
                               f"run's {recorded['run_id']}); resume a run from its own last.ckpt")
-    own = Config.from_dict(state.config, source=f"{checkpoint} config")
+    own = Config.from_stored(state.config, source=f"{checkpoint} config")
     differing = [f"{key} {mine!r} (the run: {theirs!r})"
                  for key, theirs, mine in changed_keys(run_config, own, run_keys(own.training.scheduler))]
     if differing:

@@ -185,7 +185,7 @@ class GuidanceTask:
         """Forward, latent target and losses: ``(outputs, losses)``."""
         outputs = self.forward(engine, batch)
         target = None
-        if self.latent_target is not None and "latent_t2_pred" in outputs:
+        if self.latent_target is not None and "latent_change" in outputs:
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
                 target_t1 = (self.latent_target(batch.get("image_t1_clean", batch["image_t1"]))

@@ -81,6 +81,22 @@ def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_d
     assert sum(line.startswith("epoch,") for line in lines) == 1
 
 
+def test_a_run_saved_before_latent_prediction_existed_resumes_with_the_objective_it_was_trained_with(phantom_dir,
+                                                                                                      tmp_path):
+    assert main(["--data_dir", str(phantom_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+                 "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]) == 0
+    run = only_run_dir(tmp_path / "out")
+    last = run / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    del state["config"]["loss"]["latent_prediction"]  # as an earlier version stored it
+    torch.save(state, last)
+    recorded = json.loads((run / "experiment_config.json").read_text())
+    del recorded["config"]["loss"]["latent_prediction"]
+    (run / "experiment_config.json").write_text(json.dumps(recorded))
+    assert main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", "--no_progress"]) == 0
+    assert torch.load(last, weights_only=True)["config"]["loss"]["latent_prediction"] == "features"
+
+
 @pytest.fixture(scope="module")
 def one_epoch_run(phantom_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("one_epoch")
@@ -96,6 +112,7 @@ def one_epoch_run(phantom_dir, tmp_path_factory):
     (["--set", "training.weight_decay=0.5"], "training.weight_decay 0.01"),
     (["--test_patients", "phantom_01"], "data.manual_splits False"),  # the split comes from the checkpoint
     (["--set", "data.pair_gap_frames=8"], "data.pair_gap_frames 0"),  # the pairs (and move statistics) it trained on
+    (["--set", "loss.latent_prediction=features"], "loss.latent_prediction change"),  # what the latent term learnt
 ])
 def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming_it(one_epoch_run, capsys, flags,
                                                                                      named):

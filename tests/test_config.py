@@ -139,9 +139,14 @@ def test_config_round_trips_through_a_plain_dict():
 def test_a_config_stored_before_latent_prediction_existed_keeps_the_objective_it_was_trained_with():
     stored = Config().to_dict()
     del stored["loss"]["latent_prediction"]  # a checkpoint's or experiment_config.json's config from before the key
-    assert Config.from_dict(stored).loss.latent_prediction == "features"
+    assert Config.from_stored(stored).loss.latent_prediction == "features"
+    assert Config.from_dict(stored).loss.latent_prediction == "change"  # a config written now: the default
     assert Config().loss.latent_prediction == "change"  # new runs
-    assert Config.from_dict({"model": {"variant": "direct"}}).loss.latent_prediction == "change"  # no loss section
+
+
+def test_a_stored_config_that_is_not_a_mapping_is_refused_in_one_line():
+    with pytest.raises(ConfigError, match="experiment_config.json: expected a mapping of sections"):
+        Config.from_stored(["not", "a", "config"], source="experiment_config.json")
 
 
 def test_an_unknown_latent_prediction_is_refused_in_one_line():

@@ -123,7 +123,8 @@ def test_losses_are_float32_for_bf16_predictions():
 
 
 def tiny_dreamer() -> CardiacDreamer:
-    return CardiacDreamer(ModelConfig(d_model=32, num_heads=2, num_layers=1, token_type="spatial"), image_size=64).eval()
+    config = ModelConfig(d_model=32, num_heads=2, num_layers=1, token_type="spatial")
+    return CardiacDreamer(config, image_size=64).eval()
 
 
 def test_a_fresh_dreamer_predicts_nothing_changes_in_the_targets_own_space():
@@ -135,7 +136,7 @@ def test_a_fresh_dreamer_predicts_nothing_changes_in_the_targets_own_space():
         model.latent_predictor.weight.normal_()  # a predictor that has left the identity
         outputs = model.imagine(features_t1, torch.randn(3, 6))
     assert torch.equal(latent_prediction(outputs, target_t1), target_t1)
-    assert torch.equal(latent_prediction(outputs, None), outputs["latent_t2_pred"])  # "features"
+    assert torch.equal(latent_prediction(outputs, None), outputs["latent_t2_features"])  # "features"
 
 
 def test_the_change_is_the_latent_predictors_reading_of_the_dreamed_features_less_the_t1_features():
@@ -145,6 +146,6 @@ def test_the_change_is_the_latent_predictors_reading_of_the_dreamed_features_les
             parameter.normal_()
         features_t1 = torch.randn(2, 512, 2, 2)
         outputs = model.imagine(features_t1, torch.randn(2, 6))
-        expected = outputs["latent_t2_pred"] - model.latent_predictor(features_t1)  # the bias cancels
-    assert outputs["latent_change_pred"].abs().max() > 0.1
-    torch.testing.assert_close(outputs["latent_change_pred"], expected, rtol=1e-4, atol=1e-4)
+        expected = outputs["latent_t2_features"] - model.latent_predictor(features_t1)  # the bias cancels
+    assert outputs["latent_change"].abs().max() > 0.1
+    torch.testing.assert_close(outputs["latent_change"], expected, rtol=1e-4, atol=1e-4)

@@ -35,6 +35,7 @@ def test_the_best_checkpoint_holds_the_latent_target_encoder(trained):
 
 def test_a_dreamer_evaluation_reports_latent_and_at2_errors(trained):
     world = trained.test_report.metrics["world_model"]
+    assert world["latent_prediction"] == "change"  # new runs' default, recorded beside the figures it shapes
     latent = world["latent_error"]
     assert LATENT_KEYS <= set(latent) and all(latent[key] > 0 for key in ("dreamed", "copy", "target_t1"))
     quartiles = latent["by_move_quartile"]
@@ -138,8 +139,8 @@ def test_the_dreamed_error_is_measured_as_the_model_was_trained(phantom_dir, mod
     moves = torch.stack([sample["action_change"] for sample in samples])
     with torch.no_grad():
         outputs = model.imagine(model.backbone(images_t1), moves)
-        predicted = (target.encoder(images_t1) + outputs["latent_change_pred"] if mode == "change"
-                     else outputs["latent_t2_pred"])
+        predicted = (target.encoder(images_t1) + outputs["latent_change"] if mode == "change"
+                     else outputs["latent_t2_features"])
         expected = by_hand(predicted, target.encoder(images_t2), 0.5)
     assert metrics["world_model"]["latent_error"]["dreamed"] == pytest.approx(expected, rel=1e-5)
 
@@ -156,7 +157,7 @@ def test_a_training_step_gives_the_target_image_t1_before_its_augmentation(phant
     assert torch.equal(batch["image_t1_clean"], clean) and not torch.equal(batch["image_t1"], clean)
     outputs, losses = task.step(model, batch)
     with torch.no_grad():
-        expected = latent_loss(task.latent_target(clean) + outputs["latent_change_pred"],
+        expected = latent_loss(task.latent_target(clean) + outputs["latent_change"],
                                task.latent_target(batch["image_t2"]), LossConfig().smooth_l1_beta)
     assert float(losses["latent_loss"].detach()) == pytest.approx(float(expected), rel=1e-5)
 
@@ -167,8 +168,9 @@ def test_an_older_runs_checkpoint_is_evaluated_with_the_latent_prediction_it_was
     torch.save(payload, tmp_path / "older.ckpt")
     payload["config"]["loss"]["latent_prediction"] = "features"
     torch.save(payload, tmp_path / "features.ckpt")
-    dreamed = {name: evaluate_checkpoint(tmp_path / f"{name}.ckpt", output_dir=tmp_path / name, device="cpu",
-                                         progress=False)[0].metrics["world_model"]["latent_error"]["dreamed"]
-               for name in ("older", "features")}
-    assert dreamed["older"] == dreamed["features"]
-    assert dreamed["older"] != pytest.approx(trained.test_report.metrics["world_model"]["latent_error"]["dreamed"])
+    world = {name: evaluate_checkpoint(tmp_path / f"{name}.ckpt", output_dir=tmp_path / name, device="cpu",
+                                       progress=False)[0].metrics["world_model"] for name in ("older", "features")}
+    assert world["older"]["latent_prediction"] == "features"
+    assert world["older"]["latent_error"]["dreamed"] == world["features"]["latent_error"]["dreamed"]
+    as_trained = trained.test_report.metrics["world_model"]["latent_error"]["dreamed"]  # "change"
+    assert world["older"]["latent_error"]["dreamed"] != pytest.approx(as_trained)

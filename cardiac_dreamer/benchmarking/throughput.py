@@ -166,7 +166,7 @@ def bare_loop(trainer: Trainer, batches: Sequence[Mapping[str, torch.Tensor]]) -
 
 
 def count_training_flops(config: Config) -> float:
-    """FLOPs of one training step (forward, latent-target pass, backward) at the config's batch size.
+    """FLOPs of one training step (forward, latent-target passes, backward) at the config's batch size.
 
     Counted on one sample on the CPU and scaled by the batch size (every layer is linear in it); the meta device
     would be free but cannot enter the model's autocast block. Optimizer FLOPs are negligible and left out.

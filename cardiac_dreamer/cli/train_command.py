@@ -219,7 +219,7 @@ def _config(args: argparse.Namespace, mode: Optional["Mode"]) -> Config:
 
         resume = Path(args.resume_from_checkpoint)
         stored = load_training_state(resume).config
-        return resolve_config(args, base=Config.from_dict(stored, source=f"{resume} config"))
+        return resolve_config(args, base=Config.from_stored(stored, source=f"{resume} config"))
     if args.demo:
         return _demo_config(args, _output_dir(args))
     config = resolve_config(args)

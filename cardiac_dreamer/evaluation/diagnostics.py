@@ -66,9 +66,9 @@ class WorldModelErrors:
     only the at2 errors are measured."""
 
     def __init__(self, target_encoder: Optional[Callable[[torch.Tensor], torch.Tensor]], beta: float,
-                 composition: str, note: Optional[str] = None, latent_prediction: str = "change"):
+                 composition: str, note: Optional[str] = None, prediction: str = "change"):
         self.target_encoder, self.beta, self.composition, self.note = target_encoder, beta, composition, note
-        self.from_target_t1 = latent_prediction == "change"  # loss.latent_prediction, as the model was trained
+        self.prediction = prediction  # loss.latent_prediction, as the model was trained
         self.latent: Dict[str, List[torch.Tensor]] = {name: [] for name in LATENT_REFERENCES}
         self.moves: List[torch.Tensor] = []  # [B, 6] mm and degrees
         self.move_sizes: List[torch.Tensor] = []  # [B] in training move stds
@@ -89,7 +89,7 @@ class WorldModelErrors:
             return
         target_t2, target_t1 = self.target_encoder(batch["image_t2"]), self.target_encoder(batch["image_t1"])
         features_t1 = model.backbone(batch["image_t1"])
-        start = target_t1 if self.from_target_t1 else None
+        start = target_t1 if self.prediction == "change" else None
         dreamed = latent_prediction(outputs, start)
         still = latent_prediction(model.imagine(features_t1, torch.zeros_like(move)), start)
         for name, features in (("dreamed", dreamed), ("dreamed_without_move", still), ("copy", features_t1),
@@ -100,7 +100,7 @@ class WorldModelErrors:
         labels = np.concatenate(self.labels)
         at2 = {name: _mae(labels, np.concatenate(values)) for name, values in self.at2.items()}
         if self.target_encoder is None:
-            return {"latent_error": None, "at2_error": at2, "note": self.note}
+            return {"latent_error": None, "at2_error": at2, "note": self.note, "latent_prediction": self.prediction}
         latent = {name: torch.cat(values).numpy() for name, values in self.latent.items()}
         sizes, moves = torch.cat(self.move_sizes).numpy(), torch.cat(self.moves).numpy()
         quartiles = []
@@ -114,7 +114,8 @@ class WorldModelErrors:
                     **_latent_means(latent, rows),
                 })
         overall = _latent_means(latent, np.arange(len(sizes)))
-        return {"latent_error": {**overall, "by_move_quartile": quartiles}, "at2_error": at2}
+        return {"latent_error": {**overall, "by_move_quartile": quartiles}, "at2_error": at2,
+                "latent_prediction": self.prediction}
 
 
 def _latent_means(latent: Dict[str, np.ndarray], rows: np.ndarray) -> Dict[str, Optional[float]]:

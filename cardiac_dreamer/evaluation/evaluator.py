@@ -60,7 +60,8 @@ def evaluate(
 
     The model speaks mm and degrees; the labels are the records' physical values. The model's train/eval mode is
     restored afterwards. World models also get their diagnostics; the latent errors need the latent loss's
-    ``target_encoder`` (without one, ``target_note`` says why in their place).
+    ``target_encoder`` (without one, ``target_note`` says why in their place) and are made as ``loss_cfg`` (a new
+    run's by default; pass an older model's stored ``config.loss``, as :func:`evaluate_checkpoint` does) says.
     """
     device = select_device(device)
     task = GuidanceTask(model, loss_cfg or LossConfig(), device)
@@ -75,7 +76,7 @@ def evaluate(
         if target_encoder is not None:
             target_encoder.encoder.to(device)
         world = WorldModelErrors(target_encoder, task.loss_cfg.smooth_l1_beta, model.config.composition,
-                                 note=target_note, latent_prediction=task.loss_cfg.latent_prediction)
+                                 note=target_note, prediction=task.loss_cfg.latent_prediction)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     try:
         for raw in tqdm(loader, desc="evaluate", unit="batch", dynamic_ncols=True,

@@ -48,7 +48,7 @@ def load_run(path: PathLike) -> LoadedRun:
         path = _deployed_in(path)
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, str(path))
-    config = Config.from_dict(checkpoint.config, source=f"{path}: config")
+    config = Config.from_stored(checkpoint.config, source=f"{path}: config")
     return LoadedRun(model=model, config=config, checkpoint=checkpoint, path=path)
 
 

@@ -58,14 +58,17 @@ TASK_DEFINITIONS = {
     "the training patients when they are evaluated): what the moves alone say",
     "world_model.latent_error": "world models: mean latent-loss distance (SmoothL1 between channel-layer-normalized "
     "feature maps, the latent loss's units) to the EMA target encoder's view of image t2, of: dreamed (the world "
-    "model's latent prediction from image t1 and the move), dreamed_without_move (the same with a zero move: what "
-    "the move adds is the gap between the two), copy (the backbone's t1 features unchanged: predicting "
-    "no change in the backbone's space), target_t1 (the target encoder's view of image t1: no change in the "
-    "target's own space, the fair one); dreamed_vs_target_t1 below 1 means the world model predicts the next frame "
-    "better than the current frame does; dreamed_vs_copy below 1 can come from the latent predictor alone, which "
-    "carries the backbone's features into the target's space; by_move_quartile: the same for the pairs in each quarter of move sizes (size: "
-    "norm of the move in training move stds; translation and rotation ranges in mm and degrees); null with a note "
-    "when the checkpoint holds no target encoder",
+    "model's latent prediction from image t1 and the move, as world_model.latent_prediction says), "
+    "dreamed_without_move (the same with a zero move: what the move adds is the gap between the two), copy (the "
+    "backbone's t1 features unchanged: no change in the backbone's space), target_t1 (the target encoder's view of "
+    "image t1: no change in the target's own space, the fair one); dreamed_vs_target_t1 below 1 means the world "
+    "model predicts the next frame better than the current frame does; dreamed_vs_copy below 1 can come from the "
+    "target's space alone; by_move_quartile: the same for the pairs in each quarter of move sizes (size: norm of "
+    "the move in training move stds; translation and rotation ranges in mm and degrees); null with a note when the "
+    "checkpoint holds no target encoder",
+    "world_model.latent_prediction": "world models: the checkpoint's loss.latent_prediction: change (the target "
+    "encoder's view of image t1 plus what the dreamer changed, read by the latent predictor) or features (the "
+    "latent predictor's reading of the dreamed t2 features)",
     "world_model.at2_error": "world models: MAE per axis of at2 against the true at2, in mm and degrees: dreamed "
     "(the head on the dreamed features) and at1_plus_move (the image-only at1 composed with the true move, what "
     "arithmetic gives without a world model)",

@@ -137,8 +137,8 @@ class LatentPredictor(nn.Conv2d):
             self.bias.zero_()
 
     def change(self, after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-        """``[B, C, h, w]``: what the map makes of ``after`` less what it makes of ``before``, in float32 (the two
-        are close, and in bf16 their difference would be mostly rounding). The bias cancels but stays in the graph,
-        so data-parallel training finds every parameter used."""
+        """``[B, C, h, w]``: what the map makes of ``after`` less what it makes of ``before``, in float32 (two close
+        maps: their difference is not rounded to bf16 again). The bias cancels but stays in the graph, so
+        data-parallel training finds every parameter used."""
         with torch.autocast(device_type=after.device.type, enabled=False):
             return self(after.float()) - self(before.float())

@@ -57,7 +57,7 @@ def model_from_checkpoint(checkpoint: ModelCheckpoint, source: str = "checkpoint
     with one line instead of exhausting memory. ``pretrained`` is switched off: the saved weights replace any
     ImageNet start, which need not exist here.
     """
-    config = Config.from_dict(checkpoint.config, source=f"{source}: config")
+    config = Config.from_stored(checkpoint.config, source=f"{source}: config")
     model_cfg = without_imagenet_start(config.model)
     model_class = variant_class(model_cfg.variant)
     with torch.device("meta"):

@@ -104,9 +104,9 @@ class CardiacDreamer(GuidanceModel):
     """The world model, the ``"dreamer"`` variant: the guidance plus a dreamer that imagines the t2 features.
 
     ``forward(image_t1, move [B, 6])`` adds ``"at2"`` [B, 6] (the pose the world model imagines after the move),
-    ``"at1_composed"`` [B, 6] (at2 with the move undone), ``"features_t2_pred"`` [B, 512, h, w], its
-    ``"latent_t2_pred"`` in the latent target's space and ``"latent_change_pred"``, what the dreamer changed in that
-    space (:func:`~cardiac_dreamer.losses.latent_prediction` picks), to ``"at1"``.
+    ``"at1_composed"`` [B, 6] (at2 with the move undone), ``"features_t2_pred"`` [B, 512, h, w], and its readings
+    in the latent target's space, ``"latent_t2_features"`` and ``"latent_change"`` (what the dreamer changed), from
+    which :func:`~cardiac_dreamer.losses.latent_prediction` makes the latent term's prediction, to ``"at1"``.
     """
 
     variant = "dreamer"
@@ -135,8 +135,8 @@ class CardiacDreamer(GuidanceModel):
         features_t2_pred = self.dreamer(features_t1, move_std)
         at2 = self._to_pose(self.guidance(features_t2_pred))
         return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred,
-                "latent_t2_pred": self.latent_predictor(features_t2_pred),
-                "latent_change_pred": self.latent_predictor.change(features_t2_pred, features_t1)}
+                "latent_t2_features": self.latent_predictor(features_t2_pred),
+                "latent_change": self.latent_predictor.change(features_t2_pred, features_t1)}
 
     def imagine_moves(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
         """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a

@@ -419,7 +419,7 @@ class Trainer:
         state = load_training_state(path)
         # the optimizer, schedule and split come back from the file, so a change to them would not apply; checked
         # first, so that a changed architecture is named as the key, not as the weights that no longer fit
-        changes = changed_keys(Config.from_dict(state.config, f"{path} config"), self.config,
+        changes = changed_keys(Config.from_stored(state.config, f"{path} config"), self.config,
                                run_keys(self.cfg.scheduler)) if state.config else []
         if changes:
             key, trained, asked = changes[0]
