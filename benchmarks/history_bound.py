@@ -35,7 +35,7 @@ from cardiac_dreamer.names import TRANSITIONS_FILE
 COLUMNS = tuple(f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))  # predictions.csv: label_x_mm...
 PRIOR_FRAMES = 2.0  # the gain prior's weight, in frames one training std from the rest
 GAIN_RANGE = (0.3, 1.5)  # a measured gain outside this is noise, not the model
-PENALTIES = (0.0, 0.01, 0.1, 1.0, 10.0)  # --fitted's ridge penalties (toward the frame alone), per mean square input
+PENALTIES = (0.0, 0.01, 0.1, 1.0, 10.0)  # --fitted's ridge penalties (toward the frame alone), per input's sum of squares
 
 
 def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:
@@ -80,8 +80,8 @@ def half_fitted_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -
             for axis in range(6):
                 inputs = spread[fit, :, axis]
                 gram = inputs.T @ inputs
-                weights = np.linalg.solve(gram + penalty * np.trace(gram) / len(gram) * np.eye(len(gram)),
-                                          inputs.T @ target[fit, axis])
+                weights = np.linalg.lstsq(gram + penalty * np.trace(gram) / len(gram) * np.eye(len(gram)),
+                                          inputs.T @ target[fit, axis], rcond=None)[0]  # a short half: singular
                 errors[p, ~fit, axis] = current[~fit, axis] + spread[~fit, :, axis] @ weights - now[~fit, axis]
     return errors.transpose(1, 0, 2)
 

@@ -43,6 +43,11 @@ class Task(Protocol):
     def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
         """A collated batch on the device, ready for :meth:`step` (augmented when ``train``)."""
 
+    @property
+    def latent_from_t1(self) -> bool:
+        """Whether the latent term starts from the target's view of image t1 (``loss.latent_prediction: change``)."""
+        return self.latent_target is not None and self.loss_cfg.latent_prediction == "change"
+
     def batch_size(self, batch: Mapping[str, Any]) -> int:
         """Samples in a batch, raw or prepared: the weight of its micro-batch in an accumulated step."""
 
@@ -161,10 +166,16 @@ class GuidanceTask:
             if images.dtype == torch.uint8:
                 images = images_to_float(images)
             if train and key == "image_t1" and self.augment is not None:
-                batch["image_t1_clean"] = images.contiguous(memory_format=self.memory_format)  # the target's t1
+                if self.latent_from_t1:
+                    batch["image_t1_clean"] = images.contiguous(memory_format=self.memory_format)
                 images = self.augment(images)
             batch[key] = images.contiguous(memory_format=self.memory_format)
         return batch
+
+    @property
+    def latent_from_t1(self) -> bool:
+        """Whether the latent term starts from the target's view of image t1 (``loss.latent_prediction: change``)."""
+        return self.latent_target is not None and self.loss_cfg.latent_prediction == "change"
 
     def batch_size(self, batch: Mapping[str, Any]) -> int:
         return len(batch["at1"])
@@ -189,7 +200,7 @@ class GuidanceTask:
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
                 target_t1 = (self.latent_target(batch.get("image_t1_clean", batch["image_t1"]))
-                             if self.loss_cfg.latent_prediction == "change" else None)
+                             if self.latent_from_t1 else None)
             outputs = {**outputs, "latent_t2_pred": latent_prediction(outputs, target_t1)}
         losses = compute_losses(outputs, batch, self.model.pose_std, self.loss_cfg, target, self.label_free)
         return outputs, losses

@@ -144,12 +144,12 @@ def test_gradients_reach_every_trainable_parameter_once_the_dreamer_has_moved_of
                                                                                              latent_prediction):
     model = tiny_model(token_type=token_type)
     image_t1, move, image_t2 = inputs()
-    labels = {"at1": torch.randn(2, 6), "at2": torch.randn(2, 6), "latent_prediction": latent_prediction}
+    step = dict(at1=torch.randn(2, 6), at2=torch.randn(2, 6), latent_prediction=latent_prediction)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    training_losses(model, image_t1, move, image_t2, **labels)["total_loss"].backward()
+    training_losses(model, image_t1, move, image_t2, **step)["total_loss"].backward()
     optimizer.step()  # the zero-initialized unembedding passes no gradient back until it has moved
     optimizer.zero_grad()
-    training_losses(model, image_t1, move, image_t2, **labels)["total_loss"].backward()
+    training_losses(model, image_t1, move, image_t2, **step)["total_loss"].backward()
     missing = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     # predicting a change, the latent predictor's bias cancels (it stays in the graph: data-parallel training needs it)
     assert missing == (["latent_predictor.bias"] if latent_prediction == "change" else [])

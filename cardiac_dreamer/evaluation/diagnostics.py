@@ -5,10 +5,11 @@ model that understands moves has slopes near 1 on every axis (the pose after a m
 additive labels); a slope near 0 means the move never reaches the guidance head, and the composed prediction then
 carries the whole move as error.
 
-:class:`WorldModelErrors` measures the dreamed t2 features against the EMA target encoder's view of image t2 in the
-latent loss's units, beside two references that need no world model: the t1 features left unchanged (``copy``) and
-the target's own view of image t1, the fair "nothing changes": a dreamer worse than that one predicts less than no
-change. Its at2 is likewise scored beside the image-only at1 plus the move, which arithmetic gives for free.
+:class:`WorldModelErrors` measures the world model's latent prediction (made as ``loss.latent_prediction`` says)
+against the EMA target encoder's view of image t2 in the latent loss's units, beside two references that need no
+world model: the t1 features left unchanged (``copy``) and the target's own view of image t1, the fair "nothing
+changes": a dreamer worse than that one predicts less than no change. Its at2 is likewise scored beside the
+image-only at1 plus the move, which arithmetic gives for free.
 """
 from __future__ import annotations
 

@@ -130,18 +130,23 @@ class CardiacDreamer(GuidanceModel):
         )
 
     def imagine(self, features_t1: torch.Tensor, move: torch.Tensor) -> Dict[str, torch.Tensor]:
-        move = move.float()
-        move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
-        features_t2_pred = self.dreamer(features_t1, move_std)
-        at2 = self._to_pose(self.guidance(features_t2_pred))
-        return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred,
-                "latent_t2_features": self.latent_predictor(features_t2_pred),
+        outputs = self._imagine_poses(features_t1, move)
+        features_t2_pred = outputs["features_t2_pred"]
+        return {**outputs, "latent_t2_features": self.latent_predictor(features_t2_pred),
                 "latent_change": self.latent_predictor.change(features_t2_pred, features_t1)}
 
     def imagine_moves(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
         """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a
-        planner comparing K candidate moves pays one backbone pass, not K)."""
-        return self.imagine(features_t1.expand(len(moves), -1, -1, -1), moves)["at2"]
+        planner comparing K candidate moves pays one backbone pass, not K, and no latent reading)."""
+        return self._imagine_poses(features_t1.expand(len(moves), -1, -1, -1), moves)["at2"]
+
+    def _imagine_poses(self, features_t1: torch.Tensor, move: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The dreamed t2 features and the poses read from them; the latent readings only train and diagnose."""
+        move = move.float()
+        move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
+        features_t2_pred = self.dreamer(features_t1, move_std)
+        at2 = self._to_pose(self.guidance(features_t2_pred))
+        return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred}
 
     def _undo_move(self, at2: torch.Tensor, move: torch.Tensor) -> torch.Tensor:
         """at1 from at2 and the move, in float32 outside autocast: rotation matrices lose whole degrees in bf16."""
