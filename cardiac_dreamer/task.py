@@ -43,11 +43,6 @@ class Task(Protocol):
     def prepare_batch(self, raw: Mapping[str, Any], train: bool) -> Batch:
         """A collated batch on the device, ready for :meth:`step` (augmented when ``train``)."""
 
-    @property
-    def latent_from_t1(self) -> bool:
-        """Whether the latent term starts from the target's view of image t1 (``loss.latent_prediction: change``)."""
-        return self.latent_target is not None and self.loss_cfg.latent_prediction == "change"
-
     def batch_size(self, batch: Mapping[str, Any]) -> int:
         """Samples in a batch, raw or prepared: the weight of its micro-batch in an accumulated step."""
 

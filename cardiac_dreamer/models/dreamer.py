@@ -126,8 +126,8 @@ class LatentPredictor(nn.Conv2d):
 
     Even so, a map from one encoder's features to another's errs more than the target's own view of image t1 lies
     from its view of t2 (on the demo, 1.3-1.9x), so the prediction was worse than "nothing changes" there. With
-    ``loss.latent_prediction: change`` the predictor reads only what the dreamer changed (:meth:`change`), added to
-    the target's own view of image t1.
+    ``loss.latent_prediction: change`` the predictor's reading of what the dreamer changed (its reading of the dreamed
+    t2 features less that of the t1 features: the bias cancels) is added to the target's own view of image t1.
     """
 
     def __init__(self, channels: int = FEATURE_CHANNELS):
@@ -135,10 +135,3 @@ class LatentPredictor(nn.Conv2d):
         with torch.no_grad():
             self.weight.copy_(torch.eye(channels)[:, :, None, None])
             self.bias.zero_()
-
-    def change(self, after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
-        """``[B, C, h, w]``: what the map makes of ``after`` less what it makes of ``before``, in float32 (two close
-        maps: their difference is not rounded to bf16 again). The bias cancels but stays in the graph, so
-        data-parallel training finds every parameter used."""
-        with torch.autocast(device_type=after.device.type, enabled=False):
-            return self(after.float()) - self(before.float())

@@ -131,9 +131,12 @@ class CardiacDreamer(GuidanceModel):
 
     def imagine(self, features_t1: torch.Tensor, move: torch.Tensor) -> Dict[str, torch.Tensor]:
         outputs = self._imagine_poses(features_t1, move)
-        features_t2_pred = outputs["features_t2_pred"]
-        return {**outputs, "latent_t2_features": self.latent_predictor(features_t2_pred),
-                "latent_change": self.latent_predictor.change(features_t2_pred, features_t1)}
+        # In float32: the change is the difference of two close readings, which bf16 would round again. The bias
+        # cancels in it but stays in the graph, so data-parallel training finds every parameter used.
+        with torch.autocast(device_type=features_t1.device.type, enabled=False):
+            reading_t2, reading_t1 = (self.latent_predictor(features.float())
+                                      for features in (outputs["features_t2_pred"], features_t1))
+        return {**outputs, "latent_t2_features": reading_t2, "latent_change": reading_t2 - reading_t1}
 
     def imagine_moves(self, features_t1: torch.Tensor, moves: torch.Tensor) -> torch.Tensor:
         """``[1, 512, h, w], [K, 6] -> [K, 6]``: the at2 imagined after each of K moves from one encoded image (a
