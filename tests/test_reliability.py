@@ -305,6 +305,21 @@ def test_ctrl_c_or_sigterm_in_the_first_epoch_says_there_is_nothing_to_resume_an
     assert not list(output.glob("run_*"))
 
 
+def test_a_sigterm_that_lands_in_a_finalizer_still_stops_the_command():
+    """Python prints an exception raised in a finalizer and carries on; a stop signal must not be lost there."""
+    from cardiac_dreamer.cli.common import interrupted_exit_code, sigterm_as_ctrl_c
+
+    class SignalledWhileCollected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler runs here, inside the finalizer
+
+    with pytest.raises(KeyboardInterrupt), sigterm_as_ctrl_c():
+        SignalledWhileCollected()  # collected at once: the signal arrives in its __del__
+        time.sleep(1.0)  # raised again here, outside the finalizer
+    assert interrupted_exit_code() == 143
+
+
 def test_sigterm_after_training_says_the_run_is_complete_and_the_resume_finishes_its_evaluation(phantom_dir,
                                                                                                  tmp_path):
     output = tmp_path / "out"

@@ -17,6 +17,7 @@ from ..version import __version__
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C
 _TERMINATED: list = []  # the SIGTERM received, if any
+RESEND_AFTER_S = 0.01  # a stop signal swallowed by a finalizer is sent again after this
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -81,12 +82,24 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         _TERMINATED.append(signum)
         raise KeyboardInterrupt
 
+    def raise_swallowed_again(unraisable) -> None:
+        # A signal that lands in a finalizer (a garbage-collection callback, e.g. matplotlib's) raises there, where
+        # Python can only print it and carry on: the run would finish as if never stopped. Send it again a moment
+        # later, from another thread, so that it is raised outside the finalizer (and again if it lands in another).
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            again = signal.SIGTERM if _TERMINATED else signal.SIGINT
+            threading.Timer(RESEND_AFTER_S, os.kill, (os.getpid(), again)).start()
+        else:
+            previous_hook(unraisable)
+
     _TERMINATED.clear()  # a notebook calling main again starts with no signal received
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous, previous_hook = signal.signal(signal.SIGTERM, interrupt), sys.unraisablehook
+    sys.unraisablehook = raise_swallowed_again
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 def interrupted_exit_code() -> int:
