@@ -1,12 +1,15 @@
 """`cardiac-train` end to end: the run directory of the production guide, from the demo and from a real export."""
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.cli.evaluate_command import main as evaluate_main
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE
@@ -141,16 +144,29 @@ def test_a_new_batch_size_on_resume_is_refused_only_where_the_schedule_counts_st
         assert code == 0, error
 
 
+@pytest.mark.parametrize("at_the_default_path", [False, True])
 @pytest.mark.parametrize("given", ["flag", "set", "yaml"])
-def test_demo_uses_a_data_directory_given_any_way_instead_of_writing_a_phantom(phantom_dir, tmp_path, capsys, given):
-    settings = {"flag": ["--data_dir", str(phantom_dir)], "set": ["--set", f"data.data_dir={phantom_dir}"]}
+def test_demo_uses_a_data_directory_given_any_way_instead_of_writing_a_phantom(phantom_dir, tmp_path, capsys,
+                                                                              monkeypatch, given, at_the_default_path):
+    data = phantom_dir
+    if at_the_default_path:  # data/processed, the path a config holds when no directory is given
+        monkeypatch.chdir(tmp_path)
+        shutil.copytree(phantom_dir, tmp_path / DataConfig().data_dir)
+        data = Path(DataConfig().data_dir)
+    settings = {"flag": ["--data_dir", str(data)], "set": ["--set", f"data.data_dir={data}"]}
     if given == "yaml":
-        (tmp_path / "mine.yaml").write_text(f"data:\n  data_dir: {phantom_dir}\n")
+        (tmp_path / "mine.yaml").write_text(f"data:\n  data_dir: {data}\n")
         settings["yaml"] = ["--config", str(tmp_path / "mine.yaml")]
     code = main(["--demo", "--check_data", "--output_dir", str(tmp_path / "out"), *settings[given]])
     assert code == 0
-    assert f"data directory: {phantom_dir.resolve()}" in capsys.readouterr().out
+    assert f"data directory: {data.resolve()}" in capsys.readouterr().out
     assert not (tmp_path / "out" / "demo_data").exists()
+
+
+def test_demo_with_a_preset_writes_the_phantom_although_the_preset_names_a_data_directory(tmp_path, capsys):
+    assert main(["--demo", "--check_data", "--config", "production", "--image_size", "32", "--output_dir",
+                 str(tmp_path)]) == 0
+    assert f"data directory: {(tmp_path / 'demo_data_32px').resolve()}" in capsys.readouterr().out
 
 
 def test_a_demo_at_another_image_size_gets_its_own_phantom_folder(tmp_path, capsys):

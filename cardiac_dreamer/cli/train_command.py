@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, DataConfig, \
+from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, Config, \
     apply_overrides, canonical_key, load_config, load_yaml, merge_layers, nest_overrides, parse_override, \
     preset_names, resolve_config_path
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
@@ -332,10 +332,11 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     from ..io.run_dir import ensure_writable
     from ..phantom import generate_phantom
 
+    given = _names_a_data_dir(args)
     if not args.config:
         args.config = str(PRESET_DIR / "debug.yaml")  # the preset, whatever the current directory holds
     config = resolve_config(args, preset=DEMO_SETTINGS)
-    if args.data_dir is None and config.data.data_dir == DataConfig().data_dir:  # no data directory given anywhere
+    if not given:
         size = config.data.image_size
         usual = load_config(PRESET_DIR / "debug.yaml").data.image_size
         demo_data = output_dir / ("demo_data" if size == usual else f"demo_data_{size}px")
@@ -343,6 +344,21 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
         generate_phantom(demo_data, num_patients=DEMO_PATIENTS, image_size=config.data.image_size, seed=0)
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})
     return config
+
+
+def _names_a_data_dir(args: argparse.Namespace) -> bool:
+    """Whether the command line or the user's own YAML names a data directory, the default's path included (a
+    preset's ``data_dir`` is only where data usually lies, so ``--demo --config production`` still writes the
+    phantom)."""
+    if "data.data_dir" in flag_overrides(args):
+        return True
+    if not args.config:
+        return False
+    path = resolve_config_path(args.config)
+    if path.resolve().parent == PRESET_DIR.resolve():
+        return False
+    section = load_yaml(path).get("data")
+    return isinstance(section, dict) and "data_dir" in section
 
 
 if __name__ == "__main__":
