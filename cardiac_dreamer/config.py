@@ -188,7 +188,7 @@ class TrainingConfig:
     precision: str = "32"  # "32", "16" (fp16 on CUDA, bf16 on a capable CPU) or "bf16"
     accumulate_grad_batches: int = ranged(1, 1, 65536)
     gradient_clip_val: Optional[float] = ranged(1.0, 0.0, 1e9)  # max gradient norm; None or 0 disables clipping
-    num_workers: int = ranged(2, 0, 256)
+    num_workers: int = ranged(4, 0, 256)  # the guide's: its troubleshooting reduces it from 4
     persistent_workers: bool = True
     device: str = "auto"  # "auto" (cuda, then mps, then cpu) or an explicit torch device
     seed: int = ranged(42, 0, MAX_SEED)

@@ -35,6 +35,7 @@ def test_defaults_are_the_guides():
     assert config.model.token_type == "spatial"  # the guide names both; spatial is ten times cheaper to imagine with
     assert (config.training.batch_size, config.training.max_epochs, config.training.lr) == (16, 150, 2e-4)
     assert config.training.early_stop_patience == 20
+    assert config.training.num_workers == 4  # the guide's troubleshooting: "num_workers: 2  # Reduce from 4"
     assert (config.loss.lambda_latent, config.loss.lambda_t2_action, config.loss.smooth_l1_beta) == (0.2, 1.0, 1.0)
     assert config.loss.primary_task_only is False
     assert (config.data.train_ratio, config.data.val_ratio, config.data.test_ratio) == (0.70, 0.15, 0.15)
