@@ -279,6 +279,14 @@ def test_a_folder_of_other_things_is_refused_and_left_as_it_was(tmp_path):
     assert sorted(path for path in data.rglob("*")) == before
 
 
+def test_a_patient_folder_named_as_the_output_is_refused_and_left_as_it_was(tmp_path):
+    patient = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)[0]
+    before = {path: path.read_bytes() for path in patient.rglob("*") if path.is_file()}
+    with pytest.raises(OutputError, match=f"^{patient}: a patient folder"):  # its phantom.json is no writer's marker
+        generate_phantom(patient, num_patients=2, pairs_per_patient=2, image_size=32)
+    assert {path: path.read_bytes() for path in patient.rglob("*") if path.is_file()} == before
+
+
 def test_only_the_patient_folders_it_wrote_are_replaced(tmp_path):
     generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
     notes = tmp_path / "phantom_notes"  # a user's folder beside the phantom, named like a patient

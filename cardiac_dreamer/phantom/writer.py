@@ -126,6 +126,9 @@ def _refuse_foreign(output_dir: Path) -> None:
                        if child.name not in SYSTEM_FILES) if output_dir.is_dir() else []
     except OSError as error:
         raise OutputError(f"{output_dir}: cannot read the phantom's output directory ({os_reason(error)})") from None
+    if TRANSITIONS_FILE in names:  # a patient folder: its own phantom.json is a patient's, not this writer's marker
+        raise OutputError(f"{output_dir}: a patient folder (it holds {TRANSITIONS_FILE}), not a phantom's; write the "
+                          "phantom into a new or empty folder (nothing was written)")
     if names and LOCK_FILE not in names and MARKER_FILE not in names:
         shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         raise OutputError(f"{output_dir}: not empty and not a phantom's folder (it holds {shown}); write the phantom "
