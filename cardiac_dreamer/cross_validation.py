@@ -234,15 +234,49 @@ def _finished_or_run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str,
     if result_path.is_file():
         log.info("%s fold %d seed %d already finished: %s", variant, index + 1, seed, result_path)
         result = read_json(result_path, "fold result (delete it to redo the fold)", DataError)
-        missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
-        if missing:
-            raise DataError(f"{result_path}: not a fold result (no {', '.join(missing)}); delete it to redo the fold")
+        problem = _fold_result_problem(result, index + 1, seed)
+        if problem:
+            raise DataError(f"{result_path}: not a fold result ({problem}); delete it to redo the fold")
         return result
     log.info("%s fold %d of %d, seed %d: reporting %s, selecting on %s", variant, index + 1, len(plan.folds), seed,
              ", ".join(plan.folds[index].val), ", ".join(plan.inner_val[index]))
     result = run_fold(plan, cv_dir, variant, index, seed, argv, progress)
     write_json(result_path, result)
     return result
+
+
+def _fold_result_problem(result: Any, fold: int, seed: int) -> Optional[str]:
+    """What makes ``result`` unusable as the summary's record of ``fold`` and ``seed`` (None: nothing), so that a
+    damaged file is named before the summary is rewritten, not met as a traceback while it is."""
+    missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if result["fold"] != fold or result["seed"] != seed or not _is_whole(result["samples"]):
+        return f"fold {result['fold']!r}, seed {result['seed']!r}, samples {result['samples']!r}: expected fold " \
+               f"{fold}, seed {seed} and a whole number of samples"
+    if not isinstance(result["split"], dict) or not isinstance(result["split"].get("val"), list):
+        return "split: expected an object with a list of val patients"
+    scores = {"metrics": result["metrics"], **{f"per_patient.{name}": entry for name, entry in
+                                               (result["per_patient"].items() if isinstance(result["per_patient"],
+                                                                                             dict) else [])}}
+    if not isinstance(result["per_patient"], dict):
+        return "per_patient: expected an object"
+    for optional in ("composed_metrics", "test_metrics"):
+        if result.get(optional) is not None:
+            scores[optional] = result[optional]
+    for name, entry in scores.items():
+        bad = [key for key in METRICS if not isinstance(entry, dict) or not _is_score(entry.get(key, "missing"))]
+        if bad:
+            return f"{name}.{bad[0]}: expected a number or null"
+    return None
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_score(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,

@@ -206,6 +206,27 @@ def test_a_fold_result_of_the_wrong_shape_is_one_line_naming_it(compared, tmp_pa
     assert code == 2 and len(err) == 1 and str(result) in err[0] and "delete it to redo the fold" in err[0], err
 
 
+@pytest.mark.parametrize("damage, named", [
+    (lambda result: result.update(metrics={}), "metrics.mae_x_mm"),
+    (lambda result: result["metrics"].update(mae_x_mm="big"), "metrics.mae_x_mm"),
+    (lambda result: result.update(fold="1"), "fold '1'"),
+    (lambda result: result.update(split=None), "split"),
+    (lambda result: next(iter(result["per_patient"].values())).update(rotation_error_deg=[1]), "rotation_error_deg"),
+])
+def test_a_damaged_fold_result_is_one_line_naming_the_field_and_the_summary_is_kept(compared, tmp_path, capsys,
+                                                                                     damage, named):
+    cv_dir = copy_of(compared, tmp_path)
+    path = fold_dir(cv_dir, "direct", 1, SEED) / RESULT_FILE
+    result = json.loads(path.read_text())
+    damage(result)
+    path.write_text(json.dumps(result))
+    summary = (cv_dir / "cv_summary.json").read_bytes()
+    code = main(["--resume_cv", str(cv_dir)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(path) in err[0] and named in err[0], err
+    assert (cv_dir / "cv_summary.json").read_bytes() == summary
+
+
 @pytest.mark.parametrize("flags, named", [(["--compare"], "--compare"), (["--seeds", "2"], "--seeds"),
                                           (["--max_epochs", "5"], "training.max_epochs"),
                                           (["--set", "training.lr=0.1"], "training.lr"), (["--config", "debug"], "--config")])
