@@ -109,6 +109,15 @@ class CrossValidationPlan:
         if not valid:
             raise ConfigError(f"{source}: not a valid cross-validation plan (needs >= 2 folds, known variants, "
                               "seeds and an inner validation group per fold)")
+        people = set(plan.grouping.values())
+        for number, (fold, inner) in enumerate(zip(plan.folds, plan.inner_val), start=1):
+            unknown = sorted(set(fold.train + fold.val + fold.test + inner) - people)
+            if unknown:
+                raise ConfigError(f"{source}: fold {number} names {unknown[0]!r}, not a patient of the plan's "
+                                  f"grouping ({len(people)} patients); not a valid cross-validation plan")
+            if not set(inner) <= set(fold.train):
+                raise ConfigError(f"{source}: fold {number}'s inner validation patients are not among its training "
+                                  "patients; not a valid cross-validation plan")
         return plan
 
 

@@ -241,13 +241,31 @@ def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, 
 def test_resume_cv_refuses_data_whose_people_changed_since_the_plan(compared, tmp_path, capsys):
     # the folds left to run and the baselines would read another grouping than the finished folds did
     cv_dir = copy_of(compared, tmp_path)
-    plan = json.loads((cv_dir / PLAN_FILE).read_text())
-    plan["grouping"]["phantom_02"] = "bob"  # as if a grouping file had said so when the cv started
+    text = (cv_dir / PLAN_FILE).read_text()
+    plan = json.loads(text.replace('"phantom_02"', '"bob"'))  # as if a grouping file had named it so at the start
+    plan["grouping"]["phantom_02"] = plan["grouping"].pop("bob")
     (cv_dir / PLAN_FILE).write_text(json.dumps(plan))
     code = main(["--resume_cv", str(cv_dir)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert "the data changed since this cross-validation started (phantom_02: now phantom_02, then bob" in err[0]
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda plan: plan["folds"][0].update(train=["nope"]), "fold 1 names 'nope'"),
+    (lambda plan: plan["inner_val"].__setitem__(1, list(plan["folds"][1]["val"])), "fold 2's inner validation"),
+])
+def test_resume_cv_of_a_plan_naming_patients_it_cannot_train_on_is_one_line(compared, tmp_path, capsys, edit, named):
+    cv_dir = copy_of(compared, tmp_path)
+    plan = json.loads((cv_dir / PLAN_FILE).read_text())
+    edit(plan)
+    (cv_dir / PLAN_FILE).write_text(json.dumps(plan))
+    before = {path: path.read_bytes() for path in cv_dir.rglob("*") if path.is_file()}
+    code = main(["--resume_cv", str(cv_dir)])
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(cv_dir / PLAN_FILE) in err[0] and named in err[0], err
+    assert {path: path.read_bytes() for path in cv_dir.rglob("*") if path.is_file()} == before
 
 
 def test_a_cv_on_an_unreadable_image_writes_nothing(grouped_export, tmp_path, capsys):
