@@ -486,11 +486,14 @@ def parse_override(dotted: str, text: str) -> Any:
     """The value of ``--set section.key=text``: YAML (0.05, true, null, [a, b]), except that a key holding text
     (a path, a list of patient names) takes the text as written (quotes aside), so a patient named 007 stays
     ``'007'``."""
-    section, _, key = canonical_key(dotted).partition(".")
+    name = canonical_key(dotted)
+    section, _, key = name.partition(".")
     hint = typing.get_type_hints(_SECTIONS[section]).get(key) if section in _SECTIONS else None
     if hint not in (str, Optional[str], List[str]):
         return parse_yaml(text)
     stripped = text.strip()
+    if not stripped and name in PATH_KEYS:  # an unset shell variable; clearing the key silently could drop a grouping
+        raise ConfigError(f"--set {name}= is empty (an unset shell variable?): give a path, or null to clear it")
     if stripped in ("null", "~", ""):
         return None
     quoted = len(stripped) > 1 and stripped[0] == stripped[-1] and stripped[0] in "'\""

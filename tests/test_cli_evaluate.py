@@ -83,6 +83,18 @@ def test_the_hyphenated_data_dir_reaches_the_evaluation(checkpoint, real_export,
     assert_one_error_line(capsys, code, "phantom_04")
 
 
+@pytest.mark.parametrize("flag", ["--output_dir", "--data_dir", "--checkpoint"])
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder_or_the_default(checkpoint, tmp_path, capsys,
+                                                                                   monkeypatch, flag):
+    monkeypatch.chdir(tmp_path)  # "$OUT" of an unset variable wrote the report here; "$DATA" read the checkpoint's
+    argv = {"--checkpoint": str(checkpoint), "--split": "train", "--device": "cpu", flag: ""}
+    with pytest.raises(SystemExit) as stopped:
+        main([item for pair in argv.items() for item in pair])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stopped.value.code == 2 and len(err) == 1 and flag in err[0] and "empty" in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_empty_split_is_refused(phantom_dir, tmp_path, capsys):
     no_test = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=[])
     checkpoint = save_tiny_checkpoint(tmp_path / "no_test.ckpt", phantom_dir, split=no_test)

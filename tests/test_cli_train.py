@@ -230,6 +230,13 @@ def test_an_empty_resume_path_is_refused_not_taken_for_a_new_run(flag, capsys, t
     assert os.listdir(tmp_path) == []
 
 
+def test_an_empty_output_dir_is_refused_not_taken_for_the_default(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "$OUT" of an unset variable wrote ./outputs
+    line = usage_error(capsys, ["--demo", "--output_dir", ""])
+    assert "--output_dir" in line and "empty" in line
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_bare_cardiac_train_without_data_says_what_to_run_instead(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/processed here
     assert main([]) == 2

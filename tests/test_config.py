@@ -370,6 +370,15 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder_or_as_no_file(k
         apply_overrides(Config(), {key: "  "})
 
 
+@pytest.mark.parametrize("key", ["data.grouping_file", "model.pretrained_weights", "data.data_dir"])
+def test_an_empty_set_of_a_path_is_refused_not_taken_for_null(key):
+    # --set data.grouping_file=$GROUPS with the variable unset cleared the grouping without a word
+    with pytest.raises(ConfigError, match=f"--set {key}= is empty"):
+        resolve_config(build_parser().parse_args(["--data_dir", "d", "--set", f"{key}="]))
+    assert resolve_config(build_parser().parse_args(["--data_dir", "d", "--set", "data.grouping_file=null"])
+                          ).data.grouping_file is None  # null still clears it
+
+
 def test_an_empty_grouping_file_flag_is_refused():
     with pytest.raises(ConfigError, match="data.grouping_file is empty"):
         resolve_config(build_parser().parse_args(["--data_dir", "d", "--grouping_file", ""]))

@@ -47,6 +47,14 @@ def add_flag(container: Union[argparse.ArgumentParser, argparse._ArgumentGroup],
     container.add_argument(*names, dest=flag.lstrip("-"), **kwargs)
 
 
+def a_path(text: str) -> str:
+    """A path flag's value; an empty one (an unset shell variable) is refused, not read as the current folder or as
+    the flag's default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("needs a path, got an empty one (an unset shell variable?)")
+    return text
+
+
 def configure_logging() -> None:
     """Library messages at INFO on rank 0 (warnings only on the other ranks), short and timestamped."""
     level = logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING

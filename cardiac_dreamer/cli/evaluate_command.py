@@ -19,7 +19,7 @@ from ..names import SPLIT_CHOICES
 from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
 from ..guidance.navigation.report import FILES as NAVIGATION_FILES
 from ..guidance.session import PLANNERS
-from .common import CommandParser, add_flag, configure_logging, interrupted_exit_code, report_error, \
+from .common import CommandParser, a_path, add_flag, configure_logging, interrupted_exit_code, report_error, \
     sigterm_as_ctrl_c
 
 
@@ -33,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         "statistics it recorded; writes metrics.json, predictions.csv and plots.",
     )
     data = parser.add_argument_group("checkpoint and data")
-    add_flag(data, "--checkpoint", required=True,
+    add_flag(data, "--checkpoint", required=True, type=a_path,
              help="a run's .ckpt, e.g. outputs/latest/checkpoints/best.ckpt")
-    add_flag(data, "--data_dir", help="data directory (default: the one recorded in the checkpoint)")
+    add_flag(data, "--data_dir", type=a_path, help="data directory (default: the one recorded in the checkpoint)")
     add_flag(data, "--split", default="test", choices=SPLIT_CHOICES, help="patients to evaluate (default: test)")
     add_flag(data, "--patients", type=_patient_list, help="comma-separated patient ids of the split, e.g. a,b "
              "(default: all of them)")
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(run, "--batch_size", type=_positive_int, default=32, help="pairs per forward pass (default: 32)")
     add_flag(run, "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ... "
              "(default: auto)")
-    add_flag(parser.add_argument_group("output"), "--output_dir", help="where to write (default: "
+    add_flag(parser.add_argument_group("output"), "--output_dir", type=a_path, help="where to write (default: "
              "evaluation_<split>_<timestamp>/ in the checkpoint's run)")
     _add_navigation_flags(parser)
     return parser

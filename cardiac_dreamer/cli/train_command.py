@@ -20,8 +20,8 @@ from ..config import PRECISIONS, PRESET_DIR, SCHEDULERS, TOKEN_TYPES, VARIANTS, 
 from ..errors import CardiacDreamerError, ConfigError, DataError, Interrupted
 from ..names import MONITOR
 from . import log_process_policies
-from .common import CommandParser, StoreOnce, add_flag, configure_logging, interrupted_exit_code, report_error, \
-    sigterm_as_ctrl_c
+from .common import CommandParser, StoreOnce, a_path, add_flag, configure_logging, interrupted_exit_code, \
+    report_error, sigterm_as_ctrl_c
 
 DEMO_PATIENTS = 6  # the demo phantom (v4): 4 train, 1 val, 1 test patient; 250 sweep pairs each
 # The demo on top of the debug preset: every pair of the phantom, enough epochs to learn it, bf16 where the CPU
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     for section in ("data", "model", "training"):
         _add_config_flags(groups[section], CONFIG_FLAGS[section])
 
-    add_flag(groups["output"], "--output_dir", help="where run directories are created (default: outputs)")
+    add_flag(groups["output"], "--output_dir", type=a_path,
+             help="where run directories are created (default: outputs)")
     add_flag(groups["output"], "--no_progress", action="store_true", help="no progress bars")
     return parser
 
@@ -154,6 +155,8 @@ def flag_overrides(args: argparse.Namespace) -> Dict[str, Any]:
         key = canonical_key(written.strip())  # model.lr is training.lr, so it replaces --lr as training.lr does
         try:
             overrides[key] = parse_override(key, value)
+        except ConfigError:  # already says what is wrong with the value
+            raise
         except (yaml.YAMLError, ValueError, RecursionError):
             raise ConfigError(f"--set {assignment[:200]!r}: the value is not valid YAML") from None
     return overrides
