@@ -8,6 +8,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import warnings
 import zlib
 from pathlib import Path
@@ -26,8 +27,9 @@ from cardiac_dreamer.data import (
     read_records,
 )
 from cardiac_dreamer.data.transforms import MAX_IMAGE_PIXELS, image_to_gray
-from cardiac_dreamer.errors import DataError
-from cardiac_dreamer.io.checkpoint import TrainingState, save_checkpoint
+from cardiac_dreamer.errors import CheckpointError, ConfigError, DataError
+from cardiac_dreamer.io.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from cardiac_dreamer.models.backbone import read_weights_file
 from test_bad_input import LOG_LINE, PATIENT, Case
 
 OTHER = "data_0513_02"
@@ -400,3 +402,27 @@ def test_corrupted_bytes_in_any_format_give_a_data_error_or_a_valid_image_never_
                 assert str(path) in str(error) and "\n" not in str(error)
             else:
                 assert image.shape == (16, 16) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("read, what, error", [
+    (lambda path: read_grayscale(path, 16), "image", DataError),  # predict, a session's update, the data checks
+    (lambda path: read_weights_file(path), "backbone weights file", ConfigError),  # model.pretrained_weights
+    (lambda path: load_checkpoint(path), "checkpoint", CheckpointError),  # cardiac-evaluate --checkpoint
+])
+def test_a_pipe_given_as_a_file_is_refused_at_once_not_read_for_ever(tmp_path, read, what, error):
+    pipe = tmp_path / "named_pipe"
+    os.mkfifo(pipe)  # no writer: a read would wait for ever
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(_raised(read, pipe)), daemon=True)
+    reader.start()
+    reader.join(timeout=20)
+    assert not reader.is_alive(), f"reading a pipe as a {what} blocked"
+    assert isinstance(outcome[0], error) and f"{pipe}: {what} is a special file" in str(outcome[0])
+
+
+def _raised(read, path):
+    try:
+        read(path)
+    except Exception as raised:  # the test asserts its type
+        return raised
+    return None

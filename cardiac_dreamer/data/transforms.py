@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import DataError
-from ..io.fileio import os_reason
+from ..io.fileio import os_reason, require_regular_file
 
 # ImageNet's RGB mean and std seen through the luma weights (0.299, 0.587, 0.114): the backbone's first layer
 # may start from ImageNet weights summed over the colour channels, so inputs should look like a gray ImageNet.
@@ -60,6 +60,7 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
     """``path`` opened and fully decoded (closed on exit). Its size is checked from the header before any pixel is
     decoded, and every failure is a :class:`DataError` naming the path: a hostile file can make PIL's decoders
     raise almost any exception type, so all of them are caught here, around PIL's calls only."""
+    require_regular_file(Path(path), "image", DataError)  # a pipe would block the read for ever
     try:
         image = _open_header(path)
     except FileNotFoundError:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 
 from ..errors import CheckpointError, OutputError
-from .fileio import atomic_open, cannot_write
+from .fileio import atomic_open, cannot_write, require_regular_file
 from ..version import __version__
 
 FORMAT_NAME = "cardiac_dreamer.io.checkpoint"
@@ -184,8 +184,7 @@ def _load_payload(path: Path) -> Any:
     if path.is_dir():
         raise CheckpointError(f"{path}: a directory, not a checkpoint file (a run keeps its own in "
                               "checkpoints/: last.ckpt to resume, averaged.ckpt or best.ckpt to evaluate)")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    require_regular_file(path, "checkpoint", CheckpointError)
     if not zipfile.is_zipfile(path):  # torch's own complaint would advise re-saving with a serialization option
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (the file is empty, cut short or not a "
                               "PyTorch archive)")

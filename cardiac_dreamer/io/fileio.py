@@ -88,10 +88,7 @@ def read_json(path: PathLike, what: str, error: Type[CardiacDreamerError]) -> An
     not JSON (pathological nesting and integers too long to convert included), or when an object names a key twice
     (JSON parsers disagree on which one counts)."""
     path = Path(path)
-    info = stat_path(path, what, error)
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file (pipe, socket or device)"
-        raise error(f"{path}: {what} is {kind}, not a regular file")
+    require_regular_file(path, what, error)
     try:
         text = path.read_text(encoding="utf-8-sig")  # files written on Windows may carry a BOM
     except (OSError, UnicodeDecodeError) as problem:
@@ -128,6 +125,15 @@ def stat_path(path: Path, what: str, error: Type[CardiacDreamerError]) -> os.sta
         raise error(f"{path}: {what} not found") from None
     except (OSError, ValueError) as problem:
         raise error(f"{path}: cannot read {what} ({os_reason(problem)})") from None
+
+
+def require_regular_file(path: Path, what: str, error: Type[CardiacDreamerError]) -> None:
+    """``error`` naming ``what`` ``path`` should be when it is missing or not a regular file: a directory, or a
+    pipe or device whose read would block or never end."""
+    info = stat_path(path, what, error)
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a special file (pipe, socket or device)"
+        raise error(f"{path}: {what} is {kind}, not a regular file")
 
 
 def os_reason(problem: BaseException) -> str:

@@ -25,6 +25,7 @@ from torch import nn
 from ..config import BACKBONES
 from ..errors import ConfigError
 from ..io.checkpoint import unpickler_complaint
+from ..io.fileio import require_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ def imagenet_state(name: str) -> Any:
 
 def read_weights_file(path: Path) -> Any:
     """What the torch file ``path`` holds, loaded without executing code (``weights_only``)."""
+    require_regular_file(Path(path), "backbone weights file", ConfigError)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
