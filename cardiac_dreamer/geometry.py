@@ -19,6 +19,9 @@ from .errors import DataError
 COMPOSITION_MODES = ("additive", "se3")
 AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
 AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
+# No probe pose or move is a kilometre or a thousand turns: a larger label or move is an export or tracker error, and
+# its square (in the normalization statistics, in a fused estimate) would swamp every other.
+MAX_POSE_MAGNITUDE = 1e6  # mm or degrees
 
 
 def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
@@ -124,11 +127,12 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
     elif moves is not None and moves.shape == (6,):
         moves = np.broadcast_to(moves, (count, 6))
     wanted = (6,) if count is None else (count, 6)
-    if moves is None or moves.shape != wanted or not np.isfinite(moves).all():
+    if moves is None or moves.shape != wanted or not (np.abs(moves) <= MAX_POSE_MAGNITUDE).all():
         form = "6 finite numbers" if count is None else f"finite numbers, [6] or [{count}, 6] (one per image),"
         got = repr(values) if moves is None or moves.ndim == 0 else (
-            f"shape {list(moves.shape)}" if moves.shape != wanted else "NaN or infinity")
-        raise DataError(f"{what} must be {form} (mm, degrees); got {got}")
+            f"shape {list(moves.shape)}" if moves.shape != wanted else
+            "NaN or infinity" if not np.isfinite(moves).all() else f"{np.abs(moves).max():g}")
+        raise DataError(f"{what} must be {form} within +-{MAX_POSE_MAGNITUDE:g} (mm, degrees); got {got}")
     return torch.from_numpy(np.array(moves))
 
 
@@ -142,6 +146,7 @@ __all__ = [
     "as_moves",
     "AXIS_UNITS",
     "COMPOSITION_MODES",
+    "MAX_POSE_MAGNITUDE",
     "apply_move",
     "matrix_to_pose",
     "mean_pose",

@@ -224,8 +224,10 @@ def test_numpy_numbers_from_a_notebook_sweep_are_settings():
     assert settings.history == 4 and type(settings.history) is int
 
 
-@pytest.mark.parametrize("move", [[np.nan] * 6, [1.0] * 5, "abcdef", {"x": 1.0}, None])
+@pytest.mark.parametrize("move", [[np.nan] * 6, [1.0] * 5, "abcdef", {"x": 1.0}, [1e300, 0, 0, 0, 0, 1e300],
+                                  None])
 def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
+    # 1e300 mm: a tracker glitch, which the session answered with a suggested move of -1e300 mm
     session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
     session.update(np.zeros(6))
     if move is None:

@@ -23,6 +23,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataError
+from ..geometry import MAX_POSE_MAGNITUDE
 from ..io.fileio import os_reason, read_json, stat_path
 from ..names import TRANSITIONS_FILE
 
@@ -31,9 +32,6 @@ logger = logging.getLogger(__name__)
 IMAGE_KEYS = ("ft1_image_path", "ft2_image_path")
 LABEL_KEYS = ("at1_6dof", "action_change_6dof", "at2_6dof")
 REQUIRED_KEYS = IMAGE_KEYS + LABEL_KEYS
-# No probe pose or move is a kilometre or a thousand turns: a larger label is an export error, and its square
-# (in the normalization statistics) would swamp every other label.
-MAX_LABEL_MAGNITUDE = 1e6  # mm or degrees
 
 PathLike = Union[str, Path]
 Vector = Tuple[float, ...]
@@ -398,7 +396,7 @@ def _vector(raw: Any, key: str, where: str) -> Vector:
     for axis, value in enumerate(raw):
         if not _is_plausible_label(value):
             raise DataError(
-                f"{where}: {key}[{axis}] must be a finite number within +-{MAX_LABEL_MAGNITUDE:g} "
+                f"{where}: {key}[{axis}] must be a finite number within +-{MAX_POSE_MAGNITUDE:g} "
                 f"(mm or degrees), got {shown(value)}"
             )
     return tuple(float(value) for value in raw)
@@ -409,4 +407,4 @@ def _is_plausible_label(value: Any) -> bool:
     comparison is exact for integers too large for a float, and false for NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return -MAX_LABEL_MAGNITUDE <= value <= MAX_LABEL_MAGNITUDE
+    return -MAX_POSE_MAGNITUDE <= value <= MAX_POSE_MAGNITUDE
