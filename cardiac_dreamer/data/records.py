@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 IMAGE_KEYS = ("ft1_image_path", "ft2_image_path")
 LABEL_KEYS = ("at1_6dof", "action_change_6dof", "at2_6dof")
 REQUIRED_KEYS = IMAGE_KEYS + LABEL_KEYS
+FRAME_KEYS = ("frame_t1", "frame_t2")  # optional: the sweep's frame numbers
 
 PathLike = Union[str, Path]
 Vector = Tuple[float, ...]
@@ -136,7 +137,20 @@ def read_patient_records(
             continue
         first_seen[key] = index
         records.append(record)
+    _warn_of_unusable_frame_numbers(entries, place)
     return records
+
+
+def _warn_of_unusable_frame_numbers(entries: Sequence[Any], place: _PatientFolder) -> None:
+    """One warning per file naming its first frame number that is there but no whole number >= 0: such a pair is
+    read as unnumbered, and the sequence stage's "no frame numbers" would otherwise hide why."""
+    for index, entry in enumerate(entries):
+        for key in FRAME_KEYS:
+            if isinstance(entry, dict) and entry.get(key) is not None and _frame_number(entry, key) is None:
+                logger.warning("%s: entry %d: %s %s is not a whole number >= 0; the file's pairs with such numbers "
+                               "are read as unnumbered (only model.sequence_frames and data.pair_gap_frames read "
+                               "them)", place.json_path, index, key, reprlib.repr(entry[key]))
+                return
 
 
 def read_records(
@@ -328,8 +342,8 @@ def _parse_entry(entry: Any, index: int, place: _PatientFolder) -> TransitionRec
         action_change=action_change,
         at2=at2,
         source=place.json_path,
-        frame_t1=_frame_number(entry, "frame_t1"),
-        frame_t2=_frame_number(entry, "frame_t2"),
+        frame_t1=_frame_number(entry, FRAME_KEYS[0]),
+        frame_t2=_frame_number(entry, FRAME_KEYS[1]),
     )
 
 
