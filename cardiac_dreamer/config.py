@@ -426,6 +426,8 @@ def resolve_config_path(name_or_path: Union[str, Path]) -> Path:
         raise ConfigError(f"{path}: is a directory, not a config file")
     if path.is_file():
         return path
+    if path.exists():  # a pipe or a device: reading it could block or never end
+        raise ConfigError(f"{path}: is a special file (pipe, socket or device), not a config file")
     if path.suffix.lower() in (".yaml", ".yml"):
         # The guide writes configs/production.yaml; fall back to the shipped preset of that name.
         if (PRESET_DIR / path.name).is_file():

@@ -222,6 +222,8 @@ def _check_same_grouping(plan: CrossValidationPlan, cv_dir: Path) -> None:
 def read_plan(cv_dir: Path) -> CrossValidationPlan:
     """The plan of an existing cross-validation directory; ConfigError when it is not one."""
     cv_dir = Path(cv_dir)
+    if cv_dir.exists() and not cv_dir.is_dir():
+        raise ConfigError(f"{cv_dir}: is a file, not a cross-validation directory")
     if not cv_dir.is_dir():
         raise ConfigError(f"{cv_dir}: cross-validation directory not found")
     if not (cv_dir / PLAN_FILE).is_file():

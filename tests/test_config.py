@@ -315,6 +315,9 @@ def test_a_preset_name_means_the_preset_whatever_the_current_directory_holds(tmp
     (tmp_path / "mine.yaml").mkdir()
     with pytest.raises(ConfigError, match="mine.yaml: is a directory, not a config file"):
         load_config("mine.yaml")
+    os.mkfifo(tmp_path / "piped.yaml")  # said "not found", though it is there
+    with pytest.raises(ConfigError, match=r"piped.yaml: is a special file \(pipe, socket or device\)"):
+        load_config(str(tmp_path / "piped.yaml"))
 
 
 def test_rules_between_keys_are_checked_once_yaml_and_flags_are_laid_together(tmp_path):

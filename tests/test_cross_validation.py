@@ -312,3 +312,7 @@ def test_cli_resume_cv_of_a_missing_directory_prints_one_error_line(tmp_path, ca
     code = main(["--resume_cv", str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cross-validation directory not found" in err[0]
+    (tmp_path / "cv_plan.json").write_text("{}")
+    code = main(["--resume_cv", str(tmp_path / "cv_plan.json")])  # the plan named instead of its folder
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is a file, not a cross-validation directory" in err[0], err
