@@ -288,3 +288,10 @@ def test_in_a_label_scarce_run_the_pixel_ridge_learns_from_the_labelled_patients
     train = read_records(phantom_dir, labelled)
     test = read_records(phantom_dir, PHANTOM_SPLIT.test)
     np.testing.assert_allclose(report.baselines["pixel_ridge"], PixelRidge(train, image_size=64).predict(test))
+
+
+def test_a_huge_ratio_to_a_baseline_prints_in_three_digits_not_three_hundred():
+    # near-constant labels give a baseline of almost no error: the table printed the ratio's 300 digits
+    from cardiac_dreamer.evaluation.report import _ratio_text
+    assert (_ratio_text(1.8733894866373806e299), _ratio_text(0.8234), _ratio_text(None)) == ("1.87e+299x", "0.82x",
+                                                                                               "n/a")

@@ -241,7 +241,10 @@ def _number(value: Optional[float]) -> str:
 
 
 def _ratio_text(value: Optional[float]) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:.2f}x"
+    """``0.82x``; a huge ratio (a baseline near zero error, as on near-constant labels) in three digits."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}x" if abs(value) < 1000 else f"{value:.3g}x"
 
 
 def _axis_cells(task: Dict[str, Any], axis: int) -> str:
