@@ -67,7 +67,8 @@ def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
     assert stats["splits"]["test"]["patients"] == []
 
 
-def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path, monkeypatch):
+def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path, monkeypatch,
+                                                                       caplog):
     # Started with a data directory relative to where it ran, resumed from elsewhere: the run recorded where its data is.
     monkeypatch.chdir(phantom_dir.parent)
     common = ["--data_dir", phantom_dir.name, "--output_dir", str(tmp_path / "out"),
@@ -76,8 +77,9 @@ def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_d
     run = only_run_dir(tmp_path / "out")
     monkeypatch.chdir(tmp_path)
     assert main(["--resume_from_checkpoint", str(run / "checkpoints" / "last.ckpt"), "--max_epochs", "2",
-                 "--no_progress"]) == 0
-    assert only_run_dir(tmp_path / "out") == run
+                 "--no_progress", "--output_dir", "elsewhere"]) == 0
+    assert only_run_dir(tmp_path / "out") == run and not (tmp_path / "elsewhere").exists()
+    assert "--output_dir elsewhere is not used: a resumed run continues in its own directory" in caplog.text
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["epoch"] == 1 and state["config"]["training"]["max_epochs"] == 2
     lines = (run / "logs" / "cardiac_dreamer_csv" / "metrics.csv").read_text().splitlines()

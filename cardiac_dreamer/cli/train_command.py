@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,6 +270,9 @@ def _train(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
 
     output_dir = _output_dir(args)
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    if resume is not None and args.output_dir is not None:
+        logging.getLogger(__name__).warning("--output_dir %s is not used: a resumed run continues in its own "
+                                            "directory", args.output_dir)
     outcome = run_training(config, output_dir=output_dir, resume_from=resume, argv=argv,
                            progress=not args.no_progress)
     if not dist.is_main_process():  # under torchrun rank 0 speaks for the run, once
