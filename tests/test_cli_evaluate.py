@@ -132,6 +132,8 @@ def test_a_grouped_run_is_evaluated_after_its_data_and_grouping_file_moved(phant
     checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", data, split, grouping_file=data / "groups.json",
                                       grouping=grouping)
     moved = data.rename(tmp_path / "moved")
+    assert_one_error_line(capsys, main(["--checkpoint", str(checkpoint), "--device", "cpu"]),  # where it was
+                          f"{data}: the data directory {checkpoint} was trained on is not there", "--data_dir DIR")
     output = tmp_path / "evaluation"
     code = main(["--checkpoint", str(checkpoint), "--data_dir", str(moved), "--output_dir", str(output),
                  "--device", "cpu"])

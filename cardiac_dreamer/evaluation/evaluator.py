@@ -22,7 +22,7 @@ from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
 from ..data.records import TransitionRecord
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..geometry import AXIS_NAMES
 from ..io.checkpoint import ModelCheckpoint
 from ..io.run_dir import RunDirectory, removed_if_left_empty, report_directory
@@ -152,6 +152,9 @@ def evaluate_checkpoint(
     # the export's pairs throughout: data.pair_gap_frames changes what a run trains on, never what it is scored on
     data_cfg = dataclasses.replace(config.data, data_dir=str(data_dir or checkpoint.data_dir or config.data.data_dir),
                                    pair_gap_frames=0)
+    if data_dir is None and not Path(data_cfg.data_dir).is_dir():
+        raise DataError(f"{data_cfg.data_dir}: the data directory {checkpoint_path} was trained on is not there; "
+                        "give it with --data_dir DIR (moved, or evaluated on another machine)")
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
