@@ -132,7 +132,7 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
         got = repr(values) if moves is None or moves.ndim == 0 else (
             f"shape {list(moves.shape)}" if moves.shape != wanted else
             "NaN or infinity" if not np.isfinite(moves).all() else f"{np.abs(moves).max():g}")
-        raise DataError(f"{what} must be {form} within +-{MAX_POSE_MAGNITUDE:g} (mm, degrees); got {got}")
+        raise DataError(f"{what} must be {form} (mm, degrees) within +-{MAX_POSE_MAGNITUDE:g}; got {got}")
     return torch.from_numpy(np.array(moves))
 
 

@@ -133,7 +133,7 @@ def test_one_move_applies_to_every_image(predictor, image_paths):
 
 def test_moves_of_the_wrong_count_are_refused(predictor, image_paths):
     with pytest.raises(DataError, match=r"moves must be finite numbers, \[6\] or \[2, 6\] \(one per image\), \(mm, "
-                                         r"degrees\); got shape \[3, 6\]"):
+                                         r"degrees\) within \+-1e\+06; got shape \[3, 6\]"):
         predictor.predict(image_paths, np.zeros((3, 6)))
     with pytest.raises(DataError, match="moves must be .* got 'left'"):
         predictor.predict(image_paths, "left")
@@ -189,6 +189,16 @@ def test_gray_frames_stacked_as_a_3d_tensor_are_refused_not_read_as_one_colour_i
     with pytest.raises(DataError, match=r"\[N, 1, H, W\]"):
         predictor.predict(gray[:2])  # [2, H, W]
     assert predictor.predict(gray[:, None]).shape == (4, 6)
+
+
+@pytest.mark.parametrize("make", [lambda: torch.empty(64, 64, device="meta"), lambda: torch.eye(64).to_sparse(),
+                                  lambda: torch.eye(64)[None, None].to_sparse()])
+def test_a_tensor_without_dense_pixels_is_a_data_error(predictor, make):
+    # it raised NotImplementedError (meta) or TypeError (sparse), where the API promises a DataError
+    with pytest.raises(DataError, match="must hold its pixels densely"):
+        predictor.predict(make())
+    with pytest.raises(DataError, match="must hold its pixels densely"):
+        predictor.predict([make()])
 
 
 def test_look_takes_a_batch_of_one_and_refuses_a_larger_one(predictor, image_paths):

@@ -420,7 +420,7 @@ def test_the_notebook_api_refuses_nonsense(trained_run, phantom_dir):
     image = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[0]
     with pytest.raises(DataError, match="got NaN or infinity"):
         model.predict(image, moves=[float("nan"), 0, 0, 0, 0, 0])
-    with pytest.raises(DataError, match=r"within \+-1e\+06 \(mm, degrees\); got 1e\+20"):
+    with pytest.raises(DataError, match=r"\(mm, degrees\) within \+-1e\+06; got 1e\+20"):
         model.predict(image, moves=[1e20] * 6)  # read as NaN poses before
     with pytest.raises(DataError, match="at least one pixel"):
         model.predict(np.zeros((0, 0), dtype=np.uint8))

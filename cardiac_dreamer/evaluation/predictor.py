@@ -149,6 +149,8 @@ class Predictor:
 
     def preprocess(self, images: Union[ImageInput, Sequence[ImageInput]]) -> tuple[torch.Tensor, bool]:
         """``(uint8 [N, 1, S, S], single)``: the images as the training data loader would hold them."""
+        if isinstance(images, torch.Tensor):
+            _check_holds_pixels(images)
         single = not isinstance(images, (list, tuple)) and not _is_stack(images)
         items: List[ImageInput] = [images] if single else _unstack(images)
         if not items:
@@ -217,6 +219,7 @@ def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
     """``[H, W]`` or channels-first ``[C, H, W]`` -> ``H x W`` or ``H x W x C``; half precision floats widened,
     since numpy has no bf16. Gray frames stacked as ``[N, H, W]`` are refused: with N of 3 they would pass for one
     colour image, so a batch of gray images is ``[N, 1, H, W]``."""
+    _check_holds_pixels(tensor)
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point() and tensor.dtype not in (torch.float32, torch.float64):
         tensor = tensor.float()
@@ -226,6 +229,13 @@ def _tensor_to_array(tensor: torch.Tensor) -> np.ndarray:
                             f"{list(tensor.shape)}; give a batch of gray images as [N, 1, H, W]")
         tensor = tensor.permute(1, 2, 0)
     return tensor.numpy()
+
+
+def _check_holds_pixels(tensor: torch.Tensor) -> None:
+    """A meta tensor has no values and a sparse one no pixel grid: refused as input, like any other non-image."""
+    if tensor.is_meta or tensor.layout != torch.strided:
+        kind = "a meta tensor (no values)" if tensor.is_meta else f"a {tensor.layout} tensor"
+        raise DataError(f"an image tensor must hold its pixels densely, got {kind}; give a dense tensor")
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
