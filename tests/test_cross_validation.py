@@ -72,6 +72,14 @@ def test_zero_seeds_is_refused_in_one_line_before_anything_runs(grouped_export, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag", [["--seeds", "2"], ["--compare"]])
+def test_check_data_with_a_training_only_flag_says_so_not_to_add_the_cv_it_has(grouped_export, capsys, flag):
+    code = main(["--data_dir", str(grouped_export), "--check_data", "--cv", "2", *flag])
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1, error
+    assert f"{flag[0]} applies to training cross-validation folds, not to --check_data" in error
+
+
 @pytest.mark.parametrize("extra, named", [
     (["--compare", "--set", "training.pretrain_epochs=1", "--max_epochs", "2"], "pretrain_epochs"),  # direct refuses
     (["--seed", "4294967295", "--seeds", "2"], "training.seed"),  # the second seed is out of range

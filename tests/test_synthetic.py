@@ -209,6 +209,9 @@ def test_from_folder_refuses_a_folder_of_another_generator_version(tmp_path, pha
         PhantomPatient.from_folder(tmp_path)
     with pytest.raises(DataError, match="phantom description"):
         PhantomPatient.from_folder(tmp_path / "missing")
+    (tmp_path / PATIENT_FILE).write_text(json.dumps({k: v for k, v in description.items() if k != "seed"}))
+    with pytest.raises(DataError, match=r"unusable phantom description \(no seed\)$"):  # was a bare "('seed')"
+        PhantomPatient.from_folder(tmp_path)
 
 
 def test_v3_poses_beyond_the_written_range_still_show_anatomy():

@@ -200,6 +200,8 @@ def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) ->
             if args.resume_cv:
                 raise CardiacDreamerError(f"{flag}: --resume_cv keeps the variants and seeds of the plan stored in "
                                           f"{args.resume_cv}; leave {flag} out")
+            if chosen is not None:  # --check_data --cv K, --benchmark: no folds are trained
+                raise CardiacDreamerError(f"{flag} applies to training cross-validation folds, not to --{chosen.flag}")
             raise CardiacDreamerError(f"{flag} applies to cross-validation folds: add --cv K")
         return mode.run(args, config, argv)
     except Interrupted as stopped:

@@ -133,10 +133,13 @@ class PhantomPatient:
             known = " or ".join(str(value) for value in sorted(versions))
             raise DataError(f"{path}: written by phantom generator version {number}, this one reads version "
                             f"{known}; generate the phantom again")
+        missing = [key for key in ("patient_index", "seed", "image_size") if key not in description]
+        if missing:
+            raise DataError(f"{path}: unusable phantom description (no {', '.join(missing)})")
         try:
             return cls(int(description["patient_index"]), int(description["seed"]), int(description["image_size"]),
                        versions[number])
-        except (KeyError, TypeError, ValueError, ConfigError) as error:
+        except (TypeError, ValueError, ConfigError) as error:
             raise DataError(f"{path}: unusable phantom description ({error})") from error
 
 
