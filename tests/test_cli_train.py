@@ -80,6 +80,11 @@ def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_d
                  "--no_progress", "--output_dir", "elsewhere"]) == 0
     assert only_run_dir(tmp_path / "out") == run and not (tmp_path / "elsewhere").exists()
     assert "--output_dir elsewhere is not used: a resumed run continues in its own directory" in caplog.text
+    record = json.loads((run / "experiment_config.json").read_text())  # how the run began is kept
+    assert "--max_epochs" in record["command_line"] and record["command_line"][record["command_line"].index(
+        "--max_epochs") + 1] == "1"
+    assert [resume["command_line"][1:3] for resume in record["resumes"]] == [["--resume_from_checkpoint",
+                                                                              str(run / "checkpoints" / "last.ckpt")]]
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["epoch"] == 1 and state["config"]["training"]["max_epochs"] == 2
     lines = (run / "logs" / "cardiac_dreamer_csv" / "metrics.csv").read_text().splitlines()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import platform
@@ -309,13 +310,29 @@ def write_experiment_config(
     run: RunDirectory, config: Mapping[str, Any], device: torch.device, argv: Optional[Sequence[str]] = None,
     extra: Optional[Mapping[str, Any]] = None,
 ) -> Path:
-    """``experiment_config.json``: the fully resolved config, the command line, versions, device and seed."""
+    """``experiment_config.json``: the fully resolved config, the command line, versions, device and seed. A
+    resume keeps the command line and time that started the run and adds its own to ``resumes``: how the run began
+    is not lost to how it was continued."""
+    command, now = list(sys.argv if argv is None else argv), time.strftime("%Y-%m-%dT%H:%M:%S")
     record = {
         "config": dict(config),
-        "command_line": list(sys.argv if argv is None else argv),
+        "command_line": command,
         "seed": config["training"]["seed"],
         "environment": environment_info(device),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "created": now,
         **(extra or {}),
     }
+    earlier = _earlier_record(run.experiment_config)
+    if earlier:
+        record.update(command_line=earlier.get("command_line", command), created=earlier.get("created", now),
+                      resumes=[*earlier.get("resumes", []), {"command_line": command, "at": now}])
     return write_json(run.experiment_config, record)
+
+
+def _earlier_record(path: Path) -> Optional[Dict[str, Any]]:
+    """The run's earlier ``experiment_config.json`` when it is a readable object (a resume's), else None."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("resumes", []), list) else None
