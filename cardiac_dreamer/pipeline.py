@@ -31,8 +31,8 @@ from .io.fileio import read_json, remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models.registry import build_model, without_imagenet_start
 from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
-from .io.run_dir import RunDirectory, ensure_outside, ensure_writable, hand_back_latest, set_latest, \
-    write_experiment_config
+from .io.run_dir import RunDirectory, ensure_outside, ensure_outside_runs, ensure_writable, hand_back_latest, \
+    set_latest, write_experiment_config
 from .training import distributed as dist
 from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
@@ -202,6 +202,7 @@ def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:
     if output_dir is None:
         raise DataError("an output directory is needed for a new run")
     ensure_outside(Path(output_dir), data_dir, "output directory")
+    ensure_outside_runs(Path(output_dir))
     root = RunDirectory.create(Path(output_dir)).root if dist.is_main_process() else None
     return RunDirectory(Path(dist.broadcast_object(str(root) if root else None)))
 

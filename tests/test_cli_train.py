@@ -244,6 +244,17 @@ def test_an_empty_output_dir_is_refused_not_taken_for_the_default(capsys, tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+def test_an_output_dir_inside_an_earlier_run_is_refused_and_the_run_left_as_it_was(phantom_dir, tmp_path, capsys):
+    earlier = tmp_path / "out" / "run_20240101_000000"  # what a finished run holds, as far as this check reads
+    (earlier / "checkpoints").mkdir(parents=True)
+    (earlier / "experiment_config.json").write_text("{}")
+    code = main(["--data_dir", str(phantom_dir), "--output_dir", str(earlier / "checkpoints"), "--max_epochs", "1",
+                 *TINY_FLAGS])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and f"inside the earlier run {earlier}" in err[0], err
+    assert sorted(path.name for path in earlier.rglob("*")) == ["checkpoints", "experiment_config.json"]
+
+
 def test_a_bare_cardiac_train_without_data_says_what_to_run_instead(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/processed here
     assert main([]) == 2

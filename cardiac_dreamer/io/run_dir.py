@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 LATEST = "latest"  # in the output directory: the newest run
+EXPERIMENT_CONFIG = "experiment_config.json"
+CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class RunDirectory:
 
     @property
     def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
+        return self.root / CHECKPOINTS
 
     @property
     def logs(self) -> Path:
@@ -83,7 +85,7 @@ class RunDirectory:
 
     @property
     def experiment_config(self) -> Path:
-        return self.root / "experiment_config.json"
+        return self.root / EXPERIMENT_CONFIG
 
     @property
     def dataset_stats(self) -> Path:
@@ -101,7 +103,7 @@ class RunDirectory:
         """The run a checkpoint belongs to (``run/checkpoints/x.ckpt`` or ``run/final_model.ckpt``)."""
         checkpoint = Path(checkpoint).resolve()
         parent = checkpoint.parent
-        return cls(parent.parent if parent.name == "checkpoints" else parent)
+        return cls(parent.parent if parent.name == CHECKPOINTS else parent)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -234,6 +236,16 @@ def ensure_outside(output: Path, data_dir: Path, what: str, culprit: Optional[Pa
         where = "" if inside == data else f" (in {inside}, which a link in it points to)"
         raise OutputError(f"{output}: the {what} would be inside the data directory {data}{where}; "
                           "choose a folder outside it (nothing is ever written into the data)")
+
+
+def ensure_outside_runs(output: Path) -> None:
+    """Refuse a new run's output folder inside an earlier run: a run's folder holds that run alone (its checkpoints
+    are reconciled with what lies there, its logs are its own)."""
+    resolved = Path(output).resolve()
+    for folder in (resolved, *resolved.parents):
+        if (folder / EXPERIMENT_CONFIG).is_file() and (folder / CHECKPOINTS).is_dir():
+            raise OutputError(f"{output}: the output directory would be inside the earlier run {folder}; choose a "
+                              "folder outside it (runs are made side by side)")
 
 
 def _data_roots(data: Path) -> List[Path]:
