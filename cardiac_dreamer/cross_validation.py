@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,7 @@ from .evaluation import metrics as pose_metrics
 from .io.fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .pipeline import run_training
-from .io.run_dir import ensure_outside, timestamped_directory
+from .io.run_dir import ensure_outside, ensure_outside_runs, timestamped_directory
 from .names import TEST_EVALUATION
 from .training import distributed as dist
 
@@ -104,11 +105,13 @@ class CrossValidationPlan:
                        dict(values["grouping"]))
         except (KeyError, TypeError, ValueError, DataError) as error:
             raise ConfigError(f"{source}: not a valid cross-validation plan ({error})") from None
+        names = [*plan.grouping, *plan.grouping.values(), *(name for inner in plan.inner_val for name in inner)]
         valid = (len(plan.folds) >= 2 and plan.variants and set(plan.variants) <= set(VARIANTS) and plan.seeds
-                 and len(plan.inner_val) == len(plan.folds))
+                 and len(plan.inner_val) == len(plan.folds) and all(plan.inner_val)
+                 and all(isinstance(name, str) for name in names))
         if not valid:
             raise ConfigError(f"{source}: not a valid cross-validation plan (needs >= 2 folds, known variants, "
-                              "seeds and an inner validation group per fold)")
+                              "seeds, an inner validation group per fold and patients named by text)")
         people = set(plan.grouping.values())
         for number, (fold, inner) in enumerate(zip(plan.folds, plan.inner_val), start=1):
             unknown = sorted(set(fold.train + fold.val + fold.test + inner) - people)
@@ -161,16 +164,19 @@ def run_cross_validation(
         if output_dir is None:
             raise ConfigError("an output directory is needed for a new cross-validation run")
         ensure_outside(Path(output_dir) / "cv", plan.config.data.data_dir, "cross-validation output")
+        ensure_outside_runs(Path(output_dir))
         cv_dir = timestamped_directory(Path(output_dir), "cv")
         write_json(cv_dir / PLAN_FILE, {**plan.to_dict(), "command_line": list(argv or []),
                                         "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    runs = [(variant, index, seed) for index in range(len(plan.folds)) for seed in plan.seeds
+            for variant in plan.variants]
+    finished = {run: _finished_result(cv_dir, *run) for run in runs}  # every stored result checked before a fold trains
     results: Dict[str, List[Dict[str, Any]]] = {variant: [] for variant in plan.variants}
     try:
-        for index in range(len(plan.folds)):
-            for seed in plan.seeds:
-                for variant in plan.variants:
-                    results[variant].append(_finished_or_run_fold(plan, cv_dir, variant, index, seed, argv,
-                                                                  progress))
+        for variant, index, seed in runs:
+            result = finished[variant, index, seed] or _run_and_record_fold(plan, cv_dir, variant, index, seed, argv,
+                                                                             progress)
+            results[variant].append(result)
     except (Interrupted, KeyboardInterrupt):  # a fold's own hint would resume the fold alone, not the folds after it
         raise Interrupted(f"continue with: cardiac-train --resume_cv {cv_dir}") from None
     results.update(baseline_results(plan))
@@ -239,20 +245,26 @@ def fold_dir(cv_dir: Path, variant: str, index: int, seed: int) -> Path:
     return Path(cv_dir) / variant / f"fold_{index + 1}" / f"seed_{seed}"
 
 
-def _finished_or_run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,
-                          argv: Optional[Sequence[str]], progress: bool) -> Dict[str, Any]:
+def _finished_result(cv_dir: Path, variant: str, index: int, seed: int) -> Optional[Dict[str, Any]]:
+    """The stored ``fold_result.json`` of a finished fold, checked; None when the fold has not finished."""
     result_path = fold_dir(cv_dir, variant, index, seed) / RESULT_FILE
-    if result_path.is_file():
-        log.info("%s fold %d seed %d already finished: %s", variant, index + 1, seed, result_path)
-        result = read_json(result_path, "fold result (delete it to redo the fold)", DataError)
-        problem = _fold_result_problem(result, index + 1, seed)
-        if problem:
-            raise DataError(f"{result_path}: not a fold result ({problem}); delete it to redo the fold")
-        return result
+    if not result_path.is_file():
+        return None
+    log.info("%s fold %d seed %d already finished: %s", variant, index + 1, seed, result_path)
+    result = read_json(result_path, "fold result (delete it to redo the fold)", DataError)
+    problem = _fold_result_problem(result, index + 1, seed)
+    if problem:
+        raise DataError(f"{result_path}: not a fold result ({problem}); delete it to redo the fold")
+    return result
+
+
+def _run_and_record_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,
+                         argv: Optional[Sequence[str]], progress: bool) -> Dict[str, Any]:
+    """Train and score the fold, then store its result (written last: a fold with a result is finished)."""
     log.info("%s fold %d of %d, seed %d: reporting %s, selecting on %s", variant, index + 1, len(plan.folds), seed,
              ", ".join(plan.folds[index].val), ", ".join(plan.inner_val[index]))
     result = run_fold(plan, cv_dir, variant, index, seed, argv, progress)
-    write_json(result_path, result)
+    write_json(fold_dir(cv_dir, variant, index, seed) / RESULT_FILE, result)
     return result
 
 
@@ -262,23 +274,21 @@ def _fold_result_problem(result: Any, fold: int, seed: int) -> Optional[str]:
     missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
     if missing:
         return f"no {', '.join(missing)}"
-    if result["fold"] != fold or result["seed"] != seed or not _is_whole(result["samples"]):
+    whole = all(_is_whole(result[key]) for key in ("fold", "seed", "samples"))
+    if not whole or (result["fold"], result["seed"]) != (fold, seed):
         return f"fold {result['fold']!r}, seed {result['seed']!r}, samples {result['samples']!r}: expected fold " \
                f"{fold}, seed {seed} and a whole number of samples"
     if not isinstance(result["split"], dict) or not isinstance(result["split"].get("val"), list):
         return "split: expected an object with a list of val patients"
-    scores = {"metrics": result["metrics"], **{f"per_patient.{name}": entry for name, entry in
-                                               (result["per_patient"].items() if isinstance(result["per_patient"],
-                                                                                             dict) else [])}}
     if not isinstance(result["per_patient"], dict):
         return "per_patient: expected an object"
-    for optional in ("composed_metrics", "test_metrics"):
-        if result.get(optional) is not None:
-            scores[optional] = result[optional]
+    scores = {"metrics": result["metrics"],
+              **{f"per_patient.{name}": entry for name, entry in result["per_patient"].items()},
+              **{key: result[key] for key in ("composed_metrics", "test_metrics") if result.get(key) is not None}}
     for name, entry in scores.items():
         bad = [key for key in METRICS if not isinstance(entry, dict) or not _is_score(entry.get(key, "missing"))]
         if bad:
-            return f"{name}.{bad[0]}: expected a number or null"
+            return f"{name}.{bad[0]}: expected a finite number or null"
     return None
 
 
@@ -287,7 +297,9 @@ def _is_whole(value: Any) -> bool:
 
 
 def _is_score(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    """None (JSON's null: no figure) or a finite number a float holds; the comparison is False for NaN."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and -sys.float_info.max <= value <= sys.float_info.max)
 
 
 def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, seed: int,

@@ -117,6 +117,9 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
     ``[count, 6]``, where one ``[6]`` move serves every row. Anything else is one :class:`DataError` naming
     ``what``: a user's move is input, refused like a user's image."""
     if isinstance(values, torch.Tensor):
+        if values.is_meta or values.layout != torch.strided:
+            raise DataError(f"{what} must be a dense tensor of numbers (mm, degrees); got a "
+                            f"{'meta' if values.is_meta else values.layout} tensor")
         values = values.detach().cpu().double()
     try:
         moves = np.asarray(values, dtype=np.float64)
@@ -131,7 +134,7 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
         form = "6 finite numbers" if count is None else f"finite numbers, [6] or [{count}, 6] (one per image),"
         got = repr(values) if moves is None or moves.ndim == 0 else (
             f"shape {list(moves.shape)}" if moves.shape != wanted else
-            "NaN or infinity" if not np.isfinite(moves).all() else f"{np.abs(moves).max():g}")
+            "NaN or infinity" if not np.isfinite(moves).all() else f"{moves.flat[np.abs(moves).argmax()]:g}")
         raise DataError(f"{what} must be {form} (mm, degrees) within +-{MAX_POSE_MAGNITUDE:g}; got {got}")
     return torch.from_numpy(np.array(moves))
 

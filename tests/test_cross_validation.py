@@ -228,14 +228,17 @@ def test_a_damaged_fold_result_is_one_line_naming_the_field_and_the_summary_is_k
     result = json.loads(path.read_text())
     damage(result)
     path.write_text(json.dumps(result))
+    unfinished = fold_dir(cv_dir, "dreamer", 0, SEED) / RESULT_FILE  # a fold before it, left to run
+    unfinished.unlink()
     summary = (cv_dir / "cv_summary.json").read_bytes()
     code = main(["--resume_cv", str(cv_dir)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(path) in err[0] and named in err[0], err
-    assert (cv_dir / "cv_summary.json").read_bytes() == summary
+    assert (cv_dir / "cv_summary.json").read_bytes() == summary and not unfinished.exists()
 
 
 @pytest.mark.parametrize("flags, named", [(["--compare"], "--compare"), (["--seeds", "2"], "--seeds"),
+                                          (["--output_dir", "elsewhere"], "--output_dir"),
                                           (["--max_epochs", "5"], "training.max_epochs"),
                                           (["--set", "training.lr=0.1"], "training.lr"), (["--config", "debug"], "--config")])
 def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, capsys, flags, named):

@@ -1,4 +1,5 @@
 """Predictor / load_model: a checkpoint loaded for notebooks, fed any image form exactly like training."""
+import re
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -199,6 +200,14 @@ def test_a_tensor_without_dense_pixels_is_a_data_error(predictor, make):
         predictor.predict(make())
     with pytest.raises(DataError, match="must hold its pixels densely"):
         predictor.predict([make()])
+
+
+@pytest.mark.parametrize("moves, got", [(torch.empty(6, device="meta"), "a meta tensor"),
+                                        (torch.eye(6)[0].to_sparse(), "a torch.sparse_coo tensor"),
+                                        ([-1e20] + [0] * 5, "got -1e+20")])
+def test_moves_that_are_no_dense_numbers_in_range_are_a_data_error_naming_them(predictor, image_paths, moves, got):
+    with pytest.raises(DataError, match=re.escape(got)):
+        predictor.predict(image_paths[0], moves)
 
 
 def test_look_takes_a_batch_of_one_and_refuses_a_larger_one(predictor, image_paths):

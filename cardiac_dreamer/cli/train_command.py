@@ -189,8 +189,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _run(args: argparse.Namespace, chosen: Optional["Mode"], argv: List[str]) -> int:
     """The chosen mode, with every ending (an error, Ctrl-C, SIGTERM) turned into its message and exit code."""
     try:
-        if args.resume_cv and (args.config or flag_overrides(args)):  # they would be ignored, silently
-            given = "--config" if args.config else next(iter(flag_overrides(args)))
+        if args.resume_cv and (args.config or args.output_dir is not None or flag_overrides(args)):  # ignored
+            given = "--config" if args.config else "--output_dir" if args.output_dir is not None else next(
+                iter(flag_overrides(args)))
             raise CardiacDreamerError(f"{given}: --resume_cv runs the plan stored in {args.resume_cv}, whose folds "
                                       "keep the settings they started with; leave it out, or start a new --cv")
         config = _config(args, chosen)
@@ -272,7 +273,7 @@ def _train(args: argparse.Namespace, config: Config, argv: List[str]) -> int:
 
     output_dir = _output_dir(args)
     resume = Path(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    if resume is not None and args.output_dir is not None:
+    if resume is not None and args.output_dir is not None and dist.is_main_process():
         logging.getLogger(__name__).warning("--output_dir %s is not used: a resumed run continues in its own "
                                             "directory", args.output_dir)
     outcome = run_training(config, output_dir=output_dir, resume_from=resume, argv=argv,
@@ -338,7 +339,7 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
 def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
     """The debug preset on the synthetic phantom in OUTPUT_DIR/demo_data (written once, then reused). Another image
     size gets its own folder (``demo_data_96px``): rewriting the first would change the data of the runs made on it."""
-    from ..io.run_dir import ensure_writable
+    from ..io.run_dir import ensure_outside_runs, ensure_writable
     from ..phantom import generate_phantom
 
     given = _names_a_data_dir(args)
@@ -349,6 +350,7 @@ def _demo_config(args: argparse.Namespace, output_dir: Path) -> Config:
         size = config.data.image_size
         usual = load_config(PRESET_DIR / "debug.yaml").data.image_size
         demo_data = output_dir / ("demo_data" if size == usual else f"demo_data_{size}px")
+        ensure_outside_runs(output_dir)
         ensure_writable(output_dir)
         generate_phantom(demo_data, num_patients=DEMO_PATIENTS, image_size=config.data.image_size, seed=0)
         config = apply_overrides(config, {"data.data_dir": str(demo_data)})

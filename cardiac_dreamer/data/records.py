@@ -95,7 +95,8 @@ def find_patient_folders(data_dir: PathLike) -> List[str]:
     return folders
 
 
-_WARNED: set = set()  # (data directory, skipped folders) already warned of: CV folds read the data once each
+_WARNED: set = set()  # (data directory, skipped folders) or a transitions file already warned of: CV folds read
+# the data once each
 
 
 def _warn_of_skipped_folders(data_dir: Path, others: Sequence[Path]) -> None:
@@ -144,12 +145,15 @@ def read_patient_records(
 def _warn_of_unusable_frame_numbers(entries: Sequence[Any], place: _PatientFolder) -> None:
     """One warning per file naming its first frame number that is there but no whole number >= 0: such a pair is
     read as unnumbered, and the sequence stage's "no frame numbers" would otherwise hide why."""
+    if place.json_path in _WARNED:
+        return
     for index, entry in enumerate(entries):
         for key in FRAME_KEYS:
             if isinstance(entry, dict) and entry.get(key) is not None and _frame_number(entry, key) is None:
                 logger.warning("%s: entry %d: %s %s is not a whole number >= 0; the file's pairs with such numbers "
                                "are read as unnumbered (only model.sequence_frames and data.pair_gap_frames read "
                                "them)", place.json_path, index, key, reprlib.repr(entry[key]))
+                _WARNED.add(place.json_path)
                 return
 
 

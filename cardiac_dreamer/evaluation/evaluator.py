@@ -154,7 +154,7 @@ def evaluate_checkpoint(
                                    pair_gap_frames=0)
     if data_dir is None and not Path(data_cfg.data_dir).is_dir():
         raise DataError(f"{data_cfg.data_dir}: the data directory {checkpoint_path} was trained on is not there; "
-                        "give it with --data_dir DIR (moved, or evaluated on another machine)")
+                        "give it as data_dir (--data_dir DIR; moved, or evaluated on another machine)")
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)

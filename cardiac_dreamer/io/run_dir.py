@@ -243,7 +243,11 @@ def ensure_outside_runs(output: Path) -> None:
     are reconciled with what lies there, its logs are its own)."""
     resolved = Path(output).resolve()
     for folder in (resolved, *resolved.parents):
-        if (folder / EXPERIMENT_CONFIG).is_file() and (folder / CHECKPOINTS).is_dir():
+        try:
+            earlier_run = (folder / EXPERIMENT_CONFIG).is_file() and (folder / CHECKPOINTS).is_dir()
+        except OSError:  # a folder this user may not search: the writability check names it
+            continue
+        if earlier_run:
             raise OutputError(f"{output}: the output directory would be inside the earlier run {folder}; choose a "
                               "folder outside it (runs are made side by side)")
 
