@@ -229,8 +229,8 @@ def test_a_transparent_colour_no_pixel_uses_is_no_transparency(tmp_path):
 
 def test_an_image_the_system_will_not_open_is_a_read_error_not_a_decoding_one(tmp_path):
     with pytest.raises(DataError) as error:
-        read_grayscale(tmp_path, 64)  # a directory: the operating system refuses to open it as a file
-    assert str(error.value) == f"{tmp_path}: cannot read image (Is a directory)"
+        read_grayscale(tmp_path, 64)  # a directory: no file to decode
+    assert str(error.value) == f"{tmp_path}: image is a directory, not a regular file"
 
 
 def test_read_grayscale_of_a_missing_file_names_it(tmp_path):
