@@ -63,8 +63,6 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
     require_regular_file(Path(path), "image", DataError)  # a pipe would block the read for ever
     try:
         image = _open_header(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image not found") from None
     except OSError as error:
         if error.filename is None:  # PIL's own "cannot identify image file": not the operating system's refusal
             raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
