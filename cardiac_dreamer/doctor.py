@@ -23,6 +23,7 @@ from .config import DataConfig
 from .data.chains import check_frame_numbers
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import scan_images
+from .data.normalization import unvarying_pose_axes
 from .data.transforms import TWELVE_BIT_MAX
 from .data.prepare import PreparedData, folder_grouping, prepare_data
 from .data.records import (
@@ -51,6 +52,7 @@ class DataReport:
     image_modes: Counter  # PIL mode -> number of distinct image files
     label_ranges: Dict[str, List[Tuple[float, float]]]  # label -> per-axis (min, max), mm and degrees
     consistency: ConsistencyReport
+    unvarying_axes: List[str]  # the pose axes that never change, e.g. "roll (always 0 deg)"
     composition: Optional[str] = None  # the model's composition mode, when the caller knows it
     dim_images: int = 0  # 16-bit files holding 12-bit values: nearly black once scaled
     first_dim_image: str = ""  # the first of them
@@ -91,6 +93,9 @@ class DataReport:
             cells = "  ".join(f"{axis} {low:.4g}..{high:.4g}"
                               for axis, (low, high) in zip(_axis_labels(), ranges))
             lines.append(f"  {label:<14}{cells}")
+        if self.unvarying_axes:
+            lines.append(f"  warning: the poses never change on {', '.join(self.unvarying_axes)}: a model learns "
+                         "nothing there")
         lines.append(f"composition: {self.consistency.summary()}")
         if self.composition is not None and not self.consistency.matches(self.composition):
             lines.append(f"  warning: model.composition is {self.composition}; the labels do not follow it")
@@ -166,6 +171,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         first_dim_image=images.first_dim,
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
+        unvarying_axes=unvarying_pose_axes(records),
         composition=composition,
         folds=folds,
         inner_val=inner,

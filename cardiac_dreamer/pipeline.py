@@ -21,6 +21,7 @@ from .io.checkpoint import TrainingState, load_training_state
 from .config import Config, changed_keys, run_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_images, verify_undecoded_images
+from .data.normalization import unvarying_pose_axes
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
@@ -88,6 +89,9 @@ def run_training(
     consistency = check_label_consistency(prepared.records["train"])
     if not consistency.matches(config.model.composition):  # the rule --check_data warns by
         log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
+    unvarying = unvarying_pose_axes(prepared.labelled_training_records())
+    if unvarying:
+        log.warning("the training poses never change on %s: the model learns nothing there", ", ".join(unvarying))
 
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
     # A resumed run's weights come from last.ckpt: its ImageNet start file need not be here any more.

@@ -108,6 +108,18 @@ def test_split_problems_are_found_as_training_would_find_them(real_export):
         check_data(cfg)
 
 
+def test_poses_that_never_change_on_an_axis_are_flagged(real_export):
+    assert "never change" not in check_data(data_config(real_export)).summary()
+    for folder in ("data_0513_01", "data_0513_02", "data_0513_03"):  # an exporter that writes no roll
+        path = real_export / folder / TRANSITIONS_FILE
+        entries = json.loads(path.read_text())
+        for entry in entries:
+            entry["at1_6dof"][3] = entry["at2_6dof"][3] = entry["action_change_6dof"][3] = 0.0
+        path.write_text(json.dumps(entries))
+    assert "warning: the poses never change on roll (always 0 deg): a model learns nothing there" in \
+        check_data(data_config(real_export)).summary()
+
+
 def test_a_composition_the_labels_do_not_follow_is_flagged(real_export):
     assert "warning: model.composition is se3" in check_data(data_config(real_export), composition="se3").summary()
     assert "warning" not in check_data(data_config(real_export), composition="additive").summary()

@@ -1,6 +1,7 @@
 """Splits are by patient: automatic, manual, k-fold, and grouping of several folders into one person."""
 import json
 import logging
+import re
 
 import pytest
 
@@ -91,6 +92,42 @@ def test_a_mistyped_patient_gets_the_closest_name_and_the_patients():
     with pytest.raises(DataError, match=r"'data_0513_2' does not exist in the data directory \(did you mean "
                                         r"'data_0513_02'\? its patients: data_0513_01, data_0513_02\)"):
         manual_split(["data_0513_01", "data_0513_02"], train=["data_0513_2"], val=["data_0513_01"])
+
+
+CAFE_TYPED, CAFE_ON_DISK = "caf\u00e9", "cafe\u0301"  # NFC (typed on Linux) and NFD (a folder written by macOS)
+
+
+def encoding_hint(typed: str, on_disk: str, where: str = "the data directory") -> str:
+    return re.escape(f"({typed!r} is {ascii(typed)} here and {ascii(on_disk)} in {where}: the same letters with the "
+                     "accents encoded another way, Unicode NFC against NFD; copy the name from there)")
+
+
+def test_a_name_whose_accents_are_encoded_otherwise_is_shown_code_point_by_code_point():
+    # The two print alike: without the code points the message reads "'café' does not exist ... its patients: café".
+    hint = encoding_hint(CAFE_TYPED, CAFE_ON_DISK)
+    with pytest.raises(DataError, match=re.escape(f"train patient {CAFE_TYPED!r} does not exist in the data "
+                                                  "directory ") + hint) as error:
+        manual_split([CAFE_ON_DISK, "ben"], train=[CAFE_TYPED], val=["ben"])
+    assert "'caf\\xe9' here and 'cafe\\u0301' in the data directory" in str(error.value)
+    with pytest.raises(DataError, match=re.escape(f"test patient(s) {CAFE_TYPED!r} do not exist ") + hint):
+        kfold_splits([CAFE_ON_DISK, "ben", "carl"], k=2, test=[CAFE_TYPED])
+    with pytest.raises(DataError, match=re.escape(f"patient(s) {CAFE_TYPED} not in the val split (its patients: "
+                                                  f"{CAFE_ON_DISK}) ") + encoding_hint(CAFE_TYPED, CAFE_ON_DISK,
+                                                                                       "the val split")):
+        PatientSplit(train=["ben"], val=[CAFE_ON_DISK]).select("val", [CAFE_TYPED])
+
+
+def test_a_grouping_file_or_checkpoint_split_spelled_otherwise_names_the_encoding(tmp_path, make_real_export):
+    typed, on_disk = f"data_{CAFE_TYPED}_02", f"data_{CAFE_ON_DISK}_02"
+    data = make_real_export(tmp_path / "data", patients=("data_0513_01", on_disk), pairs=2, size=8)
+    grouping = tmp_path / "grouping.json"
+    grouping.write_text(json.dumps({typed: "anna"}))
+    with pytest.raises(DataError, match=re.escape("is not a patient folder of the data directory ")
+                       + encoding_hint(typed, on_disk)):
+        read_grouping(grouping, ["data_0513_01", on_disk])
+    split = PatientSplit(train=["data_0513_01"], val=[typed])  # a checkpoint's, written where names are NFC
+    with pytest.raises(DataError, match=re.escape(f"not on disk: {typed} ") + encoding_hint(typed, on_disk)):
+        prepare_data(DataConfig(data_dir=str(data)), split=split)
 
 
 def test_two_folders_of_one_patient_in_two_splits_are_named_as_the_user_wrote_them():

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from ..geometry import AXIS_NAMES, AXIS_UNITS
 from .records import TransitionRecord
 
 MIN_STD = 1e-6  # an axis that never varies gets std 1.0 (values only shifted), never a division by ~0
@@ -108,3 +109,13 @@ class NormalizationStats:
         if not isinstance(values, Mapping) or "pose" not in values or "move" not in values:
             raise DataError(f"normalization stats: expected keys 'pose' and 'move', got {values!r}")
         return cls(pose=AxisStats.from_dict(values["pose"]), move=AxisStats.from_dict(values["move"]))
+
+
+def unvarying_pose_axes(records: Sequence[TransitionRecord]) -> List[str]:
+    """The axes whose pose labels are the same in every record, as ``"roll (always 0 deg)"``: an exporter that
+    leaves an axis at 0 trains a model that learns nothing there and reports n/a for that axis's R2."""
+    if not records:
+        return []
+    poses = np.array([r.at1 for r in records] + [r.at2 for r in records], dtype=np.float64)
+    return [f"{name} (always {value:g} {unit})" for name, unit, value, spread
+            in zip(AXIS_NAMES, AXIS_UNITS, poses[0], poses.std(axis=0)) if spread < MIN_STD]

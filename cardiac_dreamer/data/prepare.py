@@ -21,7 +21,7 @@ from .dataset import TransitionsDataset
 from .normalization import NormalizationStats
 from .pair_gaps import regap_pairs
 from .records import TransitionRecord, find_patient_folders, read_records
-from .splits import SPLIT_NAMES, PatientSplit, automatic_split, manual_split, read_grouping
+from .splits import SPLIT_NAMES, PatientSplit, automatic_split, encoding_hint, manual_split, read_grouping
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
     else:
         missing = sorted(set(split.patients()) - set(patients))
         if missing:
-            raise DataError(f"{cfg.data_dir}: the split names patient(s) not on disk: {', '.join(missing)}")
+            raise DataError(f"{cfg.data_dir}: the split names patient(s) not on disk: {', '.join(missing)}"
+                            f"{encoding_hint(missing, patients, 'the data directory')}")
 
     split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
     by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import logging
 import random
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
@@ -19,7 +20,6 @@ from ..names import SPLIT_NAMES
 from .records import refuse_unsafe_text, shown
 
 logger = logging.getLogger(__name__)
-
 
 
 @dataclass
@@ -80,7 +80,7 @@ class PatientSplit:
         unknown = [name for name, patient in zip(names, wanted) if patient not in in_split]
         if unknown:
             raise DataError(f"{source}: patient(s) {', '.join(unknown)} not in the {split} split (its patients: "
-                            f"{', '.join(in_split)})")
+                            f"{', '.join(in_split)}){encoding_hint(unknown, in_split, f'the {split} split')}")
         return [patient for patient in in_split if patient in set(wanted)]
 
 
@@ -103,7 +103,8 @@ def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, s
             raise DataError(f"{path}: the patient id of folder {shown(folder)} has leading or trailing spaces "
                             f"({shown(patient)}); write it as {shown(patient.strip())}")
         if folder not in known:
-            raise DataError(f"{path}: folder {shown(folder)} is not a patient folder of the data directory")
+            raise DataError(f"{path}: folder {shown(folder)} is not a patient folder of the data directory"
+                            f"{encoding_hint([folder], known, 'the data directory')}")
     return {folder: mapping.get(folder, folder) for folder in folders}
 
 
@@ -175,8 +176,9 @@ def manual_split(
         for raw in names:
             patient = raw if raw in known else grouping.get(raw)
             if patient not in known:
-                raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory"
-                                f"{_suggestion(raw, sorted(known | set(grouping)))}")
+                on_disk = sorted(known | set(grouping))
+                hint = encoding_hint([raw], on_disk, "the data directory") or _suggestion(raw, on_disk)
+                raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory{hint}")
             if patient in listed_as:
                 first_split, first_raw = listed_as[patient]
                 written = {raw, first_raw} - {patient}
@@ -202,7 +204,8 @@ def kfold_splits(patients: Iterable[str], k: int, seed: int = 42, test: Sequence
     pool = sorted(set(patients))
     unknown = sorted(set(test) - set(pool))
     if unknown:
-        raise DataError(f"k-fold split: test patient(s) {', '.join(map(repr, unknown))} do not exist")
+        raise DataError(f"k-fold split: test patient(s) {', '.join(map(repr, unknown))} do not exist"
+                        f"{encoding_hint(unknown, pool, 'the data directory')}")
     pool = [patient for patient in pool if patient not in set(test)]
     if k < 2 or k > len(pool):
         raise DataError(f"k-fold split: k must be between 2 and the {len(pool)} non-test patients, got {k}")
@@ -233,6 +236,19 @@ def cross_validation_folds(k: int, seed: int, grouping: Mapping[str, str], test_
                             "(one selects the checkpoint): use fewer folds or more patients")
         inner.append([random.Random(seed + index).choice(sorted(fold.train))])
     return folds, inner
+
+
+def encoding_hint(names: Iterable[str], known: Iterable[str], where: str) -> str:
+    """`` ('café' is 'cafe\\u0301' here and 'caf\\xe9' in the data directory: ...)`` when a name differs from one of
+    ``known`` only in how its accents are encoded (Unicode NFC against NFD: a list typed on one system, folders
+    written by another), which prints alike on both sides of a message; '' when none does."""
+    by_letters = {unicodedata.normalize("NFC", name): name for name in known}
+    for name in names:
+        twin = by_letters.get(unicodedata.normalize("NFC", name))
+        if twin is not None and twin != name:
+            return (f" ({name!r} is {ascii(name)} here and {ascii(twin)} in {where}: the same letters with the accents "
+                    "encoded another way, Unicode NFC against NFD; copy the name from there)")
+    return ""
 
 
 def _suggestion(name: str, names: Sequence[str], shown: int = 8) -> str:
