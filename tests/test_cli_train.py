@@ -14,6 +14,7 @@ from cardiac_dreamer.cli.evaluate_command import main as evaluate_main
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.io.run_dir import LATEST, LOCK_FILE
 from cardiac_dreamer.version import __version__
+from test_bad_input import snapshot
 from test_trainer import TINY_BACKBONE
 
 TINY_FLAGS = ["--d_model", "16", "--num_heads", "2", "--num_layers", "1", "--image_size", "64",
@@ -65,6 +66,18 @@ def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
     stats = json.loads((only_run_dir(tmp_path / "out") / "dataset_stats.json").read_text())
     assert stats["splits"]["train"]["patients"] == ["data_0513_01", "data_0513_02"]
     assert stats["splits"]["test"]["patients"] == []
+
+
+def test_training_on_poses_that_never_change_on_an_axis_says_so(make_real_export, tmp_path, caplog):
+    data_dir = make_real_export(tmp_path / "data", patients=("data_0513_01", "data_0513_02"), pairs=2, size=64)
+    for path in data_dir.glob("*/transitions_dataset.json"):  # an exporter that leaves yaw at 0
+        entries = json.loads(path.read_text())
+        for entry in entries:
+            entry["at1_6dof"][5] = entry["at2_6dof"][5] = entry["action_change_6dof"][5] = 0.0
+        path.write_text(json.dumps(entries))
+    assert main(["--data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"), "--max_epochs", "1",
+                 *TINY_FLAGS]) == 0
+    assert "the training poses never change on yaw (always 0 deg): the model learns nothing there" in caplog.text
 
 
 def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path, monkeypatch,
@@ -127,13 +140,13 @@ def one_epoch_run(phantom_dir, tmp_path_factory):
 def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming_it(one_epoch_run, capsys, flags,
                                                                                      named):
     last = one_epoch_run / "checkpoints" / "last.ckpt"
-    before = {path: path.read_bytes() for path in one_epoch_run.rglob("*") if path.is_file()}
+    before = snapshot(one_epoch_run)  # size and modification time: reading its checkpoints twice took 10 s
     capsys.readouterr()
     code = main(["--resume_from_checkpoint", str(last), "--max_epochs", "2", *flags, "--no_progress"])
     error = capsys.readouterr().err.strip()
     assert code == 2 and len(error.splitlines()) == 1, error
     assert named in error and "on resume" in error and "damaged" not in error
-    assert {path: path.read_bytes() for path in one_epoch_run.rglob("*") if path.is_file()} == before
+    assert snapshot(one_epoch_run) == before
 
 
 @pytest.mark.parametrize("scheduler, refused", [("cosine", True), ("plateau", False)])

@@ -15,6 +15,7 @@ from cardiac_dreamer.cross_validation import (
 )
 from cardiac_dreamer.data import prepare_data
 from cardiac_dreamer.errors import ConfigError
+from test_bad_input import snapshot
 from test_trainer import tiny_config
 
 SEED = 42  # tiny_config's training seed
@@ -271,12 +272,12 @@ def test_resume_cv_of_a_plan_naming_patients_it_cannot_train_on_is_one_line(comp
     plan = json.loads((cv_dir / PLAN_FILE).read_text())
     edit(plan)
     (cv_dir / PLAN_FILE).write_text(json.dumps(plan))
-    before = {path: path.read_bytes() for path in cv_dir.rglob("*") if path.is_file()}
+    before = snapshot(cv_dir)  # size and modification time: reading its checkpoints twice took 10 s
     code = main(["--resume_cv", str(cv_dir)])
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(cv_dir / PLAN_FILE) in err[0] and named in err[0], err
-    assert {path: path.read_bytes() for path in cv_dir.rglob("*") if path.is_file()} == before
+    assert snapshot(cv_dir) == before
 
 
 def test_a_cv_on_an_unreadable_image_writes_nothing(grouped_export, tmp_path, capsys):
