@@ -213,9 +213,8 @@ class GuidanceTask:
         return [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
 
     def build_optimizer(self, cfg: TrainingConfig) -> torch.optim.Optimizer:
-        # Fused: one kernel for every tensor, on CPU too (6x faster a step than the per-tensor loop for ResNet-18).
         return torch.optim.AdamW(self.parameter_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                 fused=self.device.type in ("cuda", "cpu") or None)
+                                 fused=self.device.type == "cuda" or None)
 
     def after_optimizer_step(self) -> None:
         if self.latent_target is not None:
