@@ -7,10 +7,10 @@ apart along each sweep (``data.pair_gap_frames``), 8 epochs, the demo's channel 
 seeds 42 / 43 / 44): the guidance MAE is 0.60 / 0.68 / 0.68 of the training mean's averaged over the axes, the
 move-transfer slopes 0.70-0.77 / 0.69-0.75 / 0.70-0.72 on x, y and z and 0.53-0.62 / 0.49-0.59 / 0.47-0.51 on roll,
 pitch and yaw; in fp32 (a CPU without native bf16; seed 42) 0.71 and 0.57-0.86. A brief training on v4 moves the
-imagined pose by half to three quarters of a move, which is what the bars below hold (the demo, on the export's own pairs: 0.30-0.57 on the rotations, README). On the export's own pairs (no
-re-drawing, seed 42) the rotation slopes were -0.38 to 0.16; 6 patients of 80 pairs held out a harder patient
-(guidance 0.81-0.84 of the mean's).
-On phantom v3 (``python benchmarks/learning_check.py --phantom v3 --patients 6 --pairs 80``) the same training
+imagined pose by half to three quarters of a move, which is what the bars below hold (the demo, on the export's
+own pairs: 0.30-0.57 on the rotations, README). On the export's own pairs (no re-drawing, seed 42) the rotation
+slopes were -0.38 to 0.16; 6 patients of 80 pairs held out a harder patient (guidance 0.81-0.84 of the mean's). On
+phantom v3 (``python benchmarks/learning_check.py --phantom v3 --patients 6 --pairs 80``) the same training
 reads 0.45 and slopes of 0.77-0.94. Spatial tokens are left to ``python benchmarks/learning_check.py --set
 model.token_type=spatial``, to keep the suite's time; their shapes and gradients (the move's embedding included) are
 tested in test_models.py."""
