@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     overrides = {key: parse_override(key, value) for key, _, value in (item.partition("=") for item in args.set)}
     with tempfile.TemporaryDirectory() as scratch:
         model, held_out, settings, seconds = brief_training(Path(scratch), overrides, args.patients, args.pairs,
-                                                                 args.phantom)
+                                                            args.phantom)
         metrics = evaluate(model, held_out, "cpu", progress=False).metrics
     print(json.dumps({"settings": {key: settings[key] for key in sorted(settings)}, "seconds": round(seconds),
                       "guidance_vs_mean": metrics["guidance_vs_mean"],

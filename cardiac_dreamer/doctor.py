@@ -52,7 +52,7 @@ class DataReport:
     image_modes: Counter  # PIL mode -> number of distinct image files
     label_ranges: Dict[str, List[Tuple[float, float]]]  # label -> per-axis (min, max), mm and degrees
     consistency: ConsistencyReport
-    unvarying_axes: List[str]  # the pose axes that never change, e.g. "roll (always 0 deg)"
+    unvarying_axes: List[str]  # the pose axes the training labels never change, e.g. "roll (always 0 deg)"
     composition: Optional[str] = None  # the model's composition mode, when the caller knows it
     dim_images: int = 0  # 16-bit files holding 12-bit values: nearly black once scaled
     first_dim_image: str = ""  # the first of them
@@ -171,7 +171,7 @@ def check_data(cfg: DataConfig, composition: Optional[str] = None, sequence_fram
         first_dim_image=images.first_dim,
         label_ranges=_label_ranges(records),
         consistency=check_label_consistency(records),
-        unvarying_axes=unvarying_pose_axes(records),
+        unvarying_axes=unvarying_pose_axes(prepared.labelled_training_records()),  # what training warns of
         composition=composition,
         folds=folds,
         inner_val=inner,

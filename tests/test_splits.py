@@ -115,6 +115,9 @@ def test_a_name_whose_accents_are_encoded_otherwise_is_shown_code_point_by_code_
                                                   f"{CAFE_ON_DISK}) ") + encoding_hint(CAFE_TYPED, CAFE_ON_DISK,
                                                                                        "the val split")):
         PatientSplit(train=["ben"], val=[CAFE_ON_DISK]).select("val", [CAFE_TYPED])
+    grouping = {f"scan_{CAFE_ON_DISK}": "anna"}  # a folder name, as a manual split and --patients take them
+    with pytest.raises(DataError, match=encoding_hint(f"scan_{CAFE_TYPED}", f"scan_{CAFE_ON_DISK}", "the val split")):
+        PatientSplit(train=["ben"], val=["anna"]).select("val", [f"scan_{CAFE_TYPED}"], grouping)
 
 
 def test_a_grouping_file_or_checkpoint_split_spelled_otherwise_names_the_encoding(tmp_path, make_real_export):

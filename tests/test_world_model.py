@@ -33,7 +33,7 @@ SLOPE_RANGE = (0.3, 1.4)
 
 @pytest.fixture(scope="module")
 def world_model(tmp_path_factory):
-    """benchmarks/learning_check.py's brief training: 4 phantom v4 patients of 120 pairs, 8 epochs, 1 held out."""
+    """benchmarks/learning_check.py's brief training: phantom v4, 4 training patients of 120 pairs, 8 epochs."""
     model, held_out, _, _ = BRIEF_TRAINING(tmp_path_factory.mktemp("world_model"))
     return model, held_out
 

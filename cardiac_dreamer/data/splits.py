@@ -79,8 +79,9 @@ class PatientSplit:
         wanted = [(grouping or {}).get(name, name) for name in names]
         unknown = [name for name, patient in zip(names, wanted) if patient not in in_split]
         if unknown:
+            names_in_split = in_split + [folder for folder, patient in (grouping or {}).items() if patient in in_split]
             raise DataError(f"{source}: patient(s) {', '.join(unknown)} not in the {split} split (its patients: "
-                            f"{', '.join(in_split)}){encoding_hint(unknown, in_split, f'the {split} split')}")
+                            f"{', '.join(in_split)}){encoding_hint(unknown, names_in_split, f'the {split} split')}")
         return [patient for patient in in_split if patient in set(wanted)]
 
 
