@@ -92,9 +92,8 @@ class NormalizationStats:
             [r for r in records if r.patient_id in set(labelled_patients)]
         if not labelled:
             raise DataError("normalization stats: no labelled training records to fit the pose statistics on")
-        poses = [r.at1 for r in labelled] + [r.at2 for r in labelled]
         moves = [r.action_change for r in records]
-        return cls(pose=AxisStats.fit(np.array(poses)), move=AxisStats.fit(np.array(moves)))
+        return cls(pose=AxisStats.fit(_poses(labelled)), move=AxisStats.fit(np.array(moves)))
 
     @classmethod
     def identity(cls) -> "NormalizationStats":
@@ -116,6 +115,11 @@ def unvarying_pose_axes(records: Sequence[TransitionRecord]) -> List[str]:
     leaves an axis at 0 trains a model that learns nothing there and reports n/a for that axis's R2."""
     if not records:
         return []
-    poses = np.array([r.at1 for r in records] + [r.at2 for r in records], dtype=np.float64)
+    poses = _poses(records)
     return [f"{name} (always {value:g} {unit})" for name, unit, value, spread
             in zip(AXIS_NAMES, AXIS_UNITS, poses[0], poses.std(axis=0)) if spread < MIN_STD]
+
+
+def _poses(records: Sequence[TransitionRecord]) -> np.ndarray:
+    """``[2N, 6]`` float64: every at1 and at2, the poses the pose statistics describe."""
+    return np.array([r.at1 for r in records] + [r.at2 for r in records], dtype=np.float64)
