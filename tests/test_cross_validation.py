@@ -1,6 +1,7 @@
 """Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, the
 dreamer-vs-direct comparison and its baselines, end to end on the tiny phantom."""
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -170,7 +171,16 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
 
 
 def copy_of(compared, tmp_path) -> Path:
-    return Path(shutil.copytree(compared.cv_dir, tmp_path / compared.cv_dir.name))
+    """A copy of the comparison for one test to change. Checkpoints (most of its GBs) are hard links: the code only
+    ever replaces a checkpoint, never writes into one, so a test cannot change the shared original through them."""
+    return Path(shutil.copytree(compared.cv_dir, tmp_path / compared.cv_dir.name, copy_function=_link_checkpoints))
+
+
+def _link_checkpoints(source: str, destination: str) -> None:
+    if source.endswith(".ckpt"):
+        os.link(source, destination)
+    else:
+        shutil.copy2(source, destination)
 
 
 def test_the_plan_records_the_data_directory_absolute_for_resuming_from_anywhere(grouped_export, monkeypatch):
