@@ -42,6 +42,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.output_dir.exists():
         parser.error(f"{args.output_dir} exists; give a new folder")
+    if args.output_dir.resolve().is_relative_to(args.data_dir.resolve()):
+        parser.error(f"{args.output_dir} lies inside {args.data_dir}; give a folder outside the data")
+    if args.gap_frames < 1:
+        parser.error(f"--gap_frames must be >= 1, got {args.gap_frames}")
     folders = args.patients.split(",")
     missing = [folder for folder in folders if not (args.data_dir / folder / TRANSITIONS_FILE).is_file()]
     if missing:

@@ -143,6 +143,13 @@ def test_sweep_starts_turn_roll_and_yaw_together_as_training_sweeps_do():
     assert abs(np.corrcoef(starts["box"][:, 3], starts["box"][:, 5])[0, 1]) < 0.2
 
 
+def test_episodes_and_steps_beyond_any_real_run_are_refused_before_the_model_loads():
+    with pytest.raises(ConfigError, match=r"episodes must be in \[1, 100000\], got 1000000000000"):
+        NavigationSettings(episodes=10**12)
+    with pytest.raises(ConfigError, match=r"max_steps must be in \[1, 10000\], got 1000000000000"):
+        EpisodeSettings(max_steps=10**12)
+
+
 def test_a_start_box_inside_the_view_or_inverted_is_refused():
     with pytest.raises(ConfigError, match="nothing to navigate"):
         EpisodeSettings(start_low=(-4.0,) * 6, start_high=(4.0,) * 6)
@@ -374,6 +381,17 @@ def test_navigate_keeps_out_of_the_data_of_a_checkpoint_trained_on_real_data(pha
                  "--history", "0", "--output_dir", str(real / "nav"), "--device", "cpu"])
     assert_one_error_line(capsys, code, "inside the data directory")
     assert sorted(real.iterdir()) == before
+
+
+def test_navigate_refuses_a_patient_description_naming_an_unknown_trajectory(phantom_dir, tmp_path, capsys):
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    description = data / "phantom_04" / PATIENT_FILE
+    description.write_text(json.dumps(dict(json.loads(description.read_text()), trajectory="bogus")))
+    checkpoint = save_tiny_checkpoint(tmp_path / "best.ckpt", data)
+    code = main(["--checkpoint", str(checkpoint), "--navigate", "--episodes", "1", "--max_steps", "1",
+                 "--history", "0", "--output_dir", str(tmp_path / "nav"), "--device", "cpu"])
+    assert_one_error_line(capsys, code, f"{description}: unusable phantom description",
+                          "trajectory must be one of sweep, random, sonographer, got 'bogus'")
 
 
 def test_the_table_keeps_final_errors_of_three_digits_apart():

@@ -296,6 +296,20 @@ def test_metrics_json_holds_the_sequential_guidance_beside_the_single_frame_on_t
     assert f"the moves alone (no image): {moves_only['translation_error_mm']:.3g} mm" in report.summary_table()
 
 
+def test_an_evaluation_on_two_sweeps_numbered_alike_leaves_the_sequential_figures_out_and_says_why(
+        sequence_checkpoint, phantom_dir, tmp_path, caplog):
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    for transitions in data.glob("phantom_*/transitions_dataset.json"):
+        entries = json.loads(transitions.read_text())
+        entries[1]["frame_t1"] = entries[0]["frame_t1"]  # another pose under the same number: chaining would join
+        transitions.write_text(json.dumps(entries))
+    _, output = evaluate_checkpoint(sequence_checkpoint, split="test", data_dir=data,
+                                    output_dir=tmp_path / "evaluation", device="cpu", progress=False)
+    assert json.loads((output / "metrics.json").read_text()).get("guidance_sequence") is None
+    said = [record.getMessage() for record in caplog.records if "guidance_sequence is left out" in record.getMessage()]
+    assert len(said) == 1 and "has another pose than in" in said[0], said
+
+
 def test_the_session_fuses_its_history_with_the_sequential_estimator(predictor, phantom_dir):
     images = sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[:3]
     session = GuidanceSession(predictor, SessionSettings(history=2))

@@ -4,6 +4,8 @@ still reachable, and safe concurrent generation. Phantom v4's realism is checked
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,6 +216,22 @@ def test_from_folder_refuses_a_folder_of_another_generator_version(tmp_path, pha
         PhantomPatient.from_folder(tmp_path)
 
 
+@pytest.mark.parametrize("change, named", [
+    ({"seed": 1.7}, "seed must be a whole number in 0..9,223,372,036,854,775,807, got 1.7"),  # 1 is another heart
+    ({"seed": float("inf")}, "seed must be a whole number"),
+    ({"image_size": "64"}, "image_size must be in 16..1024, got '64'"),
+    ({"patient_index": True}, "patient index (1-based) must be a whole number"),
+    ({"generator_version": [6]}, "written by phantom generator version [6]"),
+    ({"generator_version": "6"}, "written by phantom generator version '6'"),
+])
+def test_a_crafted_patient_description_is_one_line_naming_the_value(tmp_path, phantom, change, named):
+    description = json.loads((phantom[0][0] / PATIENT_FILE).read_text())
+    (tmp_path / PATIENT_FILE).write_text(json.dumps(dict(description, **change)))
+    with pytest.raises(DataError) as refused:
+        PhantomPatient.from_folder(tmp_path)
+    assert str(refused.value).startswith(f"{tmp_path / PATIENT_FILE}: ") and named in str(refused.value)
+
+
 def test_v3_poses_beyond_the_written_range_still_show_anatomy():
     patient = PhantomPatient(1, seed=0, version="v3")
     target = patient.render(np.zeros(6), 64, np.random.default_rng(0)).astype(float)
@@ -304,6 +322,57 @@ def test_only_the_patient_folders_it_wrote_are_replaced(tmp_path):
     assert not (tmp_path / "phantom_02").exists()  # the earlier phantom's own folder is gone
 
 
+@pytest.mark.parametrize("mark", ["a phantom.json of the user's", "an empty .phantom.lock"])
+def test_a_users_folder_that_holds_a_file_named_like_the_writers_is_refused_and_left_as_it_was(tmp_path, mark):
+    data = tmp_path / "userdata"
+    (data / "patient_A" / "ft1").mkdir(parents=True)
+    (data / "patient_A" / "ft1" / "img_0001.png").write_bytes(b"precious")
+    (data / "notes.txt").write_text("mine")
+    if mark.startswith("a phantom.json"):
+        (data / MARKER_FILE).write_text('{"my": "own config"}')
+    else:
+        (data / ".phantom.lock").write_bytes(b"")
+    before = {path: path.read_bytes() for path in data.rglob("*") if path.is_file()}
+    with pytest.raises(OutputError, match=f"^{data}: not empty and not a phantom's folder .*notes.txt"):
+        generate_phantom(data, num_patients=1, pairs_per_patient=2, image_size=32)
+    assert {path: path.read_bytes() for path in data.rglob("*") if path.is_file()} == before
+
+
+def test_a_phantom_json_that_is_not_the_writers_marker_is_refused(tmp_path):
+    generate_phantom(tmp_path, num_patients=1, pairs_per_patient=2, image_size=32)
+    (tmp_path / MARKER_FILE).write_text('{"my": "own config"}')
+    with pytest.raises(OutputError, match=f"^{tmp_path / MARKER_FILE}: not the phantom writer's marker"):
+        generate_phantom(tmp_path, num_patients=1, pairs_per_patient=3, image_size=32)
+    assert (tmp_path / MARKER_FILE).read_text() == '{"my": "own config"}'
+
+
+def test_a_pipe_named_like_the_marker_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / MARKER_FILE)  # reading it would wait forever for a writer
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.synthetic", str(tmp_path), "--patients", "1",
+                             "--pairs", "2", "--image_size", "32"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / MARKER_FILE}: ") and "not a regular file" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == [MARKER_FILE]
+
+
+def test_a_real_patient_named_like_a_phantom_patient_is_never_deleted(tmp_path, make_real_export):
+    phantom = tmp_path / "phantom"
+    generate_phantom(phantom, num_patients=2, pairs_per_patient=3, image_size=32)
+    export = make_real_export(tmp_path / "export", patients=("data_0513_01",), pairs=2, size=32) / "data_0513_01"
+    for name in ("phantom_realpatient", "phantom_07"):  # beside the phantom's patients, without their description
+        shutil.copytree(export, phantom / name)
+    kept = {path: path.read_bytes() for name in ("phantom_realpatient", "phantom_07")
+            for path in (phantom / name).rglob("*") if path.is_file()}
+    generate_phantom(phantom, num_patients=2, pairs_per_patient=4, image_size=32)
+    assert {path: path.read_bytes() for path in kept} == kept
+    shutil.rmtree(phantom / "phantom_02")
+    shutil.copytree(export, phantom / "phantom_02")  # now in the way of a patient the phantom writes
+    with pytest.raises(OutputError, match=f"^{phantom / 'phantom_02'}: holds what the phantom writer did not put "
+                                          f"there .*without the writer's {PATIENT_FILE}"):
+        generate_phantom(phantom, num_patients=2, pairs_per_patient=5, image_size=32)
+    assert (phantom / "phantom_02" / "transitions_dataset.json").is_file()
+
+
 def test_a_new_folder_holding_only_a_file_browsers_litter_is_written_into(tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"\0")  # a folder made in Finder
     assert len(generate_phantom(tmp_path, num_patients=1, pairs_per_patient=2, image_size=32)) == 1
@@ -330,6 +399,12 @@ def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp
     with pytest.raises(ConfigError, match="output directory is empty"):
         generate_phantom("", num_patients=1, pairs_per_patient=2, image_size=32)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("output_dir", [None, 5, b"bytes", "with\0nul"])
+def test_an_output_path_that_is_no_path_is_refused(output_dir):
+    with pytest.raises(ConfigError, match="output directory must be a folder's path"):
+        generate_phantom(output_dir, num_patients=1, pairs_per_patient=2, image_size=32)
 
 
 @pytest.mark.parametrize("where", ["file", "below_a_file"])
@@ -398,6 +473,15 @@ def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_
         ({"frames_per_patient": 3}, "--frames must be an even number >= 2, got 3"),
         ({"frames_per_patient": 3, "trajectory": "sonographer"}, "sonographer walk"),
         ({"pairs_per_patient": 0}, "pair"),
+        ({"num_patients": 10**9}, "number of patients must be a whole number in 1..10,000, got 1000000000"),
+        ({"num_patients": True}, "number of patients must be a whole number"),
+        ({"num_patients": "3"}, "number of patients must be a whole number"),
+        ({"pairs_per_patient": 10**12}, "pairs per patient must be a whole number in 0..1,000,000"),
+        ({"pairs_per_patient": 600_000}, "holds at most 1,000,000 frames, got 1,200,000"),
+        ({"frames_per_patient": 2.5}, "frames per patient must be a whole number"),
+        ({"image_size": 64.5}, "image_size must be in 16..1024, got 64.5"),
+        ({"seed": -1}, "seed must be a whole number in 0.."),
+        ({"frames_per_patient": 3, "trajectory": "sonographer"}, "a sonographer walk needs >= 4 frames, got 3"),
     ],
 )
 def test_invalid_arguments_raise_config_error(tmp_path, arguments, problem):

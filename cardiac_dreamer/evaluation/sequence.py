@@ -11,13 +11,15 @@ patients' chains, with no image.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..data.chains import build_chains
+from ..data.chains import build_chains, check_one_sweep_per_numbering
 from ..data.records import TransitionRecord
+from ..errors import DataError
 from ..models.sequence import sequence_frames
 from ..models.sequence_inputs import ChainSet, chain_moves, chain_set, current_poses, frame_poses, fuse_chains
 from ..models.system import GuidanceModel
@@ -25,6 +27,7 @@ from .baselines import fit_ridge
 from .metrics import summarize
 
 RATIO_KEYS = ("translation_error_mm", "rotation_error_deg")
+log = logging.getLogger(__name__)
 
 
 @torch.inference_mode()
@@ -37,8 +40,15 @@ def sequence_metrics(model: GuidanceModel, records: Sequence[TransitionRecord], 
     frames = sequence_frames(model)
     if not frames:
         return None
+    try:  # chained by number, two sweeps numbered alike would be scored as one: no figure beats a wrong one
+        check_one_sweep_per_numbering(records, "the sequential estimate")
+    except DataError as error:
+        log.warning("guidance_sequence is left out: %s", error)
+        return None
     chains, _ = chain_set(model, records, frames, image_size, device)
     if not len(chains):
+        log.warning("guidance_sequence is left out: the evaluated pairs have no frame numbers (frame_t1, frame_t2) "
+                    "to chain")
         return None
     model.cpu().eval()
     sequential = fuse_chains(model, chains)

@@ -16,6 +16,7 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
@@ -33,6 +34,7 @@ GENERATOR_VERSION = GENERATOR_VERSIONS[DEFAULT_VERSION]
 PATIENT_FILE = "phantom.json"
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024  # training's largest input
+MAX_SEED = 2**63 - 1
 _ANATOMY_STREAM, _TRAJECTORY_STREAM, _SPECKLE_STREAM = 1, 2, 3
 
 
@@ -47,10 +49,8 @@ class PhantomPatient:
 
     def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION,
                  alike: bool = False):
-        if index < 1:
-            raise ConfigError(f"phantom patient index is 1-based, got {index}")
-        if seed < 0:
-            raise ConfigError(f"phantom seed must be >= 0, got {seed}")
+        index = whole_number(index, "patient index (1-based)", 1, MAX_SEED)
+        seed = whole_number(seed, "seed", 0, MAX_SEED)
         check_version(version)
         check_image_size(image_size)
         if alike and version == "v3":
@@ -129,23 +129,34 @@ class PhantomPatient:
         description = read_json(path, "phantom description", DataError)
         number = description.get("generator_version") if isinstance(description, dict) else None
         versions = {value: name for name, value in GENERATOR_VERSIONS.items()}
-        if number not in versions:
+        if not _is_whole(number) or number not in versions:
             known = " or ".join(str(value) for value in sorted(versions))
-            raise DataError(f"{path}: written by phantom generator version {number}, this one reads version "
+            raise DataError(f"{path}: written by phantom generator version {number!r}, this one reads version "
                             f"{known}; generate the phantom again")
         missing = [key for key in ("patient_index", "seed", "image_size") if key not in description]
         if missing:
             raise DataError(f"{path}: unusable phantom description (no {', '.join(missing)})")
-        try:
-            return cls(int(description["patient_index"]), int(description["seed"]), int(description["image_size"]),
-                       versions[number])
-        except (TypeError, ValueError, ConfigError) as error:
-            raise DataError(f"{path}: unusable phantom description ({error})") from error
+        try:  # whole numbers only: a seed of 1.7 read as 1 would rebuild another heart than the one written
+            return cls(description["patient_index"], description["seed"], description["image_size"], versions[number])
+        except ConfigError as error:
+            raise DataError(f"{path}: unusable phantom description ({error})") from None
 
 
 def check_image_size(image_size: int) -> None:
-    if not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
-        raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size}")
+    if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size!r}")
+
+
+def whole_number(value, what: str, lowest: int, highest: int) -> int:
+    """``value`` as an int when it is a whole number (numpy's too, never a bool) in ``lowest..highest``; else one
+    line saying so."""
+    if not _is_whole(value) or not lowest <= value <= highest:
+        raise ConfigError(f"the phantom's {what} must be a whole number in {lowest}..{highest:,}, got {value!r}")
+    return int(value)
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_version(version: str) -> None:

@@ -27,6 +27,7 @@ TRAJECTORIES = ("sweep", "random", "sonographer")
 POSE_LIMITS = np.array([15.0, 15.0, 15.0, 20.0, 20.0, 20.0])  # |at| stays within these (mm, degrees)
 MOVE_LIMITS = np.array([4.0, 4.0, 4.0, 5.0, 5.0, 5.0])  # |move| of a random pair stays within these (mm, degrees)
 FRAME_GAPS = (1, 2, 3)  # frames between t1 and t2 of a sonographer pair
+MAX_FRAMES_PER_PATIENT = 1_000_000  # a million PNGs per patient; the poses planned for them fit in ~50 MB
 DEFAULT_FRAMES_PER_PATIENT = 500
 LABEL_DECIMALS = 3
 WALK_MEMORY = 0.85  # per-frame autocorrelation of the sonographer walk: ~7 frames to forget
@@ -86,15 +87,24 @@ def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tu
         if frames != 2 * pairs:
             raise ConfigError(f"{mode} phantom pairs use 2 frames each: {pairs} pairs need {2 * pairs} frames, "
                               f"got frames_per_patient={frames}")
-        return frames, pairs
+        return _within_bound(frames), pairs
     longest = max(FRAME_GAPS)
     frames = pairs + longest if frames is None else frames
+    if frames <= longest:
+        raise ConfigError(f"a sonographer walk needs >= {longest + 1} frames, got {frames}")
     available = len(FRAME_GAPS) * (frames - longest)
     pairs = available if pairs is None else pairs
     if not 1 <= pairs <= available:
-        raise ConfigError(f"a sonographer walk of {frames} frames offers 1 to {max(available, 0)} pairs, "
-                          f"got {pairs}")
-    return frames, pairs
+        raise ConfigError(f"a sonographer walk of {frames} frames offers 1 to {available} pairs, got {pairs}")
+    return _within_bound(frames), pairs
+
+
+def _within_bound(frames: int) -> int:
+    """Refuse a patient of more frames than :data:`MAX_FRAMES_PER_PATIENT` before planning it (a typo's 10**12
+    would fill the memory with poses)."""
+    if frames > MAX_FRAMES_PER_PATIENT:
+        raise ConfigError(f"a phantom patient holds at most {MAX_FRAMES_PER_PATIENT:,} frames, got {frames:,}")
+    return frames
 
 
 def plan_trajectory(mode: str, rng: np.random.Generator, frames: int, pairs: int) -> Trajectory:

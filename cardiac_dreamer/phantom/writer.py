@@ -20,13 +20,16 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io.fileio import atomic_open, os_reason, write_json
+from ..io.fileio import atomic_open, os_reason, read_json, write_json
 from ..names import TRANSITIONS_FILE
-from ..errors import ConfigError, OutputError
+from ..errors import CardiacDreamerError, ConfigError, OutputError
 from .patient import (
-    DEFAULT_VERSION, GENERATOR_VERSIONS, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
+    DEFAULT_VERSION, GENERATOR_VERSIONS, MAX_SEED, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
+    whole_number,
 )
-from .trajectories import LABEL_DECIMALS, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts
+from .trajectories import (
+    LABEL_DECIMALS, MAX_FRAMES_PER_PATIENT, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts,
+)
 
 try:
     import fcntl
@@ -40,6 +43,7 @@ MARKER_FILE = "phantom.json"  # the directory's marker: written last, it says th
 LOCK_FILE = ".phantom.lock"
 PATIENT_ENTRIES = {"ft1", "ft2", TRANSITIONS_FILE, PATIENT_FILE}  # all a patient folder of ours holds
 SYSTEM_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what a file browser leaves in a folder it shows
+MAX_PATIENTS = 10_000  # more would be a typo: refused before a list of a billion folder names is built
 
 
 def generate_phantom(
@@ -70,13 +74,17 @@ def generate_phantom(
     later ones reuse what the first wrote. ``output_dir`` must be new, empty or a phantom's: a folder holding anything
     else (the user's data) is refused, and only folders this writer made are ever replaced.
     """
+    if not isinstance(output_dir, (str, os.PathLike)) or not isinstance(os.fspath(output_dir), str) or \
+            "\0" in os.fspath(output_dir):
+        raise ConfigError(f"the phantom's output directory must be a folder's path, got {output_dir!r}")
     if not os.fspath(output_dir).strip():
         raise ConfigError("the phantom's output directory is empty (an unset variable?); name a folder")
-    if num_patients < 1:
-        raise ConfigError(f"phantom needs >= 1 patient, got {num_patients}")
-    if seed < 0:
-        raise ConfigError(f"phantom seed must be >= 0, got {seed}")
+    num_patients = whole_number(num_patients, "number of patients", 1, MAX_PATIENTS)
+    seed = whole_number(seed, "seed", 0, MAX_SEED)
     check_image_size(image_size)
+    pairs_per_patient, frames_per_patient = (
+        None if count is None else whole_number(count, what, 0, MAX_FRAMES_PER_PATIENT)
+        for count, what in ((pairs_per_patient, "pairs per patient"), (frames_per_patient, "frames per patient")))
     check_version(version)
     trajectory = trajectory or ("sweep" if version == "v4" else "random")
     frames, pairs = resolve_counts(trajectory, pairs_per_patient, frames_per_patient)
@@ -107,8 +115,10 @@ def generate_phantom(
             _remove_previous(output_dir, folders)
             for index, folder in enumerate(folders, start=1):
                 patient = PhantomPatient(index, seed, image_size, version)
-                _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
+                folder.mkdir()
+                # first: it marks the folder as this writer's, so a rewrite may replace it even if cut short
                 patient.write_description(folder, trajectory=trajectory, frames=frames, pairs=pairs)
+                _write_patient(folder, patient, plan_trajectory(trajectory, patient.trajectory_rng(), frames, pairs))
                 logger.info("wrote %s (%d frames, %d pairs)", folder, frames, pairs)
             write_json(output_dir / MARKER_FILE, dict(params, folders=[folder.name for folder in folders]))
     except OSError as error:  # no space, no permission, a file in the way
@@ -117,8 +127,9 @@ def generate_phantom(
 
 
 def _refuse_foreign(output_dir: Path) -> None:
-    """Write only into a new or empty folder or one this writer has used (it holds the lock file or the marker):
-    pointed at the user's data, it would mix phantom patients into it."""
+    """Write only into a new or empty folder or one this writer has used: it holds the lock file or the writer's
+    marker, and nothing else but patient folders (``phantom_*``) and a file browser's litter. Pointed at the user's
+    data, the writer would mix phantom patients into it, or take a ``phantom.json`` of theirs for its marker."""
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: the phantom's output directory is a file; name a folder")
     try:
@@ -129,18 +140,43 @@ def _refuse_foreign(output_dir: Path) -> None:
     if TRANSITIONS_FILE in names:  # a patient folder: its own phantom.json is a patient's, not this writer's marker
         raise OutputError(f"{output_dir}: a patient folder (it holds {TRANSITIONS_FILE}), not a phantom's; write the "
                           "phantom into a new or empty folder (nothing was written)")
-    if names and LOCK_FILE not in names and MARKER_FILE not in names:
-        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        raise OutputError(f"{output_dir}: not empty and not a phantom's folder (it holds {shown}); write the phantom "
+    others = [name for name in names if not _writers_entry(output_dir / name)]
+    if names and (others or (LOCK_FILE not in names and MARKER_FILE not in names)):
+        shown = others or names
+        listed = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
+        raise OutputError(f"{output_dir}: not empty and not a phantom's folder (it holds {listed}); write the phantom "
                           "into a new or empty folder (nothing was written)")
+    if MARKER_FILE in names:
+        try:
+            _read_marker(output_dir)
+        except CardiacDreamerError as error:
+            raise OutputError(f"{error}; write the phantom into a new or empty folder (nothing was written)") from None
+
+
+def _writers_entry(path: Path) -> bool:
+    """What a phantom's folder may hold: the lock, the marker (or its temporary file), patient folders."""
+    name = path.name
+    return name in (LOCK_FILE, MARKER_FILE) or (name.startswith(f".{MARKER_FILE}.") and name.endswith(".tmp")) or \
+        (name.startswith("phantom_") and (path.is_dir() or path.is_symlink()))
+
+
+def _read_marker(output_dir: Path) -> dict:
+    """The writer's marker in ``output_dir``; OutputError when it is missing, unreadable (a pipe or a folder
+    included) or not the writer's (a ``phantom.json`` of the user's)."""
+    path = output_dir / MARKER_FILE
+    marker = read_json(path, "the phantom's marker", OutputError)
+    if not isinstance(marker, dict) or not isinstance(marker.get("folders"), list) or \
+            "generator_version" not in marker:
+        raise OutputError(f"{path}: not the phantom writer's marker (no generator_version or folders)")
+    return marker
 
 
 def _is_complete(output_dir: Path, params: dict, folders: Sequence[Path]) -> bool:
     try:
-        marker = json.loads((output_dir / MARKER_FILE).read_text())
-    except (OSError, ValueError):
+        marker = _read_marker(output_dir)
+    except CardiacDreamerError:
         return False
-    same = isinstance(marker, dict) and all(marker.get(key) == value for key, value in params.items())
+    same = all(marker.get(key) == value for key, value in params.items())
     return same and all((folder / TRANSITIONS_FILE).is_file() and (folder / PATIENT_FILE).is_file()
                         for folder in folders)
 
@@ -168,9 +204,10 @@ def _lock_on_windows(handle: IO[bytes]) -> None:
 
 def _remove_previous(output_dir: Path, folders: Sequence[Path]) -> None:
     """Delete the marker and the patient folders of an earlier phantom here (complete, or cut short by a crash), so
-    no stale patient outlives a new one. A folder is removed only when it holds nothing but what this writer puts in
-    a patient folder (and a file browser's litter); one holding anything else is refused, before anything is
-    deleted, when the new phantom needs its name, and left alone otherwise."""
+    no stale patient outlives a new one. A folder is removed only when this writer made it (it holds the patient's
+    ``phantom.json``, written first, or nothing) and holds nothing but what the writer puts in a patient folder
+    (and a file browser's litter). Any other folder is refused, before anything is deleted, when the new phantom
+    needs its name, and left alone otherwise."""
     previous = sorted(folder for folder in output_dir.glob("phantom_*") if folder.is_dir() or folder.is_symlink())
     for folder in previous:
         foreign = _foreign_entries(folder)
@@ -182,16 +219,30 @@ def _remove_previous(output_dir: Path, folders: Sequence[Path]) -> None:
         if not _foreign_entries(folder):
             logger.warning("replacing phantom folder %s", folder)
             shutil.rmtree(folder)
+        else:
+            logger.warning("leaving %s alone: the phantom writer did not make it", folder)
 
 
 def _foreign_entries(folder: Path) -> List[str]:
     """What a patient folder holds besides a phantom patient's files, temporary files of one being written and a
-    file browser's litter (the folder itself when it is a link)."""
+    file browser's litter (the folder itself when it is a link, and all of it when the writer's patient description
+    is not there: a real patient's export named like a phantom's)."""
     if folder.is_symlink():
         return [f"{folder.name} is a link"]
-    return sorted(child.name for child in folder.iterdir()
-                  if child.name not in PATIENT_ENTRIES | SYSTEM_FILES and not child.name.startswith("._")
-                  and not (child.name.startswith(".") and child.name.endswith(".tmp")))
+    names = sorted(child.name for child in folder.iterdir())
+    if names and not _describes_a_patient(folder / PATIENT_FILE):
+        return [f"{', '.join(names[:3])} without the writer's {PATIENT_FILE}"]
+    return [name for name in names if name not in PATIENT_ENTRIES | SYSTEM_FILES and not name.startswith("._")
+            and not (name.startswith(".") and name.endswith(".tmp"))]
+
+
+def _describes_a_patient(path: Path) -> bool:
+    """Whether ``path`` is a phantom patient's description, as :meth:`PhantomPatient.write_description` writes it."""
+    try:
+        description = read_json(path, "phantom description", OutputError)
+    except CardiacDreamerError:
+        return False
+    return isinstance(description, dict) and {"generator_version", "patient_index", "seed"} <= description.keys()
 
 
 def _write_patient(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:

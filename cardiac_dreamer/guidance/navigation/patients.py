@@ -20,7 +20,7 @@ from ...io.checkpoint import ModelCheckpoint
 from ...io.fileio import read_json
 from ...data.splits import PatientSplit, folders_by_patient
 from ...errors import DataError
-from ...phantom import DEFAULT_VERSION, PATIENT_FILE, PhantomPatient
+from ...phantom import DEFAULT_VERSION, PATIENT_FILE, TRAJECTORIES, PhantomPatient
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,12 @@ def _phantom_folders(directory: Path, patients: Sequence[str], grouping) -> List
 def _written_trajectory(folder: Path) -> str:
     """The trajectory mode ``phantom.json`` records (``"sweep"``, ``"random"``...); ``"random"`` when it records none
     (written before the sweeps existed)."""
-    description = read_json(folder / PATIENT_FILE, "phantom description", DataError)
-    return str(description.get("trajectory", "random"))
+    path = folder / PATIENT_FILE
+    trajectory = read_json(path, "phantom description", DataError).get("trajectory", "random")
+    if trajectory not in TRAJECTORIES:
+        raise DataError(f"{path}: unusable phantom description (trajectory must be one of {', '.join(TRAJECTORIES)}, "
+                        f"got {trajectory!r})")
+    return trajectory
 
 
 def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[NavigationPatient]:

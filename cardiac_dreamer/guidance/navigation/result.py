@@ -18,6 +18,7 @@ from .simulator import Episode, EpisodeSettings, centred_box
 from .starts import inside
 
 START_GROUPS = ("inside_training_range", "outside_training_range")
+MAX_EPISODES = 100_000  # ~1 s each on 2 CPU cores: more is a typo, refused before the model loads
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,8 @@ class NavigationSettings:
     episode: EpisodeSettings = field(default_factory=EpisodeSettings)
 
     def __post_init__(self) -> None:
-        if self.episodes < 1:
-            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if not 1 <= self.episodes <= MAX_EPISODES:
+            raise ConfigError(f"episodes must be in [1, {MAX_EPISODES}], got {self.episodes}")
         if not self.histories or len(set(self.histories)) != len(self.histories):
             raise ConfigError(f"history values must be distinct and at least one, got {list(self.histories)}")
         if len(self.arrival) != 2 or not all(np.isfinite(limit) and limit > 0 for limit in self.arrival):

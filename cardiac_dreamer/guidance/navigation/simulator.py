@@ -36,6 +36,7 @@ START_KINDS = ("box", "sweep")
 SLIP = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])  # mm, mm, mm, deg, deg, deg per unit of follow_noise
 _START_STREAM, _SPECKLE_STREAM, _HAND_STREAM = 1, 2, 3
 MAX_START_DRAWS = 10_000
+MAX_STEPS = 10_000  # frames per episode; a sonographer gives up long before
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ class EpisodeSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 1 <= self.max_steps <= MAX_STEPS:
+            raise ConfigError(f"max_steps must be in [1, {MAX_STEPS}], got {self.max_steps}")
         if self.starts not in START_KINDS:
             raise ConfigError(f"starts must be one of {', '.join(START_KINDS)}, got {self.starts!r}")
         low, high = np.asarray(self.start_low, dtype=np.float64), np.asarray(self.start_high, dtype=np.float64)
