@@ -258,6 +258,17 @@ def test_load_run_reads_a_checkpoint_or_the_best_one_of_a_run_directory(phantom_
     assert load_run(tmp_path / "checkpoints").path == path  # the run's checkpoints/ folder given instead
 
 
+@pytest.mark.parametrize("path", ["", None, 3, b"run/best.ckpt"])
+def test_a_checkpoint_path_that_is_no_path_is_refused_not_taken_for_the_current_directory(path, phantom_dir,
+                                                                                          tmp_path, monkeypatch):
+    (tmp_path / "checkpoints").mkdir()  # a run in the current directory, which "" would have loaded
+    save_tiny_checkpoint(tmp_path / "checkpoints" / "best.ckpt", phantom_dir, variant="direct")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match=f"^a checkpoint is the path of a .ckpt file or a run directory, "
+                                              f"got {re.escape(repr(path))}$"):
+        load_model(path)
+
+
 def test_a_folder_that_is_no_run_names_itself(tmp_path):
     with pytest.raises(CheckpointError, match=f"^{tmp_path}: a directory that holds no run's checkpoints"):
         load_run(tmp_path)

@@ -232,6 +232,20 @@ def test_a_crafted_patient_description_is_one_line_naming_the_value(tmp_path, ph
     assert str(refused.value).startswith(f"{tmp_path / PATIENT_FILE}: ") and named in str(refused.value)
 
 
+@pytest.mark.parametrize("arguments, rule", [
+    ({"pose": "abc"}, "a pose is 6 finite numbers (mm, degrees), got 'abc'"),
+    ({"pose": [0.0] * 5}, "a pose is 6 finite numbers"),
+    ({"pose": [0.0] * 6, "cycle": (0.5,)}, "cycle is 2 finite numbers (cardiac, breathing phase in cycles)"),
+    ({"pose": [0.0] * 6, "cycle": (float("nan"), 0.1)}, "cycle is 2 finite numbers"),
+    ({"pose": [0.0] * 6, "rng": 5}, "rng must be a numpy Generator"),
+    ({"pose": [0.0] * 6, "image_size": 64.5}, "image_size must be in 16..1024, got 64.5"),
+])
+def test_render_refuses_what_is_no_pose_cycle_or_generator_in_one_line(arguments, rule):
+    with pytest.raises(ConfigError) as refused:
+        PhantomPatient(1, image_size=32).render(**arguments)
+    assert rule in str(refused.value)
+
+
 def test_v3_poses_beyond_the_written_range_still_show_anatomy():
     patient = PhantomPatient(1, seed=0, version="v3")
     target = patient.render(np.zeros(6), 64, np.random.default_rng(0)).astype(float)
@@ -441,6 +455,14 @@ def test_the_table_of_a_phantom_too_small_to_hold_out_frames_says_so(tmp_path):
                              "2", "--pairs", "20", "--image_size", "32", "--table"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "n/a (needs more than 20 pairs per patient)" in result.stdout
+
+
+def test_the_table_of_a_phantom_too_small_for_thirds_of_a_sweep_says_so_without_warnings(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "cardiac_dreamer.synthetic", str(tmp_path / "p"), "--patients",
+                             "1", "--pairs", "2", "--image_size", "32", "--table"], capture_output=True, text=True)
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    assert "| first third of the sweep (deg) | roll 37.0 +- 14.0, yaw -29.0 +- 14.0 | n/a (needs 3 or more pairs " \
+           "per patient) |" in result.stdout and "nan" not in result.stdout
 
 
 def test_two_processes_generating_into_one_directory_both_succeed_and_agree(tmp_path):

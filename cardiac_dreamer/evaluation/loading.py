@@ -43,6 +43,9 @@ def load_run(path: PathLike) -> LoadedRun:
     Never unpickles code; CheckpointError naming the file if it is not a checkpoint or its weights do not fit the
     model its config describes.
     """
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str) or not os.fspath(path):
+        # "" would be the current directory, which may well hold a run: another model than the one meant
+        raise CheckpointError(f"a checkpoint is the path of a .ckpt file or a run directory, got {path!r}")
     path = Path(path)
     if path.is_dir():
         path = _deployed_in(path)

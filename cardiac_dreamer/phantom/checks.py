@@ -116,9 +116,9 @@ def export_statistics(folders: Sequence[Path]) -> Dict[str, object]:
         "black_share": black_share(folders),
     }
     for name, parts in thirds.items():
-        poses = np.concatenate(parts)
+        poses = np.concatenate(parts)  # empty where every patient holds fewer than 3 pairs: no thirds to compare
         statistics[name] = {axis: (float(poses[:, index].mean()), float(poses[:, index].std()))
-                            for axis, index in (("roll", 3), ("yaw", 5))}
+                            for axis, index in (("roll", 3), ("yaw", 5))} if len(poses) else None
     return statistics
 
 
@@ -160,7 +160,8 @@ def comparison_table(folders: Sequence[Path]) -> str:
     rows.append(f"| t2 - t1 (frames) | {shares} | {measured_shares} |")
     for key, label in (("first_third", "first third of the sweep"), ("last_third", "last third of the sweep")):
         real = ", ".join(f"{axis} {mean:.1f} +- {std:.1f}" for axis, (mean, std) in REAL[key].items())
-        phantom = ", ".join(f"{axis} {mean:.1f} +- {std:.1f}" for axis, (mean, std) in measured[key].items())
+        phantom = "n/a (needs 3 or more pairs per patient)" if measured[key] is None else \
+            ", ".join(f"{axis} {mean:.1f} +- {std:.1f}" for axis, (mean, std) in measured[key].items())
         rows.append(f"| {label} (deg) | {real} | {phantom} |")
     rows.append(f"| black pixels outside the fan | {REAL['black_share']:.0%} | {measured['black_share']:.0%} |")
     features, poses, patients, blocks = export_features(folders)

@@ -17,6 +17,7 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 from __future__ import annotations
 
 import numbers
+import reprlib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
@@ -88,13 +89,14 @@ class PhantomPatient:
         """
         size = self.image_size if image_size is None else image_size
         check_image_size(size)
-        pose = np.asarray(pose, dtype=np.float64)
-        if pose.shape != (6,) or not np.isfinite(pose).all():
-            raise ConfigError(f"a pose is 6 finite numbers (mm, degrees), got {pose.tolist()}")
+        pose = _finite_numbers(pose, 6, "a pose is 6 finite numbers (mm, degrees)")
+        if rng is not None and not isinstance(rng, np.random.Generator):
+            raise ConfigError(f"rng must be a numpy Generator (numpy.random.default_rng(seed)), got {rng!r}")
         rng = np.random.default_rng() if rng is None else rng
         if self.traits is None:
             return render_slice(self._volume, self._target, pose, size, rng)
-        cycle = tuple(rng.uniform(0.0, 1.0, 2)) if cycle is None else cycle
+        cycle = tuple(rng.uniform(0.0, 1.0, 2)) if cycle is None else \
+            tuple(_finite_numbers(cycle, 2, "cycle is 2 finite numbers (cardiac, breathing phase in cycles)"))
         return render_beating(self._volume, people.BOX_MM, self._target, self.traits, pose, size, rng, cycle,
                               self._wall, people.WALL_BOX_MM)
 
@@ -145,6 +147,17 @@ class PhantomPatient:
 def check_image_size(image_size: int) -> None:
     if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size!r}")
+
+
+def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
+    """``values`` as ``[count]`` float64 when they are that many finite numbers; else ConfigError stating ``rule``."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.shape != (count,) or not np.isfinite(array).all():
+        raise ConfigError(f"{rule}, got {reprlib.repr(values)}")
+    return array
 
 
 def whole_number(value, what: str, lowest: int, highest: int) -> int:
