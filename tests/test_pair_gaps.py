@@ -1,6 +1,8 @@
 """data.pair_gap_frames: training pairs whose t2 is drawn again further away along the sweep, so the world model
 sees moves larger than the export's, with every re-drawn pair as consistent as an exported one."""
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from cardiac_dreamer.errors import DataError
 from cardiac_dreamer.geometry import apply_move
 from cardiac_dreamer.pipeline import run_training
 from cardiac_dreamer.synthetic import generate_phantom
+from test_bad_input import snapshot
 from test_sequence import pose_of, record
 from test_trainer import TINY_BACKBONE
 
@@ -112,3 +115,18 @@ def test_a_broken_frame_only_the_sequence_stage_reads_is_refused_before_the_run_
     with pytest.raises(DataError, match=left_out.name):
         run_training(config, tmp_path / "runs", progress=False, evaluate_test=False)
     assert not list((tmp_path / "runs").glob("run_*"))
+
+
+@pytest.mark.parametrize("output, flags, said", [
+    ("data/regapped", [], "lies inside"),  # a copy of the data inside the data: a patient folder more
+    ("regapped", ["--gap_frames", "-5"], "--gap_frames must be >= 1, got -5"),  # crashed after copying
+])
+def test_the_regapped_copy_refuses_what_it_cannot_write_before_copying(tmp_path, output, flags, said):
+    data = tmp_path / "data"
+    generate_phantom(data, num_patients=1, pairs_per_patient=3, image_size=16)
+    before = snapshot(data)
+    script = Path(__file__).parents[1] / "benchmarks" / "regapped_copy.py"
+    result = subprocess.run([sys.executable, str(script), str(data), str(tmp_path / output), "--patients",
+                             "phantom_01", *flags], capture_output=True, text=True)
+    assert result.returncode == 2 and said in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert snapshot(data) == before and not (tmp_path / output).exists()
