@@ -111,13 +111,13 @@ def check_frame_numbers(records: Mapping[str, Sequence[TransitionRecord]], frame
 def check_one_sweep_per_numbering(records: Sequence[TransitionRecord], setting: str) -> None:
     """Refuse a folder that labels one frame number with two poses (two sweeps numbered alike): ``setting``, which
     joins a folder's frames by number, would join the two sweeps."""
-    renumbered = _renumbered_frame(records)
+    renumbered = renumbered_frame(records)
     if renumbered:
         raise DataError(f"{renumbered}: {setting} joins a folder's frames by number, so one folder holds one sweep "
                         "(number a second sweep's frames apart, or give it its own folder)")
 
 
-def _renumbered_frame(records: Sequence[TransitionRecord]) -> str:
+def renumbered_frame(records: Sequence[TransitionRecord]) -> str:
     """The first frame a folder labels with two poses (two sweeps numbered alike), described; "" when none. Pairs
     sharing a frame label it alike, to the export's rounding."""
     first: Dict[Tuple[str, str, int], Tuple[Tuple[float, ...], str]] = {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint
+from ..io.fileio import is_text_path
 from ..config import Config
 from ..errors import CheckpointError
 from ..data.splits import PatientSplit
@@ -43,7 +44,7 @@ def load_run(path: PathLike) -> LoadedRun:
     Never unpickles code; CheckpointError naming the file if it is not a checkpoint or its weights do not fit the
     model its config describes.
     """
-    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str) or not os.fspath(path):
+    if not is_text_path(path) or not os.fspath(path).strip():
         # "" would be the current directory, which may well hold a run: another model than the one meant
         raise CheckpointError(f"a checkpoint is the path of a .ckpt file or a run directory, got {path!r}")
     path = Path(path)

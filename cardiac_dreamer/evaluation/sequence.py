@@ -17,9 +17,8 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data.chains import build_chains, check_one_sweep_per_numbering
+from ..data.chains import build_chains, renumbered_frame
 from ..data.records import TransitionRecord
-from ..errors import DataError
 from ..models.sequence import sequence_frames
 from ..models.sequence_inputs import ChainSet, chain_moves, chain_set, current_poses, frame_poses, fuse_chains
 from ..models.system import GuidanceModel
@@ -40,10 +39,9 @@ def sequence_metrics(model: GuidanceModel, records: Sequence[TransitionRecord], 
     frames = sequence_frames(model)
     if not frames:
         return None
-    try:  # chained by number, two sweeps numbered alike would be scored as one: no figure beats a wrong one
-        check_one_sweep_per_numbering(records, "the sequential estimate")
-    except DataError as error:
-        log.warning("guidance_sequence is left out: %s", error)
+    renumbered = renumbered_frame(records)
+    if renumbered:  # chained by number, two sweeps numbered alike would be scored as one: no figure beats a wrong one
+        log.warning("guidance_sequence is left out: %s (two sweeps numbered alike in one folder)", renumbered)
         return None
     chains, _ = chain_set(model, records, frames, image_size, device)
     if not len(chains):

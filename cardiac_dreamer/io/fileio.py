@@ -136,6 +136,15 @@ def require_regular_file(path: Path, what: str, error: Type[CardiacDreamerError]
         raise error(f"{path}: {what} is {kind}, not a regular file")
 
 
+def is_text_path(value: Any) -> bool:
+    """Whether ``value`` can name a file: a str or path-like of str without a NUL byte (bytes, None and numbers are
+    not; an empty string is, and each caller says why it refuses one)."""
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    text = os.fspath(value)
+    return isinstance(text, str) and "\0" not in text
+
+
 def os_reason(problem: BaseException) -> str:
     """The operating system's words for an error (``File name too long``), without repeating the path."""
     return getattr(problem, "strerror", None) or str(problem)

@@ -35,7 +35,8 @@ GENERATOR_VERSION = GENERATOR_VERSIONS[DEFAULT_VERSION]
 PATIENT_FILE = "phantom.json"
 MIN_IMAGE_SIZE = 16
 MAX_IMAGE_SIZE = 1024  # training's largest input
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**63 - 1  # numpy seeds any non-negative int; past this a number is a typo
+MAX_PATIENT_INDEX = 10**9
 _ANATOMY_STREAM, _TRAJECTORY_STREAM, _SPECKLE_STREAM = 1, 2, 3
 
 
@@ -50,10 +51,10 @@ class PhantomPatient:
 
     def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION,
                  alike: bool = False):
-        index = whole_number(index, "patient index (1-based)", 1, MAX_SEED)
+        index = whole_number(index, "patient index (1-based)", 1, MAX_PATIENT_INDEX)
         seed = whole_number(seed, "seed", 0, MAX_SEED)
         check_version(version)
-        check_image_size(image_size)
+        image_size = check_image_size(image_size)
         if alike and version == "v3":
             raise ConfigError("alike patients are a v4 option: v3's patients differ by a few % only")
         self.index, self.seed, self.image_size, self.version, self.alike = index, seed, image_size, version, alike
@@ -82,13 +83,12 @@ class PhantomPatient:
         """The frame at ``pose`` = ``[x, y, z, roll, pitch, yaw]`` (mm, degrees) relative to the target view, the
         label convention of the exports: ``[S, S]`` uint8, ``S = image_size`` (default: ``self.image_size``).
 
-        Speckle is drawn from ``rng`` (a fresh unseeded draw when None), so the same generator state gives the same
+        Speckle is drawn from ``rng``, a ``numpy.random.Generator`` (a fresh unseeded draw when None), so the same generator state gives the same
         frame and a new state a new one. v4 only: ``cycle`` = (cardiac, breathing) phase in cycles; None draws
         both from ``rng`` first (a frame caught at a random moment). v3 renders far poses with the anatomy clamped
         at the border of its volume (beyond 25 mm / 25 degrees); v4's volume holds every pose of its sweeps.
         """
-        size = self.image_size if image_size is None else image_size
-        check_image_size(size)
+        size = check_image_size(self.image_size if image_size is None else image_size)
         pose = _finite_numbers(pose, 6, "a pose is 6 finite numbers (mm, degrees)")
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy Generator (numpy.random.default_rng(seed)), got {rng!r}")
@@ -144,9 +144,11 @@ class PhantomPatient:
             raise DataError(f"{path}: unusable phantom description ({error})") from None
 
 
-def check_image_size(image_size: int) -> None:
+def check_image_size(image_size: int) -> int:
+    """``image_size`` as a plain int (a numpy integer would be written into phantom.json as a string)."""
     if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size!r}")
+    return int(image_size)
 
 
 def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
@@ -160,15 +162,17 @@ def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
     return array
 
 
-def whole_number(value, what: str, lowest: int, highest: int) -> int:
-    """``value`` as an int when it is a whole number (numpy's too, never a bool) in ``lowest..highest``; else one
-    line saying so."""
-    if not _is_whole(value) or not lowest <= value <= highest:
-        raise ConfigError(f"the phantom's {what} must be a whole number in {lowest}..{highest:,}, got {value!r}")
+def whole_number(value, what: str, lowest: int, highest: Optional[int] = None) -> int:
+    """``value`` as an int when it is a whole number (numpy's too, never a bool) in ``lowest..highest`` (no upper
+    bound when None); else one line saying so."""
+    if not _is_whole(value) or value < lowest or (highest is not None and value > highest):
+        limits = f">= {lowest}" if highest is None else f"in {lowest}..{highest:,}"
+        raise ConfigError(f"the phantom's {what} must be a whole number {limits}, got {value!r}")
     return int(value)
 
 
 def _is_whole(value) -> bool:
+    """An int or numpy integer; not a bool (True patients), not a float (a seed of 1.7 read as 1 is another heart)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

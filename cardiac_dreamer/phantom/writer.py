@@ -20,16 +20,14 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..io.fileio import atomic_open, os_reason, read_json, write_json
+from ..io.fileio import atomic_open, is_text_path, os_reason, read_json, write_json
 from ..names import TRANSITIONS_FILE
 from ..errors import CardiacDreamerError, ConfigError, OutputError
 from .patient import (
     DEFAULT_VERSION, GENERATOR_VERSIONS, MAX_SEED, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
     whole_number,
 )
-from .trajectories import (
-    LABEL_DECIMALS, MAX_FRAMES_PER_PATIENT, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts,
-)
+from .trajectories import LABEL_DECIMALS, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts
 
 try:
     import fcntl
@@ -74,17 +72,17 @@ def generate_phantom(
     later ones reuse what the first wrote. ``output_dir`` must be new, empty or a phantom's: a folder holding anything
     else (the user's data) is refused, and only folders this writer made are ever replaced.
     """
-    if not isinstance(output_dir, (str, os.PathLike)) or not isinstance(os.fspath(output_dir), str) or \
-            "\0" in os.fspath(output_dir):
+    if not is_text_path(output_dir):
         raise ConfigError(f"the phantom's output directory must be a folder's path, got {output_dir!r}")
     if not os.fspath(output_dir).strip():
         raise ConfigError("the phantom's output directory is empty (an unset variable?); name a folder")
     num_patients = whole_number(num_patients, "number of patients", 1, MAX_PATIENTS)
     seed = whole_number(seed, "seed", 0, MAX_SEED)
-    check_image_size(image_size)
-    pairs_per_patient, frames_per_patient = (
-        None if count is None else whole_number(count, what, 0, MAX_FRAMES_PER_PATIENT)
-        for count, what in ((pairs_per_patient, "pairs per patient"), (frames_per_patient, "frames per patient")))
+    image_size = check_image_size(image_size)
+    if pairs_per_patient is not None:  # the upper bound is resolve_counts', on the frames they need
+        pairs_per_patient = whole_number(pairs_per_patient, "pairs per patient", 1)
+    if frames_per_patient is not None:
+        frames_per_patient = whole_number(frames_per_patient, "frames per patient", 1)
     check_version(version)
     trajectory = trajectory or ("sweep" if version == "v4" else "random")
     frames, pairs = resolve_counts(trajectory, pairs_per_patient, frames_per_patient)
@@ -145,19 +143,22 @@ def _refuse_foreign(output_dir: Path) -> None:
         shown = others or names
         listed = ", ".join(shown[:4]) + (f" and {len(shown) - 4} more" if len(shown) > 4 else "")
         raise OutputError(f"{output_dir}: not empty and not a phantom's folder (it holds {listed}); write the phantom "
-                          "into a new or empty folder (nothing was written)")
+                          "into a new or empty folder, or move your files out of this one (nothing was written)")
     if MARKER_FILE in names:
         try:
             _read_marker(output_dir)
         except CardiacDreamerError as error:
-            raise OutputError(f"{error}; write the phantom into a new or empty folder (nothing was written)") from None
+            if os.path.lexists(output_dir / MARKER_FILE):  # else another writer removed it while rewriting
+                raise OutputError(f"{error}; write the phantom into a new or empty folder (nothing was written)") \
+                    from None
 
 
 def _writers_entry(path: Path) -> bool:
-    """What a phantom's folder may hold: the lock, the marker (or its temporary file), patient folders."""
+    """What a phantom's folder may hold: the lock, the marker (or its temporary file), patient folders, and what
+    vanished since the folder was listed (another writer rewriting the phantom removes its own files)."""
     name = path.name
     return name in (LOCK_FILE, MARKER_FILE) or (name.startswith(f".{MARKER_FILE}.") and name.endswith(".tmp")) or \
-        (name.startswith("phantom_") and (path.is_dir() or path.is_symlink()))
+        (name.startswith("phantom_") and (path.is_dir() or path.is_symlink())) or not os.path.lexists(path)
 
 
 def _read_marker(output_dir: Path) -> dict:
@@ -225,24 +226,43 @@ def _remove_previous(output_dir: Path, folders: Sequence[Path]) -> None:
 
 def _foreign_entries(folder: Path) -> List[str]:
     """What a patient folder holds besides a phantom patient's files, temporary files of one being written and a
-    file browser's litter (the folder itself when it is a link, and all of it when the writer's patient description
-    is not there: a real patient's export named like a phantom's)."""
+    file browser's litter: the folder itself when it is a link, and all of it when it is not the writer's (a real
+    patient's export named like a phantom's)."""
     if folder.is_symlink():
         return [f"{folder.name} is a link"]
-    names = sorted(child.name for child in folder.iterdir())
-    if names and not _describes_a_patient(folder / PATIENT_FILE):
+    names = sorted(child.name for child in folder.iterdir() if not _litter(child.name))
+    if names and not _describes_a_patient(folder / PATIENT_FILE) and not _cut_short_by_an_older_writer(folder):
         return [f"{', '.join(names[:3])} without the writer's {PATIENT_FILE}"]
-    return [name for name in names if name not in PATIENT_ENTRIES | SYSTEM_FILES and not name.startswith("._")
-            and not (name.startswith(".") and name.endswith(".tmp"))]
+    return [name for name in names if name not in PATIENT_ENTRIES]
+
+
+def _litter(name: str) -> bool:
+    """A file browser's litter, or the temporary file of an atomic write a kill cut short."""
+    return name in SYSTEM_FILES or name.startswith("._") or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def _describes_a_patient(path: Path) -> bool:
-    """Whether ``path`` is a phantom patient's description, as :meth:`PhantomPatient.write_description` writes it."""
+    """Whether ``path`` is a phantom patient's description, as :meth:`PhantomPatient.write_description` writes it:
+    the writer puts it in a patient folder first, so it marks the folders the writer may replace."""
     try:
         description = read_json(path, "phantom description", OutputError)
     except CardiacDreamerError:
         return False
     return isinstance(description, dict) and {"generator_version", "patient_index", "seed"} <= description.keys()
+
+
+def _cut_short_by_an_older_writer(folder: Path) -> bool:
+    """Whether ``folder`` is a patient that a writer of before (which wrote the description last) left half-written:
+    no labels yet, and only frames named as it names this patient's (``frames_<index>_*.png``). The same command
+    must be able to finish such a phantom; a real export always holds its transitions file."""
+    number = folder.name[len("phantom_"):]
+    if not number.isdigit() or (folder / TRANSITIONS_FILE).exists():
+        return False
+    prefix = f"frames_{int(number):04d}_"
+    entries = [child for child in folder.iterdir() if not _litter(child.name)]
+    return all(child.name in ("ft1", "ft2") and child.is_dir() and not child.is_symlink() and
+               all(frame.name.startswith(prefix) and frame.suffix == ".png" or _litter(frame.name)
+                   for frame in child.iterdir()) for child in entries)
 
 
 def _write_patient(folder: Path, patient: PhantomPatient, trajectory: Trajectory) -> None:
