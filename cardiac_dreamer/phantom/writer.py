@@ -154,10 +154,11 @@ def _refuse_foreign(output_dir: Path) -> None:
 
 
 def _writers_entry(path: Path) -> bool:
-    """What a phantom's folder may hold: the lock, the marker (or its temporary file), patient folders, and what
-    vanished since the folder was listed (another writer rewriting the phantom removes its own files)."""
+    """What a phantom's folder may hold: the lock, the marker, patient folders, litter (the marker's temporary file
+    of a write a kill cut short included), and what vanished since the folder was listed (another writer rewriting
+    the phantom removes its own files)."""
     name = path.name
-    return name in (LOCK_FILE, MARKER_FILE) or (name.startswith(f".{MARKER_FILE}.") and name.endswith(".tmp")) or \
+    return name in (LOCK_FILE, MARKER_FILE) or _litter(name) or \
         (name.startswith("phantom_") and (path.is_dir() or path.is_symlink())) or not os.path.lexists(path)
 
 
