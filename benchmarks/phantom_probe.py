@@ -29,7 +29,7 @@ import argparse
 import numpy as np
 
 from cardiac_dreamer.geometry import AXIS_NAMES
-from cardiac_dreamer.phantom.checks import (BLOCK_PAIRS, PROBE_SIZE_PX, gap_ceiling, patient_gap, pooled_pixels,
+from cardiac_dreamer.phantom.checks import (BLOCK_PAIRS, PROBE_SIZE_PX, gap_ceiling, patient_gap, probe_features,
                                             probe_r2)
 from cardiac_dreamer.phantom.trajectories import sweeps
 from cardiac_dreamer.synthetic import PhantomPatient
@@ -47,7 +47,7 @@ def patient_sample(index: int, seed: int, pairs: int, decoupled: bool, alike: bo
         poses = np.stack([shuffle.permutation(poses[:, axis]) for axis in range(6)], 1)
     images = np.stack([patient.render(pose, rng=patient.frame_rng(int(frame)), cycle=patient.frame_cycle(int(frame)))
                        for pose, frame in zip(poses, frames)])
-    return pooled_pixels(images), poses
+    return probe_features(images), poses
 
 
 def score(patients: int, seed: int, pairs: int, decoupled: bool, alike: bool) -> str:

@@ -4,10 +4,10 @@ import pytest
 from PIL import Image
 
 from cardiac_dreamer.evaluation.baselines import (
-    RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, pooled_pixels,
-    train_mean_predictions,
+    RIDGE_PENALTIES, PixelRidge, fit_ridge, move_only_predictions, train_mean_predictions,
 )
 from cardiac_dreamer.data import TransitionRecord
+from cardiac_dreamer.data.pooling import pooled_pixels
 
 
 def records(at1: np.ndarray, moves: np.ndarray, patient: str = "p"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cardiac_dreamer.geometry import AXIS_NAMES
-from cardiac_dreamer.phantom.checks import export_features, gap_ceiling, patient_gap, pooled_pixels, probe_r2
+from cardiac_dreamer.phantom.checks import export_features, gap_ceiling, patient_gap, probe_features, probe_r2
 from cardiac_dreamer.phantom.trajectories import SWEEP_FRAMES, sweep_poses
 from cardiac_dreamer.synthetic import POSE_LIMITS, PhantomPatient, generate_phantom
 
@@ -40,7 +40,7 @@ def test_a_linear_probe_reads_every_axis_of_a_held_out_v3_patient():
         rng = np.random.default_rng([index, 600])
         drawn = rng.uniform(-1.0, 1.0, (POSES_PER_PATIENT, 6)) * POSE_LIMITS  # [n, 6] mm, degrees
         images = np.stack([patient.render(pose, IMAGE_SIZE, rng) for pose in drawn])  # [n, S, S]
-        features.append(pooled_pixels(images))
+        features.append(probe_features(images))
         poses.append(drawn)
         patients += [index] * POSES_PER_PATIENT
     r2 = probe_r2(np.concatenate(features), np.concatenate(poses), np.array(patients))
@@ -57,7 +57,7 @@ def v4_probe_data():
         rng = np.random.default_rng([index, 7])
         sweep = np.concatenate([sweep_poses(rng, SWEEP_FRAMES) for _ in range(3)])  # [3 * F, 6]
         drawn = sweep[rng.choice(len(sweep), V4_POSES_PER_PATIENT, replace=False)]
-        features.append(pooled_pixels(np.stack([patient.render(pose, rng=rng) for pose in drawn])))
+        features.append(probe_features(np.stack([patient.render(pose, rng=rng) for pose in drawn])))
         poses.append(drawn)
         patients += [index] * V4_POSES_PER_PATIENT
     return np.concatenate(features), np.concatenate(poses), np.array(patients)

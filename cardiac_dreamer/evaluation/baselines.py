@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..data.normalization import AxisStats
+from ..data.pooling import pooled_pixels
 from ..data.records import TransitionRecord
 from ..data.transforms import images_to_float, read_grayscale
 from ..geometry import mean_pose
@@ -81,19 +82,6 @@ def _arrays(records: Sequence[TransitionRecord]) -> tuple[np.ndarray, np.ndarray
     """``(moves [N, 6], at1 [N, 6])`` in mm and degrees, float64."""
     return (np.asarray([r.action_change for r in records], dtype=np.float64).reshape(-1, 6),
             np.asarray([r.at1 for r in records], dtype=np.float64).reshape(-1, 6))
-
-
-def pooled_pixels(images: np.ndarray, grids: Sequence[int] = RIDGE_GRIDS) -> np.ndarray:
-    """``[N, H, W]`` -> ``[N, sum(g * g)]``: each image averaged over a ``g x g`` grid of equal cells, for each grid
-    (``H`` and ``W`` must be multiples of every ``g``; model image sizes are multiples of 32)."""
-    count, height, width = images.shape
-    features = []
-    for grid in grids:
-        if height % grid or width % grid:
-            raise ValueError(f"image size {height}x{width} is not a multiple of the {grid}x{grid} grid")
-        cells = images.reshape(count, grid, height // grid, grid, width // grid)  # [N, g, h, g, w]
-        features.append(cells.mean(axis=(2, 4)).reshape(count, grid * grid))
-    return np.concatenate(features, axis=1)
 
 
 @dataclass
@@ -192,7 +180,7 @@ class PixelRidge:
 
         def one(path: Path) -> np.ndarray:
             image = images_to_float(torch.from_numpy(read_grayscale(path, self.image_size)))  # [H, W]
-            return pooled_pixels(image.double().numpy()[None])[0]
+            return pooled_pixels(image.double().numpy()[None], RIDGE_GRIDS)[0]
 
         with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:  # PIL releases the GIL while decoding
             return np.stack(list(pool.map(one, paths)))

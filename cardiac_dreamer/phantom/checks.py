@@ -15,6 +15,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
+from ..data.pooling import pooled_pixels
 from ..geometry import AXIS_NAMES
 from ..names import TRANSITIONS_FILE
 
@@ -31,21 +32,15 @@ REAL = {
     "last_third": {"roll": (-1.0, 0.5), "yaw": (1.9, 1.2)},
     "black_share": 0.27,
 }
-PROBE_SIZE_PX = 64  # images are pooled at this size (cells of 4, 8 and 16 px)
-POOL_CELLS_PX = (4, 8, 16)
+PROBE_SIZE_PX = 64  # images are read at this size...
+PROBE_GRIDS = (16, 8, 4)  # ...and pooled in cells of 4, 8 and 16 px, as the pixel ridge baseline pools
 RIDGE = 1e-2  # penalty per training sample, on standardized features
 BLOCK_PAIRS = 20  # unseen frames of a seen patient: blocks of this many consecutive pairs, every fifth held out
 
 
-def pooled_pixels(images: np.ndarray) -> np.ndarray:
-    """``[n, S, S]`` uint8 (S a multiple of 16) -> ``[n, F]`` float64: the mean of each square cell, per cell size."""
-    n, size, _ = images.shape
-    pixels = images.astype(np.float64) / 255.0
-    pooled = [
-        pixels.reshape(n, size // cell, cell, size // cell, cell).mean(axis=(2, 4)).reshape(n, -1)
-        for cell in POOL_CELLS_PX
-    ]
-    return np.concatenate(pooled, axis=1)
+def probe_features(images: np.ndarray) -> np.ndarray:
+    """``[n, 64, 64]`` uint8 -> ``[n, F]`` float64: the pooled pixels both checks read."""
+    return pooled_pixels(images.astype(np.float64) / 255.0, PROBE_GRIDS)
 
 
 def ridge_predictions(features: np.ndarray, poses: np.ndarray, folds: np.ndarray) -> np.ndarray:
@@ -136,7 +131,7 @@ def export_features(folders: Sequence[Path]) -> Tuple[np.ndarray, np.ndarray, np
         entries = json.loads((Path(folder) / TRANSITIONS_FILE).read_text())
         images = np.stack([_gray(Path(folder) / entry["ft1_image_path"].replace("\\", "/"), PROBE_SIZE_PX)
                            for entry in entries])
-        features.append(pooled_pixels(images))
+        features.append(probe_features(images))
         poses.append(np.array([entry["at1_6dof"] for entry in entries]))
         patients += [number] * len(entries)
         blocks.append((np.arange(len(entries)) // BLOCK_PAIRS) % 5)
