@@ -121,8 +121,8 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
             raise DataError(f"{what} must be a dense tensor of numbers (mm, degrees); got a "
                             f"{'meta' if values.is_meta else values.layout} tensor")
         values = values.detach().cpu().double()
-    try:
-        moves = np.asarray(values, dtype=np.float64)
+    try:  # text ("1.5" from a CSV read as strings) and booleans are not moves, though numpy would convert them
+        moves = None if np.asarray(values).dtype.kind in "USb" else np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         moves = None
     if moves is not None and count is None and moves.size == 6:

@@ -225,6 +225,7 @@ def test_numpy_numbers_from_a_notebook_sweep_are_settings():
 
 
 @pytest.mark.parametrize("move", [[np.nan] * 6, [1.0] * 5, "abcdef", {"x": 1.0}, [1e300, 0, 0, 0, 0, 1e300],
+                                  ["1.5", "0", "0", "0", "0", "0"], [True, False, False, False, False, False],
                                   None])
 def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
     # 1e300 mm: a tracker glitch, which the session answered with a suggested move of -1e300 mm
