@@ -11,10 +11,12 @@ together in a sweep) hardly reads it alone: why closed-loop starts come from swe
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.evaluation import Predictor, load_run
 from cardiac_dreamer.geometry import AXIS_NAMES
 from cardiac_dreamer.guidance.navigation.patients import resolve_patients
@@ -46,4 +48,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

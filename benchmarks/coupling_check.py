@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.data.records import read_records
 from cardiac_dreamer.evaluation import load_run
 from cardiac_dreamer.evaluation.baselines import PixelRidge
@@ -58,4 +60,4 @@ def main() -> None:
               f"{summary(model[:, axis])}  ridge {summary(ridge[:, axis])}")
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -27,6 +27,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import cardiac_dreamer.cli  # noqa: F401  (first: it sets the CPU thread policy before torch loads)
 import torch
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.config import Config, apply_overrides, load_yaml, merge, resolve_config_path
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.benchmarking.throughput import run_benchmark
@@ -172,4 +173,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

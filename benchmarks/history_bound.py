@@ -25,10 +25,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.geometry import AXIS_NAMES, AXIS_UNITS
 from cardiac_dreamer.names import TRANSITIONS_FILE
 
@@ -138,4 +140,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -16,8 +16,10 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import sys
 import torch
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.data import read_records
 from cardiac_dreamer.evaluation import Predictor, load_run
 from cardiac_dreamer.evaluation.metrics import summarize
@@ -58,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.config import Config, apply_overrides, parse_override
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
 from cardiac_dreamer.evaluation import evaluate_checkpoint, load_run
@@ -86,4 +88,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.synthetic import DEFAULT_VERSION, TRAJECTORIES, VERSIONS, generate_phantom
 
 
@@ -47,4 +48,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

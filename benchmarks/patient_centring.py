@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import numpy as np
+import sys
 import torch
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.data.records import TransitionRecord, read_records
 from cardiac_dreamer.data.transforms import images_to_float, read_grayscale
 from cardiac_dreamer.evaluation.baselines import PixelRidge, fit_ridge
@@ -100,4 +102,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

@@ -25,9 +25,11 @@ patient could give with every axis still at R2 0.3 (:func:`~cardiac_dreamer.phan
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.geometry import AXIS_NAMES
 from cardiac_dreamer.phantom.checks import (BLOCK_PAIRS, PROBE_SIZE_PX, gap_ceiling, patient_gap, probe_features,
                                             probe_r2)
@@ -82,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

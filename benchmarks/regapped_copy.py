@@ -17,10 +17,12 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.data.pair_gaps import regap_pairs
 from cardiac_dreamer.data.records import read_records
 from cardiac_dreamer.names import TRANSITIONS_FILE
@@ -67,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_script(main))

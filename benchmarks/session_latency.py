@@ -24,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.config import apply_overrides, load_config, parse_override
 from cardiac_dreamer.evaluation import Predictor
 from cardiac_dreamer.models import build_model
@@ -81,4 +82,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image
 
+from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.data.records import read_records
 from cardiac_dreamer.runtime.threads import usable_cpus
 
@@ -55,4 +56,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

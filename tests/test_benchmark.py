@@ -1,6 +1,9 @@
-"""The benchmark runs real training steps on a tiny config and reports every figure the table in docs/performance.md uses."""
+"""The benchmark runs real training steps on a tiny config and reports every figure the table in docs/performance.md uses;
+the benchmark scripts docs/ tells users to run refuse a missing file in one line."""
 import json
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,7 @@ from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.benchmarking.loader_throughput import measure_loader
 from cardiac_dreamer.benchmarking.throughput import run_benchmark
+from test_reliability import one_error_line
 from test_trainer import TINY_BACKBONE
 
 REPORTED = {
@@ -79,3 +83,14 @@ def test_loader_benchmark_without_a_batch_count_measures_what_a_small_directory_
     with pytest.raises(ConfigError, match=r"lower --batch_size\)"):
         next(measure_loader(apply_overrides(tiny_config(real_export), {"training.batch_size": 16}),
                             stores=("decode",), workers=(0,)))
+
+
+@pytest.mark.parametrize("script, arguments", [
+    ("history_bound.py", ["absent.csv", "absent_data"]),  # a file the script opens: the operating system's error
+    ("axis_response.py", ["absent.ckpt"]),  # a file the library reads: its error
+])
+def test_a_benchmark_script_given_a_missing_file_names_it_in_one_line(tmp_path, script, arguments):
+    result = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / script),
+                             *(str(tmp_path / argument) for argument in arguments)],
+                            capture_output=True, text=True, timeout=120)
+    one_error_line(result, str(tmp_path / arguments[0]))

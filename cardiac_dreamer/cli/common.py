@@ -9,9 +9,10 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator, NoReturn, Union
+from typing import Callable, Iterator, NoReturn, Optional, Union
 
 from ..errors import CardiacDreamerError
+from ..io.fileio import os_reason
 from ..version import __version__
 
 EXIT_BAD_INPUT = 2
@@ -66,6 +67,18 @@ def report_error(error: CardiacDreamerError) -> int:
     """One line on stderr, no traceback."""
     print(f"error: {one_line(str(error))}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def run_script(main: Callable[[], Optional[int]]) -> int:
+    """A benchmark script's exit code: ``main()``'s, or a missing or unreadable file (the library's errors and the
+    operating system's) as one line and :data:`EXIT_BAD_INPUT`, as the commands report them, not a traceback."""
+    try:
+        return main() or 0
+    except CardiacDreamerError as error:
+        return report_error(error)
+    except OSError as error:
+        print(f"error: {error.filename or 'a file'}: {os_reason(error)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def one_line(message: str) -> str:
