@@ -117,3 +117,16 @@ def phantom_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("phantom")
     generate_phantom(directory, num_patients=4, pairs_per_patient=12, image_size=64, seed=0)
     return directory
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_dir, tmp_path_factory) -> Path:
+    """A finished 1-epoch run of the tiny model on the phantom, trained by the command line once for the session;
+    tests copy what they change."""
+    from test_reliability import SPLIT, TINY, run_cli
+
+    output = tmp_path_factory.mktemp("trained")
+    result = run_cli("--data_dir", phantom_dir, "--output_dir", output, "--max_epochs", 1, *TINY, *SPLIT)
+    assert result.returncode == 0, result.stderr
+    (run,) = output.glob("run_*")
+    return run

@@ -15,7 +15,7 @@ from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import load_model
 from cardiac_dreamer.training.loggers import read_rows
 from test_bad_input import snapshot
-from test_reliability import SPLIT, TINY, one_error_line, run_cli, trained_run  # noqa: F401 (a fixture)
+from test_reliability import SPLIT, TINY, one_error_line, run_cli
 
 
 def metrics_csv(run: Path) -> Path:

@@ -47,16 +47,6 @@ def one_error_line(result: subprocess.CompletedProcess, *words: str) -> str:
     return errors[0]
 
 
-@pytest.fixture(scope="module")
-def trained_run(phantom_dir, tmp_path_factory) -> Path:
-    """A finished 1-epoch run of the tiny model on the phantom; tests copy what they change."""
-    output = tmp_path_factory.mktemp("trained")
-    result = run_cli("--data_dir", phantom_dir, "--output_dir", output, "--max_epochs", 1, *TINY, *SPLIT)
-    assert result.returncode == 0, result.stderr
-    (run,) = output.glob("run_*")
-    return run
-
-
 # --------------------------------------------------------------------------------------------- full file system
 @contextlib.contextmanager
 def small_filesystem(path: Path, size: str):
