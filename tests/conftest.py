@@ -18,7 +18,7 @@ MIN_AVAILABLE_MEMORY_GB = 12  # the suite keeps up to ~4.5 GB of temporary files
 def pytest_configure(config):
     """Each pytest-xdist worker (``-n 2`` in setup.cfg) takes its share of the cores for torch's threads: two workers
     of two threads on 2 cores fight over them, and the suite ran no faster than one process (12 min 16 s against
-    12 min 2 s); with one thread each it took 11 min 2 s against 16 min 37 s on a slower host.
+    12 min 2 s); with one thread each it took 10 min 19 s against 16 min 37 s on a slower host.
 
     The tests write GBs of checkpoints: on a Linux machine with memory to spare their temporary folders go to shared
     memory (checkpoint-heavy files ran 15 % faster there than on disk, 196 s against 231 s), unless ``--basetemp``
