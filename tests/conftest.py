@@ -12,7 +12,8 @@ from PIL import Image
 
 
 SHARED_MEMORY = Path("/dev/shm")
-MIN_AVAILABLE_MEMORY_GB = 12  # the suite keeps up to ~4.5 GB of temporary files at a time, nearly all checkpoints
+TEMP_FILES_GB = 4.5  # what one test process keeps at a time, nearly all checkpoints
+MIN_AVAILABLE_MEMORY_GB = 12  # for one process; each further pytest-xdist worker adds its TEMP_FILES_GB
 
 
 def pytest_configure(config):
@@ -23,18 +24,24 @@ def pytest_configure(config):
     The tests write GBs of checkpoints: on a Linux machine with memory to spare their temporary folders go to shared
     memory (checkpoint-heavy files ran 15 % faster there than on disk, 196 s against 231 s), unless ``--basetemp``
     or ``PYTEST_DEBUG_TEMPROOT`` says where."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers > 1:
-        import torch
+    from cardiac_dreamer.runtime.threads import usable_cpus
 
-        from cardiac_dreamer.runtime.threads import usable_cpus
+    workers = _test_processes(config, usable_cpus())
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        import torch
 
         torch.set_num_threads(max(1, usable_cpus() // workers))
     if config.option.basetemp or "PYTEST_DEBUG_TEMPROOT" in os.environ:
         return
     if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK) and \
-            _available_memory_gb() >= MIN_AVAILABLE_MEMORY_GB:
+            _available_memory_gb() >= MIN_AVAILABLE_MEMORY_GB + TEMP_FILES_GB * (workers - 1):
         os.environ["PYTEST_DEBUG_TEMPROOT"] = str(SHARED_MEMORY)
+
+
+def _test_processes(config, cpus: int) -> int:
+    """How many processes run tests at once: pytest-xdist's workers (``-n 2``, ``-n auto``), else this one."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or getattr(config.option, "numprocesses", None) or 1
+    return max(1, int(count)) if str(count).isdigit() else cpus
 
 
 def _available_memory_gb() -> float:
