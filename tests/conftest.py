@@ -26,11 +26,12 @@ def pytest_configure(config):
     or ``PYTEST_DEBUG_TEMPROOT`` says where."""
     from cardiac_dreamer.runtime.threads import usable_cpus
 
-    workers = _test_processes(config, usable_cpus())
+    cpus = usable_cpus()
+    workers = _test_processes(config, cpus)
     if "PYTEST_XDIST_WORKER" in os.environ:
         import torch
 
-        torch.set_num_threads(max(1, usable_cpus() // workers))
+        torch.set_num_threads(max(1, cpus // workers))
     if config.option.basetemp or "PYTEST_DEBUG_TEMPROOT" in os.environ:
         return
     if SHARED_MEMORY.is_dir() and os.access(SHARED_MEMORY, os.W_OK) and \
