@@ -3,7 +3,7 @@
     python benchmarks/learning_check.py --set loss.lambda_consistency=0.5
     python benchmarks/learning_check.py --patients 3 --pairs 160 --set model.token_type=spatial
 
-Trains a tiny world model (the demo's ResNet-18 and channel tokens, d_model 32, 1 layer, 64 px, 8 epochs in
+Trains a tiny world model (the demo's ResNet-18, channel tokens, d_model 32, 1 layer, 64 px, 8 epochs in
 precision 16) as tests/test_world_model.py does (:func:`brief_training`), on ``--patients`` training patients plus
 one to validate and one held out of phantom v4 (``--phantom v3``: the static phantom of before), its pairs re-drawn
 up to 96 frames apart along each sweep (``data.pair_gap_frames``: a v4 export's own pairs move a fraction of a mm

@@ -209,8 +209,10 @@ def test_demo_writes_the_phantom_beside_the_runs_and_trains_on_it(tmp_path):
     run = only_run_dir(tmp_path)
     for name in GUIDE_FILES:
         assert (run / name).exists(), name
-    # the demo's figures were measured with channel tokens, which its preset keeps while the default is spatial
-    assert json.loads((run / "experiment_config.json").read_text())["config"]["model"]["token_type"] == "channel"
+    config = json.loads((run / "experiment_config.json").read_text())["config"]
+    # the demo's own settings on top of the debug preset, which the flags above leave alone
+    assert (config["training"]["lr"], config["loss"]["lambda_latent"], config["training"]["average_top_k"]) == (
+        5e-4, 1.0, True)
 
 
 def usage_error(capsys, argv):
