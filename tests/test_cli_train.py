@@ -259,6 +259,14 @@ def test_an_empty_output_dir_is_refused_not_taken_for_the_default(capsys, tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("flag", ["--output_dir", "--output-dir"])
+def test_a_value_that_begins_with_a_dash_is_told_how_to_write_it(flag, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = usage_error(capsys, [flag, "-runs"])  # argparse takes -runs for a flag
+    assert "expected one argument" in line and "--output_dir=VALUE" in line
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_output_dir_inside_an_earlier_run_is_refused_and_the_run_left_as_it_was(phantom_dir, tmp_path, capsys):
     earlier = tmp_path / "out" / "run_20240101_000000"  # what a finished run holds, as far as this check reads
     (earlier / "checkpoints").mkdir(parents=True)

@@ -30,6 +30,9 @@ class CommandParser(argparse.ArgumentParser):
         self.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith(": expected one argument"):  # argparse reads a value such as -1mm,2deg as a flag
+            flag = message[len("argument "):-len(": expected one argument")].split("/")[0]
+            message += f"; a value that begins with '-' is written {flag}=VALUE"
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
