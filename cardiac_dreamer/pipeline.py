@@ -122,7 +122,7 @@ def run_training(
                 from . import plots  # matplotlib only once there is something to draw: refusals stay quick
 
                 rows = epoch_rows(run.metrics_csv)
-                plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit, rows),
+                plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit),
                                             first_ranked_epoch=config.training.pretrain_epochs)
                 if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
                     report, evaluation_dir = evaluate_checkpoint(
@@ -272,9 +272,6 @@ def _plot_dataset(run: RunDirectory, prepared: PreparedData, composition_summary
                                   prepared.samples_per_patient, pairs, composition_summary)
 
 
-def _final_metrics(fit: FitResult, rows) -> Dict[str, Any]:
-    final = {"epochs_completed": fit.epochs_completed, "stop_reason": fit.stop_reason,
-             f"best_{MONITOR}": fit.best_score}
-    if rows:
-        final.update({k: v for k, v in rows[-1].items() if k.startswith("val_mae_") and v is not None})
-    return final
+def _final_metrics(fit: FitResult) -> Dict[str, Any]:
+    return {"epochs_completed": fit.epochs_completed, "stop_reason": fit.stop_reason,
+            f"best_{MONITOR}": fit.best_score}

@@ -135,6 +135,14 @@ def test_training_summary_lists_the_best_loss_once():
     assert "best epoch: 1" in lines and "epochs_completed: 2" in lines
 
 
+def test_training_summary_names_the_last_epochs_validation_mae_final():
+    """The panel lists the best epoch beside the MAEs: those are the last epoch's, and say so."""
+    rows = [epoch_row(1, 0.4), epoch_row(2, 0.7)]
+    lines = plots._summary_lines(rows, rows, {})
+    assert "best epoch: 1" in lines
+    assert [line for line in lines if "val_mae_x_mm" in line] == ["final val_mae_x_mm: 0.7 mm"]
+
+
 def test_a_pre_training_epoch_is_never_named_the_best(tmp_path, drawn_figures):
     rows = [epoch_row(0, 0.3), epoch_row(1, 0.8), epoch_row(2, 0.5)]  # epoch 0: latent term alone, ranks nothing
     plots.plot_training_summary(tmp_path / "t.png", rows, {}, first_ranked_epoch=1, dpi=DPI)
