@@ -504,13 +504,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     test = f", held-out test: {', '.join(summary['test_patients'])}" if summary["test_patients"] else ""
     lines = [f"{summary['folds']}-fold cross-patient validation x {seeds} seed{'s' if seeds > 1 else ''}: guidance "
              f"from the image alone, mean ± std over folds x seeds{test}",
-             f"{'metric':24}" + "".join(f"{variant:>18}" for variant in variants)
-             + (f"{'change':>10}" if comparison else "")]
-    for metric in METRICS:
-        cells = "".join(f"{_mean_std_text(results[v]['mean'][metric], results[v]['std'][metric]):>18}"
-                        for v in variants)
-        change = f"{_percent(comparison[metric]):>10}" if comparison else ""
-        lines.append(f"{METRIC_LABELS[metric]:24}{cells}{change}")
+             *_metric_table({v: results[v] for v in variants}, comparison)]
     if comparison:
         lines.append("change = (dreamer - direct) / direct; negative means the world model is better")
     composed = results.get("dreamer", {}).get("composed_with_true_move")
@@ -518,12 +512,30 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         lines.append("dreamer composed with the true t1->t2 move (uses the future move; not guidance): "
                      + ", ".join(f"{METRIC_LABELS[m]} {_mean_std_text(composed['mean'][m], composed['std'][m])}"
                                  for m in ("translation_error_mm", "rotation_error_deg")))
+    if any(results[v].get("test") for v in variants):
+        lines += ["", f"held-out test patients ({', '.join(summary['test_patients'])}): each run's model scored on "
+                      "them, mean ± std over folds x seeds",
+                  *_metric_table({v: results[v].get("test") for v in variants})]
     lines.append("")
     lines.append(f"{'patient (fold)':24}" + "".join(f"{v + ' mm / deg':>22}" for v in variants))
     for patient, row in summary["per_patient"].items():
         cells = "".join(f"{_pair_text(row.get(v)):>22}" for v in variants)
         lines.append(f"{patient + ' (' + str(row['fold']) + ')':24}{cells}")
     return "\n".join(lines)
+
+
+def _metric_table(stats: Mapping[str, Optional[Mapping[str, Any]]],
+                  comparison: Optional[Mapping[str, Optional[float]]] = None) -> List[str]:
+    """A header and one row per metric: a mean ± std column per variant (``stats[variant]`` holds ``mean`` and
+    ``std``; None reads n/a), and the relative change when comparing."""
+    lines = [f"{'metric':24}" + "".join(f"{variant:>18}" for variant in stats)
+             + (f"{'change':>10}" if comparison else "")]
+    for metric in METRICS:
+        cells = "".join(f"{_mean_std_text(entry['mean'][metric], entry['std'][metric]) if entry else 'n/a':>18}"
+                        for entry in stats.values())
+        change = f"{_percent(comparison[metric]):>10}" if comparison else ""
+        lines.append(f"{METRIC_LABELS[metric]:24}{cells}{change}")
+    return lines
 
 
 def _mean_std_text(mean: Optional[float], std: Optional[float]) -> str:

@@ -1,5 +1,6 @@
 """Cross-patient k-fold cross-validation: the fold plan, the run directories and summary, resume, the
 dreamer-vs-direct comparison and its baselines, end to end on the tiny phantom."""
+import copy
 import json
 import os
 import re
@@ -11,8 +12,8 @@ import pytest
 
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.cross_validation import (
-    METRICS, PLAN_FILE, RESULT_FILE, CrossValidationPlan, fold_dir, plan_cross_validation, run_cross_validation,
-    run_labels, summarize,
+    METRICS, PLAN_FILE, RESULT_FILE, CrossValidationPlan, fold_dir, format_summary, plan_cross_validation,
+    run_cross_validation, run_labels, summarize,
 )
 from cardiac_dreamer.data import prepare_data
 from cardiac_dreamer.errors import ConfigError
@@ -168,6 +169,22 @@ def test_comparison_table_shows_both_variants_and_the_relative_change(compared):
     assert f"{results['direct']['mean']['translation_error_mm']:.3f} ±" in translation
     assert translation.endswith("%")
     assert (compared.cv_dir / "cv_summary.txt").read_text().strip() == table
+
+
+def test_the_summary_table_shows_the_held_out_test_patients_figures(compared):
+    """Where test patients were held out, cv_summary.txt gives their figures, not only their names."""
+    summary = copy.deepcopy(compared.summary)
+    summary["test_patients"] = ["phantom_09"]
+    for index, entry in enumerate(summary["results"].values()):
+        entry["test"] = {"mean": {metric: 10.0 + index for metric in METRICS}, "std": dict.fromkeys(METRICS, 0.5)}
+    lines = format_summary(summary).splitlines()
+    start = lines.index("held-out test patients (phantom_09): each run's model scored on them, mean ± std over "
+                        "folds x seeds")
+    assert lines[start + 1].split() == ["metric", "dreamer", "direct", "move_only", "pixel_ridge", "train_mean"]
+    translation = next(line for line in lines[start:] if line.startswith("translation error (mm)"))
+    assert translation.split()[3:] == ["10.000", "±", "0.500", "11.000", "±", "0.500", "12.000", "±", "0.500",
+                                       "13.000", "±", "0.500", "14.000", "±", "0.500"]
+    assert not any(line.startswith("held-out test patients") for line in compared.summary_table().splitlines())
 
 
 def copy_of(compared, tmp_path) -> Path:
