@@ -259,6 +259,17 @@ def test_an_empty_output_dir_is_refused_not_taken_for_the_default(capsys, tmp_pa
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("flag", ["--output_dir", "--resume_from_checkpoint", "--resume_cv"])
+def test_a_path_that_is_not_utf8_is_one_usage_line_before_anything_is_written(flag, capsys, tmp_path, monkeypatch):
+    """A name of bytes that are not UTF-8 (here 0xff) reaches Python as a surrogate that TensorBoard and JSON refuse
+    half-way through a run."""
+    monkeypatch.chdir(tmp_path)
+    line = usage_error(capsys, ["--demo", flag, os.fsdecode(b"runs\xff")] if flag == "--output_dir"
+                       else [flag, os.fsdecode(b"runs\xff/last.ckpt")])
+    assert flag in line and "UTF-8" in line
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("flag", ["--output_dir", "--output-dir"])
 def test_a_value_that_begins_with_a_dash_is_told_how_to_write_it(flag, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -53,9 +53,14 @@ def add_flag(container: Union[argparse.ArgumentParser, argparse._ArgumentGroup],
 
 def a_path(text: str) -> str:
     """A path flag's value; an empty one (an unset shell variable) is refused, not read as the current folder or as
-    the flag's default."""
+    the flag's default, and so is one that is not UTF-8 (its bytes reach Python as unpaired surrogates, which no log,
+    JSON file or TensorBoard event can hold: found only once the run is half written)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("needs a path, got an empty one (an unset shell variable?)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"needs a path that is valid UTF-8 text, got {ascii(text)}") from None
     return text
 
 

@@ -101,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
              help="measure training throughput and memory for this config and print one JSON line")
     add_flag(modes, "--data_only", action="store_true",
              help="with --benchmark: measure the data loader alone (images/s, memory) with 0, 2 and 4 workers")
-    add_flag(modes, "--resume_from_checkpoint", metavar="LAST_CKPT",
+    add_flag(modes, "--resume_from_checkpoint", metavar="LAST_CKPT", type=a_path,
              help="continue the run of this last.ckpt (flags given override its stored config)")
-    add_flag(modes, "--resume_cv", metavar="CV_DIR", help="continue a cross-validation run, skipping finished folds")
+    add_flag(modes, "--resume_cv", metavar="CV_DIR", type=a_path, help="continue a cross-validation run, skipping finished folds")
     _add_config_flags(modes, CONFIG_FLAGS["modes"], metavar="K")
     add_flag(modes, "--compare", action="store_true",
              help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
@@ -321,10 +321,6 @@ def selected_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     chosen = [mode for mode in MODES if getattr(args, mode.flag) not in (None, False, 0)]
     if args.check_data and CROSS_VALIDATION in chosen:  # --check_data --cv K checks the folds --cv K would train
         chosen.remove(CROSS_VALIDATION)
-    empty = next((mode.flag for mode in chosen if isinstance(getattr(args, mode.flag), str)
-                  and not getattr(args, mode.flag).strip()), None)
-    if empty:  # an unset shell variable: training anew would not be what was asked
-        parser.error(f"--{empty} needs a path, got an empty one")
     if len(chosen) > 1:
         parser.error(f"--{chosen[0].flag} and --{chosen[1].flag} are different modes: choose one")
     if args.demo and chosen and not chosen[0].with_demo:
