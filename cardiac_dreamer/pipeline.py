@@ -32,7 +32,7 @@ from .io.fileio import read_json, remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .models.registry import build_model, without_imagenet_start
 from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
-from .io.run_dir import RunDirectory, ensure_outside, ensure_outside_runs, ensure_writable, hand_back_latest, \
+from .io.run_dir import RunDirectory, ensure_outside, ensure_outside_runs, hand_back_latest, \
     set_latest, write_experiment_config
 from .training import distributed as dist
 from .training.loggers import epoch_rows
@@ -104,7 +104,7 @@ def run_training(
 
     if resume_state is not None:
         run = RunDirectory.of_checkpoint(resume_from)
-        ensure_writable(run.root)
+        run.ensure_resumable()
     else:
         run = _create_run(output_dir, config.data.data_dir)
     new = resume_state is None

@@ -128,6 +128,40 @@ def test_a_resume_with_a_changed_architecture_is_refused_before_the_run_is_touch
     assert snapshot(trained_run) == before
 
 
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` made read-only by a read-only bind mount over it, which binds root too (chmod does not)."""
+    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+    if not bound:
+        pytest.skip("a read-only bind mount needs root and mount")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_resume_into_a_read_only_log_folder_is_refused_before_the_run_is_touched(trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+    tensorboard = run / "logs" / "cardiac_dreamer"
+    with read_only(tensorboard):
+        before = snapshot(run)
+        result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--max_epochs", 2)
+        one_error_line(result, str(tensorboard), "not a writable folder", "cannot be resumed")
+        assert snapshot(run) == before
+
+
+def test_a_resume_whose_metrics_log_is_not_a_file_is_refused_before_the_run_is_touched(trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+    csv = run / "logs" / "cardiac_dreamer_csv" / "metrics.csv"
+    csv.unlink()
+    csv.mkdir()
+    before = snapshot(run)
+    result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--max_epochs", 2)
+    one_error_line(result, str(csv), "not a writable file", "cannot be resumed")
+    assert snapshot(run) == before
+
+
 def crafted_last_checkpoint(trained_run: Path, tmp_path: Path, change) -> Path:
     """A copy of the run whose last.ckpt ``change(payload)`` altered, written with torch.save as an attacker would."""
     run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name))

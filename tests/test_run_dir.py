@@ -116,3 +116,14 @@ def test_a_folder_of_the_users_named_latest_is_left_alone(tmp_path):
     (tmp_path / LATEST / "notes.txt").write_text("mine")
     assert set_latest(tmp_path, RunDirectory.create(tmp_path).root.name) is None
     assert (tmp_path / LATEST / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("content", [b"precious notes\n", b"run\xff\n", b"../elsewhere\n"],
+                         ids=["text", "not UTF-8", "a path"])
+def test_a_file_of_the_users_named_latest_is_left_alone(tmp_path, content):
+    """Only the one-line pointer this package writes is ours to replace; a user's small file is not."""
+    (tmp_path / LATEST).write_bytes(content)
+    assert latest_run(tmp_path) is None
+    assert set_latest(tmp_path, RunDirectory.create(tmp_path).root.name) is None
+    assert (tmp_path / LATEST).read_bytes() == content
+

@@ -12,11 +12,12 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 try:
     import fcntl
@@ -33,6 +34,8 @@ from ..version import __version__
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+RUN_NAME = re.compile(r"[A-Za-z_]+_\d{8}_\d{6}(_\d+)?")  # what timestamped_directory names a run
+MAX_POINTER_BYTES = 256
 LATEST = "latest"  # in the output directory: the newest run
 EXPERIMENT_CONFIG = "experiment_config.json"
 CHECKPOINTS = "checkpoints"
@@ -143,8 +146,23 @@ class RunDirectory:
             handle.close()
 
     def make_subdirectories(self) -> None:
-        for directory in (self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots):
+        for directory in self._subdirectories():
             directory.mkdir(parents=True, exist_ok=True)
+
+    def ensure_resumable(self) -> None:
+        """Check that a resumed run can write wherever it will (its folders, and metrics.csv, which it appends to)
+        before it rewrites anything: found at the first epoch's end, a read-only log folder stopped the run after
+        its config, statistics and links were rewritten. ``os.access`` asks without writing (a probe file would
+        change the folders' times), and answers for permissions and read-only mounts alike."""
+        for directory in (self.root, *self._subdirectories()):
+            if os.path.lexists(directory) and not (directory.is_dir() and os.access(directory, os.W_OK | os.X_OK)):
+                raise OutputError(f"{directory}: not a writable folder; the run cannot be resumed until it is")
+        csv = self.metrics_csv
+        if os.path.lexists(csv) and not (csv.is_file() and os.access(csv, os.W_OK)):
+            raise OutputError(f"{csv}: not a writable file; the run cannot be resumed until it is")
+
+    def _subdirectories(self) -> Tuple[Path, ...]:
+        return self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots
 
 
 def _same_file(handle: IO, path: Path) -> bool:
@@ -155,15 +173,23 @@ def _same_file(handle: IO, path: Path) -> bool:
 
 
 def latest_run(output_dir: Path) -> Optional[Path]:
-    """The run ``OUTPUT_DIR/latest`` names (symlink or text file), or None when there is none."""
+    """The run ``OUTPUT_DIR/latest`` names (symlink or text file), or None when there is none or it is not ours."""
     link = Path(output_dir) / LATEST
-    if link.is_symlink():
-        name = os.readlink(link)
-    elif link.is_file() and link.stat().st_size < 1024:
-        name = link.read_text(encoding="utf-8").strip()
-    else:
-        return None
+    name = os.readlink(link) if link.is_symlink() else _pointer_file_text(link)
     return Path(output_dir) / name if name else None
+
+
+def _pointer_file_text(link: Path) -> str:
+    """The run name a text ``latest`` holds, as :func:`_replace_link` writes it where symlinks are impossible; ""
+    for anything else: no file, a folder, or a file of the user's (unreadable, not text, or not a run's name), which
+    is then never overwritten."""
+    try:
+        if not link.is_file() or link.stat().st_size > MAX_POINTER_BYTES:
+            return ""
+        name = link.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return name if RUN_NAME.fullmatch(name) else ""
 
 
 def set_latest(output_dir: Path, name: Optional[str]) -> Optional[str]:
@@ -172,7 +198,8 @@ def set_latest(output_dir: Path, name: Optional[str]) -> Optional[str]:
     link = Path(output_dir) / LATEST
     before = latest_run(output_dir)
     if link.exists() and not link.is_symlink() and before is None:
-        log.warning("%s is not ours (a folder or a large file): not pointing it at the newest run", link)
+        log.warning("%s is not ours (a folder, or a file that names no run): not pointing it at the newest run",
+                    link)
         return None
     try:
         if name is None:
