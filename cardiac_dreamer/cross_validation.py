@@ -98,13 +98,18 @@ class CrossValidationPlan:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str) -> "CrossValidationPlan":
+        missing = next((key for key in ("config", "variants", "folds", "inner_val", "seeds", "grouping")
+                        if key not in values), None)
+        if missing:
+            raise ConfigError(f"{source}: not a valid cross-validation plan (it has no {missing!r} entry)")
         try:
             plan = cls(Config.from_stored(values["config"], source=f"{source}: config"), list(values["variants"]),
                        [PatientSplit.from_dict(fold) for fold in values["folds"]],
                        [list(patients) for patients in values["inner_val"]], [int(s) for s in values["seeds"]],
                        dict(values["grouping"]))
         except (KeyError, TypeError, ValueError, DataError) as error:
-            raise ConfigError(f"{source}: not a valid cross-validation plan ({error})") from None
+            raise ConfigError(f"{source}: not a valid cross-validation plan (an entry of the wrong kind: {error})") \
+                from None
         names = [*plan.grouping, *plan.grouping.values(), *(name for inner in plan.inner_val for name in inner)]
         valid = (len(plan.folds) >= 2 and plan.variants and set(plan.variants) <= set(VARIANTS) and plan.seeds
                  and len(plan.inner_val) == len(plan.folds) and all(plan.inner_val)

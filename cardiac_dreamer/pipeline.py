@@ -151,9 +151,12 @@ def _check_own_run(checkpoint: Path, state: TrainingState) -> None:
         raise CheckpointError(f"{checkpoint}: not in a run (RUN/checkpoints/ beside RUN/experiment_config.json); "
                               "resume the run's own checkpoints/last.ckpt where training wrote it")
     recorded = read_json(run.experiment_config, "run config", CheckpointError)
+    if not isinstance(recorded, dict) or "config" not in recorded:
+        raise CheckpointError(f"{run.experiment_config}: no run config (a JSON object with a 'config' entry); this "
+                              "run cannot be resumed")
     try:
         run_config = Config.from_stored(recorded["config"], source=str(run.experiment_config))
-    except (KeyError, TypeError, ConfigError) as error:
+    except (TypeError, ConfigError) as error:
         raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
                               "resumed") from None
     if state.run_id and recorded.get("run_id") and state.run_id != recorded["run_id"]:

@@ -13,7 +13,7 @@ import pytest
 from cardiac_dreamer.cli.train_command import main
 from cardiac_dreamer.cross_validation import (
     METRICS, PLAN_FILE, RESULT_FILE, CrossValidationPlan, fold_dir, format_summary, plan_cross_validation,
-    run_cross_validation, run_labels, summarize,
+    read_plan, run_cross_validation, run_labels, summarize,
 )
 from cardiac_dreamer.data import prepare_data
 from cardiac_dreamer.errors import ConfigError
@@ -185,6 +185,16 @@ def test_the_summary_table_shows_the_held_out_test_patients_figures(compared):
     assert translation.split()[3:] == ["10.000", "±", "0.500", "11.000", "±", "0.500", "12.000", "±", "0.500",
                                        "13.000", "±", "0.500", "14.000", "±", "0.500"]
     assert not any(line.startswith("held-out test patients") for line in compared.summary_table().splitlines())
+
+
+@pytest.mark.parametrize("missing", ["config", "folds", "seeds"])
+def test_a_plan_missing_an_entry_is_refused_naming_the_entry(compared, tmp_path, missing):
+    plan = json.loads((compared.cv_dir / PLAN_FILE).read_text())
+    del plan[missing]
+    (tmp_path / PLAN_FILE).write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match=f"cv_plan.json: not a valid cross-validation plan \\(it has no '{missing}' "
+                                          "entry\\)$"):
+        read_plan(tmp_path)
 
 
 def copy_of(compared, tmp_path) -> Path:

@@ -211,6 +211,16 @@ def test_a_last_checkpoint_copied_out_of_its_run_is_refused_and_nothing_is_writt
     assert snapshot(folder) == before
 
 
+@pytest.mark.parametrize("recorded", [[], {}], ids=["a list", "no config entry"])
+def test_a_run_whose_experiment_config_holds_no_config_is_refused_on_resume(trained_run, tmp_path, recorded):
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+    write_json(run / "experiment_config.json", recorded)
+    before = snapshot(run)
+    result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--max_epochs", 2)
+    one_error_line(result, "experiment_config.json: no run config (a JSON object with a 'config' entry)")
+    assert snapshot(run) == before
+
+
 def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, tmp_path):
     result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path / "out", "--max_epochs", 1, *TINY,
                      "--set", f"model.pretrained_weights={tmp_path / 'absent.pth'}")
