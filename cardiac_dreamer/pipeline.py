@@ -13,7 +13,7 @@ import logging
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -79,6 +79,8 @@ def run_training(
         split = PatientSplit.from_dict(resume_state.split or {})
     run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
     prepared = prepare_data(config.data, split, composition=config.model.composition)
+    if resume_state is not None:
+        _check_same_pairs(RunDirectory.of_checkpoint(resume_from), prepared, config.data.data_dir)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
@@ -202,6 +204,30 @@ def _resume_hint(run: RunDirectory, trained: bool) -> str:
     if run.last_checkpoint.exists():
         return f"continue with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}"
     return "stopped before the first epoch ended: there is nothing to resume, start again"
+
+
+def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) -> None:
+    """A resume trains on the pairs the run began with: a patient whose number of pairs changed since (a folder
+    re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data."""
+    if not run.dataset_stats.is_file():
+        return  # a run stopped before it wrote them
+    for patient, count in _recorded_pairs(read_json(run.dataset_stats, "dataset statistics", CheckpointError)):
+        now = prepared.samples_per_patient.get(patient, 0)
+        if count != now:
+            raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {count} when the run began "
+                            f"({run.dataset_stats}); a resume would train on other data: restore the data or start "
+                            "a new run")
+
+
+def _recorded_pairs(stats: Any) -> List[Tuple[str, int]]:
+    """``(patient, pairs)`` as ``dataset_stats.json`` recorded them per split; what it does not hold is skipped."""
+    splits = stats.get("splits") if isinstance(stats, dict) else None
+    pairs = []
+    for split in splits.values() if isinstance(splits, dict) else ():
+        counts = split.get("samples_per_patient") if isinstance(split, dict) else None
+        pairs += [(patient, count) for patient, count in (counts.items() if isinstance(counts, dict) else ())
+                  if isinstance(count, int)]
+    return pairs
 
 
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:

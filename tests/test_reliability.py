@@ -2,6 +2,7 @@
 checkpoints, outputs aimed at the data. Each ends with a non-zero exit, one line naming the culprit and no
 traceback, and leaves the data directory and every earlier file exactly as they were."""
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -219,6 +220,19 @@ def test_a_run_whose_experiment_config_holds_no_config_is_refused_on_resume(trai
     result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--max_epochs", 2)
     one_error_line(result, "experiment_config.json: no run config (a JSON object with a 'config' entry)")
     assert snapshot(run) == before
+
+
+def test_a_resume_on_data_that_lost_pairs_since_the_run_began_is_refused(trained_run, phantom_dir, tmp_path):
+    """The run trained on 4 pairs of phantom_01 (data.max_pairs_per_patient); its export now holds 3."""
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    transitions = data / "phantom_01" / "transitions_dataset.json"
+    transitions.write_text(json.dumps(json.loads(transitions.read_text())[:3]))
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+    before = snapshot(run, data)
+    result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--data_dir", data,
+                     "--max_epochs", 2)
+    one_error_line(result, "patient phantom_01 has 3 pairs, and had 4 when the run began", "would train on other data")
+    assert snapshot(run, data) == before
 
 
 def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, tmp_path):
