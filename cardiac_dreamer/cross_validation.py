@@ -501,7 +501,8 @@ def write_summary(cv_dir: Path, summary: Mapping[str, Any]) -> None:
 
 def format_summary(summary: Mapping[str, Any]) -> str:
     """Metric rows of the guidance, a mean ± std column per variant and baseline, the relative change when
-    comparing; then the composed prediction (with the true move) for the world model; then per patient."""
+    comparing; then the composed prediction (with the true move) for the world model; the same rows on the held-out
+    test patients, when there are some; then per patient."""
     variants = summary["variants"]
     results = summary["results"]
     comparison = summary.get("comparison")

@@ -106,7 +106,8 @@ def run_training(
 
     if resume_state is not None:
         run = RunDirectory.of_checkpoint(resume_from)
-        run.ensure_resumable()
+        if dist.is_main_process():  # the only rank that writes the run
+            run.ensure_resumable()
     else:
         run = _create_run(output_dir, config.data.data_dir)
     new = resume_state is None
@@ -207,16 +208,22 @@ def _resume_hint(run: RunDirectory, trained: bool) -> str:
 
 
 def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) -> None:
-    """A resume trains on the pairs the run began with: a patient whose number of pairs changed since (a folder
-    re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data."""
+    """A resume trains on as many pairs of each patient as the run did: a patient whose count changed since (a folder
+    re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data. (A
+    re-export with the same count is not caught.)"""
     if not run.dataset_stats.is_file():
         return  # a run stopped before it wrote them
-    for patient, count in _recorded_pairs(read_json(run.dataset_stats, "dataset statistics", CheckpointError)):
+    try:
+        recorded = read_json(run.dataset_stats, "dataset statistics", CheckpointError)
+    except CheckpointError as error:  # the resume rewrites it: no reason to stop
+        log.warning("%s; the pairs per patient are not compared with the run's", error)
+        return
+    for patient, count in _recorded_pairs(recorded):
         now = prepared.samples_per_patient.get(patient, 0)
         if count != now:
-            raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {count} when the run began "
-                            f"({run.dataset_stats}); a resume would train on other data: restore the data or start "
-                            "a new run")
+            raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {count} when the run last "
+                            f"started ({run.dataset_stats}); a resume would train on other data: restore the data or "
+                            "start a new run")
 
 
 def _recorded_pairs(stats: Any) -> List[Tuple[str, int]]:

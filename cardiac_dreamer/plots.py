@@ -24,7 +24,7 @@ from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from .io.fileio import atomic_open
 from .geometry import AXIS_NAMES, AXIS_UNITS, folded_poses
-from .names import MONITOR, SPLIT_NAMES
+from .names import MONITOR, SPLIT_NAMES, VAL_MAE_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,6 @@ COMPONENT_LOSSES = (
     ("val_consistency_loss", "consistency (val)"),
 )
 FINAL_LOSSES = ("train_total_loss", "val_loss", "train_main_task_loss", MONITOR)
-VAL_MAES = tuple(f"val_mae_{name}_{unit}" for name, unit in zip(AXIS_NAMES, AXIS_UNITS))
 
 
 # ---------------------------------------------------------------------------------------------------- shared helpers
@@ -303,7 +302,7 @@ def _mark_best(ax: Axes, rows) -> None:
 def _draw_val_mae(ax: Axes, rows) -> None:
     """Translation MAE on the left axis (mm), rotation MAE on a twin right axis (deg)."""
     twin = ax.twinx()
-    for index, (name, unit, key) in enumerate(zip(AXIS_NAMES, AXIS_UNITS, VAL_MAES)):
+    for index, (name, unit, key) in enumerate(zip(AXIS_NAMES, AXIS_UNITS, VAL_MAE_NAMES)):
         epochs, values = _series(rows, key)
         if values.size:
             target, style = (ax, "-") if unit == "mm" else (twin, "--")
@@ -317,13 +316,13 @@ def _draw_val_mae(ax: Axes, rows) -> None:
 
 
 def _summary_lines(rows, ranked, final_metrics: Mapping[str, object]) -> list[str]:
-    """One line per metric name: what the rows tell (the best of the ``ranked`` rows, the last epoch's losses and
-    validation MAEs, each named "final": the best epoch's MAEs may differ), then ``final_metrics``, whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
+    """One line per metric name: what the rows tell (the best of the ``ranked`` rows; the last epoch's losses and
+    validation MAEs, named "final": the best epoch's may differ), then ``final_metrics``, whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
     values: dict[str, object] = {}
     best = _best_val(ranked)
     if best is not None:
         values.update({"best epoch": f"{best[0]:g}", f"best_{MONITOR}": best[1]})
-    for key in FINAL_LOSSES + VAL_MAES:
+    for key in FINAL_LOSSES + VAL_MAE_NAMES:
         series = _series(rows, key)[1]
         if series.size:
             values[f"final {key}"] = series[-1]

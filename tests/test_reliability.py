@@ -231,7 +231,7 @@ def test_a_resume_on_data_that_lost_pairs_since_the_run_began_is_refused(trained
     before = snapshot(run, data)
     result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--data_dir", data,
                      "--max_epochs", 2)
-    one_error_line(result, "patient phantom_01 has 3 pairs, and had 4 when the run began", "would train on other data")
+    one_error_line(result, "patient phantom_01 has 3 pairs, and had 4 when the run last started", "other data")
     assert snapshot(run, data) == before
 
 

@@ -109,6 +109,9 @@ def test_latest_is_a_text_file_where_symlinks_are_impossible(tmp_path, monkeypat
     assert not link.is_symlink() and link.read_text() == f"{run.name}\n"
     assert latest_run(tmp_path) == run
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    newer = RunDirectory.create(tmp_path).root
+    assert set_latest(tmp_path, newer.name) == run.name  # its own pointer, replaced by the next run
+    assert latest_run(tmp_path) == newer
 
 
 def test_a_folder_of_the_users_named_latest_is_left_alone(tmp_path):

@@ -12,7 +12,7 @@ import threading
 from typing import Callable, Iterator, NoReturn, Optional, Union
 
 from ..errors import CardiacDreamerError
-from ..io.fileio import os_reason
+from ..io.fileio import os_reason, text_problem
 from ..version import __version__
 
 EXIT_BAD_INPUT = 2
@@ -53,14 +53,13 @@ def add_flag(container: Union[argparse.ArgumentParser, argparse._ArgumentGroup],
 
 def a_path(text: str) -> str:
     """A path flag's value; an empty one (an unset shell variable) is refused, not read as the current folder or as
-    the flag's default, and so is one that is not UTF-8 (its bytes reach Python as unpaired surrogates, which no log,
-    JSON file or TensorBoard event can hold: found only once the run is half written)."""
+    the flag's default, and so is one :func:`~cardiac_dreamer.io.fileio.text_problem` finds unfit (a name that is not
+    UTF-8 failed only in TensorBoard, with the run half written)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("needs a path, got an empty one (an unset shell variable?)")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError(f"needs a path that is valid UTF-8 text, got {ascii(text)}") from None
+    problem = text_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"got a path that {problem}: {ascii(text)}")
     return text
 
 

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from ..errors import CardiacDreamerError
 from ..phantom import DEFAULT_FRAMES_PER_PATIENT, DEFAULT_VERSION, TRAJECTORIES, VERSIONS, generate_phantom
-from .common import CommandParser, add_flag, interrupted_exit_code, report_error, sigterm_as_ctrl_c
+from .common import CommandParser, a_path, add_flag, interrupted_exit_code, report_error, sigterm_as_ctrl_c
 
 TRAJECTORY_HELP = (
     "sweep: sweeps that start far from the view and converge to it, pairs 1-4 frames apart, each pair its own two "
@@ -25,7 +25,7 @@ def build_parser() -> CommandParser:
                     "... each with ft1/, ft2/, transitions_dataset.json and phantom.json. A complete phantom with "
                     "the same settings is reused.",
     )
-    parser.add_argument("output_dir", help="where the patient folders go (created)")
+    parser.add_argument("output_dir", type=a_path, help="where the patient folders go (created)")
     add_flag(parser, "--phantom", choices=VERSIONS, default=DEFAULT_VERSION,
                         help="v4: sector-shaped exports, sweeps, patients that differ like people, a beating "
                              "heart; v3: the static phantom of before, for results calibrated on it "

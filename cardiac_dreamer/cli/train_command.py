@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
              help="with --benchmark: measure the data loader alone (images/s, memory) with 0, 2 and 4 workers")
     add_flag(modes, "--resume_from_checkpoint", metavar="LAST_CKPT", type=a_path,
              help="continue the run of this last.ckpt (flags given override its stored config)")
-    add_flag(modes, "--resume_cv", metavar="CV_DIR", type=a_path, help="continue a cross-validation run, skipping finished folds")
+    add_flag(modes, "--resume_cv", metavar="CV_DIR", type=a_path,
+             help="continue a cross-validation run, skipping finished folds")
     _add_config_flags(modes, CONFIG_FLAGS["modes"], metavar="K")
     add_flag(modes, "--compare", action="store_true",
              help="with --cv: train both model variants (dreamer, direct) on the same folds and compare them")
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
              help="with --cv: repeat every fold with N consecutive training seeds (mean ± std over folds x seeds)")
 
     configuration = groups["configuration"]
-    add_flag(configuration, "--config", metavar="PRESET_OR_YAML", action=StoreOnce,
+    add_flag(configuration, "--config", metavar="PRESET_OR_YAML", action=StoreOnce, type=a_path,
              help=f"preset name ({', '.join(preset_names())}) or path to a YAML file (default: the guide's values)")
     add_flag(configuration, "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
              help="any config key, e.g. --set training.weight_decay=0.05 (repeatable)")

@@ -15,7 +15,6 @@ import os
 import posixpath
 import reprlib
 import stat
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..geometry import MAX_POSE_MAGNITUDE
-from ..io.fileio import os_reason, read_json, stat_path
+from ..io.fileio import os_reason, read_json, stat_path, text_problem
 from ..names import TRANSITIONS_FILE
 
 logger = logging.getLogger(__name__)
@@ -231,16 +230,10 @@ def _refuse_non_utf8_name(path: Path, what: str) -> None:
     """Python reads a name that is not UTF-8 into unpaired surrogates, which no report, plot or JSON file can
     hold, and a control character (a newline) splits every one-line message and table row that names it;
     refuse either up front and show the name's bytes."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        problem = "is not valid UTF-8"
-    else:
-        if not _control_character(str(path)):
-            return
-        problem = "contains a control character"
-    raise DataError(f"{what} {os.fsencode(path)!r}: the name {problem}; rename it (patients are named by their "
-                    "folder in reports, plots and JSON files)")
+    problem = text_problem(str(path))
+    if problem:
+        raise DataError(f"{what} {os.fsencode(path)!r}: the name {problem}; rename it (patients are named by their "
+                        "folder in reports, plots and JSON files)")
 
 
 def refuse_images_shared_between_patients(records: Iterable[TransitionRecord]) -> None:
@@ -388,23 +381,11 @@ def _resolve_image(raw: Any, key: str, where: str, place: _PatientFolder) -> Pat
 
 
 def refuse_unsafe_text(text: str, what: str) -> None:
-    """A :class:`DataError` ``"<what> '<text>' contains a NUL character"`` (which ends a path for the operating
-    system), ``"... is not valid UTF-8 text"`` (unpaired surrogates, as a JSON escape such as \\udcff gives,
-    which no report, plot or JSON file can hold) or ``"... contains a control character"`` (a line break would
-    split the one-line message that names it)."""
-    if "\0" in text:
-        raise DataError(f"{what} {shown(text)} contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise DataError(f"{what} {shown(text)} is not valid UTF-8 text") from None
-    if _control_character(text):
-        raise DataError(f"{what} {shown(text)} contains a control character (a line break or tab: one line per "
-                        "message could not hold it)")
-
-
-def _control_character(text: str) -> bool:
-    return any(unicodedata.category(character) == "Cc" for character in text)
+    """A :class:`DataError` ``"<what> '<text>' <problem>"`` when :func:`~cardiac_dreamer.io.fileio.text_problem`
+    finds one (a NUL character, bytes that were not UTF-8, a control character)."""
+    problem = text_problem(text)
+    if problem:
+        raise DataError(f"{what} {shown(text)} {problem}")
 
 
 def _vector(raw: Any, key: str, where: str) -> Vector:

@@ -15,6 +15,7 @@ import math
 import os
 import stat
 import tempfile
+import unicodedata
 from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Tuple, Type, Union
 
@@ -143,6 +144,22 @@ def is_text_path(value: Any) -> bool:
         return False
     text = os.fspath(value)
     return isinstance(text, str) and "\0" not in text
+
+
+def text_problem(text: str) -> Optional[str]:
+    """What makes ``text`` unfit to name a file in a one-line message, a report or a JSON file, None when nothing
+    does: a NUL character (it ends a path for the operating system), bytes that were not UTF-8 (Python holds them
+    as unpaired surrogates, which no JSON file, plot or TensorBoard event can hold) or a control character (a line
+    break splits the one-line message that names it)."""
+    if "\0" in text:
+        return "contains a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8 text"
+    if any(unicodedata.category(character) == "Cc" for character in text):
+        return "contains a control character (a line break or tab: one line per message could not hold it)"
+    return None
 
 
 def os_reason(problem: BaseException) -> str:

@@ -28,7 +28,8 @@ import torch
 
 from ..errors import ConfigError, OutputError
 from .fileio import atomic_open, cannot_write, write_json
-from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, TRANSITIONS_FILE
+from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, TEST_EVALUATION, \
+    TRANSITIONS_FILE
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,11 @@ class RunDirectory:
     @property
     def tensorboard(self) -> Path:
         return self.logs / "cardiac_dreamer"
+
+    @property
+    def tensorboard_steps(self) -> Path:
+        """Where the per-optimizer-step scalars go (runs before it wrote them beside the epochs')."""
+        return self.tensorboard / "steps"
 
     @property
     def metrics_csv(self) -> Path:
@@ -154,7 +160,7 @@ class RunDirectory:
         before it rewrites anything: found at the first epoch's end, a read-only log folder stopped the run after
         its config, statistics and links were rewritten. ``os.access`` asks without writing (a probe file would
         change the folders' times), and answers for permissions and read-only mounts alike."""
-        for directory in (self.root, *self._subdirectories()):
+        for directory in (self.root, *self._subdirectories(), self.tensorboard_steps, self.root / TEST_EVALUATION):
             if os.path.lexists(directory) and not (directory.is_dir() and os.access(directory, os.W_OK | os.X_OK)):
                 raise OutputError(f"{directory}: not a writable folder; the run cannot be resumed until it is")
         csv = self.metrics_csv

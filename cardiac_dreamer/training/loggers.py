@@ -137,7 +137,7 @@ class MetricLogger:
         from torch.utils.tensorboard import SummaryWriter  # imported lazily: TensorBoard is slow to import
 
         self.csv = CSVMetricsWriter(run.metrics_csv, columns)
-        steps = run.tensorboard / "steps"
+        steps = run.tensorboard_steps
         one_writer = not steps.exists() and any(run.tensorboard.glob("events.out.tfevents*"))
         epoch, step = resumed_at if resumed_at is not None and not one_writer else (None, None)
         self.tensorboard = SummaryWriter(log_dir=str(run.tensorboard), purge_step=epoch)
