@@ -13,7 +13,7 @@ import logging
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -211,30 +211,12 @@ def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) 
     """A resume trains on as many pairs of each patient as the run did: a patient whose count changed since (a folder
     re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data. (A
     re-export with the same count is not caught.)"""
-    if not run.dataset_stats.is_file():
-        return  # a run stopped before it wrote them
-    try:
-        recorded = read_json(run.dataset_stats, "dataset statistics", CheckpointError)
-    except CheckpointError as error:  # the resume rewrites it: no reason to stop
-        log.warning("%s; the pairs per patient are not compared with the run's", error)
-        return
-    for patient, count in _recorded_pairs(recorded):
-        now = prepared.samples_per_patient.get(patient, 0)
-        if count != now:
-            raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {count} when the run last "
-                            f"started ({run.dataset_stats}); a resume would train on other data: restore the data or "
-                            "start a new run")
-
-
-def _recorded_pairs(stats: Any) -> List[Tuple[str, int]]:
-    """``(patient, pairs)`` as ``dataset_stats.json`` recorded them per split; what it does not hold is skipped."""
-    splits = stats.get("splits") if isinstance(stats, dict) else None
-    pairs = []
-    for split in splits.values() if isinstance(splits, dict) else ():
-        counts = split.get("samples_per_patient") if isinstance(split, dict) else None
-        pairs += [(patient, count) for patient, count in (counts.items() if isinstance(counts, dict) else ())
-                  if isinstance(count, int)]
-    return pairs
+    changed = run.changed_pair_counts(prepared.samples_per_patient)
+    if changed:
+        patient, recorded, now = changed[0]
+        raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {recorded} when the run last started "
+                        f"({run.dataset_stats}); a resume would train on other data: restore the data or start a new "
+                        "run")
 
 
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:

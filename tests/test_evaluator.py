@@ -3,6 +3,8 @@ files, and agreement with the Predictor."""
 import csv
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,6 +203,20 @@ def test_evaluating_training_patients_says_they_were_trained_on(checkpoint, tmp_
         evaluate_checkpoint(checkpoint, split="train", patients="phantom_01", output_dir=tmp_path / "train",
                             device="cpu", progress=False)
     assert "evaluating patients the model trained on (phantom_01)" in caplog.text
+
+
+def test_evaluating_on_data_whose_pairs_changed_since_training_says_so(trained_run, phantom_dir, tmp_path, caplog):
+    """The run trained with 4 pairs of its validation patient phantom_03 (data.max_pairs_per_patient); a re-export
+    holds 3: allowed, but its figures are not the run's."""
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    transitions = data / "phantom_03" / "transitions_dataset.json"
+    transitions.write_text(json.dumps(json.loads(transitions.read_text())[:3]))
+    with caplog.at_level("WARNING"):
+        report, _ = evaluate_checkpoint(trained_run / "checkpoints" / "best.ckpt", split="val", data_dir=data,
+                                        output_dir=tmp_path / "val", device="cpu", progress=False)
+    assert len(report.patient_ids) == 3
+    assert "pairs per patient changed since the run recorded them" in caplog.text
+    assert "phantom_03 3 (was 4); these figures are not comparable with the run's" in caplog.text
 
 
 def test_an_unknown_split_is_refused(checkpoint):

@@ -10,7 +10,7 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -156,6 +156,7 @@ def evaluate_checkpoint(
         raise DataError(f"{data_cfg.data_dir}: the data directory {checkpoint_path} was trained on is not there; "
                         "give it as data_dir (--data_dir DIR; moved, or evaluated on another machine)")
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
+    _warn_of_changed_pairs(RunDirectory.of_checkpoint(checkpoint_path), prepared.samples_per_patient, chosen)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
     verify_undecoded_images([dataset], data_cfg.image_size)
@@ -183,6 +184,16 @@ def evaluate_checkpoint(
         }
         write_report(report, output_dir)
     return report, output_dir
+
+
+def _warn_of_changed_pairs(run: RunDirectory, samples_per_patient: Dict[str, int], patients: Collection[str]) -> None:
+    """Figures on patients whose number of pairs changed since the run recorded it (a re-export, pairs deleted) are
+    not comparable with the run's own: said in one line, since evaluating new data is allowed."""
+    changed = run.changed_pair_counts(samples_per_patient, patients)
+    if changed:
+        log.warning("pairs per patient changed since the run recorded them (%s): %s; these figures are not "
+                    "comparable with the run's", run.dataset_stats,
+                    ", ".join(f"{patient} {now} (was {recorded})" for patient, recorded, now in changed))
 
 
 def _target_encoder(checkpoint: ModelCheckpoint, model: GuidanceModel,

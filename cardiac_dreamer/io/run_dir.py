@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 try:
     import fcntl
@@ -27,7 +27,7 @@ except ImportError:  # Windows: runs are not locked there
 import torch
 
 from ..errors import ConfigError, OutputError
-from .fileio import atomic_open, cannot_write, write_json
+from .fileio import atomic_open, cannot_write, read_json, write_json
 from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, TEST_EVALUATION, \
     TRANSITIONS_FILE
 from ..version import __version__
@@ -166,6 +166,28 @@ class RunDirectory:
         csv = self.metrics_csv
         if os.path.lexists(csv) and not (csv.is_file() and os.access(csv, os.W_OK)):
             raise OutputError(f"{csv}: not a writable file; the run cannot be resumed until it is")
+
+    def changed_pair_counts(self, samples_per_patient: Mapping[str, int],
+                            patients: Optional[Collection[str]] = None) -> List[Tuple[str, int, int]]:
+        """``(patient, pairs recorded, pairs now)`` for each patient (of ``patients``, or all) whose number of pairs
+        differs from what ``dataset_stats.json`` recorded when the run last started; [] when it holds none (a run
+        stopped before writing it, or an unreadable file, which is logged)."""
+        if not self.dataset_stats.is_file():
+            return []
+        try:
+            stats = read_json(self.dataset_stats, "dataset statistics", OutputError)
+        except OutputError as error:
+            log.warning("%s; the pairs per patient are not compared with the run's", error)
+            return []
+        splits = stats.get("splits") if isinstance(stats, dict) else None
+        changed = []
+        for split in splits.values() if isinstance(splits, dict) else ():
+            counts = split.get("samples_per_patient") if isinstance(split, dict) else None
+            for patient, recorded in counts.items() if isinstance(counts, dict) else ():
+                now = samples_per_patient.get(patient, 0)
+                if isinstance(recorded, int) and recorded != now and (patients is None or patient in patients):
+                    changed.append((patient, recorded, now))
+        return changed
 
     def _subdirectories(self) -> Tuple[Path, ...]:
         return self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots
