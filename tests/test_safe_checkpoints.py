@@ -4,7 +4,12 @@ checkpoints intact and the run resumable."""
 import errno
 import json
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,3 +223,24 @@ def test_a_full_disk_during_an_epoch_save_keeps_the_last_checkpoint_and_the_run_
     assert [p.name[:25] for p in last.parent.glob("cardiac_dreamer-*.ckpt")] == ["cardiac_dreamer-epoch=00-"]
     _, result, _ = fit(config, None, resume_from=last, run=RunDirectory(run_root))
     assert result.epochs_completed == 2 and load_checkpoint(last).epoch == 1
+
+
+def test_a_checkpoint_its_reader_may_not_open_is_named_as_such_not_as_damaged(trained_run):
+    """A real permission denial: a child process that drops root before loading a file only root may read."""
+    folder = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        path = Path(shutil.copy(trained_run / "checkpoints" / "best.ckpt", folder / "best.ckpt"))
+        path.chmod(0)
+        code = ("import os, sys\n"
+                "from cardiac_dreamer.io.checkpoint import load_checkpoint\n"
+                "from cardiac_dreamer.errors import CheckpointError\n"
+                "try:\n    os.setgid(65534); os.setuid(65534)\nexcept PermissionError:\n    sys.exit(3)\n"
+                "try:\n    load_checkpoint(sys.argv[1])\nexcept CheckpointError as error:\n    print(error)\n")
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120)
+        if result.returncode == 3:
+            pytest.skip("dropping to another user needs root")
+        assert result.stdout.strip() == f"{path}: cannot read the checkpoint (Permission denied)", result.stderr
+    finally:
+        shutil.rmtree(folder)
+

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 import torch
 
 from ..errors import CheckpointError, OutputError
-from .fileio import atomic_open, cannot_write, require_regular_file
+from .fileio import atomic_open, cannot_write, os_reason, require_regular_file
 from ..version import __version__
 
 FORMAT_NAME = "cardiac_dreamer.io.checkpoint"
@@ -185,6 +185,11 @@ def _load_payload(path: Path) -> Any:
         raise CheckpointError(f"{path}: a directory, not a checkpoint file (a run keeps its own in "
                               "checkpoints/: last.ckpt to resume, averaged.ckpt or best.ckpt to evaluate)")
     require_regular_file(path, "checkpoint", CheckpointError)
+    try:  # is_zipfile reads a file it may not open as "not a zip file"
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({os_reason(error)})") from None
     if not zipfile.is_zipfile(path):  # torch's own complaint would advise re-saving with a serialization option
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (the file is empty, cut short or not a "
                               "PyTorch archive)")
