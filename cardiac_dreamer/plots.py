@@ -317,7 +317,8 @@ def _draw_val_mae(ax: Axes, rows) -> None:
 
 def _summary_lines(rows, ranked, final_metrics: Mapping[str, object]) -> list[str]:
     """One line per metric name: what the rows tell (the best of the ``ranked`` rows; the last epoch's losses and
-    validation MAEs, named "final": the best epoch's may differ), then ``final_metrics``, whose value wins where it names a metric the rows already gave (the run's best loss, say)."""
+    validation MAEs, named "final": the best epoch's may differ), then ``final_metrics``, whose value wins where it
+    names a metric the rows already gave (the run's best loss, say)."""
     values: dict[str, object] = {}
     best = _best_val(ranked)
     if best is not None:
