@@ -8,6 +8,7 @@ the machine for more memory than it has before anything is built.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import difflib
 import os
@@ -578,7 +579,10 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
         if value is None:  # null clears a list, as it clears an optional key
             return []
         if isinstance(value, str):
-            return [item.strip() for item in value.split(",") if item.strip()]
+            try:
+                return name_list(value)
+            except ConfigError as problem:
+                raise ConfigError(f"{where}: {problem}") from None
         if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
             return list(value)
         if isinstance(value, (list, tuple)):
@@ -586,6 +590,20 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
                               "like numbers: ['001', '002'])")
     type_name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{where} must be of type {type_name}, got {reprlib.repr(value)}")
+
+
+def name_list(text: str) -> List[str]:
+    """The names in one line of comma-separated text, as ``--set`` and the command line take patients: ``a, b`` ->
+    ``['a', 'b']``. Why the quotes: a patient folder's name may hold a comma; in double quotes (``"a,b",c``) it stays
+    one name, as in a CSV file. ConfigError naming the text when a quote is left open."""
+    try:
+        names = next(csv.reader([text], skipinitialspace=True, strict=True), [])
+    except csv.Error:
+        problem = "holds a line break" if "\n" in text or "\r" in text else "has a double quote that is not closed " \
+            "right before a comma or the end"
+        raise ConfigError(f"{reprlib.repr(text)} {problem} (names are separated by commas; write a name that "
+                          'holds a comma in double quotes: "a,b",c)') from None
+    return [name.strip() for name in names if name.strip()]
 
 
 def _suggest(word: str, choices) -> str:

@@ -47,6 +47,16 @@ def test_evaluation_writes_metrics_predictions_and_plots(checkpoint, tmp_path, c
     assert "x (mm)" in table and str(output) in table
 
 
+def test_a_patient_name_in_double_quotes_stays_one_name(checkpoint, tmp_path, capsys):
+    code = main(["--checkpoint", str(checkpoint), "--split", "train", "--patients", '"phantom_02", phantom_01',
+                 "--output_dir", str(tmp_path / "evaluation"), "--batch_size", "8", "--device", "cpu"])
+    assert code == 0 and json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["patients"] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(checkpoint), "--patients", '"phantom_02, phantom_01', "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "has a double quote that is not closed" in capsys.readouterr().err
+
+
 def test_a_folder_holding_an_earlier_report_is_refused_and_kept(checkpoint, tmp_path, capsys):
     output = tmp_path / "evaluation"
     assert main(["--checkpoint", str(checkpoint), "--output_dir", str(output), "--device", "cpu"]) == 0

@@ -68,6 +68,18 @@ def test_manual_splits_with_the_guides_flags(make_real_export, tmp_path):
     assert stats["splits"]["test"]["patients"] == []
 
 
+def test_a_patient_folder_whose_name_holds_a_comma_is_named_in_double_quotes(make_real_export, tmp_path, capsys):
+    data_dir = make_real_export(tmp_path / "data", patients=("data_scan,1", "data_0513_02"), pairs=2, size=64)
+    flags = ["--data_dir", str(data_dir), "--max_epochs", "1", "--manual_splits", *TINY_FLAGS]
+    code = main([*flags, "--output_dir", str(tmp_path / "cut"), "--train_patients", "data_scan,1",
+                 "--val_patients", "data_0513_02"])
+    assert code != 0 and 'write it in double quotes, "data_scan,1"' in capsys.readouterr().err
+    assert main([*flags, "--output_dir", str(tmp_path / "out"), "--train_patients", '"data_scan,1"',
+                 "--val_patients", "data_0513_02"]) == 0
+    stats = json.loads((only_run_dir(tmp_path / "out") / "dataset_stats.json").read_text())
+    assert stats["splits"]["train"]["patients"] == ["data_scan,1"]
+
+
 def test_training_on_poses_that_never_change_on_an_axis_says_so(make_real_export, tmp_path, caplog):
     data_dir = make_real_export(tmp_path / "data", patients=("data_0513_01", "data_0513_02"), pairs=2, size=64)
     for path in data_dir.glob("*/transitions_dataset.json"):  # an exporter that leaves yaw at 0

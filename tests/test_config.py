@@ -89,6 +89,15 @@ def test_patient_lists_from_yaml_or_set_make_a_manual_split(tmp_path, where):
     assert data.manual_splits and (data.train_patients, data.val_patients) == (["a", "b"], ["c"])
 
 
+def test_a_patient_whose_name_holds_a_comma_is_named_in_double_quotes():
+    for args in (["--train_patients", '"scan,1", b'], ["--set", 'data.train_patients=["scan,1", b]']):
+        data = resolve_config(build_parser().parse_args([*args, "--val_patients", "c"])).data
+        assert data.train_patients == ["scan,1", "b"]
+    with pytest.raises(ConfigError, match=r'data\.train_patients: \'"scan,1, b\' has a double quote that is not '
+                                          r'closed .* write a name that holds a comma in double quotes'):
+        resolve_config(build_parser().parse_args(["--train_patients", '"scan,1, b']))
+
+
 def test_unknown_key_names_the_key_and_the_closest_valid_one(tmp_path):
     with pytest.raises(ConfigError, match=r"training\.bach_size.*batch_size"):
         load_config(write(tmp_path, "training:\n  bach_size: 8\n"))

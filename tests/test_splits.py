@@ -94,6 +94,13 @@ def test_a_mistyped_patient_gets_the_closest_name_and_the_patients():
         manual_split(["data_0513_01", "data_0513_02"], train=["data_0513_2"], val=["data_0513_01"])
 
 
+def test_a_name_cut_at_its_comma_is_told_to_be_quoted():
+    with pytest.raises(DataError, match=r"train patient 'scan' does not exist in the data directory \('scan,1' is "
+                                        r"one name: in a flag's comma-separated names write it in double quotes, \"scan,1\"; in --set or a "
+                                        r'YAML file, as an item of a list: \["scan,1"\]\)'):
+        manual_split(["scan,1", "ben"], train=["scan", "1"], val=["ben"])
+
+
 CAFE_TYPED, CAFE_ON_DISK = "caf\u00e9", "cafe\u0301"  # NFC (typed on Linux) and NFD (a folder written by macOS)
 
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..errors import CardiacDreamerError, OutputError
+from ..config import name_list
+from ..errors import CardiacDreamerError, ConfigError, OutputError
 from ..evaluation.evaluator import evaluate_checkpoint
 from ..evaluation.report_files import REPORT_FILES
 from ..names import SPLIT_CHOICES
@@ -37,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
              help="a run's .ckpt, e.g. outputs/latest/checkpoints/best.ckpt")
     add_flag(data, "--data_dir", type=a_path, help="data directory (default: the one recorded in the checkpoint)")
     add_flag(data, "--split", default="test", choices=SPLIT_CHOICES, help="patients to evaluate (default: test)")
-    add_flag(data, "--patients", type=_patient_list, help="comma-separated patient ids of the split, e.g. a,b "
-             "(default: all of them)")
+    add_flag(data, "--patients", type=_patient_list, help="comma-separated patient ids of the split, e.g. a,b; "
+             'a name that holds a comma in double quotes: \'"a,b",c\' (default: all of them)')
     run = parser.add_argument_group("running")
     add_flag(run, "--batch_size", type=_positive_int, default=32, help="pairs per forward pass (default: 32)")
     add_flag(run, "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ... "
@@ -159,7 +160,10 @@ def _given(**values):
 
 
 def _patient_list(value: str) -> List[str]:
-    patients = [patient.strip() for patient in value.split(",") if patient.strip()]
+    try:
+        patients = name_list(value)
+    except ConfigError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
     if not patients:
         raise argparse.ArgumentTypeError("expected comma-separated patient ids")
     return patients

@@ -7,6 +7,7 @@ patient, declared in a grouping JSON file ``{folder: patient_id}``.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import random
 import unicodedata
@@ -80,8 +81,9 @@ class PatientSplit:
         unknown = [name for name, patient in zip(names, wanted) if patient not in in_split]
         if unknown:
             names_in_split = in_split + [folder for folder, patient in (grouping or {}).items() if patient in in_split]
+            hint = encoding_hint(unknown, names_in_split, f"the {split} split") or comma_hint(unknown, names_in_split)
             raise DataError(f"{source}: patient(s) {', '.join(unknown)} not in the {split} split (its patients: "
-                            f"{', '.join(in_split)}){encoding_hint(unknown, names_in_split, f'the {split} split')}")
+                            f"{', '.join(in_split)}){hint}")
         return [patient for patient in in_split if patient in set(wanted)]
 
 
@@ -178,7 +180,8 @@ def manual_split(
             patient = raw if raw in known else grouping.get(raw)
             if patient not in known:
                 on_disk = sorted(known | set(grouping))
-                hint = encoding_hint([raw], on_disk, "the data directory") or _suggestion(raw, on_disk)
+                hint = encoding_hint([raw], on_disk, "the data directory") or comma_hint([raw], on_disk) or \
+                    _suggestion(raw, on_disk)
                 raise DataError(f"manual split: {name} patient {raw!r} does not exist in the data directory{hint}")
             if patient in listed_as:
                 first_split, first_raw = listed_as[patient]
@@ -206,7 +209,7 @@ def kfold_splits(patients: Iterable[str], k: int, seed: int = 42, test: Sequence
     unknown = sorted(set(test) - set(pool))
     if unknown:
         raise DataError(f"k-fold split: test patient(s) {', '.join(map(repr, unknown))} do not exist"
-                        f"{encoding_hint(unknown, pool, 'the data directory')}")
+                        f"{encoding_hint(unknown, pool, 'the data directory') or comma_hint(unknown, pool)}")
     pool = [patient for patient in pool if patient not in set(test)]
     if k < 2 or k > len(pool):
         raise DataError(f"k-fold split: k must be between 2 and the {len(pool)} non-test patients, got {k}")
@@ -249,6 +252,18 @@ def encoding_hint(names: Iterable[str], known: Iterable[str], where: str) -> str
         if twin is not None and twin != name:
             return (f" ({name!r} is {ascii(name)} here and {ascii(twin)} in {where}: the same letters with the accents "
                     "encoded another way, Unicode NFC against NFD; copy the name from there)")
+    return ""
+
+
+def comma_hint(names: Iterable[str], known: Iterable[str]) -> str:
+    """`` ('a,b' is one name: ...)`` when a name was cut out of a known name that holds a comma (a comma separates
+    the names a flag takes), saying how to quote it there and in a YAML list; '' when none was."""
+    names = set(names)
+    for name in sorted(known):
+        if "," in name and names & {part.strip() for part in name.split(",")}:
+            quoted = name.replace('"', '""')  # a quote inside quotes is doubled, as in a CSV file
+            return (f" ({name!r} is one name: in a flag's comma-separated names write it in double quotes, "
+                    f'"{quoted}"; in --set or a YAML file, as an item of a list: [{json.dumps(name)}])')
     return ""
 
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import LossConfig
+from ..config import LossConfig, name_list
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
@@ -137,7 +137,7 @@ def evaluate_checkpoint(
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(patients, str):
-        patients = [name.strip() for name in patients.split(",") if name.strip()]
+        patients = name_list(patients)
     device = select_device(device)
     run = load_run(checkpoint_path)
     model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
