@@ -81,8 +81,10 @@ def move_between(pose_from: torch.Tensor, pose_to: torch.Tensor, mode: str = "ad
 
 
 def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
-    """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error."""
-    return torch.remainder(angles + 180.0, 360.0) - 180.0
+    """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error. Angles already
+    there are returned bit for bit (the fold's arithmetic would round 3.7 to 3.6999999999999886)."""
+    folded = torch.remainder(angles + 180.0, 360.0) - 180.0
+    return torch.where((angles >= -180.0) & (angles < 180.0), angles, folded)
 
 
 def folded_poses(poses) -> np.ndarray:
@@ -92,18 +94,30 @@ def folded_poses(poses) -> np.ndarray:
     return poses
 
 
-def mean_pose(poses) -> np.ndarray:
-    """``[N, 6] -> [6]``: the mean pose, angles averaged on the circle.
+def unwrapped_poses(poses, around=None) -> np.ndarray:
+    """A float64 copy of poses ``[N, 6]`` with each angle moved by whole turns to within 180 deg of ``around`` (a
+    pose ``[6]``; by default the circular mean of the poses' own angles).
 
-    Why: labels of 179 and -179 deg lie 2 deg apart and average to 180, not 0. Each angle is averaged as its offset
-    from the circular mean (the direction of the mean unit vector), so labels that all lie within 180 deg of that
-    direction, as poses relative to a view do, average exactly as numbers."""
-    poses = np.asarray(poses, dtype=np.float64)
-    radians = np.radians(poses[:, 3:])
-    centre = np.degrees(np.arctan2(np.sin(radians).mean(0), np.cos(radians).mean(0)))
-    offsets = wrap_degrees(torch.from_numpy(poses[:, 3:] - centre)).numpy()
-    angles = wrap_degrees(torch.from_numpy(centre + offsets.mean(0))).numpy()
-    return np.concatenate([poses[:, :3].mean(0), angles])
+    Why: labels of 179 and -179 deg are neighbours, but a mean, a standard deviation or a regression reads them 358
+    deg apart. Unwrapped (to 179 and 181) they are numbers again, as poses relative to a view, which lie within 180
+    deg of their centre, can always be. Angles already within 180 deg of the centre are kept bit for bit.
+    """
+    poses = np.array(poses, dtype=np.float64).reshape(-1, 6)
+    if around is None:
+        radians = np.radians(poses[:, 3:])
+        centre = np.degrees(np.arctan2(np.sin(radians).mean(0), np.cos(radians).mean(0)))
+    else:
+        centre = np.asarray(around, dtype=np.float64)[3:]
+    offsets = poses[:, 3:] - centre
+    far = (offsets < -180.0) | (offsets >= 180.0)
+    poses[:, 3:] = np.where(far, centre + wrap_degrees(torch.from_numpy(offsets)).numpy(), poses[:, 3:])
+    return poses
+
+
+def mean_pose(poses) -> np.ndarray:
+    """``[N, 6] -> [6]``: the mean pose, angles averaged on the circle (:func:`unwrapped_poses`, then folded into
+    [-180, 180)): labels of 179 and -179 deg average to -180, not 0."""
+    return folded_poses(unwrapped_poses(poses).mean(0))
 
 
 def pose_error(expected: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
@@ -157,5 +171,6 @@ __all__ = [
     "pose_error",
     "pose_to_matrix",
     "undo_move",
+    "unwrapped_poses",
     "wrap_degrees",
 ]

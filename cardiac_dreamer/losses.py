@@ -24,14 +24,16 @@ import torch
 import torch.nn.functional as F
 
 from .config import LossConfig
+from .geometry import pose_error
 
 LAYER_NORM_EPS = 1e-10
 
 
 def per_sample_pose_loss(prediction: torch.Tensor, target: torch.Tensor, pose_std: torch.Tensor,
                          beta: float) -> torch.Tensor:
-    """SmoothL1 of the per-axis errors in units of the training std, averaged over the six axes: ``[B]``."""
-    error = (prediction.float() - target.float()) / pose_std.float()  # [B, 6]
+    """SmoothL1 of the per-axis errors in units of the training std, averaged over the six axes: ``[B]``. Angle
+    errors are folded into [-180, 180) deg, as the metrics fold them: 181 and -179 deg are the same pose."""
+    error = pose_error(target.float(), prediction.float()) / pose_std.float()  # [B, 6]
     return F.smooth_l1_loss(error, torch.zeros_like(error), beta=beta, reduction="none").mean(-1)
 
 

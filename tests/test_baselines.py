@@ -113,6 +113,17 @@ def test_one_training_patient_is_cross_validated_in_contiguous_blocks():
     assert fit_ridge(features[:1], targets[:1], ["p"]).penalties.tolist() == [RIDGE_PENALTIES[-1]] * 6
 
 
+def test_the_ridge_reads_angles_either_side_of_180_degrees_as_neighbours():
+    rng = np.random.default_rng(4)
+    features = rng.normal(0, 1, (200, 3))
+    targets = np.zeros((200, 6))
+    targets[:, 3] = 180.0 + 5.0 * features[:, 0]  # roll around 180 deg, as a label folded into [-180, 180) holds it
+    targets[:, 3] = (targets[:, 3] + 180.0) % 360.0 - 180.0
+    fit = fit_ridge(features, targets, ["p"] * 200)
+    predicted_error = (fit.predict(features)[:, 3] - targets[:, 3] + 180.0) % 360.0 - 180.0
+    assert np.abs(predicted_error).max() < 0.1  # without the unwrapping, a line through +-180 errs by tens of deg
+
+
 def test_pooled_pixels_average_each_grid_cell():
     image = np.arange(64 * 64, dtype=float).reshape(1, 64, 64)
     features = pooled_pixels(image, grids=(2, 1))

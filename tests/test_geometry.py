@@ -2,7 +2,9 @@
 import pytest
 import torch
 
-from cardiac_dreamer.geometry import apply_move, matrix_to_pose, pose_error, pose_to_matrix, undo_move
+from cardiac_dreamer.geometry import (
+    apply_move, matrix_to_pose, pose_error, pose_to_matrix, undo_move, unwrapped_poses, wrap_degrees,
+)
 
 
 def random_poses(count: int, seed: int, max_angle: float = 60.0) -> torch.Tensor:
@@ -86,3 +88,22 @@ def test_unknown_mode_is_rejected():
     pose = torch.zeros(6)
     with pytest.raises(ValueError, match="composition mode"):
         undo_move(pose, pose, "euler")
+
+
+def test_angles_already_in_range_are_not_rounded_by_the_fold():
+    angles = torch.tensor([3.7, -179.9, 179.99, -180.0], dtype=torch.float64)
+    assert torch.equal(wrap_degrees(angles), angles)  # the fold's arithmetic gave 3.6999999999999886
+    assert wrap_degrees(torch.tensor([180.0, 359.0, -181.0, 725.0], dtype=torch.float64)).tolist() == \
+        [-180.0, -1.0, 179.0, 5.0]
+
+
+def test_labels_either_side_of_180_degrees_are_unwrapped_into_neighbours():
+    poses = torch.zeros(4, 6, dtype=torch.float64)
+    poses[:, 0], poses[:, 3], poses[:, 5] = torch.tensor([1.0, 2, 3, 4]), torch.tensor([179.0, -179, 178, -177]), \
+        torch.tensor([10.0, 20, 30, 40])
+    unwrapped = unwrapped_poses(poses.numpy())  # roll's circular mean is -179.5: 179 and 178 move a turn down
+    assert unwrapped[:, 3] == pytest.approx([-181.0, -179.0, -182.0, -177.0])
+    assert unwrapped[[1, 3], 3].tolist() == [-179.0, -177.0]  # those near the centre are kept bit for bit
+    assert unwrapped[:, [0, 1, 2, 4, 5]].tolist() == poses[:, [0, 1, 2, 4, 5]].tolist()
+    around = unwrapped_poses([[0, 0, 0, 10.0, 0, 0]], around=[0, 0, 0, -170.0, 0, 0])
+    assert around[0, 3] == -350.0  # within 180 deg of the given centre

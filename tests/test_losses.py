@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from cardiac_dreamer.config import LossConfig, ModelConfig
-from cardiac_dreamer.losses import compute_losses, latent_loss, latent_prediction
+from cardiac_dreamer.losses import compute_losses, latent_loss, latent_prediction, per_sample_pose_loss
 from cardiac_dreamer.models import CardiacDreamer
 
 UNIT_STD = torch.ones(6)
@@ -34,6 +34,17 @@ def test_pose_errors_are_measured_in_units_of_the_training_std():
     std = torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # x error 0.5 mm is one std: SmoothL1(1) = 0.5
     losses = compute_losses(outputs, batch, std, LossConfig())
     assert losses["main_task_loss"].item() == pytest.approx(0.5 / 6)
+
+
+def test_angle_errors_are_folded_as_the_metrics_fold_them():
+    # A prediction of 179 deg for a label of -179 deg is 2 deg off, not 358; 181 and -179 are the same pose.
+    std = torch.tensor([1.0, 1.0, 1.0, 10.0, 1.0, 1.0])
+    labels = torch.tensor([[0.0, 0, 0, -179.0, 0, 0], [0.0, 0, 0, 181.0, 0, 0]])
+    predictions = torch.tensor([[0.0, 0, 0, 179.0, 0, 0], [0.0, 0, 0, -179.0, 0, 0]], requires_grad=True)
+    losses = per_sample_pose_loss(predictions, labels, std, beta=1.0)
+    assert losses.tolist() == pytest.approx([0.5 * 0.2 ** 2 / 6, 0.0])
+    losses.sum().backward()
+    assert predictions.grad[0, 3].item() == pytest.approx(-0.2 / 10 / 6)  # a step raises 179 toward -179 + 360
 
 
 def test_beta_sets_where_the_loss_turns_linear():

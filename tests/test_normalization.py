@@ -30,6 +30,15 @@ def test_pose_stats_come_from_at1_and_at2_together():
     assert stats.pose.std[0] == pytest.approx(poses[:, 0].std())
 
 
+def test_pose_stats_of_angles_either_side_of_180_degrees_describe_their_spread_not_a_turn():
+    rolls = [(178.0, 1.0), (-178.0, -1.0), (179.0, 2.0)]  # at1 178, -178, 179; at2 179, -179, -179
+    stats = NormalizationStats.fit([record((0.0, 0, 0, roll, 0, 0), (0.0, 0, 0, move, 0, 0), index)
+                                    for index, (roll, move) in enumerate(rolls)])
+    unwrapped = np.array([178.0, 182.0, 179.0, 179.0, 181.0, 181.0])
+    assert (stats.pose.mean[3] - unwrapped.mean() + 180.0) % 360.0 == pytest.approx(180.0)  # 180 and -180 alike
+    assert stats.pose.std[3] == pytest.approx(unwrapped.std())  # 1.6 deg, not the 178 deg of the numbers as written
+
+
 def test_move_stats_come_from_the_moves_alone():
     stats = NormalizationStats.fit(RECORDS)
     moves = np.array([r.action_change for r in RECORDS])

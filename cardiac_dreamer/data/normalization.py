@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ..geometry import AXIS_NAMES, AXIS_UNITS, unwrapped_poses
 from .records import TransitionRecord
 
 MIN_STD = 1e-6  # an axis that never varies gets std 1.0 (values only shifted), never a division by ~0
@@ -93,7 +93,7 @@ class NormalizationStats:
         if not labelled:
             raise DataError("normalization stats: no labelled training records to fit the pose statistics on")
         moves = [r.action_change for r in records]
-        return cls(pose=AxisStats.fit(_poses(labelled)), move=AxisStats.fit(np.array(moves)))
+        return cls(pose=AxisStats.fit(unwrapped_poses(_poses(labelled))), move=AxisStats.fit(np.array(moves)))
 
     @classmethod
     def identity(cls) -> "NormalizationStats":

@@ -26,7 +26,7 @@ from ..data.normalization import AxisStats
 from ..data.pooling import pooled_pixels
 from ..data.records import TransitionRecord
 from ..data.transforms import images_to_float, read_grayscale
-from ..geometry import mean_pose
+from ..geometry import mean_pose, unwrapped_poses
 from ..runtime.threads import usable_cpus
 
 MOVE_ONLY_HIDDEN = 64
@@ -49,6 +49,7 @@ def move_only_predictions(train: Sequence[TransitionRecord], val: Sequence[Trans
     """``[N, 6]`` at1 predicted from each evaluated pair's move by an MLP fitted on ``train`` (full batch, Adam),
     keeping the weights with the lowest loss on ``val`` (the same selection the image models get)."""
     moves, poses = _arrays(train)
+    poses = unwrapped_poses(poses)
     move_stats, pose_stats = AxisStats.fit(moves), AxisStats.fit(poses)
 
     def inputs(records):
@@ -60,7 +61,7 @@ def move_only_predictions(train: Sequence[TransitionRecord], val: Sequence[Trans
                               nn.GELU(), nn.Linear(MOVE_ONLY_HIDDEN, 6))
         x_train, y_train = inputs(train), torch.from_numpy(pose_stats.normalize(poses)).float()
         x_val = inputs(val)
-        y_val = torch.from_numpy(pose_stats.normalize(_arrays(val)[1])).float()
+        y_val = torch.from_numpy(pose_stats.normalize(unwrapped_poses(_arrays(val)[1], around=pose_stats.mean))).float()
         optimizer = torch.optim.Adam(model.parameters(), lr=MOVE_ONLY_LR)
         best, best_state = float("inf"), None
         for _ in range(MOVE_ONLY_STEPS):
@@ -99,13 +100,14 @@ class RidgeFit:
 
 
 def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[str]) -> RidgeFit:
-    """Ridge from ``features [N, F]`` to ``targets [N, 6]``, features standardized with these rows' statistics.
+    """Ridge from ``features [N, F]`` to poses ``targets [N, 6]`` (their angles unwrapped, :func:`unwrapped_poses`),
+    features standardized with these rows' statistics.
 
     Each axis's penalty minimizes the MAE of blocked cross-validation over these rows only: one block per group
     (patient) where there are two or more, else :data:`RIDGE_BLOCKS` contiguous blocks, so frames of one sweep
     never score a model fitted on their neighbours (ties go to the smaller penalty). Whatever is evaluated later
     plays no part."""
-    features, targets = np.asarray(features, np.float64), np.asarray(targets, np.float64)
+    features, targets = np.asarray(features, np.float64), unwrapped_poses(targets)  # angles as numbers
     if not len(features):
         raise ValueError("a ridge baseline needs at least one training row")
     errors = np.zeros((len(RIDGE_PENALTIES), targets.shape[1]))  # summed absolute CV errors per penalty and axis

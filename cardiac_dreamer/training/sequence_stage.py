@@ -25,6 +25,7 @@ import torch
 from ..config import Config
 from ..data.chains import check_frame_numbers
 from ..data.records import TransitionRecord
+from ..geometry import pose_error
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint, save_checkpoint
 from ..io.fileio import link_or_copy
 from ..losses import pose_loss
@@ -90,7 +91,7 @@ def _validation_error(model: GuidanceModel, chains: ChainSet, single_frame: bool
         predicted = chains.estimates[:, 0]
     else:
         predicted = fuse_chains(model, chains)
-    return float(((predicted - chains.targets).abs() / model.pose_std).mean())
+    return float((pose_error(chains.targets, predicted).abs() / model.pose_std).mean())
 
 
 def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[TransitionRecord]], config: Config,
