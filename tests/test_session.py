@@ -107,6 +107,19 @@ def test_the_median_ignores_one_wild_frame():
     np.testing.assert_allclose(session.update(poses[4], executed_move=moves[3]).pose, poses[4], atol=1e-9)
 
 
+def test_looks_either_side_of_180_degrees_fuse_near_180_not_at_the_view():
+    session = GuidanceSession(KnownPredictor(), SessionSettings(history=1))
+    session.update([0.0, 0, 0, 179.0, 0, 0])
+    guidance = session.update([0.0, 0, 0, -179.0, 0, 0], executed_move=np.zeros(6))  # the mean of the two as numbers: 0
+    assert abs(guidance.pose[3]) == pytest.approx(180.0) and not guidance.arrived
+    assert abs(guidance.move[3]) == pytest.approx(180.0)
+
+
+def test_the_suggested_move_turns_the_short_way_round():
+    assert suggested_move(np.array([1.0, 0, 0, 185.0, -190.0, 20.0]), "additive").tolist() == \
+        [-1.0, 0.0, 0.0, 175.0, -170.0, -20.0]
+
+
 def test_the_estimates_that_chose_a_move_do_not_judge_where_it_led():
     # At 20 mm the model reads 14 twice and sends the probe 14 mm: it lands at 6 mm, where the model reads 6.
     # Carried through that move the first looks read 14 - 14 = 0 "by construction": the old rule's median(0, 6)

@@ -43,7 +43,8 @@ import torch
 
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import rotation_errors, translation_errors
-from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move
+from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move, \
+    unwrapped_poses
 
 PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
@@ -197,7 +198,9 @@ class GuidanceSession:
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
         keep = self.settings.history + 1
         self._estimates = torch.cat([self._estimates, current])[-keep:]  # [k + 1, 6]
-        pose = np.median(self._estimates.numpy(), axis=0)  # [6]; the mean of the middle two for an even count
+        # [6]; the mean of the middle two for an even count; angles read within 180 deg of this frame's, so looks
+        # of 179 and -179 deg fuse to 180, not 0
+        pose = np.median(unwrapped_poses(self._estimates.numpy(), around=frame_pose), axis=0)
         if self.fuses_sequentially:
             pose = self._sequential(look, current, keep, pose)
         if len(self._estimates) <= self.settings.history:
@@ -306,9 +309,10 @@ def plan_candidates(suggested: np.ndarray) -> np.ndarray:
 
 
 def suggested_move(pose: np.ndarray, composition: str) -> np.ndarray:
-    """The move that takes the probe from ``pose`` to the view: ``-pose`` (additive), the inverse transform (se3)."""
+    """The move that takes the probe from ``pose`` to the view: ``-pose`` (additive), the inverse transform (se3);
+    angles the short way round (a pose of 185 deg turns by 175, not -185)."""
     pose = torch.as_tensor(np.asarray(pose, dtype=np.float64))
-    return undo_move(torch.zeros_like(pose), pose, composition).numpy()
+    return folded_poses(undo_move(torch.zeros_like(pose), pose, composition).numpy())
 
 
 def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, np.ndarray]:
