@@ -24,6 +24,7 @@ from cardiac_dreamer.data import read_records
 from cardiac_dreamer.evaluation import Predictor, load_run
 from cardiac_dreamer.evaluation.metrics import summarize
 from cardiac_dreamer.evaluation.sequence import moves_only_predictions
+from cardiac_dreamer.geometry import mean_pose
 from cardiac_dreamer.models.sequence_inputs import chain_set
 
 
@@ -49,14 +50,14 @@ def main() -> None:
     print(f"bf16 drift over {len(images)} test images, per axis (mm, deg): max {np.round(drift.max(0), 3).tolist()}, "
           f"mean {np.round(drift.mean(0), 3).tolist()}")
 
-    mean_pose = np.mean([record.at1 for record in train], axis=0)
+    training_mean = mean_pose([record.at1 for record in train])
     for frames in (int(value) for value in args.frames.split(",")):
         chains, _ = chain_set(run.model, test, frames, run.config.data.image_size, torch.device("cpu"))
         labels = chains.targets.double().numpy()
         moves_only = moves_only_predictions(train, chains, frames, run.model.config.composition)
         single = chains.estimates[:, 0].double().numpy()
         print(f"K {frames}, {len(chains)} frames: single frame {errors(labels, single)}, moves only "
-              f"{errors(labels, moves_only)}, training mean {errors(labels, np.tile(mean_pose, (len(labels), 1)))}")
+              f"{errors(labels, moves_only)}, training mean {errors(labels, np.tile(training_mean, (len(labels), 1)))}")
 
 
 if __name__ == "__main__":

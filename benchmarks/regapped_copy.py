@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiac_dreamer.cli.common import run_script
+from cardiac_dreamer.config import name_list
 from cardiac_dreamer.data.pair_gaps import regap_pairs
 from cardiac_dreamer.data.records import read_records
 from cardiac_dreamer.names import TRANSITIONS_FILE
@@ -48,7 +49,7 @@ def main() -> None:
         parser.error(f"{args.output_dir} lies inside {args.data_dir}; give a folder outside the data")
     if args.gap_frames < 1:
         parser.error(f"--gap_frames must be >= 1, got {args.gap_frames}")
-    folders = args.patients.split(",")
+    folders = name_list(args.patients)
     missing = [folder for folder in folders if not (args.data_dir / folder / TRANSITIONS_FILE).is_file()]
     if missing:
         parser.error(f"{args.data_dir} holds no patient folder {', '.join(missing)}")

@@ -593,11 +593,13 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
 
 
 def name_list(text: str) -> List[str]:
-    """The names in one line of comma-separated text, as ``--set`` and the command line take patients: ``a, b`` ->
-    ``['a', 'b']``. Why the quotes: a patient folder's name may hold a comma; in double quotes (``"a,b",c``) it stays
-    one name, as in a CSV file. ConfigError naming the text when a quote is left open."""
+    """The names in one line of comma-separated text, as ``--set`` and the command line take patients, each without
+    the spaces around it: ``a, b`` -> ``['a', 'b']``. Why the quotes: a patient folder's name may hold a comma; in
+    double quotes (``"a,b", c``) it stays one name, as in a CSV file. ConfigError naming the text when a quote is
+    left open."""
+    closed = re.sub(r'"\s+(?=,|$)', '"', text.strip())  # spaces after a closing quote, which CSV refuses
     try:
-        names = next(csv.reader([text], skipinitialspace=True, strict=True), [])
+        names = next(csv.reader([closed], skipinitialspace=True, strict=True), [])
     except csv.Error:
         problem = "holds a line break" if "\n" in text or "\r" in text else "has a double quote that is not closed " \
             "right before a comma or the end"

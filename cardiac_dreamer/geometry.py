@@ -22,6 +22,7 @@ AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
 # No probe pose or move is a kilometre or a thousand turns: a larger label or move is an export or tracker error, and
 # its square (in the normalization statistics, in a fused estimate) would swamp every other.
 MAX_POSE_MAGNITUDE = 1e6  # mm or degrees
+MIN_RESULTANT = 0.05  # mean unit vector of an axis's angles shorter than this: spread all round, no centre
 
 
 def pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
@@ -73,10 +74,11 @@ def undo_move(pose_after: torch.Tensor, move: torch.Tensor, mode: str = "additiv
 
 
 def move_between(pose_from: torch.Tensor, pose_to: torch.Tensor, mode: str = "additive") -> torch.Tensor:
-    """The move that takes ``pose_from`` to ``pose_to``: ``apply_move(pose_from, move) == pose_to``."""
+    """The move that takes ``pose_from`` to ``pose_to``: ``apply_move(pose_from, move) == pose_to`` up to whole
+    turns, angles the short way round (179 to -179 deg is a move of 2, not -358), as in ``se3``."""
     _check_mode(mode)
     if mode == "additive":
-        return pose_to - pose_from
+        return pose_error(pose_from, pose_to)
     return matrix_to_pose(torch.linalg.inv(pose_to_matrix(pose_from)) @ pose_to_matrix(pose_to))
 
 
@@ -84,6 +86,7 @@ def wrap_degrees(angles: torch.Tensor) -> torch.Tensor:
     """Angles folded into [-180, 180): residuals of 359.9 and -0.1 degrees are the same small error. Angles already
     there are returned bit for bit (the fold's arithmetic would round 3.7 to 3.6999999999999886)."""
     folded = torch.remainder(angles + 180.0, 360.0) - 180.0
+    folded = torch.where(folded >= 180.0, folded - 360.0, folded)  # float32 -180.00001 rounds up to 180
     return torch.where((angles >= -180.0) & (angles < 180.0), angles, folded)
 
 
@@ -96,21 +99,22 @@ def folded_poses(poses) -> np.ndarray:
 
 def unwrapped_poses(poses, around=None) -> np.ndarray:
     """A float64 copy of poses ``[N, 6]`` with each angle moved by whole turns to within 180 deg of ``around`` (a
-    pose ``[6]``; by default the circular mean of the poses' own angles).
+    pose ``[6]``, or ``[N, 6]``: one per row; by default the circular mean of the poses' own angles).
 
     Why: labels of 179 and -179 deg are neighbours, but a mean, a standard deviation or a regression reads them 358
     deg apart. Unwrapped (to 179 and 181) they are numbers again, as poses relative to a view, which lie within 180
-    deg of their centre, can always be. Angles already within 180 deg of the centre are kept bit for bit.
+    deg of their centre, can always be. Angles already within 180 deg of the centre are kept bit for bit; an axis
+    whose angles spread all round the circle has no centre, and keeps its angles as they are.
     """
     poses = np.array(poses, dtype=np.float64).reshape(-1, 6)
     if around is None:
         radians = np.radians(poses[:, 3:])
-        centre = np.degrees(np.arctan2(np.sin(radians).mean(0), np.cos(radians).mean(0)))
+        mean_sin, mean_cos = np.sin(radians).mean(0), np.cos(radians).mean(0)  # [3] each
+        centre = np.where(np.hypot(mean_sin, mean_cos) < MIN_RESULTANT, 0.0,
+                          np.degrees(np.arctan2(mean_sin, mean_cos)))
     else:
-        centre = np.asarray(around, dtype=np.float64)[3:]
-    offsets = poses[:, 3:] - centre
-    far = (offsets < -180.0) | (offsets >= 180.0)
-    poses[:, 3:] = np.where(far, centre + wrap_degrees(torch.from_numpy(offsets)).numpy(), poses[:, 3:])
+        centre = np.asarray(around, dtype=np.float64)[..., 3:]
+    poses[:, 3:] -= 360.0 * np.floor((poses[:, 3:] - centre + 180.0) / 360.0)  # whole turns: 0 for those near it
     return poses
 
 

@@ -29,7 +29,7 @@ from .runtime.devices import select_device
 from .errors import CheckpointError, ConfigError, DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
 from .io.fileio import read_json, remove_stale_temporaries, write_json
-from .geometry import AXIS_NAMES, AXIS_UNITS
+from .geometry import AXIS_NAMES, AXIS_UNITS, mean_pose, unwrapped_poses
 from .models.registry import build_model, without_imagenet_start
 from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
 from .io.run_dir import RunDirectory, ensure_outside, ensure_outside_runs, hand_back_latest, \
@@ -265,13 +265,16 @@ def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: st
 
 
 def _target_stats(vectors) -> Dict[str, Dict[str, float]]:
+    """Per axis, the mean and std (angles read on the circle, as the normalization reads them) and the range as
+    written."""
     if not vectors:
         return {}
     values = np.asarray(vectors, dtype=np.float64)
+    unwrapped = unwrapped_poses(values)
     return {
-        f"{axis}_{unit}": {"mean": float(column.mean()), "std": float(column.std()),
+        f"{axis}_{unit}": {"mean": float(mean), "std": float(spread.std()),
                            "min": float(column.min()), "max": float(column.max())}
-        for axis, unit, column in zip(AXIS_NAMES, AXIS_UNITS, values.T)
+        for axis, unit, mean, spread, column in zip(AXIS_NAMES, AXIS_UNITS, mean_pose(values), unwrapped.T, values.T)
     }
 
 

@@ -348,10 +348,12 @@ def _signed_errors(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
 def plot_predicted_vs_true(
     path: str | os.PathLike, labels, predictions, title: str = "", *, dpi: int = DEFAULT_DPI
 ) -> Path:
-    """Per axis, predicted against true value in physical units, with the identity line and the MAE."""
+    """Per axis, predicted against true value in physical units, with the identity line and the MAE; each
+    predicted angle is drawn within 180 deg of its label (179 for a label of -179 at -181)."""
     labels, predictions = _pose_arrays(labels, predictions)  # [N, 6] each
     fig, axes = _axis_panels(title or "Predicted vs true")
     errors = _signed_errors(labels, predictions)
+    predictions = labels + errors
     for ax, name, unit, true, pred, error in zip(axes, AXIS_NAMES, AXIS_UNITS, labels.T, predictions.T, errors.T):
         ax.scatter(true, pred, s=6, alpha=0.5)
         low, high = min(true.min(), pred.min()), max(true.max(), pred.max())

@@ -73,7 +73,7 @@ def test_a_patient_folder_whose_name_holds_a_comma_is_named_in_double_quotes(mak
     flags = ["--data_dir", str(data_dir), "--max_epochs", "1", "--manual_splits", *TINY_FLAGS]
     code = main([*flags, "--output_dir", str(tmp_path / "cut"), "--train_patients", "data_scan,1",
                  "--val_patients", "data_0513_02"])
-    assert code != 0 and 'write it in double quotes, "data_scan,1"' in capsys.readouterr().err
+    assert code != 0 and 'single quotes: \'"data_scan,1"\'' in capsys.readouterr().err
     assert main([*flags, "--output_dir", str(tmp_path / "out"), "--train_patients", '"data_scan,1"',
                  "--val_patients", "data_0513_02"]) == 0
     stats = json.loads((only_run_dir(tmp_path / "out") / "dataset_stats.json").read_text())

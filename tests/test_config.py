@@ -90,7 +90,7 @@ def test_patient_lists_from_yaml_or_set_make_a_manual_split(tmp_path, where):
 
 
 def test_a_patient_whose_name_holds_a_comma_is_named_in_double_quotes():
-    for args in (["--train_patients", '"scan,1", b'], ["--set", 'data.train_patients=["scan,1", b]']):
+    for args in (["--train_patients", '"scan,1" , b'], ["--set", 'data.train_patients=["scan,1", b]']):
         data = resolve_config(build_parser().parse_args([*args, "--val_patients", "c"])).data
         assert data.train_patients == ["scan,1", "b"]
     with pytest.raises(ConfigError, match=r'data\.train_patients: \'"scan,1, b\' has a double quote that is not '

@@ -17,6 +17,7 @@ from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDatas
 from cardiac_dreamer.data.prepare import choose_labelled_patients
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint, load_model, load_run
+from cardiac_dreamer.evaluation.report_files import write_report
 from test_predictor import PHANTOM_SPLIT, save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
 
 STATS = NormalizationStats(
@@ -66,6 +67,21 @@ def test_metrics_are_computed_in_physical_units(three_pairs):
     # SmoothL1 (beta 1) of the errors in training stds x / 2 = (0.5, -1, 3), yaw / 10 = (0.3, 0.3, -0.6):
     # (0.125 + 0.5 + 2.5 + 0.045 + 0.045 + 0.18) / 18 values.
     assert main["main_task_loss"] == pytest.approx(3.395 / 18, abs=1e-6)
+
+
+def test_predicted_angles_a_turn_off_their_labels_are_written_beside_them(three_pairs, tmp_path):
+    # A model whose normalization centres yaw at 400 deg reads 440 for a label of 40: the same angle. The metrics
+    # fold it; predictions.csv writes it within 180 deg of the label, so the columns' difference is the error scored.
+    labels = np.array([r.at1 for r in three_pairs.records])
+    model = PresetModel(torch.from_numpy(labels + [0, 0, 0, 0, 0, 360.0]), STATS)
+    report = evaluate(model, three_pairs, "cpu", batch_size=3, progress=False)
+    assert report.metrics["guidance"]["mae_yaw_deg"] == pytest.approx(0.0, abs=1e-4)
+    write_report(report, tmp_path)
+    with open(tmp_path / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    for row in rows:
+        assert float(row["guidance_yaw_deg"]) == pytest.approx(float(row["label_yaw_deg"]), abs=1e-3)
+        assert float(row["composed_yaw_deg"]) == pytest.approx(float(row["label_yaw_deg"]) + 1.0, abs=1e-3)
 
 
 def test_the_composed_prediction_is_fed_the_real_move_and_scored_beside_the_guidance(three_pairs):
@@ -188,7 +204,7 @@ def test_a_patient_outside_the_split_is_refused(checkpoint):
 
 
 def test_patients_may_be_one_comma_separated_string_as_on_the_command_line(checkpoint):
-    with pytest.raises(DataError, match=r"patient\(s\) phantom_01, phantom_02 not in the test split"):
+    with pytest.raises(DataError, match=r"patient\(s\) 'phantom_01', 'phantom_02' not in the test split"):
         evaluate_checkpoint(checkpoint, split="test", patients="phantom_01, phantom_02", device="cpu")
 
 

@@ -1,9 +1,10 @@
 """geometry: moves between probe poses, additive and SE(3), and their exact inverses."""
+import numpy as np
 import pytest
 import torch
 
 from cardiac_dreamer.geometry import (
-    apply_move, matrix_to_pose, pose_error, pose_to_matrix, undo_move, unwrapped_poses, wrap_degrees,
+    apply_move, matrix_to_pose, move_between, pose_error, pose_to_matrix, undo_move, unwrapped_poses, wrap_degrees,
 )
 
 
@@ -95,6 +96,26 @@ def test_angles_already_in_range_are_not_rounded_by_the_fold():
     assert torch.equal(wrap_degrees(angles), angles)  # the fold's arithmetic gave 3.6999999999999886
     assert wrap_degrees(torch.tensor([180.0, 359.0, -181.0, 725.0], dtype=torch.float64)).tolist() == \
         [-180.0, -1.0, 179.0, 5.0]
+
+
+def test_a_float32_angle_just_below_minus_180_folds_into_range():
+    assert wrap_degrees(torch.tensor([-180.00001], dtype=torch.float32)).item() == -180.0  # not +180
+
+
+def test_an_additive_move_between_poses_either_side_of_180_degrees_is_short():
+    move = move_between(torch.tensor([0.0, 0, 0, 179.0, 0, 0]), torch.tensor([1.0, 0, 0, -179.0, 0, 0]))
+    assert move.tolist() == pytest.approx([1.0, 0, 0, 2.0, 0, 0])  # as se3 reads it, not -358
+
+
+def test_angles_spread_all_round_the_circle_are_kept_as_they_are():
+    # Their circular mean is rounding noise: unwrapping around it would move the window by tens of degrees when one
+    # label moves by a billionth of a degree.
+    poses = np.zeros((360, 6))
+    poses[:, 3] = np.arange(-180.0, 180.0)
+    nudged = poses.copy()
+    nudged[0, 3] += 1e-9
+    assert unwrapped_poses(poses)[:, 3].tolist() == poses[:, 3].tolist()
+    assert unwrapped_poses(nudged)[:, 3].tolist() == nudged[:, 3].tolist()
 
 
 def test_labels_either_side_of_180_degrees_are_unwrapped_into_neighbours():

@@ -95,9 +95,10 @@ def test_a_mistyped_patient_gets_the_closest_name_and_the_patients():
 
 
 def test_a_name_cut_at_its_comma_is_told_to_be_quoted():
-    with pytest.raises(DataError, match=r"train patient 'scan' does not exist in the data directory \('scan,1' is "
-                                        r"one name: in a flag's comma-separated names write it in double quotes, \"scan,1\"; in --set or a "
-                                        r'YAML file, as an item of a list: \["scan,1"\]\)'):
+    with pytest.raises(DataError, match=re.escape(
+            "train patient 'scan' does not exist in the data directory ('scan,1' is one name: in a flag's "
+            "comma-separated names write it in double quotes, which a shell keeps inside single quotes: '\"scan,1\"'; "
+            'in --set or a YAML file, as an item of a list: ["scan,1"])')):
         manual_split(["scan,1", "ben"], train=["scan", "1"], val=["ben"])
 
 
@@ -118,7 +119,7 @@ def test_a_name_whose_accents_are_encoded_otherwise_is_shown_code_point_by_code_
     assert "'caf\\xe9' here and 'cafe\\u0301' in the data directory" in str(error.value)
     with pytest.raises(DataError, match=re.escape(f"test patient(s) {CAFE_TYPED!r} do not exist ") + hint):
         kfold_splits([CAFE_ON_DISK, "ben", "carl"], k=2, test=[CAFE_TYPED])
-    with pytest.raises(DataError, match=re.escape(f"patient(s) {CAFE_TYPED} not in the val split (its patients: "
+    with pytest.raises(DataError, match=re.escape(f"patient(s) {CAFE_TYPED!r} not in the val split (its patients: "
                                                   f"{CAFE_ON_DISK}) ") + encoding_hint(CAFE_TYPED, CAFE_ON_DISK,
                                                                                        "the val split")):
         PatientSplit(train=["ben"], val=[CAFE_ON_DISK]).select("val", [CAFE_TYPED])

@@ -10,6 +10,7 @@ import difflib
 import json
 import logging
 import random
+import shlex
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,8 @@ class PatientSplit:
         if unknown:
             names_in_split = in_split + [folder for folder, patient in (grouping or {}).items() if patient in in_split]
             hint = encoding_hint(unknown, names_in_split, f"the {split} split") or comma_hint(unknown, names_in_split)
-            raise DataError(f"{source}: patient(s) {', '.join(unknown)} not in the {split} split (its patients: "
-                            f"{', '.join(in_split)}){hint}")
+            raise DataError(f"{source}: patient(s) {', '.join(map(repr, unknown))} not in the {split} split (its "
+                            f"patients: {', '.join(in_split)}){hint}")
         return [patient for patient in in_split if patient in set(wanted)]
 
 
@@ -261,9 +262,10 @@ def comma_hint(names: Iterable[str], known: Iterable[str]) -> str:
     names = set(names)
     for name in sorted(known):
         if "," in name and names & {part.strip() for part in name.split(",")}:
-            quoted = name.replace('"', '""')  # a quote inside quotes is doubled, as in a CSV file
-            return (f" ({name!r} is one name: in a flag's comma-separated names write it in double quotes, "
-                    f'"{quoted}"; in --set or a YAML file, as an item of a list: [{json.dumps(name)}])')
+            quoted = '"' + name.replace('"', '""') + '"'  # a quote inside quotes is doubled, as in a CSV file
+            return (f" ({name!r} is one name: in a flag's comma-separated names write it in double quotes, which a "
+                    f"shell keeps inside single quotes: {shlex.quote(quoted)}; in --set or a YAML file, as an item "
+                    f"of a list: [{json.dumps(name, ensure_ascii=False)}])")
     return ""
 
 

@@ -107,9 +107,9 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[str]) 
     (patient) where there are two or more, else :data:`RIDGE_BLOCKS` contiguous blocks, so frames of one sweep
     never score a model fitted on their neighbours (ties go to the smaller penalty). Whatever is evaluated later
     plays no part."""
-    features, targets = np.asarray(features, np.float64), unwrapped_poses(targets)  # angles as numbers
     if not len(features):
         raise ValueError("a ridge baseline needs at least one training row")
+    features, targets = np.asarray(features, np.float64), unwrapped_poses(targets)  # angles as numbers
     errors = np.zeros((len(RIDGE_PENALTIES), targets.shape[1]))  # summed absolute CV errors per penalty and axis
     if len(features) == 1:
         errors[:-1] = np.inf  # one frame cannot be cross-validated: the strongest penalty, about the mean, is chosen

@@ -129,8 +129,8 @@ def evaluate_checkpoint(
     the report (default: ``<run>/evaluation_<split>_<timestamp>/``). What ``cardiac-evaluate`` does.
 
     ``split`` is ``train``, ``val``, ``test`` or ``all`` (the three together); ``patients`` (a list, or one
-    comma-separated string as the command line takes it) narrows it to some of its patients; ``data_dir`` defaults
-    to the directory recorded at training time.
+    comma-separated string as the command line takes it, a name that holds a comma in double quotes) narrows it to
+    some of its patients; ``data_dir`` defaults to the directory recorded at training time.
     """
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")

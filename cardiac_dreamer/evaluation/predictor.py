@@ -20,7 +20,7 @@ from PIL import Image
 from ..config import normalize_precision
 from ..errors import ConfigError, DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
-from ..geometry import as_moves
+from ..geometry import as_moves, folded_poses
 from ..runtime.devices import resolve_precision, select_device
 from ..models.registry import can_imagine
 from ..models.sequence import fuse, sequence_frames
@@ -106,7 +106,7 @@ class Predictor:
             return fuse(self.model, features, estimates, moves, present)[0].double().cpu().numpy()
 
     def predict(self, images: Union[ImageInput, Sequence[ImageInput]], moves=None) -> np.ndarray:
-        """Poses in physical units: float64 ``[N, 6]``, or ``[6]`` for one image.
+        """Poses in physical units, angles folded into [-180, 180): float64 ``[N, 6]``, or ``[6]`` for one image.
 
         ``images``: one or a list of file paths, PIL images, numpy arrays (``H x W``, ``H x W x C`` with C 1-4,
         ``N x H x W``, ``N x H x W x C``; uint8, float in [0, 1], or uint16 for ``H x W``) or tensors (``[H, W]``,
@@ -126,7 +126,7 @@ class Predictor:
                 images_float = images_to_float(batch[start : start + self.batch_size].to(self.device))
                 chunk = None if move is None else move[start : start + self.batch_size].to(self.device)
                 outputs.append(self.model(images_float, chunk)[key].double().cpu())
-        poses = torch.cat(outputs).numpy()  # [N, 6] mm, deg
+        poses = folded_poses(torch.cat(outputs).numpy())  # [N, 6] mm, deg
         return poses[0] if single else poses
 
     def look(self, image: ImageInput) -> "Look":

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import List, Union
 
-from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ..geometry import AXIS_NAMES, AXIS_UNITS, unwrapped_poses
 from ..io.fileio import atomic_open, write_json
 from .metrics import mae_per_axis
 from .report import EvaluationReport
@@ -43,16 +43,18 @@ def write_report(report: EvaluationReport, output_dir: PathLike) -> List[Path]:
 
 def _write_predictions(report: EvaluationReport, output_dir: Path) -> Path:
     """``predictions.csv``: one row per pair, the label and each prediction per axis in mm and degrees (the
-    composed columns are empty for direct models)."""
+    composed columns are empty for direct models), each predicted angle written within 180 deg of its label, so a
+    column's difference is the error the metrics score (a label of -179 deg read as 179 is written as -181)."""
     path = output_dir / PREDICTIONS_FILE
     kinds = ("label", "guidance", "composed")
     columns = [f"{kind}_{name}_{unit}" for kind in kinds for name, unit in zip(AXIS_NAMES, AXIS_UNITS)]
+    guidance, composed = (None if predicted is None else unwrapped_poses(predicted, around=report.labels)
+                          for predicted in (report.guidance, report.composed))  # [N, 6] each
     with atomic_open(path, "w") as stream:
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(["patient_id", "folder", "entry_index", "image_t1", "image_t2", *columns])
         for row in range(len(report.patient_ids)):
-            values = [report.labels[row], report.guidance[row],
-                      report.composed[row] if report.composed is not None else [None] * 6]
+            values = [report.labels[row], guidance[row], composed[row] if composed is not None else [None] * 6]
             writer.writerow([
                 report.patient_ids[row], report.folders[row], report.indices[row], *report.image_paths[row],
                 *("" if value is None else f"{value:.4f}" for vector in values for value in vector),

@@ -91,7 +91,7 @@ class Guidance:
     claimed).
     """
 
-    pose: np.ndarray  # [6] fused estimate of the probe pose
+    pose: np.ndarray  # [6] fused estimate of the probe pose (angles, like frame_pose's, folded into [-180, 180))
     move: np.ndarray  # [6] the suggested move: from the estimate to the view (or the planner's choice); zeros
     # while the session asks the sonographer to hold still for another look
     arrived: bool  # the estimate is within the arrival threshold on every component
@@ -213,8 +213,8 @@ class GuidanceSession:
         self._last = (torch.tensor(pose), torch.tensor(move), torch.zeros(6, dtype=torch.float64))
         fused = self._fused_estimates()
         spread_mm, spread_deg = self._spread(pose, fused)
-        return Guidance(pose=pose, move=move, arrived=arrived, frames_fused=len(fused),
-                        spread_mm=spread_mm, spread_deg=spread_deg, frame_pose=frame_pose)
+        return Guidance(pose=folded_poses(pose), move=move, arrived=arrived, frames_fused=len(fused),
+                        spread_mm=spread_mm, spread_deg=spread_deg, frame_pose=folded_poses(frame_pose))
 
     def within_arrival(self, pose: np.ndarray) -> bool:
         """Every translation within ``arrival_mm`` and every angle (folded into [-180, 180)) within ``arrival_deg``."""
