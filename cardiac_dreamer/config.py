@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import numbers
 import os
 import re
 import reprlib
@@ -590,6 +591,14 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
                               "like numbers: ['001', '002'])")
     type_name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{where} must be of type {type_name}, got {reprlib.repr(value)}")
+
+
+def positive_count(value: Any, name: str) -> int:
+    """``value`` as an int when it is a whole number >= 1 (numpy's too; never a bool or a float); else ConfigError
+    naming ``name``: a batch size of 0, -1 or 2.5 fails later inside torch or ``range``, far from its cause."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def name_list(text: str) -> List[str]:

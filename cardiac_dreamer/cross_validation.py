@@ -326,14 +326,14 @@ def run_fold(plan: CrossValidationPlan, cv_dir: Path, variant: str, index: int, 
     report, _ = evaluate_checkpoint(checkpoint, split="test", patients=fold,
                                     output_dir=outcome.run_dir / "fold_evaluation",
                                     batch_size=config.training.batch_size, device=config.training.device,
-                                    progress=progress)
+                                    progress=progress, replace_report=True)
     metrics = report.metrics
     test_metrics = None
     if held_out:
         test_report, _ = evaluate_checkpoint(checkpoint, split="test", patients=held_out,
                                              output_dir=outcome.run_dir / TEST_EVALUATION,
                                              batch_size=config.training.batch_size, device=config.training.device,
-                                             progress=progress)
+                                             progress=progress, replace_report=True)
         test_metrics = _pick(test_report.metrics["guidance"])
     return {
         "variant": variant,

@@ -139,13 +139,14 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
             raise DataError(f"{what} must be a dense tensor of numbers (mm, degrees); got a "
                             f"{'meta' if values.is_meta else values.layout} tensor")
         values = values.detach().cpu().double()
-    try:  # text ("1.5" from a CSV read as strings) and booleans are not moves, though numpy would convert them
-        moves = None if np.asarray(values).dtype.kind in "USb" else np.asarray(values, dtype=np.float64)
+    try:  # text ("1.5" from a CSV read as strings), booleans and complex numbers are not moves, though numpy would
+        # convert them
+        moves = None if np.asarray(values).dtype.kind in "USbc" else np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         moves = None
-    if moves is not None and count is None and moves.size == 6:
+    if moves is not None and count is None and moves.shape == (1, 6):  # one row, as a batch of one holds it
         moves = moves.reshape(6)
-    elif moves is not None and moves.shape == (6,):
+    elif moves is not None and count is not None and moves.shape == (6,):
         moves = np.broadcast_to(moves, (count, 6))
     wanted = (6,) if count is None else (count, 6)
     if moves is None or moves.shape != wanted or not (np.abs(moves) <= MAX_POSE_MAGNITUDE).all():

@@ -130,7 +130,8 @@ def run_training(
                 if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
                     report, evaluation_dir = evaluate_checkpoint(
                         fit.deployed_checkpoint, split="test", output_dir=run.root / TEST_EVALUATION,
-                        batch_size=config.training.batch_size, device=config.training.device, progress=progress)
+                        batch_size=config.training.batch_size, device=config.training.device, progress=progress,
+                        replace_report=True)
         except BaseException as error:
             _forget_unstarted(run, new, latest_before)
             if isinstance(error, KeyboardInterrupt):

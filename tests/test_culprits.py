@@ -96,6 +96,13 @@ if not torch.backends.mps.is_available():
     IMPOSSIBLE_DEVICES.append("mps")
 
 
+@pytest.mark.parametrize("device", [None, 3.5, True])
+def test_a_device_that_is_no_device_name_is_one_line(device):
+    with pytest.raises(ConfigError) as error:  # torch's own message for None lists its signatures over 5 lines
+        select_device(device)
+    assert str(error.value).startswith("device must be a name such as 'auto'") and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("device", IMPOSSIBLE_DEVICES)
 def test_a_device_that_cannot_run_the_model_here_is_refused_listing_what_the_machine_offers(device):
     with pytest.raises(ConfigError) as error:

@@ -15,7 +15,7 @@ from cardiac_dreamer.evaluation.baselines import BASELINES, PixelRidge, move_onl
 from cardiac_dreamer.config import DataConfig
 from cardiac_dreamer.data import AxisStats, NormalizationStats, TransitionsDataset, read_records
 from cardiac_dreamer.data.prepare import choose_labelled_patients
-from cardiac_dreamer.errors import ConfigError, DataError
+from cardiac_dreamer.errors import ConfigError, DataError, OutputError
 from cardiac_dreamer.evaluation import evaluate, evaluate_checkpoint, load_model, load_run
 from cardiac_dreamer.evaluation.report_files import write_report
 from test_predictor import PHANTOM_SPLIT, save_tiny_checkpoint  # the checkpoint fixture shared by the evaluation tests
@@ -157,6 +157,27 @@ def test_predictions_csv_has_one_row_per_sample_with_labels_and_predictions_per_
             "composed_roll_deg"} <= set(first)
     assert float(first["label_x_mm"]) == pytest.approx(report.labels[0, 0], abs=1e-4)
     assert float(first["guidance_yaw_deg"]) == pytest.approx(report.guidance[0, 5], abs=1e-4)
+
+
+def test_from_python_an_earlier_report_or_an_empty_folder_name_is_refused(checkpoint, evaluated_all, tmp_path,
+                                                                            monkeypatch):
+    _, earlier = evaluated_all
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
+    with pytest.raises(OutputError, match="holds an earlier report"):
+        evaluate_checkpoint(checkpoint, split="val", output_dir=earlier, device="cpu", progress=False)
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OutputError, match="empty"):  # "" would be the current folder
+        evaluate_checkpoint(checkpoint, output_dir="", device="cpu", progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("patients, problem", [([], "names no patient"), ("", "names no patient"),
+                                               (3, "must be a list of patient names"),
+                                               ([None], "must be a list of patient names")])
+def test_a_patient_selection_that_names_nobody_is_refused(checkpoint, patients, problem):
+    with pytest.raises(ConfigError, match=problem):  # [] evaluated the whole split; 3 and [None] gave TypeErrors
+        evaluate_checkpoint(checkpoint, patients=patients, device="cpu", progress=False)
 
 
 def test_a_report_prints_as_one_line_not_its_arrays(evaluated_all):

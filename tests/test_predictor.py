@@ -72,6 +72,17 @@ def test_one_image_gives_one_pose_of_six_values(predictor, image_paths):
     assert predictor.predict(image_paths[0]).shape == (6,)
 
 
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
+def test_a_batch_size_that_is_no_positive_count_is_refused_when_built(predictor, batch_size):
+    with pytest.raises(ConfigError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
+        Predictor(predictor.model, "cpu", batch_size=batch_size)  # 0 failed inside range(), -1 inside torch.cat
+
+
+def test_a_checkpoint_path_given_for_the_model_points_to_from_checkpoint(checkpoint):
+    with pytest.raises(TypeError, match=r"Predictor.from_checkpoint\(path\)"):
+        Predictor(str(checkpoint))
+
+
 def test_a_batch_gives_one_pose_per_image(predictor, image_paths, direct_guidance):
     assert direct_guidance.shape == (2, 6)
     assert predictor.predict([str(image_paths[0])]).shape == (1, 6)

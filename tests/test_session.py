@@ -232,6 +232,23 @@ def test_bad_settings_are_refused(settings):
         SessionSettings(**settings)
 
 
+def test_a_checkpoint_path_or_a_dict_of_settings_is_pointed_to_what_takes_it(tmp_path):
+    with pytest.raises(TypeError, match=r"GuidanceSession.from_checkpoint\(path\)"):
+        GuidanceSession(tmp_path / "best.ckpt")
+    with pytest.raises(TypeError, match=r"settings must be SessionSettings\(history=..., planner=...\), got dict"):
+        GuidanceSession(KnownPredictor(), {"history": 2})
+
+
+@pytest.mark.parametrize("pose", [[0.0] * 5, None, [np.nan] * 6, "abcdef"])
+def test_the_public_helpers_refuse_what_is_no_pose(pose):
+    session = GuidanceSession(KnownPredictor())
+    if pose is None or len(pose) != 6:  # 5 numbers read as "arrived"; None gave an IndexError
+        with pytest.raises(DataError, match=r"poses must be \[\.\.\., 6\] numbers"):
+            session.within_arrival(pose)
+    with pytest.raises(DataError, match="pose must be 6 finite numbers"):  # NaN gave a NaN move
+        suggested_move(pose, "additive")
+
+
 def test_numpy_numbers_from_a_notebook_sweep_are_settings():
     settings = SessionSettings(history=np.int64(4), arrival_mm=np.float32(2.5))
     assert settings.history == 4 and type(settings.history) is int
@@ -239,9 +256,10 @@ def test_numpy_numbers_from_a_notebook_sweep_are_settings():
 
 @pytest.mark.parametrize("move", [[np.nan] * 6, [1.0] * 5, "abcdef", {"x": 1.0}, [1e300, 0, 0, 0, 0, 1e300],
                                   ["1.5", "0", "0", "0", "0", "0"], [True, False, False, False, False, False],
-                                  None])
+                                  [[0.0] * 3, [0.0] * 3], np.zeros(6, dtype=complex), None])
 def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
-    # 1e300 mm: a tracker glitch, which the session answered with a suggested move of -1e300 mm
+    # 1e300 mm: a tracker glitch, which the session answered with a suggested move of -1e300 mm; a 2 x 3 array was
+    # read as one move and a complex one lost its imaginary part
     session = GuidanceSession(KnownPredictor(), SessionSettings(history=2))
     session.update(np.zeros(6))
     if move is None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -233,8 +234,11 @@ def test_a_crafted_patient_description_is_one_line_naming_the_value(tmp_path, ph
 
 
 @pytest.mark.parametrize("arguments, rule", [
-    ({"pose": "abc"}, "a pose is 6 finite numbers (mm, degrees), got 'abc'"),
+    ({"pose": "abc"}, "a pose is 6 finite numbers (mm, degrees) within +-1e+06, got 'abc'"),
     ({"pose": [0.0] * 5}, "a pose is 6 finite numbers"),
+    ({"pose": ["0"] * 6}, "a pose is 6 finite numbers"),  # text numpy would read as numbers
+    ({"pose": [True] * 6}, "a pose is 6 finite numbers"),
+    ({"pose": [1e300, 0, 0, 0, 0, 0]}, "a pose is 6 finite numbers"),  # rendered black, with overflow warnings
     ({"pose": [0.0] * 6, "cycle": (0.5,)}, "cycle is 2 finite numbers (cardiac, breathing phase in cycles)"),
     ({"pose": [0.0] * 6, "cycle": (float("nan"), 0.1)}, "cycle is 2 finite numbers"),
     ({"pose": [0.0] * 6, "rng": 5}, "rng must be a numpy Generator"),
@@ -244,6 +248,12 @@ def test_render_refuses_what_is_no_pose_cycle_or_generator_in_one_line(arguments
     with pytest.raises(ConfigError) as refused:
         PhantomPatient(1, image_size=32).render(**arguments)
     assert rule in str(refused.value)
+
+
+def test_a_pose_tensor_that_requires_grad_renders_as_its_values():
+    patient, rng = PhantomPatient(1, image_size=32), np.random.default_rng
+    pose = torch.tensor([1.0, 2, 3, 4, 5, 6], requires_grad=True)
+    np.testing.assert_array_equal(patient.render(pose, rng=rng(0)), patient.render(pose.tolist(), rng=rng(0)))
 
 
 def test_v3_poses_beyond_the_written_range_still_show_anatomy():

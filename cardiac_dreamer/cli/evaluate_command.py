@@ -9,16 +9,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from ..config import name_list
-from ..errors import CardiacDreamerError, ConfigError, OutputError
+from ..errors import CardiacDreamerError, ConfigError
 from ..evaluation.evaluator import evaluate_checkpoint
-from ..evaluation.report_files import REPORT_FILES
 from ..names import SPLIT_CHOICES
 from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
-from ..guidance.navigation.report import FILES as NAVIGATION_FILES
 from ..guidance.session import PLANNERS
 from .common import CommandParser, a_path, add_flag, configure_logging, interrupted_exit_code, report_error, \
     sigterm_as_ctrl_c
@@ -101,7 +98,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     try:
-        _refuse_earlier_report(args.output_dir, REPORT_FILES)
         report, output_dir = evaluate_checkpoint(
             args.checkpoint,
             split=args.split,
@@ -122,7 +118,6 @@ def _navigate(args: argparse.Namespace) -> int:
     from ..guidance.navigation.report import summary_table
 
     try:
-        _refuse_earlier_report(args.output_dir, NAVIGATION_FILES)
         settings = _navigation_settings(args)
         result, output_dir = navigate_checkpoint(
             args.checkpoint, settings, data_dir=args.data_dir, output_dir=args.output_dir, device=args.device
@@ -132,17 +127,6 @@ def _navigate(args: argparse.Namespace) -> int:
     print(summary_table(result))
     print(f"results: {output_dir}")
     return 0
-
-
-def _refuse_earlier_report(output_dir: Optional[str], files: Sequence[str]) -> None:
-    """An ``--output_dir`` holding an earlier report (a run's own test_evaluation/, say) is refused: the command
-    would replace it without a word. Leaving the flag out writes a new timestamped folder."""
-    if output_dir is None:
-        return
-    earlier = [name for name in files if (Path(output_dir) / name).exists()]
-    if earlier:
-        raise OutputError(f"{output_dir}: holds an earlier report ({earlier[0]}); name a new folder, or leave out "
-                          "--output_dir for a new one")
 
 
 def _navigation_settings(args: argparse.Namespace) -> NavigationSettings:

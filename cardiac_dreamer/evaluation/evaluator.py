@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import numbers
 import os
+import reprlib
 import time
 from pathlib import Path
 from typing import Collection, Dict, List, Optional, Sequence, Tuple, Union
@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import LossConfig, name_list
+from ..config import LossConfig, name_list, positive_count
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
@@ -25,7 +25,7 @@ from ..data.records import TransitionRecord
 from ..errors import CheckpointError, ConfigError, DataError
 from ..geometry import AXIS_NAMES
 from ..io.checkpoint import ModelCheckpoint
-from ..io.run_dir import RunDirectory, removed_if_left_empty, report_directory
+from ..io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_empty, report_directory
 from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
@@ -36,7 +36,7 @@ from .baselines import BASELINES, BaselineData
 from .diagnostics import WorldModelErrors, move_transfer_slopes
 from .loading import load_run
 from .report import EvaluationReport
-from .report_files import write_report
+from .report_files import REPORT_FILES, write_report
 from .sequence import sequence_metrics
 
 log = logging.getLogger(__name__)
@@ -124,20 +124,22 @@ def evaluate_checkpoint(
     batch_size: int = 32,
     device: Union[str, torch.device] = "auto",
     progress: bool = True,
+    replace_report: bool = False,
 ) -> Tuple[EvaluationReport, Path]:
     """Evaluate a checkpoint on a split of the patients it recorded, with its normalization statistics, and write
     the report (default: ``<run>/evaluation_<split>_<timestamp>/``). What ``cardiac-evaluate`` does.
 
     ``split`` is ``train``, ``val``, ``test`` or ``all`` (the three together); ``patients`` (a list, or one
     comma-separated string as the command line takes it, a name that holds a comma in double quotes) narrows it to
-    some of its patients; ``data_dir`` defaults to the directory recorded at training time.
+    some of its patients; ``data_dir`` defaults to the directory recorded at training time. An ``output_dir`` that
+    holds an earlier report is refused unless ``replace_report`` (a run re-scoring its own test_evaluation/).
     """
+    if not replace_report:
+        refuse_earlier_report(output_dir, REPORT_FILES)
     if split not in SPLIT_CHOICES:
         raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(patients, str):
-        patients = name_list(patients)
+    batch_size = positive_count(batch_size, "batch_size")
+    patients = _patient_names(patients)
     device = select_device(device)
     run = load_run(checkpoint_path)
     model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
@@ -184,6 +186,21 @@ def evaluate_checkpoint(
         }
         write_report(report, output_dir)
     return report, output_dir
+
+
+def _patient_names(patients) -> Optional[List[str]]:
+    """``patients`` as evaluate_checkpoint takes them (None: the whole split; a list of names, or one comma-separated
+    string) as a list; ConfigError for an empty selection (a filter that matched nothing would otherwise evaluate
+    every patient) or anything that is not names."""
+    if patients is None:
+        return None
+    names = name_list(patients) if isinstance(patients, str) else patients
+    if isinstance(names, (list, tuple)) and names and all(isinstance(name, str) for name in names):
+        return list(names)
+    if isinstance(names, (list, tuple)) and not names:
+        raise ConfigError("patients names no patient; give None to evaluate the whole split")
+    raise ConfigError(f"patients must be a list of patient names or one comma-separated string, got "
+                      f"{reprlib.repr(patients)}")
 
 
 def _warn_of_changed_pairs(run: RunDirectory, samples_per_patient: Dict[str, int], patients: Collection[str]) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import normalize_precision
+from ..config import normalize_precision, positive_count
 from ..errors import ConfigError, DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..geometry import as_moves, folded_poses
@@ -46,9 +46,12 @@ class Predictor:
 
     def __init__(self, model: GuidanceModel, device: Union[str, torch.device] = "auto", batch_size: int = 32,
                  precision: str = "32"):
+        if not isinstance(model, GuidanceModel):
+            raise TypeError(f"Predictor takes a model (load_model(path) gives one), got {type(model).__name__}; "
+                            "for a checkpoint file use Predictor.from_checkpoint(path)")
+        self.batch_size = positive_count(batch_size, "batch_size")
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
-        self.batch_size = batch_size
         # "32" gives the figures evaluation reports; "bf16" (or "16") trades ~0.1 mm / deg of rounding for speed
         # where the hardware has it: on a CPU with native bf16 the production model imagines 1.8x faster with
         # spatial tokens, 1.9x with channel ones (docs/performance.md). Elsewhere it falls back, saying so in one

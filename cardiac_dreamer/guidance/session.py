@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import reprlib
 from dataclasses import dataclass
 from typing import List, Optional, Protocol, Sequence, Union
 
@@ -133,6 +134,12 @@ class GuidanceSession:
     """
 
     def __init__(self, predictor: PosePredictor, settings: Optional[SessionSettings] = None):
+        if isinstance(predictor, (str, os.PathLike)):
+            raise TypeError(f"GuidanceSession takes a Predictor, got the path {str(predictor)!r}; for a checkpoint "
+                            "file use GuidanceSession.from_checkpoint(path)")
+        if settings is not None and not isinstance(settings, SessionSettings):
+            raise TypeError(f"settings must be SessionSettings(history=..., planner=...), got "
+                            f"{type(settings).__name__}")
         settings = settings or SessionSettings()
         if predictor.composition not in COMPOSITION_MODES:
             raise ConfigError(f"unknown composition {predictor.composition!r} (valid: {', '.join(COMPOSITION_MODES)})")
@@ -310,13 +317,21 @@ def plan_candidates(suggested: np.ndarray) -> np.ndarray:
 
 def suggested_move(pose: np.ndarray, composition: str) -> np.ndarray:
     """The move that takes the probe from ``pose`` to the view: ``-pose`` (additive), the inverse transform (se3);
-    angles the short way round (a pose of 185 deg turns by 175, not -185)."""
-    pose = torch.as_tensor(np.asarray(pose, dtype=np.float64))
+    angles the short way round (a pose of 185 deg turns by 175, not -185). DataError unless ``pose`` is 6 finite
+    numbers."""
+    pose = as_moves(pose, what="pose")
     return folded_poses(undo_move(torch.zeros_like(pose), pose, composition).numpy())
 
 
 def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, np.ndarray]:
-    """``[..., 6]``: every |translation| <= ``limit_mm`` and every |angle| <= ``limit_deg`` (angles folded)."""
+    """``[..., 6]``: every |translation| <= ``limit_mm`` and every |angle| <= ``limit_deg`` (angles folded; a NaN
+    component is not within). DataError for anything but poses of 6 numbers: 5 numbers would read as arrived."""
+    try:
+        shape = np.shape(np.asarray(poses, dtype=np.float64))
+    except (TypeError, ValueError):
+        shape = ()
+    if not shape or shape[-1] != 6:
+        raise DataError(f"poses must be [..., 6] numbers (mm, degrees), got {reprlib.repr(poses)}")
     folded = np.abs(folded_poses(poses))
     inside = (folded[..., :3] <= limit_mm).all(-1) & (folded[..., 3:] <= limit_deg).all(-1)
     return bool(inside) if np.ndim(inside) == 0 else inside

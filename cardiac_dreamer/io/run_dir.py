@@ -325,6 +325,21 @@ def _data_roots(data: Path) -> List[Path]:
     return roots
 
 
+def refuse_earlier_report(output_dir: Optional[Path], files: Sequence[str]) -> None:
+    """Refuse an ``output_dir`` that is empty text (an unset variable: it would read as the current folder) or that
+    holds an earlier report (any of ``files``: a run's own test_evaluation/, say), which writing would replace
+    without a word. Checked before anything is loaded; leaving ``output_dir`` out writes a new timestamped folder."""
+    if output_dir is None:
+        return
+    if not str(output_dir).strip():
+        raise OutputError("the report's output folder is empty (an unset variable?): name a folder, or leave it out "
+                          "for a new one")
+    earlier = [name for name in files if (Path(output_dir) / name).exists()]
+    if earlier:
+        raise OutputError(f"{output_dir}: holds an earlier report ({earlier[0]}); name a new folder, or leave it out "
+                          "for a new one")
+
+
 def report_directory(output_dir: Optional[Path], default: Path, data_dirs: Sequence[Path], what: str) -> Path:
     """Where a command writes its report: ``output_dir`` (made if needed), else a new ``<default>_<timestamp>``;
     refused inside any of the user's ``data_dirs`` before anything is made, and proven writable."""

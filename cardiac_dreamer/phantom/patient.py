@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 
 from ..io.fileio import read_json, write_json
 from ..errors import ConfigError, DataError
+from ..geometry import MAX_POSE_MAGNITUDE
 from . import anatomy, people
 from .rendering import render_beating, render_slice
 
@@ -89,7 +91,7 @@ class PhantomPatient:
         at the border of its volume (beyond 25 mm / 25 degrees); v4's volume holds every pose of its sweeps.
         """
         size = check_image_size(self.image_size if image_size is None else image_size)
-        pose = _finite_numbers(pose, 6, "a pose is 6 finite numbers (mm, degrees)")
+        pose = _finite_numbers(pose, 6, f"a pose is 6 finite numbers (mm, degrees) within +-{MAX_POSE_MAGNITUDE:g}")
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise ConfigError(f"rng must be a numpy Generator (numpy.random.default_rng(seed)), got {rng!r}")
         rng = np.random.default_rng() if rng is None else rng
@@ -152,12 +154,17 @@ def check_image_size(image_size: int) -> int:
 
 
 def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
-    """``values`` as ``[count]`` float64 when they are that many finite numbers; else ConfigError stating ``rule``."""
+    """``values`` as ``[count]`` float64 when they are that many finite numbers within +-MAX_POSE_MAGNITUDE (a
+    tensor's too, gradient or not); else ConfigError stating ``rule``. Text, booleans and complex numbers are not
+    numbers here, though numpy would convert them."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
     try:
-        array = np.asarray(values, dtype=np.float64)
+        array = np.asarray(values)
+        array = None if array.dtype.kind in "USbc" else array.astype(np.float64)
     except (TypeError, ValueError):
         array = None
-    if array is None or array.shape != (count,) or not np.isfinite(array).all():
+    if array is None or array.shape != (count,) or not (np.abs(array) <= MAX_POSE_MAGNITUDE).all():
         raise ConfigError(f"{rule}, got {reprlib.repr(values)}")
     return array
 

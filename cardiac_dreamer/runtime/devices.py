@@ -23,6 +23,9 @@ def select_device(requested: Union[str, torch.device] = "auto") -> torch.device:
     torch accepts many device strings that cannot train (``meta`` holds no data, ``xpu`` or ``cuda:7`` may not
     exist): those are refused in one line listing what this machine offers, before anything is built.
     """
+    if isinstance(requested, bool) or not isinstance(requested, (str, torch.device, int)):
+        raise ConfigError(f"device must be a name such as 'auto', 'cpu' or 'cuda:1', or a torch.device; got "
+                          f"{requested!r}; this machine offers: {', '.join(available_devices())}")
     if requested == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -17,11 +17,11 @@ from tqdm.auto import tqdm
 from ...errors import ConfigError
 from ...evaluation.loading import load_run
 from ...evaluation.predictor import Predictor
-from ...io.run_dir import RunDirectory, removed_if_left_empty, report_directory
+from ...io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_empty, report_directory
 from ..session import GuidanceSession
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
-from .report import write_report
+from .report import FILES as REPORT_FILES, write_report
 from .result import NavigationResult, NavigationSettings, range_record
 from .simulator import Episode, centred_box, run_episode
 from .starts import RANGE_SOURCE, start_box, start_kind, training_range
@@ -43,8 +43,10 @@ def navigate_checkpoint(
     """Run every policy on the same episodes and write the report (default: ``<run>/navigation_<timestamp>/``).
 
     Starts lie within the training poses' range on each axis, drawn from phantom sweeps where the patients were
-    written as sweeps, unless ``settings.start_range`` gives a box centred on the view (:mod:`.starts`).
+    written as sweeps, unless ``settings.start_range`` gives a box centred on the view (:mod:`.starts`). An
+    ``output_dir`` that holds an earlier report is refused.
     """
+    refuse_earlier_report(output_dir, REPORT_FILES)
     checkpoint_path = Path(checkpoint_path)
     run = load_run(checkpoint_path)
     checkpoint, model, config, checkpoint_path = run.checkpoint, run.model, run.config, run.path
