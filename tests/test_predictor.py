@@ -83,6 +83,12 @@ def test_a_checkpoint_path_given_for_the_model_points_to_from_checkpoint(checkpo
         Predictor(str(checkpoint))
 
 
+def test_a_numpy_batch_in_a_tensors_layout_is_named_as_the_batch_it_is(predictor):
+    with pytest.raises(DataError, match=r"a numpy batch must be N x H x W or N x H x W x C .*got shape \(2, 1, 64, 64\) "
+                                        r"\(an \[N, C, H, W\] batch is a tensor's layout"):
+        predictor.predict(np.zeros((2, 1, 64, 64), np.uint8))  # named the shape of one item, (1, 64, 64)
+
+
 def test_a_batch_gives_one_pose_per_image(predictor, image_paths, direct_guidance):
     assert direct_guidance.shape == (2, 6)
     assert predictor.predict([str(image_paths[0])]).shape == (1, 6)

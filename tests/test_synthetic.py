@@ -444,6 +444,17 @@ def test_a_patient_folder_holding_the_users_files_is_refused_before_anything_is_
     assert sorted(tmp_path.rglob("*")) == before  # the marker and the other patient are still there
 
 
+def test_an_earlier_patient_holding_the_users_files_is_refused_though_the_new_phantom_is_smaller(tmp_path):
+    # Left alone, the 64 px patient 3 would sit beside two new 32 px patients and be trained on with them.
+    first = generate_phantom(tmp_path, num_patients=3, pairs_per_patient=3, image_size=64)
+    (first[2] / "notes.txt").write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(OutputError, match=f"^{first[2]}: holds what the phantom writer did not put there "
+                                          r"\(notes.txt\)"):
+        generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="output directory is empty"):

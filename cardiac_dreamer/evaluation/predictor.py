@@ -154,6 +154,10 @@ class Predictor:
         """``(uint8 [N, 1, S, S], single)``: the images as the training data loader would hold them."""
         if isinstance(images, torch.Tensor):
             _check_holds_pixels(images)
+        if isinstance(images, np.ndarray) and images.ndim == 4 and images.shape[-1] not in _CHANNEL_COUNTS:
+            raise DataError(f"a numpy batch must be N x H x W or N x H x W x C with C in {_CHANNEL_COUNTS}, got shape "
+                            f"{tuple(images.shape)} (an [N, C, H, W] batch is a tensor's layout: "
+                            "torch.from_numpy(array))")
         single = not isinstance(images, (list, tuple)) and not _is_stack(images)
         items: List[ImageInput] = [images] if single else _unstack(images)
         if not items:

@@ -209,11 +209,13 @@ def _remove_previous(output_dir: Path, folders: Sequence[Path]) -> None:
     no stale patient outlives a new one. A folder is removed only when this writer made it (it holds the patient's
     ``phantom.json``, written first, or nothing) and holds nothing but what the writer puts in a patient folder
     (and a file browser's litter). Any other folder is refused, before anything is deleted, when the new phantom
-    needs its name, and left alone otherwise."""
+    needs its name or it holds an earlier phantom patient (kept beside the new patients, it would be read with
+    them), and left alone otherwise (a real patient's export named like a phantom's)."""
     previous = sorted(folder for folder in output_dir.glob("phantom_*") if folder.is_dir() or folder.is_symlink())
     for folder in previous:
         foreign = _foreign_entries(folder)
-        if foreign and folder in folders:
+        stale = not folder.is_symlink() and _describes_a_patient(folder / PATIENT_FILE)
+        if foreign and (folder in folders or stale):
             raise OutputError(f"{folder}: holds what the phantom writer did not put there ({', '.join(foreign[:3])}); "
                               "move it away to write the phantom here (nothing was deleted)")
     (output_dir / MARKER_FILE).unlink(missing_ok=True)
