@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+import torch
 
 from .io.checkpoint import TrainingState, load_training_state
 from .config import Config, changed_keys, run_keys, with_absolute_paths
 from .data.consistency import check_label_consistency
 from .data.image_check import verify_images, verify_undecoded_images
-from .data.normalization import unvarying_pose_axes
+from .data.normalization import NormalizationStats, unvarying_pose_axes
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
@@ -81,6 +82,7 @@ def run_training(
     prepared = prepare_data(config.data, split, composition=config.model.composition)
     if resume_state is not None:
         _check_same_pairs(RunDirectory.of_checkpoint(resume_from), prepared, config.data.data_dir)
+        _check_same_statistics(resume_from, resume_state, prepared.stats, config.data.data_dir)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     if "train" not in datasets or "val" not in datasets:
         raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
@@ -211,13 +213,32 @@ def _resume_hint(run: RunDirectory, trained: bool) -> str:
 def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) -> None:
     """A resume trains on as many pairs of each patient as the run did: a patient whose count changed since (a folder
     re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data. (A
-    re-export with the same count is not caught.)"""
+    re-export with the same count and other labels is caught by :func:`_check_same_statistics`.)"""
     changed = run.changed_pair_counts(prepared.samples_per_patient)
     if changed:
         patient, recorded, now = changed[0]
         raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {recorded} when the run last started "
                         f"({run.dataset_stats}); a resume would train on other data: restore the data or start a new "
                         "run")
+
+
+def _check_same_statistics(checkpoint: Path, state: TrainingState, stats: NormalizationStats, data_dir: str) -> None:
+    """A resume fits the pose and move statistics again on its training pairs: they must be the ones the run
+    trained with (the model's buffers in ``checkpoint``), bit for bit in float32. Why: a patient re-exported with as
+    many pairs but other labels passes the pair count, and would train the rest of the run on other targets."""
+    for prefix, axis_stats in (("pose", stats.pose), ("move", stats.move)):
+        for field in ("mean", "std"):
+            trained = state.model_state.get(f"{prefix}_{field}")
+            if trained is None:  # a checkpoint without the buffer has nothing to compare
+                continue
+            now = torch.tensor(getattr(axis_stats, field), dtype=trained.dtype)
+            differs = (now != trained.cpu()).nonzero().flatten().tolist()
+            if differs:
+                axis = differs[0]
+                raise DataError(f"{data_dir}: the training pairs' {prefix} {field} of {AXIS_NAMES[axis]} is "
+                                f"{now[axis].item():g} {AXIS_UNITS[axis]}, and was {trained[axis].item():g} when the "
+                                f"run started ({checkpoint}); its labels changed, and a resume would train on other "
+                                "targets: restore the data or start a new run")
 
 
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:

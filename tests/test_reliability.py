@@ -235,6 +235,23 @@ def test_a_resume_on_data_that_lost_pairs_since_the_run_began_is_refused(trained
     assert snapshot(run, data) == before
 
 
+def test_a_resume_on_data_relabelled_with_as_many_pairs_is_refused(trained_run, phantom_dir, tmp_path):
+    """phantom_01 re-exported with every pose 3 mm further right: the pair counts match, the labels do not."""
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    transitions = data / "phantom_01" / "transitions_dataset.json"
+    entries = json.loads(transitions.read_text())
+    for entry in entries:
+        entry["at1_6dof"][0] += 3.0
+        entry["at2_6dof"][0] += 3.0
+    transitions.write_text(json.dumps(entries))
+    run = Path(shutil.copytree(trained_run, tmp_path / trained_run.name, symlinks=True))
+    before = snapshot(run, data)
+    result = run_cli("--resume_from_checkpoint", run / "checkpoints" / "last.ckpt", "--data_dir", data,
+                     "--max_epochs", 2)
+    one_error_line(result, "the training pairs' pose mean of x is", "its labels changed", "other targets")
+    assert snapshot(run, data) == before
+
+
 def test_a_missing_pretrained_weights_file_leaves_no_run_directory(phantom_dir, tmp_path):
     result = run_cli("--data_dir", phantom_dir, "--output_dir", tmp_path / "out", "--max_epochs", 1, *TINY,
                      "--set", f"model.pretrained_weights={tmp_path / 'absent.pth'}")
