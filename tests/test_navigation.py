@@ -64,6 +64,16 @@ def test_the_mean_baseline_claims_arrival_at_once_when_the_mean_is_the_view():
     assert summary["false_arrival"]["value"] == 1.0
 
 
+def test_the_mean_baseline_makes_one_move_to_the_view_then_claims_arrival():
+    # It carries its belief through the move made, as a session does: believing the probe at the mean forever asked
+    # for the same move at every frame and walked the probe 146 deg away on the demo.
+    mean = np.array([2.0, 0, 0, 15.0, 0, -10.0])
+    episodes = episodes_of(baseline("mean", mean_pose=mean), EpisodeSettings(follow_noise=0.0))
+    for episode in episodes:
+        assert len(episode.steps) == 2 and episode.steps[-1].guidance.arrived
+        np.testing.assert_allclose(episode.steps[-1].true_pose - episode.steps[0].true_pose, -mean, atol=1e-9)
+
+
 def test_a_constant_bias_leaves_the_probe_offset_by_minus_the_bias():
     # Estimate = pose + 3 mm in x: the loop settles where the estimate reads 0, at x = -3 mm.
     policy = model_policy(KnownPredictor(bias=[3.0, 0, 0, 0, 0, 0]))
@@ -305,8 +315,9 @@ def test_starts_outside_the_training_range_are_reported_apart(run_checkpoint, tm
     assert groups["outside_training_range"]["episodes"] > 0
     assert sum(group["episodes"] for group in groups.values()) == 6
     assert record["paired"]["model_h1 - model_h0"]["episodes"] == 6
+    assert list(record["paired"])[:2] == ["model_h0 - mean", "model_h1 - mean"]  # what reading images must beat
     table = capsys.readouterr().out
-    assert "starts outside training range" in table and "model_h1 - model_h0" in table
+    assert "starts outside training range" in table and "model_h1 - model_h0" in table and "model_h0 - mean" in table
 
 
 def test_navigate_gives_the_sessions_the_arrival_threshold_asked_for(run_checkpoint, tmp_path):

@@ -13,7 +13,9 @@ from __future__ import annotations
 from typing import Optional, Protocol
 
 import numpy as np
+import torch
 
+from ...geometry import apply_move
 from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, GuidanceSession, suggested_move, within
 
 BASELINES = ("oracle", "stay", "mean")
@@ -53,23 +55,32 @@ class SessionPolicy:
 
 
 class BeliefPolicy:
-    """A baseline that believes a fixed pose (``mean``), the true pose (``oracle``, belief None) or moves never
-    (``stay``); arrival is judged on its belief with the session's default threshold."""
+    """A baseline that reads no image: it believes the probe starts at a fixed pose (``mean``) and carries that
+    belief through the moves made, as a session carries its estimates, or knows the true pose (``oracle``, belief
+    None), or moves never (``stay``); arrival is judged on its belief with the session's default threshold.
+
+    Why carried: a belief that stays at the start pose whatever the probe did asks for the same move at every frame
+    and walks the probe away (146 deg off after 20 moves on the demo); carried, ``mean`` makes the one move a
+    guidance without images can suggest, then says "arrived"."""
 
     def __init__(self, name: str, description: str, composition: str, belief: Optional[np.ndarray] = None,
                  moves: bool = True):
         self.name, self.description = name, description
         self.composition, self.belief, self.moves = composition, belief, moves
+        self._belief: Optional[torch.Tensor] = None  # the start belief carried through the moves made so far
 
     def start(self) -> None:
-        pass
+        self._belief = None if self.belief is None else torch.as_tensor(np.asarray(self.belief, dtype=np.float64))
 
     def update(self, image, true_pose: np.ndarray, executed_move: Optional[np.ndarray]) -> Guidance:
         if not self.moves:
             nowhere = np.full(6, np.nan)
             return Guidance(pose=nowhere, move=np.zeros(6), arrived=False, frames_fused=0, spread_mm=None,
                             spread_deg=None, frame_pose=nowhere)
-        pose = np.array(true_pose if self.belief is None else self.belief, dtype=np.float64)
+        if self._belief is not None and executed_move is not None:
+            self._belief = apply_move(self._belief, torch.as_tensor(executed_move, dtype=torch.float64),
+                                      self.composition)
+        pose = np.array(true_pose if self._belief is None else self._belief.numpy(), dtype=np.float64)
         return Guidance(pose=pose, move=suggested_move(pose, self.composition),
                         arrived=within(pose, ARRIVAL_MM, ARRIVAL_DEG), frames_fused=1, spread_mm=None,
                         spread_deg=None, frame_pose=pose)
@@ -81,6 +92,7 @@ def baseline_policies(composition: str, training_mean_pose: np.ndarray) -> list:
         BeliefPolicy("oracle", "the true pose as the estimate: perfect perception, the same sonographer",
                      composition),
         BeliefPolicy("stay", "never moves, never says arrived", composition, moves=False),
-        BeliefPolicy("mean", "always believes the probe is at the training poses' mean (the model's pose_mean) and "
-                     "suggests the move from there to the view", composition, belief=training_mean_pose),
+        BeliefPolicy("mean", "believes the probe starts at the training poses' mean (the model's pose_mean), "
+                     "suggests the move from there to the view and carries the belief through the moves made: "
+                     "one move, then 'arrived', without reading an image", composition, belief=training_mean_pose),
     ]

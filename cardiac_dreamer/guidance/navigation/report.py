@@ -184,7 +184,8 @@ def plot_episode_strip(episode: Episode, path: Path) -> Path:
 
 def summary_table(result: NavigationResult) -> str:
     """Per policy: success rates, final errors, steps, path and false arrivals, with 95 % intervals, one block per
-    kind of start when some lay outside the training range; then the model policies' paired differences."""
+    kind of start when some lay outside the training range; then the paired differences (each model policy against
+    ``mean``, then the model policies against each other)."""
     patients = ", ".join(patient.name for patient in result.patients)
     settings = result.settings
     lines = [

@@ -112,11 +112,14 @@ class NavigationResult:
 
     @functools.cached_property
     def paired(self) -> Dict[str, Dict[str, Any]]:
-        """``{"A - B": differences}`` for every pair of model policies, A after B in run order
+        """``{"A - B": differences}`` for each model policy against ``mean`` (the move guidance without images
+        suggests: what reading the images must beat), then every pair of model policies, A after B in run order
         (:func:`scoring.paired_differences`: same episodes, hierarchical bootstrap)."""
         names = self.model_policies
-        return {f"{later} - {earlier}": scoring.paired_differences(self.of_policy(later), self.of_policy(earlier))
-                for index, earlier in enumerate(names) for later in names[index + 1:]}
+        pairs = [(name, "mean") for name in names if "mean" in self.policies]
+        pairs += [(later, earlier) for index, earlier in enumerate(names) for later in names[index + 1:]]
+        return {f"{first} - {second}": scoring.paired_differences(self.of_policy(first), self.of_policy(second))
+                for first, second in pairs}
 
 
 def settings_record(settings: NavigationSettings) -> Dict[str, Any]:

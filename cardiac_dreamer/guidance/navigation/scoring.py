@@ -47,8 +47,9 @@ DEFINITIONS = {
     "resamples); for rates, its union with the Wilson score interval",
     "false_arrival_of_episodes": "fraction of all episodes that ended with 'arrived' while the true final pose was "
     "not within 5 mm / 5 degrees (a per-episode outcome, so policies can be compared paired)",
-    "paired": "per pair of model policies 'A - B': the mean over the same episodes of A's outcome minus B's, with the "
-    "hierarchical bootstrap interval of that mean; rates as fractions (0.1 = 10 points)",
+    "paired": "each model policy against 'mean' (one move by minus the training mean, no image read), then per pair "
+    "of model policies 'A - B': the mean over the same episodes of A's outcome minus B's, with the hierarchical "
+    "bootstrap interval of that mean; rates as fractions (0.1 = 10 points)",
     "starts": "episodes split by whether the start pose lay inside the training poses' range on every axis "
     "(training_range); each group summarized like overall",
     "success_curve": "success rate vs a threshold t applied as t mm and t degrees to every component of the true "
