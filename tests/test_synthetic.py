@@ -434,25 +434,16 @@ def test_a_file_browsers_litter_does_not_stop_a_rewrite(tmp_path):
     assert len(_entries(generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32)[0])) == 5
 
 
-def test_a_patient_folder_holding_the_users_files_is_refused_before_anything_is_deleted(tmp_path):
-    first = generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
-    (first[0] / "my_notes.txt").write_text("mine")
+@pytest.mark.parametrize("written", [2, 3], ids=["a patient the new phantom needs", "an earlier patient it does not"])
+def test_a_patient_folder_holding_the_users_files_is_refused_before_anything_is_deleted(tmp_path, written):
+    # Left alone, an earlier patient 3 would sit beside two new patients of another image size and be trained with them
+    first = generate_phantom(tmp_path, num_patients=written, pairs_per_patient=3, image_size=64)
+    (first[-1] / "my_notes.txt").write_text("mine")
     before = sorted(tmp_path.rglob("*"))
-    with pytest.raises(OutputError, match=f"^{first[0]}: holds what the phantom writer did not put there "
+    with pytest.raises(OutputError, match=f"^{first[-1]}: holds what the phantom writer did not put there "
                                           r"\(my_notes.txt\)"):
         generate_phantom(tmp_path, num_patients=2, pairs_per_patient=5, image_size=32)
-    assert sorted(tmp_path.rglob("*")) == before  # the marker and the other patient are still there
-
-
-def test_an_earlier_patient_holding_the_users_files_is_refused_though_the_new_phantom_is_smaller(tmp_path):
-    # Left alone, the 64 px patient 3 would sit beside two new 32 px patients and be trained on with them.
-    first = generate_phantom(tmp_path, num_patients=3, pairs_per_patient=3, image_size=64)
-    (first[2] / "notes.txt").write_text("mine")
-    before = sorted(tmp_path.rglob("*"))
-    with pytest.raises(OutputError, match=f"^{first[2]}: holds what the phantom writer did not put there "
-                                          r"\(notes.txt\)"):
-        generate_phantom(tmp_path, num_patients=2, pairs_per_patient=3, image_size=32)
-    assert sorted(tmp_path.rglob("*")) == before
+    assert sorted(tmp_path.rglob("*")) == before  # the marker and the other patients are still there
 
 
 def test_an_empty_output_path_is_refused_not_taken_for_the_current_directory(tmp_path, monkeypatch):
