@@ -205,6 +205,12 @@ def test_from_folder_rebuilds_the_patient_that_the_folder_describes(phantom):
     assert not np.array_equal(PhantomPatient(3, seed=0).render(pose, 64, np.random.default_rng(0)), direct)
 
 
+@pytest.mark.parametrize("folder", [None, 5])
+def test_from_folder_refuses_what_is_no_path_in_one_line(folder):
+    with pytest.raises(ConfigError, match=f"from_folder takes a patient folder's path, got {folder!r}"):
+        PhantomPatient.from_folder(folder)  # pathlib's TypeError named no argument
+
+
 def test_from_folder_refuses_a_folder_of_another_generator_version(tmp_path, phantom):
     description = json.loads((phantom[0][0] / PATIENT_FILE).read_text())
     (tmp_path / PATIENT_FILE).write_text(json.dumps(dict(description, generator_version=2)))

@@ -17,6 +17,7 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 from __future__ import annotations
 
 import numbers
+import os
 import reprlib
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -129,6 +130,8 @@ class PhantomPatient:
     @classmethod
     def from_folder(cls, folder: Union[str, Path]) -> "PhantomPatient":
         """Rebuild the patient written in ``folder`` (its ``phantom.json``); ``render`` defaults to its image size."""
+        if not isinstance(folder, (str, os.PathLike)):
+            raise ConfigError(f"from_folder takes a patient folder's path, got {reprlib.repr(folder)}")
         path = Path(folder) / PATIENT_FILE
         description = read_json(path, "phantom description", DataError)
         number = description.get("generator_version") if isinstance(description, dict) else None
