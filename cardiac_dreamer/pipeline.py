@@ -40,7 +40,7 @@ from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
 from .data.chains import check_frame_numbers
 from .training.sequence_stage import train_sequence_stage
-from .training.trainer import FitResult, Trainer
+from .training.trainer import FitResult, Trainer, refuse_changed_settings
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def run_training(
         ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
                        culprit=resume_from)
         _check_own_run(resume_from, resume_state)
+        refuse_changed_settings(resume_from, resume_state, config)  # before the data is compared with the run's
         split = PatientSplit.from_dict(resume_state.split or {})
     run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
     prepared = prepare_data(config.data, split, composition=config.model.composition)
@@ -225,19 +226,22 @@ def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) 
 def _check_same_statistics(checkpoint: Path, state: TrainingState, stats: NormalizationStats, data_dir: str) -> None:
     """A resume fits the pose and move statistics again on its training pairs: they must be the ones the run
     trained with (the model's buffers in ``checkpoint``), bit for bit in float32. Why: a patient re-exported with as
-    many pairs but other labels passes the pair count, and would train the rest of the run on other targets."""
+    many pairs but other labels passes the pair count, and would train the rest of the run on other targets.
+    Buffers that are no 6 finite numbers are left to the weights' checks, which name the damage."""
     for prefix, axis_stats in (("pose", stats.pose), ("move", stats.move)):
         for field in ("mean", "std"):
             trained = state.model_state.get(f"{prefix}_{field}")
-            if trained is None or not torch.isfinite(trained).all():  # nothing to compare; NaN is refused as damage
+            if not isinstance(trained, torch.Tensor) or trained.shape != (6,) or not trained.is_floating_point() \
+                    or not torch.isfinite(trained).all():
                 continue
             now = torch.tensor(getattr(axis_stats, field), dtype=trained.dtype)
             differs = (now != trained.cpu()).nonzero().flatten().tolist()
             if differs:
-                axis = differs[0]
+                axis, unit = differs[0], AXIS_UNITS[differs[0]]
                 raise DataError(f"{data_dir}: the training pairs' {prefix} {field} of {AXIS_NAMES[axis]} is "
-                                f"{now[axis].item():g} {AXIS_UNITS[axis]}, and was {trained[axis].item():g} when the "
-                                f"run started ({checkpoint}); its labels changed, and a resume would train on other "
+                                f"{now[axis].item():.9g} {unit} now and was {trained[axis].item():.9g} {unit} when "
+                                f"the run started ({checkpoint}): the labels changed (or another version of the "
+                                "package or numpy fits or draws them otherwise), and a resume would train on other "
                                 "targets: restore the data or start a new run")
 
 

@@ -148,6 +148,9 @@ def one_epoch_run(phantom_dir, tmp_path_factory):
     (["--test_patients", "phantom_01"], "data.manual_splits False"),  # the split comes from the checkpoint
     (["--set", "data.pair_gap_frames=8"], "data.pair_gap_frames 0"),  # the pairs (and move statistics) it trained on
     (["--set", "loss.latent_prediction=features"], "loss.latent_prediction change"),  # what the latent term learnt
+    # named as themselves, not as the other pairs or statistics they draw, which the resume compares after
+    (["--set", "data.label_fraction=0.5"], "data.label_fraction 1.0"),
+    (["--set", "data.max_pairs_per_patient=3"], "data.max_pairs_per_patient 4"),
 ])
 def test_resuming_with_a_setting_the_checkpoint_holds_changed_is_one_line_naming_it(one_epoch_run, capsys, flags,
                                                                                      named):

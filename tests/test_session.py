@@ -268,6 +268,18 @@ def test_an_executed_move_that_is_not_six_finite_numbers_is_refused(move):
         session.update(np.zeros(6), executed_move=move)
 
 
+def test_a_frame_the_model_reads_as_nan_is_refused_and_kept_out_of_the_history():
+    predictor = KnownPredictor()
+    session = GuidanceSession(predictor, SessionSettings(history=1))
+    session.update(np.zeros(6))
+    predictor.bias = np.full(6, np.nan)  # an overflow inside the model
+    with pytest.raises(DataError, match="the model's estimate of this frame is not finite"):
+        session.update(np.zeros(6), executed_move=np.zeros(6))
+    predictor.bias = np.zeros(6)
+    guidance = session.update(np.array([20.0, 0, 0, 0, 0, 0]), executed_move=np.zeros(6))
+    assert np.isfinite(guidance.pose).all() and guidance.pose[0] == pytest.approx(10.0)  # median of 0 and 20
+
+
 def test_a_bad_move_drops_the_history_so_a_loop_that_skips_it_fuses_no_stale_look():
     # A tracker's dropout (NaN) is refused like an unreadable frame; the probe moved by an unknown amount, so the
     # looks before it no longer say where it is: the next frame is judged on its own, not with 30 mm stale looks.

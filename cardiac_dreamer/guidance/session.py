@@ -202,6 +202,9 @@ class GuidanceSession:
         self._carry(executed_move)
         look = self.predictor.look(image)  # the frame's one pass through the backbone
         frame_pose = np.asarray(look.pose, dtype=np.float64).reshape(6)
+        if not np.isfinite(frame_pose).all():  # kept, it would poison the history's next estimates too
+            raise DataError(f"the model's estimate of this frame is not finite ({frame_pose.tolist()}): the frame is "
+                            "skipped; if every frame reads so, the checkpoint's weights or statistics are damaged")
         current = torch.from_numpy(frame_pose)[None]  # [1, 6]
         keep = self.settings.history + 1
         self._estimates = torch.cat([self._estimates, current])[-keep:]  # [k + 1, 6]

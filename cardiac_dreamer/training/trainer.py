@@ -417,15 +417,8 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         """Load a training state saved by ``_training_state`` into memory; the GradScaler already exists."""
         state = load_training_state(path)
-        # the optimizer, schedule and split come back from the file, so a change to them would not apply; checked
-        # first, so that a changed architecture is named as the key, not as the weights that no longer fit
-        changes = changed_keys(Config.from_stored(state.config, f"{path} config"), self.config,
-                               run_keys(self.cfg.scheduler)) if state.config else []
-        if changes:
-            key, trained, asked = changes[0]
-            raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
-                              f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
-                              f"{_shown(trained)}, or start a new run")
+        # checked first, so that a changed architecture is named as the key, not as the weights that no longer fit
+        refuse_changed_settings(path, state, self.config)
         try:
             dist.unwrap(self.model).load_state_dict(state.model_state)
         except RuntimeError as error:
@@ -458,6 +451,20 @@ class Trainer:
         self.epoch = state.epoch + 1
         self.global_step = state.global_step
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
+
+
+def refuse_changed_settings(path: Path, state: TrainingState, config: Config) -> None:
+    """ConfigError naming the first setting a resume from ``path`` may not change (the optimizer, schedule, split
+    and data settings come back from its state, so a change to them would not apply). Why a function: the pipeline
+    checks it before it compares the data with the run's, so a changed setting is named as itself, not as the other
+    data it draws."""
+    changes = changed_keys(Config.from_stored(state.config, f"{path} config"), config,
+                           run_keys(config.training.scheduler)) if state.config else []
+    if changes:
+        key, trained, asked = changes[0]
+        raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
+                          f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
+                          f"{_shown(trained)}, or start a new run")
 
 
 def _batch_sizes(num_samples: int, batch_size: int) -> List[int]:

@@ -6,7 +6,8 @@ treat them alike:
 * ``model_h<k>`` (``_imagine`` with the world-model planner): a :class:`~cardiac_dreamer.guidance.session.GuidanceSession`;
 * ``oracle``: the true pose as the estimate: what perfect perception achieves with this sonographer;
 * ``stay``: never moves and never says "arrived": what doing nothing achieves;
-* ``mean``: believes the probe is always at the training poses' mean: what a model that learnt nothing suggests.
+* ``mean``: believes the probe starts at the training poses' mean and carries that belief through the moves made:
+  one move, then "arrived", without reading an image: what a model that learnt nothing suggests.
 """
 from __future__ import annotations
 
