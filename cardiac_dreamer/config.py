@@ -593,12 +593,19 @@ def _coerce(section_cls: type, key: str, value: Any, where: str) -> Any:
     raise ConfigError(f"{where} must be of type {type_name}, got {reprlib.repr(value)}")
 
 
-def positive_count(value: Any, name: str) -> int:
-    """``value`` as an int when it is a whole number >= 1 (numpy's too; never a bool or a float); else ConfigError
-    naming ``name``: a batch size of 0, -1 or 2.5 fails later inside torch or ``range``, far from its cause."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+def whole_number(value: Any, name: str, lowest: int = 1, highest: Optional[int] = None) -> int:
+    """``value`` as a plain int when it is a whole number in ``lowest..highest`` (no upper bound when None); else
+    ConfigError naming ``name``. Why checked where it is given: a batch size of 0 or 2.5 fails later inside torch or
+    ``range``, far from its cause, and a phantom seed of 1.7 read as 1 builds another heart."""
+    if not is_whole(value) or value < lowest or (highest is not None and value > highest):
+        limits = f">= {lowest}" if highest is None else f"in {lowest}..{highest:,}"
+        raise ConfigError(f"{name} must be a whole number {limits}, got {value!r}")
     return int(value)
+
+
+def is_whole(value: Any) -> bool:
+    """An int or numpy integer; not a bool (True patients), not a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def name_list(text: str) -> List[str]:

@@ -231,7 +231,7 @@ def test_patients_may_be_one_comma_separated_string_as_on_the_command_line(check
 
 @pytest.mark.parametrize("batch_size", ["8", 0, 2.5, True])
 def test_a_batch_size_that_is_not_a_positive_integer_is_refused(checkpoint, batch_size):
-    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+    with pytest.raises(ConfigError, match="batch_size must be a whole number >= 1"):
         evaluate_checkpoint(checkpoint, batch_size=batch_size, device="cpu")
 
 

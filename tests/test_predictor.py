@@ -73,8 +73,8 @@ def test_one_image_gives_one_pose_of_six_values(predictor, image_paths):
 
 
 @pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
-def test_a_batch_size_that_is_no_positive_count_is_refused_when_built(predictor, batch_size):
-    with pytest.raises(ConfigError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
+def test_a_batch_size_that_is_no_whole_number_is_refused_when_built(predictor, batch_size):
+    with pytest.raises(ConfigError, match=f"batch_size must be a whole number >= 1, got {batch_size!r}"):
         Predictor(predictor.model, "cpu", batch_size=batch_size)  # 0 failed inside range(), -1 inside torch.cat
 
 

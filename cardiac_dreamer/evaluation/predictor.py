@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import normalize_precision, positive_count
+from ..config import normalize_precision, whole_number
 from ..errors import ConfigError, DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
 from ..geometry import as_moves, folded_poses
@@ -49,7 +49,7 @@ class Predictor:
         if not isinstance(model, GuidanceModel):
             raise TypeError(f"Predictor takes a model (load_model(path) gives one), got {type(model).__name__}; "
                             "for a checkpoint file use Predictor.from_checkpoint(path)")
-        self.batch_size = positive_count(batch_size, "batch_size")
+        self.batch_size = whole_number(batch_size, "batch_size")
         self.device = select_device(device)
         self.model = model.to(self.device).eval()
         # "32" gives the figures evaluation reports; "bf16" (or "16") trades ~0.1 mm / deg of rounding for speed

@@ -16,7 +16,6 @@ Random streams, all ``np.random.default_rng`` seeded with a list (a tag keeps th
 """
 from __future__ import annotations
 
-import numbers
 import os
 import reprlib
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from ..io.fileio import read_json, write_json
+from ..config import is_whole, whole_number
 from ..errors import ConfigError, DataError
 from ..geometry import MAX_POSE_MAGNITUDE
 from . import anatomy, people
@@ -54,8 +54,8 @@ class PhantomPatient:
 
     def __init__(self, index: int, seed: int = 0, image_size: int = 224, version: str = DEFAULT_VERSION,
                  alike: bool = False):
-        index = whole_number(index, "patient index (1-based)", 1, MAX_PATIENT_INDEX)
-        seed = whole_number(seed, "seed", 0, MAX_SEED)
+        index = whole_number(index, "the phantom's patient index (1-based)", 1, MAX_PATIENT_INDEX)
+        seed = whole_number(seed, "the phantom's seed", 0, MAX_SEED)
         check_version(version)
         image_size = check_image_size(image_size)
         if alike and version == "v3":
@@ -136,7 +136,7 @@ class PhantomPatient:
         description = read_json(path, "phantom description", DataError)
         number = description.get("generator_version") if isinstance(description, dict) else None
         versions = {value: name for name, value in GENERATOR_VERSIONS.items()}
-        if not _is_whole(number) or number not in versions:
+        if not is_whole(number) or number not in versions:
             known = " or ".join(str(value) for value in sorted(versions))
             raise DataError(f"{path}: written by phantom generator version {number!r}, this one reads version "
                             f"{known}; generate the phantom again")
@@ -151,7 +151,7 @@ class PhantomPatient:
 
 def check_image_size(image_size: int) -> int:
     """``image_size`` as a plain int (a numpy integer would be written into phantom.json as a string)."""
-    if not _is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+    if not is_whole(image_size) or not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise ConfigError(f"phantom image_size must be in {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size!r}")
     return int(image_size)
 
@@ -170,20 +170,6 @@ def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
     if array is None or array.shape != (count,) or not (np.abs(array) <= MAX_POSE_MAGNITUDE).all():
         raise ConfigError(f"{rule}, got {reprlib.repr(values)}")
     return array
-
-
-def whole_number(value, what: str, lowest: int, highest: Optional[int] = None) -> int:
-    """``value`` as an int when it is a whole number (numpy's too, never a bool) in ``lowest..highest`` (no upper
-    bound when None); else one line saying so."""
-    if not _is_whole(value) or value < lowest or (highest is not None and value > highest):
-        limits = f">= {lowest}" if highest is None else f"in {lowest}..{highest:,}"
-        raise ConfigError(f"the phantom's {what} must be a whole number {limits}, got {value!r}")
-    return int(value)
-
-
-def _is_whole(value) -> bool:
-    """An int or numpy integer; not a bool (True patients), not a float (a seed of 1.7 read as 1 is another heart)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_version(version: str) -> None:

@@ -20,12 +20,12 @@ from typing import IO, Iterator, List, Optional, Sequence
 import numpy as np
 from PIL import Image
 
+from ..config import whole_number
 from ..io.fileio import atomic_open, is_text_path, os_reason, read_json, write_json
 from ..names import TRANSITIONS_FILE
 from ..errors import CardiacDreamerError, ConfigError, OutputError
 from .patient import (
     DEFAULT_VERSION, GENERATOR_VERSIONS, MAX_SEED, PATIENT_FILE, PhantomPatient, check_image_size, check_version,
-    whole_number,
 )
 from .trajectories import LABEL_DECIMALS, SWEEP_STRIDE, Trajectory, plan_trajectory, resolve_counts
 
@@ -76,13 +76,13 @@ def generate_phantom(
         raise ConfigError(f"the phantom's output directory must be a folder's path, got {output_dir!r}")
     if not os.fspath(output_dir).strip():
         raise ConfigError("the phantom's output directory is empty (an unset variable?); name a folder")
-    num_patients = whole_number(num_patients, "number of patients", 1, MAX_PATIENTS)
-    seed = whole_number(seed, "seed", 0, MAX_SEED)
+    num_patients = whole_number(num_patients, "the phantom's number of patients", 1, MAX_PATIENTS)
+    seed = whole_number(seed, "the phantom's seed", 0, MAX_SEED)
     image_size = check_image_size(image_size)
     if pairs_per_patient is not None:  # the upper bound is resolve_counts', on the frames they need
-        pairs_per_patient = whole_number(pairs_per_patient, "pairs per patient", 1)
+        pairs_per_patient = whole_number(pairs_per_patient, "the phantom's pairs per patient", 1)
     if frames_per_patient is not None:
-        frames_per_patient = whole_number(frames_per_patient, "frames per patient", 1)
+        frames_per_patient = whole_number(frames_per_patient, "the phantom's frames per patient", 1)
     check_version(version)
     trajectory = trajectory or ("sweep" if version == "v4" else "random")
     frames, pairs = resolve_counts(trajectory, pairs_per_patient, frames_per_patient)
