@@ -195,12 +195,12 @@ def _patient_names(patients) -> Optional[List[str]]:
     if patients is None:
         return None
     names = name_list(patients) if isinstance(patients, str) else patients
-    if isinstance(names, (list, tuple)) and names and all(isinstance(name, str) for name in names):
-        return list(names)
-    if isinstance(names, (list, tuple)) and not names:
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        raise ConfigError(f"patients must be a list of patient names or one comma-separated string, got "
+                          f"{reprlib.repr(patients)}")
+    if not names:
         raise ConfigError("patients names no patient; give None to evaluate the whole split")
-    raise ConfigError(f"patients must be a list of patient names or one comma-separated string, got "
-                      f"{reprlib.repr(patients)}")
+    return list(names)
 
 
 def _warn_of_changed_pairs(run: RunDirectory, samples_per_patient: Dict[str, int], patients: Collection[str]) -> None:
