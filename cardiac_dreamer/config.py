@@ -34,6 +34,9 @@ BACKBONES = ("resnet18", "resnet34")  # model.backbone: torchvision ResNets (mod
 VARIANTS = ("dreamer", "direct")
 TOKEN_TYPES = ("channel", "spatial")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
+STEP_SCHEDULERS = ("cosine", "onecycle")  # the schedules that count optimizer steps
+COMPOSITION_MODES = ("additive", "se3")  # model.composition: how a move composes with a pose (geometry.py)
+DISK_CACHE_MODES = ("auto", "off")  # data.disk_cache
 PRECISIONS = ("32", "16", "bf16")
 # loss.latent_prediction. "change": the target encoder's own view of image t1 plus what the dreamer changed (read by
 # the latent predictor), so a dreamer that changes nothing predicts "nothing changes". "features": the latent
@@ -94,7 +97,7 @@ class ModelConfig:
         _check_choice("model.variant", self.variant, VARIANTS)
         _check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
         _check_choice("model.token_type", self.token_type, TOKEN_TYPES)
-        _check_choice("model.composition", self.composition, ("additive", "se3"))
+        _check_choice("model.composition", self.composition, COMPOSITION_MODES)
         if self.sequence_frames == 1:
             raise ConfigError("model.sequence_frames must be 0 (off) or >= 2 (the current frame and at least one "
                               "before it), got 1")
@@ -162,7 +165,7 @@ class DataConfig:
         _check_fields("data", self)
         if self.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.image_size}")
-        _check_choice("data.disk_cache", self.disk_cache, ("auto", "off"))
+        _check_choice("data.disk_cache", self.disk_cache, DISK_CACHE_MODES)
         ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
         if abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(f"data split ratios must sum to 1, got {ratios}")
@@ -382,7 +385,7 @@ STEP_SCHEDULE_KEYS = (("training", "batch_size"), ("training", "accumulate_grad_
 
 def run_keys(scheduler: str) -> Tuple[Tuple[str, str], ...]:
     """What a run with ``scheduler`` cannot change on resume."""
-    return RUN_KEYS + (STEP_SCHEDULE_KEYS if scheduler in ("cosine", "onecycle") else ())
+    return RUN_KEYS + (STEP_SCHEDULE_KEYS if scheduler in STEP_SCHEDULERS else ())
 
 
 def changed_keys(before: Config, after: Config, keys=RUN_KEYS) -> List[Tuple[str, Any, Any]]:

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .evaluation.baselines import BASELINES, SEED_FREE, BaselineData
-from .config import Config, apply_overrides, with_absolute_paths
+from .config import VARIANTS, Config, apply_overrides, with_absolute_paths
 from .data.image_check import verify_images
 from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 
 PLAN_FILE = "cv_plan.json"
 RESULT_FILE = "fold_result.json"
-VARIANTS = ("dreamer", "direct")  # the comparison's order: the world model, then its baseline
+COMPARED_VARIANTS = ("dreamer", "direct")  # what --compare trains, in its order: the world model, then its baseline
 RESULT_KEYS = ("fold", "seed", "split", "samples", "metrics", "per_patient")  # what the summary reads of a fold
 METRICS = tuple(pose_metrics.axis_key("mae", axis) for axis in range(6)) + ("translation_error_mm",
                                                                             "rotation_error_deg")
@@ -207,7 +207,7 @@ def plan_cross_validation(config: Config, compare: bool = False, seeds: int = 1)
     records, grouping = read_grouped_records(config.data)
     verify_images(records, config.data.image_size)
     folds, inner = cross_validation_folds(k, config.data.split_seed, grouping, config.data.test_patients)
-    variants = list(VARIANTS) if compare else [config.model.variant]
+    variants = list(COMPARED_VARIANTS) if compare else [config.model.variant]
     seed_list = [config.training.seed + offset for offset in range(seeds)]
     plan = CrossValidationPlan(config, variants, folds, inner, seed_list, grouping)
     for variant in variants:  # a setting one arm or seed refuses fails now, not after the folds before it trained
@@ -449,7 +449,7 @@ def summarize(plan: CrossValidationPlan, results: Mapping[str, Sequence[Mapping[
         "results": rows,
         "per_patient": dict(sorted(per_patient.items())),
     }
-    if set(VARIANTS) <= set(results):
+    if set(COMPARED_VARIANTS) <= set(results):
         summary["comparison"] = {metric: _relative_change(rows["dreamer"]["mean"][metric],
                                                           rows["direct"]["mean"][metric]) for metric in METRICS}
     return summary

@@ -14,9 +14,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .config import COMPOSITION_MODES
 from .errors import DataError
-
-COMPOSITION_MODES = ("additive", "se3")
 AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
 AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
 # No probe pose or move is a kilometre or a thousand turns: a larger label or move is an export or tracker error, and

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .config import Config, LossConfig, TrainingConfig
+from .errors import ConfigError
 from .data.transforms import PhotometricAugment, images_to_float
 from .runtime.devices import FP32, Precision
 from .geometry import pose_error
@@ -26,6 +27,7 @@ from .names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES
 Batch = Dict[str, torch.Tensor]
 Tensors = Dict[str, torch.Tensor]
 LABEL_KEYS = ("action_change", "at1", "at2")
+LATENT_READINGS = ("latent_t2_features", "latent_change")  # what a world model's imagine() gives the latent loss
 LABEL_TERMS = ("main_task_loss", "aux_t2_action_loss")  # averaged over the labelled pairs only
 
 
@@ -187,11 +189,21 @@ class GuidanceTask:
         with self.autocast():
             return engine(batch["image_t1"], batch["action_change"])
 
+    def _check_latent_readings(self, outputs: Dict[str, torch.Tensor]) -> None:
+        """A variant whose ``imagine`` lacks the latent readings would train its latent term as 0 without a word."""
+        missing = [key for key in LATENT_READINGS if key not in outputs]
+        if missing:
+            raise ConfigError(
+                f"the {self.model.variant!r} variant's imagine() returns no {' or '.join(map(repr, missing))}, which "
+                f"the latent loss reads (loss.lambda_latent {self.loss_cfg.lambda_latent}): return them "
+                "(CardiacDreamer.imagine shows how) or set loss.lambda_latent to 0")
+
     def step(self, engine: nn.Module, batch: Batch) -> Tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
         """Forward, latent target and losses: ``(outputs, losses)``."""
         outputs = self.forward(engine, batch)
         target = None
-        if self.latent_target is not None and "latent_change" in outputs:
+        if self.latent_target is not None:
+            self._check_latent_readings(outputs)
             with self.autocast():
                 target = self.latent_target(batch["image_t2"])
                 target_t1 = (self.latent_target(batch.get("image_t1_clean", batch["image_t1"]))

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torchvision.models import resnet18, resnet34
 
+from cardiac_dreamer import config as config_module
 from cardiac_dreamer.config import BACKBONES
 from cardiac_dreamer.config import Config, LossConfig, ModelConfig, apply_overrides, load_config
 from cardiac_dreamer.data.normalization import NormalizationStats
@@ -15,6 +16,7 @@ from cardiac_dreamer.geometry import undo_move
 from cardiac_dreamer.models import CardiacDreamer, GuidanceModel, build_backbone, build_model, can_imagine
 from cardiac_dreamer.io.checkpoint import ModelCheckpoint
 from cardiac_dreamer.models.backbone import hub_file
+from cardiac_dreamer.models import registry
 from cardiac_dreamer.models.registry import model_from_checkpoint
 from cardiac_dreamer.task import GuidanceTask, LatentTarget
 
@@ -364,6 +366,25 @@ def test_build_model_builds_the_configured_variant_with_the_statistics(variant, 
     model = build_model(config, STATS)
     assert type(model) is model_class and can_imagine(model) is imagines
     assert model.normalization == STATS
+
+
+def test_the_config_accepts_exactly_the_variants_the_registry_builds():
+    """The config checks names without importing torch, so it keeps its own list: a variant added to one list only
+    would be refused by the config or fail in build_model."""
+    assert set(config_module.VARIANTS) == set(registry.VARIANTS)
+
+
+class WorldModelWithoutLatentReadings(CardiacDreamer):
+    """A variant written from an older development guide: its imagine() gives the poses and features only."""
+
+    def imagine(self, features_t1, move):
+        return self._imagine_poses(features_t1, move)
+
+
+def test_a_world_model_whose_imagine_lacks_the_latent_readings_is_refused_while_the_latent_loss_trains():
+    model = WorldModelWithoutLatentReadings(image_size=64, **TINY)
+    with pytest.raises(ConfigError, match="returns no 'latent_t2_features' or 'latent_change'.*lambda_latent"):
+        training_losses(model, *inputs())
 
 
 def test_a_variant_class_refuses_a_config_of_another_variant():

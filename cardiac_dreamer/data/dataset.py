@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..config import DISK_CACHE_MODES
 from ..errors import DataError, OutputError
 from ..io.run_dir import ensure_outside
 from ..runtime.threads import usable_cpus
@@ -30,7 +31,6 @@ from .transforms import images_to_float, read_grayscale
 logger = logging.getLogger(__name__)
 
 Item = Dict[str, Union[torch.Tensor, str, int]]
-DISK_CACHE_MODES = ("auto", "off")
 
 
 class TransitionsDataset(Dataset):

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from ..config import TOKEN_TYPES
 from .backbone import FEATURE_CHANNELS
 
-TOKEN_TYPES = ("channel", "spatial")
 MOVE_DIM = 6
 
 

@@ -2,7 +2,8 @@
 
 A variant is a :class:`~cardiac_dreamer.models.system.GuidanceModel` subclass named by ``model.variant``; what it
 can do is said by its capability flags (``can_imagine``), so no caller looks for a particular submodule. Adding a
-variant is its class and one line in :data:`VARIANTS`.
+variant is its class, one line in :data:`VARIANTS` and its name in ``config.VARIANTS`` (the names a config accepts,
+checked there without importing torch; a test holds the two alike).
 """
 from __future__ import annotations
 

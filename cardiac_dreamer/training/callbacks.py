@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from ..config import TrainingConfig
+from ..config import STEP_SCHEDULERS, TrainingConfig
 from ..errors import ConfigError
 
 
@@ -76,7 +76,7 @@ class LRSchedule:
             )
 
     def after_optimizer_step(self) -> None:
-        if self.kind in ("cosine", "onecycle"):
+        if self.kind in STEP_SCHEDULERS:
             self.scheduler.step()
 
     def after_validation(self, score: float) -> None:
