@@ -29,6 +29,7 @@ import torch
 
 from cardiac_dreamer.cli.common import run_script
 from cardiac_dreamer.config import Config, apply_overrides, load_yaml, merge, resolve_config_path
+from cardiac_dreamer.errors import error_text
 from cardiac_dreamer.synthetic import generate_phantom
 from cardiac_dreamer.benchmarking.throughput import run_benchmark
 
@@ -114,8 +115,7 @@ class Check:
                 result = run_benchmark(config, steps=steps, warmup=warmup, rounds=1)
             return self.emit({**label, **result, "run_s": round(time.monotonic() - started, 1)})
         except (torch.cuda.OutOfMemoryError, RunTimeout) as error:
-            message = " ".join(str(error).split())[:200]
-            return self.emit({**label, "error": f"{type(error).__name__}: {message}"})
+            return self.emit({**label, "error": error_text(error, named=True)})
         finally:
             release_memory()
 

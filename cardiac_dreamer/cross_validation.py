@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from .evaluation.baselines import BASELINES, SEED_FREE, BaselineData
-from .config import VARIANTS, Config, apply_overrides, with_absolute_paths
+from .config import VARIANTS, Config, apply_overrides, is_whole, with_absolute_paths
 from .data.image_check import verify_images
 from .data.prepare import choose_labelled_patients, read_grouped_records
 from .data.records import TransitionRecord
@@ -279,7 +279,7 @@ def _fold_result_problem(result: Any, fold: int, seed: int) -> Optional[str]:
     missing = [key for key in RESULT_KEYS if not isinstance(result, dict) or key not in result]
     if missing:
         return f"no {', '.join(missing)}"
-    whole = all(_is_whole(result[key]) for key in ("fold", "seed", "samples"))
+    whole = all(is_whole(result[key]) and result[key] >= 0 for key in ("fold", "seed", "samples"))
     if not whole or (result["fold"], result["seed"]) != (fold, seed):
         return f"fold {result['fold']!r}, seed {result['seed']!r}, samples {result['samples']!r}: expected fold " \
                f"{fold}, seed {seed} and a whole number of samples"
@@ -295,10 +295,6 @@ def _fold_result_problem(result: Any, fold: int, seed: int) -> Optional[str]:
         if bad:
             return f"{name}.{bad[0]}: expected a finite number or null"
     return None
-
-
-def _is_whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _is_score(value: Any) -> bool:

@@ -24,3 +24,12 @@ class OutputError(CardiacDreamerError):
 
 class Interrupted(CardiacDreamerError):
     """The user stopped a run (Ctrl-C); the message says how to continue it, or that there is nothing to resume."""
+
+
+def error_text(error: BaseException, limit: int = 200, named: bool = False) -> str:
+    """Another library's exception as words inside one of our one-line messages: its message on one line (torch's
+    state-dict errors span many), cut to ``limit`` characters; ``named`` puts its type first (``KeyError: 'x'``)."""
+    text = " ".join(str(error).split())
+    if named or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -2,6 +2,7 @@
 checkpoints, outputs aimed at the data. Each ends with a non-zero exit, one line naming the culprit and no
 traceback, and leaves the data directory and every earlier file exactly as they were."""
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -381,6 +382,7 @@ def test_a_sigterm_that_lands_in_a_finalizer_still_stops_the_command():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.05)  # the handler runs here, inside the finalizer
 
+    gc.collect()  # an earlier test's garbage (a loader's workers) collected in the window below would get the stop
     with pytest.raises(KeyboardInterrupt), sigterm_as_ctrl_c():
         SignalledWhileCollected()  # collected at once: the signal arrives in its __del__
         time.sleep(1.0)  # raised again here, outside the finalizer

@@ -181,7 +181,7 @@ def count_training_flops(config: Config) -> float:
              "at1": torch.zeros(1, 6), "at2": torch.zeros(1, 6)}
     with FlopCounterMode(display=False) as counter:
         _, losses = task.step(model, batch)
-        losses["total_loss"].backward()
+        losses[task.loss_names[0]].backward()  # the first term is the objective
     return float(counter.get_total_flops()) * config.training.batch_size
 
 

@@ -38,10 +38,10 @@ class ConsistencyReport:
             raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
         return getattr(self, f"{mode}_residual_mm"), getattr(self, f"{mode}_residual_deg")
 
-    def matches(self, mode: str, tol_mm: float = TOL_MM, tol_deg: float = TOL_DEG) -> bool:
+    def matches(self, mode: str) -> bool:
         """Whether every label follows ``mode`` to within the tolerances (rounding in the export)."""
         mm, deg = self.residual(mode)
-        return mm <= tol_mm and deg <= tol_deg
+        return mm <= TOL_MM and deg <= TOL_DEG
 
     def summary(self) -> str:
         """One line, e.g. ``labels are additive (max residual 0.0000 mm / 0.0000 deg; se3 would leave ...)``."""

@@ -22,7 +22,7 @@ from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
 from ..data.records import TransitionRecord
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, error_text
 from ..geometry import AXIS_NAMES
 from ..io.checkpoint import ModelCheckpoint
 from ..io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_empty, report_directory
@@ -228,7 +228,7 @@ def _target_encoder(checkpoint: ModelCheckpoint, model: GuidanceModel,
         target.load_state_dict(state)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: its target encoder does not fit the recorded model "
-                              f"({' '.join(str(error).split())[:160]})") from None
+                              f"({error_text(error, 160)})") from None
     return target, ""
 
 

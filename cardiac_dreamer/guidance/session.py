@@ -42,6 +42,7 @@ from typing import List, Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
+from ..config import whole_number
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import rotation_errors, translation_errors
 from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move, \
@@ -112,13 +113,11 @@ class SessionSettings:
     planner: str = "direct"  # "direct": the inverse of the estimate; "imagine": the world model picks a move
 
     def __post_init__(self) -> None:
-        history = self.history
-        if not _is_number(history, numbers.Integral) or not 0 <= history <= MAX_HISTORY:
-            raise ConfigError(f"session history must be an integer in [0, {MAX_HISTORY}], got {history!r}")
-        object.__setattr__(self, "history", int(history))  # a numpy integer from a notebook sweep is fine
+        # a numpy integer from a notebook sweep is fine
+        object.__setattr__(self, "history", whole_number(self.history, "session history", 0, MAX_HISTORY))
         for name in ("arrival_mm", "arrival_deg"):
             value = getattr(self, name)
-            if not _is_number(value, numbers.Real) or not np.isfinite(value) or value <= 0:
+            if not _is_real(value) or not np.isfinite(value) or value <= 0:
                 raise ConfigError(f"session {name} must be a positive number, got {value!r}")
         if self.planner not in PLANNERS:
             raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
@@ -340,9 +339,9 @@ def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, 
     return bool(inside) if np.ndim(inside) == 0 else inside
 
 
-def _is_number(value, kind: type) -> bool:
-    """A number of ``kind`` (``numbers.Integral``, ``numbers.Real``; numpy's count), never a bool."""
-    return isinstance(value, kind) and not isinstance(value, (bool, np.bool_))
+def _is_real(value) -> bool:
+    """A real number (numpy's count), never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _rms(values: np.ndarray) -> float:

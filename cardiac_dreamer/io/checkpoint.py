@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from ..errors import CheckpointError, OutputError
+from ..errors import CheckpointError, OutputError, error_text
 from .fileio import atomic_open, cannot_write, os_reason, require_regular_file
 from ..version import __version__
 
@@ -218,7 +218,7 @@ def _damaged_member(path: Path) -> Optional[str]:
         with zipfile.ZipFile(path) as archive:
             return archive.testzip()
     except Exception as error:  # a broken directory or member: BadZipFile, zlib.error, EOFError...
-        return f"({type(error).__name__}: {' '.join(str(error).split())[:120]})"
+        return f"({error_text(error, 120, named=True)})"
 
 
 # torch's words for what its weights-only unpickler refused: a class (a whole pickled model), or a blocked function

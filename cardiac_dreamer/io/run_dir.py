@@ -101,9 +101,9 @@ class RunDirectory:
         return self.root / "dataset_stats.json"
 
     @classmethod
-    def create(cls, output_dir: Path, prefix: str = "run") -> "RunDirectory":
-        """A new ``<prefix>_YYYYMMDD_HHMMSS`` run directory with its sub-directories."""
-        run = cls(timestamped_directory(output_dir, prefix))
+    def create(cls, output_dir: Path) -> "RunDirectory":
+        """A new ``run_YYYYMMDD_HHMMSS`` run directory with its sub-directories."""
+        run = cls(timestamped_directory(output_dir, "run"))
         run.make_subdirectories()
         return run
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..config import BACKBONES
-from ..errors import ConfigError
+from ..errors import ConfigError, error_text
 from ..io.checkpoint import unpickler_complaint
 from ..io.fileio import require_regular_file
 
@@ -116,7 +116,7 @@ def imagenet_state(name: str) -> Any:
                                                      weights_only=True)
     except OSError as error:  # urllib's URLError, a timeout, a refused connection, a full cache disk
         if cached.exists():
-            raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({_first_line(error)}); delete "
+            raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({error_text(error)}); delete "
                               "it to download it again") from None
         raise ConfigError(
             f"model.pretrained: the ImageNet {name} weights are not in the torch hub cache ({cached}) and cannot "
@@ -124,7 +124,7 @@ def imagenet_state(name: str) -> Any:
             "file, or model.pretrained: false"
         ) from None
     except Exception as error:  # a damaged or foreign cache file: torch.load's unpickler raises all kinds
-        raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({_first_line(error)}); delete it "
+        raise ConfigError(f"{cached}: cannot read the ImageNet {name} weights ({error_text(error)}); delete it "
                           "to download it again") from None
 
 
@@ -137,7 +137,7 @@ def read_weights_file(path: Path) -> Any:
         raise ConfigError(f"{path}: refused to read backbone weights: the file holds pickled Python objects, not "
                           f"plain tensors ({unpickler_complaint(error)}); nothing in it was run") from None
     except Exception as error:  # torch.load's unpickler raises all kinds on a damaged file (IndexError, EOFError...)
-        raise ConfigError(f"{path}: cannot read backbone weights ({_first_line(error)})") from None
+        raise ConfigError(f"{path}: cannot read backbone weights ({error_text(error)})") from None
 
 
 def load_imagenet_weights(backbone: Backbone, path: Path, state: Any) -> None:
@@ -196,10 +196,5 @@ def _network_timeout(seconds: float):
 def _reason(error: OSError) -> str:
     """The network's words for a failed download (``Name or service not known``), without urllib's wrapping."""
     inner = getattr(error, "reason", error)
-    return getattr(inner, "strerror", None) or _first_line(inner if isinstance(inner, BaseException) else error)
+    return getattr(inner, "strerror", None) or error_text(inner if isinstance(inner, BaseException) else error)
 
-
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    """The error's message on one line (state-dict errors span many), cut to ``limit`` characters."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
 from ..config import Config, changed_keys, run_keys
 from ..runtime.devices import resolve_precision, select_device
-from ..errors import CardiacDreamerError, CheckpointError, ConfigError
+from ..errors import CardiacDreamerError, CheckpointError, ConfigError, error_text
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
 from ..names import csv_columns
@@ -351,7 +351,7 @@ class Trainer:
                 layer.momentum = momentum
 
     @torch.no_grad()
-    def validate(self, loader: Optional[DataLoader] = None) -> Dict[str, float]:
+    def validate(self) -> Dict[str, float]:
         """Mean losses, and the task's mean absolute errors (for guidance: per axis, in mm and degrees, of the
         image-only at1), over the whole validation set, summed over all ranks."""
         self.eval_engine.eval()
@@ -359,7 +359,7 @@ class Trainer:
         loss_sums = torch.zeros(len(loss_names), device=self.device)
         error_sums = torch.zeros(len(error_names), device=self.device, dtype=torch.float64)
         count = torch.zeros((), device=self.device)
-        for raw in loader or self.val_loader:
+        for raw in self.val_loader:
             batch = self.task.prepare_batch(raw, train=False)
             outputs, losses = self.task.step(self.eval_engine, batch)
             size = self.task.batch_size(batch)
@@ -422,9 +422,8 @@ class Trainer:
         try:
             dist.unwrap(self.model).load_state_dict(state.model_state)
         except RuntimeError as error:
-            first_line = " ".join(str(error).split())[:200]
             raise CheckpointError(f"{path}: its weights do not fit the configured model (was the architecture "
-                                  f"changed on resume?): {first_line}") from None
+                                  f"changed on resume?): {error_text(error)}") from None
         broken = next((key for key, tensor in state.model_state.items()
                        if tensor.is_floating_point() and not torch.isfinite(tensor).all()), None)
         if broken is not None:  # training would go on from NaN and save NaN models
@@ -443,9 +442,8 @@ class Trainer:
             try:
                 restore()
             except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as error:
-                detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
-                raise CheckpointError(f"{path}: its {name} cannot be restored ({detail}); the file is damaged or was "
-                                      "not written by cardiac-train") from None
+                raise CheckpointError(f"{path}: its {name} cannot be restored ({error_text(error, named=True)}); the "
+                                      "file is damaged or was not written by cardiac-train") from None
         self.resumed_top_k = state.top_k  # reconciled with the disk when training starts, not before
         self.nonfinite_steps, self.consecutive_nonfinite = state.nonfinite_steps, state.consecutive_nonfinite
         self.epoch = state.epoch + 1
