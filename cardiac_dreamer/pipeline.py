@@ -13,14 +13,14 @@ import logging
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .io.checkpoint import TrainingState, load_training_state
 from .config import Config, changed_keys, run_keys, with_absolute_paths
-from .data.consistency import check_label_consistency
+from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import verify_images, verify_undecoded_images
 from .data.normalization import NormalizationStats, unvarying_pose_axes
 from .data.prepare import PreparedData, build_datasets, prepare_data
@@ -71,32 +71,21 @@ def run_training(
     device = select_device(config.training.device)
     dist.init_process_group(device)
     resume_state = load_training_state(resume_from) if resume_from is not None else None
+    resumed_run = RunDirectory.of_checkpoint(resume_from) if resume_state is not None else None
     if resume_state is None:
         config = with_absolute_paths(config)  # the run records where its data is, wherever it is resumed from
     else:
-        ensure_outside(RunDirectory.of_checkpoint(resume_from).root, config.data.data_dir, "run directory",
-                       culprit=resume_from)
+        ensure_outside(resumed_run.root, config.data.data_dir, "run directory", culprit=resume_from)
         _check_own_run(resume_from, resume_state)
         refuse_changed_settings(resume_from, resume_state, config)  # before the data is compared with the run's
         split = PatientSplit.from_dict(resume_state.split or {})
     run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
     prepared = prepare_data(config.data, split, composition=config.model.composition)
     if resume_state is not None:
-        _check_same_pairs(RunDirectory.of_checkpoint(resume_from), prepared, config.data.data_dir)
+        _check_same_pairs(resumed_run, prepared, config.data.data_dir)
         _check_same_statistics(resume_from, resume_state, prepared.stats, config.data.data_dir)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
-    if "train" not in datasets or "val" not in datasets:
-        raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
-    verify_undecoded_images(datasets.values(), config.data.image_size)  # not found mid-epoch, after writing
-    if config.model.sequence_frames:  # the sequence stage runs after the fit: its data is checked before it
-        check_frame_numbers(prepared.sequence_records(), config.model.sequence_frames, config.data.data_dir)
-        _verify_frames_left_out_of_training(prepared, config.data.image_size)
-    consistency = check_label_consistency(prepared.records["train"])
-    if not consistency.matches(config.model.composition):  # the rule --check_data warns by
-        log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
-    unvarying = unvarying_pose_axes(prepared.labelled_training_records())
-    if unvarying:
-        log.warning("the training poses never change on %s: the model learns nothing there", ", ".join(unvarying))
+    consistency = _check_training_data(config, prepared, datasets)
 
     seed_everything(config.training.seed, config.training.deterministic)  # the initial weights follow the seed too
     # A resumed run's weights come from last.ckpt: its ImageNet start file need not be here any more.
@@ -108,7 +97,7 @@ def run_training(
     trainer.setup(model, datasets["train"], datasets["val"], resume_from=resume_from)  # no file written yet
 
     if resume_state is not None:
-        run = RunDirectory.of_checkpoint(resume_from)
+        run = resumed_run
         if dist.is_main_process():  # the only rank that writes the run
             run.ensure_resumable()
     else:
@@ -125,16 +114,7 @@ def run_training(
             fit = _train(trainer, run, prepared, consistency.summary(), config, device, argv, resume_from)
             trained = True
             if dist.is_main_process():  # an interruption here leaves a complete run: the resume hint finishes it
-                from . import plots  # matplotlib only once there is something to draw: refusals stay quick
-
-                rows = epoch_rows(run.metrics_csv)
-                plots.plot_training_summary(run.plots / "training_summary.png", rows, _final_metrics(fit),
-                                            first_ranked_epoch=config.training.pretrain_epochs)
-                if evaluate_test and "test" in datasets and fit.deployed_checkpoint is not None:
-                    report, evaluation_dir = evaluate_checkpoint(
-                        fit.deployed_checkpoint, split="test", output_dir=run.root / TEST_EVALUATION,
-                        batch_size=config.training.batch_size, device=config.training.device, progress=progress,
-                        replace_report=True)
+                report, evaluation_dir = _summarize(run, fit, config, evaluate_test and "test" in datasets, progress)
         except BaseException as error:
             _forget_unstarted(run, new, latest_before)
             if isinstance(error, KeyboardInterrupt):
@@ -143,6 +123,38 @@ def run_training(
     dist.barrier()
     dist.destroy_process_group()  # joined above; left open, NCCL warns at exit that resources may leak
     return TrainingOutcome(run.root, fit, evaluation_dir, report)
+
+
+def _check_training_data(config: Config, prepared: PreparedData, datasets: Mapping[str, Any]) -> ConsistencyReport:
+    """Refuse, before anything is written, what would fail mid-epoch or in the sequence stage after the fit; warn
+    about labels that break the model's composition rule or never change on an axis. Returns the label check."""
+    if "train" not in datasets or "val" not in datasets:
+        raise DataError(f"{config.data.data_dir}: the training and validation splits both need samples")
+    verify_undecoded_images(datasets.values(), config.data.image_size)
+    if config.model.sequence_frames:
+        check_frame_numbers(prepared.sequence_records(), config.model.sequence_frames, config.data.data_dir)
+        _verify_frames_left_out_of_training(prepared, config.data.image_size)
+    consistency = check_label_consistency(prepared.records["train"])
+    if not consistency.matches(config.model.composition):  # the rule --check_data warns by
+        log.warning("model.composition is %s but %s", config.model.composition, consistency.summary())
+    unvarying = unvarying_pose_axes(prepared.labelled_training_records())
+    if unvarying:
+        log.warning("the training poses never change on %s: the model learns nothing there", ", ".join(unvarying))
+    return consistency
+
+
+def _summarize(run: RunDirectory, fit: FitResult, config: Config, evaluate_test: bool,
+               progress: bool) -> Tuple[Optional[EvaluationReport], Optional[Path]]:
+    """After training (rank 0): the summary plot and, when asked and a model was deployed, the test evaluation."""
+    from . import plots  # matplotlib only once there is something to draw: refusals stay quick
+
+    plots.plot_training_summary(run.plots / "training_summary.png", epoch_rows(run.metrics_csv), _final_metrics(fit),
+                                first_ranked_epoch=config.training.pretrain_epochs)
+    if not evaluate_test or fit.deployed_checkpoint is None:
+        return None, None
+    return evaluate_checkpoint(fit.deployed_checkpoint, split="test", output_dir=run.root / TEST_EVALUATION,
+                               batch_size=config.training.batch_size, device=config.training.device,
+                               progress=progress, replace_report=True)
 
 
 def _check_own_run(checkpoint: Path, state: TrainingState) -> None:
