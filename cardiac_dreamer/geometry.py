@@ -16,8 +16,8 @@ import torch
 
 from .config import COMPOSITION_MODES
 from .errors import DataError
-AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
-AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
+from .names import AXIS_NAMES, AXIS_UNITS
+
 # No probe pose or move is a kilometre or a thousand turns: a larger label or move is an export or tracker error, and
 # its square (in the normalization statistics, in a fused estimate) would swamp every other.
 MAX_POSE_MAGNITUDE = 1e6  # mm or degrees

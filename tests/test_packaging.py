@@ -55,6 +55,17 @@ def test_the_public_names_are_listed_for_tab_completion_before_first_use():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_the_training_command_refuses_a_missing_data_directory_without_loading_torch(tmp_path):
+    """A mistyped path is answered in a fraction of a second (importing torch takes seconds): the command loads
+    torch only once there is something to train."""
+    code = ("import sys; from cardiac_dreamer.cli.train_command import main; "
+            "sys.argv[:] = ['cardiac-train', '--data_dir', sys.argv[1], '--output_dir', sys.argv[2]]; code = main(); "
+            "assert 'torch' not in sys.modules, 'torch was loaded'; sys.exit(code)")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "absent"), str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "data directory not found" in result.stderr, result.stderr
+
+
 def test_the_guides_quick_start_script_trains_on_data_processed_from_a_checkout(phantom_dir, tmp_path):
     # the guide's scripts/run_channel.sh is bin/run_channel.sh: data/processed into outputs/, extra flags passed on
     (tmp_path / "data").mkdir()
