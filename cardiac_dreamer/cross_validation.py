@@ -48,7 +48,7 @@ from .io.fileio import atomic_open, read_json, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS
 from .pipeline import run_training
 from .io.run_dir import ensure_outside, ensure_outside_runs, timestamped_directory
-from .names import TEST_EVALUATION
+from .names import RECORD_TIME, TEST_EVALUATION
 from .training import distributed as dist
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def run_cross_validation(
         ensure_outside_runs(Path(output_dir))
         cv_dir = timestamped_directory(Path(output_dir), "cv")
         write_json(cv_dir / PLAN_FILE, {**plan.to_dict(), "command_line": list(argv or []),
-                                        "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                                        "created": time.strftime(RECORD_TIME)})
     runs = [(variant, index, seed) for index in range(len(plan.folds)) for seed in plan.seeds
             for variant in plan.variants]
     finished = {run: _finished_result(cv_dir, *run) for run in runs}  # every stored result checked before a fold trains

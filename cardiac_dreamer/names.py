@@ -13,6 +13,7 @@ from typing import Optional, Sequence, Tuple
 AXIS_NAMES = ("x", "y", "z", "roll", "pitch", "yaw")
 AXIS_UNITS = ("mm", "mm", "mm", "deg", "deg", "deg")
 TRANSITIONS_FILE = "transitions_dataset.json"  # one per patient folder
+RECORD_TIME = "%Y-%m-%dT%H:%M:%S"  # local time, as every JSON record says when it was written (time.strftime)
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_CHOICES = SPLIT_NAMES + ("all",)  # what evaluation and navigation take: one split, or the three together
 

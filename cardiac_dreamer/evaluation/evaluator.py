@@ -29,7 +29,7 @@ from ..io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_em
 from ..losses import per_sample_pose_loss
 from ..models.registry import can_imagine
 from ..models.system import GuidanceModel
-from ..names import SPLIT_CHOICES, SPLIT_NAMES
+from ..names import RECORD_TIME, SPLIT_CHOICES, SPLIT_NAMES
 from ..runtime.devices import select_device
 from ..task import GuidanceTask, LatentTarget
 from .baselines import BASELINES, BaselineData
@@ -182,7 +182,7 @@ def evaluate_checkpoint(
             "variant": config.model.variant,
             "split": split,
             "data_dir": str(Path(data_cfg.data_dir).resolve()),
-            "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "evaluated": time.strftime(RECORD_TIME),
         }
         write_report(report, output_dir)
     return report, output_dir

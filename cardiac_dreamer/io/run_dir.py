@@ -28,8 +28,8 @@ import torch
 
 from ..errors import ConfigError, OutputError
 from .fileio import atomic_open, cannot_write, read_json, write_json
-from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, TEST_EVALUATION, \
-    TRANSITIONS_FILE
+from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, RECORD_TIME, \
+    TEST_EVALUATION, TRANSITIONS_FILE
 from ..version import __version__
 
 log = logging.getLogger(__name__)
@@ -399,7 +399,7 @@ def write_experiment_config(
     """``experiment_config.json``: the fully resolved config, the command line, versions, device and seed. A
     resume keeps the command line and time that started the run and adds its own to ``resumes``: how the run began
     is not lost to how it was continued."""
-    command, now = list(sys.argv if argv is None else argv), time.strftime("%Y-%m-%dT%H:%M:%S")
+    command, now = list(sys.argv if argv is None else argv), time.strftime(RECORD_TIME)
     record = {
         "config": dict(config),
         "command_line": command,

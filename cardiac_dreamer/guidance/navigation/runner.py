@@ -18,6 +18,7 @@ from ...errors import ConfigError
 from ...evaluation.loading import load_run
 from ...evaluation.predictor import Predictor
 from ...io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_empty, report_directory
+from ...names import RECORD_TIME
 from ..session import GuidanceSession
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
@@ -91,7 +92,7 @@ def navigate_checkpoint(
                 "patients_from": str(source_dir.resolve()) if source_dir else "fresh phantom patients: the checkpoint "
                 "has no phantom data here",
                 "episodes_seconds": round(time.perf_counter() - started, 2),
-                "navigated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "navigated": time.strftime(RECORD_TIME),
             },
         )
         write_report(result, output_dir)
