@@ -214,6 +214,34 @@ def test_grouping_keeps_a_person_in_one_split(tmp_path, make_real_export):
         assert sum(prepared.samples_per_patient.values()) == 12 and prepared.samples_per_patient["anna"] == 6
 
 
+@pytest.mark.parametrize("second_scan", ["SCAN_ANNA", "scan_anna_rescan", "scan_anna-2", "scan_anna scan3"])
+def test_a_second_scan_under_a_look_alike_name_in_another_split_is_warned_of(tmp_path, make_real_export, caplog,
+                                                                             second_scan):
+    """Every folder is its own patient unless a grouping file joins them: 'anna' trained on and 'ANNA' tested on
+    may be one person scored on herself. A grouping file that joins them silences the warning."""
+    data_dir = make_real_export(tmp_path / "data", patients=["scan_anna", second_scan, "scan_bert"], pairs=2, size=32)
+    cfg = DataConfig(data_dir=str(data_dir), manual_splits=True, train_patients=["scan_anna"], val_patients=["scan_bert"],
+                     test_patients=[second_scan])
+    with caplog.at_level(logging.WARNING, logger="cardiac_dreamer"):
+        prepare_data(cfg)
+    assert "'scan_anna' (train)" in caplog.text and f"{second_scan!r} (test)" in caplog.text
+    assert "grouping file" in caplog.text
+    grouping = tmp_path / "grouping.json"
+    grouping.write_text(json.dumps({"scan_anna": "anna", second_scan: "anna"}))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cardiac_dreamer"):
+        prepare_data(DataConfig(data_dir=str(data_dir), grouping_file=str(grouping), manual_splits=True,
+                                train_patients=["scan_anna"], val_patients=["scan_bert"], test_patients=[]))
+    assert "scan suffix" not in caplog.text
+
+
+@pytest.mark.parametrize("names", [["p_1", "p_2"], ["phantom_1", "phantom_10"], ["anna", "annabel"]])
+def test_patients_whose_names_only_share_a_start_are_not_taken_for_one_person(names):
+    from cardiac_dreamer.data.splits import look_alike_across_splits
+
+    assert look_alike_across_splits(PatientSplit(train=[names[0]], val=[names[1]])) == []
+
+
 def test_prepare_data_uses_the_manual_split_from_the_config(real_export):
     cfg = DataConfig(
         data_dir=str(real_export), manual_splits=True,

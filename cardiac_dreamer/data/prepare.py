@@ -20,8 +20,9 @@ from ..geometry import AXIS_NAMES, AXIS_UNITS
 from .dataset import TransitionsDataset
 from .normalization import NormalizationStats
 from .pair_gaps import regap_pairs
-from .records import TransitionRecord, find_patient_folders, read_records
-from .splits import SPLIT_NAMES, PatientSplit, automatic_split, encoding_hint, manual_split, read_grouping
+from .records import TransitionRecord, find_patient_folders, read_records, shown
+from .splits import SPLIT_NAMES, PatientSplit, automatic_split, encoding_hint, look_alike_across_splits, \
+    manual_split, read_grouping
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
     stats = NormalizationStats.fit(training_pairs, labelled)
     for name in SPLIT_NAMES:
         logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
+    _warn_of_look_alikes(split)
     if cfg.pair_gap_frames:
         _log_regapped(cfg.pair_gap_frames, by_split["train"], training_pairs)
     return PreparedData(
@@ -91,6 +93,17 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
         grouping=grouping,
         labelled_patients=labelled,
     )
+
+
+def _warn_of_look_alikes(split: PatientSplit) -> None:
+    """One warning for patients in two splits whose names look like two scans of one person."""
+    pairs = look_alike_across_splits(split)
+    if pairs:
+        listed = "; ".join(f"{shown(a)} ({split_a}) and {shown(b)} ({split_b})" for a, split_a, b, split_b in pairs[:3])
+        more = f" and {len(pairs) - 3} more pairs" if len(pairs) > 3 else ""
+        logger.warning("patients %s%s have names that differ only in case, accent encoding or a scan suffix: if they "
+                       "are one person, the model is scored on someone it trained on; give a grouping file "
+                       "(--grouping_file, {folder: patient_id}) that maps their folders to one patient", listed, more)
 
 
 def read_grouped_records(cfg: DataConfig, recorded: Optional[Dict[str, str]] = None,

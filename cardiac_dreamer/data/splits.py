@@ -10,11 +10,12 @@ import difflib
 import json
 import logging
 import random
+import re
 import shlex
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import DataError
 from ..io.fileio import read_json
@@ -22,6 +23,8 @@ from ..names import SPLIT_NAMES
 from .records import refuse_unsafe_text, shown
 
 logger = logging.getLogger(__name__)
+# What a second scan of one person tends to add to the first one's folder name: "anna_rescan", "anna-2", "anna scan3"
+SCAN_SUFFIX = re.compile(r"[ _.\-]+(?:re-?scan|scan|repeat|visit|session|follow-?up|copy|take)?[ _.\-]?\d*")
 
 
 @dataclass
@@ -241,6 +244,26 @@ def cross_validation_folds(k: int, seed: int, grouping: Mapping[str, str], test_
                             "(one selects the checkpoint): use fewer folds or more patients")
         inner.append([random.Random(seed + index).choice(sorted(fold.train))])
     return folds, inner
+
+
+def look_alike_across_splits(split: PatientSplit) -> List[Tuple[str, str, str, str]]:
+    """``[(patient, its split, patient, its split), ...]``: patients in two splits whose names differ only in case,
+    in how their accents are encoded, or by a scan suffix ('anna' and 'Anna', 'anna' and 'anna_rescan' or 'anna_2').
+
+    Why: every folder is its own patient unless a grouping file says otherwise, so a second scan of one person
+    exported under a look-alike name can land in another split, and the model is then scored on someone it trained
+    on. Names are only a hint (two people may be 'p_1' and 'P_1'), so this is for a warning, not a refusal."""
+    where = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
+    by_key: Dict[str, List[str]] = {}
+    for patient in sorted(where):
+        by_key.setdefault(unicodedata.normalize("NFC", patient).casefold(), []).append(patient)
+    pairs = []
+    for key, patients in by_key.items():
+        twins = [(a, b) for index, a in enumerate(patients) for b in patients[index + 1:]]
+        stems = [key[:cut] for cut in range(1, len(key)) if key[:cut] in by_key and SCAN_SUFFIX.fullmatch(key[cut:])]
+        twins += [(a, b) for stem in stems for a in by_key[stem] for b in patients]
+        pairs += [(a, where[a], b, where[b]) for a, b in twins if where[a] != where[b]]
+    return pairs
 
 
 def encoding_hint(names: Iterable[str], known: Iterable[str], where: str) -> str:
