@@ -256,6 +256,18 @@ def test_evaluating_on_data_whose_pairs_changed_since_training_says_so(trained_r
     assert "phantom_03 3 (was 4); these figures are not comparable with the run's" in caplog.text
 
 
+def test_evaluating_after_a_training_patient_changed_says_so(trained_run, phantom_dir, tmp_path, caplog):
+    """The test patient is unchanged, but the baselines beside the model are refitted on the training patients as
+    they are now: phantom_01 lost a pair since the run."""
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    transitions = data / "phantom_01" / "transitions_dataset.json"
+    transitions.write_text(json.dumps(json.loads(transitions.read_text())[:3]))
+    with caplog.at_level("WARNING"):
+        evaluate_checkpoint(trained_run / "checkpoints" / "best.ckpt", split="val", data_dir=data,
+                            output_dir=tmp_path / "val", device="cpu", progress=False)
+    assert "phantom_01 3 (was 4); these figures are not comparable with the run's" in caplog.text
+
+
 def test_an_unknown_split_is_refused(checkpoint):
     with pytest.raises(ConfigError, match="split"):
         evaluate_checkpoint(checkpoint, split="holdout", device="cpu")

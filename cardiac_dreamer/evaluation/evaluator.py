@@ -158,7 +158,9 @@ def evaluate_checkpoint(
         raise DataError(f"{data_cfg.data_dir}: the data directory {checkpoint_path} was trained on is not there; "
                         "give it as data_dir (--data_dir DIR; moved, or evaluated on another machine)")
     prepared = prepare_data(data_cfg, split=patient_split, grouping=checkpoint.grouping)
-    _warn_of_changed_pairs(RunDirectory.of_checkpoint(checkpoint_path), prepared.samples_per_patient, chosen)
+    fitted_on = set(patient_split.train) | set(patient_split.val)  # the baselines' patients
+    _warn_of_changed_pairs(RunDirectory.of_checkpoint(checkpoint_path), prepared.samples_per_patient,
+                           chosen | fitted_on)
     records = [record for name in SPLIT_NAMES for record in prepared.records[name] if record.patient_id in chosen]
     dataset = dataset_from_config(records, data_cfg)
     verify_undecoded_images([dataset], data_cfg.image_size)
@@ -205,7 +207,8 @@ def _patient_names(patients) -> Optional[List[str]]:
 
 def _warn_of_changed_pairs(run: RunDirectory, samples_per_patient: Dict[str, int], patients: Collection[str]) -> None:
     """Figures on patients whose number of pairs changed since the run recorded it (a re-export, pairs deleted) are
-    not comparable with the run's own: said in one line, since evaluating new data is allowed."""
+    not comparable with the run's own, nor are baselines refitted on training or validation patients that changed
+    (a folder added under a training patient's name joins their fit): said in one line, since new data is allowed."""
     changed = run.changed_pair_counts(samples_per_patient, patients)
     if changed:
         log.warning("pairs per patient changed since the run recorded them (%s): %s; these figures are not "
