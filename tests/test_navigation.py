@@ -253,6 +253,33 @@ def test_without_phantom_data_fresh_patients_beyond_the_written_ones_are_used(ru
     assert start_kind(patient.trajectory for patient in patients) == "box"
 
 
+@pytest.fixture
+def unwritten_phantom_checkpoint(phantom_dir, tmp_path):
+    """A checkpoint trained on phantom data whose descriptions are gone (as a real export has none): its patients
+    phantom_01..04 hold the hearts of fresh patients 1..4 of the same seed."""
+    data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
+    for description in data.rglob(PATIENT_FILE):
+        description.unlink()
+    split = PatientSplit(train=["phantom_01", "phantom_02"], val=["phantom_03"], test=["phantom_04"])
+    path = save_tiny_checkpoint(tmp_path / "best.ckpt", data, split)
+    return load_checkpoint(path), path
+
+
+@pytest.mark.parametrize("names", [["phantom_02"], ["phantom_2"], ["phantom_100"]])
+def test_fresh_patients_are_named_from_phantom_101_on_never_as_a_training_heart(unwritten_phantom_checkpoint, names):
+    """phantom_2 of the generator's seed is the heart this run trained on as phantom_02: navigating it as "fresh"
+    would score the model on a training patient."""
+    with pytest.raises(DataError, match=f"from {FRESH_FIRST_INDEX} on"):
+        resolve_patients(*unwritten_phantom_checkpoint, 64, split="test", names=names)
+
+
+def test_fresh_patients_belong_to_no_split_and_are_each_navigated_once(unwritten_phantom_checkpoint):
+    with pytest.raises(DataError, match="split 'train': .*fresh phantom patients.*belong to no split"):
+        resolve_patients(*unwritten_phantom_checkpoint, 64, split="train")
+    patients, source = resolve_patients(*unwritten_phantom_checkpoint, 64, names=["phantom_102", "phantom_102"])
+    assert source is None and [patient.name for patient in patients] == ["phantom_102"]
+
+
 def test_a_grouped_folder_name_stands_for_its_patient_in_navigation(phantom_dir, tmp_path):
     grouping = {"phantom_01": "anna", "phantom_02": "anna", "phantom_03": "ben", "phantom_04": "carl"}
     split = PatientSplit(train=["anna"], val=["ben"], test=["carl"])
@@ -342,6 +369,18 @@ def test_navigate_refuses_a_repeated_planner_and_one_value_with_a_unit(run_check
         main(["--checkpoint", str(run_checkpoint), "--navigate", flag, value, "--device", "cpu"])
     assert exit_info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, words", [(["--history", "0", "--history", "4"], "--history is given twice"),
+                                          (["--episodes", "2", "--episodes", "3"], "--episodes is given twice"),
+                                          (["--planner", "direct,,imagine"], "--planner"),
+                                          (["--episodes", "1_0"], "--episodes")])
+def test_navigate_refuses_a_setting_given_twice_an_empty_planner_and_digits_with_underscores(run_checkpoint, capsys,
+                                                                                             flags, words):
+    """--history 0 --history 4 ran history 4 alone; 1_0 was read as 10 episodes."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--checkpoint", str(run_checkpoint), "--navigate", *flags, "--device", "cpu"])
+    assert exit_info.value.code == 2 and words in capsys.readouterr().err
 
 
 def test_a_navigation_that_fails_in_its_episodes_leaves_no_empty_folder(run_checkpoint, tmp_path, capsys):

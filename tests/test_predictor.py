@@ -234,6 +234,26 @@ def test_look_takes_a_batch_of_one_and_refuses_a_larger_one(predictor, image_pat
         predictor.look(gray)
 
 
+@pytest.mark.parametrize("image, words", [(np.zeros((64, 64, 5), np.uint8), "shape (64, 64, 5) is neither one image"),
+                                          ("", "an image path is empty")])
+def test_a_five_channel_array_and_an_empty_path_are_refused_not_read_as_something_else(predictor, image, words):
+    """[64, 64, 5] gave 64 poses (64 images of 64 x 5 px); '' read the current folder as the image."""
+    with pytest.raises(DataError, match=re.escape(words)):
+        predictor.predict(image)
+
+
+def test_a_look_gives_the_angles_predict_gives_folded_into_the_circle(checkpoint, image_paths):
+    """A model whose roll reads near 200 deg (its training mean there): predict says -160, and so must the look the
+    session plans from and the poses it imagines."""
+    predictor = Predictor.from_checkpoint(checkpoint, "cpu")
+    predictor.model.pose_mean[3] += 200.0
+    look = predictor.look(image_paths[0])
+    moves = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 60, 0, 0]], dtype=float)
+    np.testing.assert_allclose(look.pose, predictor.predict(image_paths[0]), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(look.imagine(moves), predictor.predict([image_paths[0]] * 2, moves), rtol=1e-5, atol=1e-4)
+    assert (np.abs(look.imagine(moves)[:, 3:]) <= 180).all() and (np.abs(look.pose[3:]) <= 180).all()
+
+
 @pytest.mark.parametrize("image", [None, b"bytes", np.zeros((8, 8, 3), dtype=np.uint16),
                                    np.zeros((8, 8), dtype=np.int32)])
 def test_an_unusable_in_memory_image_is_one_data_error(predictor, image):

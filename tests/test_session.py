@@ -6,6 +6,7 @@ knows exactly what a perfect, biased or noisy model estimates.
 """
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional, Sequence
@@ -226,10 +227,16 @@ def test_the_imagine_planner_needs_a_world_model():
 
 @pytest.mark.parametrize("settings", [{"history": -1}, {"history": 1.5}, {"history": True}, {"arrival_mm": 0.0},
                                       {"arrival_deg": float("nan")}, {"arrival_mm": "5"}, {"arrival_deg": None},
-                                      {"planner": "dream"}])
+                                      {"arrival_mm": 10**400}, {"planner": "dream"}])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ConfigError):
         SessionSettings(**settings)
+
+
+def test_settings_take_any_real_number_as_a_float_and_a_session_refuses_what_is_no_predictor():
+    assert SessionSettings(arrival_deg=Fraction(1, 3)).arrival_deg == pytest.approx(1 / 3)
+    with pytest.raises(TypeError, match="GuidanceSession takes a Predictor .* got NoneType"):
+        GuidanceSession(None)
 
 
 def test_a_checkpoint_path_or_a_dict_of_settings_is_pointed_to_what_takes_it(tmp_path):

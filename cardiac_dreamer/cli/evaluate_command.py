@@ -17,8 +17,8 @@ from ..evaluation.evaluator import evaluate_checkpoint
 from ..names import SPLIT_CHOICES
 from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
 from ..guidance.session import PLANNERS
-from .common import CommandParser, a_path, add_flag, configure_logging, interrupted_exit_code, report_error, \
-    sigterm_as_ctrl_c
+from .common import CommandParser, StoreOnce, a_path, add_flag, configure_logging, interrupted_exit_code, \
+    report_error, sigterm_as_ctrl_c
 
 
 NAVIGATION_FLAGS = ("episodes", "max_steps", "start_range", "arrival", "follow_noise", "history", "planner", "seed")
@@ -57,27 +57,27 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
         "episode_strip.png into navigation_<timestamp>/ in the checkpoint's run (or --output_dir)",
     )
     group.add_argument("--navigate", action="store_true", help="run closed-loop guidance instead of evaluation")
-    add_flag(group, "--episodes", type=_positive_int, help="episodes per policy, dealt to the patients in turn "
+    add_flag(group, "--episodes", action=StoreOnce, type=_positive_int, help="episodes per policy, dealt to the patients in turn "
              f"(default: {NavigationSettings.episodes})")
-    add_flag(group, "--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
+    add_flag(group, "--max_steps", action=StoreOnce, type=_positive_int, help="frames per episode before giving up (default: "
              f"{EpisodeSettings.max_steps})")
-    add_flag(group, "--start_range", type=_mm_and_degrees, help="starts uniform within this box around the view, "
+    add_flag(group, "--start_range", action=StoreOnce, type=_mm_and_degrees, help="starts uniform within this box around the view, "
              "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: that range "
              "on each axis)")
-    add_flag(group, "--arrival", type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is "
+    add_flag(group, "--arrival", action=StoreOnce, type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is "
              "within this, e.g. 2.5mm,2.5deg (imagine ranks its candidates in these units); success is still judged at "
              "5 mm / 5 deg (default: "
              "{:g}mm,{:g}deg)".format(*NavigationSettings.arrival))
-    add_flag(group, "--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = "
+    add_flag(group, "--follow_noise", action=StoreOnce, type=_non_negative_float, help="the sonographer's noise n: executed = "
              "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
              f"{EpisodeSettings.follow_noise:g})")
-    add_flag(group, "--history", type=_history_list, help="comma-separated frames of history fused by the "
+    add_flag(group, "--history", action=StoreOnce, type=_history_list, help="comma-separated frames of history fused by the "
              "session, one model policy each (default: "
              f"{','.join(map(str, NavigationSettings.histories))})")
-    add_flag(group, "--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
+    add_flag(group, "--planner", action=StoreOnce, type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
              "(the world model picks among candidate moves), comma-separated (default: "
              f"{','.join(NavigationSettings.planners)})")
-    add_flag(group, "--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
+    add_flag(group, "--seed", action=StoreOnce, type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
              f"{EpisodeSettings.seed})")
 
 
@@ -157,7 +157,7 @@ def _number(kind: type, lowest: float, wording: str):
     """An argparse type: a finite ``kind`` (int or float) of at least ``lowest``, else one line naming the rule."""
     def convert(value: str):
         try:
-            number = kind(value)
+            number = kind(value.replace("_", "?"))  # Python reads 1_0 as 10; a command line means no such thing
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {wording}, got {value!r}") from None
         if not lowest <= number < float("inf"):
@@ -185,7 +185,7 @@ def _mm_and_degrees(value: str) -> Tuple[float, float]:
 
 def _history_list(value: str) -> Tuple[int, ...]:
     try:
-        values = tuple(int(part) for part in value.split(","))
+        values = tuple(int(part.replace("_", "?")) for part in value.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, e.g. 0,4, got {value!r}") from None
     if any(number < 0 for number in values):
@@ -194,8 +194,8 @@ def _history_list(value: str) -> Tuple[int, ...]:
 
 
 def _planner_list(value: str) -> Tuple[str, ...]:
-    planners = tuple(part.strip() for part in value.split(",") if part.strip())
-    unknown = [planner for planner in planners if planner not in PLANNERS]
+    planners = tuple(part.strip() for part in value.split(","))
+    unknown = [planner for planner in planners if planner not in PLANNERS]  # an empty one too (direct,,imagine)
     if unknown or not planners or len(set(planners)) != len(planners):
         raise argparse.ArgumentTypeError(f"planners are {', '.join(PLANNERS)}, each at most once, got {value!r}")
     return planners

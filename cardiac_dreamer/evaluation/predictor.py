@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 ImageInput = Union[PathLike, Image.Image, np.ndarray, torch.Tensor]
 _CHANNEL_COUNTS = (1, 2, 3, 4)  # gray, gray + alpha, RGB, RGBA: the last axis of an H x W x C array
+# An N x H x W stack of images narrower than this is taken for an H x W x C image with too many channels: an
+# [H, W, 5] array is no 5-px-wide ultrasound sweep.
+MIN_STACK_WIDTH = 16
 
 
 class Predictor:
@@ -142,7 +145,7 @@ class Predictor:
         with self.inference():
             features = self.model.backbone(images_to_float(batch.to(self.device)))  # [1, 512, h, w]
             pose = self.model.estimate(features)[0].double().cpu().numpy()
-        return Look(pose, features.float(), self)
+        return Look(folded_poses(pose), features.float(), self)
 
     @contextmanager
     def inference(self) -> Iterator[None]:
@@ -158,6 +161,11 @@ class Predictor:
             raise DataError(f"a numpy batch must be N x H x W or N x H x W x C with C in {_CHANNEL_COUNTS}, got shape "
                             f"{tuple(images.shape)} (an [N, C, H, W] batch is a tensor's layout: "
                             "torch.from_numpy(array))")
+        if isinstance(images, np.ndarray) and images.ndim == 3 and \
+                max(_CHANNEL_COUNTS) < images.shape[-1] < MIN_STACK_WIDTH:
+            raise DataError(f"a numpy array of shape {tuple(images.shape)} is neither one image (H x W x C with C in "
+                            f"{_CHANNEL_COUNTS}) nor a stack of gray images (N x H x W, each at least "
+                            f"{MIN_STACK_WIDTH} px wide)")
         single = not isinstance(images, (list, tuple)) and not _is_stack(images)
         items: List[ImageInput] = [images] if single else _unstack(images)
         if not items:
@@ -167,6 +175,8 @@ class Predictor:
 
     def _to_gray_array(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
+            if not str(image).strip():  # Path("") is the current folder
+                raise DataError("an image path is empty (an unset variable?)")
             return read_grayscale(_local_path(image), self.image_size)
         if isinstance(image, torch.Tensor):
             image = _tensor_to_array(image)
@@ -184,7 +194,7 @@ class Predictor:
 class Look:
     """An image as :meth:`Predictor.look` encoded it."""
 
-    pose: np.ndarray  # [6] at1, mm and degrees
+    pose: np.ndarray  # [6] at1, mm and degrees (angles in [-180, 180), as predict gives them)
     features: torch.Tensor  # [1, 512, h, w] float32 on the predictor's device
     predictor: Predictor
 
@@ -194,13 +204,15 @@ class Look:
         return self.features.mean((2, 3))[0]
 
     def imagine(self, moves) -> np.ndarray:
-        """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees)."""
+        """float64 ``[K, 6]``: the poses the world model imagines after each move (``[K, 6]`` mm, degrees; angles in
+        [-180, 180), as predict gives them)."""
         model = self.predictor.model
         if not can_imagine(model):
             raise ConfigError("this checkpoint is a 'direct' model: it has no world model to imagine moves with")
-        moves = as_moves(moves, len(moves) if np.ndim(moves) == 2 else 1).float().to(self.features.device)  # [K, 6]
+        count = len(moves) if np.ndim(moves) >= 2 else 1  # a [K, 6] array, or one [6] move
+        moves = as_moves(moves, count).float().to(self.features.device)  # [K, 6]
         with self.predictor.inference():
-            return model.imagine_moves(self.features, moves).double().cpu().numpy()
+            return folded_poses(model.imagine_moves(self.features, moves).double().cpu().numpy())
 
 
 def load_model(path: PathLike, device: Union[str, torch.device] = "auto", precision: str = "32") -> Predictor:

@@ -33,6 +33,7 @@ Importing this module loads torch and the model code, never matplotlib nor the t
 """
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import reprlib
@@ -117,8 +118,13 @@ class SessionSettings:
         object.__setattr__(self, "history", whole_number(self.history, "session history", 0, MAX_HISTORY))
         for name in ("arrival_mm", "arrival_deg"):
             value = getattr(self, name)
-            if not _is_real(value) or not np.isfinite(value) or value <= 0:
+            try:  # a Fraction or a numpy float from a notebook is fine; float() of 10**400 overflows
+                number = float(value) if _is_real(value) else math.nan
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number) or number <= 0:
                 raise ConfigError(f"session {name} must be a positive number, got {value!r}")
+            object.__setattr__(self, name, number)
         if self.planner not in PLANNERS:
             raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
 
@@ -129,13 +135,18 @@ class GuidanceSession:
     ``session = GuidanceSession.from_checkpoint("best.ckpt", history=4)``; then per frame
     ``guidance = session.update(frame, executed_move)`` with ``executed_move`` None on the first frame or whenever
     the motion since the last frame is unknown (the history is then dropped). With ``history`` > 0 it first asks
-    to hold still (a zero move) until ``history + 1`` looks at the pose agree (see the module docstring).
+    to hold still (a zero move) until ``history + 1`` looks at the pose agree (see the module docstring). A session
+    holds one probe's history and takes no lock: one session per probe, updated from one thread at a time.
     """
 
     def __init__(self, predictor: PosePredictor, settings: Optional[SessionSettings] = None):
         if isinstance(predictor, (str, os.PathLike)):
             raise TypeError(f"GuidanceSession takes a Predictor, got the path {str(predictor)!r}; for a checkpoint "
                             "file use GuidanceSession.from_checkpoint(path)")
+        missing = [name for name in ("composition", "can_imagine", "look") if not hasattr(predictor, name)]
+        if missing:  # None, a model, a dict: one line here, not an AttributeError in the first update
+            raise TypeError(f"GuidanceSession takes a Predictor (Predictor.from_checkpoint(path) gives one), got "
+                            f"{type(predictor).__name__}, which has no {', '.join(missing)}")
         if settings is not None and not isinstance(settings, SessionSettings):
             raise TypeError(f"settings must be SessionSettings(history=..., planner=...), got "
                             f"{type(settings).__name__}")

@@ -4,8 +4,9 @@ A checkpoint trained on phantom data recorded its patient split and data directo
 the ``phantom.json`` that rebuilds the patient, so the held-out patients (test by default) are simulated exactly
 as they were written (v3 or v4, as their ``phantom.json`` says). A checkpoint trained on other data (or whose data
 directory is gone) is navigated on fresh phantom patients of the default version (v4), numbered beyond any written
-patient (``phantom_101``...), which no training run has seen unless someone generated more than 100 patients.
-Training patients are used only when asked for (``split="train"``).
+patient (``phantom_101``...), which no training run has seen unless someone generated more than 100 patients; they
+belong to no split, so only the default split is taken for them, and only their names. Training patients are used
+only when asked for (``split="train"``).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FRESH_FIRST_INDEX = 101
 FRESH_COUNT = 3
+FRESH_SPLIT = "test"  # the default split: fresh patients were never trained on
 FRESH_SEED = 0  # the demo phantom's seed: fresh patients are new hearts of the same generator
 _FRESH_NAME = re.compile(r"^phantom_(\d+)$")
 
@@ -57,25 +59,33 @@ def resolve_patients(
     if explicit and not directory.is_dir():
         raise DataError(f"{directory}: data directory not found")
     if checkpoint.split is not None and directory is not None and directory.is_dir():
-        chosen = PatientSplit.from_dict(checkpoint.split).select(split, names, checkpoint.grouping,
-                                                                  str(checkpoint_path))
-        folders = _phantom_folders(directory, chosen, checkpoint.grouping)
-        if folders:
+        patient_split, source = PatientSplit.from_dict(checkpoint.split), str(checkpoint_path)
+        whole_split = patient_split.select(split, None, checkpoint.grouping, source)
+        if _phantom_folders(directory, whole_split, checkpoint.grouping):
+            chosen = patient_split.select(split, names, checkpoint.grouping, source)
+            folders = _phantom_folders(directory, chosen, checkpoint.grouping)
+            if len(folders) < len(chosen):
+                missing = sorted(set(chosen) - {patient for patient, _ in folders})
+                raise DataError(f"{directory}: patient(s) {', '.join(missing)} have no {PATIENT_FILE}: only phantom "
+                                "patients can be simulated")
             return [NavigationPatient(patient, PhantomPatient.from_folder(folder),
                                       f"{folder / PATIENT_FILE} ({split} split of the checkpoint)",
                                       _written_trajectory(folder))
                     for patient, folder in folders], directory
         if explicit:
-            raise DataError(f"{directory}: the {split} patients ({', '.join(chosen)}) are not phantom patients "
+            raise DataError(f"{directory}: the {split} patients ({', '.join(whole_split)}) are not phantom patients "
                             f"(no {PATIENT_FILE}); leave out --data_dir to navigate fresh phantom patients")
         log.info("the checkpoint was not trained on phantom data: navigating fresh phantom patients")
     else:
         log.info("the checkpoint's data directory %s is not here: navigating fresh phantom patients", directory)
+    if split != FRESH_SPLIT:
+        raise DataError(f"split {split!r}: this checkpoint is navigated on fresh phantom patients (it was not trained "
+                        f"on phantom data here), which belong to no split; leave the split at {FRESH_SPLIT!r}")
     return _fresh_patients(names, image_size), None
 
 
 def _phantom_folders(directory: Path, patients: Sequence[str], grouping) -> List[Tuple[str, Path]]:
-    """``[(patient, folder)]`` when every patient has a phantom folder, ``[]`` when none has; DataError if some."""
+    """``[(patient, folder)]`` for each of ``patients`` with a folder that holds its ``phantom.json``."""
     scans = folders_by_patient(grouping) if grouping else {}
     found = []
     for patient in patients:
@@ -83,10 +93,6 @@ def _phantom_folders(directory: Path, patients: Sequence[str], grouping) -> List
                    if (directory / folder / PATIENT_FILE).is_file()]
         if written:
             found.append((patient, written[0]))
-    if found and len(found) < len(patients):
-        missing = sorted(set(patients) - {patient for patient, _ in found})
-        raise DataError(f"{directory}: patient(s) {', '.join(missing)} have no {PATIENT_FILE}: only phantom "
-                        "patients can be simulated")
     return found
 
 
@@ -107,11 +113,12 @@ def _fresh_patients(names: Optional[Sequence[str]], image_size: int) -> List[Nav
     indices = list(range(FRESH_FIRST_INDEX, FRESH_FIRST_INDEX + FRESH_COUNT))
     if names:
         parsed = [_FRESH_NAME.match(name) for name in names]
-        bad = [name for name, match in zip(names, parsed) if not match or int(match.group(1)) < 1]
-        if bad:
-            raise DataError(f"unknown patient(s) {', '.join(bad)}: without phantom data, patients are fresh "
-                            f"phantom patients named phantom_<number>, e.g. phantom_{FRESH_FIRST_INDEX}")
-        indices = [int(match.group(1)) for match in parsed]
+        bad = [name for name, match in zip(names, parsed) if not match or int(match.group(1)) < FRESH_FIRST_INDEX]
+        if bad:  # phantom_1..100 are the hearts a written phantom holds, the demo's and maybe the training data's
+            raise DataError(f"unknown patient(s) {', '.join(map(repr, bad))}: without phantom data, patients are "
+                            f"fresh phantom patients named phantom_<number> from {FRESH_FIRST_INDEX} on, e.g. "
+                            f"phantom_{FRESH_FIRST_INDEX}")
+        indices = list(dict.fromkeys(int(match.group(1)) for match in parsed))  # each once, in the order given
     return [NavigationPatient(f"phantom_{index}", PhantomPatient(index, FRESH_SEED, image_size, DEFAULT_VERSION),
                               f"fresh phantom {DEFAULT_VERSION} patient {index} of seed {FRESH_SEED} "
                               "(generated for navigation)", trajectory="random")
