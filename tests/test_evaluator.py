@@ -257,8 +257,8 @@ def test_evaluating_on_data_whose_pairs_changed_since_training_says_so(trained_r
 
 
 def test_evaluating_after_a_training_patient_changed_says_so(trained_run, phantom_dir, tmp_path, caplog):
-    """The test patient is unchanged, but the baselines beside the model are refitted on the training patients as
-    they are now: phantom_01 lost a pair since the run."""
+    """The evaluated (validation) patient is unchanged, but the baselines beside the model are refitted on the
+    training patients as they are now: phantom_01 lost a pair since the run."""
     data = Path(shutil.copytree(phantom_dir, tmp_path / "data"))
     transitions = data / "phantom_01" / "transitions_dataset.json"
     transitions.write_text(json.dumps(json.loads(transitions.read_text())[:3]))

@@ -14,7 +14,7 @@ from cardiac_dreamer.data import read_records
 from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains, check_frame_numbers, sweep_segments
 from cardiac_dreamer.data.records import TransitionRecord
 from cardiac_dreamer.errors import ConfigError, DataError
-from cardiac_dreamer.evaluation import evaluate_checkpoint, load_model
+from cardiac_dreamer.evaluation import Predictor, evaluate_checkpoint, load_model
 from cardiac_dreamer.geometry import apply_move, move_between
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
@@ -322,6 +322,21 @@ def test_the_session_fuses_its_history_with_the_sequential_estimator(predictor, 
     expected = predictor.fuse(features, own, np.stack([np.zeros(6), move, 2 * move]))
     assert guidance[2].frames_fused == 3
     assert np.allclose(guidance[2].pose, expected, atol=1e-5)
+
+
+def test_the_estimator_reads_looks_folded_across_180_deg_as_the_estimates_it_learnt_from(sequence_checkpoint,
+                                                                                          phantom_dir):
+    """A model whose roll reads near 200 deg: its looks say -160 (folded, as predict does), the estimator learnt
+    200."""
+    predictor = Predictor.from_checkpoint(sequence_checkpoint, "cpu")
+    predictor.model.pose_mean[3] += 200.0
+    looks = [predictor.look(image) for image in sorted((phantom_dir / "phantom_01" / "ft1").glob("*.png"))[:2]]
+    features, folded = torch.stack([look.pooled for look in looks]), np.stack([look.pose for look in looks])
+    raw = folded.copy()
+    raw[:, 3] = np.where(raw[:, 3] < 0, raw[:, 3] + 360.0, raw[:, 3])
+    assert (folded[:, 3] < 0).all() and (raw[:, 3] > 180).all()
+    moves = np.stack([np.zeros(6), [1.0, 0, 0, 0, 2.0, 0]])
+    np.testing.assert_allclose(predictor.fuse(features, folded, moves), predictor.fuse(features, raw, moves))
 
 
 def test_a_bf16_session_fuses_its_history_near_the_fp32_one(monkeypatch, sequence_checkpoint, phantom_dir):

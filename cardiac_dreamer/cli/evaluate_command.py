@@ -196,7 +196,7 @@ def _history_list(value: str) -> Tuple[int, ...]:
 def _planner_list(value: str) -> Tuple[str, ...]:
     planners = tuple(part.strip() for part in value.split(","))
     unknown = [planner for planner in planners if planner not in PLANNERS]  # an empty one too (direct,,imagine)
-    if unknown or not planners or len(set(planners)) != len(planners):
+    if unknown or len(set(planners)) != len(planners):
         raise argparse.ArgumentTypeError(f"planners are {', '.join(PLANNERS)}, each at most once, got {value!r}")
     return planners
 

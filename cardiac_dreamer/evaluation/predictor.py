@@ -20,7 +20,7 @@ from PIL import Image
 from ..config import normalize_precision, whole_number
 from ..errors import ConfigError, DataError
 from ..data.transforms import image_to_gray, images_to_float, read_grayscale
-from ..geometry import as_moves, folded_poses
+from ..geometry import as_moves, folded_poses, unwrapped_poses
 from ..runtime.devices import resolve_precision, select_device
 from ..models.registry import can_imagine
 from ..models.sequence import fuse, sequence_frames
@@ -101,9 +101,11 @@ class Predictor:
     def fuse(self, features: torch.Tensor, estimates: np.ndarray, moves: np.ndarray) -> np.ndarray:
         """float64 ``[6]``: at1 of the current frame from ``T`` frames, the current first: their pooled features
         ``[T, 512]`` (:attr:`Look.pooled`), their own estimates ``[T, 6]`` and the moves from each to the present
-        ``[T, 6]`` (mm, degrees; zeros for the current frame)."""
+        ``[T, 6]`` (mm, degrees; zeros for the current frame). Estimates are read within 180 deg of the training
+        mean, as the model estimates them and the estimator learnt them (a look folds its angles into [-180, 180))."""
         if not self.sequence_frames:
             raise ConfigError("this checkpoint has no trained sequential estimator (model.sequence_frames)")
+        estimates = unwrapped_poses(estimates, around=self.model.pose_mean.double().cpu().numpy())
         features = features.to(self.device, torch.float32)[None]  # [T, 512] -> [1, T, 512]
         estimates, moves = (torch.as_tensor(np.asarray(values), dtype=torch.float32, device=self.device)[None]
                             for values in (estimates, moves))  # [T, 6] -> [1, T, 6]
@@ -175,7 +177,7 @@ class Predictor:
 
     def _to_gray_array(self, image: ImageInput) -> np.ndarray:
         if isinstance(image, (str, os.PathLike)):
-            if not str(image).strip():  # Path("") is the current folder
+            if not str(image).strip():  # '' would be read as the current folder
                 raise DataError("an image path is empty (an unset variable?)")
             return read_grayscale(_local_path(image), self.image_size)
         if isinstance(image, torch.Tensor):

@@ -75,12 +75,13 @@ def resolve_patients(
         if explicit:
             raise DataError(f"{directory}: the {split} patients ({', '.join(whole_split)}) are not phantom patients "
                             f"(no {PATIENT_FILE}); leave out --data_dir to navigate fresh phantom patients")
-        log.info("the checkpoint was not trained on phantom data: navigating fresh phantom patients")
+        why = "it was not trained on phantom data"
     else:
-        log.info("the checkpoint's data directory %s is not here: navigating fresh phantom patients", directory)
+        why = f"its data directory {directory} is not here; give it with --data_dir to navigate its own patients"
+    log.info("navigating fresh phantom patients: %s", why)
     if split != FRESH_SPLIT:
-        raise DataError(f"split {split!r}: this checkpoint is navigated on fresh phantom patients (it was not trained "
-                        f"on phantom data here), which belong to no split; leave the split at {FRESH_SPLIT!r}")
+        raise DataError(f"split {split!r}: this checkpoint is navigated on fresh phantom patients, which belong to no "
+                        f"split ({why}); leave the split at {FRESH_SPLIT!r}")
     return _fresh_patients(names, image_size), None
 
 
