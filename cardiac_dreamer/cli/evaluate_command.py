@@ -57,28 +57,27 @@ def _add_navigation_flags(parser: argparse.ArgumentParser) -> None:
         "episode_strip.png into navigation_<timestamp>/ in the checkpoint's run (or --output_dir)",
     )
     group.add_argument("--navigate", action="store_true", help="run closed-loop guidance instead of evaluation")
-    add_flag(group, "--episodes", action=StoreOnce, type=_positive_int, help="episodes per policy, dealt to the patients in turn "
-             f"(default: {NavigationSettings.episodes})")
-    add_flag(group, "--max_steps", action=StoreOnce, type=_positive_int, help="frames per episode before giving up (default: "
-             f"{EpisodeSettings.max_steps})")
-    add_flag(group, "--start_range", action=StoreOnce, type=_mm_and_degrees, help="starts uniform within this box around the view, "
-             "e.g. 20mm,20deg; starts outside the training poses' range are reported apart (default: that range "
-             "on each axis)")
-    add_flag(group, "--arrival", action=StoreOnce, type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is "
-             "within this, e.g. 2.5mm,2.5deg (imagine ranks its candidates in these units); success is still judged at "
-             "5 mm / 5 deg (default: "
-             "{:g}mm,{:g}deg)".format(*NavigationSettings.arrival))
-    add_flag(group, "--follow_noise", action=StoreOnce, type=_non_negative_float, help="the sonographer's noise n: executed = "
-             "suggested * (1 + n N(0,1)) + n * 5 mm|deg * N(0,1) (default: "
-             f"{EpisodeSettings.follow_noise:g})")
-    add_flag(group, "--history", action=StoreOnce, type=_history_list, help="comma-separated frames of history fused by the "
-             "session, one model policy each (default: "
-             f"{','.join(map(str, NavigationSettings.histories))})")
-    add_flag(group, "--planner", action=StoreOnce, type=_planner_list, help="direct (the inverse of the estimate) and/or imagine "
-             "(the world model picks among candidate moves), comma-separated (default: "
-             f"{','.join(NavigationSettings.planners)})")
-    add_flag(group, "--seed", action=StoreOnce, type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
-             f"{EpisodeSettings.seed})")
+    def setting(flag: str, **kwargs) -> None:  # given at most once: a second --history replaced the first
+        add_flag(group, flag, action=StoreOnce, **kwargs)
+
+    setting("--episodes", type=_positive_int, help="episodes per policy, dealt to the patients in turn (default: "
+            f"{NavigationSettings.episodes})")
+    setting("--max_steps", type=_positive_int, help="frames per episode before giving up (default: "
+            f"{EpisodeSettings.max_steps})")
+    setting("--start_range", type=_mm_and_degrees, help="starts uniform within this box around the view, e.g. "
+            "20mm,20deg; starts outside the training poses' range are reported apart (default: that range on each "
+            "axis)")
+    setting("--arrival", type=_mm_and_degrees, help="the model's sessions say arrived when their estimate is within "
+            "this, e.g. 2.5mm,2.5deg (imagine ranks its candidates in these units); success is still judged at 5 mm / "
+            "5 deg (default: {:g}mm,{:g}deg)".format(*NavigationSettings.arrival))
+    setting("--follow_noise", type=_non_negative_float, help="the sonographer's noise n: executed = suggested * (1 + "
+            f"n N(0,1)) + n * 5 mm|deg * N(0,1) (default: {EpisodeSettings.follow_noise:g})")
+    setting("--history", type=_history_list, help="comma-separated frames of history fused by the session, one "
+            f"model policy each (default: {','.join(map(str, NavigationSettings.histories))})")
+    setting("--planner", type=_planner_list, help="direct (the inverse of the estimate) and/or imagine (the world "
+            f"model picks among candidate moves), comma-separated (default: {','.join(NavigationSettings.planners)})")
+    setting("--seed", type=_non_negative_int, help="seed of starts, speckle and hand noise (default: "
+            f"{EpisodeSettings.seed})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -157,13 +156,20 @@ def _number(kind: type, lowest: float, wording: str):
     """An argparse type: a finite ``kind`` (int or float) of at least ``lowest``, else one line naming the rule."""
     def convert(value: str):
         try:
-            number = kind(value.replace("_", "?"))  # Python reads 1_0 as 10; a command line means no such thing
+            number = _plain(kind, value)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {wording}, got {value!r}") from None
         if not lowest <= number < float("inf"):
             raise argparse.ArgumentTypeError(f"expected {wording}, got {value}")
         return number
     return convert
+
+
+def _plain(kind: type, text: str):
+    """``kind(text)``, refusing the digit separators Python allows: ``int("1_0")`` is 10, on a command line a typo."""
+    if "_" in text:
+        raise ValueError(f"digit separator in {text!r}")
+    return kind(text)
 
 
 _positive_int = _number(int, 1, "a positive integer")
@@ -185,7 +191,7 @@ def _mm_and_degrees(value: str) -> Tuple[float, float]:
 
 def _history_list(value: str) -> Tuple[int, ...]:
     try:
-        values = tuple(int(part.replace("_", "?")) for part in value.split(","))
+        values = tuple(_plain(int, part) for part in value.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 0, e.g. 0,4, got {value!r}") from None
     if any(number < 0 for number in values):

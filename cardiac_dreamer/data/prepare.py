@@ -25,7 +25,6 @@ from .splits import SPLIT_NAMES, PatientSplit, automatic_split, encoding_hint, l
     manual_split, read_grouping
 
 logger = logging.getLogger(__name__)
-_WARNED_LOOK_ALIKES: set = set()  # (patient, split, patient, split) already warned of
 
 
 @dataclass
@@ -97,10 +96,8 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
 
 
 def _warn_of_look_alikes(split: PatientSplit) -> None:
-    """One warning for patients in two splits whose names look like two scans of one person; pairs already warned
-    of in this process are not repeated (cross-validation prepares every fold)."""
-    pairs = [pair for pair in look_alike_across_splits(split) if pair not in _WARNED_LOOK_ALIKES]
-    _WARNED_LOOK_ALIKES.update(pairs)
+    """One warning for patients in two splits whose names look like two scans of one person."""
+    pairs = look_alike_across_splits(split)
     if pairs:
         listed = "; ".join(f"{shown(a)} ({split_a}) and {shown(b)} ({split_b})" for a, split_a, b, split_b in pairs[:3])
         more = f" and {len(pairs) - 3} more pairs" if len(pairs) > 3 else ""

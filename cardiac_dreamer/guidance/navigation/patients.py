@@ -61,9 +61,10 @@ def resolve_patients(
     if checkpoint.split is not None and directory is not None and directory.is_dir():
         patient_split, source = PatientSplit.from_dict(checkpoint.split), str(checkpoint_path)
         whole_split = patient_split.select(split, None, checkpoint.grouping, source)
-        if _phantom_folders(directory, whole_split, checkpoint.grouping):
+        written = _phantom_folders(directory, whole_split, checkpoint.grouping)
+        if written:
             chosen = patient_split.select(split, names, checkpoint.grouping, source)
-            folders = _phantom_folders(directory, chosen, checkpoint.grouping)
+            folders = [(patient, folder) for patient, folder in written if patient in chosen]
             if len(folders) < len(chosen):
                 missing = sorted(set(chosen) - {patient for patient, _ in folders})
                 raise DataError(f"{directory}: patient(s) {', '.join(missing)} have no {PATIENT_FILE}: only phantom "
