@@ -5,7 +5,7 @@
     python benchmarks/session_latency.py --presets production --precision bf16   # where the CPU has native bf16
 
 An update is what a deployment pays per frame: preprocessing (gray conversion, resize), one backbone pass over the
-frame, the guidance head (``direct``) or the head and the dreamer over the 17 candidate moves from the same features
+frame, the guidance head (``direct``) or the head and the dreamer over the 5 candidate moves from the same features
 (``imagine``), fusion and the suggested move. Weights are random (latency does not depend on them); frames are
 phantom renders made beforehand, so rendering is not timed. The moves between frames are not the ones the session
 suggests, so its looks are carried forward and, after the first ``history`` updates (the warm-up), every update

@@ -428,7 +428,7 @@ def test_the_imagine_planner_encodes_each_frame_once(tiny_checkpoint, phantom_di
     session = GuidanceSession(predictor, SessionSettings(history=0, planner="imagine"))
     session.update(frames[0])
     session.update(frames[1], executed_move=[1.0, 0, 0, 0, 0, 2.0])
-    assert images_encoded == [1, 1]  # the estimate and all 17 candidate moves from one pass per frame
+    assert images_encoded == [1, 1]  # the estimate and every candidate move from one pass per frame
 
 
 def test_imagining_from_one_encoding_matches_imagining_from_the_image(tiny_checkpoint, phantom_dir):
