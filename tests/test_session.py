@@ -6,6 +6,7 @@ knows exactly what a perfect, biased or noisy model estimates.
 """
 import subprocess
 import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
@@ -212,6 +213,15 @@ def test_the_imagine_planner_picks_the_move_the_world_model_imagines_nearest_the
     session = GuidanceSession(KnownPredictor(move_gain=0.8), SessionSettings(planner="imagine"))
     pose = np.array([10.0, -8.0, 6.0, 12.0, -9.0, 7.0])
     np.testing.assert_allclose(session.update(pose).move, -1.25 * pose)
+
+
+def test_the_imagine_planner_ranks_candidates_under_a_vanishing_arrival_threshold_without_a_warning():
+    session = GuidanceSession(KnownPredictor(move_gain=0.8), SessionSettings(planner="imagine", arrival_mm=1e-320))
+    pose = np.array([10.0, -8.0, 6.0, 12.0, -9.0, 7.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in divide" was let through
+        guidance = session.update(pose)
+    assert not guidance.arrived and np.isfinite(guidance.move).all()
 
 
 def test_a_world_model_that_imagines_moves_exactly_plans_the_direct_move():

@@ -75,7 +75,7 @@ def open_image(path: Union[str, Path]) -> Iterator[Image.Image]:
     except Exception as error:
         raise DataError(f"{path}: cannot decode image ({_describe(error)})") from None
     with image:
-        _check_dimensions(image, str(path))
+        _check_dimensions(image, str(path), " (refused from its header, before decoding)")
         try:
             image.load()  # decode now: truncation and corrupt data surface here, not later
             getattr(image, "n_frames", 1)  # counting frames reads the rest of a multi-frame file
@@ -112,15 +112,14 @@ def _open_header(path: Union[str, Path]) -> Image.Image:
         return Image.open(path)
 
 
-def _check_dimensions(image: Image.Image, source: str) -> None:
+def _check_dimensions(image: Image.Image, source: str, when: str = "") -> None:
+    """DataError unless ``image`` has pixels and at most :data:`MAX_IMAGE_PIXELS`; ``when`` says how it was caught."""
     width, height = image.size
     if width < 1 or height < 1:
         raise DataError(f"{source}: image has no pixels ({width}x{height})")
     if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(
-            f"{source}: image of {width}x{height} pixels is larger than the {MAX_IMAGE_PIXELS}-pixel limit "
-            "(refused from its header, before decoding)"
-        )
+        raise DataError(f"{source}: image of {width}x{height} pixels is larger than the {MAX_IMAGE_PIXELS}-pixel "
+                        f"limit{when}")
 
 
 def _describe(error: Exception) -> str:

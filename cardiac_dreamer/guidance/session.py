@@ -312,8 +312,9 @@ class GuidanceSession:
         return candidates[int(np.argmin(self._threshold_units(imagined)))]
 
     def _threshold_units(self, poses: np.ndarray) -> np.ndarray:
-        """``[K, 6] -> [K]``: the largest |component| / its arrival threshold."""
-        return (np.abs(folded_poses(poses)) / self._thresholds()).max(-1)
+        """``[K, 6] -> [K]``: the largest |component| / its arrival threshold (inf past a threshold of 1e-320)."""
+        with np.errstate(over="ignore"):
+            return (np.abs(folded_poses(poses)) / self._thresholds()).max(-1)
 
     def _thresholds(self) -> np.ndarray:
         """``[6]``: the arrival threshold of each component (mm, then degrees)."""
