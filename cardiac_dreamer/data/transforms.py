@@ -165,9 +165,9 @@ def _to_gray(image: Image.Image, source: str) -> Image.Image:
         values = np.asarray(image, dtype=np.float32).clip(0, 65535)
         if values.max() <= TWELVE_BIT_MAX and not _TWELVE_BIT_WARNED.is_set():
             _TWELVE_BIT_WARNED.set()  # training would otherwise go on, silently, on gray levels 0-16
-            log.warning("%s: a 16-bit image with no value above %d (12-bit data?) trains nearly black once scaled "
-                        "as 16-bit (gray 16 of 255 at most); export 8-bit or full-range 16-bit images "
-                        "(cardiac-train --check_data counts them)", source, TWELVE_BIT_MAX)
+            log.warning("%s: a 16-bit image with no value above %d (12-bit data?) reads nearly black once scaled "
+                        "as 16-bit (gray 16 of 255 at most); export 8-bit or full-range 16-bit images (said once; "
+                        "cardiac-train --check_data counts them in a data directory)", source, TWELVE_BIT_MAX)
         return Image.fromarray(np.rint(values / 257.0).astype(np.uint8))  # 65535 -> 255; 2-D uint8 -> mode "L"
     try:
         return image.convert("L")
