@@ -12,6 +12,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from cardiac_dreamer.io.checkpoint import ModelCheckpoint, TrainingState, load_checkpoint
 from cardiac_dreamer.config import Config, apply_overrides
 from cardiac_dreamer.data.prepare import build_datasets, prepare_data
+from cardiac_dreamer.runtime import devices
 from cardiac_dreamer.runtime.devices import Precision, resolve_precision, select_device
 from cardiac_dreamer.errors import ConfigError
 from cardiac_dreamer.models import build_model
@@ -187,12 +188,24 @@ def test_gradient_clipping_bounds_the_gradient_norm():
 
 
 def test_precision_16_on_cpu_falls_back_with_one_line_and_trains(phantom_dir, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         precision = resolve_precision("16", torch.device("cpu"))
     assert precision.name in ("bf16", "32") and not precision.use_scaler
     assert len([r for r in caplog.records if "precision 16" in r.getMessage()]) == 1
     _, result, _ = fit(tiny_config(phantom_dir, **{"training.precision": 16, "training.max_epochs": 1}), tmp_path)
     assert math.isfinite(result.best_score)
+
+
+def test_a_cpu_without_native_bf16_says_why_it_runs_fp32_and_warns_only_when_bf16_was_asked_for(monkeypatch, caplog):
+    """Precision 16 (the demo's) falling back to fp32 is the documented behaviour, not a fault: it was a warning
+    that bf16 "is not supported on cpu" at every demo run, which it is on CPUs with native bf16."""
+    monkeypatch.setattr(devices, "cpu_supports_bf16", lambda: False)  # this machine's answer, whatever CPU runs it
+    with caplog.at_level(logging.INFO, logger="cardiac_dreamer.runtime.devices"):
+        assert resolve_precision("16", torch.device("cpu")) is devices.FP32
+        assert resolve_precision("bf16", torch.device("cpu")) is devices.FP32
+    asked_16, asked_bf16 = caplog.records
+    assert asked_16.levelno == logging.INFO and asked_bf16.levelno == logging.WARNING
+    assert all("no native bf16" in record.getMessage() for record in caplog.records)
 
 
 def test_top_k_keeps_the_best_three_files_and_links_best(tmp_path):

@@ -95,5 +95,9 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         if requested == "16":
             log.warning("precision 16 on CPU: using bf16 autocast (this CPU has native bf16), no loss scaling")
         return Precision("bf16", torch.bfloat16, False)
-    log.warning("precision %s is not supported on %s; using fp32", requested, device.type)
+    if device.type == "cpu":  # "16" means the fastest mixed precision the device has: here that is fp32
+        log.log(logging.INFO if requested == "16" else logging.WARNING, "precision %s on this CPU: fp32 (it has no "
+                "native bf16 instructions, AVX-512 BF16 or AMX, without which bf16 runs slower)", requested)
+    else:
+        log.warning("precision %s is not supported on %s; using fp32", requested, device.type)
     return FP32
