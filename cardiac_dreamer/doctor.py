@@ -32,6 +32,7 @@ from .data.records import (
 from .data.splits import SPLIT_NAMES, PatientSplit, cross_validation_folds, folders_by_patient
 from .errors import DataError
 from .geometry import AXIS_NAMES, AXIS_UNITS
+from .names import counted
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -107,7 +108,8 @@ class DataReport:
         for name in SPLIT_NAMES:
             members = getattr(prepared.split, name)
             pairs = sum(patients.get(p, 0) for p in members)
-            lines.append(f"  {name:<5} {len(members)} patients, {pairs} pairs: {', '.join(members) or '-'}")
+            lines.append(f"  {name:<5} {counted(len(members), 'patient')}, {counted(pairs, 'pair')}: "
+                         f"{', '.join(members) or '-'}")
         unused = sorted(set(patients) - set(prepared.split.patients()))
         if unused:
             lines.append(f"  unused (in no split): {', '.join(unused)}")
@@ -120,7 +122,7 @@ class DataReport:
         for index, (fold, inner) in enumerate(zip(self.folds, self.inner_val), start=1):
             pairs = sum(patients.get(p, 0) for p in fold.val)
             lines.append(f"  fold {index}: reports {', '.join(fold.val)} ({pairs} pairs); selects on "
-                         f"{', '.join(inner)}; trains on {len(fold.train) - len(inner)} patients")
+                         f"{', '.join(inner)}; trains on {counted(len(fold.train) - len(inner), 'patient')}")
         if self.folds[0].test:
             lines.append(f"  held out of every fold: {', '.join(self.folds[0].test)}")
         return lines
@@ -213,5 +215,6 @@ def _raise(problems: List[str], data_dir: Path) -> None:
     for problem in problems[:MAX_LOGGED_PROBLEMS]:
         logger.error("%s", problem)
     if len(problems) > MAX_LOGGED_PROBLEMS:
-        logger.error("... and %d more problems", len(problems) - MAX_LOGGED_PROBLEMS)
-    raise DataError(f"{problems[0]} (and {len(problems) - 1} more problems in {data_dir}, each logged above)")
+        logger.error("... and %s", counted(len(problems) - MAX_LOGGED_PROBLEMS, "more problem"))
+    raise DataError(f"{problems[0]} (and {counted(len(problems) - 1, 'more problem')} in {data_dir}, each logged "
+                    "above)")

@@ -23,6 +23,11 @@ MONITOR = "val_main_task_loss"  # early stopping, the LR plateau and the top-k c
 VAL_MAE_NAMES = tuple(f"val_mae_{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))
 
 
+def counted(number: int, noun: str) -> str:
+    """``1 patient``, ``4 patients``: a count and its noun as logs and tables write them."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def csv_columns(loss_names: Sequence[str], error_names: Sequence[str]) -> Tuple[str, ...]:
     """``metrics.csv``'s columns for a task's loss terms and validation errors (the first term, the objective, is
     logged as ``val_loss``); for the guidance task ``epoch, step, learning_rate, train_total_loss, ...``."""

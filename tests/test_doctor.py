@@ -40,7 +40,7 @@ def test_a_valid_directory_is_summarised_and_left_untouched(real_export):
     assert "images: 24 files, sizes 64x64 (24), modes RGB (24); resized to 64x64" in summary
     assert "composition: labels are additive (max residual 0.0000 mm / 0.0000 deg" in summary
     assert "split (automatic, seed 42):" in summary
-    assert "train 1 patients, 4 pairs" in summary and "val   1 patients" in summary
+    assert "train 1 patient, 4 pairs" in summary and "val   1 patient," in summary
 
 
 def test_label_ranges_are_the_extremes_of_the_labels_in_mm_and_degrees(real_export):
@@ -176,7 +176,7 @@ def test_a_patient_folder_linked_in_twice_is_reported_beside_the_other_problems(
     (real_export / "data_0513_04").symlink_to(real_export / "data_0513_01", target_is_directory=True)
     image = real_export / "data_0513_02" / "ft2" / "frames_0513_02_0001.png"
     image.write_bytes(b"not an image")
-    with caplog.at_level(logging.ERROR), pytest.raises(DataError, match=r"and 1 more problems"):
+    with caplog.at_level(logging.ERROR), pytest.raises(DataError, match=r"and 1 more problem in"):
         check_data(data_config(real_export))
     logged = " ".join(record.getMessage() for record in caplog.records if record.levelno == logging.ERROR)
     assert "cannot decode image" in logged and "data_0513_04" in logged
@@ -200,7 +200,8 @@ def test_with_cv_folds_the_folds_are_checked_and_listed_as_cv_will_train_them(tm
     summary = check_data(cfg).summary()
     assert "cross-validation (2 folds, seed 42):" in summary and "held out of every fold: data_p5" in summary
     for index, (fold, inner) in enumerate(zip(plan.folds, plan.inner_val), start=1):
-        assert f"fold {index}: reports {', '.join(fold.val)} (4 pairs); selects on {inner[0]}; trains on 1 " in summary
+        reported = f"fold {index}: reports {', '.join(fold.val)} (4 pairs); selects on {inner[0]}; trains on 1 patient"
+        assert reported in summary
     assert train_cli.main(["--check_data", "--data_dir", str(data_dir), "--image_size", "64", "--cv", "2",
                            "--test_patients", "data_p5"]) == 0
     assert "cross-validation (2 folds, seed 42):" in capsys.readouterr().out

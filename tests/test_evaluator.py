@@ -190,6 +190,8 @@ def test_metrics_json_counts_the_samples_and_patients_evaluated(evaluated_all):
     _, output_dir = evaluated_all
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert (metrics["samples"], metrics["patients"], metrics["split"]) == (48, 4, "all")
+    report, _ = evaluated_all
+    assert report.summary_table().splitlines()[0] == "evaluation on all splits: 48 samples, 4 patients"
     assert sorted(metrics["per_patient"]) == ["phantom_01", "phantom_02", "phantom_03", "phantom_04"]
     assert {"mae_x_mm", "rmse_roll_deg", "direction_accuracy_yaw", "main_task_loss"} <= set(metrics["guidance"])
     assert {"mae_x_mm", "main_task_loss"} <= set(metrics["composed"])

@@ -141,6 +141,15 @@ def test_a_grouping_file_or_checkpoint_split_spelled_otherwise_names_the_encodin
         prepare_data(DataConfig(data_dir=str(data)), split=split)
 
 
+def test_a_grouping_file_with_a_mistyped_folder_suggests_the_folder_it_meant(tmp_path):
+    grouping = tmp_path / "grouping.json"
+    grouping.write_text(json.dumps({"data_0513_1": "anna"}))
+    with pytest.raises(DataError) as refused:
+        read_grouping(grouping, ["data_0513_01", "data_0513_02", "scan_b"])
+    assert str(refused.value) == (f"{grouping}: folder 'data_0513_1' is not a patient folder of the data directory "
+                                  "(did you mean 'data_0513_01'?)")
+
+
 def test_two_folders_of_one_patient_in_two_splits_are_named_as_the_user_wrote_them():
     grouping = {"scan_1": "anna", "scan_2": "anna"}
     with pytest.raises(DataError, match=r"patient 'anna' \(the grouping file puts 'scan_1' and 'scan_2' in it\) "

@@ -17,6 +17,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ..names import counted
 from .dataset import TransitionsDataset
 from .normalization import NormalizationStats
 from .pair_gaps import regap_pairs
@@ -80,7 +81,8 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
     training_pairs = regap_pairs(by_split["train"], cfg.pair_gap_frames, cfg.split_seed, composition)
     stats = NormalizationStats.fit(training_pairs, labelled)
     for name in SPLIT_NAMES:
-        logger.info("%s: %d patients, %d pairs", name, len(getattr(split, name)), len(by_split[name]))
+        logger.info("%s: %s, %s", name, counted(len(getattr(split, name)), "patient"),
+                    counted(len(by_split[name]), "pair"))
     _warn_of_look_alikes(split)
     if cfg.pair_gap_frames:
         _log_regapped(cfg.pair_gap_frames, by_split["train"], training_pairs)
@@ -139,7 +141,8 @@ def build_datasets(
         if not prepared.records[name]:
             continue
         datasets[name] = dataset_from_config(
-            prepared.training_pairs if name == "train" else prepared.records[name], cfg, normalize_images=normalize_images, cache_budget_mb=budget_mb,
+            prepared.training_pairs if name == "train" else prepared.records[name], cfg,
+            normalize_images=normalize_images, cache_budget_mb=budget_mb,
             labelled_patients=prepared.labelled_patients if name == "train" else None,
         )
         budget_mb -= datasets[name].cache_mb

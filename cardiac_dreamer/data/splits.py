@@ -111,7 +111,7 @@ def read_grouping(path: Union[str, Path], folders: Iterable[str]) -> Dict[str, s
                             f"({shown(patient)}); write it as {shown(patient.strip())}")
         if folder not in known:
             raise DataError(f"{path}: folder {shown(folder)} is not a patient folder of the data directory"
-                            f"{encoding_hint([folder], known, 'the data directory')}")
+                            f"{_folder_hint(folder, known)}")
     return {folder: mapping.get(folder, folder) for folder in folders}
 
 
@@ -290,6 +290,13 @@ def comma_hint(names: Iterable[str], known: Iterable[str]) -> str:
                     f"shell keeps inside single quotes: {shlex.quote(quoted)}; in --set or a YAML file, as an item "
                     f"of a list: [{json.dumps(name, ensure_ascii=False)}])")
     return ""
+
+
+def _folder_hint(folder: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'bob'?)`` for a grouping file's mistyped folder, or the accents' encoding when that is what
+    differs; '' when no folder is close."""
+    close = difflib.get_close_matches(folder, sorted(known), n=1)
+    return encoding_hint([folder], known, "the data directory") or (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def _suggestion(name: str, names: Sequence[str], shown: int = 8) -> str:

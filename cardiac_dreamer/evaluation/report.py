@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..geometry import AXIS_NAMES, AXIS_UNITS
+from ..names import counted
 from .metrics import DEFINITIONS, axis_key, summarize, summarize_by_patient
 from .sequence import sequence_line
 
@@ -151,9 +152,10 @@ class EvaluationReport:
         metrics = self.metrics
         guidance, composed, ratio = metrics["guidance"], metrics["composed"], metrics["guidance_vs_mean"]
         ridge = metrics["guidance_vs_pixel_ridge"] or {}
-        where = f" on the {self.metadata['split']} split" if "split" in self.metadata else ""
+        split = self.metadata.get("split")
+        where = "" if split is None else " on all splits" if split == "all" else f" on the {split} split"
         lines = [
-            f"evaluation{where}: {metrics['samples']} samples, {metrics['patients']} patients",
+            f"evaluation{where}: {counted(metrics['samples'], 'sample')}, {counted(metrics['patients'], 'patient')}",
             f"{'':24}{'guidance (image alone)':>29}{'vs predicting':>15}{'vs pixel':>10}{'composed with':>16}",
             f"{'':24}{'MAE':>11}{'RMSE':>9}{'dir.acc':>9}{'the mean':>15}{'ridge':>10}{'the true move':>16}",
         ]
