@@ -76,9 +76,10 @@ class DataReport:
         for patient, pairs in patients.items():
             folders = folders_of.get(patient, [patient])
             grouped = f" (folders {', '.join(folders)})" if folders != [patient] else ""
-            lines.append(f"  {patient}: {pairs} pairs{grouped}")
+            lines.append(f"  {patient}: {counted(pairs, 'pair')}{grouped}")
         if cfg.max_pairs_per_patient:
-            lines.append(f"  training will use {cfg.max_pairs_per_patient} pairs of each folder, spread evenly over it")
+            used = counted(cfg.max_pairs_per_patient, "pair")
+            lines.append(f"  training will use {used} of each folder, spread evenly over it")
         lines.append(f"images: {sum(self.image_sizes.values())} files, "
                      f"sizes {_counted(f'{w}x{h}' for (w, h) in self.image_sizes.elements())}, "
                      f"modes {_counted(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
@@ -121,7 +122,7 @@ class DataReport:
         lines = [f"cross-validation ({len(self.folds)} folds, seed {self.config.split_seed}):"]
         for index, (fold, inner) in enumerate(zip(self.folds, self.inner_val), start=1):
             pairs = sum(patients.get(p, 0) for p in fold.val)
-            lines.append(f"  fold {index}: reports {', '.join(fold.val)} ({pairs} pairs); selects on "
+            lines.append(f"  fold {index}: reports {', '.join(fold.val)} ({counted(pairs, 'pair')}); selects on "
                          f"{', '.join(inner)}; trains on {counted(len(fold.train) - len(inner), 'patient')}")
         if self.folds[0].test:
             lines.append(f"  held out of every fold: {', '.join(self.folds[0].test)}")

@@ -371,10 +371,11 @@ def test_an_in_memory_image_without_pixels_is_a_data_error():
 
 
 def test_an_oversized_in_memory_image_is_refused_without_talking_of_a_file_header():
-    side = int(MAX_IMAGE_PIXELS ** 0.5) + 1  # a 5794 x 5794 frame, 34 MB of zeros in memory
+    side = int(MAX_IMAGE_PIXELS ** 0.5) + 1  # a 5793 x 5793 frame, 34 MB of zeros in memory
     with pytest.raises(DataError) as refused:
         image_to_gray(Image.new("L", (side, side)), 64, source="frame")
-    assert str(refused.value) == f"frame: image of {side}x{side} pixels is larger than the {MAX_IMAGE_PIXELS}-pixel limit"
+    limit = f"{MAX_IMAGE_PIXELS}-pixel limit"
+    assert str(refused.value) == f"frame: image of {side}x{side} pixels is larger than the {limit}"
 
 
 def _valid_images(tmp_path: Path) -> list:

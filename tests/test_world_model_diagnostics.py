@@ -3,6 +3,7 @@ t2 beside "no change", the dreamed at2 beside at1 plus the move, and the target 
 that evaluation reads."""
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -51,12 +52,13 @@ def test_a_dreamer_evaluation_reports_latent_and_at2_errors(trained):
     assert latent["dreamed_vs_target_t1"] == pytest.approx(latent["dreamed"] / latent["target_t1"])
     last_line = trained.test_report.summary_table().splitlines()[-1]
     assert f"dreamed / target's t1 {latent['dreamed_vs_target_t1']:.2f}x" in last_line  # the fair "no change"
-    assert f"dreamed / the backbone's t1 {latent['dreamed_vs_copy']:.2f}x" in last_line
+    assert f"dreamed / the online backbone's t1 {latent['dreamed_vs_copy']:.2f}x" in last_line
 
 
 @pytest.mark.parametrize("ratio, verdict", [
     (0.8, "(below 1: the world model predicts the next frame better than the current frame does;"),
     (1.2, "(not below 1: the world model predicts the next frame no better than the current frame does;"),
+    (float("nan"), "(no ratio: the target's view of t1 has no error to compare with;"),
 ])
 def test_the_latent_line_reads_its_verdict_from_the_ratio(trained, ratio, verdict):
     """A fixed "(below 1: ... better ...)" beside 1.20x read as a claim the figure contradicted."""
@@ -64,7 +66,8 @@ def test_the_latent_line_reads_its_verdict_from_the_ratio(trained, ratio, verdic
     world["latent_error"]["dreamed_vs_target_t1"] = ratio
     report = dataclasses.replace(trained.test_report, world_model=world)
     last_line = report.summary_table().splitlines()[-1]
-    assert f"dreamed / target's t1 {ratio:.2f}x {verdict}" in last_line
+    shown = "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
+    assert f"dreamed / target's t1 {shown} {verdict}" in last_line
 
 
 def test_a_direct_model_has_no_world_model_diagnostics(phantom_dir, tmp_path):

@@ -200,16 +200,15 @@ class EvaluationReport:
                 lines.append(f"world model latent error vs the target's view of t2: dreamed {latent['dreamed']:.4g}, "
                              f"the target's view of t1 {latent['target_t1']:.4g}, dreamed / target's t1 "
                              f"{_ratio_text(latent['dreamed_vs_target_t1'])} ({_latent_verdict(latent)}; dreamed / "
-                             f"the backbone's t1 {_ratio_text(latent['dreamed_vs_copy'])}, the same against the "
-                             "online backbone's features of t1)")
+                             f"the online backbone's t1 {_ratio_text(latent['dreamed_vs_copy'])})")
         return lines
 
 
 def _latent_verdict(latent: Dict[str, Any]) -> str:
     """What the ratio to the fair "nothing changes" says, read from its value: a fixed legend read as a claim."""
     ratio = latent["dreamed_vs_target_t1"]
-    if ratio is None:
-        return "no ratio: the target's view of t1 equals t2's"
+    if ratio is None or not math.isfinite(ratio):
+        return "no ratio: the target's view of t1 has no error to compare with"
     better = "better" if ratio < 1 else "no better"
     return f"{'below' if ratio < 1 else 'not below'} 1: the world model predicts the next frame {better} than the " \
            "current frame does"

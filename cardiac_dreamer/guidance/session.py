@@ -53,7 +53,7 @@ PLANNERS = ("direct", "imagine")
 ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
 MAX_HISTORY = 64
 # The imagine planner's candidates: the suggested move scaled. One axis nudged by +-25 % (12 more candidates, once)
-# never changed a closed-loop outcome on the demo and tripled the dreamer's work (docs/closed-loop.md).
+# moved at most two closed-loop episodes of 40 on three demo models, for 3.4x the dreamer's work (closed-loop.md).
 PLAN_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
 
 

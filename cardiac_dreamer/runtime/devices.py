@@ -93,7 +93,7 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
         return Precision(requested, torch.float16 if requested == "16" else torch.bfloat16, requested == "16")
     if device.type == "cpu" and cpu_supports_bf16():
         if requested == "16":
-            log.warning("precision 16 on CPU: using bf16 autocast (this CPU has native bf16), no loss scaling")
+            log.info("precision 16 on CPU: using bf16 autocast (this CPU has native bf16), no loss scaling")
         return Precision("bf16", torch.bfloat16, False)
     if device.type == "cpu":  # "16" means the fastest mixed precision the device has: here that is fp32
         log.log(logging.INFO if requested == "16" else logging.WARNING, "precision %s on this CPU: fp32 (it has no "
