@@ -116,16 +116,23 @@ class DataReport:
             lines.append(f"  unused (in no split): {', '.join(unused)}")
         return "\n".join(lines)
 
-
     def _fold_lines(self) -> List[str]:
         patients = self.prepared.samples_per_patient
         lines = [f"cross-validation ({len(self.folds)} folds, seed {self.config.split_seed}):"]
+        alone = []  # folds whose model learns from one person
         for index, (fold, inner) in enumerate(zip(self.folds, self.inner_val), start=1):
             pairs = sum(patients.get(p, 0) for p in fold.val)
+            trained = len(fold.train) - len(inner)
             lines.append(f"  fold {index}: reports {', '.join(fold.val)} ({counted(pairs, 'pair')}); selects on "
-                         f"{', '.join(inner)}; trains on {counted(len(fold.train) - len(inner), 'patient')}")
+                         f"{', '.join(inner)}; trains on {counted(trained, 'patient')}")
+            if trained == 1:
+                alone.append(str(index))
         if self.folds[0].test:
             lines.append(f"  held out of every fold: {', '.join(self.folds[0].test)}")
+        if alone:
+            which = f"fold {alone[0]} trains" if len(alone) == 1 else f"folds {', '.join(alone)} train"
+            lines.append(f"  warning: {which} on one patient, whose anatomy says little about the next patient's; "
+                         "fewer folds (--cv K) train each on more")
         return lines
 
 

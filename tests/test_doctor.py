@@ -191,6 +191,13 @@ def test_an_image_training_leaves_out_of_its_subset_is_not_a_problem_as_in_train
         check_data(data_config(real_export))
 
 
+def test_cv_folds_that_train_on_several_patients_are_listed_without_a_warning(tmp_path, make_real_export):
+    folders = tuple(f"data_p{number}" for number in range(1, 7))
+    data_dir = make_real_export(tmp_path / "data", patients=folders, pairs=2, size=64)
+    summary = check_data(data_config(data_dir, **{"data.cv_folds": 2})).summary()
+    assert summary.count("trains on 2 patients") == 2 and "warning" not in summary
+
+
 def test_with_cv_folds_the_folds_are_checked_and_listed_as_cv_will_train_them(tmp_path, make_real_export, capsys):
     folders = ("data_p1", "data_p2", "data_p3", "data_p4", "data_p5")
     data_dir = make_real_export(tmp_path / "data", patients=folders, pairs=2, size=64)
@@ -202,6 +209,7 @@ def test_with_cv_folds_the_folds_are_checked_and_listed_as_cv_will_train_them(tm
     for index, (fold, inner) in enumerate(zip(plan.folds, plan.inner_val), start=1):
         reported = f"fold {index}: reports {', '.join(fold.val)} (4 pairs); selects on {inner[0]}; trains on 1 patient"
         assert reported in summary
+    assert "warning: folds 1, 2 train on one patient" in summary  # each learns one person's anatomy
     assert train_cli.main(["--check_data", "--data_dir", str(data_dir), "--image_size", "64", "--cv", "2",
                            "--test_patients", "data_p5"]) == 0
     assert "cross-validation (2 folds, seed 42):" in capsys.readouterr().out
