@@ -81,8 +81,8 @@ class DataReport:
             used = counted(cfg.max_pairs_per_patient, "pair")
             lines.append(f"  training will use {used} of each folder, spread evenly over it")
         lines.append(f"images: {sum(self.image_sizes.values())} files, "
-                     f"sizes {_counted(f'{w}x{h}' for (w, h) in self.image_sizes.elements())}, "
-                     f"modes {_counted(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
+                     f"sizes {_most_common(f'{w}x{h}' for (w, h) in self.image_sizes.elements())}, "
+                     f"modes {_most_common(self.image_modes.elements())}; resized to {cfg.image_size}x{cfg.image_size}")
         if any(width != height for width, height in self.image_sizes):
             lines.append("  note: non-square images are stretched to a square")
         if self.dim_images:
@@ -209,7 +209,7 @@ def _axis_labels() -> List[str]:
     return [f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS)]
 
 
-def _counted(values) -> str:
+def _most_common(values) -> str:
     """``"64x64 (40), 128x128 (2)"``: the most common first, at most four."""
     common = Counter(values).most_common()
     shown = ", ".join(f"{value} ({count})" for value, count in common[:4])
