@@ -55,15 +55,22 @@ def test_the_public_names_are_listed_for_tab_completion_before_first_use():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_the_training_command_refuses_a_missing_data_directory_without_loading_torch(tmp_path):
-    """A mistyped path is answered in a fraction of a second (importing torch takes seconds): the command loads
-    torch only once there is something to train."""
-    code = ("import sys; from cardiac_dreamer.cli.train_command import main; "
-            "sys.argv[:] = ['cardiac-train', '--data_dir', sys.argv[1], '--output_dir', sys.argv[2]]; code = main(); "
+@pytest.mark.parametrize("command, flags, expected", [
+    ("train", ["--data_dir", "{tmp}/absent", "--output_dir", "{tmp}/out"], "data directory not found"),
+    ("evaluate", ["--checkpoint", "{tmp}/run.ckpt", "--navigate", "--history", "0,-4"], "history values must be >= 0"),
+    ("evaluate", ["--checkpoint", "{tmp}/run.ckpt", "--help"], "--planner"),
+])
+def test_the_commands_answer_help_and_mistakes_without_loading_torch(tmp_path, command, flags, expected):
+    """A mistyped path or flag, and --help, are answered in a fraction of a second (importing torch takes seconds):
+    a command loads torch only once there is something to train or evaluate."""
+    code = (f"import sys; from cardiac_dreamer.cli.{command}_command import main; sys.argv[1:] = sys.argv[2:]\n"
+            "try:\n    code = main()\nexcept SystemExit as stop:\n    code = stop.code\n"
             "assert 'torch' not in sys.modules, 'torch was loaded'; sys.exit(code)")
-    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "absent"), str(tmp_path / "out")],
-                            capture_output=True, text=True)
-    assert result.returncode == 2 and "data directory not found" in result.stderr, result.stderr
+    argv = [flag.format(tmp=tmp_path) for flag in flags]
+    result = subprocess.run([sys.executable, "-c", code, f"cardiac-{command}", *argv], capture_output=True, text=True)
+    assert "torch was loaded" not in result.stderr
+    assert expected in result.stdout + result.stderr, result.stderr
+    assert result.returncode == (0 if "--help" in flags else 2), result.stderr
 
 
 def test_the_guides_quick_start_script_trains_on_data_processed_from_a_checkout(phantom_dir, tmp_path):

@@ -13,10 +13,8 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..config import name_list
 from ..errors import CardiacDreamerError, ConfigError
-from ..evaluation.evaluator import evaluate_checkpoint
+from ..guidance.settings import PLANNERS, EpisodeSettings, NavigationSettings
 from ..names import SPLIT_CHOICES
-from ..guidance.navigation import EpisodeSettings, NavigationSettings, navigate_checkpoint
-from ..guidance.session import PLANNERS
 from .common import CommandParser, StoreOnce, a_path, add_flag, configure_logging, interrupted_exit_code, \
     report_error, sigterm_as_ctrl_c
 
@@ -96,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ..evaluation.evaluator import evaluate_checkpoint  # torch and the model code: after the flags are checked
+
     try:
         report, output_dir = evaluate_checkpoint(
             args.checkpoint,
@@ -114,6 +114,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _navigate(args: argparse.Namespace) -> int:
+    from ..guidance.navigation import navigate_checkpoint  # torch and the model code: after the flags are checked
     from ..guidance.navigation.report import summary_table
 
     try:

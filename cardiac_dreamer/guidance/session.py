@@ -33,8 +33,6 @@ Importing this module loads torch and the model code, never matplotlib nor the t
 """
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import reprlib
 from dataclasses import dataclass
@@ -43,15 +41,12 @@ from typing import List, Optional, Protocol, Sequence, Union
 import numpy as np
 import torch
 
-from ..config import whole_number
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import rotation_errors, translation_errors
 from ..geometry import COMPOSITION_MODES, apply_move, as_moves, folded_poses, move_between, undo_move, \
     unwrapped_poses
+from .settings import ARRIVAL_DEG, ARRIVAL_MM, PLANNERS, SessionSettings
 
-PLANNERS = ("direct", "imagine")
-ARRIVAL_MM, ARRIVAL_DEG = 5.0, 5.0  # per component: what "at the view" means by default
-MAX_HISTORY = 64
 # The imagine planner's candidates: the suggested move scaled. One axis nudged by +-25 % (12 more candidates, once)
 # moved at most two closed-loop episodes of 40 on three demo models, for 3.4x the dreamer's work (closed-loop.md).
 PLAN_SCALES = (0.25, 0.5, 0.75, 1.0, 1.25)
@@ -102,31 +97,6 @@ class Guidance:
     spread_mm: Optional[float]
     spread_deg: Optional[float]
     frame_pose: np.ndarray  # [6] this frame's own estimate, before fusion
-
-
-@dataclass(frozen=True)
-class SessionSettings:
-    """How a session fuses and when it says "arrived"; validated on creation."""
-
-    history: int = 0  # past frames fused with the current one; 0 = the current frame alone
-    arrival_mm: float = ARRIVAL_MM
-    arrival_deg: float = ARRIVAL_DEG
-    planner: str = "direct"  # "direct": the inverse of the estimate; "imagine": the world model picks a move
-
-    def __post_init__(self) -> None:
-        # a numpy integer from a notebook sweep is fine
-        object.__setattr__(self, "history", whole_number(self.history, "session history", 0, MAX_HISTORY))
-        for name in ("arrival_mm", "arrival_deg"):
-            value = getattr(self, name)
-            try:  # a Fraction or a numpy float from a notebook is fine; float() of 10**400 overflows
-                number = float(value) if _is_real(value) else math.nan
-            except OverflowError:
-                number = math.inf
-            if not math.isfinite(number) or number <= 0:
-                raise ConfigError(f"session {name} must be a positive number, got {value!r}")
-            object.__setattr__(self, name, number)
-        if self.planner not in PLANNERS:
-            raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
 
 
 class GuidanceSession:
@@ -346,11 +316,6 @@ def within(poses: np.ndarray, limit_mm: float, limit_deg: float) -> Union[bool, 
     folded = np.abs(folded_poses(poses))
     inside = (folded[..., :3] <= limit_mm).all(-1) & (folded[..., 3:] <= limit_deg).all(-1)
     return bool(inside) if np.ndim(inside) == 0 else inside
-
-
-def _is_real(value) -> bool:
-    """A real number (numpy's count), never a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _rms(values: np.ndarray) -> float:

@@ -5,9 +5,10 @@ policies (the model's session, oracle, stay, mean) -> simulator (episodes) -> sc
 :mod:`.runner` ties them to a checkpoint, its patients (:mod:`.patients`) and its training range (:mod:`.starts`);
 :mod:`.result` holds what a run is asked for and what it found.
 """
-from .result import NavigationResult, NavigationSettings
+from ..settings import EpisodeSettings, NavigationSettings
+from .result import NavigationResult
 from .runner import navigate_checkpoint
-from .simulator import Episode, EpisodeSettings, follow, run_episode
+from .simulator import Episode, follow, run_episode
 
 __all__ = ["Episode", "EpisodeSettings", "NavigationResult", "NavigationSettings", "follow", "navigate_checkpoint",
            "run_episode"]

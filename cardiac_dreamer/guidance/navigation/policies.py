@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ...geometry import apply_move
-from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, GuidanceSession, suggested_move, within
+from ..session import Guidance, GuidanceSession, suggested_move, within
+from ..settings import ARRIVAL_DEG, ARRIVAL_MM
 
 BASELINES = ("oracle", "stay", "mean")
 

@@ -17,10 +17,11 @@ import numpy as np
 from ...evaluation.metrics import rotation_errors, translation_errors
 from ...io.fileio import atomic_open, write_json
 from ...geometry import AXIS_NAMES, AXIS_UNITS
-from ..session import ARRIVAL_DEG, ARRIVAL_MM, within
+from ..session import within
+from ..settings import ARRIVAL_DEG, ARRIVAL_MM, box_text
 from .result import START_GROUPS, NavigationResult, settings_record
 from .scoring import DEFINITIONS
-from .simulator import SLIP, Episode, box_text
+from .simulator import SLIP, Episode
 
 log = logging.getLogger(__name__)
 

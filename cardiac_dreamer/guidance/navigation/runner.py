@@ -20,11 +20,12 @@ from ...evaluation.predictor import Predictor
 from ...io.run_dir import RunDirectory, refuse_earlier_report, removed_if_left_empty, report_directory
 from ...names import RECORD_TIME
 from ..session import GuidanceSession
+from ..settings import NavigationSettings, centred_box
 from .patients import NavigationPatient, resolve_patients
 from .policies import Policy, SessionPolicy, baseline_policies
 from .report import FILES as REPORT_FILES, write_report
-from .result import NavigationResult, NavigationSettings, range_record
-from .simulator import Episode, centred_box, run_episode
+from .result import NavigationResult, range_record
+from .simulator import Episode, run_episode
 from .starts import RANGE_SOURCE, start_box, start_kind, training_range
 
 log = logging.getLogger(__name__)

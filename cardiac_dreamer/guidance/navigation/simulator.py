@@ -21,72 +21,21 @@ stream and the same hand: differences between policies are the policies'.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 import torch
 
 from ...errors import ConfigError
-from ...geometry import AXIS_NAMES, apply_move
+from ...geometry import apply_move
 from ...phantom.trajectories import SWEEP_FRAMES, sweep_poses
-from ..session import ARRIVAL_DEG, ARRIVAL_MM, Guidance, within
+from ..session import Guidance, within
+from ..settings import ARRIVAL_DEG, ARRIVAL_MM, EpisodeSettings, box_text
 from .policies import Policy
 
-START_KINDS = ("box", "sweep")
 SLIP = np.array([5.0, 5.0, 5.0, 5.0, 5.0, 5.0])  # mm, mm, mm, deg, deg, deg per unit of follow_noise
 _START_STREAM, _SPECKLE_STREAM, _HAND_STREAM = 1, 2, 3
 MAX_START_DRAWS = 10_000
-MAX_STEPS = 10_000  # frames per episode; a sonographer gives up long before
-
-
-@dataclass(frozen=True)
-class EpisodeSettings:
-    """Where episodes start, how long they may run and how the sonographer follows; validated on creation."""
-
-    max_steps: int = 20  # frames the session is consulted on (each either says "arrived" or moves the probe)
-    # starts in [start_low, start_high] per component (mm for x, y, z; degrees for the angles), redrawn while
-    # already at the view: "box" uniform in it, "sweep" a pose of a fresh phantom sweep that lies in it
-    starts: str = "box"
-    start_low: Tuple[float, ...] = (-20.0,) * 6
-    start_high: Tuple[float, ...] = (20.0,) * 6
-    follow_noise: float = 0.1
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.max_steps <= MAX_STEPS:
-            raise ConfigError(f"max_steps must be in [1, {MAX_STEPS}], got {self.max_steps}")
-        if self.starts not in START_KINDS:
-            raise ConfigError(f"starts must be one of {', '.join(START_KINDS)}, got {self.starts!r}")
-        low, high = np.asarray(self.start_low, dtype=np.float64), np.asarray(self.start_high, dtype=np.float64)
-        if low.shape != (6,) or high.shape != (6,) or not (np.isfinite(low).all() and np.isfinite(high).all()) or \
-                (low > high).any() or max(np.abs(low).max(), np.abs(high).max()) > 180:
-            raise ConfigError(f"the start box must give 6 components low <= high within [-180, 180] mm and degrees, "
-                              f"got {box_text(self.start_low, self.start_high)}")
-        if box_inside_view(low, high):
-            raise ConfigError(f"a start box of {box_text(low, high)} lies inside the {ARRIVAL_MM:g} mm / "
-                              f"{ARRIVAL_DEG:g} deg view: there would be nothing to navigate")
-        if not 0 <= self.follow_noise <= 10:
-            raise ConfigError(f"follow_noise must be in [0, 10], got {self.follow_noise}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-
-
-def centred_box(mm: float, deg: float) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-    """``(low, high)``: the box ``[-mm, mm]`` on x, y, z and ``[-deg, deg]`` on the angles."""
-    high = (float(mm),) * 3 + (float(deg),) * 3
-    return tuple(-value for value in high), high
-
-
-def box_inside_view(low, high) -> bool:
-    """Whether every pose of the box lies within the arrival view (no start to draw)."""
-    reach = np.maximum(np.abs(np.asarray(low, dtype=np.float64)), np.abs(np.asarray(high, dtype=np.float64)))
-    return bool((reach[:3] <= ARRIVAL_MM).all() and (reach[3:] <= ARRIVAL_DEG).all())
-
-
-def box_text(low, high) -> str:
-    """``x -7.2..7.4, y ..., z ... mm; roll ..., pitch ..., yaw ... deg``."""
-    parts = [f"{name} {float(a):.3g}..{float(b):.3g}" for name, a, b in zip(AXIS_NAMES, low, high)]
-    return f"{', '.join(parts[:3])} mm; {', '.join(parts[3:])} deg"
 
 
 @dataclass(frozen=True)

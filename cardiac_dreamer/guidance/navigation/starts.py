@@ -23,7 +23,7 @@ from typing import Iterable, Tuple
 import numpy as np
 
 from ...errors import ConfigError
-from .simulator import box_inside_view, box_text
+from ..settings import box_inside_view, box_text
 
 UNIFORM_HALF_WIDTH = math.sqrt(3.0)  # half-width / std of a uniform distribution
 RANGE_SOURCE = "the checkpoint's pose statistics: mean +- sqrt(3) std per axis (the range of a uniform distribution " \
