@@ -14,7 +14,7 @@ shows near the probe, roll grows with depth and yaw with the distance from the c
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -68,49 +68,69 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
     """
     scale = rng.uniform(0.97, 1.03) * rng.uniform(0.98, 1.02, size=3)  # overall size and aspect
 
-    def jitter(center, axes, value, tilt=(0.0, 0.0, 0.0), taper=0.0) -> Ellipsoid:
-        center = (np.asarray(center, dtype=float) + rng.normal(0.0, 1.0, 3)) * scale
-        axes = np.asarray(axes, dtype=float) * scale * rng.uniform(0.98, 1.02, 3)
+    def jitter(layer: Ellipsoid) -> Ellipsoid:
+        center = (np.asarray(layer.center, dtype=float) + rng.normal(0.0, 1.0, 3)) * scale
+        axes = np.asarray(layer.axes, dtype=float) * scale * rng.uniform(0.98, 1.02, 3)
         # ~2 degrees for a chamber; less for big structures, which the same angle would carry several mm
         tilt_jitter_deg = 2.0 * min(1.0, 40.0 / max(axes))
-        tilt = np.asarray(tilt, dtype=float) + rng.normal(0.0, tilt_jitter_deg, 3)
-        return Ellipsoid(tuple(center.tolist()), tuple(axes.tolist()), value, tuple(tilt.tolist()), taper)
+        tilt = np.asarray(layer.tilt, dtype=float) + rng.normal(0.0, tilt_jitter_deg, 3)
+        return replace(layer, center=tuple(center.tolist()), axes=tuple(axes.tolist()), tilt=tuple(tilt.tolist()))
 
-    length, lean, taper = CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER
-    lv = jitter((20, 0, 58), (19, length, 44), BLOOD, tilt=(lean, 0, 0), taper=taper)
-    rv = jitter((-24, 0, 62), (13, length, 36), BLOOD, tilt=(-lean, 0, 0), taper=taper)
-    la = jitter((16, 0, 118), (20, length, 16), BLOOD, tilt=(0, 0, -lean), taper=-taper)
-    ra = jitter((-24, 0, 114), (17, length, 17), BLOOD, tilt=(0, 0, lean), taper=-taper)
-    lvot = jitter((2, -30, 100), (9, 14, 25), BLOOD, tilt=(-20, 0, 0))  # anterior: the five-chamber view
-    coronary_sinus = jitter((-4, 30, 100), (35, 6, 6), BLOOD)  # posterior, in the atrioventricular groove
-    sac = jitter((-5, 0, 75), (66, 95, 90), PERICARDIUM)
-    fat = jitter((-45, 0, 5), (40, 150, 50), FAT)  # epicardial fat over the right ventricle, in the near field
+    heart = heart_layout(CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER)
+    cavities = [jitter(heart[name]) for name in CAVITIES]
+    sac = jitter(heart["sac"])
+    fat = jitter(Ellipsoid((-45, 0, 5), (40, 150, 50), FAT))  # epicardial fat over the right ventricle, near field
     myocardium = 9.0 * rng.uniform(0.97, 1.03)
-    cavities = [lv, rv, la, ra, lvot, coronary_sinus]
-    walls = [_grown(lv, myocardium, MUSCLE), _grown(rv, 0.5 * myocardium, MUSCLE)]
-    walls += [_grown(cavity, 3.0, MUSCLE) for cavity in cavities[2:]]
     return [
-        jitter((150, 0, 110), (45, 120, 90), LUNG),  # the lungs flank the heart just outside the target sector
-        jitter((-150, 0, 110), (45, 120, 90), LUNG),
+        jitter(Ellipsoid((150, 0, 110), (45, 120, 90), LUNG)),  # the lungs flank the heart outside the sector
+        jitter(Ellipsoid((-150, 0, 110), (45, 120, 90), LUNG)),
         sac,
-        _grown(sac, -3.0, TISSUE),
+        grown(sac, -3.0, TISSUE),
         fat,
-        *walls,
+        *heart_walls(cavities, myocardium),
         *cavities,
-        jitter((16, 0, 99), (18, length, 2), VALVE),  # mitral
-        jitter((-24, 0, 95), (15, length, 2), VALVE),  # tricuspid
-        jitter((30, 8, 55), (4, 10, 10), MUSCLE),  # papillary muscles, one posterior and one anterior
-        jitter((24, -8, 62), (4, 10, 10), MUSCLE),
-        jitter(_chest_wall_center(), CHEST_WALL_AXES_MM, CHEST_WALL, tilt=(CHEST_WALL_LEAN_DEG, 0, 0)),
+        *(jitter(heart[name]) for name in INNER_STRUCTURES),
+        jitter(Ellipsoid(chest_wall_center(), CHEST_WALL_AXES_MM, CHEST_WALL, (CHEST_WALL_LEAN_DEG, 0, 0))),
     ]
 
 
-def _grown(layer: Ellipsoid, thickness_mm: float, value: float) -> Ellipsoid:
+def heart_layout(length: float, lean: float, taper: float) -> Dict[str, Ellipsoid]:
+    """The heart's structures in the heart frame (mm, degrees), as v3 and v4 both start from them before a patient
+    changes them: chambers ``length`` mm long in elevation, the ventricles leaning ``lean`` degrees in depth and
+    the atria sideways, the ventricles' sections widening and the atria's narrowing by ``taper`` over ``length``."""
+    return {
+        "lv": Ellipsoid((20, 0, 58), (19, length, 44), BLOOD, (lean, 0, 0), taper),
+        "rv": Ellipsoid((-24, 0, 62), (13, length, 36), BLOOD, (-lean, 0, 0), taper),
+        "la": Ellipsoid((16, 0, 118), (20, length, 16), BLOOD, (0, 0, -lean), -taper),
+        "ra": Ellipsoid((-24, 0, 114), (17, length, 17), BLOOD, (0, 0, lean), -taper),
+        "lvot": Ellipsoid((2, -30, 100), (9, 14, 25), BLOOD, (-20, 0, 0)),  # anterior: the five-chamber view
+        "coronary_sinus": Ellipsoid((-4, 30, 100), (35, 6, 6), BLOOD),  # posterior, in the atrioventricular groove
+        "sac": Ellipsoid((-5, 0, 75), (66, 95, 90), PERICARDIUM),
+        "mitral": Ellipsoid((16, 0, 99), (18, length, 2), VALVE),
+        "tricuspid": Ellipsoid((-24, 0, 95), (15, length, 2), VALVE),
+        "posterior_papillary": Ellipsoid((30, 8, 55), (4, 10, 10), MUSCLE),
+        "anterior_papillary": Ellipsoid((24, -8, 62), (4, 10, 10), MUSCLE),
+    }
+
+
+CAVITIES = ("lv", "rv", "la", "ra", "lvot", "coronary_sinus")  # blood, each in a wall of muscle
+INNER_STRUCTURES = ("mitral", "tricuspid", "posterior_papillary", "anterior_papillary")  # painted over the blood
+
+
+def heart_walls(cavities: Sequence[Ellipsoid], myocardium_mm: float) -> List[Ellipsoid]:
+    """The muscle around :data:`CAVITIES` (in that order): the left ventricle's ``myocardium_mm`` thick, the right
+    ventricle's half that, the rest 3 mm."""
+    lv, rv, *others = cavities
+    return [grown(lv, myocardium_mm, MUSCLE), grown(rv, 0.5 * myocardium_mm, MUSCLE),
+            *(grown(cavity, 3.0, MUSCLE) for cavity in others)]
+
+
+def grown(layer: Ellipsoid, thickness_mm: float, value: float) -> Ellipsoid:
     """The same shape, ``thickness_mm`` larger on every axis: a wall around a cavity (smaller: a lining)."""
     return replace(layer, axes=tuple(axis + thickness_mm for axis in layer.axes), value=value)
 
 
-def _chest_wall_center() -> Tuple[float, float, float]:
+def chest_wall_center() -> Tuple[float, float, float]:
     """Where the leaning chest wall ellipsoid sits so that its lower face is CHEST_WALL_DEPTH_MM below the probe."""
     lean = np.deg2rad(CHEST_WALL_LEAN_DEG)
     a_y, a_z = CHEST_WALL_AXES_MM[1:]

@@ -23,16 +23,15 @@ import torch
 
 from ..geometry import matrix_to_pose, pose_to_matrix
 from .anatomy import (
-    BLOOD, CHEST_WALL_AXES_MM, CHEST_WALL_LEAN_DEG, FAT, LUNG, MUSCLE, PERICARDIUM, PROBE_STANDOFF_MM,
-    TISSUE, VALVE, Ellipsoid, _chest_wall_center, _grown, paint_volume,
+    CAVITIES, CHAMBER_ELEVATION_MM, CHEST_WALL_AXES_MM, CHEST_WALL_LEAN_DEG, ECHO_GRADIENT_PER_MM, FAT,
+    INNER_STRUCTURES, LUNG, PROBE_STANDOFF_MM, TISSUE, Ellipsoid, chest_wall_center, grown, heart_layout, heart_walls,
+    paint_volume,
 )
 
 VOXEL_MM = 2.5
 # every sector the v4 trajectories reach (roll to ~80 degrees with the patient's axis, yaw to ~-65, 25 mm off)
 BOX_MM = (np.array([-165.0, -200.0, -75.0]), np.array([165.0, 200.0, 200.0]))
-ECHO_GRADIENT_PER_MM = 0.005
-CHAMBER_ELEVATION_MM = 70.0  # half-length of the chambers along elevation
-CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # as in v3: the section changes gradually with elevation
+CHAMBER_TAPER, CHAMBER_LEAN_DEG = 0.5, 18.0  # gentler than v3's: the section changes gradually with elevation
 # the chest wall at the window: echo of its layers, the skin layer's depth and the pleura's thickness (mm)
 SKIN, WALL_MUSCLE, PLEURA, CARTILAGE = 0.9, 0.05, 0.95, 0.9  # dark muscle between bright lines
 SKIN_MM, PLEURA_MM = 9.0, 4.0
@@ -151,34 +150,30 @@ def _heart(traits: Traits, systole: bool) -> List[Ellipsoid]:
     s = traits.scale
     lv_f, rv_f, la_f, ra_f = traits.chambers
     ventricle, atrium, wall = (SYSTOLE_VENTRICLE, SYSTOLE_ATRIUM, SYSTOLE_WALL) if systole else (1.0, 1.0, 1.0)
-    length, lean, taper = CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER
 
-    def chamber(center, axes, size, tilt=(0.0, 0.0, 0.0), taper=0.0, value=BLOOD) -> Ellipsoid:
-        axes = np.asarray(axes, dtype=float) * s * np.array([size, 1.0, size])
-        center = HEART_CENTER_MM + (np.asarray(center, dtype=float) - HEART_CENTER_MM) * s
-        return Ellipsoid(tuple(center.tolist()), tuple(axes.tolist()), value, tilt, taper)
+    def placed(layer: Ellipsoid, size: float = 1.0, lateral: float = 1.0, descent_mm: float = 0.0) -> Ellipsoid:
+        """``layer`` in this patient's heart: ``size`` widens its section, ``lateral`` scales how far it sits
+        from the centre line, ``descent_mm`` moves it toward the apex, and the whole heart grows by ``traits.scale``
+        about :data:`HEART_CENTER_MM`."""
+        axes = np.asarray(layer.axes, dtype=float) * s * np.array([size, 1.0, size])
+        x, y, z = layer.center
+        center = HEART_CENTER_MM + (np.array([x * lateral, y, z - descent_mm], dtype=float) - HEART_CENTER_MM) * s
+        return replace(layer, center=tuple(center.tolist()), axes=tuple(axes.tolist()))
 
+    heart = heart_layout(CHAMBER_ELEVATION_MM, CHAMBER_LEAN_DEG, CHAMBER_TAPER)
     base_shift = 6.0 * (1.0 - ventricle) / (1.0 - SYSTOLE_VENTRICLE) if systole else 0.0  # the base descends
-    lv = chamber((20, 0, 58), (19, length, 44), lv_f * ventricle, tilt=(lean, 0, 0), taper=taper)
-    rv = chamber((-24 * rv_f, 0, 62), (13, length, 36), rv_f * ventricle, tilt=(-lean, 0, 0), taper=taper)
-    la = chamber((16, 0, 118 - base_shift), (20, length, 16), la_f * atrium, tilt=(0, 0, -lean), taper=-taper)
-    ra = chamber((-24, 0, 114 - base_shift), (17, length, 17), ra_f * atrium, tilt=(0, 0, lean), taper=-taper)
-    lvot = chamber((2, -30, 100), (9, 14, 25), 1.0, tilt=(-20, 0, 0))
-    coronary_sinus = chamber((-4, 30, 100), (35, 6, 6), 1.0)
-    sac = chamber((-5, 0, 75), (66, 95, 90), 1.0, value=PERICARDIUM)
-    myocardium = 9.0 * s * wall
-    cavities = [lv, rv, la, ra, lvot, coronary_sinus]
-    walls = [_grown(lv, myocardium, MUSCLE), _grown(rv, 0.5 * myocardium, MUSCLE)]
-    walls += [_grown(cavity, 3.0, MUSCLE) for cavity in cavities[2:]]
+    sizes = {"lv": lv_f * ventricle, "rv": rv_f * ventricle, "la": la_f * atrium, "ra": ra_f * atrium,
+             "posterior_papillary": wall, "anterior_papillary": wall}
+    descents = {"la": base_shift, "ra": base_shift, "mitral": base_shift, "tricuspid": base_shift}
+    heart = {name: placed(layer, sizes.get(name, 1.0), rv_f if name == "rv" else 1.0, descents.get(name, 0.0))
+             for name, layer in heart.items()}
+    cavities = [heart[name] for name in CAVITIES]
     return [
-        sac,
-        _grown(sac, -3.0, TISSUE),
-        *walls,
+        heart["sac"],
+        grown(heart["sac"], -3.0, TISSUE),
+        *heart_walls(cavities, 9.0 * s * wall),
         *cavities,
-        chamber((16, 0, 99 - base_shift), (18, length, 2), 1.0, value=VALVE),  # mitral
-        chamber((-24, 0, 95 - base_shift), (15, length, 2), 1.0, value=VALVE),  # tricuspid
-        chamber((30, 8, 55), (4, 10, 10), wall, value=MUSCLE),  # papillary muscles
-        chamber((24, -8, 62), (4, 10, 10), wall, value=MUSCLE),
+        *(heart[name] for name in INNER_STRUCTURES),
     ]
 
 
@@ -189,7 +184,7 @@ def _window(traits: Traits) -> List[Ellipsoid]:
     muscle down to the leaning lower face (~32 mm, deeper posteriorly, so y shows) lined by the bright pleura; a
     bright costal cartilage right of the centre line (10-27 mm), whose edge x and yaw move sideways."""
     top = -PROBE_STANDOFF_MM
-    wall = _chest_wall_center() + np.array([0.0, 0.0, traits.wall_mm])
+    wall = chest_wall_center() + np.array([0.0, 0.0, traits.wall_mm])
     lean = (CHEST_WALL_LEAN_DEG, 0.0, 0.0)
     return [
         Ellipsoid(tuple((wall + [0.0, 0.0, PLEURA_MM]).tolist()), CHEST_WALL_AXES_MM, PLEURA, tilt=lean),
