@@ -94,10 +94,10 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_fields("model", self)
-        _check_choice("model.variant", self.variant, VARIANTS)
-        _check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
-        _check_choice("model.token_type", self.token_type, TOKEN_TYPES)
-        _check_choice("model.composition", self.composition, COMPOSITION_MODES)
+        check_choice("model.variant", self.variant, VARIANTS)
+        check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
+        check_choice("model.token_type", self.token_type, TOKEN_TYPES)
+        check_choice("model.composition", self.composition, COMPOSITION_MODES)
         if self.sequence_frames == 1:
             raise ConfigError("model.sequence_frames must be 0 (off) or >= 2 (the current frame and at least one "
                               "before it), got 1")
@@ -122,7 +122,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         _check_fields("loss", self)
-        _check_choice("loss.latent_prediction", self.latent_prediction, LATENT_PREDICTIONS)
+        check_choice("loss.latent_prediction", self.latent_prediction, LATENT_PREDICTIONS)
 
 
 @dataclass
@@ -165,7 +165,7 @@ class DataConfig:
         _check_fields("data", self)
         if self.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.image_size}")
-        _check_choice("data.disk_cache", self.disk_cache, DISK_CACHE_MODES)
+        check_choice("data.disk_cache", self.disk_cache, DISK_CACHE_MODES)
         ratios = (self.train_ratio, self.val_ratio, self.test_ratio)
         if abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(f"data split ratios must sum to 1, got {ratios}")
@@ -217,7 +217,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)
         _check_fields("training", self)
-        _check_choice("training.scheduler", self.scheduler, SCHEDULERS)
+        check_choice("training.scheduler", self.scheduler, SCHEDULERS)
         if self.min_lr > self.lr:
             raise ConfigError(f"training.min_lr must be in [0, training.lr = {self.lr:g}], got {self.min_lr:g}")
 
@@ -632,7 +632,9 @@ def _suggest(word: str, choices) -> str:
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
 
 
-def _check_choice(name: str, value: str, choices, suggest: bool = False) -> None:
+def check_choice(name: str, value: str, choices, suggest: bool = False) -> None:
+    """ConfigError ``"<name> must be one of a, b, got 'c'"`` (``suggest``: with a "did you mean") unless ``value``
+    is one of ``choices``: every setting that names a choice says so in the same words."""
     if value not in choices:
         close = suggest and difflib.get_close_matches(str(value), list(choices), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""

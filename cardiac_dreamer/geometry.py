@@ -14,7 +14,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from .config import COMPOSITION_MODES
+from .config import COMPOSITION_MODES, check_choice
 from .errors import DataError
 from .names import AXIS_NAMES, AXIS_UNITS
 
@@ -58,7 +58,7 @@ def matrix_to_pose(matrix: torch.Tensor) -> torch.Tensor:
 
 def apply_move(pose: torch.Tensor, move: torch.Tensor, mode: str = "additive") -> torch.Tensor:
     """The pose after ``move``: at2 from at1."""
-    _check_mode(mode)
+    check_composition(mode)
     if mode == "additive":
         return pose + move
     return matrix_to_pose(pose_to_matrix(pose) @ pose_to_matrix(move))
@@ -66,7 +66,7 @@ def apply_move(pose: torch.Tensor, move: torch.Tensor, mode: str = "additive") -
 
 def undo_move(pose_after: torch.Tensor, move: torch.Tensor, mode: str = "additive") -> torch.Tensor:
     """The pose before ``move``: at1 from at2, the exact inverse of :func:`apply_move`."""
-    _check_mode(mode)
+    check_composition(mode)
     if mode == "additive":
         return pose_after - move
     return matrix_to_pose(pose_to_matrix(pose_after) @ torch.linalg.inv(pose_to_matrix(move)))
@@ -75,7 +75,7 @@ def undo_move(pose_after: torch.Tensor, move: torch.Tensor, mode: str = "additiv
 def move_between(pose_from: torch.Tensor, pose_to: torch.Tensor, mode: str = "additive") -> torch.Tensor:
     """The move that takes ``pose_from`` to ``pose_to``: ``apply_move(pose_from, move) == pose_to`` up to whole
     turns, angles the short way round (179 to -179 deg is a move of 2, not -358), as in ``se3``."""
-    _check_mode(mode)
+    check_composition(mode)
     if mode == "additive":
         return pose_error(pose_from, pose_to)
     return matrix_to_pose(torch.linalg.inv(pose_to_matrix(pose_from)) @ pose_to_matrix(pose_to))
@@ -157,9 +157,9 @@ def as_moves(values: Any, count: Optional[int] = None, what: str = "moves") -> t
     return torch.from_numpy(np.array(moves))
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in COMPOSITION_MODES:
-        raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
+def check_composition(mode: str) -> None:
+    """ConfigError (a ValueError) unless ``mode`` is one of :data:`COMPOSITION_MODES`."""
+    check_choice("composition mode", mode, COMPOSITION_MODES)
 
 
 __all__ = [

@@ -50,7 +50,7 @@ class TrainingOutcome:
     run_dir: Path
     fit: FitResult
     test_evaluation_dir: Optional[Path]
-    test_report: Optional[EvaluationReport] = None  # the best checkpoint on the test patients
+    test_report: Optional[EvaluationReport] = None  # the deployed checkpoint (averaged, else best) on the test patients
 
 
 def run_training(
@@ -260,7 +260,7 @@ def _check_same_statistics(checkpoint: Path, state: TrainingState, stats: Normal
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:
     """Rank 0 makes the directory (never inside the data directory); the other ranks learn its name."""
     if output_dir is None:
-        raise DataError("an output directory is needed for a new run")
+        raise ConfigError("an output directory is needed for a new run")
     ensure_outside(Path(output_dir), data_dir, "output directory")
     ensure_outside_runs(Path(output_dir))
     root = RunDirectory.create(Path(output_dir)).root if dist.is_main_process() else None
@@ -294,7 +294,7 @@ def dataset_stats(prepared: PreparedData, data_dir: str, composition_summary: st
         per_split["train"]["trained_action_change"] = _target_stats([r.action_change for r in prepared.training_pairs])
     return {
         "data_dir": str(Path(data_dir).resolve()),
-        "patient_split": {p: name for name in SPLIT_NAMES for p in split[name]},
+        "patient_split": prepared.split.split_by_patient(),
         "splits": per_split,
         "folders_per_patient": folders_by_patient(prepared.grouping),
         "normalization": prepared.stats.to_dict(),

@@ -5,7 +5,7 @@ simulator needs a heart it can image at any pose.
 
 Two versions. ``v4`` (the default) is built to look like a real export: 224x224 RGB PNGs of a fan-shaped sector
 (27 % of the pixels black outside it), Rayleigh speckle, depth attenuation, each patient's gain and contrast; sweeps
-that start far from the view (roll ~50, yaw ~-40 degrees) and converge to it, pairs 1-4 frames apart with moves of
+that start far from the view (roll ~50, yaw ~-37 degrees) and converge to it, pairs 1-4 frames apart with moves of
 the real size; patients whose hearts differ in size (+-15 %), position (+-10 mm), axis (+-15 degrees) and chamber
 proportions; a beating heart and a breathing shift. ``v3`` (below) is the static phantom the earlier figures and
 some tests were calibrated on; ``--phantom v3`` or ``generate_phantom(..., version="v3")`` writes it.

@@ -56,9 +56,9 @@ def test_patient_split_round_trips_through_a_dict():
     assert PatientSplit.from_dict(json.loads(json.dumps(split.to_dict()))) == split
 
 
-def test_split_of_names_the_split_holding_a_patient():
+def test_split_by_patient_names_the_split_holding_each_patient():
     split = PatientSplit(train=["a"], val=["b"], test=["c"])
-    assert [split.split_of(p) for p in "abc"] == ["train", "val", "test"]
+    assert split.split_by_patient() == {"a": "train", "b": "val", "c": "test"}
 
 
 def test_patient_split_rejects_a_patient_in_two_splits():

@@ -11,7 +11,7 @@ from typing import Sequence, Tuple
 import torch
 
 from ..errors import DataError
-from ..geometry import COMPOSITION_MODES, apply_move, pose_error
+from ..geometry import COMPOSITION_MODES, apply_move, check_composition, pose_error
 from .records import TransitionRecord
 
 # What an export's rounding leaves: with at1, the move and at2 each rounded to 2 decimals, at2 - (at1 + move) is
@@ -34,8 +34,7 @@ class ConsistencyReport:
 
     def residual(self, mode: str) -> Tuple[float, float]:
         """``(max mm, max deg)`` left by ``mode``."""
-        if mode not in COMPOSITION_MODES:
-            raise ValueError(f"composition mode must be one of {COMPOSITION_MODES}, got {mode!r}")
+        check_composition(mode)
         return getattr(self, f"{mode}_residual_mm"), getattr(self, f"{mode}_residual_deg")
 
     def matches(self, mode: str) -> bool:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DISK_CACHE_MODES
+from ..config import DISK_CACHE_MODES, check_choice
 from ..errors import DataError, OutputError
+from ..io.fileio import os_reason
 from ..io.run_dir import ensure_outside
 from ..runtime.threads import usable_cpus
 from .packed_cache import PackedImages, PathLike, default_cache_dir, open_pack
@@ -63,8 +64,7 @@ class TransitionsDataset(Dataset):
         disk_cache: str = "auto",
         disk_cache_dir: Optional[PathLike] = None,
     ):
-        if disk_cache not in DISK_CACHE_MODES:
-            raise DataError(f"TransitionsDataset: disk_cache must be one of {DISK_CACHE_MODES}, got {disk_cache!r}")
+        check_choice("TransitionsDataset's disk_cache", disk_cache, DISK_CACHE_MODES)
         self.records: List[TransitionRecord] = list(records)
         if not self.records:
             raise DataError("TransitionsDataset: no records to load")
@@ -153,7 +153,7 @@ class TransitionsDataset(Dataset):
                 return self._packs[pack][row]
             except OSError as error:  # the cache deleted while in use: this process decodes from now on
                 logger.warning("image cache: %s unreadable (%s); decoding the images instead", error.filename,
-                               error.strerror)
+                               os_reason(error))
                 self._packs = []
         return torch.from_numpy(self._decode(slot)).unsqueeze(0)  # [H, W] -> [1, H, W]
 

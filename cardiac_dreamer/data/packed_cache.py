@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError, OutputError
-from ..io.fileio import atomic_open
+from ..io.fileio import atomic_open, os_reason
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def open_pack(
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise OutputError(f"{cache_dir}: cannot create the image cache directory ({error.strerror})") from None
+        raise OutputError(f"{cache_dir}: cannot create the image cache directory ({os_reason(error)})") from None
     with _build_lock(path):
         if not _is_valid(path, stamp, len(paths), image_size):  # another process may have built it meanwhile
             logger.info("image cache: decoding %d images of %s into %s (once)", len(paths), paths[0].parent.parent,
@@ -176,7 +176,7 @@ def _build_lock(path: Path) -> Iterator[None]:
     try:
         handle = open(lock_path, "a+")
     except OSError as error:
-        raise OutputError(f"{lock_path}: cannot open the image cache lock ({error.strerror})") from None
+        raise OutputError(f"{lock_path}: cannot open the image cache lock ({os_reason(error)})") from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

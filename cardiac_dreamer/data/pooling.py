@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+GRIDS = (16, 8, 4)  # cells per side: coarse layout and finer detail, 336 features
+
 
 def pooled_pixels(images: np.ndarray, grids: Sequence[int]) -> np.ndarray:
     """``[N, H, W]`` -> ``[N, sum(g * g)]``: each image averaged over a ``g x g`` grid of equal cells, for each grid

@@ -75,7 +75,7 @@ def prepare_data(cfg: DataConfig, split: Optional[PatientSplit] = None,
             raise DataError(f"{cfg.data_dir}: the split names patient(s) not on disk: {', '.join(missing)}"
                             f"{encoding_hint(missing, patients, 'the data directory')}")
 
-    split_of = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
+    split_of = split.split_by_patient()
     by_split = {name: [r for r in records if split_of.get(r.patient_id) == name] for name in SPLIT_NAMES}
     labelled = choose_labelled_patients(cfg, split)
     training_pairs = regap_pairs(by_split["train"], cfg.pair_gap_frames, cfg.split_seed, composition)

@@ -57,12 +57,9 @@ class PatientSplit:
                 raise DataError(f"patient split: {name} must be a list of patient ids, got {shown(patients)}")
         return cls(**{name: list(patients) for name, patients in lists.items()})
 
-    def split_of(self, patient_id: str) -> str:
-        """``"train"``, ``"val"`` or ``"test"``."""
-        for name in SPLIT_NAMES:
-            if patient_id in getattr(self, name):
-                return name
-        raise DataError(f"patient split: patient {patient_id!r} is in no split")
+    def split_by_patient(self) -> Dict[str, str]:
+        """``{patient: "train" | "val" | "test"}``."""
+        return {patient: name for name in SPLIT_NAMES for patient in getattr(self, name)}
 
     def patients(self) -> List[str]:
         """Every patient of the split, train then val then test."""
@@ -253,7 +250,7 @@ def look_alike_across_splits(split: PatientSplit) -> List[Tuple[str, str, str, s
     Why: every folder is its own patient unless a grouping file says otherwise, so a second scan of one person
     exported under a look-alike name can land in another split, and the model is then scored on someone it trained
     on. Names are only a hint (two people may be 'p_1' and 'P_1'), so this is for a warning, not a refusal."""
-    where = {patient: name for name in SPLIT_NAMES for patient in getattr(split, name)}
+    where = split.split_by_patient()
     by_key: Dict[str, List[str]] = {}
     for patient in sorted(where):
         by_key.setdefault(unicodedata.normalize("NFC", patient).casefold(), []).append(patient)

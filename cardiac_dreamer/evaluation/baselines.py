@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..data.normalization import AxisStats
-from ..data.pooling import pooled_pixels
+from ..data.pooling import GRIDS, pooled_pixels
 from ..data.records import TransitionRecord
 from ..data.transforms import images_to_float, read_grayscale
 from ..geometry import mean_pose, unwrapped_poses
@@ -32,7 +32,6 @@ from ..runtime.threads import usable_cpus
 MOVE_ONLY_HIDDEN = 64
 MOVE_ONLY_STEPS = 400
 MOVE_ONLY_LR = 3e-3
-RIDGE_GRIDS = (16, 8, 4)  # cells per side: coarse layout and finer detail, 336 features
 RIDGE_PENALTIES = np.logspace(-6, 2, 17)  # per frame: the penalty is this times the number of fitted frames
 RIDGE_BLOCKS = 5  # contiguous cross-validation blocks when the training frames come from one patient
 
@@ -182,7 +181,7 @@ class PixelRidge:
 
         def one(path: Path) -> np.ndarray:
             image = images_to_float(torch.from_numpy(read_grayscale(path, self.image_size)))  # [H, W]
-            return pooled_pixels(image.double().numpy()[None], RIDGE_GRIDS)[0]
+            return pooled_pixels(image.double().numpy()[None], GRIDS)[0]
 
         with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:  # PIL releases the GIL while decoding
             return np.stack(list(pool.map(one, paths)))

@@ -26,10 +26,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..data.pooling import GRIDS
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..names import counted
 from .metrics import DEFINITIONS, axis_key, summarize, summarize_by_patient
-from .sequence import sequence_line
+from .sequence import ratio_text, sequence_line
 
 TASK_DEFINITIONS = {
     "guidance": "at1 from the image at t1 alone: the guidance a sonographer gets from the current frame (the "
@@ -42,9 +43,9 @@ TASK_DEFINITIONS = {
     "move_transfer_slope": "world models: (at2(move) - at2(0)) / move per axis over up to 64 evaluated images, for "
     "random moves of 2 training move stds along that axis; near 1 when the model uses the move, 0 when it ignores it",
     "baselines.pixel_ridge": "ridge regression from the t1 image (grayscale at the model's size, averaged over "
-    "16x16, 8x8 and 4x4 grids of cells, standardized) to at1, fitted on every distinct t1 frame of the checkpoint's "
-    "training patients, its penalty per axis chosen by cross-validation over those patients only; null when it "
-    "could not be fitted",
+    f"{', '.join(f'{grid}x{grid}' for grid in GRIDS)} grids of cells, standardized) to at1, fitted on every distinct "
+    "t1 frame of the checkpoint's training patients, its penalty per axis chosen by cross-validation over those "
+    "patients only; null when it could not be fitted",
     "baselines.move_only": "a small MLP from each pair's t1->t2 move alone (no image) to at1, fitted on the "
     "checkpoint's training patients and selected on its validation patients: what the move says about the pose "
     "(the composed prediction uses the move, so it must beat this); null when it could not be fitted",
@@ -162,7 +163,7 @@ class EvaluationReport:
         for axis, (name, unit) in enumerate(zip(AXIS_NAMES, AXIS_UNITS)):
             key = axis_key("mae", axis)
             lines.append(f"{name + ' (' + unit + ')':24}{_axis_cells(guidance, axis)}"
-                         f"{_ratio_text(ratio[key]):>15}{_ratio_text(ridge.get(key)):>10}"
+                         f"{ratio_text(ratio[key]):>15}{ratio_text(ridge.get(key)):>10}"
                          f"{_number(composed[key] if composed else None):>16}")
         for label, key in (
             ("translation error (mm)", "translation_error_mm"),
@@ -199,8 +200,8 @@ class EvaluationReport:
             else:
                 lines.append(f"world model latent error vs the target's view of t2: dreamed {latent['dreamed']:.4g}, "
                              f"the target's view of t1 {latent['target_t1']:.4g}, dreamed / target's t1 "
-                             f"{_ratio_text(latent['dreamed_vs_target_t1'])} ({_latent_verdict(latent)}; dreamed / "
-                             f"the online backbone's t1 {_ratio_text(latent['dreamed_vs_copy'])})")
+                             f"{ratio_text(latent['dreamed_vs_target_t1'])} ({_latent_verdict(latent)}; dreamed / "
+                             f"the online backbone's t1 {ratio_text(latent['dreamed_vs_copy'])})")
         return lines
 
 
@@ -215,8 +216,8 @@ def _latent_verdict(latent: Dict[str, Any]) -> str:
 
 
 def _ratio_line(baseline: str, ratio: Dict[str, Any]) -> str:
-    return (f"guidance MAE vs {baseline}: {_ratio_text(ratio['mean'])} averaged over the six axes, "
-            f"{_ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
+    return (f"guidance MAE vs {baseline}: {ratio_text(ratio['mean'])} averaged over the six axes, "
+            f"{ratio_text(ratio['worst'])} on the worst axis ({ratio['worst_axis']})")
 
 
 def _patient_block(patient: str, by_patient: Dict[str, Dict[str, Any]],
@@ -249,13 +250,6 @@ def mean_ratio(task: Dict[str, Any], baseline: Dict[str, Any]) -> Dict[str, Any]
 
 def _number(value: Optional[float]) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.4g}"
-
-
-def _ratio_text(value: Optional[float]) -> str:
-    """``0.82x``; a huge ratio (a baseline near zero error, as on near-constant labels) in three digits."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.2f}x" if abs(value) < 1000 else f"{value:.3g}x"
 
 
 def _axis_cells(task: Dict[str, Any], axis: int) -> str:

@@ -12,6 +12,7 @@ patients' chains, with no image.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -82,7 +83,7 @@ def _move_features(moves: torch.Tensor, present: torch.Tensor) -> np.ndarray:
 def sequence_line(metrics: Dict[str, Any]) -> str:
     """The one line an evaluation prints about sequential guidance, with the moves alone where they were fitted."""
     single, ratio = metrics["single_frame"], metrics["vs_single_frame"]
-    parts = [f"{name} {metrics[key]:.3g} {unit} vs {single[key]:.3g} ({_ratio(ratio[key])})"
+    parts = [f"{name} {metrics[key]:.3g} {unit} vs {single[key]:.3g} ({ratio_text(ratio[key])})"
              for name, key, unit in (("translation error", RATIO_KEYS[0], "mm"),
                                      ("rotation error", RATIO_KEYS[1], "deg"))]
     line = (f"sequential guidance ({metrics['sequence_frames']} frames) vs the single frame on the same "
@@ -94,5 +95,8 @@ def sequence_line(metrics: Dict[str, Any]) -> str:
     return line
 
 
-def _ratio(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.2f}x"
+def ratio_text(value: Optional[float]) -> str:
+    """``0.82x``; a huge ratio (a baseline near zero error, as on near-constant labels) in three digits."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}x" if abs(value) < 1000 else f"{value:.3g}x"

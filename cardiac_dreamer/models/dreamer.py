@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..config import TOKEN_TYPES
+from ..config import TOKEN_TYPES, check_choice
 from .backbone import FEATURE_CHANNELS
 
 MOVE_DIM = 6
@@ -49,8 +49,7 @@ class Dreamer(nn.Module):
         activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        if token_type not in TOKEN_TYPES:
-            raise ValueError(f"token_type must be one of {TOKEN_TYPES}, got {token_type!r}")
+        check_choice("token_type", token_type, TOKEN_TYPES)
         self.token_type = token_type
         self.feature_hw = feature_hw
         self.activation_checkpointing = activation_checkpointing

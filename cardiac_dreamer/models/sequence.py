@@ -20,7 +20,7 @@ from torch import nn
 from ..geometry import apply_move
 from .backbone import FEATURE_CHANNELS
 
-WIDTH, HEADS, LAYERS = 64, 4, 2  # ~110k weights: small beside the backbone, cheap to train on CPU
+WIDTH, HEADS, LAYERS = 64, 4, 2  # ~100k weights: small beside the backbone, cheap to train on CPU
 
 
 class SequenceEstimator(nn.Module):

@@ -146,8 +146,8 @@ class CardiacDreamer(GuidanceModel):
     def _imagine_poses(self, features_t1: torch.Tensor, move: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The dreamed t2 features and the poses read from them; the latent readings only train and diagnose."""
         move = move.float()
-        move_std = (move - self.move_mean) / self.move_std  # standardized inside: the caller speaks mm and degrees
-        features_t2_pred = self.dreamer(features_t1, move_std)
+        standardized_move = (move - self.move_mean) / self.move_std  # the caller speaks mm and degrees
+        features_t2_pred = self.dreamer(features_t1, standardized_move)
         at2 = self._to_pose(self.guidance(features_t2_pred))
         return {"at2": at2, "at1_composed": self._undo_move(at2, move), "features_t2_pred": features_t2_pred}
 

@@ -15,7 +15,7 @@ from typing import Dict, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from ..data.pooling import pooled_pixels
+from ..data.pooling import GRIDS, pooled_pixels
 from ..geometry import AXIS_NAMES
 from ..names import TRANSITIONS_FILE
 
@@ -33,7 +33,7 @@ REAL = {
     "black_share": 0.27,
 }
 PROBE_SIZE_PX = 64  # images are read at this size...
-PROBE_GRIDS = (16, 8, 4)  # ...and pooled in cells of 4, 8 and 16 px, as the pixel ridge baseline pools
+PROBE_GRIDS = GRIDS  # ...and pooled in cells of 4, 8 and 16 px, as the pixel ridge baseline pools
 RIDGE = 1e-2  # penalty per training sample, on standardized features
 BLOCK_PAIRS = 20  # unseen frames of a seen patient: blocks of this many consecutive pairs, every fifth held out
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..io.fileio import read_json, write_json
-from ..config import is_whole, whole_number
+from ..config import check_choice, is_whole, whole_number
 from ..errors import ConfigError, DataError
 from ..geometry import MAX_POSE_MAGNITUDE
 from . import anatomy, people
@@ -173,5 +173,4 @@ def _finite_numbers(values, count: int, rule: str) -> np.ndarray:
 
 
 def check_version(version: str) -> None:
-    if version not in VERSIONS:
-        raise ConfigError(f"phantom version must be one of {VERSIONS}, got {version!r}")
+    check_choice("phantom version", version, VERSIONS)

@@ -3,9 +3,9 @@
 Three modes, because they answer different questions:
 
 * ``"sweep"`` (phantom v4's default): what a real export holds. Each sweep of ``SWEEP_FRAMES`` frames starts far
-  from the view (roll ~50, yaw ~-45 degrees, a few mm off) and converges to it, wandering slowly and trembling
-  frame to frame; pairs ``(t1, t1 + gap)`` with gaps of 1-4 frames in the real export's shares, each pair its own
-  two files. A patient with more pairs than one sweep offers is scanned in several sweeps.
+  from the view (``SWEEP_START``: roll ~50, yaw ~-37 degrees, a few mm off) and converges to it, wandering slowly
+  and trembling frame to frame; pairs ``(t1, t1 + gap)`` with gaps of 1-4 frames in the real export's shares, each
+  pair its own two files. A patient with more pairs than one sweep offers is scanned in several sweeps.
 
 * ``"random"``: independent pairs. ``at1`` is uniform in the pose box shrunk by the move range, the move is uniform
   in that range and independent of ``at1``, and ``at2 = at1 + move`` stays inside the limits without clipping. The
@@ -21,6 +21,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..config import check_choice
 from ..errors import ConfigError
 
 TRAJECTORIES = ("sweep", "random", "sonographer")
@@ -72,8 +73,7 @@ def resolve_counts(mode: str, pairs: Optional[int], frames: Optional[int]) -> Tu
     Random and sweep pairs use two files each; a sonographer walk of F frames offers
     ``len(FRAME_GAPS) * (F - 3)`` pairs.
     """
-    if mode not in TRAJECTORIES:
-        raise ConfigError(f"phantom trajectory must be one of {TRAJECTORIES}, got {mode!r}")
+    check_choice("phantom trajectory", mode, TRAJECTORIES)
     if pairs is not None and pairs < 1:
         raise ConfigError(f"phantom needs >= 1 pair per patient, got {pairs}")
     if pairs is None and frames is None:
