@@ -29,7 +29,8 @@ from cardiac_dreamer.config import apply_overrides, load_config, parse_override
 from cardiac_dreamer.evaluation import Predictor
 from cardiac_dreamer.models import build_model
 from cardiac_dreamer.phantom import PhantomPatient
-from cardiac_dreamer.guidance.session import PLANNERS, GuidanceSession, SessionSettings
+from cardiac_dreamer.guidance.session import GuidanceSession
+from cardiac_dreamer.guidance.settings import PLANNERS, SessionSettings
 
 
 def measure(preset: str, planner: str, history: int, updates: int, warmup: int, overrides: dict,

@@ -359,6 +359,6 @@ def test_in_a_label_scarce_run_the_pixel_ridge_learns_from_the_labelled_patients
 
 def test_a_huge_ratio_to_a_baseline_prints_in_three_digits_not_three_hundred():
     # near-constant labels give a baseline of almost no error: the table printed the ratio's 300 digits
-    from cardiac_dreamer.evaluation.sequence import ratio_text
+    from cardiac_dreamer.evaluation.metrics import ratio_text
     assert [ratio_text(value) for value in (1.8733894866373806e299, 0.8234, None, float("nan"))] == [
         "1.87e+299x", "0.82x", "n/a", "n/a"]

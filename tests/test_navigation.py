@@ -15,7 +15,8 @@ from cardiac_dreamer.guidance.navigation import EpisodeSettings, follow, run_epi
 from cardiac_dreamer.guidance.navigation.patients import FRESH_FIRST_INDEX, resolve_patients
 from cardiac_dreamer.guidance.navigation.policies import SessionPolicy, baseline_policies
 from cardiac_dreamer.guidance.navigation.report import FILES, summary_table
-from cardiac_dreamer.guidance.navigation.result import NavigationResult, NavigationSettings
+from cardiac_dreamer.guidance.navigation.result import NavigationResult
+from cardiac_dreamer.guidance.settings import NavigationSettings
 from cardiac_dreamer.guidance.navigation.scoring import (hierarchical_bootstrap_interval, paired_differences, summarize,
                                                 wilson_interval)
 from cardiac_dreamer.guidance.navigation.simulator import start_pose

@@ -114,11 +114,14 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _navigate(args: argparse.Namespace) -> int:
-    from ..guidance.navigation import navigate_checkpoint  # torch and the model code: after the flags are checked
+    try:
+        settings = _navigation_settings(args)
+    except CardiacDreamerError as error:
+        return report_error(error)
+    from ..guidance.navigation import navigate_checkpoint  # torch and the model code: after the settings are checked
     from ..guidance.navigation.report import summary_table
 
     try:
-        settings = _navigation_settings(args)
         result, output_dir = navigate_checkpoint(
             args.checkpoint, settings, data_dir=args.data_dir, output_dir=args.output_dir, device=args.device
         )

@@ -18,7 +18,8 @@ ARCHITECTURE_KEYS = (("model", "variant"), ("model", "backbone"), ("model", "tok
 # split and subset), so that a change there would be recorded but never applied.
 RUN_KEYS = ARCHITECTURE_KEYS + (
     ("model", "freeze_backbone_layers"), ("training", "lr"), ("training", "weight_decay"), ("training", "scheduler"),
-    ("training", "warmup_epochs"), ("training", "plateau_factor"), ("training", "plateau_patience"), ("training", "min_lr"), ("training", "seed"),
+    ("training", "warmup_epochs"), ("training", "plateau_factor"), ("training", "plateau_patience"),
+    ("training", "min_lr"), ("training", "seed"),
     ("data", "manual_splits"), ("data", "train_patients"), ("data", "val_patients"), ("data", "test_patients"),
     ("data", "train_ratio"), ("data", "val_ratio"), ("data", "test_ratio"), ("data", "split_seed"),
     ("data", "label_fraction"), ("data", "max_pairs_per_patient"), ("data", "pair_gap_frames"),

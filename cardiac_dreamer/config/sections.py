@@ -57,7 +57,7 @@ class ModelConfig:
     sequence_frames: int = ranged(0, 0, 64)
 
     def __post_init__(self) -> None:
-        check_fields("model", self)
+        _check_fields("model", self)
         check_choice("model.variant", self.variant, VARIANTS)
         check_choice("model.backbone", self.backbone, BACKBONES, suggest=True)
         check_choice("model.token_type", self.token_type, TOKEN_TYPES)
@@ -85,7 +85,7 @@ class LossConfig:
     latent_prediction: str = "change"  # what the latent term compares with the target's view of t2 (LATENT_PREDICTIONS)
 
     def __post_init__(self) -> None:
-        check_fields("loss", self)
+        _check_fields("loss", self)
         check_choice("loss.latent_prediction", self.latent_prediction, LATENT_PREDICTIONS)
 
 
@@ -126,7 +126,7 @@ class DataConfig:
     augment: bool = True  # photometric augmentation of training images (never geometric: it would change pose)
 
     def __post_init__(self) -> None:
-        check_fields("data", self)
+        _check_fields("data", self)
         if self.image_size % 32:
             raise ConfigError(f"data.image_size must be a multiple of 32, got {self.image_size}")
         check_choice("data.disk_cache", self.disk_cache, DISK_CACHE_MODES)
@@ -180,7 +180,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         self.precision = normalize_precision(self.precision)
-        check_fields("training", self)
+        _check_fields("training", self)
         check_choice("training.scheduler", self.scheduler, SCHEDULERS)
         if self.min_lr > self.lr:
             raise ConfigError(f"training.min_lr must be in [0, training.lr = {self.lr:g}], got {self.min_lr:g}")
@@ -190,7 +190,7 @@ SECTIONS = {"model": ModelConfig, "training": TrainingConfig, "loss": LossConfig
 PATH_KEYS = ("data.data_dir", "data.grouping_file", "data.disk_cache_dir", "model.pretrained_weights")
 
 
-def check_fields(section: str, values: Any) -> None:
+def _check_fields(section: str, values: Any) -> None:
     """Every number of a section in its declared range, and every text fit for a file name, a log line and a JSON
     file (no NUL character, valid UTF-8)."""
     for item in dataclasses.fields(values):

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import LossConfig, name_list, whole_number
+from ..config import LossConfig, check_choice, name_list, whole_number
 from ..data.dataset import TransitionsDataset
 from ..data.image_check import verify_undecoded_images
 from ..data.prepare import dataset_from_config, prepare_data
@@ -136,8 +136,7 @@ def evaluate_checkpoint(
     """
     if not replace_report:
         refuse_earlier_report(output_dir, REPORT_FILES)
-    if split not in SPLIT_CHOICES:
-        raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {split!r}")
+    check_choice("split", split, SPLIT_CHOICES)
     batch_size = whole_number(batch_size, "batch_size")
     patients = _patient_names(patients)
     device = select_device(device)

@@ -8,6 +8,7 @@ median, nor for RMSE, whose squares are what add up).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -136,3 +137,8 @@ def _as_poses(values) -> np.ndarray:
     return poses
 
 
+def ratio_text(value: Optional[float]) -> str:
+    """``0.82x``; a huge ratio (a baseline near zero error, as on near-constant labels) in three digits."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.2f}x" if abs(value) < 1000 else f"{value:.3g}x"

@@ -29,8 +29,8 @@ import numpy as np
 from ..data.pooling import GRIDS
 from ..geometry import AXIS_NAMES, AXIS_UNITS
 from ..names import counted
-from .metrics import DEFINITIONS, axis_key, summarize, summarize_by_patient
-from .sequence import ratio_text, sequence_line
+from .metrics import DEFINITIONS, axis_key, ratio_text, summarize, summarize_by_patient
+from .sequence import sequence_line
 
 TASK_DEFINITIONS = {
     "guidance": "at1 from the image at t1 alone: the guidance a sonographer gets from the current frame (the "

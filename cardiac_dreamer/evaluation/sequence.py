@@ -12,7 +12,6 @@ patients' chains, with no image.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
@@ -24,7 +23,7 @@ from ..models.sequence import sequence_frames
 from ..models.sequence_inputs import ChainSet, chain_moves, chain_set, current_poses, frame_poses, fuse_chains
 from ..models.system import GuidanceModel
 from .baselines import fit_ridge
-from .metrics import summarize
+from .metrics import ratio_text, summarize
 
 RATIO_KEYS = ("translation_error_mm", "rotation_error_deg")
 log = logging.getLogger(__name__)
@@ -94,9 +93,3 @@ def sequence_line(metrics: Dict[str, Any]) -> str:
                  f"{moves_only[RATIO_KEYS[1]]:.3g} deg")
     return line
 
-
-def ratio_text(value: Optional[float]) -> str:
-    """``0.82x``; a huge ratio (a baseline near zero error, as on near-constant labels) in three digits."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{value:.2f}x" if abs(value) < 1000 else f"{value:.3g}x"

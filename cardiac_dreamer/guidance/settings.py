@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..config import whole_number
+from ..config import check_choice, whole_number
 from ..errors import ConfigError
 from ..names import AXIS_NAMES, SPLIT_CHOICES
 
@@ -46,8 +46,7 @@ class SessionSettings:
             if not math.isfinite(number) or number <= 0:
                 raise ConfigError(f"session {name} must be a positive number, got {value!r}")
             object.__setattr__(self, name, number)
-        if self.planner not in PLANNERS:
-            raise ConfigError(f"session planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
+        check_choice("session planner", self.planner, PLANNERS)
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,7 @@ class EpisodeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.max_steps <= MAX_STEPS:
             raise ConfigError(f"max_steps must be in [1, {MAX_STEPS}], got {self.max_steps}")
-        if self.starts not in START_KINDS:
-            raise ConfigError(f"starts must be one of {', '.join(START_KINDS)}, got {self.starts!r}")
+        check_choice("starts", self.starts, START_KINDS)
         low, high = np.asarray(self.start_low, dtype=np.float64), np.asarray(self.start_high, dtype=np.float64)
         if low.shape != (6,) or high.shape != (6,) or not (np.isfinite(low).all() and np.isfinite(high).all()) or \
                 (low > high).any() or max(np.abs(low).max(), np.abs(high).max()) > 180:
@@ -115,8 +113,7 @@ class NavigationSettings:
         if unknown or not self.planners or len(set(self.planners)) != len(self.planners):
             raise ConfigError(f"planners must be among {', '.join(PLANNERS)}, each at most once, got "
                               f"{list(self.planners)}")
-        if self.split not in SPLIT_CHOICES:
-            raise ConfigError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
+        check_choice("split", self.split, SPLIT_CHOICES)
         if self.start_range is not None:
             self._episode_starting_in(*centred_box(*self.start_range))  # validates the box
 

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from ..config import BACKBONES
+from ..config import BACKBONES, check_choice
 from ..errors import ConfigError, error_text
 from ..io.checkpoint import unpickler_complaint
 from ..io.fileio import require_regular_file
@@ -84,8 +84,7 @@ def build_backbone(
 
     ``freeze_layers`` (0-5) stops gradients through the stem and the first ``freeze_layers - 1`` residual stages.
     """
-    if name not in BACKBONES:
-        raise ConfigError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {reprlib.repr(name)}")
+    check_choice("model.backbone", name, BACKBONES)
     if not 0 <= freeze_layers <= len(_FREEZE_GROUPS):
         raise ConfigError(f"model.freeze_backbone_layers must be 0-{len(_FREEZE_GROUPS)}, got {freeze_layers}")
     frozen: List[nn.Module] = []

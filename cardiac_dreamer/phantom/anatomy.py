@@ -97,7 +97,8 @@ def heart_layers(rng: np.random.Generator) -> List[Ellipsoid]:
 def heart_layout(length: float, lean: float, taper: float) -> Dict[str, Ellipsoid]:
     """The heart's structures in the heart frame (mm, degrees), as v3 and v4 both start from them before a patient
     changes them: chambers ``length`` mm long in elevation, the ventricles leaning ``lean`` degrees in depth and
-    the atria sideways, the ventricles' sections widening and the atria's narrowing by ``taper`` over ``length``."""
+    the atria sideways, the ventricles' sections widening and the atria's narrowing by ``taper`` over ``length``.
+    Both versions' exports change with it: a change here needs a new ``GENERATOR_VERSION``."""
     return {
         "lv": Ellipsoid((20, 0, 58), (19, length, 44), BLOOD, (lean, 0, 0), taper),
         "rv": Ellipsoid((-24, 0, 62), (13, length, 36), BLOOD, (-lean, 0, 0), taper),

@@ -3,7 +3,7 @@ from the true poses. What ``cardiac-evaluate --navigate`` runs.
 
 policies (the model's session, oracle, stay, mean) -> simulator (episodes) -> scoring -> report (files, table);
 :mod:`.runner` ties them to a checkpoint, its patients (:mod:`.patients`) and its training range (:mod:`.starts`);
-:mod:`.result` holds what a run is asked for and what it found.
+what a run is asked for is :mod:`cardiac_dreamer.guidance.settings`, what it found :mod:`.result`.
 """
 from ..settings import EpisodeSettings, NavigationSettings
 from .result import NavigationResult
