@@ -15,7 +15,7 @@ from cardiac_dreamer.data.chains import MAX_FRAME_STEP, build_chains, check_fram
 from cardiac_dreamer.data.records import TransitionRecord
 from cardiac_dreamer.errors import ConfigError, DataError
 from cardiac_dreamer.evaluation import Predictor, evaluate_checkpoint, load_model
-from cardiac_dreamer.geometry import apply_move, move_between
+from cardiac_dreamer.geometry import apply_move, move_between, pose_error
 from cardiac_dreamer.guidance.session import GuidanceSession, SessionSettings
 from cardiac_dreamer.io.checkpoint import load_checkpoint, save_checkpoint
 from cardiac_dreamer.models import build_model
@@ -184,7 +184,8 @@ def test_a_resume_relinks_a_best_checkpoint_that_a_kill_left_before_the_stage(se
     assert best.samefile(deployed)
 
 
-def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_run, phantom_dir, monkeypatch):
+def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_run, phantom_dir, monkeypatch,
+                                                                       caplog):
     # an averaged file can hold half a trained fuser (its flag 0.5): the stage's baseline must be the single frame,
     # so with no epoch to train it keeps the single frame, marked untrained
     from cardiac_dreamer.models.registry import model_from_checkpoint
@@ -201,9 +202,15 @@ def test_the_stage_starts_from_the_single_frame_whatever_the_file_held(sequence_
         model.sequence.trained.fill_(0.5)
     records = read_records(phantom_dir)
     chains, _ = chain_set(model, records, 3, 64, torch.device("cpu"))
-    result = fit_sequence_estimator(model, chains, chains, seed=0)
+    with caplog.at_level("WARNING"):
+        result = fit_sequence_estimator(model, chains, chains, seed=0)
     assert result["val_sequence_error_std"] == result["val_single_frame_error_std"]
     assert not model.sequence.is_trained
+    # and the log says how far the single frame is off in mm and degrees, not only in training stds
+    errors = pose_error(chains.targets, chains.estimates[:, 0]).abs()
+    mm, deg = float(errors[:, :3].mean()), float(errors[:, 3:].mean())
+    assert f"no epoch beat the single frame on the validation patients ({mm:.3g} mm / {deg:.3g} deg per component" \
+        in caplog.text
 
 
 def without_frame_numbers(source, data, patients=("phantom_01", "phantom_02", "phantom_03", "phantom_04")):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -49,8 +49,8 @@ def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet,
     estimator.untrain()  # the single frame is the baseline, whatever the file held (e.g. an average of fusers)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(estimator.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    best_score, best_epoch, best_state = _validation_error(model, val), 0, copy.deepcopy(estimator.state_dict())
-    single = _validation_error(model, val, single_frame=True)
+    best, best_epoch, best_state = _validation_errors(model, val), 0, copy.deepcopy(estimator.state_dict())
+    single = _validation_errors(model, val, single_frame=True)
     for epoch in range(1, EPOCHS + 1):
         estimator.train()
         for rows in torch.randperm(len(train), generator=generator).split(BATCH_SIZE):
@@ -60,20 +60,21 @@ def fit_sequence_estimator(model: GuidanceModel, train: ChainSet, val: ChainSet,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        score = _validation_error(model, val)
-        if score < best_score:
-            best_score, best_epoch, best_state = score, epoch, copy.deepcopy(estimator.state_dict())
+        errors = _validation_errors(model, val)
+        if errors[0] < best[0]:
+            best, best_epoch, best_state = errors, epoch, copy.deepcopy(estimator.state_dict())
     estimator.load_state_dict(best_state)
     estimator.requires_grad_(False).eval()
     if best_epoch:
         estimator.trained.fill_(1.0)
-        log.info("sequence stage: validation error %.4f training stds (single frame %.4f), epoch %d of %d kept",
-                 best_score, single, best_epoch, EPOCHS)
+        log.info("sequence stage: epoch %d of %d kept; on the validation patients the fused estimate errs %.3g mm / "
+                 "%.3g deg per component, the single frame %.3g mm / %.3g deg (%.4f against %.4f training stds, "
+                 "which chose the epoch)", best_epoch, EPOCHS, *best[1:], *single[1:], best[0], single[0])
     else:
-        log.warning("sequence stage: no epoch beat the single frame on the validation patients (%.4f training "
-                    "stds); the checkpoint keeps guiding from the single frame (and the median of a history)",
-                    single)
-    return {"val_sequence_error_std": best_score, "val_single_frame_error_std": single,
+        log.warning("sequence stage: no epoch beat the single frame on the validation patients (%.3g mm / %.3g deg "
+                    "per component, %.4f training stds); the checkpoint keeps guiding from the single frame (and the "
+                    "median of a history)", single[1], single[2], single[0])
+    return {"val_sequence_error_std": best[0], "val_single_frame_error_std": single[0],
             STAGE_DONE: float(best_epoch)}
 
 
@@ -84,14 +85,18 @@ def _random_history(present: torch.Tensor, generator: torch.Generator) -> torch.
 
 
 @torch.no_grad()
-def _validation_error(model: GuidanceModel, chains: ChainSet, single_frame: bool = False) -> float:
-    """Mean absolute error over the six axes in training stds, on full chains (or the current frame alone)."""
+def _validation_errors(model: GuidanceModel, chains: ChainSet, single_frame: bool = False
+                       ) -> Tuple[float, float, float]:
+    """Mean absolute error on full chains (or the current frame alone): over the six axes in training stds, which
+    weighs mm and degrees alike and chooses the epoch, and, for the log, over x, y, z in mm and the angles in
+    degrees."""
     model.sequence.eval()
     if single_frame:
         predicted = chains.estimates[:, 0]
     else:
         predicted = fuse_chains(model, chains)
-    return float((pose_error(chains.targets, predicted).abs() / model.pose_std).mean())
+    errors = pose_error(chains.targets, predicted).abs()
+    return float((errors / model.pose_std).mean()), float(errors[:, :3].mean()), float(errors[:, 3:].mean())
 
 
 def train_sequence_stage(checkpoint_path: Path, records: Dict[str, Sequence[TransitionRecord]], config: Config,
