@@ -16,20 +16,19 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
-from .io.checkpoint import TrainingState, load_training_state
-from .config import Config, changed_keys, run_keys, with_absolute_paths
+from .io.checkpoint import load_training_state
+from .config import Config, with_absolute_paths
 from .data.consistency import ConsistencyReport, check_label_consistency
 from .data.image_check import verify_images, verify_undecoded_images
-from .data.normalization import NormalizationStats, unvarying_pose_axes
+from .data.normalization import unvarying_pose_axes
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
 from .runtime.devices import select_device
-from .errors import CheckpointError, ConfigError, DataError, Interrupted
+from .errors import ConfigError, DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
-from .io.fileio import read_json, remove_stale_temporaries, write_json
+from .io.fileio import remove_stale_temporaries, write_json
 from .geometry import AXIS_NAMES, AXIS_UNITS, mean_pose, unwrapped_poses
 from .models.registry import build_model, without_imagenet_start
 from .names import MONITOR, SPLIT_NAMES, TEST_EVALUATION
@@ -40,7 +39,9 @@ from .training.loggers import epoch_rows
 from .training.reproducibility import seed_everything
 from .data.chains import check_frame_numbers
 from .training.sequence_stage import train_sequence_stage
-from .training.trainer import FitResult, Trainer, refuse_changed_settings
+from .training.resume_checks import check_own_run, check_same_pairs, check_same_statistics, \
+    refuse_changed_settings
+from .training.trainer import FitResult, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,14 @@ def run_training(
         config = with_absolute_paths(config)  # the run records where its data is, wherever it is resumed from
     else:
         ensure_outside(resumed_run.root, config.data.data_dir, "run directory", culprit=resume_from)
-        _check_own_run(resume_from, resume_state)
+        check_own_run(resume_from, resume_state)
         refuse_changed_settings(resume_from, resume_state, config)  # before the data is compared with the run's
         split = PatientSplit.from_dict(resume_state.split or {})
     run_id = (resume_state.run_id if resume_state is not None else None) or uuid.uuid4().hex  # older runs get one
     prepared = prepare_data(config.data, split, composition=config.model.composition)
     if resume_state is not None:
-        _check_same_pairs(resumed_run, prepared, config.data.data_dir)
-        _check_same_statistics(resume_from, resume_state, prepared.stats, config.data.data_dir)
+        check_same_pairs(resumed_run, prepared, config.data.data_dir)
+        check_same_statistics(resume_from, resume_state, prepared.stats, config.data.data_dir)
     datasets = build_datasets(prepared, config.data, normalize_images=False)
     consistency = _check_training_data(config, prepared, datasets)
 
@@ -157,38 +158,6 @@ def _summarize(run: RunDirectory, fit: FitResult, config: Config, evaluate_test:
                                progress=progress, replace_report=True)
 
 
-def _check_own_run(checkpoint: Path, state: TrainingState) -> None:
-    """Refuse to resume a training state anywhere but in its own run, before anything is written.
-
-    Why: a resume writes into the checkpoint's run (config, metrics, top-k files, which it reconciles with its
-    registry by deleting the files it does not know). A ``last.ckpt`` copied elsewhere would write beside the copy;
-    one copied into another run, even of the same command with another seed, would delete that run's checkpoints.
-    So it must sit in ``RUN/checkpoints/`` beside ``RUN/experiment_config.json``, whose run id (runs begun before
-    the id have none) and run keys (the settings a resume cannot change) are its own."""
-    run = RunDirectory.of_checkpoint(checkpoint)
-    if Path(checkpoint).resolve().parent.name != "checkpoints" or not run.experiment_config.is_file():
-        raise CheckpointError(f"{checkpoint}: not in a run (RUN/checkpoints/ beside RUN/experiment_config.json); "
-                              "resume the run's own checkpoints/last.ckpt where training wrote it")
-    recorded = read_json(run.experiment_config, "run config", CheckpointError)
-    if not isinstance(recorded, dict) or "config" not in recorded:
-        raise CheckpointError(f"{run.experiment_config}: no run config (a JSON object with a 'config' entry); this "
-                              "run cannot be resumed")
-    try:
-        run_config = Config.from_stored(recorded["config"], source=str(run.experiment_config))
-    except (TypeError, ConfigError) as error:
-        raise CheckpointError(f"{run.experiment_config}: no usable run config ({error}); this run cannot be "
-                              "resumed") from None
-    if state.run_id and recorded.get("run_id") and state.run_id != recorded["run_id"]:
-        raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in (run id {state.run_id}, the "
-                              f"run's {recorded['run_id']}); resume a run from its own last.ckpt")
-    own = Config.from_stored(state.config, source=f"{checkpoint} config")
-    differing = [f"{key} {mine!r} (the run: {theirs!r})"
-                 for key, theirs, mine in changed_keys(run_config, own, run_keys(own.training.scheduler))]
-    if differing:
-        raise CheckpointError(f"{checkpoint}: not a checkpoint of the run it sits in ({', '.join(differing)}); "
-                              "resume a run from its own last.ckpt")
-
-
 def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, label_rule: str, config: Config,
            device, argv: Optional[Sequence[str]], resume_from: Optional[Path]) -> FitResult:
     """Write the run's records (rank 0), then train."""
@@ -221,40 +190,6 @@ def _resume_hint(run: RunDirectory, trained: bool) -> str:
     if run.last_checkpoint.exists():
         return f"continue with: cardiac-train --resume_from_checkpoint {run.last_checkpoint}"
     return "stopped before the first epoch ended: there is nothing to resume, start again"
-
-
-def _check_same_pairs(run: RunDirectory, prepared: PreparedData, data_dir: str) -> None:
-    """A resume trains on as many pairs of each patient as the run did: a patient whose count changed since (a folder
-    re-exported, pairs deleted) would train the rest of the run, and the schedule's step count, on other data. (A
-    re-export with the same count and other labels is caught by :func:`_check_same_statistics`.)"""
-    changed = run.changed_pair_counts(prepared.samples_per_patient)
-    if changed:
-        patient, recorded, now = changed[0]
-        raise DataError(f"{data_dir}: patient {patient} has {now} pairs, and had {recorded} when the run last started "
-                        f"({run.dataset_stats}); a resume would train on other data: restore the data or start a new "
-                        "run")
-
-
-def _check_same_statistics(checkpoint: Path, state: TrainingState, stats: NormalizationStats, data_dir: str) -> None:
-    """A resume fits the pose and move statistics again on its training pairs: they must be the ones the run
-    trained with (the model's buffers in ``checkpoint``), bit for bit in float32. Why: a patient re-exported with as
-    many pairs but other labels passes the pair count, and would train the rest of the run on other targets.
-    Buffers that are no 6 finite numbers are left to the weights' checks, which name the damage."""
-    for prefix, axis_stats in (("pose", stats.pose), ("move", stats.move)):
-        for field in ("mean", "std"):
-            trained = state.model_state.get(f"{prefix}_{field}")
-            if not isinstance(trained, torch.Tensor) or trained.shape != (6,) or not trained.is_floating_point() \
-                    or not torch.isfinite(trained).all():
-                continue
-            now = torch.tensor(getattr(axis_stats, field), dtype=trained.dtype)
-            differs = (now != trained.cpu()).nonzero().flatten().tolist()
-            if differs:
-                axis, unit = differs[0], AXIS_UNITS[differs[0]]
-                raise DataError(f"{data_dir}: the training pairs' {prefix} {field} of {AXIS_NAMES[axis]} is "
-                                f"{now[axis].item():.9g} {unit} now and was {trained[axis].item():.9g} {unit} when "
-                                f"the run started ({checkpoint}): the labels changed (or another version of the "
-                                "package or numpy fits or draws them otherwise), and a resume would train on other "
-                                "targets: restore the data or start a new run")
 
 
 def _create_run(output_dir: Optional[Path], data_dir: str) -> RunDirectory:

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from tqdm.auto import tqdm
 
 from ..io.checkpoint import ModelCheckpoint, TrainingState, load_training_state, save_checkpoint
-from ..config import Config, changed_keys, run_keys
+from ..config import Config
 from ..runtime.devices import resolve_precision, select_device
-from ..errors import CardiacDreamerError, CheckpointError, ConfigError, error_text
+from ..errors import CardiacDreamerError, CheckpointError, error_text
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
 from ..names import csv_columns
@@ -33,6 +33,7 @@ from .callbacks import EarlyStopping, LRSchedule
 from .gradient_step import GradientStep
 from .loggers import MetricLogger
 from .reproducibility import rng_state, seed_everything, seed_worker, set_rng_state
+from .resume_checks import refuse_changed_settings
 from .step_timer import StepTimer
 from .top_k import TopKCheckpoints
 
@@ -451,26 +452,9 @@ class Trainer:
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.global_step)
 
 
-def refuse_changed_settings(path: Path, state: TrainingState, config: Config) -> None:
-    """ConfigError naming the first setting a resume from ``path`` may not change (the optimizer, schedule, split
-    and data settings come back from its state, so a change to them would not apply). Why a function: the pipeline
-    checks it before it compares the data with the run's, so a changed setting is named as itself, not as the other
-    data it draws."""
-    changes = changed_keys(Config.from_stored(state.config, f"{path} config"), config,
-                           run_keys(config.training.scheduler)) if state.config else []
-    if changes:
-        key, trained, asked = changes[0]
-        raise ConfigError(f"{path}: the run was trained with {key} {_shown(trained)} and cannot change it to "
-                          f"{_shown(asked)} on resume (the checkpoint's state holds it); keep {key} "
-                          f"{_shown(trained)}, or start a new run")
-
-
 def _batch_sizes(num_samples: int, batch_size: int) -> List[int]:
     """Sizes of the batches a loader without drop_last yields: all full but the last."""
     full, rest = divmod(num_samples, batch_size)
     return [batch_size] * full + ([rest] if rest else [])
 
 
-def _shown(value: Any) -> str:
-    """A setting as a user writes it on the command line: ``plateau``, ``a,b``, ``0.002``."""
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
