@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from cardiac_dreamer import plots
+from cardiac_dreamer.plots import evaluation as plot_evaluation, training as plot_training
 from cardiac_dreamer.errors import OutputError
 
 DPI = 40
@@ -87,7 +88,8 @@ def drawn_figures(monkeypatch):
         figures.append(fig)
         return save(fig, path, dpi)
 
-    monkeypatch.setattr(plots, "save_figure", keep)
+    for family in (plot_training, plot_evaluation):
+        monkeypatch.setattr(family, "save_figure", keep)
     return figures
 
 
@@ -125,12 +127,12 @@ def test_training_summary_works_without_any_epoch(tmp_path):
 def test_best_val_is_the_lowest_finite_val_main_task_loss():
     rows = [{"epoch": 1, "val_main_task_loss": 0.9}, {"epoch": 2, "val_main_task_loss": math.nan},
             {"epoch": 3, "val_main_task_loss": 0.4}, {"epoch": 4, "val_main_task_loss": 0.6}]
-    assert plots._best_val(rows) == (3.0, 0.4)
+    assert plot_training._best_val(rows) == (3.0, 0.4)
 
 
 def test_training_summary_lists_the_best_loss_once():
     rows = [epoch_row(0, 0.9), epoch_row(1, 0.4)]
-    lines = plots._summary_lines(rows, rows, {"best_val_main_task_loss": 0.4, "epochs_completed": 2})
+    lines = plot_training._summary_lines(rows, rows, {"best_val_main_task_loss": 0.4, "epochs_completed": 2})
     assert [line for line in lines if "best_val_main_task_loss" in line] == ["best_val_main_task_loss: 0.4"]
     assert "best epoch: 1" in lines and "epochs_completed: 2" in lines
 
@@ -138,7 +140,7 @@ def test_training_summary_lists_the_best_loss_once():
 def test_training_summary_names_the_last_epochs_validation_mae_final():
     """The panel lists the best epoch beside the MAEs: those are the last epoch's, and say so."""
     rows = [epoch_row(1, 0.4), epoch_row(2, 0.7)]
-    lines = plots._summary_lines(rows, rows, {})
+    lines = plot_training._summary_lines(rows, rows, {})
     assert "best epoch: 1" in lines
     assert [line for line in lines if "val_mae_x_mm" in line] == ["final val_mae_x_mm: 0.7 mm"]
 
@@ -173,9 +175,9 @@ def test_several_patients_mae_has_a_bar_per_patient_and_a_mean_line_per_axis():
 
 
 def test_metrics_are_formatted_with_their_unit():
-    assert plots._format_metric("test_mae_x_mm", 1.23456) == "1.235 mm"
-    assert plots._format_metric("rotation_error_deg", 2.0) == "2 deg"
-    assert plots._format_metric("best_epoch", 12345) == "12345"
+    assert plot_training._format_metric("test_mae_x_mm", 1.23456) == "1.235 mm"
+    assert plot_training._format_metric("rotation_error_deg", 2.0) == "2 deg"
+    assert plot_training._format_metric("best_epoch", 12345) == "12345"
 
 
 @pytest.mark.parametrize(
