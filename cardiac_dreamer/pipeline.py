@@ -25,7 +25,7 @@ from .data.normalization import unvarying_pose_axes
 from .data.prepare import PreparedData, build_datasets, prepare_data
 from .data.splits import PatientSplit, folders_by_patient
 from .data.transforms import read_grayscale
-from .runtime.devices import select_device
+from .runtime.devices import environment_info, select_device
 from .errors import ConfigError, DataError, Interrupted
 from .evaluation import EvaluationReport, evaluate_checkpoint
 from .io.fileio import remove_stale_temporaries, write_json
@@ -162,7 +162,7 @@ def _train(trainer: Trainer, run: RunDirectory, prepared: PreparedData, label_ru
            device, argv: Optional[Sequence[str]], resume_from: Optional[Path]) -> FitResult:
     """Write the run's records (rank 0), then train."""
     if dist.is_main_process():
-        write_experiment_config(run, config.to_dict(), device, argv,
+        write_experiment_config(run, config.to_dict(), environment_info(device), argv,
                                 extra={"run_id": trainer.metadata["run_id"],
                                        "resumed_from": str(resume_from) if resume_from else None})
         write_json(run.dataset_stats, dataset_stats(prepared, config.data.data_dir, label_rule))

@@ -60,6 +60,8 @@ def test_the_public_names_are_listed_for_tab_completion_before_first_use():
     ("evaluate", ["--checkpoint", "{tmp}/run.ckpt", "--navigate", "--history", "0,-4"], "history values must be >= 0"),
     ("evaluate", ["--checkpoint", "{tmp}/run.ckpt", "--help"], "--planner"),
     ("evaluate", ["--checkpoint", "{tmp}/run.ckpt", "--navigate", "--history", "65"], "session history must be"),
+    ("evaluate", ["--checkpoint", "{tmp}/run.ckpt"], "run.ckpt: checkpoint not found"),
+    ("evaluate", ["--checkpoint", "{tmp}", "--navigate"], "a directory that holds no run's checkpoints"),
 ])
 def test_the_commands_answer_help_and_mistakes_without_loading_torch(tmp_path, command, flags, expected):
     """A mistyped path or flag, and --help, are answered in a fraction of a second (importing torch takes seconds):

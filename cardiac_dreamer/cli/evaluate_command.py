@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence, Tuple
 from ..config import name_list
 from ..errors import CardiacDreamerError, ConfigError
 from ..guidance.settings import PLANNERS, EpisodeSettings, NavigationSettings
+from ..io.run_dir import checkpoint_file
 from ..names import SPLIT_CHOICES
 from .common import CommandParser, StoreOnce, a_path, add_flag, configure_logging, interrupted_exit_code, \
     report_error, sigterm_as_ctrl_c
@@ -94,7 +95,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ..evaluation.evaluator import evaluate_checkpoint  # torch and the model code: after the flags are checked
+    try:
+        checkpoint_file(args.checkpoint)  # a mistyped path is answered before torch and the model code load
+    except CardiacDreamerError as error:
+        return report_error(error)
+    from ..evaluation.evaluator import evaluate_checkpoint
 
     try:
         report, output_dir = evaluate_checkpoint(
@@ -116,9 +121,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _navigate(args: argparse.Namespace) -> int:
     try:
         settings = _navigation_settings(args)
+        checkpoint_file(args.checkpoint)
     except CardiacDreamerError as error:
         return report_error(error)
-    from ..guidance.navigation import navigate_checkpoint  # torch and the model code: after the settings are checked
+    from ..guidance.navigation import navigate_checkpoint  # torch and the model code: once the input is checked
     from ..guidance.navigation.report import summary_table
 
     try:

@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..io.checkpoint import ModelCheckpoint, load_checkpoint
-from ..io.fileio import is_text_path
 from ..config import Config
-from ..errors import CheckpointError
 from ..data.splits import PatientSplit
 from ..models.registry import model_from_checkpoint
 from ..models.system import GuidanceModel
-from ..io.run_dir import RunDirectory
+from ..io.run_dir import checkpoint_file
 
 PathLike = Union[str, os.PathLike]
 
@@ -44,22 +42,8 @@ def load_run(path: PathLike) -> LoadedRun:
     Never unpickles code; CheckpointError naming the file if it is not a checkpoint or its weights do not fit the
     model its config describes.
     """
-    if not is_text_path(path) or not os.fspath(path).strip():
-        # "" would be the current directory, which may well hold a run: another model than the one meant
-        raise CheckpointError(f"a checkpoint is the path of a .ckpt file or a run directory, got {path!r}")
-    path = Path(path)
-    if path.is_dir():
-        path = _deployed_in(path)
+    path = checkpoint_file(path)
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, str(path))
     config = Config.from_stored(checkpoint.config, source=f"{path}: config")
     return LoadedRun(model=model, config=config, checkpoint=checkpoint, path=path)
-
-
-def _deployed_in(folder: Path) -> Path:
-    """The deployed checkpoint of a run directory, or of its ``checkpoints/`` folder given instead."""
-    run = RunDirectory(folder.parent if folder.name == "checkpoints" else folder)
-    if not run.deployed_checkpoint.is_file():
-        raise CheckpointError(f"{folder}: a directory that holds no run's checkpoints (no checkpoints/best.ckpt or "
-                              "averaged.ckpt); pass a .ckpt file or a run directory")
-    return run.deployed_checkpoint

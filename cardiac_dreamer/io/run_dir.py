@@ -11,26 +11,22 @@ import errno
 import json
 import logging
 import os
-import platform
 import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import IO, Any, Collection, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 try:
     import fcntl
 except ImportError:  # Windows: runs are not locked there
     fcntl = None
 
-import torch
-
-from ..errors import ConfigError, OutputError
-from .fileio import atomic_open, cannot_write, read_json, write_json
+from ..errors import CheckpointError, ConfigError, OutputError
+from .fileio import atomic_open, cannot_write, is_text_path, read_json, require_regular_file, write_json
 from ..names import AVERAGED_CHECKPOINT, BEST_CHECKPOINT, FINAL_MODEL, LAST_CHECKPOINT, RECORD_TIME, \
     TEST_EVALUATION, TRANSITIONS_FILE
-from ..version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +187,25 @@ class RunDirectory:
 
     def _subdirectories(self) -> Tuple[Path, ...]:
         return self.checkpoints, self.tensorboard, self.metrics_csv.parent, self.plots
+
+
+def checkpoint_file(path: Union[str, os.PathLike]) -> Path:
+    """The checkpoint file ``path`` names: a ``.ckpt`` file, or a run directory's deployed checkpoint
+    (``averaged.ckpt`` when the run wrote one, else ``best.ckpt``; its ``checkpoints/`` folder given instead works
+    too). CheckpointError naming what is wrong, before anything is read: a mistyped path is answered without
+    loading torch."""
+    if not is_text_path(path) or not os.fspath(path).strip():
+        # "" would be the current directory, which may well hold a run: another model than the one meant
+        raise CheckpointError(f"a checkpoint is the path of a .ckpt file or a run directory, got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        run = RunDirectory(path.parent if path.name == CHECKPOINTS else path)
+        if not run.deployed_checkpoint.is_file():
+            raise CheckpointError(f"{path}: a directory that holds no run's checkpoints (no checkpoints/best.ckpt or "
+                                  "averaged.ckpt); pass a .ckpt file or a run directory")
+        return run.deployed_checkpoint
+    require_regular_file(path, "checkpoint", CheckpointError)
+    return path
 
 
 def _same_file(handle: IO, path: Path) -> bool:
@@ -380,31 +395,20 @@ def ensure_writable(directory: Path) -> None:
         raise ConfigError(f"{directory}: output directory is not writable ({reason})") from None
 
 
-def environment_info(device: torch.device) -> Dict[str, Any]:
-    return {
-        "cardiac_dreamer": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "device": str(device),
-        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "threads": torch.get_num_threads(),
-    }
-
-
 def write_experiment_config(
-    run: RunDirectory, config: Mapping[str, Any], device: torch.device, argv: Optional[Sequence[str]] = None,
-    extra: Optional[Mapping[str, Any]] = None,
+    run: RunDirectory, config: Mapping[str, Any], environment: Mapping[str, Any],
+    argv: Optional[Sequence[str]] = None, extra: Optional[Mapping[str, Any]] = None,
 ) -> Path:
-    """``experiment_config.json``: the fully resolved config, the command line, versions, device and seed. A
-    resume keeps the command line and time that started the run and adds its own to ``resumes``: how the run began
-    is not lost to how it was continued."""
+    """``experiment_config.json``: the fully resolved config, the command line, the ``environment`` (versions and
+    device: :func:`~cardiac_dreamer.runtime.devices.environment_info`) and seed. A resume keeps the command line and
+    time that started the run and adds its own to ``resumes``: how the run began is not lost to how it was
+    continued."""
     command, now = list(sys.argv if argv is None else argv), time.strftime(RECORD_TIME)
     record = {
         "config": dict(config),
         "command_line": command,
         "seed": config["training"]["seed"],
-        "environment": environment_info(device),
+        "environment": dict(environment),
         "created": now,
         **(extra or {}),
     }

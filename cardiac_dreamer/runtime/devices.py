@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import platform
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 
 from ..errors import ConfigError
+from ..version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -101,3 +103,16 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
     else:
         log.warning("precision %s is not supported on %s; using fp32", requested, device.type)
     return FP32
+
+
+def environment_info(device: torch.device) -> Dict[str, Any]:
+    """The versions, platform, device and thread count a run records beside its config."""
+    return {
+        "cardiac_dreamer": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda_device": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "threads": torch.get_num_threads(),
+    }
