@@ -1,8 +1,10 @@
 """``cardiac-evaluate``: score a checkpoint on a patient split it recorded and write the report.
 
 Flags in, :func:`~cardiac_dreamer.evaluation.evaluate_checkpoint` (or, with ``--navigate``, closed-loop guidance in
-the phantom: :func:`~cardiac_dreamer.guidance.navigation.navigate_checkpoint`) called, a table out. A library error becomes
-one ``error: ...`` line on stderr and exit code 2, never a traceback.
+the phantom: :func:`~cardiac_dreamer.guidance.navigation.navigate_checkpoint`) called, a table out. A library error
+becomes one ``error: ...`` line on stderr and exit code 2, never a traceback. The flags, the settings and the
+checkpoint's path are checked before torch and the model code load, so a mistake is answered in a fraction of a
+second.
 """
 from __future__ import annotations
 
