@@ -28,11 +28,17 @@ def counted(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def logged_loss_names(split: str, loss_names: Sequence[str]) -> Tuple[str, ...]:
+    """How a task's loss terms are logged on ``split``: ``train_total_loss, train_main_task_loss, ...``; on val the
+    first term, the objective, is ``val_loss``, the name the production guide gives it."""
+    return tuple("val_loss" if split == "val" and i == 0 else f"{split}_{name}" for i, name in enumerate(loss_names))
+
+
 def csv_columns(loss_names: Sequence[str], error_names: Sequence[str]) -> Tuple[str, ...]:
-    """``metrics.csv``'s columns for a task's loss terms and validation errors (the first term, the objective, is
-    logged as ``val_loss``); for the guidance task ``epoch, step, learning_rate, train_total_loss, ...``."""
-    return ("epoch", "step", "learning_rate", *(f"train_{name}" for name in loss_names),
-            "val_loss", *(f"val_{name}" for name in loss_names[1:]), *error_names, "nonfinite_steps")
+    """``metrics.csv``'s columns for a task's loss terms and validation errors; for the guidance task ``epoch, step,
+    learning_rate, train_total_loss, ...``."""
+    return ("epoch", "step", "learning_rate", *logged_loss_names("train", loss_names),
+            *logged_loss_names("val", loss_names), *error_names, "nonfinite_steps")
 
 
 # Checkpoint files inside a run directory.

@@ -11,6 +11,7 @@ from PIL import Image
 from cardiac_dreamer import plots
 from cardiac_dreamer.plots import evaluation as plot_evaluation, training as plot_training
 from cardiac_dreamer.errors import OutputError
+from cardiac_dreamer.names import LOSS_NAMES, VAL_MAE_NAMES, csv_columns
 
 DPI = 40
 
@@ -111,6 +112,16 @@ def test_one_epoch_is_ticked_as_whole_epochs(tmp_path, drawn_figures):
     plots.plot_training_summary(tmp_path / "t.png", [epoch_row(0, 0.5)], {}, dpi=DPI)
     labels = tick_labels(drawn_figures[0], "x", xlabel="epoch")
     assert labels and all(float(label.replace("\N{MINUS SIGN}", "-")).is_integer() for label in labels), labels
+
+
+def test_every_loss_term_the_trainer_logs_is_drawn(tmp_path, drawn_figures):
+    """The summary reads metrics.csv's own columns: a curve whose name drifted from the log would vanish silently."""
+    rows = [{column: 1.0 / (epoch + 1) for column in csv_columns(LOSS_NAMES, VAL_MAE_NAMES)} | {"epoch": epoch}
+            for epoch in range(3)]
+    plots.plot_training_summary(tmp_path / "t.png", rows, {}, dpi=DPI)
+    loss_panels = [ax for ax in drawn_figures[0].axes if ax.get_title().endswith(("loss", "losses"))]
+    curves = [line for ax in loss_panels for line in ax.lines if not line.get_label().startswith("best val")]
+    assert len(curves) == 2 * len(LOSS_NAMES)  # each term, on train and on val
 
 
 def test_training_summary_skips_missing_none_and_nan_values(tmp_path):

@@ -10,23 +10,20 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from ..geometry import AXIS_NAMES, AXIS_UNITS
-from ..names import MONITOR, VAL_MAE_NAMES
+from ..names import LOSS_NAMES, MONITOR, VAL_MAE_NAMES, logged_loss_names
 from .common import DEFAULT_DPI, figure, finite_number, metric_unit, no_data, save_figure, text_panel
 
 
-# (key, label) in train/val pairs: a pair shares a colour, val is dashed.
-MAIN_LOSSES = (("train_main_task_loss", "train"), (MONITOR, "val"))
-TOTAL_LOSSES = (("train_total_loss", "train"), ("val_loss", "val"))
-COMPONENT_LOSSES = (
-    ("train_latent_loss", "latent (train)"),
-    ("val_latent_loss", "latent (val)"),
-    ("train_aux_t2_action_loss", "aux t2 action (train)"),
-    ("val_aux_t2_action_loss", "aux t2 action (val)"),
-    ("train_consistency_loss", "consistency (train)"),
-    ("val_consistency_loss", "consistency (val)"),
+# (key, label) in train/val pairs: a pair shares a colour, val is dashed. The keys are the logged names of the
+# objective's terms: the total (val_loss on val), the main task, then the components.
+_TRAIN, _VAL = logged_loss_names("train", LOSS_NAMES), logged_loss_names("val", LOSS_NAMES)
+TOTAL_LOSSES = ((_TRAIN[0], "train"), (_VAL[0], "val"))
+MAIN_LOSSES = ((_TRAIN[1], "train"), (_VAL[1], "val"))
+COMPONENT_LOSSES = tuple(
+    (logged[i], f"{LOSS_NAMES[i].removesuffix('_loss').replace('_', ' ')} ({split})")
+    for i in range(2, len(LOSS_NAMES)) for split, logged in (("train", _TRAIN), ("val", _VAL))
 )
-FINAL_LOSSES = ("train_total_loss", "val_loss", "train_main_task_loss", MONITOR)
-
+FINAL_LOSSES = (_TRAIN[0], _VAL[0], _TRAIN[1], _VAL[1])
 
 def plot_training_summary(
     path: str | os.PathLike,

@@ -24,7 +24,7 @@ from ..runtime.devices import resolve_precision, select_device
 from ..errors import CardiacDreamerError, CheckpointError, error_text
 from ..io.fileio import link_or_copy
 from ..io.run_dir import RunDirectory
-from ..names import csv_columns
+from ..names import csv_columns, logged_loss_names
 from ..task import GuidanceTask, Task
 from ..runtime.threads import pin_threads, thread_governor
 from . import distributed as dist
@@ -278,7 +278,7 @@ class Trainer:
         dist.all_reduce_sum(loss_sums)
         dist.all_reduce_sum(sample_counts)
         means = (loss_sums / sample_counts.clamp_min(1)).tolist()
-        return {f"train_{name}": value for name, value in zip(loss_names, means)}
+        return dict(zip(logged_loss_names("train", loss_names), means))
 
     def _optimizer_step(self, window_loss: torch.Tensor, epoch: int) -> bool:
         """Step, or skip a non-finite step with a warning (False); too many in a row stop the run."""
@@ -313,11 +313,12 @@ class Trainer:
         """The step's losses (their means over its micro-batches, as the epoch means weigh them) and the rate it
         used. Host sync happens here, at logging intervals only."""
         names = self.task.loss_names
-        metrics = {f"train_{name}": value for name, value in zip(names, means.tolist())}
+        values = means.tolist()
+        metrics = dict(zip(logged_loss_names("train", names), values))
         metrics["learning_rate"] = self.step_learning_rate
         if logger is not None:
             logger.log_step(metrics, epoch, self.global_step)
-        bar.set_postfix({name: f"{metrics[f'train_{name}']:.4f}" for name in names[:2]})
+        bar.set_postfix({name: f"{value:.4f}" for name, value in zip(names[:2], values)})
 
     @torch.no_grad()
     def refresh_batchnorm(self) -> None:
@@ -371,8 +372,7 @@ class Trainer:
             dist.all_reduce_sum(tensor)
         losses = (loss_sums / count.clamp_min(1)).tolist()
         maes = (error_sums / count.clamp_min(1)).tolist()
-        metrics = {f"val_{name}": value for name, value in zip(loss_names, losses)}
-        metrics["val_loss"] = metrics.pop(f"val_{loss_names[0]}")  # the objective
+        metrics = dict(zip(logged_loss_names("val", loss_names), losses))
         metrics.update(zip(error_names, maes))
         return metrics
 
