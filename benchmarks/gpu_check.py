@@ -4,8 +4,8 @@ compiled; one JSON line per run, everything inside a time budget.
     bash benchmarks/gpu_check.sh              # on a CUDA machine: at most 5 minutes, wall clock
     python benchmarks/gpu_check.py --dry_run  # the same sequence on the CPU with a tiny model (tests its shape)
 
-Each run is :func:`cardiac_dreamer.benchmarking.throughput.run_benchmark` (the Trainer on its DataLoader), so a line holds
-``samples_per_s``, ``peak_gpu_memory_mb``, ``mfu``, ``data_wait_fraction`` and the rest. The runs go in order of
+Each run is :func:`cardiac_dreamer.benchmarking.throughput.run_benchmark` (the Trainer on its DataLoader), so a line
+holds ``samples_per_s``, ``peak_gpu_memory_mb``, ``mfu``, ``data_wait_fraction`` and the rest. The runs go in order of
 importance (eager before compiled, batch 16 before the largest) and each is given what is left of ``--budget_s``
 (compiled runs need ``--compile_reserve_s`` of it): what does not fit is printed as skipped, so the check always ends
 in time with the most useful figures. Trains on the synthetic phantom written to a temporary folder (no internet,

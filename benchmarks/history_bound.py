@@ -37,7 +37,8 @@ from cardiac_dreamer.names import TRANSITIONS_FILE
 COLUMNS = tuple(f"{axis}_{unit}" for axis, unit in zip(AXIS_NAMES, AXIS_UNITS))  # predictions.csv: label_x_mm...
 PRIOR_FRAMES = 2.0  # the gain prior's weight, in frames one training std from the rest
 GAIN_RANGE = (0.3, 1.5)  # a measured gain outside this is noise, not the model
-PENALTIES = (0.0, 0.01, 0.1, 1.0, 10.0)  # --fitted's ridge penalties (toward the frame alone), per input's sum of squares
+# --fitted's ridge penalties (toward the frame alone), per input's sum of squares
+PENALTIES = (0.0, 0.01, 0.1, 1.0, 10.0)
 
 
 def fused_errors(labels: np.ndarray, estimates: np.ndarray, frames: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The benchmark runs real training steps on a tiny config and reports every figure the table in docs/performance.md uses;
-the benchmark scripts docs/ tells users to run refuse a missing file in one line."""
+"""The benchmark runs real training steps on a tiny config and reports every figure the table in docs/performance.md
+uses; the benchmark scripts docs/ tells users to run refuse a missing file in one line."""
 import json
 import runpy
 import subprocess

@@ -94,7 +94,8 @@ def test_training_on_poses_that_never_change_on_an_axis_says_so(make_real_export
 
 def test_resuming_a_finished_run_with_more_epochs_extends_the_same_run(phantom_dir, tmp_path, monkeypatch,
                                                                        caplog):
-    # Started with a data directory relative to where it ran, resumed from elsewhere: the run recorded where its data is.
+    # Started with a data directory relative to where it ran, resumed from elsewhere: the run recorded where its data
+    # is.
     monkeypatch.chdir(phantom_dir.parent)
     common = ["--data_dir", phantom_dir.name, "--output_dir", str(tmp_path / "out"),
               "--set", "data.max_pairs_per_patient=4", *TINY_FLAGS]

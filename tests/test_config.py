@@ -234,7 +234,8 @@ def test_pretraining_needs_epochs_left_to_fine_tune_and_a_latent_term_to_train()
 def test_seeds_must_fit_what_numpy_accepts():
     assert merge(Config(), {"training": {"seed": 2**32 - 1}, "data": {"split_seed": 0}}).training.seed == 2**32 - 1
     for section, key in (("training", "seed"), ("data", "split_seed")):
-        with pytest.raises(ConfigError, match=rf"{section}\.{key} must be in \[0, 4294967295\], got 18446744073709551616"):
+        with pytest.raises(ConfigError,
+                           match=rf"{section}\.{key} must be in \[0, 4294967295\], got 18446744073709551616"):
             merge(Config(), {section: {key: 2**64}})
 
 

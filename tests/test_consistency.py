@@ -30,7 +30,8 @@ def test_additive_labels_are_recognized_as_additive():
 
 def test_additive_labels_exported_to_two_decimals_are_still_additive():
     # 0.334 + 0.334 = 0.668, exported as 0.33, 0.33 and 0.67: a residual of 0.01 that floats read as 0.0100000000000001
-    at1, move, at2 = [0.33, 1.0, 2.0, 10.33, 0.0, 0.0], [0.33, 0.0, 0.0, 0.33, 0.0, 0.0], [0.67, 1.0, 2.0, 10.67, 0.0, 0.0]
+    at1, move = [0.33, 1.0, 2.0, 10.33, 0.0, 0.0], [0.33, 0.0, 0.0, 0.33, 0.0, 0.0]
+    at2 = [0.67, 1.0, 2.0, 10.67, 0.0, 0.0]
     path = Path("/unused.png")
     report = check_label_consistency([TransitionRecord("p", "p", 0, path, path, "a", "b", tuple(at1), tuple(move),
                                                        tuple(at2))])

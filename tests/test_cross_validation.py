@@ -280,7 +280,8 @@ def test_a_damaged_fold_result_is_one_line_naming_the_field_and_the_summary_is_k
 @pytest.mark.parametrize("flags, named", [(["--compare"], "--compare"), (["--seeds", "2"], "--seeds"),
                                           (["--output_dir", "elsewhere"], "--output_dir"),
                                           (["--max_epochs", "5"], "training.max_epochs"),
-                                          (["--set", "training.lr=0.1"], "training.lr"), (["--config", "debug"], "--config")])
+                                          (["--set", "training.lr=0.1"], "training.lr"),
+                                          (["--config", "debug"], "--config")])
 def test_resume_cv_refuses_flags_that_would_change_its_plan(compared, tmp_path, capsys, flags, named):
     # the stored plan runs as it was: a setting given now would be ignored without a word
     code = main(["--resume_cv", str(compared.cv_dir), *flags])

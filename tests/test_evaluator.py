@@ -118,7 +118,8 @@ def test_a_direct_models_report_has_the_same_keys_overall_and_per_patient(three_
     metrics = evaluate(PresetDirectModel(labels, STATS), three_pairs, "cpu", progress=False).metrics
     (patient,) = metrics["per_patient"].values()
     assert metrics["composed"] is None and patient["composed"] is None
-    assert {"samples", "guidance", "train_mean", "guidance_vs_mean", "baselines", "guidance_vs_pixel_ridge"} <= set(patient)
+    expected = {"samples", "guidance", "train_mean", "guidance_vs_mean", "baselines", "guidance_vs_pixel_ridge"}
+    assert expected <= set(patient)
 
 
 @pytest.fixture(scope="module")

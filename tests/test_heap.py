@@ -19,8 +19,8 @@ def test_tensors_of_a_megabyte_or_more_are_mmapped_when_asked():
     assert chosen_mmap_threshold(MMAP) == MMAP_THRESHOLD_BYTES == 2**20
 
 
-@pytest.mark.parametrize("env", [{}, {"CARDIAC_DREAMER_HEAP_POLICY": "off"}, {**MMAP, "MALLOC_MMAP_THRESHOLD_": "65536"},
-                                 {**MMAP, "MALLOC_TRIM_THRESHOLD_": "0"},
+@pytest.mark.parametrize("env", [{}, {"CARDIAC_DREAMER_HEAP_POLICY": "off"},
+                                 {**MMAP, "MALLOC_MMAP_THRESHOLD_": "65536"}, {**MMAP, "MALLOC_TRIM_THRESHOLD_": "0"},
                                  {**MMAP, "GLIBC_TUNABLES": "glibc.malloc.top_pad=0"}])
 def test_the_heap_is_left_alone_by_default_and_under_the_users_malloc_settings(env):
     assert chosen_mmap_threshold(env) is None

@@ -84,7 +84,8 @@ def test_unlabelled_pairs_train_only_the_label_free_terms():
 
 def test_primary_task_only_trains_on_the_main_term_but_reports_all():
     outputs, batch = known_case()
-    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(primary_task_only=True), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]))
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(primary_task_only=True),
+                            torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]))
     assert losses["total_loss"].item() == pytest.approx(0.125 / 6)
     assert losses["aux_t2_action_loss"].item() == pytest.approx(2.5 / 6)
     assert not losses["latent_loss"].requires_grad and not losses["consistency_loss"].requires_grad
@@ -129,7 +130,8 @@ def test_direct_variant_has_zero_auxiliary_terms():
 def test_losses_are_float32_for_bf16_predictions():
     outputs, batch = known_case()
     outputs = {key: value.detach().bfloat16() for key, value in outputs.items()}
-    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(), torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]).bfloat16())
+    losses = compute_losses(outputs, batch, UNIT_STD, LossConfig(),
+                            torch.tensor([[[[1.0]], [[3.0]], [[2.0]]]]).bfloat16())
     assert all(value.dtype == torch.float32 for value in losses.values())
 
 

@@ -178,7 +178,8 @@ def test_channels_last_model_and_inputs_give_the_same_outputs(token_type):
     model.to(memory_format=torch.channels_last)
     outputs = model(image_t1.to(memory_format=torch.channels_last), move)
     for key, value in expected.items():
-        assert (outputs[key] - value).abs().max() <= 1e-4 * value.abs().max(), key  # float rounding only (different conv kernels)
+        # float rounding only (different conv kernels)
+        assert (outputs[key] - value).abs().max() <= 1e-4 * value.abs().max(), key
 
 
 def test_overrides_are_validated_model_config_fields():

@@ -84,8 +84,8 @@ def test_a_checkpoint_path_given_for_the_model_points_to_from_checkpoint(checkpo
 
 
 def test_a_numpy_batch_in_a_tensors_layout_is_named_as_the_batch_it_is(predictor):
-    with pytest.raises(DataError, match=r"a numpy batch must be N x H x W or N x H x W x C .*got shape \(2, 1, 64, 64\) "
-                                        r"\(an \[N, C, H, W\] batch is a tensor's layout"):
+    with pytest.raises(DataError, match=r"a numpy batch must be N x H x W or N x H x W x C .*"
+                                        r"got shape \(2, 1, 64, 64\) \(an \[N, C, H, W\] batch is a tensor's layout"):
         predictor.predict(np.zeros((2, 1, 64, 64), np.uint8))  # named the shape of one item, (1, 64, 64)
 
 
@@ -250,7 +250,8 @@ def test_a_look_gives_the_angles_predict_gives_folded_into_the_circle(checkpoint
     look = predictor.look(image_paths[0])
     moves = np.array([[0, 0, 0, 0, 0, 0], [0, 0, 0, 60, 0, 0]], dtype=float)
     np.testing.assert_allclose(look.pose, predictor.predict(image_paths[0]), rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(look.imagine(moves), predictor.predict([image_paths[0]] * 2, moves), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(look.imagine(moves), predictor.predict([image_paths[0]] * 2, moves),
+                               rtol=1e-5, atol=1e-4)
     assert (np.abs(look.imagine(moves)[:, 3:]) <= 180).all() and (np.abs(look.pose[3:]) <= 180).all()
 
 

@@ -93,7 +93,8 @@ def test_a_patient_folder_given_as_the_data_directory_points_to_its_parent(tmp_p
 def test_max_pairs_per_patient_spreads_the_entries_kept_over_the_whole_folder(tmp_path, make_real_export):
     data_dir = make_real_export(tmp_path / "data", pairs=10, size=32)
     records = read_records(data_dir, max_pairs_per_patient=4)
-    assert [(r.folder, r.index) for r in records] == [(f, i) for f in find_patient_folders(data_dir) for i in (0, 3, 6, 9)]
+    expected = [(folder, index) for folder in find_patient_folders(data_dir) for index in (0, 3, 6, 9)]
+    assert [(r.folder, r.index) for r in records] == expected
 
 
 @pytest.mark.parametrize("count, expected", [(1, [0]), (2, [0, 9]), (3, [0, 4, 9]), (9, [0, 1, 2, 3, 4, 6, 7, 8, 9]),

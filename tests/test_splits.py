@@ -229,8 +229,8 @@ def test_a_second_scan_under_a_look_alike_name_in_another_split_is_warned_of(tmp
     """Every folder is its own patient unless a grouping file joins them: 'anna' trained on and 'ANNA' tested on
     may be one person scored on herself. A grouping file that joins them silences the warning."""
     data_dir = make_real_export(tmp_path / "data", patients=["scan_anna", second_scan, "scan_bert"], pairs=2, size=32)
-    cfg = DataConfig(data_dir=str(data_dir), manual_splits=True, train_patients=["scan_anna"], val_patients=["scan_bert"],
-                     test_patients=[second_scan])
+    cfg = DataConfig(data_dir=str(data_dir), manual_splits=True, train_patients=["scan_anna"],
+                     val_patients=["scan_bert"], test_patients=[second_scan])
     with caplog.at_level(logging.WARNING, logger="cardiac_dreamer"):
         prepare_data(cfg)
     assert "'scan_anna' (train)" in caplog.text and f"{second_scan!r} (test)" in caplog.text

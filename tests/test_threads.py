@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cardiac_dreamer.runtime.threads import (ThreadGovernor, _own_running_tasks, allowed_cpus, apply_thread_policy, busy_cpus,
-                                     cgroup_cpu_quota, choose_threads, other_running_tasks, physical_cores, usable_cpus)
+from cardiac_dreamer.runtime.threads import (ThreadGovernor, _own_running_tasks, allowed_cpus, apply_thread_policy,
+                                             busy_cpus, cgroup_cpu_quota, choose_threads, other_running_tasks,
+                                             physical_cores, usable_cpus)
 
 REPOSITORY = Path(__file__).parents[1]
 
@@ -52,7 +53,8 @@ def test_the_users_thread_count_is_kept():
 
 
 def test_an_unusable_omp_num_threads_is_replaced():
-    assert choose_threads(affinity_cpus=2, quota_cpus=None, env={"OMP_NUM_THREADS": "lots"}).env["OMP_NUM_THREADS"] == "2"
+    choice = choose_threads(affinity_cpus=2, quota_cpus=None, env={"OMP_NUM_THREADS": "lots"})
+    assert choice.env["OMP_NUM_THREADS"] == "2"
 
 
 def test_nothing_changes_once_torch_is_imported():

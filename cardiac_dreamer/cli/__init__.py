@@ -4,12 +4,13 @@
 Side effects, on purpose: importing this package sets two process policies, each of which the user's own
 environment overrides.
 
-* :mod:`cardiac_dreamer.runtime.threads`: CPU threads from the CPUs this process may use, written into the environment. The training and evaluation commands import this package before torch, the only moment
-  OpenMP reads its environment; when torch is already imported (a notebook, or the phantom writer, whose
+* :mod:`cardiac_dreamer.runtime.threads`: CPU threads from the CPUs this process may use, written into the
+  environment. The training and evaluation commands import this package before torch, the only moment OpenMP reads
+  its environment; when torch is already imported (a notebook, or the phantom writer, whose
   ``cardiac_dreamer.synthetic`` loads the phantom first) nothing changes.
-* :mod:`cardiac_dreamer.runtime.heap`: with ``CARDIAC_DREAMER_HEAP_POLICY=mmap``, tensors of 1 MiB or more are mmapped, so
-  the memory of freed activations returns to the system instead of piling up in the C heap (CPU training's peak
-  RSS, at a price in time).
+* :mod:`cardiac_dreamer.runtime.heap`: with ``CARDIAC_DREAMER_HEAP_POLICY=mmap``, tensors of 1 MiB or more are
+  mmapped, so the memory of freed activations returns to the system instead of piling up in the C heap (CPU
+  training's peak RSS, at a price in time).
 """
 import logging
 

@@ -141,7 +141,8 @@ def evaluate_checkpoint(
     patients = _patient_names(patients)
     device = select_device(device)
     run = load_run(checkpoint_path)
-    model, config, checkpoint, checkpoint_path, patient_split = run.model, run.config, run.checkpoint, run.path, run.split
+    model, config, checkpoint = run.model, run.config, run.checkpoint
+    checkpoint_path, patient_split = run.path, run.split
     if patient_split is None:
         raise CheckpointError(f"{checkpoint_path}: checkpoint records no patient split; it cannot be evaluated")
     chosen = set(patient_split.select(split, patients, checkpoint.grouping, str(checkpoint_path)))

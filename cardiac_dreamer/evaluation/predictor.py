@@ -119,8 +119,9 @@ class Predictor:
         ``images``: one or a list of file paths, PIL images, numpy arrays (``H x W``, ``H x W x C`` with C 1-4,
         ``N x H x W``, ``N x H x W x C``; uint8, float in [0, 1], or uint16 for ``H x W``) or tensors (``[H, W]``,
         ``[C, H, W]``, ``[N, C, H, W]``, the same dtypes or bf16 / fp16). An image that cannot be used (NaN
-        pixels, a wrong shape or type, transparency) raises :class:`~cardiac_dreamer.errors.DataError`. ``moves``: ``None`` for at1 (direct guidance), or the probe moves
-        ``[N, 6]`` (one ``[6]`` move applies to every image) for the imagined at2 after each move.
+        pixels, a wrong shape or type, transparency) raises :class:`~cardiac_dreamer.errors.DataError`.
+        ``moves``: ``None`` for at1 (direct guidance), or the probe moves ``[N, 6]`` (one ``[6]`` move applies to
+        every image) for the imagined at2 after each move.
         """
         batch, single = self.preprocess(images)  # uint8 [N, 1, S, S]
         key, move = "at1", None

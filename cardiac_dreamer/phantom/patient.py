@@ -88,8 +88,9 @@ class PhantomPatient:
 
         Speckle is drawn from ``rng``, a ``numpy.random.Generator`` (a fresh unseeded draw when None), so the same
         generator state gives the same frame and a new state a new one. v4 only: ``cycle`` = (cardiac, breathing)
-        phase in cycles; None draws both from ``rng`` first (a frame caught at a random moment). v3 renders far poses with the anatomy clamped
-        at the border of its volume (beyond 25 mm / 25 degrees); v4's volume holds every pose of its sweeps.
+        phase in cycles; None draws both from ``rng`` first (a frame caught at a random moment). v3 renders far
+        poses with the anatomy clamped at the border of its volume (beyond 25 mm / 25 degrees); v4's volume holds
+        every pose of its sweeps.
         """
         size = check_image_size(self.image_size if image_size is None else image_size)
         pose = _finite_numbers(pose, 6, f"a pose is 6 finite numbers (mm, degrees) within +-{MAX_POSE_MAGNITUDE:g}")

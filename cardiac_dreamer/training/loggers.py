@@ -124,8 +124,8 @@ def epoch_rows(path: Path) -> List[Dict[str, Optional[float]]]:
 
 
 class MetricLogger:
-    """Writes each metrics dict to TensorBoard and the CSV (in ``columns``: see :func:`~cardiac_dreamer.names.csv_columns`);
-    create it on rank 0 only.
+    """Writes each metrics dict to TensorBoard and the CSV (in ``columns``: see
+    :func:`~cardiac_dreamer.names.csv_columns`); create it on rank 0 only.
 
     TensorBoard gets two writers: epoch values against the epoch in ``logs/cardiac_dreamer/``, step values against
     the optimizer step in ``logs/cardiac_dreamer/steps/``. A resumed run (``resumed_at``: the epoch and the step it

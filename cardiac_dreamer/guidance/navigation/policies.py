@@ -1,9 +1,10 @@
 """Who guides the simulated probe: the model's session, and three baselines that bracket it.
 
-Every policy answers each frame with a :class:`~cardiac_dreamer.guidance.session.Guidance`, so the simulator and the scoring
-treat them alike:
+Every policy answers each frame with a :class:`~cardiac_dreamer.guidance.session.Guidance`, so the simulator and the
+scoring treat them alike:
 
-* ``model_h<k>`` (``_imagine`` with the world-model planner): a :class:`~cardiac_dreamer.guidance.session.GuidanceSession`;
+* ``model_h<k>`` (``_imagine`` with the world-model planner): a
+  :class:`~cardiac_dreamer.guidance.session.GuidanceSession`;
 * ``oracle``: the true pose as the estimate: what perfect perception achieves with this sonographer;
 * ``stay``: never moves and never says "arrived": what doing nothing achieves;
 * ``mean``: believes the probe starts at the training poses' mean and carries that belief through the moves made:
