@@ -94,3 +94,27 @@ def test_a_benchmark_script_given_a_missing_file_names_it_in_one_line(tmp_path, 
                              *(str(tmp_path / argument) for argument in arguments)],
                             capture_output=True, text=True, timeout=120)
     one_error_line(result, str(tmp_path / arguments[0]))
+
+
+def write_scores(path: Path, ratio: float) -> None:
+    """A metrics.json holding what the recipe study reads: the guidance, the pixel ridge and their ratio."""
+    path.mkdir(parents=True)
+    errors = {"translation_error_mm": 3.0 * ratio, "rotation_error_deg": 9.0 * ratio}
+    path.joinpath("metrics.json").write_text(json.dumps({
+        "guidance": errors, "baselines": {"pixel_ridge": {"translation_error_mm": 3.0, "rotation_error_deg": 9.0}},
+        "guidance_vs_pixel_ridge": {"mean": ratio, "worst": ratio, "worst_axis": "mae_yaw_deg"}}))
+
+
+def test_the_recipe_study_chooses_on_the_validation_patients_whatever_the_test_patients_say(tmp_path, capsys):
+    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
+    validation = {("steady", "best"): 0.8, ("steady", "averaged"): 0.9,
+                  ("lucky", "best"): 1.0, ("lucky", "averaged"): 0.95}
+    for seed in (1, 2):
+        for (name, checkpoint), ratio in validation.items():
+            run = tmp_path / "runs" / f"{name}_s{seed}"
+            write_scores(run / f"val_{checkpoint}", ratio)
+            test_ratio = 0.5 if name == "lucky" else 1.2  # the test patients favour the other candidate
+            write_scores(run / ("test_best" if checkpoint == "best" else "latest/test_evaluation"), test_ratio)
+    study["table"](tmp_path, ["steady", "lucky"], [1, 2])
+    chosen = [line for line in capsys.readouterr().out.splitlines() if "(chosen)" in line]
+    assert len(chosen) == 2 and all(line.startswith("| **steady** (chosen) | best |") for line in chosen), chosen
