@@ -57,9 +57,12 @@ def run_candidate(run: Path, data: Path, seed: int, backbone: str, lr: str, extr
         ["cardiac-evaluate", "--checkpoint", str(checkpoints / "best.ckpt"), "--output_dir", str(run / "test_best")],
     ]
     shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts again
-    with open(run.parent / f"{run.name}.log", "w") as log:
+    run.parent.mkdir(parents=True, exist_ok=True)
+    log_path = run.parent / f"{run.name}.log"
+    with open(log_path, "w") as log:
         for command in commands:
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+            if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+                sys.exit(f"{command[0]} failed for {run.name}: see {log_path}")
     (run / "done").touch()
 
 
@@ -90,8 +93,8 @@ def table(out: Path, names: List[str], seeds: List[int]) -> None:
     means = {key: (sum(s["ratio"] for s in row) / len(row) if all(row) else None) for key, row in found.items()}
     finished = {key[1:]: mean for key, mean in means.items() if key[0] == "val" and mean is not None}
     choice = min(finished, key=finished.get) if finished else None
-    for split, title in (("val", "validation patient phantom_01: the choice"), ("test", "test patients: the record")):
-        print(f"\n{title}\n| candidate | checkpoint | " + " | ".join(f"phantom seed {seed}" for seed in seeds)
+    for split, title in (("val", "Validation patient phantom_01, the choice"), ("test", "Test patients, the record")):
+        print(f"\n{title}:\n\n| candidate | checkpoint | " + " | ".join(f"phantom seed {seed}" for seed in seeds)
               + " | mean ratio to the ridge |\n|---|---|" + "---|" * len(seeds) + "---|")
         for name in names:
             for checkpoint in CHECKPOINTS:
