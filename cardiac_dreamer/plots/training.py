@@ -25,6 +25,7 @@ COMPONENT_LOSSES = tuple(
 )
 FINAL_LOSSES = (_TRAIN[0], _VAL[0], _TRAIN[1], _VAL[1])
 
+
 def plot_training_summary(
     path: str | os.PathLike,
     epoch_rows: Sequence[Mapping[str, object]],
