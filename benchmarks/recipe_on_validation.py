@@ -8,7 +8,7 @@ phantom_06-10); the best and the averaged checkpoint of each run are scored on t
 candidate with the lowest mean ratio to the pixel ridge over the phantoms' validation patients is chosen. Only then
 are the test patients read, for every candidate, so a reader can see what the choice was worth.
 
-    python benchmarks/recipe_on_validation.py OUT                      # 4 candidates x 3 phantoms: 80 minutes on 2 cores
+    python benchmarks/recipe_on_validation.py OUT    # 4 candidates x 3 phantoms: 80 minutes on 2 cores
     python benchmarks/recipe_on_validation.py OUT --phantoms 1 --candidates resnet18@5e-4 -- --max_epochs 1
 
 Finished runs (``OUT/runs/NAME/done``) are kept, so an interrupted study goes on where it stopped; the table is printed
@@ -74,8 +74,8 @@ def scores(metrics_file: Optional[Path]) -> Optional[Dict[str, float]]:
     if metrics_file is None or not metrics_file.is_file():
         return None
     metrics = json.loads(metrics_file.read_text())
-    guidance, ridge, ratio = metrics["guidance"], metrics["baselines"].get("pixel_ridge"), \
-        metrics.get("guidance_vs_pixel_ridge")
+    guidance, ridge = metrics["guidance"], metrics["baselines"].get("pixel_ridge")
+    ratio = metrics.get("guidance_vs_pixel_ridge")
     if not ridge or not ratio or ratio.get("mean") is None:
         return None
     return {"mm": guidance["translation_error_mm"], "deg": guidance["rotation_error_deg"],

@@ -23,9 +23,8 @@ __all__ = [
     "ARCHITECTURE_KEYS", "BACKBONES", "COMPOSITION_MODES", "DISK_CACHE_MODES", "LATENT_PREDICTIONS", "MAX_SEED",
     "MAX_TRANSFORMER_PARAMETERS", "PATH_KEYS", "PRECISIONS", "PRESET_DIR", "RUN_KEYS", "SCHEDULERS",
     "STEP_SCHEDULERS", "STEP_SCHEDULE_KEYS", "TOKEN_TYPES", "VARIANTS", "Config", "ConfigLoader", "DataConfig",
-    "LossConfig",
-    "ModelConfig", "Range", "TrainingConfig", "apply_overrides", "canonical_key", "changed_keys", "check_choice",
-    "is_whole", "load_config", "load_yaml", "merge", "merge_layers", "name_list", "nest_overrides",
+    "LossConfig", "ModelConfig", "Range", "TrainingConfig", "apply_overrides", "canonical_key", "changed_keys",
+    "check_choice", "is_whole", "load_config", "load_yaml", "merge", "merge_layers", "name_list", "nest_overrides",
     "normalize_precision", "parse_override", "parse_yaml", "preset_names", "ranged", "resolve_config_path",
     "run_keys", "whole_number", "with_absolute_paths",
 ]
