@@ -5,14 +5,16 @@ test patient. This study makes the same choices where a user would: each candida
 (``cardiac-train --demo``, training patients phantom_02-05, validation patient phantom_01) on the demo's own phantom
 (seed 0, 6 patients, test patient phantom_06) and on fresh 10-patient phantoms (other seeds, test patients
 phantom_06-10); the best and the averaged checkpoint of each run are scored on the validation patient, and the
-candidate with the lowest mean ratio to the pixel ridge over the phantoms' validation patients is chosen. Only then
-are the test patients read, for every candidate, so a reader can see what the choice was worth.
+candidate with the lowest mean ratio to the pixel ridge over the phantoms' validation patients (and the training
+seeds, where there are several) is chosen. Only then are the test patients read, for every candidate, so a reader can
+see what the choice was worth.
 
     python benchmarks/recipe_on_validation.py OUT    # 4 candidates x 3 phantoms: 80 minutes on 2 cores
+    python benchmarks/recipe_on_validation.py OUT --candidates resnet18@5e-4,resnet34@5e-4 --training_seeds 42,43,44
     python benchmarks/recipe_on_validation.py OUT --phantoms 1 --candidates resnet18@5e-4 -- --max_epochs 1
 
-Finished runs (``OUT/runs/NAME/done``) are kept, so an interrupted study goes on where it stopped; the table is printed
-from whatever has finished. Arguments after ``--`` go to every ``cardiac-train``.
+Finished runs (``OUT/runs/NAME_phantomP_seedT/done``) are kept, so an interrupted or widened study goes on where it
+stopped; the tables are printed from whatever has finished. Arguments after ``--`` go to every ``cardiac-train``.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ TRAIN = "phantom_02,phantom_03,phantom_04,phantom_05"
 VALIDATION = "phantom_01"
 CHECKPOINTS = ("best", "averaged")
 DEFAULT_CANDIDATES = "resnet18@5e-4,resnet34@5e-4,resnet18@2e-3,resnet34@2e-3"
+DEMO_SEED = 42
 
 
 def phantom(out: Path, seed: int) -> Path:
@@ -46,7 +49,12 @@ def test_patients(seed: int) -> str:
     return "phantom_06" if seed == 0 else ",".join(f"phantom_{index:02d}" for index in range(6, 11))
 
 
-def run_candidate(run: Path, data: Path, seed: int, backbone: str, lr: str, extra: Sequence[str]) -> None:
+def run_name(name: str, phantom_seed: int, training_seed: int) -> str:
+    return f"{name}_phantom{phantom_seed}_seed{training_seed}"
+
+
+def run_candidate(run: Path, data: Path, seed: int, training_seed: int, backbone: str, lr: str,
+                  extra: Sequence[str]) -> None:
     """Train as the demo does, then score the best and the averaged checkpoint on the validation patient and the best
     one on the test patients (training already scored the averaged one there)."""
     shutil.rmtree(run, ignore_errors=True)  # an interrupted run starts again
@@ -59,7 +67,7 @@ def run_candidate(run: Path, data: Path, seed: int, backbone: str, lr: str, extr
 
         step("cardiac-train", "--demo", "--data_dir", str(data), "--output_dir", str(run), "--lr", lr,
              "--set", f"model.backbone={backbone}", "--train_patients", TRAIN, "--val_patients", VALIDATION,
-             "--test_patients", test_patients(seed), "--no_progress", *extra)
+             "--test_patients", test_patients(seed), "--seed", str(training_seed), "--no_progress", *extra)
         checkpoints = latest_run(run) / "checkpoints"
         for name in CHECKPOINTS:
             step("cardiac-evaluate", "--checkpoint", str(checkpoints / f"{name}.ckpt"), "--split", "val",
@@ -93,29 +101,53 @@ def metrics_file(run: Path, split: str, checkpoint: str) -> Optional[Path]:
     return None if trained is None else trained / TEST_EVALUATION / "metrics.json"
 
 
-def table(out: Path, names: List[str], seeds: List[int]) -> None:
-    """One row per candidate and checkpoint: each phantom's figures and the mean ratio to the ridge. The choice is
-    the lowest mean on the validation patients, among the candidates finished on every phantom."""
-    found = {(split, name, checkpoint): [scores(metrics_file(out / "runs" / f"{name}_s{seed}", split, checkpoint))
-                                         for seed in seeds]
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def cell(runs: List[Dict[str, float]]) -> str:
+    """One phantom's figures: a single run's as they are, several training seeds' averaged with their ratios' range."""
+    ratios = [s["ratio"] for s in runs]
+    figures = f"{mean([s['mm'] for s in runs]):.2f} mm / {mean([s['deg'] for s in runs]):.2f} deg, {mean(ratios):.2f}x"
+    if len(runs) > 1:
+        return f"{figures} ({min(ratios):.2f}-{max(ratios):.2f}x)"
+    return f"{figures} (worst {runs[0]['worst_axis'].split('_')[1]} {runs[0]['worst']:.2f}x)"
+
+
+def table(out: Path, names: List[str], phantom_seeds: List[int], training_seeds: Sequence[int] = (DEMO_SEED,)) -> None:
+    """One row per candidate and checkpoint: each phantom's figures and the mean ratio to the ridge over the phantoms
+    and training seeds (with several seeds, also each seed's mean over the phantoms). The choice is the lowest mean
+    on the validation patients, among the candidates finished on every phantom with every training seed."""
+    def runs(split: str, name: str, checkpoint: str) -> List[List[Optional[Dict[str, float]]]]:
+        return [[scores(metrics_file(out / "runs" / run_name(name, phantom, training), split, checkpoint))
+                 for training in training_seeds] for phantom in phantom_seeds]
+
+    found = {(split, name, checkpoint): runs(split, name, checkpoint)
              for split in ("val", "test") for name in names for checkpoint in CHECKPOINTS}
-    means = {key: (sum(s["ratio"] for s in row) / len(row) if all(row) else None) for key, row in found.items()}
-    finished = {key[1:]: mean for key, mean in means.items() if key[0] == "val" and mean is not None}
-    choice = min(finished, key=finished.get) if finished else None
+    by_seed = {key: [mean([phantom[index]["ratio"] for phantom in grid]) for index in range(len(training_seeds))]
+               for key, grid in found.items() if all(all(phantom) for phantom in grid)}
+    validation = {key[1:]: mean(ratios) for key, ratios in by_seed.items() if key[0] == "val"}
+    choice = min(validation, key=validation.get) if validation else None
+    several = len(training_seeds) > 1
     for split, title in (("val", "Validation patient phantom_01, the choice"), ("test", "Test patients, the record")):
-        print(f"\n{title}:\n\n| candidate | checkpoint | " + " | ".join(f"phantom seed {seed}" for seed in seeds)
-              + " | mean ratio to the ridge |\n|---|---|" + "---|" * len(seeds) + "---|")
+        columns = [f"phantom seed {phantom}" for phantom in phantom_seeds] + ["mean ratio to the ridge"]
+        if several:
+            columns.append("by training seed " + " / ".join(map(str, training_seeds)))
+        print(f"\n{title}:\n\n| candidate | checkpoint | " + " | ".join(columns) + " |\n|---|---|"
+              + "---|" * len(columns))
         for name in names:
             for checkpoint in CHECKPOINTS:
-                cells = ["-" if s is None else f"{s['mm']:.2f} mm / {s['deg']:.2f} deg, {s['ratio']:.2f}x (worst "
-                         f"{s['worst_axis'].split('_')[1]} {s['worst']:.2f}x)" for s in found[split, name, checkpoint]]
-                mean = means[split, name, checkpoint]
+                ratios = by_seed.get((split, name, checkpoint))
+                cells = [cell(phantom) if all(phantom) else "-" for phantom in found[split, name, checkpoint]]
+                cells.append("-" if ratios is None else f"{mean(ratios):.3f}x")
+                if several:
+                    cells.append("-" if ratios is None else " / ".join(f"{ratio:.3f}x" for ratio in ratios))
                 marked = f"**{name}** (chosen)" if (name, checkpoint) == choice else name
-                mean_text = "-" if mean is None else f"{mean:.3f}x"
-                print(f"| {marked} | {checkpoint} | " + " | ".join(cells) + f" | {mean_text} |")
-    ridge = found["test", names[0], "best"]
+                print(f"| {marked} | {checkpoint} | " + " | ".join(cells) + " |")
+    ridge = [phantom[0] for phantom in found["test", names[0], "best"]]
     print("\npixel ridge on the test patients: " + ", ".join(
-        f"seed {seed} {s['ridge_mm']:.2f} mm / {s['ridge_deg']:.2f} deg" for seed, s in zip(seeds, ridge) if s))
+        f"seed {phantom} {s['ridge_mm']:.2f} mm / {s['ridge_deg']:.2f} deg"
+        for phantom, s in zip(phantom_seeds, ridge) if s))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -125,18 +157,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--phantoms", default="0,1,2", help="phantom seeds (0: the demo's own phantom)")
     parser.add_argument("--candidates", default=DEFAULT_CANDIDATES, help="backbone@lr, comma-separated")
+    parser.add_argument("--training_seeds", default=str(DEMO_SEED),
+                        help=f"cardiac-train's --seed, comma-separated (default {DEMO_SEED}, the demo's)")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    seeds = [int(seed) for seed in args.phantoms.split(",")]
+    phantom_seeds = [int(seed) for seed in args.phantoms.split(",")]
+    training_seeds = [int(seed) for seed in args.training_seeds.split(",")]
     candidates = [candidate.split("@") for candidate in args.candidates.split(",")]
     names = [f"{backbone}_lr{lr}" for backbone, lr in candidates]
-    for seed in seeds:
-        data = phantom(args.out, seed)
-        for name, (backbone, lr) in zip(names, candidates):
-            run = args.out / "runs" / f"{name}_s{seed}"
-            if not (run / "done").exists():
-                print(f"training {run.name}", flush=True)
-                run_candidate(run, data, seed, backbone, lr, extra)
-    table(args.out, names, seeds)
+    for training_seed in training_seeds:
+        for seed in phantom_seeds:
+            data = phantom(args.out, seed)
+            for name, (backbone, lr) in zip(names, candidates):
+                run = args.out / "runs" / run_name(name, seed, training_seed)
+                if not (run / "done").exists():
+                    print(f"training {run.name}", flush=True)
+                    run_candidate(run, data, seed, training_seed, backbone, lr, extra)
+    table(args.out, names, phantom_seeds, training_seeds)
 
 
 if __name__ == "__main__":

@@ -105,16 +105,39 @@ def write_scores(path: Path, ratio: float) -> None:
         "guidance_vs_pixel_ridge": {"mean": ratio, "worst": ratio, "worst_axis": "mae_yaw_deg"}}))
 
 
+def write_study(out: Path, validation: dict, test: dict, training_seeds=(42,)) -> None:
+    """Finished study runs on phantoms 1 and 2: each (candidate, checkpoint, training seed)'s ratio to the ridge."""
+    for phantom in (1, 2):
+        for seed in training_seeds:
+            for (name, checkpoint), ratios in validation.items():
+                run = out / "runs" / f"{name}_phantom{phantom}_seed{seed}"
+                write_scores(run / f"val_{checkpoint}", ratios[seed])
+                write_scores(run / ("test_best" if checkpoint == "best" else "latest/test_evaluation"),
+                             test[name][seed])
+
+
+def chosen_rows(study, out: Path, names, training_seeds, capsys):
+    study["table"](out, names, [1, 2], training_seeds)
+    return [line for line in capsys.readouterr().out.splitlines() if "(chosen)" in line]
+
+
 def test_the_recipe_study_chooses_on_the_validation_patients_whatever_the_test_patients_say(tmp_path, capsys):
     study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
-    validation = {("steady", "best"): 0.8, ("steady", "averaged"): 0.9,
-                  ("lucky", "best"): 1.0, ("lucky", "averaged"): 0.95}
-    for seed in (1, 2):
-        for (name, checkpoint), ratio in validation.items():
-            run = tmp_path / "runs" / f"{name}_s{seed}"
-            write_scores(run / f"val_{checkpoint}", ratio)
-            test_ratio = 0.5 if name == "lucky" else 1.2  # the test patients favour the other candidate
-            write_scores(run / ("test_best" if checkpoint == "best" else "latest/test_evaluation"), test_ratio)
-    study["table"](tmp_path, ["steady", "lucky"], [1, 2])
-    chosen = [line for line in capsys.readouterr().out.splitlines() if "(chosen)" in line]
+    validation = {("steady", "best"): {42: 0.8}, ("steady", "averaged"): {42: 0.9},
+                  ("lucky", "best"): {42: 1.0}, ("lucky", "averaged"): {42: 0.95}}
+    write_study(tmp_path, validation, test={"steady": {42: 1.2}, "lucky": {42: 0.5}})  # the test favours "lucky"
+    chosen = chosen_rows(study, tmp_path, ["steady", "lucky"], [42], capsys)
     assert len(chosen) == 2 and all(line.startswith("| **steady** (chosen) | best |") for line in chosen), chosen
+
+
+def test_the_recipe_study_chooses_on_the_mean_over_training_seeds_not_on_one_lucky_seed(tmp_path, capsys):
+    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
+    validation = {("steady", "best"): {42: 0.80, 43: 0.80}, ("steady", "averaged"): {42: 0.90, 43: 0.90},
+                  ("lucky", "best"): {42: 0.70, 43: 1.00}, ("lucky", "averaged"): {42: 0.95, 43: 0.95}}
+    write_study(tmp_path, validation, test={"steady": {42: 1.0, 43: 1.0}, "lucky": {42: 1.0, 43: 1.0}},
+                training_seeds=(42, 43))
+    on_seed_42 = chosen_rows(study, tmp_path, ["steady", "lucky"], [42], capsys)
+    assert len(on_seed_42) == 2 and all(line.startswith("| **lucky** (chosen) | best |") for line in on_seed_42)
+    chosen = chosen_rows(study, tmp_path, ["steady", "lucky"], [42, 43], capsys)
+    assert len(chosen) == 2 and all(line.startswith("| **steady** (chosen) | best |") for line in chosen), chosen
+    assert chosen[0].endswith("| 0.800x | 0.800x / 0.800x |"), chosen[0]
