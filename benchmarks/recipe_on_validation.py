@@ -37,23 +37,24 @@ DEFAULT_CANDIDATES = "resnet18@5e-4,resnet34@5e-4,resnet18@2e-3,resnet34@2e-3"
 DEMO_SEED = 42
 
 
-def phantom(out: Path, seed: int) -> Path:
+def phantom(out: Path, phantom_seed: int) -> Path:
     """Seed 0 is the demo's own phantom (6 patients); other seeds are fresh ones of 10, with five test patients."""
-    path = out / f"phantom_seed{seed}"
+    path = out / f"phantom_seed{phantom_seed}"
     if not (path / "phantom.json").exists():
-        generate_phantom(path, num_patients=6 if seed == 0 else 10, image_size=64, seed=seed)
+        generate_phantom(path, num_patients=6 if phantom_seed == 0 else 10, image_size=64,
+                         seed=phantom_seed)
     return path
 
 
-def test_patients(seed: int) -> str:
-    return "phantom_06" if seed == 0 else ",".join(f"phantom_{index:02d}" for index in range(6, 11))
+def test_patients(phantom_seed: int) -> str:
+    return "phantom_06" if phantom_seed == 0 else ",".join(f"phantom_{index:02d}" for index in range(6, 11))
 
 
 def run_name(name: str, phantom_seed: int, training_seed: int) -> str:
     return f"{name}_phantom{phantom_seed}_seed{training_seed}"
 
 
-def run_candidate(run: Path, data: Path, seed: int, training_seed: int, backbone: str, lr: str,
+def run_candidate(run: Path, data: Path, phantom_seed: int, training_seed: int, backbone: str, lr: str,
                   extra: Sequence[str]) -> None:
     """Train as the demo does, then score the best and the averaged checkpoint on the validation patient and the best
     one on the test patients (training already scored the averaged one there)."""
@@ -67,7 +68,7 @@ def run_candidate(run: Path, data: Path, seed: int, training_seed: int, backbone
 
         step("cardiac-train", "--demo", "--data_dir", str(data), "--output_dir", str(run), "--lr", lr,
              "--set", f"model.backbone={backbone}", "--train_patients", TRAIN, "--val_patients", VALIDATION,
-             "--test_patients", test_patients(seed), "--seed", str(training_seed), "--no_progress", *extra)
+             "--test_patients", test_patients(phantom_seed), "--seed", str(training_seed), "--no_progress", *extra)
         checkpoints = latest_run(run) / "checkpoints"
         for name in CHECKPOINTS:
             step("cardiac-evaluate", "--checkpoint", str(checkpoints / f"{name}.ckpt"), "--split", "val",
@@ -114,7 +115,7 @@ def cell(runs: List[Dict[str, float]]) -> str:
     return f"{figures} (worst {runs[0]['worst_axis'].split('_')[1]} {runs[0]['worst']:.2f}x)"
 
 
-def table(out: Path, names: List[str], phantom_seeds: List[int], training_seeds: Sequence[int] = (DEMO_SEED,)) -> None:
+def table(out: Path, names: List[str], phantom_seeds: Sequence[int], training_seeds: Sequence[int]) -> None:
     """One row per candidate and checkpoint: each phantom's figures and the mean ratio to the ridge over the phantoms
     and training seeds (with several seeds, also each seed's mean over the phantoms). The choice is the lowest mean
     on the validation patients, among the candidates finished on every phantom with every training seed."""
@@ -144,9 +145,9 @@ def table(out: Path, names: List[str], phantom_seeds: List[int], training_seeds:
                     cells.append("-" if ratios is None else " / ".join(f"{ratio:.3f}x" for ratio in ratios))
                 marked = f"**{name}** (chosen)" if (name, checkpoint) == choice else name
                 print(f"| {marked} | {checkpoint} | " + " | ".join(cells) + " |")
-    ridge = [phantom[0] for phantom in found["test", names[0], "best"]]
+    ridge = [next(filter(None, phantom), None) for phantom in found["test", names[0], "best"]]  # seed-free
     print("\npixel ridge on the test patients: " + ", ".join(
-        f"seed {phantom} {s['ridge_mm']:.2f} mm / {s['ridge_deg']:.2f} deg"
+        f"phantom seed {phantom} {s['ridge_mm']:.2f} mm / {s['ridge_deg']:.2f} deg"
         for phantom, s in zip(phantom_seeds, ridge) if s))
 
 
@@ -160,18 +161,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--training_seeds", default=str(DEMO_SEED),
                         help=f"cardiac-train's --seed, comma-separated (default {DEMO_SEED}, the demo's)")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    if "--seed" in extra:
+        parser.error("give the training seeds with --training_seeds, not after --: the runs are named by them")
     phantom_seeds = [int(seed) for seed in args.phantoms.split(",")]
     training_seeds = [int(seed) for seed in args.training_seeds.split(",")]
     candidates = [candidate.split("@") for candidate in args.candidates.split(",")]
     names = [f"{backbone}_lr{lr}" for backbone, lr in candidates]
     for training_seed in training_seeds:
-        for seed in phantom_seeds:
-            data = phantom(args.out, seed)
+        for phantom_seed in phantom_seeds:
+            data = phantom(args.out, phantom_seed)
             for name, (backbone, lr) in zip(names, candidates):
-                run = args.out / "runs" / run_name(name, seed, training_seed)
+                run = args.out / "runs" / run_name(name, phantom_seed, training_seed)
                 if not (run / "done").exists():
                     print(f"training {run.name}", flush=True)
-                    run_candidate(run, data, seed, training_seed, backbone, lr, extra)
+                    run_candidate(run, data, phantom_seed, training_seed, backbone, lr, extra)
     table(args.out, names, phantom_seeds, training_seeds)
 
 

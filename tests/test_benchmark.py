@@ -2,6 +2,7 @@
 uses; the benchmark scripts docs/ tells users to run refuse a missing file in one line."""
 import json
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,6 +88,7 @@ def test_loader_benchmark_without_a_batch_count_measures_what_a_small_directory_
 
 @pytest.mark.parametrize("script, arguments", [
     ("history_bound.py", ["absent.csv", "absent_data"]),  # a file the script opens: the operating system's error
+    ("history_ridge.py", ["absent_data"]),  # a data directory the library reads: its error
     ("axis_response.py", ["absent.ckpt"]),  # a file the library reads: its error
 ])
 def test_a_benchmark_script_given_a_missing_file_names_it_in_one_line(tmp_path, script, arguments):
@@ -106,38 +108,62 @@ def write_scores(path: Path, ratio: float) -> None:
 
 
 def write_study(out: Path, validation: dict, test: dict, training_seeds=(42,)) -> None:
-    """Finished study runs on phantoms 1 and 2: each (candidate, checkpoint, training seed)'s ratio to the ridge."""
+    """Finished study runs on phantoms 1 and 2: each (candidate, checkpoint, training seed)'s ratio to the ridge, on
+    phantom 2 that ratio plus 0.1 (the table must average the phantoms). The averaged checkpoint's test scores lie
+    where training writes them, in the run that ``latest`` points to."""
     for phantom in (1, 2):
         for seed in training_seeds:
             for (name, checkpoint), ratios in validation.items():
                 run = out / "runs" / f"{name}_phantom{phantom}_seed{seed}"
-                write_scores(run / f"val_{checkpoint}", ratios[seed])
-                write_scores(run / ("test_best" if checkpoint == "best" else "latest/test_evaluation"),
-                             test[name][seed])
+                write_scores(run / f"val_{checkpoint}", ratios[seed] + 0.1 * (phantom - 1))
+                if checkpoint == "best":
+                    write_scores(run / "test_best", test[name][seed])
+                else:
+                    write_scores(run / "run_1" / "test_evaluation", test[name][seed] + 0.01)
+                    (run / "latest").symlink_to("run_1")
 
 
-def chosen_rows(study, out: Path, names, training_seeds, capsys):
+def study_table(out: Path, names, training_seeds, capsys) -> dict:
+    """The study's printed rows, by split ("val", "test") and (candidate as printed, checkpoint)."""
+    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
     study["table"](out, names, [1, 2], training_seeds)
-    return [line for line in capsys.readouterr().out.splitlines() if "(chosen)" in line]
+    rows, split = {"val": {}, "test": {}}, None
+    for line in capsys.readouterr().out.splitlines():
+        split = "val" if line.startswith("Validation") else "test" if line.startswith("Test") else split
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if split and len(cells) > 2 and cells[1] in ("best", "averaged"):
+            rows[split][cells[0], cells[1]] = cells[2:]
+    return rows
 
 
 def test_the_recipe_study_chooses_on_the_validation_patients_whatever_the_test_patients_say(tmp_path, capsys):
-    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
     validation = {("steady", "best"): {42: 0.8}, ("steady", "averaged"): {42: 0.9},
                   ("lucky", "best"): {42: 1.0}, ("lucky", "averaged"): {42: 0.95}}
     write_study(tmp_path, validation, test={"steady": {42: 1.2}, "lucky": {42: 0.5}})  # the test favours "lucky"
-    chosen = chosen_rows(study, tmp_path, ["steady", "lucky"], [42], capsys)
-    assert len(chosen) == 2 and all(line.startswith("| **steady** (chosen) | best |") for line in chosen), chosen
+    rows = study_table(tmp_path, ["steady", "lucky"], [42], capsys)
+    assert [key for key in rows["val"] if "(chosen)" in key[0]] == [("**steady** (chosen)", "best")]
+    assert rows["val"]["**steady** (chosen)", "best"][-1] == "0.850x"  # 0.8 and 0.9 on the two phantoms
+    assert rows["test"]["lucky", "averaged"][-1] == "0.510x"  # read from the run that `latest` names
 
 
 def test_the_recipe_study_chooses_on_the_mean_over_training_seeds_not_on_one_lucky_seed(tmp_path, capsys):
-    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "recipe_on_validation.py"))
     validation = {("steady", "best"): {42: 0.80, 43: 0.80}, ("steady", "averaged"): {42: 0.90, 43: 0.90},
                   ("lucky", "best"): {42: 0.70, 43: 1.00}, ("lucky", "averaged"): {42: 0.95, 43: 0.95}}
     write_study(tmp_path, validation, test={"steady": {42: 1.0, 43: 1.0}, "lucky": {42: 1.0, 43: 1.0}},
                 training_seeds=(42, 43))
-    on_seed_42 = chosen_rows(study, tmp_path, ["steady", "lucky"], [42], capsys)
-    assert len(on_seed_42) == 2 and all(line.startswith("| **lucky** (chosen) | best |") for line in on_seed_42)
-    chosen = chosen_rows(study, tmp_path, ["steady", "lucky"], [42, 43], capsys)
-    assert len(chosen) == 2 and all(line.startswith("| **steady** (chosen) | best |") for line in chosen), chosen
-    assert chosen[0].endswith("| 0.800x | 0.800x / 0.800x |"), chosen[0]
+    on_seed_42 = study_table(tmp_path, ["steady", "lucky"], [42], capsys)["val"]
+    assert [key for key in on_seed_42 if "(chosen)" in key[0]] == [("**lucky** (chosen)", "best")]
+    rows = study_table(tmp_path, ["steady", "lucky"], [42, 43], capsys)["val"]
+    assert [key for key in rows if "(chosen)" in key[0]] == [("**steady** (chosen)", "best")]
+    assert rows["lucky", "best"][-2:] == ["0.900x", "0.750x / 1.050x"]  # the mean, then seed 42's and seed 43's
+
+
+def test_the_recipe_study_leaves_a_candidate_with_a_missing_run_out_of_the_choice(tmp_path, capsys):
+    validation = {("steady", "best"): {42: 0.80, 43: 0.80}, ("steady", "averaged"): {42: 0.90, 43: 0.90},
+                  ("unfinished", "best"): {42: 0.50, 43: 0.50}, ("unfinished", "averaged"): {42: 0.5, 43: 0.5}}
+    write_study(tmp_path, validation, test={"steady": {42: 1.0, 43: 1.0}, "unfinished": {42: 1.0, 43: 1.0}},
+                training_seeds=(42, 43))
+    shutil.rmtree(tmp_path / "runs" / "unfinished_phantom2_seed43")  # still training
+    rows = study_table(tmp_path, ["steady", "unfinished"], [42, 43], capsys)["val"]
+    assert [key for key in rows if "(chosen)" in key[0]] == [("**steady** (chosen)", "best")]
+    assert rows["unfinished", "best"][1:] == ["-", "-", "-"]  # phantom 2 lacks a seed: no cell, no mean

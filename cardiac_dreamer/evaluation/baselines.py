@@ -178,13 +178,19 @@ class PixelRidge:
 
     def features(self, paths: Sequence[Path]) -> np.ndarray:
         """``[N, F]``: the pooled pixels of these image files, read as the ridge reads its training frames."""
+        return pooled_frames(paths, self.image_size)
 
-        def one(path: Path) -> np.ndarray:
-            image = images_to_float(torch.from_numpy(read_grayscale(path, self.image_size)))  # [H, W]
-            return pooled_pixels(image.double().numpy()[None], GRIDS)[0]
 
-        with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:  # PIL releases the GIL while decoding
-            return np.stack(list(pool.map(one, paths)))
+def pooled_frames(paths: Sequence[Path], image_size: int) -> np.ndarray:
+    """``[N, F]``: the pooled pixels of image files read as the model reads them (grayscale at ``image_size``,
+    normalized), in parallel."""
+
+    def one(path: Path) -> np.ndarray:
+        image = images_to_float(torch.from_numpy(read_grayscale(path, image_size)))  # [H, W]
+        return pooled_pixels(image.double().numpy()[None], GRIDS)[0]
+
+    with ThreadPoolExecutor(max_workers=min(8, usable_cpus())) as pool:  # PIL releases the GIL while decoding
+        return np.stack(list(pool.map(one, paths)))
 
 
 Baseline = Callable[[Sequence[TransitionRecord]], np.ndarray]  # evaluated pairs -> at1 [N, 6], mm and degrees
