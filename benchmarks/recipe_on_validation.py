@@ -41,8 +41,7 @@ def phantom(out: Path, phantom_seed: int) -> Path:
     """Seed 0 is the demo's own phantom (6 patients); other seeds are fresh ones of 10, with five test patients."""
     path = out / f"phantom_seed{phantom_seed}"
     if not (path / "phantom.json").exists():
-        generate_phantom(path, num_patients=6 if phantom_seed == 0 else 10, image_size=64,
-                         seed=phantom_seed)
+        generate_phantom(path, num_patients=6 if phantom_seed == 0 else 10, image_size=64, seed=phantom_seed)
     return path
 
 
@@ -161,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--training_seeds", default=str(DEMO_SEED),
                         help=f"cardiac-train's --seed, comma-separated (default {DEMO_SEED}, the demo's)")
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
-    if "--seed" in extra:
+    if any(argument == "--seed" or argument.startswith("--seed=") for argument in extra):
         parser.error("give the training seeds with --training_seeds, not after --: the runs are named by them")
     phantom_seeds = [int(seed) for seed in args.phantoms.split(",")]
     training_seeds = [int(seed) for seed in args.training_seeds.split(",")]
