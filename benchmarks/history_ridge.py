@@ -5,8 +5,8 @@
 Why: the sequential estimator ties the single frame (docs/closed-loop.md). If history helped even the simplest model
 that reads the images on held-out patients, the fuser would be what is missing; if it does not, the phantom's sweeps
 do not hold the gain. Each variant is a ridge (:func:`~cardiac_dreamer.evaluation.baselines.fit_ridge`, penalties
-chosen by leaving out one training patient) on the current frame's pooled pixels plus, for each span of ``LAGS``
-frames back in the sweep (fewer at its start), the accumulated move since (what a session knows as the moves it made)
+chosen by leaving out one training patient) on the current frame's pooled pixels plus, for each of the variant's spans
+(``VARIANTS``) back in the sweep (fewer frames at its start), the accumulated move since (what a session knows as the moves it made)
 and, in the ``changes`` variants, the change of the pooled pixels since. Prints, per variant, the MAE averaged over x,
 y and z (mm) and over roll, pitch and yaw (deg) on the validation and the test patients, each over the single
 frame's.
