@@ -6,10 +6,10 @@ Why: the sequential estimator ties the single frame (docs/closed-loop.md). If hi
 that reads the images on held-out patients, the fuser would be what is missing; if it does not, the phantom's sweeps
 do not hold the gain. Each variant is a ridge (:func:`~cardiac_dreamer.evaluation.baselines.fit_ridge`, penalties
 chosen by leaving out one training patient) on the current frame's pooled pixels plus, for each of the variant's spans
-(``VARIANTS``) back in the sweep (fewer frames at its start), the accumulated move since (what a session knows as the moves it made)
-and, in the ``changes`` variants, the change of the pooled pixels since. Prints, per variant, the MAE averaged over x,
-y and z (mm) and over roll, pitch and yaw (deg) on the validation and the test patients, each over the single
-frame's.
+(``VARIANTS``) back in the sweep (fewer frames at its start), the accumulated move since (what a session knows as the
+moves it made) and, in the ``changes`` variants, the change of the pooled pixels since. Prints, per variant, the MAE
+averaged over x, y and z (mm) and over roll, pitch and yaw (deg) on the validation and the test patients, each over
+the single frame's.
 """
 from __future__ import annotations
 
